@@ -1,0 +1,1 @@
+"""Benchmark harness for tricorn (see bench/README.md)."""

@@ -1,0 +1,908 @@
+#!/usr/bin/env python3
+"""Benchmark tricorn against its peers on this machine, in one run.
+
+    .venv/bin/python bench/run.py [--duration 10] [--connections 64] [--only CASE...]
+                                  [--servers tricorn,uvicorn,...] [--no-write] [--profile]
+
+Every server runs one worker pinned to CPU 0 (``taskset -c 0``); wrk runs pinned to CPU 1.
+Servers and cases are plain data (``SERVERS``, ``SECTIONS``) so further sections (WSGI,
+WebSocket, workers) are added as entries, not as new plumbing. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import http.client
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+RESULTS = BENCH / "results"
+DOCS = ROOT / "docs"
+DOC_FILE = DOCS / "benchmarks.md"
+PY = sys.executable
+HOST = "127.0.0.1"
+SERVER_CPU = "0"
+CLIENT_CPU = "1"
+
+
+# --------------------------------------------------------------------------------------
+# Data: servers, cases, sections
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Server:
+    """A server under test. ``commands`` maps an interface ("asgi", "wsgi", ...) to a command
+    template (split with shlex); ``{py}``, ``{app}``, ``{host}`` and ``{port}`` are substituted."""
+
+    name: str
+    package: str  # distribution whose version is reported
+    commands: dict[str, str]
+
+    def argv(self, interface: str, app: str, port: int) -> list[str]:
+        subst = {"py": PY, "app": app, "host": HOST, "port": str(port)}
+        return [part.format(**subst) for part in shlex.split(self.commands[interface])]
+
+
+SERVERS: dict[str, Server] = {
+    s.name: s
+    for s in (
+        Server(
+            "tricorn",
+            "tricorn",
+            {
+                "asgi": "{py} -m tricorn {app} --port {port} --no-access-log --log-level warning",
+                # "wsgi": "{py} -m tricorn {app} --interface wsgi ...",
+            },
+        ),
+        Server(
+            "uvicorn",
+            "uvicorn",
+            {
+                "asgi": "{py} -m uvicorn {app} --host {host} --port {port} --workers 1"
+                " --loop uvloop --http httptools --no-access-log --log-level warning",
+            },
+        ),
+        Server(
+            "granian",
+            "granian",
+            {
+                # granian's access log is off by default; --no-access-log makes it explicit.
+                "asgi": "{py} -m granian --interface asgi --host {host} --port {port} --workers 1"
+                " --no-ws --loop uvloop --http 1 --log-level warning --no-access-log {app}",
+                # "wsgi": "{py} -m granian --interface wsgi ...",
+            },
+        ),
+        Server(
+            "hypercorn",
+            "hypercorn",
+            {
+                # hypercorn writes no access log unless --access-logfile is given.
+                "asgi": "{py} -m hypercorn -w 1 -k uvloop -b {host}:{port} --log-level warning {app}",
+            },
+        ),
+        # Server("gunicorn", "gunicorn", {"wsgi": "{py} -m gunicorn -w 1 ..."}),
+    )
+}
+
+CheckFn = Callable[[int, http.client.HTTPResponse, bytes], str | None]
+
+
+def expect_body(expected: bytes, chunked: bool | None = None) -> CheckFn:
+    """Sanity check run once before loading: status 200, the exact body, and (optionally)
+    whether the response must / must not use chunked transfer-encoding."""
+
+    def check(status: int, resp: http.client.HTTPResponse, body: bytes) -> str | None:
+        if status != 200:
+            return f"status {status}"
+        if body != expected:
+            return f"body mismatch: got {len(body)} bytes, expected {len(expected)}"
+        te = (resp.getheader("transfer-encoding") or "").lower()
+        if chunked is True and "chunked" not in te:
+            return f"expected chunked transfer-encoding, got headers {resp.getheaders()}"
+        if chunked is False and resp.getheader("content-length") is None:
+            return "expected a content-length header"
+        return None
+
+    return check
+
+
+ONE_MIB = b"a" * (1024 * 1024)  # must match bench/post1m.lua
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    app: str  # "module:attr", imported by the server from the repo root
+    description: str
+    client: str = "wrk"  # load generator, a key of CLIENTS
+    path: str = "/"
+    wrk_script: str | None = None  # Lua script under bench/
+    wrk_args: tuple[str, ...] = ()
+    check_method: str = "GET"
+    check_body: bytes | None = None
+    check: CheckFn | None = None
+
+
+@dataclass(frozen=True)
+class Section:
+    key: str  # docs markers <!-- bench:KEY:start -->, chart docs/benchmarks-KEY.png
+    title: str
+    interface: str  # key into Server.commands
+    servers: tuple[str, ...]  # first one is the reference for ratios
+    cases: tuple[Case, ...]
+    intro: str = ""
+
+
+SECTIONS: dict[str, Section] = {
+    s.key: s
+    for s in (
+        Section(
+            key="asgi",
+            title="ASGI",
+            interface="asgi",
+            servers=("tricorn", "uvicorn", "granian", "hypercorn"),
+            intro="Plain ASGI callables from `bench/apps.py` (no framework), served by each server.",
+            cases=(
+                Case(
+                    "hello",
+                    "bench.apps:hello",
+                    "GET /, 200 text/plain `Hello, world!` with content-length",
+                    check=expect_body(b"Hello, world!", chunked=False),
+                ),
+                Case(
+                    "stream",
+                    "bench.apps:stream",
+                    "GET /, 10 x 1 KiB `http.response.body` parts, no content-length (chunked)",
+                    check=expect_body(b"x" * 10240, chunked=True),
+                ),
+                Case(
+                    "post1m",
+                    "bench.apps:echo",
+                    "POST of a 1 MiB body, read fully via receive() and echoed back with content-length",
+                    wrk_script="post1m.lua",
+                    check_method="POST",
+                    check_body=ONE_MIB,
+                    check=expect_body(ONE_MIB, chunked=False),
+                ),
+            ),
+        ),
+        # Section(key="wsgi", title="WSGI", interface="wsgi",
+        #         servers=("tricorn", "granian", "gunicorn"), cases=(...)),
+        # Section(key="websocket", ..., cases=(Case(..., client="ws"),)),
+    )
+}
+
+
+# --------------------------------------------------------------------------------------
+# Process management
+# --------------------------------------------------------------------------------------
+
+_LIVE: set[subprocess.Popen[bytes]] = set()
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def server_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # Repo root so `bench.apps` imports; src/ so an uninstalled tricorn checkout runs.
+    paths = [str(ROOT), str(ROOT / "src")]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class ServerProcess:
+    def __init__(self, argv: list[str], log_dir: Path, label: str) -> None:
+        self.argv = ["taskset", "-c", SERVER_CPU, *argv]
+        self.log_path = log_dir / f"{label}.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            self.argv,
+            cwd=ROOT,
+            env=server_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # own process group: killed as a whole, no Ctrl-C
+        )
+        _LIVE.add(self.proc)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def tail(self, lines: int = 20) -> str:
+        self._log.flush()
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.rstrip().splitlines()[-lines:])
+
+    def stop(self) -> None:
+        kill_group(self.proc)
+        _LIVE.discard(self.proc)
+        self._log.close()
+
+
+def kill_group(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """SIGTERM the process group, then SIGKILL whatever is left of it."""
+    try:
+        pgid = os.getpgid(proc.pid)
+    except ProcessLookupError:
+        pgid = proc.pid
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        # Leader gone; give its children (e.g. granian workers) the same signal.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+        return
+
+
+def kill_all() -> None:
+    for proc in list(_LIVE):
+        kill_group(proc, grace=2.0)
+        _LIVE.discard(proc)
+
+
+def http_request(
+    port: int, method: str = "GET", path: str = "/", body: bytes | None = None, timeout: float = 5.0
+) -> tuple[int, http.client.HTTPResponse, bytes]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        headers = {"Connection": "close"}
+        if body is not None:
+            headers["Content-Type"] = "application/octet-stream"
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, resp, data
+    finally:
+        conn.close()
+
+
+def wait_ready(srv: ServerProcess, port: int, path: str, timeout: float) -> str | None:
+    """Poll until an HTTP request gets a response. Returns an error string, or None."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    last = "no attempt"
+    while time.monotonic() < deadline:
+        if not srv.alive():
+            return f"exited with code {srv.proc.returncode} before becoming ready"
+        try:
+            http_request(port, "GET", path, timeout=2.0)
+            return None
+        except (OSError, http.client.HTTPException) as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+    return f"not ready after {timeout:.0f}s (last error: {last})"
+
+
+# --------------------------------------------------------------------------------------
+# wrk
+# --------------------------------------------------------------------------------------
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * _UNITS[unit]
+
+
+def parse_wrk(out: str) -> dict[str, Any]:
+    res: dict[str, Any] = {}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    res["rps"] = float(m.group(1)) if m else None
+    m = re.search(r"^\s*99(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", out, re.M)
+    res["p99_ms"] = _ms(m.group(1), m.group(2)) if m else None
+    m = re.search(r"^\s*50(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", out, re.M)
+    res["p50_ms"] = _ms(m.group(1), m.group(2)) if m else None
+    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m|h)", out)
+    res["requests"] = int(m.group(1)) if m else None
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    sock = dict(zip(("connect", "read", "write", "timeout"), map(int, m.groups()), strict=False)) if m else {}
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    non2xx = int(m.group(1)) if m else 0
+    res["errors"] = {"non2xx": non2xx, **{k: sock.get(k, 0) for k in ("connect", "read", "write", "timeout")}}
+    res["errors_total"] = sum(res["errors"].values())
+    return res
+
+
+def wrk_argv(
+    case: Case, port: int, threads: int, connections: int, duration: float, latency: bool
+) -> list[str]:
+    argv = ["taskset", "-c", CLIENT_CPU, "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s"]
+    if latency:
+        argv.append("--latency")
+    if case.wrk_script:
+        argv += ["-s", str(BENCH / case.wrk_script)]
+    argv += [*case.wrk_args, f"http://{HOST}:{port}{case.path}"]
+    return argv
+
+
+def run_wrk(case: Case, port: int, opts: argparse.Namespace) -> dict[str, Any]:
+    if opts.warmup > 0:
+        subprocess.run(
+            wrk_argv(case, port, opts.threads, opts.connections, opts.warmup, latency=False),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+            timeout=opts.warmup + 60,
+        )
+    argv = wrk_argv(case, port, opts.threads, opts.connections, opts.duration, latency=True)
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=opts.duration + 60)
+    res = parse_wrk(proc.stdout)
+    res["wrk_cmd"] = " ".join(argv)
+    res["wrk_output"] = proc.stdout + proc.stderr
+    if proc.returncode != 0 or res["rps"] is None:
+        res["failed"] = f"wrk exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-500:]}"
+    return res
+
+
+# Load generators by Case.client. A WebSocket section would add e.g. "ws": run_ws.
+CLIENTS: dict[str, Callable[[Case, int, argparse.Namespace], dict[str, Any]]] = {"wrk": run_wrk}
+
+
+# --------------------------------------------------------------------------------------
+# One measurement
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    section: str
+    case: str
+    server: str
+    ok: bool = False
+    rps: float | None = None
+    p99_ms: float | None = None
+    p50_ms: float | None = None
+    requests: int | None = None
+    errors: dict[str, int] = field(default_factory=dict)
+    errors_total: int = 0
+    error: str | None = None  # why this server failed for this case
+    server_cmd: str = ""
+    wrk_cmd: str = ""
+    wrk_output: str = ""
+
+
+def bench_one(
+    section: Section, case: Case, server: Server, opts: argparse.Namespace, log_dir: Path
+) -> Result:
+    res = Result(section.key, case.name, server.name)
+    port = free_port()
+    argv = server.argv(section.interface, case.app, port)
+    res.server_cmd = " ".join(["taskset", "-c", SERVER_CPU, *argv])
+    srv = ServerProcess(argv, log_dir, f"{section.key}-{case.name}-{server.name}")
+    try:
+        err = wait_ready(srv, port, case.path, opts.ready_timeout)
+        if err is None and case.check is not None:
+            try:
+                status, resp, body = http_request(
+                    port, case.check_method, case.path, case.check_body, timeout=10
+                )
+                err = case.check(status, resp, body)
+                if err:
+                    err = f"sanity check failed: {err}"
+            except (OSError, http.client.HTTPException) as exc:
+                err = f"sanity check failed: {type(exc).__name__}: {exc}"
+        if err is not None:
+            res.error = f"{err}\n--- server output (tail) ---\n{srv.tail()}"
+            return res
+        out = CLIENTS[case.client](case, port, opts)
+        for key in ("rps", "p99_ms", "p50_ms", "requests", "errors", "errors_total", "wrk_cmd", "wrk_output"):
+            setattr(res, key, out.get(key))
+        if out.get("failed"):
+            res.error = out["failed"]
+        elif not srv.alive():
+            res.error = f"server died during the run (code {srv.proc.returncode})\n{srv.tail()}"
+        else:
+            res.ok = True
+        return res
+    finally:
+        srv.stop()
+
+
+# --------------------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------------------
+
+
+def fmt_rps(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.0f}"
+
+
+def fmt_ms(v: float | None) -> str:
+    return "-" if v is None else (f"{v:.2f}" if v < 100 else f"{v:.0f}")
+
+
+def fmt_errors(r: Result) -> str:
+    if not r.errors:
+        return "-"
+    if not r.errors_total:
+        return "0"
+    detail = ", ".join(f"{k} {v}" for k, v in r.errors.items() if v)
+    return f"{r.errors_total} ({detail})"
+
+
+def ratio(ref: Result | None, r: Result) -> str:
+    if ref is None or not ref.ok or not r.ok or not ref.rps or not r.rps:
+        return "n/a"
+    return f"{ref.rps / r.rps:.2f}x"
+
+
+def table_rows(section: Section, case: Case, results: list[Result]) -> tuple[list[str], list[list[str]]]:
+    ref_name = section.servers[0]
+    by_server = {r.server: r for r in results if r.case == case.name}
+    ref = by_server.get(ref_name)
+    header = ["server", "req/s", "p99 ms", "errors", f"{ref_name} ÷ server"]
+    rows = []
+    for name in section.servers:
+        r = by_server.get(name)
+        if r is None:
+            continue
+        if not r.ok and r.rps is None:
+            rows.append([name, "FAILED", "-", "-", "n/a"])
+            continue
+        rows.append(
+            [
+                name,
+                fmt_rps(r.rps),
+                fmt_ms(r.p99_ms),
+                fmt_errors(r),
+                "—" if name == ref_name else ratio(ref, r),
+            ]
+        )
+    return header, rows
+
+
+def print_table(section: Section, case: Case, results: list[Result]) -> None:
+    header, rows = table_rows(section, case, results)
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    print(f"\n== {section.key}/{case.name}: {case.description}")
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=False)))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=False))
+            )
+        )
+    for r in results:
+        if r.case == case.name and r.error:
+            print(f"  {r.server}: {r.error.splitlines()[0]}")
+
+
+def md_table(section: Section, case: Case, results: list[Result]) -> str:
+    header, rows = table_rows(section, case, results)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def pkg_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    if name == "tricorn":
+        init = ROOT / "src" / "tricorn" / "__init__.py"
+        m = re.search(r'__version__\s*=\s*"([^"]+)"', init.read_text()) if init.exists() else None
+        return f"{m.group(1)} (src checkout)" if m else "not installed"
+    return "not installed"
+
+
+def git_rev() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+        )
+        return out.stdout.strip() or "uncommitted"
+    except OSError:
+        return "unknown"
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+    wrk_line = (wrk_v.stdout + wrk_v.stderr).strip().splitlines()
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "python_impl": platform.python_implementation(),
+        "wrk": " ".join(wrk_line[0].split()[:2]) if wrk_line else "wrk",
+        "git": git_rev(),
+    }
+
+
+def render_section(
+    section: Section, cases: Sequence[Case], results: list[Result], meta: dict[str, Any], chart: str | None
+) -> str:
+    m = meta["machine"]
+    o = meta["options"]
+    versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+    ref = section.servers[0]
+    out = [
+        f"## {section.title}",
+        "",
+        "_Generated by `bench/run.py`; edits between the markers are overwritten._",
+        "",
+        section.intro,
+        "",
+        f"- **Date:** {meta['date']} (git {m['git']})",
+        f"- **Machine:** {m['nproc']} CPUs (`nproc`), {m['cpu']}, Linux {m['kernel']}",
+        f"- **Python:** {m['python_impl']} {m['python']}",
+        f"- **Versions:** {versions}",
+        f"- **Method:** each server runs one worker pinned to CPU {SERVER_CPU} (`taskset -c {SERVER_CPU}`), "
+        f"access logs off; {m['wrk']} pinned to CPU {CLIENT_CPU}: "
+        f"`taskset -c {CLIENT_CPU} wrk -t{o['threads']} -c{o['connections']} -d{o['duration']:g}s --latency`, "
+        f"{o['connections']} keep-alive connections, after a {o['warmup']:g}s warm-up; each server is started "
+        "on a fresh port per case, polled until it answers, sanity-checked with one request, then killed.",
+        f"- **Ratio:** {ref} req/s ÷ that server's req/s (above 1.00x means {ref} is faster).",
+        "- **Errors:** wrk non-2xx/3xx responses plus socket errors (connect/read/write/timeout).",
+        "",
+        "Server commands (`{app}` is the case's app, `P` a free port):",
+        "",
+    ]
+    seen = set()
+    for r in results:
+        if r.server in seen or not r.server_cmd:
+            continue
+        seen.add(r.server)
+        cmd = r.server_cmd.replace(PY, "python").replace(str(ROOT) + "/", "")
+        cmd = re.sub(r"bench\.apps:\w+", "{app}", cmd)
+        cmd = re.sub(r"(--port |-b 127\.0\.0\.1:)\d+", r"\g<1>P", cmd)
+        out.append(f"- {r.server}: `{cmd}`")
+    out.append("")
+    for case in cases:
+        out += [
+            f"### {case.name}",
+            "",
+            case.description + (f" (`bench/{case.wrk_script}`)" if case.wrk_script else ""),
+            "",
+        ]
+        out += [md_table(section, case, results), ""]
+        for r in results:
+            if r.case == case.name and r.error:
+                first = r.error.splitlines()[0]
+                out.append(f"- {r.server}: {first}")
+        out.append("")
+    if chart:
+        out += [f"![{section.title} requests/sec per case and server]({chart})", ""]
+    return "\n".join(out).replace("\n\n\n", "\n\n")
+
+
+def write_chart(section: Section, cases: Sequence[Case], results: list[Result], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not available: no chart", file=sys.stderr)
+        return False
+    servers = [s for s in section.servers if any(r.server == s for r in results)]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(1, len(cases), figsize=(3.4 * len(cases) + 0.6, 3.8), squeeze=False)
+    width = 0.8 / max(len(servers), 1)
+    for ax, case in zip(axes[0], cases, strict=False):
+        by = {r.server: r for r in results if r.case == case.name}
+        for i, s in enumerate(servers):
+            r = by.get(s)
+            v = r.rps if r is not None and r.ok and r.rps else 0.0
+            bar = ax.bar(i * width, v, width * 0.95, color=colors[i % len(colors)], label=s)
+            ax.bar_label(bar, labels=[f"{v:,.0f}" if v else "failed"], fontsize=7, rotation=90, padding=2)
+        ax.set_title(case.name)
+        ax.set_xticks([])
+        ax.set_ylabel("requests/sec" if ax is axes[0][0] else "")
+        ax.margins(y=0.25)
+        ax.grid(axis="y", alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(servers), frameon=False)
+    fig.suptitle(f"{section.title}: requests/sec, 1 worker on 1 CPU (higher is better)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+DOC_INTRO = """# Benchmarks
+
+How tricorn compares with other Python application servers on the same machine, in the same
+run. Reproduce with `.venv/bin/python bench/run.py` (see `bench/README.md`). Absolute numbers
+depend on the machine; the ratios are what to compare.
+
+The sections between `<!-- bench:NAME:start -->` / `<!-- bench:NAME:end -->` markers are
+generated; everything outside them is hand-written and kept.
+"""
+
+
+def update_doc(section_key: str, body: str) -> None:
+    start, end = f"<!-- bench:{section_key}:start -->", f"<!-- bench:{section_key}:end -->"
+    block = f"{start}\n{body.strip()}\n{end}"
+    text = DOC_FILE.read_text() if DOC_FILE.exists() else DOC_INTRO
+    if start in text and end in text and text.index(start) < text.index(end):
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    DOCS.mkdir(parents=True, exist_ok=True)
+    DOC_FILE.write_text(text)
+
+
+# --------------------------------------------------------------------------------------
+# Profiling
+# --------------------------------------------------------------------------------------
+
+
+def ensure_py_spy() -> str:
+    exe = Path(PY).parent / "py-spy"
+    if exe.exists():
+        return str(exe)
+    if found := shutil.which("py-spy"):
+        return found
+    print("py-spy missing: installing it into this environment", flush=True)
+    subprocess.run([PY, "-m", "pip", "install", "py-spy"], check=True)
+    return str(exe) if exe.exists() else "py-spy"
+
+
+def profile(
+    section: Section,
+    cases: Sequence[Case],
+    servers: Sequence[Server],
+    opts: argparse.Namespace,
+    log_dir: Path,
+) -> int:
+    py_spy = ensure_py_spy()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    rc = 0
+    for case in cases:
+        for server in servers:
+            port = free_port()
+            srv = ServerProcess(
+                server.argv(section.interface, case.app, port), log_dir, f"profile-{case.name}-{server.name}"
+            )
+            try:
+                err = wait_ready(srv, port, case.path, opts.ready_timeout)
+                if err:
+                    print(f"{server.name}/{case.name}: {err}\n{srv.tail()}", file=sys.stderr)
+                    rc = 1
+                    continue
+                svg = RESULTS / f"profile-{section.key}-{case.name}-{server.name}-{stamp}.svg"
+                # py-spy attaches to the running server; it runs on the client CPU with wrk.
+                spy_cmd = [
+                    "taskset",
+                    "-c",
+                    CLIENT_CPU,
+                    py_spy,
+                    "record",
+                    "--pid",
+                    str(srv.pid),
+                    "--duration",
+                    str(int(opts.duration) + 1),
+                    "--rate",
+                    str(opts.profile_rate),
+                    "--format",
+                    "flamegraph",
+                    "--output",
+                    str(svg),
+                ]
+                if opts.profile_native:
+                    spy_cmd.append("--native")
+                spy = subprocess.Popen(spy_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                try:
+                    argv = wrk_argv(case, port, opts.threads, opts.connections, opts.duration, latency=True)
+                    w = subprocess.run(
+                        argv, capture_output=True, text=True, check=False, timeout=opts.duration + 60
+                    )
+                    spy_out, _ = spy.communicate(timeout=opts.duration + 60)
+                finally:
+                    if spy.poll() is None:
+                        spy.send_signal(signal.SIGINT)
+                        with contextlib.suppress(subprocess.TimeoutExpired):
+                            spy.wait(timeout=10)
+                        if spy.poll() is None:
+                            spy.kill()
+                res = parse_wrk(w.stdout)
+                print(
+                    f"{server.name}/{case.name}: {fmt_rps(res['rps'])} req/s under py-spy (sampling slows it down)"
+                )
+                if spy.returncode == 0 and svg.exists():
+                    print(f"  flamegraph: {svg.relative_to(ROOT)}")
+                else:
+                    print(
+                        f"  py-spy failed (exit {spy.returncode}):\n{spy_out.strip()[-1000:]}",
+                        file=sys.stderr,
+                    )
+                    rc = 1
+            finally:
+                srv.stop()
+    return rc
+
+
+# --------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--section",
+        nargs="+",
+        default=list(SECTIONS),
+        choices=list(SECTIONS),
+        help="sections to run (default: all)",
+    )
+    p.add_argument("--only", nargs="+", metavar="CASE", help="only these cases (e.g. hello stream post1m)")
+    p.add_argument("--servers", help="comma-separated servers (default: all of the section's)")
+    p.add_argument(
+        "--duration", type=float, default=10, help="seconds of measurement per server and case (10)"
+    )
+    p.add_argument("--warmup", type=float, default=2, help="seconds of warm-up load before measuring (2)")
+    p.add_argument("--connections", type=int, default=64, help="wrk keep-alive connections (64)")
+    p.add_argument("--threads", type=int, default=1, help="wrk threads (1: wrk has one CPU)")
+    p.add_argument(
+        "--ready-timeout", type=float, default=20, help="seconds to wait for a server to answer (20)"
+    )
+    p.add_argument("--no-write", action="store_true", help="print only: no results JSON, no docs update")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead of benchmarking, record py-spy flamegraphs (SVG in bench/results/) of the "
+        "selected cases; servers default to tricorn",
+    )
+    p.add_argument("--profile-rate", type=int, default=250, help="py-spy samples per second (250)")
+    p.add_argument("--profile-native", action="store_true", help="py-spy --native (C extension frames)")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    opts = parse_args(argv)
+    if not shutil.which("wrk") or not shutil.which("taskset"):
+        print("wrk and taskset are required (apt-get install wrk util-linux)", file=sys.stderr)
+        return 2
+    if (os.cpu_count() or 1) < 2:
+        print("warning: fewer than 2 CPUs; server and wrk will share a CPU", file=sys.stderr)
+
+    wanted_servers = [s.strip() for s in opts.servers.split(",")] if opts.servers else None
+    if opts.profile and wanted_servers is None:
+        wanted_servers = ["tricorn"]
+    unknown = set(wanted_servers or []) - set(SERVERS)
+    if unknown:
+        print(
+            f"unknown server(s): {', '.join(sorted(unknown))}; known: {', '.join(SERVERS)}", file=sys.stderr
+        )
+        return 2
+    all_cases = {c.name for k in opts.section for c in SECTIONS[k].cases}
+    if opts.only and set(opts.only) - all_cases:
+        print(
+            f"unknown case(s): {', '.join(sorted(set(opts.only) - all_cases))}; known: {', '.join(sorted(all_cases))}",
+            file=sys.stderr,
+        )
+        return 2
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    log_dir = Path(tempfile.mkdtemp(prefix="tricorn-bench-"))
+    rc = 0
+    try:
+        for key in opts.section:
+            section = SECTIONS[key]
+            cases = [c for c in section.cases if not opts.only or c.name in opts.only]
+            names = [s for s in section.servers if wanted_servers is None or s in wanted_servers]
+            servers = [SERVERS[n] for n in names if section.interface in SERVERS[n].commands]
+            if not cases or not servers:
+                continue
+            if opts.profile:
+                rc |= profile(section, cases, servers, opts, log_dir)
+                continue
+            rc |= run_section(section, cases, servers, opts, log_dir)
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping servers", file=sys.stderr)
+        rc = 130
+    finally:
+        kill_all()
+        shutil.rmtree(log_dir, ignore_errors=True)
+    return rc
+
+
+def run_section(
+    section: Section, cases: list[Case], servers: list[Server], opts: argparse.Namespace, log_dir: Path
+) -> int:
+    print(
+        f"# {section.title}: servers {', '.join(s.name for s in servers)}; cases {', '.join(c.name for c in cases)}; "
+        f"wrk -t{opts.threads} -c{opts.connections} -d{opts.duration:g}s (+{opts.warmup:g}s warm-up)",
+        flush=True,
+    )
+    results: list[Result] = []
+    for case in cases:
+        for server in servers:
+            print(f"  {case.name} / {server.name} ...", end=" ", flush=True)
+            r = bench_one(section, case, server, opts, log_dir)
+            results.append(r)
+            if r.ok:
+                print(f"{fmt_rps(r.rps)} req/s", flush=True)
+            else:
+                print("FAILED", flush=True)
+                print("    " + (r.error or "").replace("\n", "\n    "), flush=True)
+        print_table(section, case, results)
+        print(flush=True)
+
+    failed = [r for r in results if not r.ok]
+    if opts.no_write:
+        return 1 if failed and len(failed) == len(results) else 0
+
+    meta = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine_info(),
+        "versions": {s.package: pkg_version(s.package) for s in servers}
+        | {p: pkg_version(p) for p in ("uvloop", "httptools")},
+        "options": {k: getattr(opts, k) for k in ("duration", "warmup", "connections", "threads")},
+        "section": section.key,
+        "cases": [c.name for c in cases],
+        "servers": [s.name for s in servers],
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = RESULTS / f"{section.key}-{stamp}.json"
+    out.write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2))
+    print(f"results: {out.relative_to(ROOT)}")
+
+    chart_name = f"benchmarks-{section.key}.png"
+    chart = chart_name if write_chart(section, cases, results, DOCS / chart_name) else None
+    update_doc(section.key, render_section(section, cases, results, meta, chart))
+    print(f"docs: {DOC_FILE.relative_to(ROOT)}" + (f", docs/{chart_name}" if chart else ""))
+    return 1 if failed and len(failed) == len(results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from tricorn.cli import main
+
+sys.exit(main())

@@ -1,0 +1,878 @@
+"""Every setting of tricorn, declared once.
+
+Each :class:`Config` field carries, in its metadata, a :class:`Setting`: the field's command-line flag(s),
+its ``TRICORN_<NAME>`` environment variable, its help text and group, the choices it allows and the one
+converter that validates it. The default is the field's own default. The command line
+(:func:`add_arguments`, used by :mod:`tricorn.cli`), the environment and config-file readers
+(:meth:`Config.load`) and the reference in ``docs/configuration.md`` all come from this metadata, so a new
+setting is one new field.
+
+Precedence, lowest to highest: defaults < config file < environment < command line. The config file is
+``--config FILE`` (or ``TRICORN_CONFIG``), else the ``[tool.tricorn]`` table of ``pyproject.toml`` in the
+working directory if there is one.
+
+Every value, whatever its source (including ``Config(...)`` called directly), passes through its
+setting's converter; a bad one raises :class:`~tricorn.errors.ConfigError` naming the setting, the value
+and what is allowed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import ipaddress
+import math
+import os
+import re
+import sys
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, NoReturn, get_args
+
+from tricorn.errors import ConfigError
+
+__all__ = [
+    "SETTINGS",
+    "BindAddress",
+    "Config",
+    "Setting",
+    "add_arguments",
+]
+
+Interface = Literal["auto", "asgi", "wsgi"]
+Lifespan = Literal["auto", "on", "off"]
+HttpImplementation = Literal["auto", "httptools", "h11"]
+LoopImplementation = Literal["auto", "uvloop", "asyncio"]
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+# The choices of each closed setting, read from its Literal type so they are written once.
+INTERFACES: tuple[str, ...] = get_args(Interface)
+LIFESPANS: tuple[str, ...] = get_args(Lifespan)
+HTTP_IMPLEMENTATIONS: tuple[str, ...] = get_args(HttpImplementation)
+LOOP_IMPLEMENTATIONS: tuple[str, ...] = get_args(LoopImplementation)
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
+
+# -- Named defaults, each with its precedent -------------------------------------------------------------
+
+# gunicorn's default; uvicorn's too. The kernel caps it at net.core.somaxconn anyway.
+DEFAULT_BACKLOG = 2048
+# uvicorn's timeout_keep_alive is 5 s; gunicorn's keepalive 2 s; nginx keepalive_timeout 75 s.
+DEFAULT_TIMEOUT_KEEP_ALIVE = 5.0
+# Time allowed for a whole request head to arrive (slowloris guard). nginx client_header_timeout is 60 s,
+# node's server.headersTimeout 60 s; 10 s is plenty for a real client on any network.
+DEFAULT_TIMEOUT_REQUEST_HEADER = 10.0
+# gunicorn's graceful_timeout is 30 s (and so is Kubernetes' terminationGracePeriodSeconds).
+DEFAULT_TIMEOUT_GRACEFUL_SHUTDOWN = 30.0
+# Request-head limits. gunicorn: limit_request_line 4094, limit_request_fields 100,
+# limit_request_field_size 8190. nginx: large_client_header_buffers 4 8k, i.e. a request line or one
+# header field may be up to 8 KiB. We take nginx's 8 KiB for the request line (long query strings are
+# common behind nginx, and gunicorn's 4094 rejects them) and gunicorn's values for the fields. 0 does not
+# mean "unlimited" here (as it does in gunicorn): an unbounded head is a memory-exhaustion hole.
+DEFAULT_LIMIT_REQUEST_LINE = 8190
+DEFAULT_LIMIT_REQUEST_FIELDS = 100
+DEFAULT_LIMIT_REQUEST_FIELD_SIZE = 8190
+# Upper bounds for those: gunicorn caps limit_request_line at 8190 and limit_request_fields at 32768;
+# we allow up to 64 KiB per line or field for apps that really need long heads.
+MAX_LIMIT_REQUEST_LINE = 65536
+MAX_LIMIT_REQUEST_FIELDS = 32768
+MAX_LIMIT_REQUEST_FIELD_SIZE = 65536
+# gunicorn's default access_log_format.
+DEFAULT_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+
+# -- Converters: one per type. Each takes (setting name, raw value) and returns the value or raises. ----
+#
+# A raw value is a string when it comes from the environment or the command line, and a native value
+# (int, bool, list...) when it comes from a TOML file or Python. Converters accept both and are idempotent,
+# so Config.__post_init__ can run them again on already-converted values.
+
+Converter = Callable[[str, object], Any]
+
+
+def to_str(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(name, f"{value!r} is not a string")
+    return value
+
+
+def to_bool(name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in ("true", "yes", "on", "1"):
+            return True
+        if word in ("false", "no", "off", "0"):
+            return False
+    raise ConfigError(name, f"{value!r} is not a boolean (use true or false)")
+
+
+def to_int(lo: int, hi: int | None = None) -> Converter:
+    """An integer converter accepting ``lo <= value`` (and ``value <= hi`` when given)."""
+
+    def convert(name: str, value: object) -> int:
+        number: int
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+\s*", value):
+            number = int(value)
+        else:
+            raise ConfigError(name, f"{value!r} is not an integer")
+        if number < lo or (hi is not None and number > hi):
+            allowed = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+            raise ConfigError(name, f"{number} is out of range (must be {allowed})")
+        return number
+
+    return convert
+
+
+def to_float(lo: float) -> Converter:
+    """A finite number converter accepting ``lo <= value``."""
+
+    def convert(name: str, value: object) -> float:
+        number: float
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                raise ConfigError(name, f"{value!r} is not a number") from None
+        else:
+            raise ConfigError(name, f"{value!r} is not a number")
+        if not math.isfinite(number):
+            raise ConfigError(name, f"{value!r} is not a finite number")
+        if number < lo:
+            raise ConfigError(name, f"{number:g} is out of range (must be at least {lo:g})")
+        return number
+
+    return convert
+
+
+def one_of(choices: tuple[str, ...]) -> Converter:
+    """A converter accepting one of ``choices``, case-insensitively (``LOG_LEVEL=INFO`` is common)."""
+
+    def convert(name: str, value: object) -> str:
+        if isinstance(value, str) and value.strip().lower() in choices:
+            return value.strip().lower()
+        raise ConfigError(name, f"{value!r} is not one of {', '.join(choices)}")
+
+    return convert
+
+
+def optional(inner: Converter) -> Converter:
+    """``inner``, or None for None, ``""`` or ``"none"`` (so the command line can unset a file's value)."""
+
+    def convert(name: str, value: object) -> Any:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+            return None
+        return inner(name, value)
+
+    return convert
+
+
+def to_str_tuple(name: str, value: object) -> tuple[str, ...]:
+    """A list of strings: a list or tuple, or one string of items separated by commas or whitespace."""
+    if isinstance(value, str):
+        return tuple(item for item in re.split(r"[\s,]+", value) if item)
+    if isinstance(value, list | tuple):
+        for item in value:
+            to_str(name, item)
+        return tuple(value)
+    raise ConfigError(name, f"{value!r} is not a list of strings")
+
+
+_IDENTIFIERS = r"[^\W\d]\w*(?:\.[^\W\d]\w*)*"
+_APP_SPEC = re.compile(rf"{_IDENTIFIERS}:{_IDENTIFIERS}(?:\(\))?")
+
+
+def to_app_spec(name: str, value: object) -> str:
+    text = to_str(name, value).strip()
+    if not _APP_SPEC.fullmatch(text):
+        raise ConfigError(
+            name,
+            f"{value!r} is not in the form module:attribute "
+            "(e.g. myproject.main:app, or myproject.main:create_app() for a factory)",
+        )
+    return text
+
+
+_HOSTNAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
+
+
+def _check_host(name: str, host: str, shown: object) -> str:
+    """``host`` without IPv6 brackets, if it is an IP address or a plausible host name."""
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigError(name, f"{shown!r} has an invalid IPv6 address {host!r}") from None
+        return host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOSTNAME.fullmatch(host):
+            raise ConfigError(name, f"{shown!r} is not a valid host name or IP address") from None
+    return host
+
+
+def to_host(name: str, value: object) -> str:
+    return _check_host(name, to_str(name, value).strip(), value)
+
+
+def to_binds(name: str, value: object) -> tuple[str, ...]:
+    """A list of bind addresses (see :meth:`BindAddress.parse`), each validated, none repeated."""
+    entries = to_str_tuple(name, value)
+    seen: dict[BindAddress, str] = {}
+    for entry in entries:
+        address = BindAddress.parse(entry)
+        if address in seen:
+            raise ConfigError(name, f"{entry!r} is given twice (as {seen[address]!r} and {entry!r})")
+        seen[address] = entry
+    return entries
+
+
+def to_root_path(name: str, value: object) -> str:
+    text = to_str(name, value)
+    if text and not text.startswith("/"):
+        raise ConfigError(name, f"{value!r} must be empty or start with '/'")
+    return text
+
+
+def to_path(name: str, value: object) -> str:
+    text = to_str(name, value)
+    if not text:
+        raise ConfigError(name, "'' is not a path")
+    return text
+
+
+class _AnyAtom(dict[str, int]):
+    # 0 satisfies both %s and %d, so "fmt % _AnyAtom()" checks only the syntax of a format.
+    def __missing__(self, key: str) -> int:
+        return 0
+
+
+def to_percent_format(name: str, value: object) -> str:
+    """A ``%(atom)s`` format string, syntax-checked (which atoms exist is tricorn.logs' business)."""
+    text = to_str(name, value)
+    try:
+        text % _AnyAtom()
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(name, f"{value!r} is not a valid %-format: {exc}") from None
+    return text
+
+
+# -- Field metadata --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """What a :class:`Config` field needs besides its name, type and default.
+
+    ``flags`` are the command-line options (a positional argument when empty); ``env`` is the
+    environment variable; ``group`` is the ``--help`` section (sections appear in the order of their first
+    field); ``choices`` lists the allowed values, if the set is closed; ``convert`` validates and converts
+    a raw value. A bool setting gets ``--x/--no-x``; a tuple setting is a repeatable option.
+    """
+
+    group: str
+    help: str
+    env: str
+    convert: Converter
+    flags: tuple[str, ...] = ()
+    metavar: str | None = None
+    choices: tuple[str, ...] = ()
+
+
+def _setting(
+    *,
+    group: str,
+    help: str,
+    env: str,
+    flags: tuple[str, ...] = (),
+    convert: Converter | None = None,
+    choices: tuple[str, ...] = (),
+    metavar: str | None = None,
+) -> dict[str, Setting]:
+    """The metadata of a Config field: ``field(default=..., metadata=_setting(...))``."""
+    if convert is None:
+        if not choices:
+            raise TypeError("a setting needs a converter or choices")
+        convert = one_of(choices)
+        metavar = metavar or "{" + ",".join(choices) + "}"
+    return {"tricorn": Setting(group, help, env, convert, flags, metavar, choices)}
+
+
+# -- Bind addresses --------------------------------------------------------------------------------------
+
+_BIND_FORMS = "HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N"
+
+
+@dataclass(frozen=True, slots=True)
+class BindAddress:
+    """One address to listen on: TCP ``host``/``port``, a Unix socket ``path``, or an inherited ``fd``.
+
+    ``str()`` gives the display form: ``http://127.0.0.1:8000``, ``http://[::1]:8000``,
+    ``unix:/tmp/app.sock``, ``fd://3``.
+    """
+
+    kind: Literal["tcp", "unix", "fd"]
+    host: str | None = None
+    port: int | None = None
+    path: str | None = None
+    fd: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> BindAddress:
+        """Parse ``HOST:PORT``, ``[IPV6]:PORT``, ``unix:PATH`` or ``fd://N``.
+
+        gunicorn's spellings ``tcp://HOST:PORT`` and ``unix://PATH`` are accepted too.
+        Raises ConfigError("bind", ...) naming the bad entry.
+        """
+        spec = text.strip()
+        if spec.startswith("fd://"):
+            number = spec[len("fd://") :]
+            if not number.isdigit():
+                raise ConfigError("bind", f"{text!r} is not a valid file descriptor (use fd://N)")
+            return cls("fd", fd=int(number))
+        if spec.startswith("unix:"):
+            path = spec.removeprefix("unix://") if spec.startswith("unix://") else spec[len("unix:") :]
+            if not path:
+                raise ConfigError("bind", f"{text!r} has no socket path (use unix:PATH)")
+            return cls("unix", path=path)
+        spec = spec.removeprefix("tcp://")
+        if "://" in spec:
+            raise ConfigError("bind", f"{text!r} has an unknown scheme (use {_BIND_FORMS})")
+        host, colon, port_text = spec.rpartition(":")
+        if not colon:
+            raise ConfigError("bind", f"{text!r} has no port (use {_BIND_FORMS})")
+        if not host:
+            raise ConfigError("bind", f"{text!r} has no host (use 0.0.0.0:PORT for all interfaces)")
+        if ":" in host and not host.startswith("["):
+            raise ConfigError(
+                "bind", f"{text!r} is ambiguous: put an IPv6 address in brackets, e.g. [::1]:8000"
+            )
+        if not port_text.isdigit() or int(port_text) > 65535:
+            raise ConfigError("bind", f"{text!r} has an invalid port {port_text!r} (must be 0 to 65535)")
+        return cls("tcp", host=_check_host("bind", host, text), port=int(port_text))
+
+    def __post_init__(self) -> None:
+        wanted = {"tcp": ("host", "port"), "unix": ("path",), "fd": ("fd",)}.get(self.kind)
+        if wanted is None:
+            raise ConfigError("bind", f"{self.kind!r} is not one of tcp, unix, fd")
+        for name in ("host", "port", "path", "fd"):
+            if (getattr(self, name) is not None) != (name in wanted):
+                raise ConfigError("bind", f"a {self.kind} address takes {' and '.join(wanted)}, not {self!r}")
+
+    def __str__(self) -> str:
+        if self.kind == "unix":
+            return f"unix:{self.path}"
+        if self.kind == "fd":
+            return f"fd://{self.fd}"
+        host = f"[{self.host}]" if self.host and ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+# -- The configuration -----------------------------------------------------------------------------------
+
+_APPLICATION = "Application"
+_BINDING = "Binding"
+_PROTOCOL = "Protocol"
+_TIMEOUTS = "Timeouts"
+_LIMITS = "Limits"
+_LOGGING = "Logging"
+_CONFIGURATION = "Configuration"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """All settings of one tricorn server. Immutable; every field is validated on construction.
+
+    Build one with :meth:`Config.load` (defaults < config file < environment < command line) or directly,
+    ``Config(app="myproject.main:app", port=9000)``. Raises ConfigError on a bad value.
+    """
+
+    # Application
+    app: str = field(
+        default="tricorn.demo:app",
+        metadata=_setting(
+            group=_APPLICATION,
+            help="the application to serve, as module:attribute (the attribute may be dotted); "
+            "module:factory() calls a factory that returns the application",
+            env="TRICORN_APP",
+            metavar="APP",
+            convert=to_app_spec,
+        ),
+    )
+    factory: bool = field(
+        default=False,
+        metadata=_setting(
+            group=_APPLICATION,
+            help="treat APP as a factory: call it with no arguments to get the application",
+            env="TRICORN_FACTORY",
+            flags=("--factory",),
+            convert=to_bool,
+        ),
+    )
+    interface: Interface = field(
+        default="auto",
+        metadata=_setting(
+            group=_APPLICATION,
+            help="the application's interface; auto inspects the application",
+            env="TRICORN_INTERFACE",
+            flags=("--interface",),
+            choices=INTERFACES,
+        ),
+    )
+    lifespan: Lifespan = field(
+        default="auto",
+        metadata=_setting(
+            group=_APPLICATION,
+            help="ASGI lifespan events: on requires them, off never sends them, auto tolerates an app "
+            "that does not support them",
+            env="TRICORN_LIFESPAN",
+            flags=("--lifespan",),
+            choices=LIFESPANS,
+        ),
+    )
+    root_path: str = field(
+        default="",
+        metadata=_setting(
+            group=_APPLICATION,
+            help="the path prefix the application is mounted under (ASGI root_path, WSGI SCRIPT_NAME)",
+            env="TRICORN_ROOT_PATH",
+            flags=("--root-path",),
+            metavar="PATH",
+            convert=to_root_path,
+        ),
+    )
+    app_dir: str = field(
+        default=".",
+        metadata=_setting(
+            group=_APPLICATION,
+            help="the directory put first on sys.path before importing APP",
+            env="TRICORN_APP_DIR",
+            flags=("--app-dir",),
+            metavar="DIR",
+            convert=to_path,
+        ),
+    )
+
+    # Binding
+    host: str = field(
+        default="127.0.0.1",
+        metadata=_setting(
+            group=_BINDING,
+            help="the address to listen on, when no --bind is given",
+            env="TRICORN_HOST",
+            flags=("--host",),
+            metavar="HOST",
+            convert=to_host,
+        ),
+    )
+    port: int = field(
+        default=8000,
+        metadata=_setting(
+            group=_BINDING,
+            help="the TCP port to listen on, when no --bind is given (0 picks a free port)",
+            env="TRICORN_PORT",
+            flags=("--port",),
+            metavar="PORT",
+            convert=to_int(0, 65535),
+        ),
+    )
+    bind: tuple[str, ...] = field(
+        default=(),
+        metadata=_setting(
+            group=_BINDING,
+            help="an address to listen on: HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N; repeat for several "
+            "(replaces --host/--port; in the environment or a file, separate with commas or spaces)",
+            env="TRICORN_BIND",
+            flags=("--bind", "-b"),
+            metavar="ADDRESS",
+            convert=to_binds,
+        ),
+    )
+    backlog: int = field(
+        default=DEFAULT_BACKLOG,
+        metadata=_setting(
+            group=_BINDING,
+            help="the maximum number of pending connections (listen backlog)",
+            env="TRICORN_BACKLOG",
+            flags=("--backlog",),
+            metavar="N",
+            convert=to_int(1, 65535),
+        ),
+    )
+
+    # Protocol
+    http: HttpImplementation = field(
+        default="auto",
+        metadata=_setting(
+            group=_PROTOCOL,
+            help="the HTTP/1.1 parser: httptools (fast, C) or h11 (pure Python); auto prefers httptools",
+            env="TRICORN_HTTP",
+            flags=("--http",),
+            choices=HTTP_IMPLEMENTATIONS,
+        ),
+    )
+    loop: LoopImplementation = field(
+        default="auto",
+        metadata=_setting(
+            group=_PROTOCOL,
+            help="the event loop; auto prefers uvloop when it is installed",
+            env="TRICORN_LOOP",
+            flags=("--loop",),
+            choices=LOOP_IMPLEMENTATIONS,
+        ),
+    )
+
+    # Timeouts
+    timeout_keep_alive: float = field(
+        default=DEFAULT_TIMEOUT_KEEP_ALIVE,
+        metadata=_setting(
+            group=_TIMEOUTS,
+            help="seconds to keep an idle keep-alive connection open",
+            env="TRICORN_TIMEOUT_KEEP_ALIVE",
+            flags=("--timeout-keep-alive",),
+            metavar="SECONDS",
+            convert=to_float(0.0),
+        ),
+    )
+    timeout_request_header: float = field(
+        default=DEFAULT_TIMEOUT_REQUEST_HEADER,
+        metadata=_setting(
+            group=_TIMEOUTS,
+            help="seconds a client has to send a complete request head (408 after that)",
+            env="TRICORN_TIMEOUT_REQUEST_HEADER",
+            flags=("--timeout-request-header",),
+            metavar="SECONDS",
+            convert=to_float(0.0),
+        ),
+    )
+    timeout_graceful_shutdown: float = field(
+        default=DEFAULT_TIMEOUT_GRACEFUL_SHUTDOWN,
+        metadata=_setting(
+            group=_TIMEOUTS,
+            help="seconds to let in-flight requests finish on shutdown before closing them",
+            env="TRICORN_TIMEOUT_GRACEFUL_SHUTDOWN",
+            flags=("--timeout-graceful-shutdown",),
+            metavar="SECONDS",
+            convert=to_float(0.0),
+        ),
+    )
+
+    # Limits
+    limit_request_line: int = field(
+        default=DEFAULT_LIMIT_REQUEST_LINE,
+        metadata=_setting(
+            group=_LIMITS,
+            help="the maximum size of the request line in bytes (414 when exceeded)",
+            env="TRICORN_LIMIT_REQUEST_LINE",
+            flags=("--limit-request-line",),
+            metavar="BYTES",
+            convert=to_int(1, MAX_LIMIT_REQUEST_LINE),
+        ),
+    )
+    limit_request_fields: int = field(
+        default=DEFAULT_LIMIT_REQUEST_FIELDS,
+        metadata=_setting(
+            group=_LIMITS,
+            help="the maximum number of header fields in a request (431 when exceeded)",
+            env="TRICORN_LIMIT_REQUEST_FIELDS",
+            flags=("--limit-request-fields",),
+            metavar="N",
+            convert=to_int(1, MAX_LIMIT_REQUEST_FIELDS),
+        ),
+    )
+    limit_request_field_size: int = field(
+        default=DEFAULT_LIMIT_REQUEST_FIELD_SIZE,
+        metadata=_setting(
+            group=_LIMITS,
+            help="the maximum size of one request header field in bytes (431 when exceeded)",
+            env="TRICORN_LIMIT_REQUEST_FIELD_SIZE",
+            flags=("--limit-request-field-size",),
+            metavar="BYTES",
+            convert=to_int(1, MAX_LIMIT_REQUEST_FIELD_SIZE),
+        ),
+    )
+    limit_request_body: int | None = field(
+        default=None,
+        metadata=_setting(
+            group=_LIMITS,
+            help="the maximum size of a request body in bytes (413 when exceeded); none for no limit",
+            env="TRICORN_LIMIT_REQUEST_BODY",
+            flags=("--limit-request-body",),
+            metavar="BYTES",
+            convert=optional(to_int(0)),
+        ),
+    )
+    limit_concurrency: int | None = field(
+        default=None,
+        metadata=_setting(
+            group=_LIMITS,
+            help="the maximum number of concurrent connections and tasks before answering 503; none for no limit",
+            env="TRICORN_LIMIT_CONCURRENCY",
+            flags=("--limit-concurrency",),
+            metavar="N",
+            convert=optional(to_int(1)),
+        ),
+    )
+
+    # Logging
+    log_level: LogLevel = field(
+        default="info",
+        metadata=_setting(
+            group=_LOGGING,
+            help="the error log's level",
+            env="TRICORN_LOG_LEVEL",
+            flags=("--log-level",),
+            choices=LOG_LEVELS,
+        ),
+    )
+    access_log: bool = field(
+        default=True,
+        metadata=_setting(
+            group=_LOGGING,
+            help="write an access log line per request to stdout",
+            env="TRICORN_ACCESS_LOG",
+            flags=("--access-log",),
+            convert=to_bool,
+        ),
+    )
+    access_log_format: str = field(
+        default=DEFAULT_ACCESS_LOG_FORMAT,
+        metadata=_setting(
+            group=_LOGGING,
+            help="the access log line, with gunicorn's %(atom)s atoms",
+            env="TRICORN_ACCESS_LOG_FORMAT",
+            flags=("--access-log-format",),
+            metavar="FORMAT",
+            convert=to_percent_format,
+        ),
+    )
+    log_config: str | None = field(
+        default=None,
+        metadata=_setting(
+            group=_LOGGING,
+            help="a logging configuration file (.json or .toml for dictConfig, .ini for fileConfig) used "
+            "instead of tricorn's own logging setup",
+            env="TRICORN_LOG_CONFIG",
+            flags=("--log-config",),
+            metavar="FILE",
+            convert=optional(to_path),
+        ),
+    )
+
+    # Configuration
+    config: str | None = field(
+        default=None,
+        metadata=_setting(
+            group=_CONFIGURATION,
+            help="a TOML file of settings (keys are setting names, optionally under [tool.tricorn]); "
+            "without it, [tool.tricorn] in ./pyproject.toml is used if present",
+            env="TRICORN_CONFIG",
+            flags=("--config", "-c"),
+            metavar="FILE",
+            convert=optional(to_path),
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        for name, setting in SETTINGS.items():
+            value = getattr(self, name)
+            converted = setting.convert(name, value)
+            if converted is not value:
+                object.__setattr__(self, name, converted)
+
+    @property
+    def binds(self) -> tuple[BindAddress, ...]:
+        """The addresses to listen on: the parsed ``bind`` entries, or ``host:port`` when there are none."""
+        if self.bind:
+            return tuple(BindAddress.parse(entry) for entry in self.bind)
+        return (BindAddress("tcp", host=self.host, port=self.port),)
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with ``changes`` applied, validated like a new Config."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def load(
+        cls,
+        argv: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> Config:
+        """Build a Config from defaults < config file < environment < command line.
+
+        ``argv`` defaults to ``sys.argv[1:]``, ``env`` to ``os.environ``, ``cwd`` (where a relative
+        ``--config`` and ``pyproject.toml`` are looked up) to the working directory. Raises ConfigError
+        for a bad value in any layer, even one a higher layer overrides, naming where it came from.
+        """
+        from_argv = _read_argv(sys.argv[1:] if argv is None else argv)
+        from_env = _read_env(os.environ if env is None else env)
+        config_file = from_argv.get("config") or from_env.get("config")
+        from_file = _read_config_file(config_file, os.getcwd() if cwd is None else cwd)
+        values: dict[str, Any] = {}
+        for layer in (from_file, from_env, from_argv):
+            for name, (raw, source) in layer.items():
+                values[name] = _convert(name, raw, source)
+        return cls(**values)
+
+
+# The settings in field order, by field name. Field order is --help order, and groups appear in the
+# order of their first field.
+SETTINGS: Mapping[str, Setting] = MappingProxyType(
+    {f.name: f.metadata["tricorn"] for f in dataclasses.fields(Config)}
+)
+
+# -- Reading the layers ------------------------------------------------------------------------------------
+
+# Each reader returns {setting name: (raw value, where it came from)}.
+_Layer = dict[str, tuple[object, str]]
+
+
+def _convert(name: str, raw: object, source: str) -> Any:
+    try:
+        return SETTINGS[name].convert(name, raw)
+    except ConfigError as exc:
+        message = str(exc).removeprefix(f"{exc.setting}: ")
+        raise ConfigError(exc.setting, f"{message} ({source})") from None
+
+
+class _ArgvParser(argparse.ArgumentParser):
+    # Config.load is a library call: a bad argv is a ConfigError, not a SystemExit.
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError("command line", message)
+
+
+def _read_argv(argv: Sequence[str]) -> _Layer:
+    parser = _ArgvParser(prog="tricorn", add_help=False, allow_abbrev=False)
+    add_arguments(parser)
+    given = vars(parser.parse_args(list(argv)))
+    return {name: (raw, _argv_source(name)) for name, raw in given.items()}
+
+
+def _read_env(env: Mapping[str, str]) -> _Layer:
+    return {
+        name: (env[setting.env], f"from {setting.env}")
+        for name, setting in SETTINGS.items()
+        if setting.env in env
+    }
+
+
+def _read_config_file(given: tuple[object, str] | None, cwd: str) -> _Layer:
+    """The settings of the config file named by ``given`` (raw value, source), else of pyproject.toml.
+
+    ``--config none`` names no file, which also skips pyproject.toml.
+    """
+    if given is not None:
+        shown = _convert("config", *given)
+        if shown is None:
+            return {}
+        document = _load_toml(os.path.join(cwd, shown), shown)
+    else:
+        shown = "pyproject.toml"
+        path = os.path.join(cwd, shown)
+        if not os.path.isfile(path):
+            return {}
+        document = _load_toml(path, shown)
+    tool = document.get("tool")
+    table: object = document
+    if isinstance(tool, dict):
+        table = tool.get("tricorn")
+        if table is None:
+            if given is None:
+                return {}  # a pyproject.toml that does not configure tricorn
+            raise ConfigError("config", f"config file {shown} has a [tool] table but no [tool.tricorn]")
+    elif given is None:
+        return {}
+    if not isinstance(table, dict):
+        raise ConfigError("config", f"config file {shown}: [tool.tricorn] is not a table")
+    source = f"in config file {shown}"
+    layer: _Layer = {}
+    for key, raw in table.items():
+        name = key.replace("-", "_")
+        if name not in SETTINGS:
+            close = difflib.get_close_matches(name, SETTINGS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"config file {shown}", f"unknown setting {key!r}{hint}")
+        if name == "config":
+            raise ConfigError(f"config file {shown}", "'config' cannot be set in a config file")
+        if name in layer:
+            raise ConfigError(f"config file {shown}", f"setting {name!r} is given twice")
+        layer[name] = (raw, source)
+    return layer
+
+
+def _load_toml(path: str, shown: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as file:
+            return tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read config file {shown}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", f"config file {shown} is not valid TOML: {exc}") from None
+
+
+def _argv_source(name: str) -> str:
+    flags = SETTINGS[name].flags
+    return f"from {flags[0]}" if flags else "from the command line"
+
+
+# -- The command line ----------------------------------------------------------------------------------------
+
+
+def _default_text(value: object) -> str:
+    if value is None or value == ():
+        return "none"
+    if value == "":
+        return "empty"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one argument per setting to ``parser``, in argument groups, generated from :data:`SETTINGS`.
+
+    Every argument defaults to ``argparse.SUPPRESS``, so the parsed namespace holds only what was given
+    (as raw strings, bools or lists of strings, for the settings' converters), and lower layers show
+    through for the rest.
+    """
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in dataclasses.fields(Config):
+        setting: Setting = f.metadata["tricorn"]
+        if setting.group not in groups:
+            groups[setting.group] = parser.add_argument_group(setting.group)
+        group = groups[setting.group]
+        # argparse %-formats help strings, so a literal % must be doubled.
+        text = f"{setting.help} (default: {_default_text(f.default)}; env: {setting.env})"
+        text = text.replace("%", "%%")
+        if not setting.flags:
+            group.add_argument(
+                f.name, nargs="?", default=argparse.SUPPRESS, metavar=setting.metavar, help=text
+            )
+        elif isinstance(f.default, bool):
+            group.add_argument(
+                *setting.flags,
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=text,
+            )
+        elif isinstance(f.default, tuple):
+            group.add_argument(
+                *setting.flags,
+                dest=f.name,
+                action="append",
+                default=argparse.SUPPRESS,
+                metavar=setting.metavar,
+                help=text,
+            )
+        else:
+            group.add_argument(
+                *setting.flags, dest=f.name, default=argparse.SUPPRESS, metavar=setting.metavar, help=text
+            )

@@ -1,0 +1,73 @@
+"""Finding the application named on the command line, and telling which interface it speaks."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from typing import Any, Literal
+
+from tricorn.errors import AppLoadError
+
+Interface = Literal["asgi", "wsgi"]
+
+
+def import_from_string(spec: str, factory: bool = False) -> Any:
+    """Import ``module:attribute`` (attribute may be dotted; ``module:factory()`` calls a factory)."""
+    module_name, sep, attrs = spec.partition(":")
+    if not sep or not module_name or not attrs:
+        raise AppLoadError(f"app {spec!r} must be in the form 'module:attribute'")
+    if attrs.endswith("()"):
+        attrs = attrs[:-2]
+        factory = True
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name or (exc.name and module_name.startswith(exc.name + ".")):
+            raise AppLoadError(f"could not import module {module_name!r}: {exc}") from None
+        raise AppLoadError(f"error while importing {module_name!r}: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        raise AppLoadError(f"error while importing {module_name!r}: {type(exc).__name__}: {exc}") from exc
+    obj: Any = module
+    for part in attrs.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AppLoadError(f"attribute {attrs!r} not found in module {module_name!r}") from None
+    if factory:
+        if not callable(obj):
+            raise AppLoadError(f"app factory {spec!r} is not callable")
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise AppLoadError(f"app factory {spec!r} raised {type(exc).__name__}: {exc}") from exc
+    if not callable(obj):
+        raise AppLoadError(f"app {spec!r} is not callable (got {type(obj).__name__})")
+    return obj
+
+
+def detect_interface(app: Any) -> Interface:
+    """ASGI 3 for a coroutine function (or an object whose ``__call__`` is one); WSGI for a plain callable
+    taking two positional arguments (environ, start_response)."""
+    if inspect.iscoroutinefunction(app):
+        return "asgi"
+    call = getattr(app, "__call__", None)  # noqa: B004 - we want the method itself
+    if call is not None and inspect.iscoroutinefunction(call):
+        return "asgi"
+    try:
+        params = [
+            p
+            for p in inspect.signature(app).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        ]
+    except (TypeError, ValueError):
+        return "asgi"
+    return "wsgi" if len(params) == 2 else "asgi"
+
+
+def load_app(spec: str, factory: bool, app_dir: str, interface: str) -> tuple[Any, Interface]:
+    if app_dir and app_dir not in sys.path:
+        sys.path.insert(0, app_dir)
+    app = import_from_string(spec, factory)
+    kind: Interface = detect_interface(app) if interface == "auto" else interface  # type: ignore[assignment]
+    return app, kind

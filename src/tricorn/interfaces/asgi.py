@@ -1,0 +1,263 @@
+"""ASGI 3.0 adapter for HTTP requests: one :class:`HTTPCycle` per request.
+
+The cycle turns core events into ``http.request`` messages for ``receive`` and the application's
+``http.response.*`` messages into core calls, with its progress in an explicit :class:`CycleState`.
+It talks to its connection through the small :class:`Channel` protocol (write bytes, wait for the peer to
+drain, report completion), so the same cycle can later sit on an HTTP/2 stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, MutableMapping
+from enum import Enum
+from typing import Any, Protocol
+from urllib.parse import unquote
+
+from tricorn.errors import ClientDisconnected, LocalProtocolError
+from tricorn.proto.h1 import CONTINUE_RESPONSE, H1Connection, Request
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
+
+# A slow app lets body bytes pile up to this much before the socket stops being read (uvicorn: 64 KiB).
+HIGH_WATER = 65536
+
+_METHODS = {m: m.decode("ascii") for m in (b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH")}
+_DISCONNECT: Message = {"type": "http.disconnect"}
+
+
+class Channel(Protocol):
+    """What a cycle needs from its connection."""
+
+    transport: asyncio.Transport
+    write_paused: bool
+
+    def write(self, data: bytes) -> None: ...
+    async def drain(self) -> None: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def cycle_complete(self, cycle: HTTPCycle) -> None: ...
+    def app_error(self, cycle: HTTPCycle, message: str, exc: BaseException | None) -> None: ...
+
+
+class CycleState(Enum):
+    RESPONSE_START = 0  # waiting for http.response.start
+    RESPONSE_BODY = 1  # start received (head held until the first body part), body in progress
+    RESPONSE_DONE = 2  # the whole response was handed to the connection
+    ABORTED = 3  # the app failed after the response started, or the connection was lost
+
+
+def build_scope(
+    request: Request,
+    server: tuple[str, int] | None,
+    client: tuple[str, int] | None,
+    scheme: str,
+    root_path: str,
+    state: dict[str, Any] | None,
+) -> Scope:
+    raw_path = request.path
+    try:
+        path = raw_path.decode("ascii")
+    except UnicodeDecodeError:  # pragma: no cover - the core refuses non-ASCII targets
+        path = raw_path.decode("latin-1")
+    if "%" in path:
+        path = unquote(path)  # UTF-8, invalid sequences replaced (as uvicorn and Starlette do)
+    method = request.method
+    scope: Scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": request.http_version,
+        "server": server,
+        "client": client,
+        "scheme": scheme,
+        "method": _METHODS.get(method) or method.decode("ascii"),
+        "root_path": root_path,
+        "path": root_path + path if root_path else path,
+        "raw_path": raw_path,
+        "query_string": request.query,
+        "headers": request.headers,
+        "extensions": {},
+    }
+    if state is not None:
+        scope["state"] = state.copy()
+    return scope
+
+
+class HTTPCycle:
+    """One request/response exchange. ``receive`` and ``send`` are the ASGI callables given to the app."""
+
+    __slots__ = (
+        "body",
+        "body_complete",
+        "body_delivered",
+        "body_size",
+        "channel",
+        "conn",
+        "continue_sent",
+        "disconnected",
+        "head",
+        "request",
+        "response_bytes",
+        "scope",
+        "start_time",
+        "state",
+        "status",
+        "response_headers",
+        "task",
+        "waiter",
+    )
+
+    def __init__(self, channel: Channel, conn: H1Connection, request: Request, scope: Scope) -> None:
+        self.channel = channel
+        self.conn = conn
+        self.request = request
+        self.scope = scope
+        self.body: list[bytes] = []
+        self.body_size = 0
+        self.body_complete = False
+        self.body_delivered = False
+        self.disconnected = False
+        self.continue_sent = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.state = CycleState.RESPONSE_START
+        self.head = b""
+        self.status = 0
+        self.response_headers: list[tuple[bytes, bytes]] = []
+        self.response_bytes = 0
+        self.start_time = 0.0
+        self.task: asyncio.Task[None] | None = None
+
+    # -- events from the connection
+    def feed_body(self, data: bytes) -> None:
+        self.body.append(data)
+        self.body_size += len(data)
+        if self.body_size > HIGH_WATER:
+            self.channel.pause_reading()
+        self._wake()
+
+    def end_body(self) -> None:
+        self.body_complete = True
+        self._wake()
+
+    def disconnect(self) -> None:
+        """The client went away (or the server gives up on it): wake anything waiting."""
+        self.disconnected = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- ASGI callables
+    async def receive(self) -> Message:
+        while True:
+            if self.disconnected:
+                return _DISCONNECT
+            if self.body:
+                body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+                self.body.clear()
+                self.body_size = 0
+                self.channel.resume_reading()
+                more = not self.body_complete
+                self.body_delivered = not more
+                return {"type": "http.request", "body": body, "more_body": more}
+            if self.body_complete and not self.body_delivered:
+                self.body_delivered = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            if self.state is CycleState.RESPONSE_DONE or self.state is CycleState.ABORTED:
+                return _DISCONNECT
+            if self.request.expect_continue and not self.continue_sent and not self.body_complete:
+                # RFC 9110 §10.1.1: the client waits for 100 before sending the body; send it when the
+                # app first asks for the body, not before (so an app may refuse without reading).
+                self.continue_sent = True
+                if self.state is CycleState.RESPONSE_START:
+                    self.channel.write(CONTINUE_RESPONSE)
+            waiter = self.waiter = asyncio.get_running_loop().create_future()
+            await waiter
+
+    async def send(self, message: Message) -> None:
+        state = self.state
+        if self.disconnected:
+            raise ClientDisconnected("client disconnected")
+        try:
+            kind = message["type"]
+        except (KeyError, TypeError):
+            raise LocalProtocolError(f"asgi message without a type: {message!r:.80}") from None
+        if state is CycleState.RESPONSE_START:
+            if kind != "http.response.start":
+                raise LocalProtocolError(f"expected 'http.response.start', got {kind!r}")
+            status = message.get("status")
+            if type(status) is not int:
+                raise LocalProtocolError(f"response status must be an int, got {status!r:.40}")
+            headers = message.get("headers", ())
+            try:
+                headers = [(bytes(name), bytes(value)) for name, value in headers]
+            except (TypeError, ValueError):
+                raise LocalProtocolError(f"response headers must be byte pairs, got {headers!r:.80}") from None
+            self.head = self.conn.response_head(status, headers)
+            self.status = status
+            self.response_headers = headers
+            self.state = CycleState.RESPONSE_BODY
+            return
+        if state is CycleState.RESPONSE_BODY:
+            if kind != "http.response.body":
+                raise LocalProtocolError(f"expected 'http.response.body', got {kind!r}")
+            body = message.get("body", b"")
+            if type(body) is not bytes:
+                if not isinstance(body, (bytes, bytearray, memoryview)):
+                    raise LocalProtocolError(f"response body must be bytes, got {type(body).__name__}")
+                body = bytes(body)
+            more = message.get("more_body", False)
+            data = self.conn.response_body(body, more)
+            self.response_bytes += len(body)
+            channel = self.channel
+            if self.head:
+                data = self.head + data
+                self.head = b""
+            if data:
+                channel.write(data)
+            if not more:
+                self.state = CycleState.RESPONSE_DONE
+                self._wake()
+                channel.cycle_complete(self)
+            elif channel.write_paused:
+                await channel.drain()
+                if self.disconnected:
+                    raise ClientDisconnected("client disconnected")
+            return
+        raise LocalProtocolError(f"unexpected {kind!r} after the response completed")
+
+    # -- running the app
+    async def run(self, app: ASGIApp) -> None:
+        try:
+            await app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            if self.state is not CycleState.RESPONSE_DONE:
+                self.state = CycleState.ABORTED
+                self.channel.cycle_complete(self)
+        except BaseException as exc:  # the app's failure is reported, never raised into the loop
+            self.channel.app_error(self, f"exception in asgi application: {exc!r:.200}", exc)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+        else:
+            if self.state is not CycleState.RESPONSE_DONE:
+                self.channel.app_error(self, "asgi application returned without completing the response", None)
+
+
+if sys.version_info >= (3, 12):
+
+    def start_task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[None]:
+        # Eager start: the app runs now, inside data_received, until it first suspends; a hello-world app
+        # completes without ever being scheduled (bench "hello").
+        return asyncio.Task(coro, loop=loop, eager_start=True)
+
+else:
+
+    def start_task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[None]:
+        return loop.create_task(coro)

@@ -1,0 +1,117 @@
+"""ASGI lifespan protocol: startup before serving, shutdown after, with a shared ``state`` dict."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from enum import Enum
+from typing import Any, Literal
+
+from tricorn.errors import LifespanFailure
+from tricorn.interfaces.asgi import ASGIApp, Message
+
+error_log = logging.getLogger("tricorn.error")
+
+
+class LifespanPhase(Enum):
+    IDLE = 0
+    STARTING = 1
+    STARTED = 2
+    SHUTTING_DOWN = 3
+    DONE = 4
+    UNSUPPORTED = 5  # the app raised or returned before answering startup (mode "auto" tolerates it)
+    FAILED = 6
+
+
+class Lifespan:
+    """Runs the app's lifespan scope in its own task.
+
+    ``startup()`` returns once the app answered ``lifespan.startup.complete`` (or, in mode ``auto``, once
+    it turned out not to speak lifespan); it raises LifespanFailure on ``startup.failed`` or, in mode
+    ``on``, when the app does not support lifespan. ``shutdown()`` never raises: failures are logged.
+    """
+
+    def __init__(self, app: ASGIApp, mode: Literal["auto", "on", "off"]) -> None:
+        self.app = app
+        self.mode = mode
+        self.phase = LifespanPhase.IDLE
+        self.state: dict[str, Any] = {}
+        self._inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self._answered: asyncio.Event = asyncio.Event()
+        self._failure = ""
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def shared_state(self) -> dict[str, Any] | None:
+        """The state dict copied into each request scope, or None when lifespan did not run."""
+        return self.state if self.phase is LifespanPhase.STARTED else None
+
+    async def startup(self) -> None:
+        if self.mode == "off":
+            return
+        self.phase = LifespanPhase.STARTING
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.4"}, "state": self.state}
+        self._task = asyncio.get_running_loop().create_task(self._main(scope))
+        await self._inbox.put({"type": "lifespan.startup"})
+        await self._answered.wait()
+        if self.phase is LifespanPhase.FAILED:
+            raise LifespanFailure(self._failure or "lifespan startup failed")
+        if self.phase is LifespanPhase.UNSUPPORTED and self.mode == "on":
+            raise LifespanFailure(self._failure or "the application does not support the lifespan protocol")
+
+    async def shutdown(self) -> None:
+        if self.phase is not LifespanPhase.STARTED:
+            return
+        self.phase = LifespanPhase.SHUTTING_DOWN
+        self._answered.clear()
+        await self._inbox.put({"type": "lifespan.shutdown"})
+        await self._answered.wait()
+        if self._failure:
+            error_log.error("application shutdown failed: %s", self._failure)
+        if self._task is not None:
+            await asyncio.wait([self._task], timeout=5)
+
+    async def _main(self, scope: dict[str, Any]) -> None:
+        try:
+            await self.app(scope, self._receive, self._send)
+        except BaseException as exc:
+            if self.phase is LifespanPhase.STARTING:
+                self.phase = LifespanPhase.UNSUPPORTED
+                self._failure = f"{type(exc).__name__}: {exc}"
+                if self.mode == "on":
+                    error_log.error("lifespan startup raised an exception", exc_info=exc)
+                else:
+                    error_log.info("asgi lifespan not supported by the application (%s)", self._failure)
+            elif self.phase is LifespanPhase.SHUTTING_DOWN:
+                self._failure = f"{type(exc).__name__}: {exc}"
+                error_log.error("lifespan shutdown raised an exception", exc_info=exc)
+            else:
+                error_log.error("lifespan task raised an exception", exc_info=exc)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+        else:
+            if self.phase is LifespanPhase.STARTING:
+                self.phase = LifespanPhase.UNSUPPORTED
+                self._failure = "the application returned from the lifespan scope before startup completed"
+        finally:
+            self._answered.set()
+
+    async def _receive(self) -> Message:
+        return await self._inbox.get()
+
+    async def _send(self, message: Message) -> None:
+        kind = message.get("type")
+        phase = self.phase
+        if phase is LifespanPhase.STARTING and kind == "lifespan.startup.complete":
+            self.phase = LifespanPhase.STARTED
+        elif phase is LifespanPhase.STARTING and kind == "lifespan.startup.failed":
+            self.phase = LifespanPhase.FAILED
+            self._failure = str(message.get("message", "")) or "lifespan startup failed"
+        elif phase is LifespanPhase.SHUTTING_DOWN and kind == "lifespan.shutdown.complete":
+            self.phase = LifespanPhase.DONE
+        elif phase is LifespanPhase.SHUTTING_DOWN and kind == "lifespan.shutdown.failed":
+            self.phase = LifespanPhase.DONE
+            self._failure = str(message.get("message", "")) or "lifespan shutdown failed"
+        else:
+            raise RuntimeError(f"unexpected lifespan message {kind!r} in phase {phase.name.lower()}")
+        self._answered.set()

@@ -1,0 +1,296 @@
+"""The asyncio shell for HTTP/1.1: moves bytes between a transport and an :class:`H1Connection`.
+
+Decisions about the protocol live in the core; this class owns the socket-side concerns: which cycle
+receives the body, starting apps in request order (pipelining), read and write flow control, the
+connection's deadlines, and closing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from tricorn.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from tricorn.interfaces.asgi import CycleState, HTTPCycle, build_scope, start_task
+from tricorn.proto.h1 import EndOfMessage, Event, H1Connection, Request, error_response
+
+if TYPE_CHECKING:
+    from tricorn.io.server import ServerState
+
+
+class Phase(Enum):
+    IDLE = 0  # no request in progress and no bytes of one: the keep-alive deadline runs
+    HEAD = 1  # part of a request head has arrived: the request-header deadline runs
+    ACTIVE = 2  # a request is being served: no deadline (the app decides)
+    CLOSED = 3
+
+
+class H1Protocol(asyncio.Protocol):
+    __slots__ = (
+        "_drain_waiter",
+        "client",
+        "closing",
+        "conn",
+        "cycle",
+        "deadline",
+        "phase",
+        "pipeline",
+        "reading_paused",
+        "receiving",
+        "server",
+        "state",
+        "transport",
+        "write_paused",
+    )
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.conn = H1Connection(state.limits, state.backend)
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
+        self.cycle: HTTPCycle | None = None  # the cycle whose app is running (responses go in order)
+        self.receiving: HTTPCycle | None = None  # the cycle body bytes belong to (may be a queued one)
+        self.pipeline: deque[HTTPCycle] = deque()  # complete or partial requests waiting their turn
+        self.write_paused = False
+        self.reading_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self.closing = False
+        self.phase = Phase.IDLE
+        self.deadline = 0.0
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int] | None = None
+
+    # -- asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
+        state = self.state
+        state.connections.add(self)
+        self.client = _address(transport.get_extra_info("peername"))
+        self.server = state.server_address(transport.get_extra_info("sockname"))
+        self.deadline = state.loop.time() + state.timeout_keep_alive
+        if state.shutting_down:
+            self.closing = True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.phase = Phase.CLOSED
+        self.state.connections.discard(self)
+        for cycle in (self.cycle, *self.pipeline):
+            if cycle is not None:
+                cycle.disconnect()
+        self.pipeline.clear()
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def eof_received(self) -> bool:
+        # The client half-closed. A request already received is still answered; nothing more can come.
+        cycle = self.cycle
+        if cycle is not None and cycle.body_complete and cycle.state is not CycleState.ABORTED:
+            self.closing = True
+            return True
+        return False
+
+    def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        try:
+            events = conn.receive_data(data)
+        except RemoteProtocolError as exc:
+            self.protocol_error(exc)
+            return
+        if events:
+            self._handle(events)
+        if self.phase is Phase.IDLE and conn.in_head:
+            # Bytes of a head arrived but not all of it: from now on the head must complete in time.
+            self.phase = Phase.HEAD
+            self.deadline = self.state.loop.time() + self.state.timeout_request_header
+
+    def _handle(self, events: list[Event]) -> None:
+        # All events of one read are dispatched before an app starts, so a request whose body arrived
+        # with its head is complete when its app first runs.
+        start = None
+        for event in events:
+            kind = type(event)
+            if kind is Request:
+                cycle = self._new_cycle(event)  # type: ignore[arg-type]
+                self.receiving = cycle
+                if self.cycle is None and start is None:
+                    start = cycle
+                else:
+                    self.pipeline.append(cycle)
+            elif kind is EndOfMessage:
+                if self.receiving is not None:
+                    self.receiving.end_body()
+            elif self.receiving is not None:
+                self.receiving.feed_body(event.data)  # type: ignore[union-attr]
+        if self.pipeline:
+            # Hold further requests until the ones before are answered (bounded buffering).
+            self.pause_reading()
+        if start is not None:
+            self._start(start)
+
+    def _new_cycle(self, request: Request) -> HTTPCycle:
+        state = self.state
+        scope = build_scope(request, self.server, self.client, "http", state.root_path, state.lifespan_state)
+        return HTTPCycle(self, self.conn, request, scope)
+
+    def _start(self, cycle: HTTPCycle) -> None:
+        state = self.state
+        self.cycle = cycle
+        self.phase = Phase.ACTIVE
+        self.conn.start_request(cycle.request)
+        if self.closing:
+            self.conn.keep_alive = False
+        if state.access_log is not None:
+            cycle.start_time = state.loop.time()
+        limit = state.limit_concurrency
+        if limit is not None and state.active >= limit:
+            self._reply_error(cycle, 503, "service unavailable: too many requests in progress")
+            return
+        state.active += 1
+        cycle.task = start_task(state.loop, cycle.run(state.app))
+
+    # -- Channel protocol, used by the cycles
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        if not self.write_paused or self.phase is Phase.CLOSED:
+            return
+        waiter = self._drain_waiter
+        if waiter is None or waiter.done():
+            waiter = self._drain_waiter = self.state.loop.create_future()
+        await waiter
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None:
+            self._drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def pause_reading(self) -> None:
+        if not self.reading_paused and self.phase is not Phase.CLOSED:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.reading_paused and not self.pipeline and self.phase is not Phase.CLOSED:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def cycle_complete(self, cycle: HTTPCycle) -> None:
+        """The cycle's response is complete (or was aborted)."""
+        state = self.state
+        if cycle.task is not None:
+            state.active -= 1
+            cycle.task = None
+        if state.access_log is not None and cycle.state is CycleState.RESPONSE_DONE:
+            state.log_access(self, cycle)
+        if cycle.state is CycleState.ABORTED:
+            self.close()
+            return
+        if cycle.body_complete:
+            self._finish(cycle)
+        elif self.phase is not Phase.CLOSED:
+            # The app answered without reading the whole body; rather than reading and discarding an
+            # unknown amount, end the connection (the response said nothing about reuse).
+            self.close()
+
+    def _finish(self, cycle: HTTPCycle) -> None:
+        if self.cycle is not cycle:
+            return
+        self.cycle = None
+        conn = self.conn
+        if not conn.keep_alive or self.closing or self.phase is Phase.CLOSED:
+            self.close()
+            return
+        conn.finish_cycle()
+        if self.pipeline:
+            nxt = self.pipeline.popleft()
+            if not self.pipeline:
+                self.resume_reading()
+            self._start(nxt)
+            return
+        self.receiving = None
+        self.phase = Phase.IDLE
+        self.deadline = self.state.loop.time() + self.state.timeout_keep_alive
+        if self.reading_paused:
+            self.resume_reading()
+
+    def app_error(self, cycle: HTTPCycle, message: str, exc: BaseException | None) -> None:
+        self.state.log_app_error(message, exc)
+        if cycle.state is CycleState.RESPONSE_START and self.phase is not Phase.CLOSED:
+            cycle.state = CycleState.RESPONSE_DONE
+            self._reply_error(cycle, 500, "internal server error", keep_cycle=True)
+        elif cycle.state is not CycleState.RESPONSE_DONE:
+            # Part of the response is out: the only honest signal left is to cut the connection.
+            cycle.state = CycleState.ABORTED
+            self.cycle_complete(cycle)
+
+    # -- errors and closing
+    def _reply_error(self, cycle: HTTPCycle, status: int, message: str, keep_cycle: bool = False) -> None:
+        """Answer the current request with an error response and close after it."""
+        cycle.state = CycleState.RESPONSE_DONE
+        cycle.status = status
+        body = error_response(status, message)
+        cycle.response_bytes = len(body)
+        self.transport.write(body)
+        self.conn.keep_alive = False
+        self.cycle_complete(cycle)
+
+    def protocol_error(self, exc: ProtocolError) -> None:
+        """A request that cannot be parsed: answer its status (if nothing is being answered) and close."""
+        self.state.log_protocol_error(self, exc)
+        self.transport.pause_reading() if not self.reading_paused else None
+        self.reading_paused = True
+        if self.cycle is None and not isinstance(exc, LocalProtocolError):
+            self.transport.write(error_response(exc.status, str(exc)))
+            self.close()
+        else:
+            # A response is in progress for an earlier request: let it finish, then close.
+            self.closing = True
+            self.pipeline.clear()
+            if self.receiving is not None and self.receiving is not self.cycle:
+                self.receiving = None
+            elif self.receiving is not None:
+                self.receiving.disconnect()
+
+    def timeout(self, now: float) -> None:
+        """Called by the server's tick when ``deadline`` has passed."""
+        if self.phase is Phase.IDLE:
+            self.close()
+        elif self.phase is Phase.HEAD:
+            self.state.log_protocol_error(self, RemoteProtocolError("request head timed out", status=408))
+            self.transport.write(error_response(408, "request head not received in time"))
+            self.close()
+
+    def shutdown(self) -> None:
+        """Graceful stop: close now if idle, else after the response in progress."""
+        self.closing = True
+        if self.cycle is None:
+            self.close()
+        elif self.conn.response_state.name == "HEAD":
+            self.conn.keep_alive = False
+
+    def abort(self) -> None:
+        """The graceful timeout is over: tell the app the client is gone and drop the connection."""
+        for cycle in (self.cycle, *self.pipeline):
+            if cycle is not None:
+                cycle.disconnect()
+        self.close()
+
+    def close(self) -> None:
+        if self.phase is not Phase.CLOSED:
+            self.phase = Phase.CLOSED
+            self.transport.close()
+
+
+def _address(value: object) -> tuple[str, int] | None:
+    if isinstance(value, tuple) and len(value) >= 2:
+        return (str(value[0]), int(value[1]))
+    return None

@@ -1,0 +1,147 @@
+"""One worker's serving state: listening servers, live connections, the clock tick, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any
+
+from tricorn.errors import ProtocolError
+from tricorn.logs import AccessLogFormatter, escape_for_log
+from tricorn.proto import h1
+from tricorn.proto.h1 import H1Limits
+
+if TYPE_CHECKING:
+    from tricorn.config import Config
+    from tricorn.interfaces.asgi import ASGIApp, HTTPCycle
+    from tricorn.io.h1 import H1Protocol
+
+error_log = logging.getLogger("tricorn.error")
+access_log = logging.getLogger("tricorn.access")
+
+
+class ServerState:
+    """What every connection of a worker shares. Hot-path settings are copied to plain attributes."""
+
+    def __init__(self, config: Config, app: ASGIApp, loop: asyncio.AbstractEventLoop, backend: str) -> None:
+        self.config = config
+        self.app = app
+        self.loop = loop
+        self.backend = backend
+        self.limits = H1Limits(
+            config.limit_request_line,
+            config.limit_request_fields,
+            config.limit_request_field_size,
+            config.limit_request_body,
+        )
+        self.root_path = config.root_path
+        self.timeout_keep_alive = config.timeout_keep_alive
+        self.timeout_request_header = config.timeout_request_header
+        self.limit_concurrency = config.limit_concurrency
+        self.connections: set[H1Protocol] = set()
+        self.active = 0
+        self.shutting_down = False
+        self.lifespan_state: dict[str, Any] | None = None
+        self.servers: list[asyncio.AbstractServer] = []
+        self.pid = os.getpid()
+        # Access lines are built only when the logger would emit them (hot path: bench "hello").
+        self.access_log: AccessLogFormatter | None = None
+        if config.access_log and access_log.isEnabledFor(logging.INFO):
+            self.access_log = AccessLogFormatter(config.access_log_format)
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._tick = max(0.05, min(1.0, config.timeout_keep_alive / 4, config.timeout_request_header / 4))
+        self._last_date = 0
+
+    # -- addresses
+    def server_address(self, sockname: object) -> tuple[str, int] | None:
+        if isinstance(sockname, tuple) and len(sockname) >= 2:
+            return (str(sockname[0]), int(sockname[1]))
+        if isinstance(sockname, str) and sockname:
+            return (sockname, None)  # type: ignore[return-value]  # ASGI: unix socket path, port None
+        return None
+
+    # -- serving
+    async def start(self, sockets: list[socket.socket]) -> None:
+        from tricorn.io.h1 import H1Protocol
+
+        self._refresh_date()
+        for sock in sockets:
+            server = await self.loop.create_server(
+                lambda: H1Protocol(self), sock=sock, backlog=self.config.backlog
+            )
+            self.servers.append(server)
+        self._tick_handle = self.loop.call_later(self._tick, self._on_tick)
+
+    def _refresh_date(self) -> None:
+        now = int(time.time())
+        if now != self._last_date:
+            self._last_date = now
+            h1.set_date(formatdate(now, usegmt=True).encode("ascii"))
+
+    def _on_tick(self) -> None:
+        self._refresh_date()
+        now = self.loop.time()
+        for conn in [c for c in self.connections if c.deadline <= now]:
+            if conn.phase.value <= 1:  # IDLE or HEAD
+                conn.timeout(now)
+        self._tick_handle = self.loop.call_later(self._tick, self._on_tick)
+
+    async def shutdown(self, timeout: float) -> None:
+        """Stop accepting, let in-flight requests finish within ``timeout``, then cut what is left."""
+        self.shutting_down = True
+        for server in self.servers:
+            server.close()
+        for conn in list(self.connections):
+            conn.shutdown()
+        deadline = self.loop.time() + timeout
+        while self.connections and self.loop.time() < deadline:
+            await asyncio.sleep(min(0.05, max(0.0, deadline - self.loop.time())))
+        if self.connections:
+            error_log.warning(
+                "graceful shutdown timed out after %ss; closing %d connection(s)", timeout, len(self.connections)
+            )
+            for conn in list(self.connections):
+                conn.abort()
+            # Give the apps told about the disconnect a moment to unwind.
+            for _ in range(20):
+                if not any(c.cycle is not None for c in self.connections):
+                    break
+                await asyncio.sleep(0.01)
+        for server in self.servers:
+            await server.wait_closed()
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+
+    # -- logging (one line per event, control bytes escaped)
+    def log_access(self, conn: H1Protocol, cycle: HTTPCycle) -> None:
+        formatter = self.access_log
+        assert formatter is not None
+        scope = cycle.scope
+        access_log.info(
+            formatter.format(
+                client=conn.client,
+                method=scope["method"],
+                path=scope["path"],
+                query=scope["query_string"].decode("latin-1"),
+                http_version=scope["http_version"],
+                status=cycle.status,
+                response_bytes=cycle.response_bytes,
+                request_headers=scope["headers"],
+                response_headers=cycle.response_headers,
+                duration=self.loop.time() - cycle.start_time,
+            )
+        )
+
+    def log_protocol_error(self, conn: H1Protocol, exc: ProtocolError) -> None:
+        client = f"{conn.client[0]}:{conn.client[1]}" if conn.client else "-"
+        error_log.info("%s %d %s", client, exc.status, escape_for_log(str(exc)))
+
+    def log_app_error(self, message: str, exc: BaseException | None) -> None:
+        if exc is not None:
+            error_log.error(escape_for_log(message), exc_info=exc)
+        else:
+            error_log.error(escape_for_log(message))

@@ -1,0 +1,396 @@
+"""Logging: the error log, the access log and its formatter, and escaping of untrusted text.
+
+Loggers:
+
+* ``tricorn`` (and so ``tricorn.error`` and every ``tricorn.*`` module logger): stderr, gunicorn's line
+  format ``[2026-11-21 05:00:00 +0000] [1234] [INFO] message``, level from ``log_level``.
+* ``tricorn.access``: stdout, the message only (an :class:`AccessLogFormatter` line), level INFO,
+  disabled when ``access_log`` is off. The access log is independent of ``log_level``, as in gunicorn.
+
+Anything a client controls (path, query, header values, even the client address behind a proxy) goes
+through :func:`escape_for_log` before it reaches a log line, so a request cannot forge log lines or send
+escape sequences to the terminal of whoever reads the log.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import configparser
+import json
+import logging
+import logging.config
+import os
+import re
+import sys
+import time
+import tomllib
+from collections.abc import Callable
+from typing import Any
+
+from tricorn.config import Config
+from tricorn.errors import ConfigError
+
+__all__ = ["TRACE", "AccessLogFormatter", "configure_logging", "escape_for_log"]
+
+TRACE = 5
+logging.addLevelName(TRACE, "TRACE")
+
+LOG_LEVELS: dict[str, int] = {
+    "critical": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+    "trace": TRACE,
+}
+
+ERROR_LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
+ERROR_LOG_DATEFMT = "%Y-%m-%d %H:%M:%S %z"
+
+
+# -- Escaping ---------------------------------------------------------------------------------------------
+
+# In ASCII, the C0 controls, DEL, and the two characters that would make the escaping (\) or the quoted
+# fields of the access log (") ambiguous. nginx escapes the same set in its access log.
+_ASCII_UNSAFE = re.compile(r'[\x00-\x1f\x7f"\\]')
+
+
+def _escape_char(char: str) -> str:
+    code = ord(char)
+    if char == "\\":
+        return "\\\\"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if 0xDC80 <= code <= 0xDCFF:
+        # A byte that was not valid UTF-8, decoded with errors="surrogateescape": show the byte.
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def escape_for_log(text: str) -> str:
+    """``text`` safe to put in one log line, unchanged if it already is.
+
+    Escaped: control characters (C0, DEL, C1), every other character Python does not consider printable
+    (line and paragraph separators, bidi overrides, lone surrogates...), the backslash and the double
+    quote. They become ``\\xNN``, ``\\uNNNN`` or ``\\UNNNNNNNN`` (``\\\\`` for a backslash); a lone
+    surrogate from ``surrogateescape`` decoding shows as the original byte, ``\\xNN``. Printable
+    non-ASCII text (``café``) is kept as is.
+    """
+    if text.isascii():
+        # Fast path: almost every path and header value is plain printable ASCII.
+        if _ASCII_UNSAFE.search(text) is None:
+            return text
+        return _ASCII_UNSAFE.sub(lambda match: _escape_char(match.group()), text)
+    return "".join(char if char.isprintable() and char not in '"\\' else _escape_char(char) for char in text)
+
+
+def _decode_header(value: bytes) -> str:
+    return escape_for_log(value.decode("utf-8", "surrogateescape"))
+
+
+# -- Access log -------------------------------------------------------------------------------------------
+
+
+class _Request:
+    """One request's facts, as given to AccessLogFormatter.format; atoms read what they need."""
+
+    __slots__ = (
+        "client",
+        "duration",
+        "http_version",
+        "method",
+        "now",
+        "path",
+        "query",
+        "request_headers",
+        "response_bytes",
+        "response_headers",
+        "status",
+    )
+
+    def __init__(
+        self,
+        client: tuple[str, int] | None,
+        method: str,
+        path: str,
+        query: str,
+        http_version: str,
+        status: int,
+        response_bytes: int,
+        request_headers: list[tuple[bytes, bytes]],
+        response_headers: list[tuple[bytes, bytes]],
+        duration: float,
+        now: float,
+    ) -> None:
+        self.client = client
+        self.method = method
+        self.path = path
+        self.query = query
+        self.http_version = http_version
+        self.status = status
+        self.response_bytes = response_bytes
+        self.request_headers = request_headers
+        self.response_headers = response_headers
+        self.duration = duration
+        self.now = now
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
+    values = [value for key, value in headers if key == name]
+    if not values:
+        return "-"
+    return _decode_header(b",".join(values))
+
+
+def _protocol(r: _Request) -> str:
+    version = r.http_version
+    return escape_for_log(version if version.startswith("HTTP/") else f"HTTP/{version}")
+
+
+def _request_line(r: _Request) -> str:
+    target = f"{r.path}?{r.query}" if r.query else r.path
+    return f"{escape_for_log(r.method)} {escape_for_log(target)} {_protocol(r)}"
+
+
+def _user(r: _Request) -> str:
+    authorization = _header(r.request_headers, b"authorization")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return "-"
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8", "surrogateescape")
+    except (binascii.Error, ValueError):
+        return "-"
+    user, colon, _ = decoded.partition(":")
+    return escape_for_log(user) if colon and user else "-"
+
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _format_time(now: float) -> str:
+    # Month names from a table, not strftime's %b, which follows LC_TIME.
+    t = time.localtime(now)
+    offset = t.tm_gmtoff // 60
+    sign = "-" if offset < 0 else "+"
+    hours, minutes = divmod(abs(offset), 60)
+    return (
+        f"[{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year:04d}:"
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} {sign}{hours:02d}{minutes:02d}]"
+    )
+
+
+_Atom = Callable[[_Request], object]
+
+_ATOMS: dict[str, _Atom] = {
+    "h": lambda r: escape_for_log(r.client[0]) if r.client else "-",
+    "l": lambda r: "-",
+    "u": _user,
+    # "t" is handled by AccessLogFormatter itself: it caches the formatted time for a second.
+    "r": _request_line,
+    "m": lambda r: escape_for_log(r.method),
+    "U": lambda r: escape_for_log(r.path),
+    "q": lambda r: escape_for_log(r.query),
+    "H": _protocol,
+    "s": lambda r: r.status,
+    "B": lambda r: r.response_bytes,
+    "b": lambda r: r.response_bytes or "-",
+    "f": lambda r: _header(r.request_headers, b"referer"),
+    "a": lambda r: _header(r.request_headers, b"user-agent"),
+    "T": lambda r: int(r.duration),
+    "M": lambda r: int(r.duration * 1_000),
+    "D": lambda r: int(r.duration * 1_000_000),
+    "L": lambda r: f"{r.duration:.6f}",
+    "p": lambda r: f"<{os.getpid()}>",
+}
+
+# %(name)X conversions and %% in a format string; anything else after a % is an error.
+_SPEC = re.compile(r"%(?:%|\((?P<key>[^)]*)\)[#0 +-]*(?:\d+)?(?:\.\d+)?[diouxXeEfFgGcrsa])")
+_HEADER_ATOM = re.compile(r"\{(?P<name>[^}]+)\}(?P<kind>[ioe])")
+
+
+def _atom(key: str) -> _Atom:
+    if key in _ATOMS:
+        return _ATOMS[key]
+    match = _HEADER_ATOM.fullmatch(key)
+    if match is None:
+        known = ", ".join(["t", *_ATOMS, "{header}i", "{header}o"])
+        raise ConfigError("access_log_format", f"unknown atom {key!r} (known: {known})")
+    name = match["name"].strip().lower().encode("latin-1", "replace")
+    if match["kind"] == "i":
+        return lambda r: _header(r.request_headers, name)
+    if match["kind"] == "o":
+        return lambda r: _header(r.response_headers, name)
+    # gunicorn's {name}e reads the WSGI environ; tricorn has none to offer, so it logs "-" like a
+    # missing header (formats written for gunicorn keep working).
+    return lambda r: "-"
+
+
+class AccessLogFormatter:
+    """Formats one access-log line per request from a gunicorn-style ``access_log_format``.
+
+    The format is parsed once, here: ``format`` computes only the atoms the format uses. Raises
+    ConfigError("access_log_format", ...) for a malformed format or an unknown atom.
+
+    Atoms: h client address, l ``-``, u basic-auth user, t ``[21/Nov/2026:05:00:00 +0000]``,
+    r request line, m method, U path, q query, H protocol, s status, B response bytes, b bytes or ``-``,
+    f referer, a user agent, T seconds, M milliseconds, D microseconds, L seconds as a decimal,
+    p ``<pid>``, ``{name}i`` a request header, ``{name}o`` a response header (``-`` when missing).
+    Client-controlled text is passed through :func:`escape_for_log`.
+    """
+
+    __slots__ = ("_atoms", "_format", "_time", "_time_second", "_uses_time")
+
+    def __init__(self, access_log_format: str) -> None:
+        atoms: dict[str, _Atom] = {}
+        uses_time = False
+        position = 0
+        for match in _SPEC.finditer(access_log_format):
+            self._check_literal(access_log_format, position, match.start())
+            position = match.end()
+            key = match["key"]
+            if key == "t":
+                uses_time = True
+            elif key is not None and key not in atoms:
+                atoms[key] = _atom(key)
+        self._check_literal(access_log_format, position, len(access_log_format))
+        self._format = access_log_format
+        self._atoms = tuple(atoms.items())
+        self._uses_time = uses_time
+        self._time_second = -1
+        self._time = ""
+        try:
+            self.format(
+                client=("127.0.0.1", 1),
+                method="GET",
+                path="/",
+                query="",
+                http_version="1.1",
+                status=200,
+                response_bytes=0,
+                request_headers=[],
+                response_headers=[],
+                duration=0.0,
+                now=0.0,
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError("access_log_format", f"{access_log_format!r}: {exc}") from None
+
+    @staticmethod
+    def _check_literal(fmt: str, start: int, end: int) -> None:
+        stray = fmt.find("%", start, end)
+        if stray != -1:
+            raise ConfigError(
+                "access_log_format",
+                f"{fmt!r} has a bad %-sequence at position {stray}; use %(atom)s, or %% for a literal %",
+            )
+
+    def format(
+        self,
+        *,
+        client: tuple[str, int] | None,
+        method: str,
+        path: str,
+        query: str,
+        http_version: str,
+        status: int,
+        response_bytes: int,
+        request_headers: list[tuple[bytes, bytes]],
+        response_headers: list[tuple[bytes, bytes]],
+        duration: float,
+        now: float | None = None,
+    ) -> str:
+        """One access-log line. ``http_version`` as in ASGI (``"1.1"``); header names lowercase bytes;
+        ``duration`` in seconds; ``now`` (the time to log, default the current time) in epoch seconds.
+        """
+        if now is None:
+            now = time.time()
+        request = _Request(
+            client,
+            method,
+            path,
+            query,
+            http_version,
+            status,
+            response_bytes,
+            request_headers,
+            response_headers,
+            duration,
+            now,
+        )
+        values = {key: atom(request) for key, atom in self._atoms}
+        if self._uses_time:
+            # Formatting the time is the priciest atom and changes once a second: cache it.
+            second = int(now)
+            if second != self._time_second:
+                self._time = _format_time(second)
+                self._time_second = second
+            values["t"] = self._time
+        return self._format % values
+
+
+# -- Setup ------------------------------------------------------------------------------------------------
+
+
+def configure_logging(config: Config) -> None:
+    """Set up logging for ``config``; safe to call again (it replaces what it set up before).
+
+    With ``log_config``, that file is the whole logging setup: ``.json`` and ``.toml`` files are
+    dictConfig dictionaries (``disable_existing_loggers`` defaults to false), anything else is a
+    fileConfig ini file; a missing or bad file raises ConfigError("log_config", ...). Without it, tricorn
+    logs as described in this module's docstring. Either way, ``access_log = false`` disables
+    ``tricorn.access``.
+    """
+    access = logging.getLogger("tricorn.access")
+    if config.log_config is not None:
+        _load_log_config(config.log_config)
+    else:
+        error = logging.getLogger("tricorn")
+        _replace_handler(error, sys.stderr, logging.Formatter(ERROR_LOG_FORMAT, ERROR_LOG_DATEFMT))
+        error.setLevel(LOG_LEVELS[config.log_level])
+        logging.getLogger("tricorn.error").setLevel(logging.NOTSET)
+        _replace_handler(access, sys.stdout, logging.Formatter("%(message)s"))
+        access.setLevel(logging.INFO)
+    access.disabled = not config.access_log
+
+
+def _replace_handler(logger: logging.Logger, stream: Any, formatter: logging.Formatter) -> None:
+    for handler in logger.handlers[:]:
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    logger.addHandler(handler)
+    logger.propagate = False
+
+
+def _load_log_config(path: str) -> None:
+    if not os.path.isfile(path):
+        raise ConfigError("log_config", f"{path!r} does not exist or is not a file")
+    _, extension = os.path.splitext(path)
+    try:
+        if extension.lower() in (".json", ".toml"):
+            with open(path, "rb") as file:
+                loaded = json.load(file) if extension.lower() == ".json" else tomllib.load(file)
+            if not isinstance(loaded, dict):
+                raise ValueError("the file does not hold a dictConfig dictionary")
+            loaded.setdefault("disable_existing_loggers", False)
+            logging.config.dictConfig(loaded)
+        else:
+            logging.config.fileConfig(path, disable_existing_loggers=False, encoding="utf-8")
+    except (
+        OSError,
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+        ImportError,
+        RuntimeError,
+        configparser.Error,
+    ) as exc:
+        # json and tomllib decode errors are ValueErrors; dictConfig wraps its errors in ValueError;
+        # fileConfig lets KeyError (missing section), configparser errors and, for an empty file,
+        # RuntimeError through.
+        raise ConfigError("log_config", f"cannot load {path!r}: {exc!r}") from None

@@ -1,0 +1,120 @@
+"""Shared fixtures: real tricorn processes on free ports."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BACKENDS = ("httptools", "h11")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class TricornProcess:
+    """A ``python -m tricorn`` child process; its output goes to a file read back by ``output()``."""
+
+    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+        self.port = free_port()
+        self.host = "127.0.0.1"
+        self.url = f"http://{self.host}:{self.port}"
+        self._log = tempfile.NamedTemporaryFile(prefix="tricorn-", suffix=".log", delete=False)  # noqa: SIM115
+        full_env = dict(os.environ)
+        full_env["PYTHONPATH"] = os.pathsep.join([str(ROOT), full_env.get("PYTHONPATH", "")])
+        full_env.update(env or {})
+        argv = [sys.executable, "-m", "tricorn", *args]
+        if not any(a.startswith(("--port", "--bind", "-b")) for a in args):
+            argv += ["--port", str(self.port)]
+        self.proc = subprocess.Popen(
+            argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=cwd or ROOT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 20.0) -> TricornProcess:
+        """Wait until the port accepts a connection (or the process dies)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"tricorn exited with {self.proc.returncode}:\n{self.output()}")
+            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), timeout=0.5):
+                return self
+            time.sleep(0.02)
+        raise TimeoutError(f"tricorn did not start listening within {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        return Path(self._log.name).read_text(errors="replace")
+
+    def send_signal(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signum)
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.send_signal(signum)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        return self.proc.returncode
+
+    def wait(self, timeout: float = 20.0) -> int:
+        return self.proc.wait(timeout)
+
+    def close(self) -> None:
+        self.stop()
+        self._log.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self._log.name)
+
+
+@pytest.fixture
+def tricorn() -> Iterator[type[TricornProcess]]:
+    """Start tricorn processes: ``tricorn(["tests.apps.basic:app"]).wait_ready()``; all are stopped after."""
+    started: list[TricornProcess] = []
+
+    class Started(TricornProcess):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            started.append(self)
+
+    yield Started
+    for proc in started:
+        proc.close()
+
+
+def raw_request(port: int, data: bytes, timeout: float = 5.0, read_all: bool = True) -> bytes:
+    """Send raw bytes, half-close, and read until the server closes (or ``timeout``)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                if not read_all:
+                    break
+        except TimeoutError:
+            pass
+        return b"".join(chunks)
