@@ -65,19 +65,8 @@ async def serve(config: Config, app: Any, loop: asyncio.AbstractEventLoop, backe
     except LifespanFailure as exc:
         error_log.error("application startup failed: %s", exc)
         return EXIT_APP
-    try:
-        sockets = bind_sockets(config.binds, config.backlog)
-    except BindError as exc:
-        error_log.error("%s", exc)
-        await lifespan.shutdown()
-        return 1
-
     state = ServerState(config, app, loop, backend)
     state.lifespan_state = lifespan.shared_state
-    await state.start(sockets)
-    for sock in sockets:
-        error_log.info("listening on %s (pid %d, %s, %s)", describe(sock), os.getpid(), backend, _loop_name(loop))
-
     stop = asyncio.Event()
     signals_seen: list[int] = []
 
@@ -91,8 +80,21 @@ async def serve(config: Config, app: Any, loop: asyncio.AbstractEventLoop, backe
             for conn in list(state.connections):
                 conn.abort()
 
+    # Before the sockets listen: a client (or a supervisor's probe) may connect, and a signal follow,
+    # from the moment listen() returns; the default SIGTERM action would kill us without a shutdown.
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        sockets = bind_sockets(config.binds, config.backlog)
+    except BindError as exc:
+        error_log.error("%s", exc)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        await lifespan.shutdown()
+        return 1
+    await state.start(sockets)
+    for sock in sockets:
+        error_log.info("listening on %s (pid %d, %s, %s)", describe(sock), os.getpid(), backend, _loop_name(loop))
     try:
         await stop.wait()
         await state.shutdown(config.timeout_graceful_shutdown)

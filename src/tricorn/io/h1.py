@@ -13,7 +13,8 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from tricorn.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from tricorn.interfaces.asgi import CycleState, HTTPCycle, build_scope, start_task
+from tricorn.interfaces.asgi import ABORTED, RESPONSE_DONE, RESPONSE_START, HTTPCycle, build_scope
+from tricorn.io.runner import AppRunner
 from tricorn.proto.h1 import EndOfMessage, Event, H1Connection, Request, error_response
 
 if TYPE_CHECKING:
@@ -25,6 +26,8 @@ class Phase(Enum):
     HEAD = 1  # part of a request head has arrived: the request-header deadline runs
     ACTIVE = 2  # a request is being served: no deadline (the app decides)
     CLOSED = 3
+
+PHASE_IDLE, PHASE_HEAD, PHASE_ACTIVE, PHASE_CLOSED = Phase
 
 
 class H1Protocol(asyncio.Protocol):
@@ -39,6 +42,7 @@ class H1Protocol(asyncio.Protocol):
         "pipeline",
         "reading_paused",
         "receiving",
+        "runner",
         "server",
         "state",
         "transport",
@@ -56,10 +60,11 @@ class H1Protocol(asyncio.Protocol):
         self.reading_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self.closing = False
-        self.phase = Phase.IDLE
+        self.phase = PHASE_IDLE
         self.deadline = 0.0
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
+        self.runner = AppRunner(state.loop)
 
     # -- asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -73,7 +78,8 @@ class H1Protocol(asyncio.Protocol):
             self.closing = True
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.phase = Phase.CLOSED
+        self.phase = PHASE_CLOSED
+        self.runner.close()
         self.state.connections.discard(self)
         for cycle in (self.cycle, *self.pipeline):
             if cycle is not None:
@@ -86,8 +92,9 @@ class H1Protocol(asyncio.Protocol):
     def eof_received(self) -> bool:
         # The client half-closed. A request already received is still answered; nothing more can come.
         cycle = self.cycle
-        if cycle is not None and cycle.body_complete and cycle.state is not CycleState.ABORTED:
+        if cycle is not None and cycle.body_complete and cycle.state is not ABORTED:
             self.closing = True
+            cycle.peer_closed()  # an app waiting in receive() learns the client is gone (it may still send)
             return True
         return False
 
@@ -100,9 +107,9 @@ class H1Protocol(asyncio.Protocol):
             return
         if events:
             self._handle(events)
-        if self.phase is Phase.IDLE and conn.in_head:
+        if self.phase is PHASE_IDLE and conn.in_head:
             # Bytes of a head arrived but not all of it: from now on the head must complete in time.
-            self.phase = Phase.HEAD
+            self.phase = PHASE_HEAD
             self.deadline = self.state.loop.time() + self.state.timeout_request_header
 
     def _handle(self, events: list[Event]) -> None:
@@ -136,8 +143,10 @@ class H1Protocol(asyncio.Protocol):
 
     def _start(self, cycle: HTTPCycle) -> None:
         state = self.state
+        if self.phase is PHASE_CLOSED:
+            return
         self.cycle = cycle
-        self.phase = Phase.ACTIVE
+        self.phase = PHASE_ACTIVE
         self.conn.start_request(cycle.request)
         if self.closing:
             self.conn.keep_alive = False
@@ -148,14 +157,15 @@ class H1Protocol(asyncio.Protocol):
             self._reply_error(cycle, 503, "service unavailable: too many requests in progress")
             return
         state.active += 1
-        cycle.task = start_task(state.loop, cycle.run(state.app))
+        cycle.counted = True
+        cycle.task = self.runner.run(cycle.run(state.app))
 
     # -- Channel protocol, used by the cycles
     def write(self, data: bytes) -> None:
         self.transport.write(data)
 
     async def drain(self) -> None:
-        if not self.write_paused or self.phase is Phase.CLOSED:
+        if not self.write_paused or self.phase is PHASE_CLOSED:
             return
         waiter = self._drain_waiter
         if waiter is None or waiter.done():
@@ -174,29 +184,29 @@ class H1Protocol(asyncio.Protocol):
                 waiter.set_result(None)
 
     def pause_reading(self) -> None:
-        if not self.reading_paused and self.phase is not Phase.CLOSED:
+        if not self.reading_paused and self.phase is not PHASE_CLOSED:
             self.reading_paused = True
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self.reading_paused and not self.pipeline and self.phase is not Phase.CLOSED:
+        if self.reading_paused and not self.pipeline and self.phase is not PHASE_CLOSED:
             self.reading_paused = False
             self.transport.resume_reading()
 
     def cycle_complete(self, cycle: HTTPCycle) -> None:
         """The cycle's response is complete (or was aborted)."""
         state = self.state
-        if cycle.task is not None:
+        if cycle.counted:
             state.active -= 1
-            cycle.task = None
-        if state.access_log is not None and cycle.state is CycleState.RESPONSE_DONE:
+            cycle.counted = False
+        if state.access_log is not None and cycle.state is RESPONSE_DONE:
             state.log_access(self, cycle)
-        if cycle.state is CycleState.ABORTED:
+        if cycle.state is ABORTED:
             self.close()
             return
         if cycle.body_complete:
             self._finish(cycle)
-        elif self.phase is not Phase.CLOSED:
+        elif self.phase is not PHASE_CLOSED:
             # The app answered without reading the whole body; rather than reading and discarding an
             # unknown amount, end the connection (the response said nothing about reuse).
             self.close()
@@ -206,7 +216,7 @@ class H1Protocol(asyncio.Protocol):
             return
         self.cycle = None
         conn = self.conn
-        if not conn.keep_alive or self.closing or self.phase is Phase.CLOSED:
+        if not conn.keep_alive or self.closing or self.phase is PHASE_CLOSED:
             self.close()
             return
         conn.finish_cycle()
@@ -214,28 +224,30 @@ class H1Protocol(asyncio.Protocol):
             nxt = self.pipeline.popleft()
             if not self.pipeline:
                 self.resume_reading()
-            self._start(nxt)
+            # Not from inside this request's own step (we may be in its send()): next loop turn.
+            self.cycle = nxt
+            self.state.loop.call_soon(self._start, nxt)
             return
         self.receiving = None
-        self.phase = Phase.IDLE
+        self.phase = PHASE_IDLE
         self.deadline = self.state.loop.time() + self.state.timeout_keep_alive
         if self.reading_paused:
             self.resume_reading()
 
     def app_error(self, cycle: HTTPCycle, message: str, exc: BaseException | None) -> None:
         self.state.log_app_error(message, exc)
-        if cycle.state is CycleState.RESPONSE_START and self.phase is not Phase.CLOSED:
-            cycle.state = CycleState.RESPONSE_DONE
+        if cycle.state is RESPONSE_START and self.phase is not PHASE_CLOSED:
+            cycle.state = RESPONSE_DONE
             self._reply_error(cycle, 500, "internal server error", keep_cycle=True)
-        elif cycle.state is not CycleState.RESPONSE_DONE:
+        elif cycle.state is not RESPONSE_DONE:
             # Part of the response is out: the only honest signal left is to cut the connection.
-            cycle.state = CycleState.ABORTED
+            cycle.state = ABORTED
             self.cycle_complete(cycle)
 
     # -- errors and closing
     def _reply_error(self, cycle: HTTPCycle, status: int, message: str, keep_cycle: bool = False) -> None:
         """Answer the current request with an error response and close after it."""
-        cycle.state = CycleState.RESPONSE_DONE
+        cycle.state = RESPONSE_DONE
         cycle.status = status
         body = error_response(status, message)
         cycle.response_bytes = len(body)
@@ -258,13 +270,18 @@ class H1Protocol(asyncio.Protocol):
             if self.receiving is not None and self.receiving is not self.cycle:
                 self.receiving = None
             elif self.receiving is not None:
-                self.receiving.disconnect()
+                cycle = self.receiving
+                cycle.disconnect()
+                if cycle.state is RESPONSE_START and not isinstance(exc, LocalProtocolError):
+                    # Its own body broke the rules (a chunked body over the limit: 413) before the app
+                    # answered: the client is owed that status, not the app's reaction to the disconnect.
+                    self._reply_error(cycle, exc.status, str(exc))
 
     def timeout(self, now: float) -> None:
         """Called by the server's tick when ``deadline`` has passed."""
-        if self.phase is Phase.IDLE:
+        if self.phase is PHASE_IDLE:
             self.close()
-        elif self.phase is Phase.HEAD:
+        elif self.phase is PHASE_HEAD:
             self.state.log_protocol_error(self, RemoteProtocolError("request head timed out", status=408))
             self.transport.write(error_response(408, "request head not received in time"))
             self.close()
@@ -285,8 +302,8 @@ class H1Protocol(asyncio.Protocol):
         self.close()
 
     def close(self) -> None:
-        if self.phase is not Phase.CLOSED:
-            self.phase = Phase.CLOSED
+        if self.phase is not PHASE_CLOSED:
+            self.phase = PHASE_CLOSED
             self.transport.close()
 
 

@@ -1,0 +1,140 @@
+"""Running request coroutines eagerly, with a real task identity.
+
+Most requests finish without ever waiting (a hello-world app awaits only ``send``, which does not suspend
+while the socket accepts data). Creating an ``asyncio.Task`` for each of them, and waiting for the loop to
+schedule it, is a large part of a request's cost (bench "hello"). So each connection owns one *host task*:
+
+- A request's coroutine is first stepped directly, inside ``data_received``, in a fresh copy of the
+  context, while the host task is entered as the loop's current task. Code that asks for
+  ``asyncio.current_task()`` (anyio cancel scopes, ``asyncio.timeout``) sees a real, stable task.
+- If the coroutine finishes in that step, nothing else happens: no task was created or scheduled.
+- If it suspends, it is handed to the host task, which goes on driving it (in the same context, so
+  context variables set by the app stay with the request) until it finishes. ``current_task()`` is the
+  same host task before and after the suspension, so cancel scopes entered in the first step exit in the
+  right task, and cancelling the host delivers ``CancelledError`` into the request.
+- While the host is busy with one coroutine (an app still running after its response, say), a later
+  request on the same connection gets an ordinary task of its own.
+
+Requests of one connection are started one after another, and never from inside another request's
+step (the shell defers pipelined starts to the loop), so the host is never entered twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import types
+from collections.abc import Coroutine, Generator
+from typing import Any
+
+try:  # private, but stable since 3.7; without them every request gets its own task
+    from asyncio.tasks import _enter_task, _leave_task
+except ImportError:  # pragma: no cover
+    _enter_task = _leave_task = None  # type: ignore[assignment]
+
+Coro = Coroutine[Any, Any, None]
+
+
+@types.coroutine
+def _resume(coro: Coro, waiting: Any, ctx: contextvars.Context, cancel: bool) -> Generator[Any, Any, None]:
+    """Drive ``coro`` from the point where it yielded ``waiting``, each step inside ``ctx``."""
+    send, throw = coro.send, coro.throw
+    if cancel:
+        # The request cancelled its task (the host) before it first suspended: deliver it now.
+        try:
+            waiting = ctx.run(throw, asyncio.CancelledError())
+        except StopIteration:
+            return
+    while True:
+        try:
+            value = yield waiting
+        except BaseException as exc:  # cancellation (or anything thrown into the task) goes to the app
+            try:
+                waiting = ctx.run(throw, exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                waiting = ctx.run(send, value)
+            except StopIteration:
+                return
+
+
+class AppRunner:
+    """Runs one connection's request coroutines (see the module docstring)."""
+
+    __slots__ = ("_item", "_wake", "busy", "closed", "host", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.host: asyncio.Task[None] | None = None
+        self.busy = False
+        self.closed = False
+        self._item: tuple[Coro, Any, contextvars.Context, bool] | None = None
+        self._wake: asyncio.Future[None] | None = None
+
+    def run(self, coro: Coro) -> asyncio.Task[None] | None:
+        """Start ``coro``; return the task it runs in if it got one of its own, else None."""
+        loop = self.loop
+        if self.busy or _enter_task is None:
+            return loop.create_task(coro)
+        host = self.host
+        if host is None:
+            host = self.host = loop.create_task(self._main())
+        ctx = contextvars.copy_context()
+        try:
+            _enter_task(loop, host)
+        except RuntimeError:  # called from inside a task (not from a transport callback)
+            return loop.create_task(coro)
+        try:
+            waiting = ctx.run(coro.send, None)
+        except StopIteration:
+            return None
+        finally:
+            _leave_task(loop, host)
+        # It suspended: the host task takes it from here.
+        self.busy = True
+        cancel = host.cancelling() > 0
+        if cancel:
+            host.uncancel()
+        self._item = (coro, waiting, ctx, cancel)
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+        return None
+
+    async def _main(self) -> None:
+        loop = self.loop
+        while not self.closed:
+            if self._item is None:
+                self._wake = loop.create_future()
+                try:
+                    await self._wake
+                except asyncio.CancelledError:
+                    # Cancelled while idle: the connection closed, the loop is shutting down, or a
+                    # request that finished in its first step cancelled its task. In every case this
+                    # host is done; the next request (if any) gets a new one.
+                    if self.host is asyncio.current_task():
+                        self.host = None
+                    return
+                continue
+            coro, waiting, ctx, cancel = self._item
+            self._item = None
+            try:
+                await _resume(coro, waiting, ctx, cancel)
+            except BaseException:  # pragma: no cover - the request wrapper reports its own errors
+                pass
+            finally:
+                self.busy = False
+                host = self.host
+                if host is not None:
+                    while host.cancelling():
+                        host.uncancel()
+
+    def close(self) -> None:
+        """The connection is gone: let the host task end once it is idle."""
+        self.closed = True
+        host = self.host
+        if host is not None and not self.busy:
+            self.host = None
+            host.cancel()

@@ -1,0 +1,48 @@
+"""Small ASGI apps with unusual lifespan behaviour, for the command-line tests."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+async def _hello(send: Send, body: bytes) -> None:
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def failing_startup(scope: Scope, receive: Receive, send: Send) -> None:
+    """Reports lifespan.startup.failed with a message."""
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "database unreachable at db:5432"})
+        return
+    await _hello(send, b"never served")
+
+
+async def raising_startup(scope: Scope, receive: Receive, send: Send) -> None:
+    """Speaks lifespan but raises during startup."""
+    if scope["type"] == "lifespan":
+        await receive()
+        raise RuntimeError("lifespan exploded during startup")
+    await _hello(send, b"served without lifespan")
+
+
+async def no_lifespan(scope: Scope, receive: Receive, send: Send) -> None:
+    """Knows only http, like many hand-written apps: anything else is an error."""
+    if scope["type"] != "http":
+        raise ValueError(f"unsupported scope type {scope['type']!r}")
+    await _hello(send, b"no lifespan here")
+
+
+async def returns_on_lifespan(scope: Scope, receive: Receive, send: Send) -> None:
+    """Returns at once for a lifespan scope."""
+    if scope["type"] != "http":
+        return
+    await _hello(send, b"returned from lifespan")

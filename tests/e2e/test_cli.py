@@ -1,0 +1,448 @@
+"""The ``tricorn`` command end to end: real processes, their exit statuses, output, and what they serve.
+
+Unlike the ``tricorn`` fixture, ``spawn`` adds no ``--port`` of its own and starts from an environment
+without ``TRICORN_*`` variables, so the tests can set the port (and everything else) through each layer:
+command line, environment, ``--config`` file, ``pyproject.toml``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+import pytest
+from tests.conftest import ROOT, TricornProcess, free_port
+
+import tricorn
+
+pytestmark = pytest.mark.e2e
+
+APP = "tests.apps.basic:app"
+GROUPS = ["General", "Application", "Binding", "Protocol", "Timeouts", "Limits", "Logging", "Configuration"]
+
+
+def clean_env(env: dict[str, str] | None) -> dict[str, str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("TRICORN_")}
+    full["PYTHONPATH"] = os.pathsep.join([str(ROOT), full.get("PYTHONPATH", "")])
+    full.update(env or {})
+    return full
+
+
+class Spawned(TricornProcess):
+    """A tricorn process started with exactly ``args``; ``port`` is where the test expects it to listen."""
+
+    def __init__(
+        self, args: Sequence[str], port: int, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
+        self.port = port
+        self.host = "127.0.0.1"
+        self.url = f"http://{self.host}:{self.port}"
+        self._log = tempfile.NamedTemporaryFile(prefix="tricorn-", suffix=".log", delete=False)  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tricorn", *args],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=clean_env(env),
+            cwd=cwd or ROOT,
+            start_new_session=True,
+        )
+
+    def wait_unix_ready(self, path: str, timeout: float = 20.0) -> Spawned:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"tricorn exited with {self.proc.returncode}:\n{self.output()}")
+            with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as sock:
+                sock.connect(path)
+                return self
+            time.sleep(0.02)  # polling for readiness
+        raise TimeoutError(f"tricorn did not listen on {path}:\n{self.output()}")
+
+
+class Spawn(Protocol):
+    def __call__(
+        self,
+        args: Sequence[str],
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> Spawned: ...
+
+
+@pytest.fixture
+def spawn() -> Iterator[Spawn]:
+    started: list[Spawned] = []
+
+    def start(
+        args: Sequence[str],
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> Spawned:
+        proc = Spawned(args, port or 0, env, cwd)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.close()
+
+
+def run(
+    args: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run tricorn to completion (for the cases that exit by themselves)."""
+    return subprocess.run(
+        [sys.executable, "-m", "tricorn", *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(env),
+        cwd=cwd or ROOT,
+        timeout=60,
+    )
+
+
+# -- --version, --help, bad settings
+
+
+def test_version() -> None:
+    result = run(["--version"])
+    assert result.returncode == 0
+    python = f"Python {platform.python_version()}, {platform.python_implementation()}"
+    assert result.stdout == f"tricorn {tricorn.__version__} ({python})\n"
+
+
+def test_help_shows_the_groups_in_order() -> None:
+    result = run(["--help"])
+    assert result.returncode == 0
+    out = result.stdout
+    assert out.startswith("usage: tricorn")
+    positions = [out.index(f"\n{group}:\n") for group in GROUPS]
+    assert positions == sorted(positions)
+    for option in ("--bind ADDRESS, -b ADDRESS", "--http {auto,httptools,h11}", "--limit-concurrency N"):
+        assert option in out
+    assert "TRICORN_PORT" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["--port", "abc"], {}, "tricorn: error: port: 'abc' is not an integer (from --port)"),
+        (["--http", "foo"], {}, "tricorn: error: http: "),
+        (["--timeout-keep-alive", "-1"], {}, "tricorn: error: timeout_keep_alive: "),
+        ([], {"TRICORN_LIMIT_CONCURRENCY": "zero"}, "tricorn: error: limit_concurrency: "),
+        (["--no-such-option"], {}, "tricorn: error: unrecognized arguments: --no-such-option"),
+        (
+            ["tests.apps.basic"],
+            {},
+            "tricorn: error: app: 'tests.apps.basic' is not in the form module:attribute",
+        ),
+    ],
+    ids=["port", "http", "timeout", "env", "unknown-option", "app-without-colon"],
+)
+def test_bad_setting_is_one_line_and_exit_2(args: list[str], env: dict[str, str], expected: str) -> None:
+    result = run(args if args[-1:] == ["tests.apps.basic"] else [*args, APP], env=env)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(expected)
+    if env:
+        assert next(iter(env)) in lines[0]  # names where the bad value came from
+
+
+def test_bad_setting_in_config_file(tmp_path: Path) -> None:
+    (tmp_path / "tricorn.toml").write_text('prot = 9000\napp = "tests.apps.basic:app"\n')
+    result = run(["--config", "tricorn.toml"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "tricorn: error: config file tricorn.toml: unknown setting 'prot' (did you mean 'port'?)\n"
+    )
+
+
+# -- applications that cannot be loaded or started
+
+
+@pytest.mark.parametrize(
+    ("app", "message", "traceback"),
+    [
+        (
+            "tricorn_no_such_module:app",
+            "could not import module 'tricorn_no_such_module': No module named 'tricorn_no_such_module'",
+            False,
+        ),
+        ("tests.apps.basic:nope", "attribute 'nope' not found in module 'tests.apps.basic'", False),
+        (
+            "tests.apps.broken_import:app",
+            "error while importing 'tests.apps.broken_import': ModuleNotFoundError: "
+            "No module named 'tricorn_test_no_such_dependency'",
+            True,
+        ),
+        (
+            "tests.apps.raising_import:app",
+            "error while importing 'tests.apps.raising_import': ImportError: raising_import refuses to load",
+            True,
+        ),
+    ],
+    ids=["module-missing", "attribute-missing", "import-inside-fails", "raises-importerror"],
+)
+def test_app_that_fails_to_load(app: str, message: str, traceback: bool) -> None:
+    result = run(["--port", str(free_port()), app])
+    assert result.returncode == 3, result.stderr
+    assert message in result.stderr
+    # A missing module or attribute is the user's typo: no traceback. A failure inside the app's own
+    # import is the app's bug: the traceback shows where.
+    assert ("Traceback (most recent call last)" in result.stderr) is traceback
+    if traceback:
+        assert "tests/apps/" in result.stderr
+    assert "listening on" not in result.stderr
+
+
+def test_lifespan_startup_failure_exits_with_the_apps_message() -> None:
+    result = run(["--port", str(free_port()), "tests.apps.lifespan_apps:failing_startup"])
+    assert result.returncode == 3
+    assert "application startup failed: database unreachable at db:5432" in result.stderr
+    assert "listening on" not in result.stderr
+
+
+def test_lifespan_startup_raising_with_lifespan_on() -> None:
+    result = run(["--port", str(free_port()), "--lifespan", "on", "tests.apps.lifespan_apps:raising_startup"])
+    assert result.returncode == 3
+    assert "RuntimeError: lifespan exploded during startup" in result.stderr
+
+
+def test_lifespan_on_requires_lifespan_support() -> None:
+    result = run(["--port", str(free_port()), "--lifespan", "on", "tests.apps.lifespan_apps:no_lifespan"])
+    assert result.returncode == 3
+    assert "application startup failed" in result.stderr
+    assert "unsupported scope type 'lifespan'" in result.stderr
+
+
+@pytest.mark.parametrize("app", ["no_lifespan", "returns_on_lifespan", "raising_startup"])
+def test_lifespan_auto_tolerates_apps_without_lifespan(tricorn: type[TricornProcess], app: str) -> None:
+    server = tricorn(["--lifespan", "auto", f"tests.apps.lifespan_apps:{app}"]).wait_ready()
+    response = httpx.get(server.url)
+    assert response.status_code == 200
+    assert server.stop() == 0
+    assert "ERROR" not in server.output()
+
+
+def test_lifespan_off_never_sends_lifespan(tricorn: type[TricornProcess]) -> None:
+    server = tricorn(["--lifespan", "off", "tests.apps.lifespan_apps:failing_startup"]).wait_ready()
+    assert httpx.get(server.url).text == "never served"
+
+
+# -- finding the application
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--factory", "tests.apps.factory:create_app"], ["tests.apps.factory:create_app()"]],
+    ids=["flag", "call"],
+)
+def test_factory(tricorn: type[TricornProcess], args: list[str]) -> None:
+    server = tricorn(args).wait_ready()
+    assert httpx.get(server.url).text == "made by the factory (calls: 1)"
+
+
+def test_app_dir(tricorn: type[TricornProcess], tmp_path: Path) -> None:
+    app_dir = tmp_path / "somewhere"
+    app_dir.mkdir()
+    (app_dir / "tricorn_appdir_probe.py").write_text(
+        "async def app(scope, receive, send):\n"
+        "    if scope['type'] != 'http':\n"
+        "        return\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': b'from the app dir'})\n"
+    )
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    server = tricorn(["--app-dir", "../somewhere", "tricorn_appdir_probe:app"], cwd=cwd).wait_ready()
+    assert httpx.get(server.url).text == "from the app dir"
+
+
+def test_wsgi_app_is_refused_with_a_hint() -> None:
+    result = run(["--port", str(free_port()), "wsgiref.simple_server:demo_app"])
+    assert result.returncode == 3
+    assert "is a WSGI application" in result.stderr
+
+
+# -- configuration layers
+
+
+def echo(url: str) -> dict[str, object]:
+    response = httpx.get(f"{url}/echo")
+    assert response.status_code == 200
+    return response.json()  # type: ignore[no-any-return]
+
+
+def test_config_file(spawn: Spawn, tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "tricorn.toml"
+    config.write_text(f'app = "{APP}"\nport = {port}\nroot-path = "/from-file"\naccess_log = false\n')
+    server = spawn(["--config", str(config)], port=port).wait_ready()
+    assert echo(server.url)["root_path"] == "/from-file"
+    assert '"GET /' not in server.output()
+
+
+def test_config_file_with_tool_table(spawn: Spawn, tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "settings.toml").write_text(
+        f'[project]\nname = "x"\n\n[tool.tricorn]\napp = "{APP}"\nport = {port}\nroot_path = "/tool"\n'
+    )
+    server = spawn(["--config", "conf/settings.toml"], port=port, cwd=tmp_path).wait_ready()
+    assert echo(server.url)["root_path"] == "/tool"
+
+
+def test_pyproject_in_the_working_directory(spawn: Spawn, tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / "pyproject.toml").write_text(
+        f'[project]\nname = "x"\n\n[tool.tricorn]\napp = "{APP}"\nport = {port}\nroot-path = "/pyproject"\n'
+    )
+    server = spawn([], port=port, cwd=tmp_path).wait_ready()
+    assert echo(server.url)["root_path"] == "/pyproject"
+
+
+def test_environment(spawn: Spawn) -> None:
+    port = free_port()
+    server = spawn(
+        [], port=port, env={"TRICORN_PORT": str(port), "TRICORN_APP": APP, "TRICORN_ROOT_PATH": "/env"}
+    )
+    server.wait_ready()
+    assert echo(server.url)["root_path"] == "/env"
+
+
+def test_precedence_argv_over_env_over_file(spawn: Spawn, tmp_path: Path) -> None:
+    file_port, env_port, argv_port = free_port(), free_port(), free_port()
+    (tmp_path / "pyproject.toml").write_text(
+        f'[tool.tricorn]\napp = "{APP}"\nport = {file_port}\nroot_path = "/file"\nhttp = "h11"\n'
+    )
+    env = {"TRICORN_PORT": str(env_port), "TRICORN_ROOT_PATH": "/env"}
+
+    everything = spawn(
+        ["--port", str(argv_port), "--root-path", "/argv"], port=argv_port, env=env, cwd=tmp_path
+    )
+    assert echo(everything.wait_ready().url)["root_path"] == "/argv"
+
+    no_argv = spawn([], port=env_port, env=env, cwd=tmp_path).wait_ready()
+    assert echo(no_argv.url)["root_path"] == "/env"
+
+    file_only = spawn([], port=file_port, cwd=tmp_path).wait_ready()
+    assert echo(file_only.url)["root_path"] == "/file"
+    # Layers merge per setting: "http" from the file holds under all three.
+    for server in (everything, no_argv, file_only):
+        wait_for_line(server, "listening on")
+        assert ", h11, " in server.output()
+
+
+def wait_for_line(server: TricornProcess, text: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in server.output():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{text!r} not in the log:\n{server.output()}")
+        time.sleep(0.01)  # polling the log for a line
+
+
+# -- binding
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    # AF_UNIX paths are limited to ~108 bytes: pytest's tmp_path can be longer.
+    with tempfile.TemporaryDirectory(prefix="tricorn-", dir="/tmp") as name:
+        yield Path(name)
+
+
+def test_bind_unix_socket(spawn: Spawn, short_tmp: Path) -> None:
+    path = str(short_tmp / "t.sock")
+    server = spawn(["--bind", f"unix:{path}", APP]).wait_unix_ready(path)
+    with httpx.Client(transport=httpx.HTTPTransport(uds=path), base_url="http://tricorn") as client:
+        scope = client.get("/echo").json()
+        assert client.get("/").text == "hello, world"
+    assert scope["server"] == [path, None]
+    assert scope["client"] is None
+    wait_for_line(server, "listening on")
+    assert f"listening on unix:{path}" in server.output()
+
+
+def ipv6_loopback_works() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not ipv6_loopback_works(), reason="no IPv6 loopback")
+def test_bind_ipv6(spawn: Spawn) -> None:
+    with socket.socket(socket.AF_INET6) as probe:
+        probe.bind(("::1", 0))
+        port = probe.getsockname()[1]
+    server = spawn(["--bind", f"[::1]:{port}", APP], port=port)
+    server.host = "::1"
+    server.wait_ready()
+    scope = echo(f"http://[::1]:{port}")
+    assert scope["server"] == ["::1", port]
+    assert scope["client"][0] == "::1"  # type: ignore[index]
+
+
+def test_two_binds(spawn: Spawn, short_tmp: Path) -> None:
+    port1, port2 = free_port(), free_port()
+    path = str(short_tmp / "t.sock")
+    server = spawn(
+        ["-b", f"127.0.0.1:{port1}", "--bind", f"127.0.0.1:{port2}", "-b", f"unix:{path}", APP], port=port1
+    )
+    server.wait_ready().wait_unix_ready(path)
+    assert echo(f"http://127.0.0.1:{port1}")["server"] == ["127.0.0.1", port1]
+    assert echo(f"http://127.0.0.1:{port2}")["server"] == ["127.0.0.1", port2]
+    with httpx.Client(transport=httpx.HTTPTransport(uds=path)) as client:
+        assert client.get("http://tricorn/").text == "hello, world"
+    wait_for_line(server, "listening on unix:")
+    assert server.output().count("listening on") == 3
+
+
+def test_port_in_use_is_reported() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run(["--port", str(port), APP])
+    assert result.returncode != 0
+    assert f"could not bind to http://127.0.0.1:{port}" in result.stderr
+
+
+# -- the demo
+
+
+def test_demo_is_served_without_an_app(spawn: Spawn) -> None:
+    port = free_port()
+    server = spawn(["--port", str(port)], port=port).wait_ready()
+    page = httpx.get(server.url)
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert f"tricorn {tricorn.__version__}" in page.text
+    assert "ASGI" in page.text
+    assert "HTTP/1.1" in page.text
+    assert f'<td id="pid">{server.proc.pid}</td>' in page.text
+    info = httpx.post(f"{server.url}/echo?hello=world", content=b"hi").json()
+    assert info["method"] == "POST"
+    assert info["path"] == "/echo"
+    assert info["query_string"] == "hello=world"
+    assert info["body"] == "hi"
+    assert info["pid"] == server.proc.pid
+    assert info["protocol"] == "HTTP/1.1"
+    assert httpx.get(f"{server.url}/missing").status_code == 404
