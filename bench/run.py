@@ -71,7 +71,9 @@ SERVERS: dict[str, Server] = {
             "tricorn",
             {
                 "asgi": "{py} -m tricorn {app} --port {port} --no-access-log --log-level warning",
-                # "wsgi": "{py} -m tricorn {app} --interface wsgi ...",
+                "websocket": "{py} -m tricorn {app} --port {port} --no-access-log --log-level warning",
+                # The default --threads (10): the same thread count as the peers below.
+                "wsgi": "{py} -m tricorn {app} --interface wsgi --port {port} --no-access-log --log-level warning",
             },
         ),
         Server(
@@ -80,6 +82,16 @@ SERVERS: dict[str, Server] = {
             {
                 "asgi": "{py} -m uvicorn {app} --host {host} --port {port} --workers 1"
                 " --loop uvloop --http httptools --no-access-log --log-level warning",
+                "websocket": "{py} -m uvicorn {app} --host {host} --port {port} --workers 1"
+                " --loop uvloop --http httptools --ws websockets --no-access-log --log-level warning",
+            },
+        ),
+        Server(
+            "uvicorn-wsproto",
+            "uvicorn",
+            {
+                "websocket": "{py} -m uvicorn {app} --host {host} --port {port} --workers 1"
+                " --loop uvloop --http httptools --ws wsproto --no-access-log --log-level warning",
             },
         ),
         Server(
@@ -89,7 +101,10 @@ SERVERS: dict[str, Server] = {
                 # granian's access log is off by default; --no-access-log makes it explicit.
                 "asgi": "{py} -m granian --interface asgi --host {host} --port {port} --workers 1"
                 " --no-ws --loop uvloop --http 1 --log-level warning --no-access-log {app}",
-                # "wsgi": "{py} -m granian --interface wsgi ...",
+                "websocket": "{py} -m granian --interface asgi --host {host} --port {port} --workers 1"
+                " --loop uvloop --http 1 --log-level warning --no-access-log {app}",
+                "wsgi": "{py} -m granian --interface wsgi --host {host} --port {port} --workers 1"
+                " --blocking-threads 10 --http 1 --log-level warning --no-access-log {app}",
             },
         ),
         Server(
@@ -100,7 +115,53 @@ SERVERS: dict[str, Server] = {
                 "asgi": "{py} -m hypercorn -w 1 -k uvloop -b {host}:{port} --log-level warning {app}",
             },
         ),
-        # Server("gunicorn", "gunicorn", {"wsgi": "{py} -m gunicorn -w 1 ..."}),
+        # gunicorn writes no access log unless --access-logfile is given.
+        Server(
+            "gunicorn-gthread",
+            "gunicorn",
+            {"wsgi": "{py} -m gunicorn -w 1 -k gthread --threads 10 -b {host}:{port} --log-level warning {app}"},
+        ),
+        Server(
+            "gunicorn-sync",
+            "gunicorn",
+            {"wsgi": "{py} -m gunicorn -w 1 -k sync -b {host}:{port} --log-level warning {app}"},
+        ),
+        # -- pre-fork workers (section "workers"): each server with 1 and with 2 worker processes.
+        # tricorn with one worker is a single process (no master), as it is deployed that way.
+        *(
+            Server(
+                f"tricorn-w{n}",
+                "tricorn",
+                {
+                    "workers": f"{{py}} -m tricorn {{app}} --port {{port}} --workers {n}"
+                    " --no-access-log --log-level warning"
+                },
+            )
+            for n in (1, 2)
+        ),
+        # gunicorn's master with uvicorn's worker class (uvicorn-worker, formerly uvicorn.workers).
+        *(
+            Server(
+                f"gunicorn-uvicorn-w{n}",
+                "gunicorn",
+                {
+                    "workers": f"{{py}} -m gunicorn -w {n} -k uvicorn_worker.UvicornWorker -b {{host}}:{{port}}"
+                    " --log-level warning {app}"
+                },
+            )
+            for n in (1, 2)
+        ),
+        *(
+            Server(
+                f"granian-w{n}",
+                "granian",
+                {
+                    "workers": f"{{py}} -m granian --interface asgi --host {{host}} --port {{port}} --workers {n}"
+                    " --no-ws --loop uvloop --http 1 --log-level warning --no-access-log {app}"
+                },
+            )
+            for n in (1, 2)
+        ),
     )
 }
 
@@ -138,6 +199,7 @@ class Case:
     path: str = "/"
     wrk_script: str | None = None  # Lua script under bench/
     wrk_args: tuple[str, ...] = ()
+    connections: int | None = None  # wrk -c for this case, instead of --connections
     check_method: str = "GET"
     check_body: bytes | None = None
     check: CheckFn | None = None
@@ -151,6 +213,11 @@ class Section:
     servers: tuple[str, ...]  # first one is the reference for ratios
     cases: tuple[Case, ...]
     intro: str = ""
+    # Where the servers and wrk run (taskset -c CPU lists), and how the docs say it ("" for the default
+    # sentence: one worker per server, pinned to SERVER_CPU).
+    server_cpus: str = SERVER_CPU
+    client_cpus: str = CLIENT_CPU
+    setup: str = ""
 
 
 SECTIONS: dict[str, Section] = {
@@ -186,9 +253,89 @@ SECTIONS: dict[str, Section] = {
                 ),
             ),
         ),
-        # Section(key="wsgi", title="WSGI", interface="wsgi",
-        #         servers=("tricorn", "granian", "gunicorn"), cases=(...)),
-        # Section(key="websocket", ..., cases=(Case(..., client="ws"),)),
+        Section(
+            key="wsgi",
+            title="WSGI",
+            interface="wsgi",
+            servers=("tricorn", "granian", "gunicorn-gthread", "gunicorn-sync"),
+            intro="Plain WSGI callables from `bench/apps.py` (no framework), one worker process each, "
+            "10 threads where the server has threads (tricorn's default `--threads`, granian "
+            "`--blocking-threads 10`, gunicorn `-k gthread --threads 10`; gunicorn's `sync` worker "
+            "serves one request at a time and closes every connection).",
+            cases=(
+                Case(
+                    "hello",
+                    "bench.apps:wsgi_hello",
+                    "GET /, 200 text/plain `Hello, world!` with content-length",
+                    check=expect_body(b"Hello, world!", chunked=False),
+                ),
+                Case(
+                    "blocking",
+                    "bench.apps:wsgi_blocking",
+                    "GET /, the app blocks 10 ms (`time.sleep`) then answers `Hello, world!`; 16 "
+                    "connections: at most threads / 10 ms = 1,000 req/s with 10 threads",
+                    connections=16,
+                    check=expect_body(b"Hello, world!", chunked=False),
+                ),
+            ),
+        ),
+        Section(
+            key="websocket",
+            title="WebSocket",
+            interface="websocket",
+            servers=("tricorn", "uvicorn", "uvicorn-wsproto", "granian"),
+            intro="Echo of binary messages by `bench.apps:ws_echo` (a plain ASGI callable), 100 WebSocket "
+            "clients from `bench/wsload.py`, each sending one message and waiting for its echo before the "
+            "next (no compression offered). uvicorn runs twice: `--ws websockets` (uvicorn) and "
+            "`--ws wsproto` (uvicorn-wsproto). The rate is messages echoed per second.",
+            cases=(
+                # For the "ws" client, wrk_args are bench/wsload.py's own arguments.
+                Case(
+                    "echo1k",
+                    "bench.apps:ws_echo",
+                    "1 KiB binary messages echoed, 100 clients",
+                    client="ws",
+                    connections=100,
+                    wrk_args=("--size", "1024"),
+                ),
+                Case(
+                    "echo64k",
+                    "bench.apps:ws_echo",
+                    "64 KiB binary messages echoed, 100 clients",
+                    client="ws",
+                    connections=100,
+                    wrk_args=("--size", "65536"),
+                ),
+            ),
+        ),
+        Section(
+            key="workers",
+            title="Workers",
+            interface="workers",
+            servers=(
+                "tricorn-w2",
+                "gunicorn-uvicorn-w2",
+                "granian-w2",
+                "tricorn-w1",
+                "gunicorn-uvicorn-w1",
+                "granian-w1",
+            ),
+            intro="The ASGI `hello` app served by 1 and by 2 worker processes: tricorn `--workers N`, "
+            "gunicorn `-w N` with uvicorn's worker class, granian `--workers N`. The server processes and "
+            "wrk share every CPU (no pinning), so on a 2-CPU machine the second worker competes with wrk: "
+            "compare servers at the same worker count, and read the 1-to-2 gain as a lower bound.",
+            server_cpus="0-1",
+            client_cpus="0-1",
+            setup="1 or 2 worker processes on CPUs 0-1 (unpinned)",
+            cases=(
+                Case(
+                    "hello",
+                    "bench.apps:hello",
+                    "GET /, 200 text/plain `Hello, world!` with content-length",
+                    check=expect_body(b"Hello, world!", chunked=False),
+                ),
+            ),
+        ),
     )
 }
 
@@ -222,8 +369,8 @@ def server_env() -> dict[str, str]:
 
 
 class ServerProcess:
-    def __init__(self, argv: list[str], log_dir: Path, label: str) -> None:
-        self.argv = ["taskset", "-c", SERVER_CPU, *argv]
+    def __init__(self, argv: list[str], log_dir: Path, label: str, cpus: str = SERVER_CPU) -> None:
+        self.argv = ["taskset", "-c", cpus, *argv]
         self.log_path = log_dir / f"{label}.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
@@ -348,9 +495,16 @@ def parse_wrk(out: str) -> dict[str, Any]:
 
 
 def wrk_argv(
-    case: Case, port: int, threads: int, connections: int, duration: float, latency: bool
+    case: Case,
+    port: int,
+    threads: int,
+    connections: int,
+    duration: float,
+    latency: bool,
+    cpus: str = CLIENT_CPU,
 ) -> list[str]:
-    argv = ["taskset", "-c", CLIENT_CPU, "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s"]
+    connections = case.connections or connections
+    argv = ["taskset", "-c", cpus, "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s"]
     if latency:
         argv.append("--latency")
     if case.wrk_script:
@@ -360,15 +514,16 @@ def wrk_argv(
 
 
 def run_wrk(case: Case, port: int, opts: argparse.Namespace) -> dict[str, Any]:
+    cpus = getattr(opts, "client_cpus", CLIENT_CPU)  # set per section by bench_one
     if opts.warmup > 0:
         subprocess.run(
-            wrk_argv(case, port, opts.threads, opts.connections, opts.warmup, latency=False),
+            wrk_argv(case, port, opts.threads, opts.connections, opts.warmup, latency=False, cpus=cpus),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             check=False,
             timeout=opts.warmup + 60,
         )
-    argv = wrk_argv(case, port, opts.threads, opts.connections, opts.duration, latency=True)
+    argv = wrk_argv(case, port, opts.threads, opts.connections, opts.duration, latency=True, cpus=cpus)
     proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=opts.duration + 60)
     res = parse_wrk(proc.stdout)
     res["wrk_cmd"] = " ".join(argv)
@@ -378,8 +533,40 @@ def run_wrk(case: Case, port: int, opts: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
-# Load generators by Case.client. A WebSocket section would add e.g. "ws": run_ws.
-CLIENTS: dict[str, Callable[[Case, int, argparse.Namespace], dict[str, Any]]] = {"wrk": run_wrk}
+def ws_argv(
+    case: Case, port: int, connections: int, duration: float, warmup: float, cpus: str = CLIENT_CPU
+) -> list[str]:
+    return [
+        "taskset", "-c", cpus, PY, str(BENCH / "wsload.py"), "--port", str(port),
+        "--clients", str(case.connections or connections), "--duration", f"{duration:g}",
+        "--warmup", f"{warmup:g}", *case.wrk_args,
+    ]  # fmt: skip
+
+
+def run_ws(case: Case, port: int, opts: argparse.Namespace) -> dict[str, Any]:
+    """bench/wsload.py: WebSocket echo clients on the client CPU; the warm-up is part of its run."""
+    cpus = getattr(opts, "client_cpus", CLIENT_CPU)  # set per section by bench_one
+    argv = ws_argv(case, port, opts.connections, opts.duration, opts.warmup, cpus)
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, check=False, timeout=opts.duration + opts.warmup + 90
+    )
+    res: dict[str, Any] = {"rps": None}
+    try:
+        res.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+    except (IndexError, ValueError):
+        res["failed"] = f"wsload exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-500:]}"
+    res["errors_total"] = sum((res.get("errors") or {}).values())
+    res["wrk_cmd"] = " ".join(argv)
+    res["wrk_output"] = proc.stdout + proc.stderr
+    if "failed" not in res and (proc.returncode != 0 or res["rps"] is None):
+        res["failed"] = f"wsload exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-500:]}"
+    elif res.get("errors", {}).get("mismatch"):
+        res["failed"] = "echo mismatch: the server did not send back what it received"
+    return res
+
+
+# Load generators by Case.client.
+CLIENTS: dict[str, Callable[[Case, int, argparse.Namespace], dict[str, Any]]] = {"wrk": run_wrk, "ws": run_ws}
 
 
 # --------------------------------------------------------------------------------------
@@ -411,8 +598,8 @@ def bench_one(
     res = Result(section.key, case.name, server.name)
     port = free_port()
     argv = server.argv(section.interface, case.app, port)
-    res.server_cmd = " ".join(["taskset", "-c", SERVER_CPU, *argv])
-    srv = ServerProcess(argv, log_dir, f"{section.key}-{case.name}-{server.name}")
+    res.server_cmd = " ".join(["taskset", "-c", section.server_cpus, *argv])
+    srv = ServerProcess(argv, log_dir, f"{section.key}-{case.name}-{server.name}", section.server_cpus)
     try:
         err = wait_ready(srv, port, case.path, opts.ready_timeout)
         if err is None and case.check is not None:
@@ -428,7 +615,8 @@ def bench_one(
         if err is not None:
             res.error = f"{err}\n--- server output (tail) ---\n{srv.tail()}"
             return res
-        out = CLIENTS[case.client](case, port, opts)
+        section_opts = argparse.Namespace(**vars(opts), client_cpus=section.client_cpus)
+        out = CLIENTS[case.client](case, port, section_opts)
         for key in ("rps", "p99_ms", "p50_ms", "requests", "errors", "errors_total", "wrk_cmd", "wrk_output"):
             setattr(res, key, out.get(key))
         if out.get("failed"):
@@ -474,7 +662,8 @@ def table_rows(section: Section, case: Case, results: list[Result]) -> tuple[lis
     ref_name = section.servers[0]
     by_server = {r.server: r for r in results if r.case == case.name}
     ref = by_server.get(ref_name)
-    header = ["server", "req/s", "p99 ms", "errors", f"{ref_name} ÷ server"]
+    rate = "msg/s" if case.client == "ws" else "req/s"
+    header = ["server", rate, "p99 ms", "errors", f"{ref_name} ÷ server"]
     rows = []
     for name in section.servers:
         r = by_server.get(name)
@@ -580,9 +769,10 @@ def render_section(
         f"- **Machine:** {m['nproc']} CPUs (`nproc`), {m['cpu']}, Linux {m['kernel']}",
         f"- **Python:** {m['python_impl']} {m['python']}",
         f"- **Versions:** {versions}",
-        f"- **Method:** each server runs one worker pinned to CPU {SERVER_CPU} (`taskset -c {SERVER_CPU}`), "
-        f"access logs off; {m['wrk']} pinned to CPU {CLIENT_CPU}: "
-        f"`taskset -c {CLIENT_CPU} wrk -t{o['threads']} -c{o['connections']} -d{o['duration']:g}s --latency`, "
+        f"- **Method:** each server runs "
+        f"{section.setup or f'one worker pinned to CPU {section.server_cpus}'} "
+        f"(`taskset -c {section.server_cpus}`), access logs off; {m['wrk']} pinned to CPU {section.client_cpus}: "
+        f"`taskset -c {section.client_cpus} wrk -t{o['threads']} -c{o['connections']} -d{o['duration']:g}s --latency`, "
         f"{o['connections']} keep-alive connections, after a {o['warmup']:g}s warm-up; each server is started "
         "on a fresh port per case, polled until it answers, sanity-checked with one request, then killed.",
         f"- **Ratio:** {ref} req/s ÷ that server's req/s (above 1.00x means {ref} is faster).",
@@ -591,6 +781,26 @@ def render_section(
         "Server commands (`{app}` is the case's app, `P` a free port):",
         "",
     ]
+    if all(c.client == "ws" for c in section.cases):
+        # WebSocket sections are loaded by bench/wsload.py, not wrk.
+        ws_method = (
+            f"- **Method:** each server runs one worker pinned to CPU {section.server_cpus} "
+            f"(`taskset -c {section.server_cpus}`), access logs off; `bench/wsload.py` (asyncio + uvloop, "
+            f"raw frames, one message in flight per connection) pinned to CPU {section.client_cpus}, "
+            f"{o['duration']:g}s measured after a {o['warmup']:g}s warm-up; each server is started on a fresh "
+            "port per case, polled until it answers HTTP, and every connection's first echo is compared with "
+            "what was sent."
+        )
+        out = [
+            ws_method
+            if line.startswith("- **Method:**")
+            else "- **Ratio:** tricorn msg/s ÷ that server's msg/s (above 1.00x means tricorn is faster)."
+            if line.startswith("- **Ratio:**")
+            else "- **Errors:** connections closed before the end of the run, and echoes that differed."
+            if line.startswith("- **Errors:**")
+            else line
+            for line in out
+        ]
     seen = set()
     for r in results:
         if r.server in seen or not r.server_cmd:
@@ -646,7 +856,8 @@ def write_chart(section: Section, cases: Sequence[Case], results: list[Result], 
         ax.grid(axis="y", alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(servers), frameon=False)
-    fig.suptitle(f"{section.title}: requests/sec, 1 worker on 1 CPU (higher is better)", fontsize=10)
+    setup = section.setup or "1 worker on 1 CPU"
+    fig.suptitle(f"{section.title}: requests/sec, {setup} (higher is better)", fontsize=10)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -8,13 +8,13 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from tricorn import __version__
+from tricorn import __version__, supervisor
 from tricorn.config import Config, add_arguments
 from tricorn.errors import ConfigError
 
 __all__ = ["build_parser", "main"]
 
-_DESCRIPTION = "Serve a Python web application (ASGI now; WSGI and more to come)."
+_DESCRIPTION = "Serve a Python web application (ASGI or WSGI)."
 _EPILOG = (
     "Each setting is taken from, lowest priority first: its default, the config file (--config FILE, "
     "or [tool.tricorn] in ./pyproject.toml), its TRICORN_* environment variable, the command line. "
@@ -71,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     try:
         config = Config.load(args)
+        # For a master: SIGHUP re-reads the settings from these, SIGUSR2 re-executes with them.
+        supervisor.command_line = args
         return _run(config)
     except ConfigError as exc:
         print(f"tricorn: error: {exc}", file=sys.stderr)

@@ -46,12 +46,14 @@ Interface = Literal["auto", "asgi", "wsgi"]
 Lifespan = Literal["auto", "on", "off"]
 HttpImplementation = Literal["auto", "httptools", "h11"]
 LoopImplementation = Literal["auto", "uvloop", "asyncio"]
+WsImplementation = Literal["auto", "none", "websockets"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 # The choices of each closed setting, read from its Literal type so they are written once.
 INTERFACES: tuple[str, ...] = get_args(Interface)
 LIFESPANS: tuple[str, ...] = get_args(Lifespan)
 HTTP_IMPLEMENTATIONS: tuple[str, ...] = get_args(HttpImplementation)
 LOOP_IMPLEMENTATIONS: tuple[str, ...] = get_args(LoopImplementation)
+WS_IMPLEMENTATIONS: tuple[str, ...] = get_args(WsImplementation)
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 
 # -- Named defaults, each with its precedent -------------------------------------------------------------
@@ -78,6 +80,23 @@ DEFAULT_LIMIT_REQUEST_FIELD_SIZE = 8190
 MAX_LIMIT_REQUEST_LINE = 65536
 MAX_LIMIT_REQUEST_FIELDS = 32768
 MAX_LIMIT_REQUEST_FIELD_SIZE = 65536
+# WSGI threads per process. uvicorn's and a2wsgi's WSGI bridges run 10; waitress 4; gunicorn's gthread
+# worker is usually given 2-4 per core. Threads start only when requests find the others busy, so an app
+# that never blocks runs on one or two of them (see tricorn.interfaces.wsgi.WorkerPool).
+DEFAULT_THREADS = 10
+MAX_THREADS = 1024
+# WebSocket. uvicorn: ws_max_size 16 MiB, ws_max_queue 32, ws_ping_interval and ws_ping_timeout 20 s;
+# the websockets library: max_size 1 MiB, max_queue 16, ping_interval/ping_timeout 20 s, close_timeout 10 s.
+DEFAULT_WS_MAX_SIZE = 16 * 1024 * 1024
+MAX_WS_MAX_SIZE = 2**31
+DEFAULT_WS_MAX_QUEUE = 32
+DEFAULT_WS_PING_INTERVAL = 20.0
+DEFAULT_WS_PING_TIMEOUT = 20.0
+DEFAULT_WS_CLOSE_TIMEOUT = 10.0
+# Pre-fork workers. gunicorn's `timeout` (a worker silent this long is killed) is 30 s; so is ours.
+# A cap on workers catches a typo (-w 400 for -w 4) before it forks hundreds of processes.
+DEFAULT_TIMEOUT_WORKER = 30.0
+MAX_WORKERS = 1024
 # gunicorn's default access_log_format.
 DEFAULT_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 
@@ -264,6 +283,28 @@ def to_percent_format(name: str, value: object) -> str:
     return text
 
 
+def to_file_mode(name: str, value: object) -> int:
+    """Permission bits: a string is octal (``660``, ``0660``, ``0o660``); an int is taken as is (TOML
+    ``0o660``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    elif isinstance(value, str) and re.fullmatch(r"\s*(?:0o?)?[0-7]{1,4}\s*", value):
+        mode = int(value.strip().removeprefix("0o"), 8)
+    else:
+        raise ConfigError(name, f"{value!r} is not an octal file mode (e.g. 660)")
+    if not 0 <= mode <= 0o7777:
+        raise ConfigError(name, f"{value!r} is out of range (must be between 0 and 7777 octal)")
+    return mode
+
+
+def to_identity(name: str, value: object) -> str:
+    """A user or group: a name, or a numeric id (whether it exists is checked when it is used)."""
+    text = to_str(name, value).strip()
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.$-]*", text):
+        raise ConfigError(name, f"{value!r} is not a user or group name or a numeric id")
+    return text
+
+
 # -- Field metadata --------------------------------------------------------------------------------------
 
 
@@ -275,6 +316,7 @@ class Setting:
     environment variable; ``group`` is the ``--help`` section (sections appear in the order of their first
     field); ``choices`` lists the allowed values, if the set is closed; ``convert`` validates and converts
     a raw value. A bool setting gets ``--x/--no-x``; a tuple setting is a repeatable option.
+    ``env_fallbacks`` are conventional variables read when ``env`` is not set (``WEB_CONCURRENCY``).
     """
 
     group: str
@@ -284,6 +326,7 @@ class Setting:
     flags: tuple[str, ...] = ()
     metavar: str | None = None
     choices: tuple[str, ...] = ()
+    env_fallbacks: tuple[str, ...] = ()
 
 
 def _setting(
@@ -295,6 +338,7 @@ def _setting(
     convert: Converter | None = None,
     choices: tuple[str, ...] = (),
     metavar: str | None = None,
+    env_fallbacks: tuple[str, ...] = (),
 ) -> dict[str, Setting]:
     """The metadata of a Config field: ``field(default=..., metadata=_setting(...))``."""
     if convert is None:
@@ -302,7 +346,7 @@ def _setting(
             raise TypeError("a setting needs a converter or choices")
         convert = one_of(choices)
         metavar = metavar or "{" + ",".join(choices) + "}"
-    return {"tricorn": Setting(group, help, env, convert, flags, metavar, choices)}
+    return {"tricorn": Setting(group, help, env, convert, flags, metavar, choices, env_fallbacks)}
 
 
 # -- Bind addresses --------------------------------------------------------------------------------------
@@ -380,9 +424,12 @@ class BindAddress:
 _APPLICATION = "Application"
 _BINDING = "Binding"
 _PROTOCOL = "Protocol"
+_WEBSOCKET = "WebSocket"
 _TIMEOUTS = "Timeouts"
 _LIMITS = "Limits"
 _LOGGING = "Logging"
+_PROCESSES = "Processes"
+_RELOAD = "Reload"
 _CONFIGURATION = "Configuration"
 
 
@@ -435,6 +482,18 @@ class Config:
             env="TRICORN_LIFESPAN",
             flags=("--lifespan",),
             choices=LIFESPANS,
+        ),
+    )
+    threads: int = field(
+        default=DEFAULT_THREADS,
+        metadata=_setting(
+            group=_APPLICATION,
+            help="WSGI: the threads that run the application in each worker process; up to N requests "
+            "that block (on a database, a file, another service) overlap",
+            env="TRICORN_THREADS",
+            flags=("--threads",),
+            metavar="N",
+            convert=to_int(1, MAX_THREADS),
         ),
     )
     root_path: str = field(
@@ -506,13 +565,35 @@ class Config:
             convert=to_int(1, 65535),
         ),
     )
+    reuse_port: bool = field(
+        default=False,
+        metadata=_setting(
+            group=_BINDING,
+            help="set SO_REUSEPORT on TCP sockets, so another server (a new deployment) can listen on the "
+            "same port at the same time",
+            env="TRICORN_REUSE_PORT",
+            flags=("--reuse-port",),
+            convert=to_bool,
+        ),
+    )
+    unix_socket_permissions: int | None = field(
+        default=None,
+        metadata=_setting(
+            group=_BINDING,
+            help="the permissions of unix sockets, in octal (e.g. 660); none leaves them to the umask",
+            env="TRICORN_UNIX_SOCKET_PERMISSIONS",
+            flags=("--unix-socket-permissions",),
+            metavar="MODE",
+            convert=optional(to_file_mode),
+        ),
+    )
 
     # Protocol
     http: HttpImplementation = field(
         default="auto",
         metadata=_setting(
             group=_PROTOCOL,
-            help="the HTTP/1.1 parser: httptools (fast, C) or h11 (pure Python); auto prefers httptools",
+            help="the HTTP/1.1 parser: httptools (llhttp, C) or h11 (tricorn's strict pure-Python parser, named after uvicorn's flag); auto prefers httptools",
             env="TRICORN_HTTP",
             flags=("--http",),
             choices=HTTP_IMPLEMENTATIONS,
@@ -526,6 +607,87 @@ class Config:
             env="TRICORN_LOOP",
             flags=("--loop",),
             choices=LOOP_IMPLEMENTATIONS,
+        ),
+    )
+
+    # WebSocket
+    ws: WsImplementation = field(
+        default="auto",
+        metadata=_setting(
+            group=_WEBSOCKET,
+            help="WebSocket for ASGI apps: websockets (the sans-io layer of the websockets library); none "
+            "serves upgrade requests as plain HTTP; auto is websockets when it is installed",
+            env="TRICORN_WS",
+            flags=("--ws",),
+            choices=WS_IMPLEMENTATIONS,
+        ),
+    )
+    ws_max_size: int = field(
+        default=DEFAULT_WS_MAX_SIZE,
+        metadata=_setting(
+            group=_WEBSOCKET,
+            help="the largest WebSocket message accepted, in bytes (after decompression); a larger one "
+            "closes the connection with 1009",
+            env="TRICORN_WS_MAX_SIZE",
+            flags=("--ws-max-size",),
+            metavar="BYTES",
+            convert=to_int(1, MAX_WS_MAX_SIZE),
+        ),
+    )
+    ws_max_queue: int = field(
+        default=DEFAULT_WS_MAX_QUEUE,
+        metadata=_setting(
+            group=_WEBSOCKET,
+            help="received messages held for an app that has not read them before the connection stops "
+            "being read",
+            env="TRICORN_WS_MAX_QUEUE",
+            flags=("--ws-max-queue",),
+            metavar="N",
+            convert=to_int(1, 1 << 20),
+        ),
+    )
+    ws_ping_interval: float | None = field(
+        default=DEFAULT_WS_PING_INTERVAL,
+        metadata=_setting(
+            group=_WEBSOCKET,
+            help="seconds between keepalive pings on an open WebSocket; none (or 0) sends none",
+            env="TRICORN_WS_PING_INTERVAL",
+            flags=("--ws-ping-interval",),
+            metavar="SECONDS",
+            convert=optional(to_float(0.0)),
+        ),
+    )
+    ws_ping_timeout: float | None = field(
+        default=DEFAULT_WS_PING_TIMEOUT,
+        metadata=_setting(
+            group=_WEBSOCKET,
+            help="seconds the client has to answer a keepalive ping before the connection is closed "
+            "with 1011; none (or 0) waits forever",
+            env="TRICORN_WS_PING_TIMEOUT",
+            flags=("--ws-ping-timeout",),
+            metavar="SECONDS",
+            convert=optional(to_float(0.0)),
+        ),
+    )
+    ws_close_timeout: float = field(
+        default=DEFAULT_WS_CLOSE_TIMEOUT,
+        metadata=_setting(
+            group=_WEBSOCKET,
+            help="seconds the client has to answer the server's close frame before the connection is dropped",
+            env="TRICORN_WS_CLOSE_TIMEOUT",
+            flags=("--ws-close-timeout",),
+            metavar="SECONDS",
+            convert=to_float(0.0),
+        ),
+    )
+    ws_per_message_deflate: bool = field(
+        default=True,
+        metadata=_setting(
+            group=_WEBSOCKET,
+            help="offer permessage-deflate compression (RFC 7692) to WebSocket clients that ask for it",
+            env="TRICORN_WS_PER_MESSAGE_DEFLATE",
+            flags=("--ws-per-message-deflate",),
+            convert=to_bool,
         ),
     )
 
@@ -666,6 +828,146 @@ class Config:
         ),
     )
 
+    # Processes
+    workers: int = field(
+        default=1,
+        metadata=_setting(
+            group=_PROCESSES,
+            help="the number of worker processes; more than 1 (or --reload, --max-requests) starts a master "
+            "that binds the sockets and forks the workers",
+            env="TRICORN_WORKERS",
+            env_fallbacks=("WEB_CONCURRENCY",),
+            flags=("--workers", "-w"),
+            metavar="N",
+            convert=to_int(1, MAX_WORKERS),
+        ),
+    )
+    timeout_worker: float = field(
+        default=DEFAULT_TIMEOUT_WORKER,
+        metadata=_setting(
+            group=_PROCESSES,
+            help="seconds a worker may go without a heartbeat (a blocked event loop) before its stack is "
+            "dumped and it is killed and replaced; 0 disables the check",
+            env="TRICORN_TIMEOUT_WORKER",
+            flags=("--timeout-worker",),
+            metavar="SECONDS",
+            convert=to_float(0.0),
+        ),
+    )
+    max_requests: int | None = field(
+        default=None,
+        metadata=_setting(
+            group=_PROCESSES,
+            help="replace a worker after it has served about this many requests (a bound on leaks); none "
+            "for never",
+            env="TRICORN_MAX_REQUESTS",
+            flags=("--max-requests",),
+            metavar="N",
+            convert=optional(to_int(1)),
+        ),
+    )
+    max_requests_jitter: int = field(
+        default=0,
+        metadata=_setting(
+            group=_PROCESSES,
+            help="add a random 0 to N to each worker's max-requests, so workers are not all replaced at once",
+            env="TRICORN_MAX_REQUESTS_JITTER",
+            flags=("--max-requests-jitter",),
+            metavar="N",
+            convert=to_int(0),
+        ),
+    )
+    preload: bool = field(
+        default=False,
+        metadata=_setting(
+            group=_PROCESSES,
+            help="import the application in the master before forking (less memory, faster boots); "
+            "SIGHUP then restarts workers with the code already loaded",
+            env="TRICORN_PRELOAD",
+            flags=("--preload",),
+            convert=to_bool,
+        ),
+    )
+    pid: str | None = field(
+        default=None,
+        metadata=_setting(
+            group=_PROCESSES,
+            help="write the process id of the master (or of the single process) to this file",
+            env="TRICORN_PID",
+            flags=("--pid",),
+            metavar="FILE",
+            convert=optional(to_path),
+        ),
+    )
+    user: str | None = field(
+        default=None,
+        metadata=_setting(
+            group=_PROCESSES,
+            help="switch to this user (name or id) after binding the sockets",
+            env="TRICORN_USER",
+            flags=("--user",),
+            metavar="USER",
+            convert=optional(to_identity),
+        ),
+    )
+    group: str | None = field(
+        default=None,
+        metadata=_setting(
+            group=_PROCESSES,
+            help="switch to this group (name or id) after binding the sockets; default: the user's group",
+            env="TRICORN_GROUP",
+            flags=("--group",),
+            metavar="GROUP",
+            convert=optional(to_identity),
+        ),
+    )
+
+    # Reload
+    reload: bool = field(
+        default=False,
+        metadata=_setting(
+            group=_RELOAD,
+            help="for development: restart the workers when source files change",
+            env="TRICORN_RELOAD",
+            flags=("--reload",),
+            convert=to_bool,
+        ),
+    )
+    reload_dir: tuple[str, ...] = field(
+        default=(),
+        metadata=_setting(
+            group=_RELOAD,
+            help="a directory to watch with --reload; repeat for several (default: the working directory)",
+            env="TRICORN_RELOAD_DIR",
+            flags=("--reload-dir",),
+            metavar="DIR",
+            convert=to_str_tuple,
+        ),
+    )
+    reload_include: tuple[str, ...] = field(
+        default=(),
+        metadata=_setting(
+            group=_RELOAD,
+            help="a glob of files whose changes restart the workers, besides *.py; repeat for several",
+            env="TRICORN_RELOAD_INCLUDE",
+            flags=("--reload-include",),
+            metavar="GLOB",
+            convert=to_str_tuple,
+        ),
+    )
+    reload_exclude: tuple[str, ...] = field(
+        default=(),
+        metadata=_setting(
+            group=_RELOAD,
+            help="a glob of files or directories to ignore, besides .*, __pycache__, *.py[cod], *~; "
+            "repeat for several",
+            env="TRICORN_RELOAD_EXCLUDE",
+            flags=("--reload-exclude",),
+            metavar="GLOB",
+            convert=to_str_tuple,
+        ),
+    )
+
     # Configuration
     config: str | None = field(
         default=None,
@@ -756,11 +1058,13 @@ def _read_argv(argv: Sequence[str]) -> _Layer:
 
 
 def _read_env(env: Mapping[str, str]) -> _Layer:
-    return {
-        name: (env[setting.env], f"from {setting.env}")
-        for name, setting in SETTINGS.items()
-        if setting.env in env
-    }
+    layer: _Layer = {}
+    for name, setting in SETTINGS.items():
+        for variable in (setting.env, *setting.env_fallbacks):
+            if variable in env:
+                layer[name] = (env[variable], f"from {variable}")
+                break
+    return layer
 
 
 def _read_config_file(given: tuple[object, str] | None, cwd: str) -> _Layer:

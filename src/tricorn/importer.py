@@ -48,21 +48,26 @@ def import_from_string(spec: str, factory: bool = False) -> Any:
 
 def detect_interface(app: Any) -> Interface:
     """ASGI 3 for a coroutine function (or an object whose ``__call__`` is one); WSGI for a plain callable
-    taking two positional arguments (environ, start_response)."""
+    taking two positional arguments (environ, start_response), or ``*args``."""
     if inspect.iscoroutinefunction(app):
         return "asgi"
     call = getattr(app, "__call__", None)  # noqa: B004 - we want the method itself
     if call is not None and inspect.iscoroutinefunction(call):
         return "asgi"
     try:
-        params = [
-            p
-            for p in inspect.signature(app).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-        ]
+        parameters = inspect.signature(app).parameters.values()
     except (TypeError, ValueError):
         return "asgi"
-    return "wsgi" if len(params) == 2 else "asgi"
+    params = [
+        p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    if len(params) == 2:
+        return "wsgi"
+    # A plain callable taking (*args) (wsgiref.validate.validator, most WSGI middleware wrappers) is
+    # WSGI as well: an ASGI 3 app is a coroutine function, which was checked above.
+    if len(params) < 2 and any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return "wsgi"
+    return "asgi"
 
 
 def load_app(spec: str, factory: bool, app_dir: str, interface: str) -> tuple[Any, Interface]:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
-import os
 import signal
 from typing import TYPE_CHECKING, Any
 
@@ -14,10 +14,14 @@ from tricorn.interfaces.lifespan import Lifespan
 from tricorn.io.loop import http_backend, new_event_loop
 from tricorn.io.server import ServerState
 from tricorn.logs import configure_logging
-from tricorn.supervisor.sockets import BindError, bind_sockets, describe
+from tricorn.supervisor import needs_master
+from tricorn.supervisor.process import ProcessError
+from tricorn.supervisor.sockets import BindError
+from tricorn.supervisor.worker import Standalone
 
 if TYPE_CHECKING:
     from tricorn.config import Config
+    from tricorn.supervisor.worker import Worker
 
 error_log = logging.getLogger("tricorn.error")
 
@@ -26,8 +30,17 @@ EXIT_CONFIG = 2
 EXIT_APP = 3  # the app could not be loaded or failed to start: a respawn would fail the same way
 
 
-def run(config: Config) -> int:
-    """Serve ``config.app`` until SIGINT or SIGTERM; return the process exit code."""
+def run(config: Config, worker: Worker | None = None) -> int:
+    """Serve ``config.app`` until SIGINT or SIGTERM; return the process exit code.
+
+    With more than one worker, ``--reload`` or ``--max-requests``, this process becomes the master
+    (:mod:`tricorn.supervisor.arbiter`): it binds, forks the workers and supervises them; each worker
+    comes back here with its ``worker`` host and serves the master's sockets.
+    """
+    if worker is None and needs_master(config):
+        from tricorn.supervisor.arbiter import Arbiter
+
+        return Arbiter(config).run()
     try:
         configure_logging(config)
         backend = http_backend(config.http)
@@ -40,16 +53,9 @@ def run(config: Config) -> int:
     except AppLoadError as exc:
         error_log.error("%s", exc, exc_info=exc.__cause__ is not None)
         return EXIT_APP
-    if interface != "asgi":
-        error_log.error(
-            "%s is a WSGI application (a callable taking environ, start_response); "
-            "WSGI is not available in this version: serve it with an ASGI adapter or --interface asgi",
-            config.app,
-        )
-        return EXIT_APP
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(serve(config, app, loop, backend))
+        return loop.run_until_complete(serve(config, app, loop, backend, interface, worker))
     finally:
         try:
             loop.run_until_complete(loop.shutdown_asyncgens())
@@ -58,15 +64,27 @@ def run(config: Config) -> int:
             loop.close()
 
 
-async def serve(config: Config, app: Any, loop: asyncio.AbstractEventLoop, backend: str) -> int:
-    lifespan = Lifespan(app, config.lifespan)
+async def serve(
+    config: Config,
+    app: Any,
+    loop: asyncio.AbstractEventLoop,
+    backend: str,
+    interface: str = "asgi",
+    worker: Worker | None = None,
+) -> int:
+    # Lifespan is an ASGI protocol: a WSGI app has no startup or shutdown events.
+    lifespan = Lifespan(app, config.lifespan if interface == "asgi" else "off")
     try:
         await lifespan.startup()
     except LifespanFailure as exc:
         error_log.error("application startup failed: %s", exc)
         return EXIT_APP
-    state = ServerState(config, app, loop, backend)
+    state = ServerState(config, app, loop, backend, interface)
     state.lifespan_state = lifespan.shared_state
+    # What the app built at import and startup lives as long as the process: keep it out of the
+    # cyclic collector's generations so collections only scan per-request garbage.
+    gc.collect()
+    gc.freeze()
     stop = asyncio.Event()
     signals_seen: list[int] = []
 
@@ -80,28 +98,27 @@ async def serve(config: Config, app: Any, loop: asyncio.AbstractEventLoop, backe
             for conn in list(state.connections):
                 conn.abort()
 
+    # The process around the server (tricorn.supervisor.worker): alone, it binds, writes the pid file and
+    # drops privileges; as a pre-fork worker, it serves its master's sockets and reports to it.
+    host = worker if worker is not None else Standalone(config)
     # Before the sockets listen: a client (or a supervisor's probe) may connect, and a signal follow,
     # from the moment listen() returns; the default SIGTERM action would kill us without a shutdown.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, on_signal, signum)
+    host.add_signal_handlers(loop, on_signal, state, stop)
     try:
-        sockets = bind_sockets(config.binds, config.backlog)
-    except BindError as exc:
+        sockets = host.listen()
+    except (BindError, ProcessError) as exc:
         error_log.error("%s", exc)
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
+        host.close()
         await lifespan.shutdown()
         return 1
     await state.start(sockets)
-    for sock in sockets:
-        error_log.info("listening on %s (pid %d, %s, %s)", describe(sock), os.getpid(), backend, _loop_name(loop))
+    host.serving(state, stop, backend, _loop_name(loop))
     try:
         await stop.wait()
         await state.shutdown(config.timeout_graceful_shutdown)
         await lifespan.shutdown()
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
+        host.close()
     error_log.info("stopped")
     return EXIT_OK
 

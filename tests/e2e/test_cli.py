@@ -28,7 +28,18 @@ import tricorn
 pytestmark = pytest.mark.e2e
 
 APP = "tests.apps.basic:app"
-GROUPS = ["General", "Application", "Binding", "Protocol", "Timeouts", "Limits", "Logging", "Configuration"]
+GROUPS = [
+    "General",
+    "Application",
+    "Binding",
+    "Protocol",
+    "Timeouts",
+    "Limits",
+    "Logging",
+    "Processes",
+    "Reload",
+    "Configuration",
+]
 
 
 def clean_env(env: dict[str, str] | None) -> dict[str, str]:
@@ -269,12 +280,6 @@ def test_app_dir(tricorn: type[TricornProcess], tmp_path: Path) -> None:
     cwd.mkdir()
     server = tricorn(["--app-dir", "../somewhere", "tricorn_appdir_probe:app"], cwd=cwd).wait_ready()
     assert httpx.get(server.url).text == "from the app dir"
-
-
-def test_wsgi_app_is_refused_with_a_hint() -> None:
-    result = run(["--port", str(free_port()), "wsgiref.simple_server:demo_app"])
-    assert result.returncode == 3
-    assert "is a WSGI application" in result.stderr
 
 
 # -- configuration layers

@@ -411,21 +411,35 @@ def test_declined_upgrade_resumes_plain_http() -> None:
 
 
 def test_upgrade_not_offered_is_plain_http() -> None:
-    # Not in ``upgrades`` (h2c here), without "Connection: upgrade", or in HTTP/1.0 (RFC 9110 §7.8: MUST
-    # ignore): the request is served as plain HTTP and parsing goes on.
+    # A protocol not in ``upgrades`` (h2c here, or websocket when none is offered), or HTTP/1.0: the
+    # request is served as plain HTTP and parsing goes on.
     nxt = get(b"Host: a", target=b"/next")
     for data, upgrades in [
         (get(b"Host: a", b"Connection: Upgrade, HTTP2-Settings", b"Upgrade: h2c") + nxt, {b"websocket"}),
         (WS + nxt, set()),
-        (get(b"Host: a", b"Upgrade: websocket") + nxt, {b"websocket"}),
+        # RFC 9110 §7.8: a server MUST ignore Upgrade in an HTTP/1.0 request.
         (
             get(b"Connection: upgrade, keep-alive", b"Upgrade: websocket", version=b"1.0") + nxt,
             {b"websocket"},
         ),
     ]:
         messages = accepted(data, upgrades=frozenset(upgrades))
-        assert [(m.target, m.upgrade) for m in messages][-1] == (b"/next", None)
+        assert [m.target for m in messages] == [b"/", b"/next"]
         assert all(m.upgrade is None for m in messages)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        get(b"Host: a", b"Upgrade: websocket"),  # no "Connection: upgrade"
+        get(b"Host: a", b"Connection: keep-alive", b"Upgrade: websocket"),
+        get(b"Host: a", b"Connection: upgrade", b"Upgrade: websocket", b"Content-Length: 2", method=b"POST")
+        + b"hi",
+    ],
+)
+def test_a_websocket_handshake_that_does_not_qualify_is_refused(data: bytes) -> None:
+    # RFC 6455 §4.2.1: when websocket is offered, a handshake that does not qualify is answered 400.
+    refused(data, upgrades=frozenset({b"websocket"}))
 
 
 def test_upgrade_request_with_a_body_reads_the_body_as_plain_http() -> None:
@@ -506,6 +520,25 @@ def test_many_small_header_lines_hit_the_head_limit(backend: str) -> None:
             conn.receive_data(lines)
             fed += len(lines)
     assert info.value.status == 431 and fed <= H1Limits().head
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "start, filler",
+    [(b"5;a=", b"b"), (b"5;", b"b"), (b'5;a="', b"b"), (b"", b"0"), (b"5\r\nhello\r\n0\r\nX-T: ", b"v")],
+    ids=["extension-value", "extension-name", "quoted-extension", "size-zeros", "trailer"],
+)
+def test_a_chunk_line_that_never_ends_is_refused_without_buffering_it(
+    backend: str, start: bytes, filler: bytes
+) -> None:
+    # llhttp streams a chunk extension without limit (CVE-2024-22019) and httptools buffers a trailer
+    # field whole: the driver bounds these lines as the pure-Python backend does.
+    conn = H1Connection(backend=backend)  # type: ignore[arg-type]
+    conn.receive_data(chunked(start))
+    with pytest.raises(RemoteProtocolError) as info:
+        for _ in range(160):  # 10 MB
+            conn.receive_data(filler * 65536)
+    assert info.value.status == 400 and "chunk line too long" in str(info.value)
 
 
 def test_body_limit_with_content_length() -> None:
@@ -613,6 +646,12 @@ def test_invalid_targets(target: bytes) -> None:
 )
 def test_versions(version: bytes, status: int) -> None:
     refused(b"GET / " + version + b"\r\nHost: a\r\n\r\n", status)
+
+
+@pytest.mark.parametrize("target", [b"/\r", b"\r/", b"/a\tb", b"/\x01", b"/\x7f"])
+def test_a_control_byte_in_the_request_line_is_judged_before_the_version(target: bytes) -> None:
+    # Fed byte by byte the control byte is refused (400) before the version arrives; whole, too.
+    refused(b"GET " + target + b" HTTP/1.2\r\nHost: a\r\n\r\n")
 
 
 @pytest.mark.parametrize(
@@ -781,6 +820,11 @@ def test_lookalike_framing_headers_do_not_frame() -> None:
         b'5;a="open\r\nhello\r\n0\r\n\r\n',
         b"5;a=b\x80\r\nhello\r\n0\r\n\r\n",
         b"5;a=b\nhello\r\n0\r\n\r\n",
+        b"5;;\r\nhello\r\n0\r\n\r\n",
+        b"5;a;\r\nhello\r\n0\r\n\r\n",
+        b'5;a="b"c\r\nhello\r\n0\r\n\r\n',
+        b"5;a==b\r\nhello\r\n0\r\n\r\n",
+        b'5;"a"\r\nhello\r\n0\r\n\r\n',
         # RFC 9112 §7.1: chunk-data is followed by CRLF (h11 CVE-2025-43859 took any two bytes).
         b"5\r\nhelloXX0\r\n\r\n",
         b"5\r\nhello0\r\n\r\n",
@@ -819,6 +863,13 @@ def test_valid_chunk_extensions() -> None:
         b';a="\\"x"',
         b';a="\t\x80"',
         b";a=!#$%&'*+.^_`|~-",
+        # llhttp's own reading, which both backends follow: empty names unless the line ends there, a
+        # quoted-string after a token value.
+        b";;a",
+        b";a;;b",
+        b";=b",
+        b";a=;b",
+        b';a=b"c"',
     ):
         assert one(chunked(b"5" + ext + b"\r\nhello\r\n0" + ext + b"\r\n\r\n")).body == b"hello"
 

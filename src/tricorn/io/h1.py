@@ -38,6 +38,7 @@ class H1Protocol(asyncio.Protocol):
         "conn",
         "cycle",
         "deadline",
+        "pending_upgrade",
         "phase",
         "pipeline",
         "reading_paused",
@@ -51,7 +52,7 @@ class H1Protocol(asyncio.Protocol):
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
-        self.conn = H1Connection(state.limits, state.backend)
+        self.conn = H1Connection(state.limits, state.backend, state.upgrades)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
         self.cycle: HTTPCycle | None = None  # the cycle whose app is running (responses go in order)
         self.receiving: HTTPCycle | None = None  # the cycle body bytes belong to (may be a queued one)
@@ -65,6 +66,7 @@ class H1Protocol(asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
         self.runner = AppRunner(state.loop)
+        self.pending_upgrade: Request | None = None  # a WebSocket handshake waiting for earlier responses
 
     # -- asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -119,6 +121,10 @@ class H1Protocol(asyncio.Protocol):
         for event in events:
             kind = type(event)
             if kind is Request:
+                if event.upgrade is not None:  # type: ignore[union-attr]
+                    # The core stops after an accepted upgrade (WebSocket), so this is the last request.
+                    self._upgrade(event, start)  # type: ignore[arg-type]
+                    return
                 cycle = self._new_cycle(event)  # type: ignore[arg-type]
                 self.receiving = cycle
                 if self.cycle is None and start is None:
@@ -138,6 +144,9 @@ class H1Protocol(asyncio.Protocol):
 
     def _new_cycle(self, request: Request) -> HTTPCycle:
         state = self.state
+        if state.wsgi is not None:
+            # A WSGICycle offers the shell HTTPCycle's interface (duck-typed): the one interface check.
+            return state.wsgi.new_cycle(self, self.conn, request)  # type: ignore[return-value]
         scope = build_scope(request, self.server, self.client, "http", state.root_path, state.lifespan_state)
         return HTTPCycle(self, self.conn, request, scope)
 
@@ -189,7 +198,12 @@ class H1Protocol(asyncio.Protocol):
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self.reading_paused and not self.pipeline and self.phase is not PHASE_CLOSED:
+        if (
+            self.reading_paused
+            and not self.pipeline
+            and self.phase is not PHASE_CLOSED
+            and self.pending_upgrade is None
+        ):
             self.reading_paused = False
             self.transport.resume_reading()
 
@@ -198,6 +212,7 @@ class H1Protocol(asyncio.Protocol):
         state = self.state
         if cycle.counted:
             state.active -= 1
+            state.completed += 1  # max-requests (checked off the hot path, by the worker's heartbeat)
             cycle.counted = False
         if state.access_log is not None and cycle.state is RESPONSE_DONE:
             state.log_access(self, cycle)
@@ -232,7 +247,35 @@ class H1Protocol(asyncio.Protocol):
         self.phase = PHASE_IDLE
         self.deadline = self.state.loop.time() + self.state.timeout_keep_alive
         if self.reading_paused:
+            if self.pending_upgrade is not None:  # (reading is paused while a handshake waits its turn)
+                request, self.pending_upgrade = self.pending_upgrade, None
+                self._upgrade(request, None)
+                return
             self.resume_reading()
+
+    # -- WebSocket (only for requests whose `upgrade` is set: nothing here runs for plain HTTP)
+    def _upgrade(self, request: Request, start: HTTPCycle | None) -> None:
+        """A WebSocket handshake: hand the connection over once the requests before it are answered."""
+        self.receiving = None
+        if start is not None:
+            self._start(start)
+        if self.cycle is not None or self.pipeline:
+            self.pending_upgrade = request
+            self.pause_reading()
+            return
+        if self.phase is PHASE_CLOSED or self.closing:
+            self.close()
+            return
+        from tricorn.io.ws import start_websocket
+
+        self.phase = PHASE_ACTIVE
+        start_websocket(self, request)
+
+    def close_for_upgrade(self) -> None:
+        """The transport now belongs to another protocol: this one lets go of it without closing it."""
+        self.phase = PHASE_CLOSED
+        self.state.connections.discard(self)
+        self.runner.close()
 
     def app_error(self, cycle: HTTPCycle, message: str, exc: BaseException | None) -> None:
         self.state.log_app_error(message, exc)
@@ -266,10 +309,11 @@ class H1Protocol(asyncio.Protocol):
         else:
             # A response is in progress for an earlier request: let it finish, then close.
             self.closing = True
+            self.conn.keep_alive = False  # its head, if not sent yet, says so
             self.pipeline.clear()
             if self.receiving is not None and self.receiving is not self.cycle:
                 self.receiving = None
-            elif self.receiving is not None:
+            elif self.receiving is not None and not self.receiving.body_complete:
                 cycle = self.receiving
                 cycle.disconnect()
                 if cycle.state is RESPONSE_START and not isinstance(exc, LocalProtocolError):

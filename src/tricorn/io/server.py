@@ -18,16 +18,31 @@ from tricorn.proto.h1 import H1Limits
 if TYPE_CHECKING:
     from tricorn.config import Config
     from tricorn.interfaces.asgi import ASGIApp, HTTPCycle
+    from tricorn.interfaces.wsgi import WSGIServer
     from tricorn.io.h1 import H1Protocol
+    from tricorn.io.ws import WSProtocol
 
 error_log = logging.getLogger("tricorn.error")
+
+# How long a retiring worker keeps an idle keep-alive connection open for one last request. A client
+# sending back to back reuses its connection within milliseconds; one idle for longer has no request
+# on the way (the race of closing an idle connection is the client's to handle, as on any keep-alive
+# timeout). nginx closes them at once on a graceful reload.
+LAME_DUCK_IDLE = 1.0
 access_log = logging.getLogger("tricorn.access")
 
 
 class ServerState:
     """What every connection of a worker shares. Hot-path settings are copied to plain attributes."""
 
-    def __init__(self, config: Config, app: ASGIApp, loop: asyncio.AbstractEventLoop, backend: str) -> None:
+    def __init__(
+        self,
+        config: Config,
+        app: ASGIApp,
+        loop: asyncio.AbstractEventLoop,
+        backend: str,
+        interface: str = "asgi",
+    ) -> None:
         self.config = config
         self.app = app
         self.loop = loop
@@ -42,12 +57,38 @@ class ServerState:
         self.timeout_keep_alive = config.timeout_keep_alive
         self.timeout_request_header = config.timeout_request_header
         self.limit_concurrency = config.limit_concurrency
-        self.connections: set[H1Protocol] = set()
+        self.connections: set[H1Protocol | WSProtocol] = set()
         self.active = 0
+        # Responses completed (one increment per request; a pre-fork worker compares it with its
+        # max-requests on its heartbeat timer, off the hot path).
+        self.completed = 0
         self.shutting_down = False
+        # Set on a pre-fork worker retiring while others keep serving: see shutdown().
+        self.lame_duck = False
         self.lifespan_state: dict[str, Any] | None = None
         self.servers: list[asyncio.AbstractServer] = []
         self.pid = os.getpid()
+        # The app's interface: connections make WSGI cycles when `wsgi` is set (one attribute check on
+        # the ASGI path).
+        self.interface = interface
+        self.wsgi: WSGIServer | None = None
+        if interface == "wsgi":
+            from tricorn.interfaces.wsgi import WSGIServer
+
+            self.wsgi = WSGIServer(
+                app,  # type: ignore[arg-type]  # a WSGI callable, told apart by the importer
+                loop,
+                config.threads,
+                config.root_path,
+                multiprocess=getattr(config, "workers", 1) > 1,
+            )
+        # Upgrades the HTTP/1.1 core hands over: WebSocket for ASGI apps unless `ws` is none.
+        self.upgrades: frozenset[bytes] = frozenset()
+        if interface != "wsgi":
+            from tricorn.io.ws import ws_implementation
+
+            if ws_implementation(config.ws) is not None:
+                self.upgrades = frozenset((b"websocket",))
         # Access lines are built only when the logger would emit them (hot path: bench "hello").
         self.access_log: AccessLogFormatter | None = None
         if config.access_log and access_log.isEnabledFor(logging.INFO):
@@ -91,12 +132,24 @@ class ServerState:
         self._tick_handle = self.loop.call_later(self._tick, self._on_tick)
 
     async def shutdown(self, timeout: float) -> None:
-        """Stop accepting, let in-flight requests finish within ``timeout``, then cut what is left."""
+        """Stop accepting, let in-flight requests finish within ``timeout``, then cut what is left.
+
+        As a ``lame_duck`` (other workers go on accepting), an idle keep-alive connection is not closed at
+        once, which would race with a request its client may be sending: its next request is answered,
+        with ``Connection: close``, if it comes within LAME_DUCK_IDLE seconds; then it is closed.
+        """
+        from tricorn.io.h1 import H1Protocol
+
         self.shutting_down = True
         for server in self.servers:
             server.close()
+        idle_deadline = self.loop.time() + LAME_DUCK_IDLE
         for conn in list(self.connections):
-            conn.shutdown()
+            if self.lame_duck and type(conn) is H1Protocol and conn.cycle is None:
+                conn.closing = True
+                conn.deadline = min(conn.deadline, idle_deadline)
+            else:
+                conn.shutdown()
         deadline = self.loop.time() + timeout
         while self.connections and self.loop.time() < deadline:
             await asyncio.sleep(min(0.05, max(0.0, deadline - self.loop.time())))
@@ -111,6 +164,9 @@ class ServerState:
                 if not any(c.cycle is not None for c in self.connections):
                     break
                 await asyncio.sleep(0.01)
+        if self.wsgi is not None:
+            # Requests still running in threads (their clients may be gone) get the rest of the time.
+            await self.wsgi.close(max(0.2, deadline - self.loop.time()))
         for server in self.servers:
             await server.wait_closed()
         if self._tick_handle is not None:
@@ -136,7 +192,7 @@ class ServerState:
             )
         )
 
-    def log_protocol_error(self, conn: H1Protocol, exc: ProtocolError) -> None:
+    def log_protocol_error(self, conn: H1Protocol | WSProtocol, exc: ProtocolError) -> None:
         client = f"{conn.client[0]}:{conn.client[1]}" if conn.client else "-"
         error_log.info("%s %d %s", client, exc.status, escape_for_log(str(exc)))
 

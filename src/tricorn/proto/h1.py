@@ -169,17 +169,18 @@ _ABSOLUTE = re.compile(rb"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)(.*)\Z", re.S)
 _CONTENT_LENGTH = re.compile(rb"[0-9]{1,18}\Z")
 # RFC 9112 §3: request-line = method SP request-target SP HTTP-version; §2.3: HTTP-version =
 # "HTTP/" DIGIT "." DIGIT, case-sensitive (llhttp would also take RTSP/1.0 and ICE/1.0 for 1.0).
-_REQUEST_LINE = re.compile(rb"[^ ]+ [^ ]+ HTTP/([0-9])\.([0-9])\Z").match
+_REQUEST_LINE = re.compile(rb"[^ \x00-\x1f\x7f]+ [^ \x00-\x1f\x7f]+ HTTP/([0-9])\.([0-9])\Z").match
 _TOKEN_PREFIX = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]*").match
 _COMMON_LINE = re.compile(rb"([A-Z-]+) ([^ \r\n]+) HTTP/1\.[01]\r\n").match
 _HEAD_CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]").search
 # RFC 9112 §5.1: field-line = field-name ":" OWS field-value OWS, and no whitespace before the colon.
 _FIELD_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*\Z", re.S).match
-# RFC 9112 §7.1.1: chunk-size [ chunk-ext ] CRLF, with chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS
-# ext-value ] ) read as strictly as llhttp does (no BWS at all); ext-value is a token or quoted-string.
+# RFC 9112 §7.1.1: chunk-size [ chunk-ext ] CRLF, read exactly as strict llhttp reads it (checked against
+# it on every extension of up to 5 bytes over: a ; = DQUOTE backslash SP HTAB 0x80): no whitespace, a name
+# of tchars that may be empty unless the line ends there, a value of tchars then maybe a quoted-string.
 _CHUNK_LINE = re.compile(
-    rb"([0-9A-Fa-f]+)(?:;[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-    rb"(?:=(?:[!#$%&'*+.^_`|~0-9A-Za-z-]*|\"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*\"))?)*\Z"
+    rb"([0-9A-Fa-f]+)(?:;(?=[^ \r])[!#$%&'*+.^_`|~0-9A-Za-z-]*(?:=[!#$%&'*+.^_`|~0-9A-Za-z-]*"
+    rb"(?:\"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*\")?)?)*\Z"
 ).match
 # RFC 9110 §6.5.1: fields that frame or route a message cannot be trailers; llhttp refuses some of them.
 _FORBIDDEN_TRAILERS: Final = frozenset((b"content-length", b"transfer-encoding", b"host"))
@@ -277,6 +278,9 @@ def check_head(
         if m is None or m.group(1).lower() not in (b"http", b"https") or not _HOST.match(m.group(2)):
             raise RemoteProtocolError(f"invalid request target {target[:64]!r}")
         authority = m.group(2)
+        # RFC 9112 §3.2.2: the origin server MUST ignore the received Host and use the target's authority.
+        headers = [(n, v) for n, v in headers if n != b"host"]
+        headers.append((b"host", authority))
         rest = m.group(3).partition(b"#")[0] or b"/"
         if rest[0] == 0x3F:  # "?": empty path with a query
             rest = b"/" + rest
@@ -328,6 +332,13 @@ def check_head(
         or length
         or not _has_token(connection, b"upgrade")
     ):
+        if version == "1.1" and b"websocket" in upgrades and _has_token(upgrade, b"websocket"):
+            # RFC 6455 §4.2.1: a WebSocket handshake that does not qualify (no "Connection: upgrade",
+            # Upgrade not exactly "websocket", a body) is refused with 400, not served as plain HTTP.
+            # Only requests that carry an Upgrade header get here.
+            raise RemoteProtocolError(
+                f"invalid websocket handshake (upgrade {upgrade[:32]!r}, connection {connection[:32]!r})"
+            )
         upgrade = None
     if method == b"CONNECT":
         raise RemoteProtocolError("method 'CONNECT' not implemented", status=501)
@@ -521,8 +532,10 @@ class _HttptoolsParser:
         "head",
         "headers",
         "headers_done",
+        "in_line",
         "in_message",
         "limits",
+        "line_len",
         "parser",
         "paused_upgrade",
         "remaining",
@@ -549,6 +562,11 @@ class _HttptoolsParser:
         self.in_message = False  # llhttp is inside a message (its head has been fed)
         self.remaining = 0  # Content-Length body bytes still due; -1 while in a chunked body
         self.tail = b""  # the last bytes of a chunked body, for a CRLFCRLF split between calls
+        # Inside a chunk-size or trailer line, and its length so far: llhttp streams a chunk extension
+        # without limit and httptools buffers a trailer field whole, so the driver bounds the lines as
+        # the pure-Python backend does (llhttp CVE-2024-22019, unbounded chunk extensions).
+        self.in_line = False
+        self.line_len = 0
         self.body_seen = 0
         self.chunked = False
         self.closed = False  # a request said "close": nothing after it is read
@@ -606,8 +624,14 @@ class _HttptoolsParser:
         self.remaining = -1 if self.chunked else length or 0
         self.request = request
         self.events.append(request)
+        self.in_line = self.chunked
+        self.line_len = 0
+
+    def on_chunk_complete(self) -> None:
+        self.in_line = True  # the next chunk-size line (or the trailers) follows
 
     def on_body(self, body: bytes) -> None:
+        self.in_line = False
         if self.remaining > 0:
             self.remaining -= len(body)
         elif self.limits.body is not None:
@@ -620,6 +644,7 @@ class _HttptoolsParser:
         if self.remaining and self.parser.should_upgrade():
             return  # llhttp skipped the body of an upgrade request; _upgrade has it read
         self.in_message = False
+        self.in_line = False
         self.remaining = 0
         self.events.append(EndOfMessage(self.trailers))
         request = self.request
@@ -640,6 +665,7 @@ class _HttptoolsParser:
                     return None
                 piece: bytes | memoryview
                 piece, pos = got
+                start = -1
             else:
                 if self.remaining > 0:
                     stop = min(end, pos + self.remaining)
@@ -652,13 +678,28 @@ class _HttptoolsParser:
                         k = data.find(b"\r\n\r\n", max(0, pos - 3))
                         stop = end if k < 0 else k + 4
                 piece = memoryview(data)[pos:stop]
-                pos = stop
+                start, pos = pos, stop
             if self._execute(piece):
                 return data[pos:]  # llhttp pauses right after an upgrade's head, which ends its piece
             if self.closed:
                 return None
+            if self.in_line and start >= 0:
+                self._check_line(data, start, pos)
         self.tail = (self.tail + data[-3:])[-3:] if self.in_message and self.remaining < 0 else b""
         return None
+
+    def _check_line(self, data: bytes, start: int, stop: int) -> None:
+        """Refuse a chunk-size or trailer line still unfinished at ``stop`` once it is longer than the
+        pure-Python backend allows one (so both refuse it alike, at the end of the same read)."""
+        k = data.rfind(b"\r\n", start, stop)  # a line starts right after a CRLF and holds none
+        if k >= 0:
+            self.line_len = stop - k - 2
+        elif start == 0 and data[:1] == b"\n" and self.tail.endswith(b"\r"):  # a CRLF split between reads
+            self.line_len = stop - 1
+        else:
+            self.line_len += stop - start
+        if self.line_len > self.limits.field_size + 2:
+            raise RemoteProtocolError("chunk line too long")
 
     def _execute(self, piece: bytes | memoryview) -> bool:
         """Feed one piece to llhttp; return True when an accepted upgrade pauses parsing."""
@@ -701,7 +742,7 @@ class _HttptoolsParser:
 _IDLE, _BODY, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILERS = range(6)
 
 
-class _H11Parser:
+class _PythonParser:
     """The pure-Python backend: the shared head front, then llhttp's strict grammar by hand.
 
     It once drove h11, whose leniencies (``Content-Length: 5, 5`` merged, OWS after a chunk size, a bare
@@ -973,10 +1014,10 @@ class H1Connection:
         if backend == "httptools" and httptools is None:  # pragma: no cover
             backend = "h11"
         self._backend = backend
-        self._parser: _HttptoolsParser | _H11Parser = (
+        self._parser: _HttptoolsParser | _PythonParser = (
             _HttptoolsParser(self.limits, upgrades)
             if backend == "httptools"
-            else _H11Parser(self.limits, upgrades)
+            else _PythonParser(self.limits, upgrades)
         )
         self._request: Request | None = None
         self._framing = FRAMING_NONE
@@ -1145,6 +1186,15 @@ class H1Connection:
         if not more:
             self.response_state = RS_DONE
         return data if framing is FRAMING_CLOSE else b""
+
+    def response_body_sent(self, size: int) -> None:
+        """Count ``size`` body bytes of a Content-Length response that the shell sent itself (sendfile),
+        as ``response_body`` would have; end the response with ``response_body(b"", False)``."""
+        if self.response_state is not RS_BODY or self._framing is not FRAMING_LENGTH:
+            raise LocalProtocolError(f"sendfile body in state {self.response_state.name}")
+        if size > self._remaining:
+            raise LocalProtocolError("response body longer than its content-length")
+        self._remaining -= size
 
     @property
     def response_complete_short(self) -> bool:

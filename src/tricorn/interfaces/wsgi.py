@@ -1,0 +1,1096 @@
+"""WSGI (PEP 3333) adapter: one :class:`WSGICycle` per request, the application run on worker threads.
+
+Theory of operation
+-------------------
+The shell (:mod:`tricorn.io.h1`) drives a WSGICycle exactly as it drives an ASGI ``HTTPCycle``: the loop
+calls ``feed_body`` / ``end_body`` / ``disconnect`` / ``peer_closed``, starts the app with ``run()``, and
+reads ``state``, ``status``, ``response_bytes`` and ``response_headers`` for the connection's fate and the
+access log. The cycle reports back through the same Channel (``write``, ``cycle_complete``,
+``app_error``...). Framing and validation stay in the :class:`~tricorn.proto.h1.H1Connection` core
+(``response_head`` / ``response_body``), shared with ASGI.
+
+What differs is where the application runs. A WSGI app blocks, so it runs on a thread of a
+:class:`WorkerPool` (``--threads``) while the event loop goes on serving other connections. The two sides
+share a cycle by these rules:
+
+- The core and the transport are touched on the loop thread only. A worker hands its response to the
+  loop as operations posted to a :class:`Mailbox` (a deque drained by one ``call_soon_threadsafe`` per
+  batch, not one per operation); the loop frames and writes them, in order.
+- Each counter has one writer: body bytes ``received`` (loop) and ``consumed`` (worker), response bytes
+  ``submitted`` (worker) and ``written`` (loop), so either side reads them without a lock.
+- A worker that must wait (for body bytes, or for a slow client to drain the response) sets ``waiting``
+  under its own Condition and re-checks what it waits for; the loop, after changing what a worker may
+  wait for, notifies under that Condition if ``waiting`` is set. Set-then-check on one side and
+  change-then-check on the other: no wakeup is lost.
+- Backpressure both ways: the request body is buffered up to :data:`HIGH_WATER` bytes before the loop
+  stops reading the socket (resumed as the app reads), and a worker runs at most
+  :data:`WRITE_HIGH_WATER` bytes ahead of the loop, and waits while the transport is paused. Neither
+  body is ever held whole in memory (unless the app itself asks for ``read()`` of everything).
+- A disconnect marks the cycle ``abandoned`` and wakes the worker: a blocked ``wsgi.input`` read raises
+  :class:`~tricorn.errors.ClientDisconnected` (an ``OSError``), iteration of the response stops, and the
+  iterable's ``close()`` is called as always.
+
+Every cycle ends with exactly one final operation (response complete, or error, or abandoned), so the
+shell's accounting (active requests, keep-alive, graceful shutdown) is the same as for ASGI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import select
+import socket
+import stat
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
+
+from tricorn.errors import ClientDisconnected, LocalProtocolError
+from tricorn.interfaces.asgi import ABORTED, RESPONSE_BODY, RESPONSE_DONE, RESPONSE_START, build_scope
+from tricorn.logs import escape_for_log
+from tricorn.proto.h1 import CONTINUE_RESPONSE, H1Connection, Request
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from tricorn.interfaces.asgi import Channel, Scope
+
+__all__ = [
+    "FileWrapper",
+    "Mailbox",
+    "WSGICycle",
+    "WSGIInput",
+    "WSGIServer",
+    "WorkerPool",
+    "build_environ",
+]
+
+Environ = dict[str, Any]
+ExcInfo = tuple[type[BaseException], BaseException, "TracebackType | None"]
+StartResponse = Callable[..., Callable[[bytes], None]]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+error_log = logging.getLogger("tricorn.error")
+
+# Request body bytes buffered for the app before the socket stops being read (as for ASGI, uvicorn's
+# 64 KiB).
+HIGH_WATER = 65536
+# Response bytes a worker may hand to the loop before it waits for them to be written (and, when the
+# client is slow, for the transport to drain): one socket buffer's worth.
+WRITE_HIGH_WATER = 65536
+# A job (a request) that takes longer than this has blocked (or computed for long): the pool then wakes a
+# thread per waiting job instead of one at a time. Well above a request that does not block (tens of
+# microseconds), well below a database round trip.
+BLOCKING_JOB = 0.002
+# The largest os.sendfile() call (Linux caps one call at 2 GiB - 4 KiB anyway).
+SENDFILE_CHUNK = 1 << 30
+
+_METHODS = {m: m.decode("ascii") for m in (b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH")}
+_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
+
+
+# -- environ --------------------------------------------------------------------------------------------
+
+# Request header name -> environ key (None: dropped), computed once per distinct name (hot path: bench
+# wsgi "hello"). Bounded, as a client chooses the names.
+_ENVIRON_KEYS: dict[bytes, str | None] = {
+    b"content-type": "CONTENT_TYPE",
+    b"content-length": "CONTENT_LENGTH",
+}
+_MAX_CACHED_NAMES = 1024
+
+
+def _environ_key(name: bytes) -> str | None:
+    key = _ENVIRON_KEYS.get(name)
+    if key is None and name not in _ENVIRON_KEYS:
+        # A name with "_" would map to the same key as its "-" twin (X_Forwarded_For vs X-Forwarded-For)
+        # and could smuggle a header past a proxy that filters the other spelling: dropped, as nginx
+        # does by default and gunicorn's header_map="drop" (its default since 22.0).
+        key = None if b"_" in name else "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+        if len(_ENVIRON_KEYS) < _MAX_CACHED_NAMES:
+            _ENVIRON_KEYS[name] = key
+    return key
+
+
+def base_environ(multithread: bool, multiprocess: bool, root_path: str, scheme: str = "http") -> Environ:
+    """The keys every request's environ shares; :func:`build_environ` copies and completes it."""
+    return {
+        "SCRIPT_NAME": root_path,
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scheme,
+        "wsgi.errors": ErrorStream(),
+        "wsgi.multithread": multithread,
+        "wsgi.multiprocess": multiprocess,
+        "wsgi.run_once": False,
+        # The input signals end-of-body itself (chunked bodies too): an app may read() until b"".
+        "wsgi.input_terminated": True,
+        "wsgi.file_wrapper": FileWrapper,
+    }
+
+
+def build_environ(
+    request: Request,
+    server: tuple[str, int | None] | None,
+    client: tuple[str, int] | None,
+    base: Environ,
+    wsgi_input: Any,
+) -> Environ:
+    """The PEP 3333 environ of ``request``. No key comes from the process environment.
+
+    ``PATH_INFO`` is the percent-decoded path, bytes decoded as latin-1 (PEP 3333's "bytes in a str"),
+    relative to ``SCRIPT_NAME`` (``--root-path``, which a proxy is taken to have stripped, as for ASGI's
+    ``root_path``); ``QUERY_STRING`` is not decoded. ``CONTENT_TYPE`` and ``CONTENT_LENGTH`` appear only
+    when the request has them, never as ``HTTP_`` keys. Repeated headers are joined with ", " (``Cookie``
+    with "; ", RFC 6265 §5.4); header names containing "_" are dropped (see ``_environ_key``).
+    """
+    environ = base.copy()
+    method = request.method
+    environ["REQUEST_METHOD"] = _METHODS.get(method) or method.decode("ascii")
+    path = request.path
+    if b"%" in path:
+        path = unquote_to_bytes(path)
+    environ["PATH_INFO"] = path.decode("latin-1")
+    environ["QUERY_STRING"] = request.query.decode("latin-1")
+    environ["SERVER_PROTOCOL"] = _PROTOCOLS.get(request.http_version) or "HTTP/" + request.http_version
+    if server is not None and server[1] is not None:
+        environ["SERVER_NAME"] = server[0]
+        environ["SERVER_PORT"] = str(server[1])
+    else:
+        # A Unix socket (or an unknown address): the Host the client asked for, else the scheme's defaults.
+        _server_from_host(environ, request)
+    if client is not None:
+        environ["REMOTE_ADDR"] = client[0]
+        environ["REMOTE_PORT"] = str(client[1])
+    else:
+        environ["REMOTE_ADDR"] = ""
+        environ["REMOTE_PORT"] = ""
+    environ["wsgi.input"] = wsgi_input
+    for name, value in request.headers:
+        key = _ENVIRON_KEYS.get(name) or _environ_key(name)
+        if key is None:
+            continue
+        text = value.decode("latin-1")
+        if key in environ:
+            text = environ[key] + ("; " if key == "HTTP_COOKIE" else ", ") + text
+        environ[key] = text
+    return environ
+
+
+def _server_from_host(environ: Environ, request: Request) -> None:
+    default_port = "443" if environ.get("wsgi.url_scheme") == "https" else "80"
+    for name, value in request.headers:
+        if name == b"host":
+            host = value.decode("latin-1")
+            if host.startswith("["):  # [IPv6]:port
+                address, _, rest = host[1:].partition("]")
+                port = rest[1:] if rest.startswith(":") else ""
+            else:
+                address, _, port = host.partition(":")
+            environ["SERVER_NAME"] = address or "localhost"
+            environ["SERVER_PORT"] = port or default_port
+            return
+    environ["SERVER_NAME"] = "localhost"
+    environ["SERVER_PORT"] = default_port
+
+
+class ErrorStream:
+    """``wsgi.errors``: a text stream whose lines go to the error log (``tricorn.error``), escaped.
+
+    Partial lines are held per thread (a thread serves one request at a time) until their newline or
+    ``flush()``.
+    """
+
+    def __init__(self) -> None:
+        self._pending = threading.local()
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"wsgi.errors takes str, not {type(text).__name__}")
+        held = getattr(self._pending, "text", "") + text
+        *lines, rest = held.split("\n")
+        self._pending.text = rest
+        for line in lines:
+            error_log.error("%s", escape_for_log(line))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        rest = getattr(self._pending, "text", "")
+        if rest:
+            self._pending.text = ""
+            error_log.error("%s", escape_for_log(rest))
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: iterates a file in blocks; served with ``os.sendfile`` when it is a real
+    file (a regular file with a ``fileno()``) and the connection allows it."""
+
+    __slots__ = ("blksize", "filelike")
+
+    def __init__(self, filelike: Any, blksize: int = 8192) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+
+    def __iter__(self) -> Iterator[bytes]:
+        read = self.filelike.read
+        while True:
+            block = read(self.blksize)
+            if not block:
+                return
+            yield block
+
+    def close(self) -> None:
+        close = getattr(self.filelike, "close", None)
+        if close is not None:
+            close()
+
+
+# -- wsgi.input -----------------------------------------------------------------------------------------
+
+
+class WSGIInput:
+    """``wsgi.input``: the request body as it arrives, read from a worker thread.
+
+    ``read(n)`` returns ``n`` bytes, fewer only at the end of the body (as a file would); ``read()`` the
+    rest. A read waits for bytes that have not arrived yet, and raises ClientDisconnected (an OSError) if
+    the client goes away first. The end of a chunked body is an end of file, like any other.
+    """
+
+    __slots__ = ("_buf", "_cycle")
+
+    def __init__(self, cycle: WSGICycle) -> None:
+        self._cycle = cycle
+        self._buf = b""  # bytes taken from the cycle but not yet returned (at most one chunk + a line)
+
+    def read(self, size: int | None = -1) -> bytes:
+        buf = self._buf
+        if size is not None and size >= 0 and len(buf) >= size:
+            self._buf = buf[size:]
+            return buf[:size]
+        parts = [buf] if buf else []
+        have = len(buf)
+        next_chunk = self._cycle.next_chunk
+        while size is None or size < 0 or have < size:
+            data = next_chunk()
+            if data is None:
+                break
+            parts.append(data)
+            have += len(data)
+        data = b"".join(parts)
+        if size is None or size < 0 or have <= size:
+            self._buf = b""
+            return data
+        self._buf = data[size:]
+        return data[:size]
+
+    def readline(self, size: int | None = -1) -> bytes:
+        buf = self._buf
+        limit = size if size is not None and size >= 0 else None
+        end = buf.find(b"\n")
+        next_chunk = self._cycle.next_chunk
+        while end < 0 and (limit is None or len(buf) < limit):
+            data = next_chunk()
+            if data is None:
+                break
+            start = len(buf)
+            buf += data
+            end = buf.find(b"\n", start)
+        cut = len(buf) if end < 0 else end + 1
+        if limit is not None and cut > limit:
+            cut = limit
+        self._buf = buf[cut:]
+        return buf[:cut]
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        lines = []
+        total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                break
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> WSGIInput:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+
+# -- threads and the loop -------------------------------------------------------------------------------
+
+
+class Mailbox:
+    """Operations posted from worker threads, run on the loop thread in the order they were posted.
+
+    One ``call_soon_threadsafe`` wakes the loop for a whole batch: a worker that posts while a drain is
+    already scheduled only appends (bench wsgi "hello": the loop writes many responses per wakeup).
+    """
+
+    __slots__ = ("_call_soon", "ops", "scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.ops: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
+        self.scheduled = False
+        self._call_soon = loop.call_soon_threadsafe
+
+    def post(self, op: Callable[..., None], *args: Any) -> None:
+        """Run ``op(*args)`` on the loop thread soon. Any thread; never blocks."""
+        # Append, then look at the flag; the drain clears the flag, then pops. So an op appended after a
+        # drain's last pop either sees the flag clear (and schedules) or is popped by a drain to come.
+        self.ops.append((op, args))
+        if not self.scheduled:
+            self.scheduled = True
+            self._call_soon(self.drain)
+
+    def drain(self) -> None:
+        self.scheduled = False
+        ops = self.ops
+        while ops:
+            op, args = ops.popleft()
+            try:
+                op(*args)
+            except Exception:  # pragma: no cover - an op that raises is a bug in this module
+                error_log.exception("internal error in a wsgi loop operation")
+
+
+class _Worker:
+    __slots__ = ("cond", "wake")
+
+    def __init__(self) -> None:
+        self.wake = threading.Lock()
+        self.wake.acquire()  # released to wake this (idle) thread
+        self.cond = threading.Condition(threading.Lock())  # for the waits of the jobs it runs
+
+
+Job = Callable[[threading.Condition], None]
+
+
+class WorkerPool:
+    """Up to ``size`` daemon threads running jobs in submission order.
+
+    How many threads a batch of jobs wakes depends on how long jobs take. While they are quick (the app
+    does not block), at most one thread is *waking* (woken, not yet running a job) at a time: a batch wakes
+    one thread, and a thread that takes a job while others still wait wakes one more. So an app that never
+    blocks is served by a thread or two running job after job without context switches between them
+    (waking a thread per job made each request cost about two context switches, and a third more CPU,
+    bench wsgi "hello"). Once a job has taken longer than :data:`BLOCKING_JOB` (the app blocked, or
+    computed for long), every waiting job wakes a thread, up to ``size`` (bench wsgi "blocking": waking
+    them one by one left most threads idle). Threads start when first needed; the most recently idle
+    thread is woken first. Each job is called with its thread's Condition, for its waits.
+    """
+
+    def __init__(self, size: int, name: str = "tricorn-wsgi") -> None:
+        self.size = size
+        self.name = name
+        self._lock = threading.Lock()
+        self._idle: list[_Worker] = []
+        self._backlog: deque[Job] = deque()
+        self._waking = 0
+        self._blocking = False  # the last job took long (it blocked): wake a thread per waiting job
+        self.threads: list[threading.Thread] = []
+        self.busy = 0  # jobs submitted and not finished (for the graceful shutdown)
+        self.closed = False
+
+    def submit(self, jobs: Iterable[Job]) -> None:
+        """Queue ``jobs`` (any thread)."""
+        with self._lock:
+            if self.closed:
+                raise RuntimeError("worker pool is closed")
+            before = len(self._backlog)
+            self._backlog.extend(jobs)
+            self.busy += len(self._backlog) - before
+            self._wake()
+
+    def _wake(self) -> None:
+        # Called with the lock held.
+        backlog = len(self._backlog)
+        wanted = backlog if self._blocking else min(backlog, 1)
+        while self._waking < wanted:
+            if self._idle:
+                self._idle.pop().wake.release()
+            elif len(self.threads) < self.size:
+                thread = threading.Thread(
+                    target=self._work,
+                    args=(_Worker(),),
+                    name=f"{self.name}-{len(self.threads) + 1}",
+                    daemon=True,
+                )
+                self.threads.append(thread)
+                thread.start()
+            else:
+                return
+            self._waking += 1
+
+    def _work(self, worker: _Worker) -> None:
+        lock = self._lock
+        backlog = self._backlog
+        cond = worker.cond
+        woken = True
+        finished = False
+        started = 0.0
+        while True:
+            with lock:
+                if woken:
+                    self._waking -= 1
+                    woken = False
+                if finished:
+                    self.busy -= 1
+                    finished = False
+                    self._blocking = time.monotonic() - started > BLOCKING_JOB
+                if backlog:
+                    job: Job | None = backlog.popleft()
+                    if backlog:
+                        self._wake()
+                elif self.closed:
+                    return
+                else:
+                    self._idle.append(worker)
+                    job = None
+            if job is None:
+                worker.wake.acquire()
+                woken = True
+                continue
+            started = time.monotonic()
+            try:
+                job(cond)
+            except BaseException:  # pragma: no cover - jobs report their own errors
+                error_log.exception("internal error in a wsgi worker thread")
+            finished = True
+
+    def close(self) -> None:
+        """Take no more jobs; idle threads exit now, busy ones once the backlog is done."""
+        with self._lock:
+            self.closed = True
+            idle, self._idle = self._idle, []
+            self._waking += len(idle)
+        for worker in idle:
+            worker.wake.release()
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for every thread to exit; True if they all did."""
+        deadline = time.monotonic() + timeout
+        while True:  # the backlog may still start threads while we wait
+            alive = [thread for thread in self.threads if thread.is_alive()]
+            remaining = deadline - time.monotonic()
+            if not alive or remaining <= 0:
+                return not alive
+            alive[0].join(remaining)
+
+
+class WSGIServer:
+    """What every WSGI request of a worker process shares: the app, its threads, the environ's constants."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        loop: asyncio.AbstractEventLoop,
+        threads: int,
+        root_path: str = "",
+        multiprocess: bool = False,
+    ) -> None:
+        self.app = app
+        self.loop = loop
+        self.root_path = root_path
+        self.pool = WorkerPool(threads)
+        self.mailbox = Mailbox(loop)
+        self.post = self.mailbox.post
+        self.base = base_environ(threads > 1, multiprocess, root_path)
+        self._starting: list[WSGICycle] = []
+
+    def start(self, cycle: WSGICycle) -> None:
+        """Run ``cycle``'s app on a thread. Loop thread.
+
+        The requests started during one turn of the loop go to the pool together, at the end of the turn:
+        one thread wakeup for the batch, not one per request (bench wsgi "hello").
+        """
+        starting = self._starting
+        starting.append(cycle)
+        if len(starting) == 1:
+            self.loop.call_soon(self._submit)
+
+    def _submit(self) -> None:
+        starting, self._starting = self._starting, []
+        if self.pool.closed:  # shutting down: the last threads are gone or going
+            for cycle in starting:
+                cycle.abandoned = True
+                cycle._loop_final_error("", None, True)
+            return
+        self.pool.submit([cycle.execute for cycle in starting])
+
+    def new_cycle(self, channel: Channel, conn: H1Connection, request: Request) -> WSGICycle:
+        return WSGICycle(self, channel, conn, request)
+
+    async def close(self, timeout: float) -> None:
+        """Graceful stop: wait up to ``timeout`` for requests still running in threads (the loop keeps
+        running their operations meanwhile), then let the threads go."""
+        pool = self.pool
+        pool.close()
+        deadline = self.loop.time() + timeout
+        while pool.busy and self.loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        if pool.busy:
+            error_log.warning("%d wsgi request(s) still running in threads at shutdown", pool.busy)
+        self.mailbox.drain()
+
+
+# -- the cycle ------------------------------------------------------------------------------------------
+
+_NO_BODY_STATUS = frozenset((204, 304))
+
+
+class WSGICycle:
+    """One request/response exchange with a WSGI application (see the module docstring).
+
+    Attributes the shell reads (``state``, ``status``, ``response_*``, ``counted``, ``start_time``,
+    ``task``, ``body_complete``) are owned by the loop thread; the worker thread owns the app's side
+    (``start_response``, ``write``, ``wsgi.input``).
+    """
+
+    # Class-level defaults: __init__ sets only what every request needs (as HTTPCycle does; bench "hello").
+    state = RESPONSE_START
+    status = 0
+    response_headers: Any = ()
+    response_bytes = 0
+    start_time = 0.0
+    task: asyncio.Task[None] | None = None  # never set: a WSGI request has no task
+    counted = False
+    body_complete = False
+    disconnected = False
+    peer_eof = False
+    abandoned = False  # the loop takes no more output: client gone, or the response was refused
+    # loop -> worker
+    received = 0
+    written = 0
+    write_blocked = False
+    read_paused = False
+    continue_sent = False
+    sendfile_answer: Any = None
+    sendfile_sock: socket.socket | None = None
+    # worker
+    waiting = False
+    cond: threading.Condition | None = None
+    consumed = 0
+    submitted = 0
+    started: tuple[int, list[tuple[bytes, bytes]], int | None] | None = None  # start_response's, parsed
+    headers_sent = False
+    continue_asked = False
+    resume_asked = False
+    chunks: deque[bytes] | None = None
+    _file: tuple[int, int, int] = (-1, 0, 0)  # a sendfile's descriptor, offset and byte count
+
+    def __init__(self, server: WSGIServer, channel: Channel, conn: H1Connection, request: Request) -> None:
+        self.server = server
+        self.channel = channel
+        self.conn = conn
+        self.request = request
+
+    @property
+    def scope(self) -> Scope:
+        """The request as an ASGI-style scope, for the access log."""
+        channel: Any = self.channel
+        return build_scope(self.request, channel.server, channel.client, "http", self.server.root_path, None)
+
+    # -- events from the connection (loop thread)
+    def feed_body(self, data: bytes) -> None:
+        chunks = self.chunks
+        if chunks is None:
+            chunks = self.chunks = deque()
+        chunks.append(data)
+        self.received += len(data)
+        if self.received - self.consumed > HIGH_WATER and not self.read_paused:
+            self.read_paused = True
+            self.resume_asked = False
+            self.channel.pause_reading()
+        if self.waiting:
+            self._notify()
+
+    def end_body(self) -> None:
+        self.body_complete = True
+        if self.waiting:
+            self._notify()
+
+    def disconnect(self) -> None:
+        self.disconnected = True
+        self.abandoned = True
+        sock = self.sendfile_sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the worker blocked in poll() or sendfile()
+        self._notify()
+
+    def peer_closed(self) -> None:
+        # The client half-closed after its whole request: nothing changes for a WSGI app (the response
+        # is still sent; a half-closed client still reads it).
+        self.peer_eof = True
+
+    def _notify(self) -> None:
+        cond = self.cond
+        if self.waiting and cond is not None:
+            with cond:
+                cond.notify()
+
+    # -- starting (loop thread)
+    async def run(self, app: Any) -> None:
+        # A coroutine only so the shell can start every kind of cycle alike; it never suspends.
+        self.server.start(self)
+
+    # -- the application (worker thread)
+    def execute(self, cond: threading.Condition | None) -> None:
+        self.cond = cond
+        post = self.server.post
+        if self.abandoned:  # the client left while the request waited for a thread
+            post(self._loop_final_error, "", None, True)
+            return
+        channel: Any = self.channel
+        result: Any = None
+        try:
+            environ = build_environ(
+                self.request, channel.server, channel.client, self.server.base, WSGIInput(self)
+            )
+            result = self.server.app(environ, self.start_response)
+            try:
+                if type(result) is list or type(result) is tuple:
+                    body = result[0] if len(result) == 1 else b"".join(result)
+                    if type(body) is not bytes:
+                        body = _check_bytes(body)
+                    if self.headers_sent and body:
+                        self._send(body)
+                    final = self._final(None if self.headers_sent else body)
+                elif type(result) is FileWrapper and self._can_sendfile(result):
+                    final = self._sendfile(result)
+                else:
+                    for chunk in result:
+                        if chunk:
+                            self._send(chunk if type(chunk) is bytes else _check_bytes(chunk))
+                        if self.abandoned:
+                            break
+                    final = self._final(None if self.headers_sent else b"")
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+            # The exchange completes only after close(): a keep-alive client's next request starts after
+            # the previous one's cleanup, as with gunicorn.
+            post(*final)
+        except ClientDisconnected:
+            post(self._loop_final_error, "", None, True)
+        except BaseException as exc:  # the app's failure is reported, never raised into the pool
+            quiet = self.abandoned and isinstance(exc, OSError)
+            post(self._loop_final_error, f"exception in wsgi application: {exc!r:.200}", exc, quiet)
+            del exc
+
+    def _final(self, body: bytes | None) -> tuple[Any, ...]:
+        """The operation that ends the response; ``body`` is the whole body when nothing has been sent
+        yet (then a missing Content-Length is added), else None."""
+        if self.abandoned:
+            return (self._loop_final_error, "", None, True)
+        if body is None:
+            return (self._loop_send, None, None, b"", False)
+        started = self.started
+        if started is None:
+            raise LocalProtocolError("wsgi application returned without calling start_response()")
+        status, headers, length = started
+        if length is None and self._has_body(status):
+            # PEP 3333 lets a server add Content-Length when it knows the whole body: no chunked framing.
+            headers = [*headers, (b"content-length", b"%d" % len(body))]
+        self.headers_sent = True
+        return (self._loop_send, status, headers, body, False)
+
+    def _has_body(self, status: int) -> bool:
+        return status >= 200 and status not in _NO_BODY_STATUS and self.request.method != b"HEAD"
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+    ) -> Callable[[bytes], None]:
+        """PEP 3333's start_response. Headers go out with the first non-empty body chunk. With
+        ``exc_info``: replaces the response if nothing has been sent yet, re-raises it otherwise."""
+        if exc_info is not None:
+            try:
+                if self.headers_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.started is not None:
+            raise AssertionError("start_response() called a second time without exc_info")
+        self.started = _parse_start(status, headers)
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        """PEP 3333's write() callable (for legacy apps): sends ``data`` before returning."""
+        if type(data) is not bytes:
+            data = _check_bytes(data)
+        if data:
+            self._send(data)
+
+    def _send(self, data: bytes) -> None:
+        if self.abandoned:
+            raise ClientDisconnected("client disconnected")
+        if self.headers_sent:
+            self.server.post(self._loop_send, None, None, data, True)
+        else:
+            started = self.started
+            if started is None:
+                raise AssertionError("response body before start_response()")
+            self.headers_sent = True
+            self.server.post(self._loop_send, started[0], started[1], data, True)
+        self.submitted += len(data)
+        if self.submitted - self.written > WRITE_HIGH_WATER or self.write_blocked:
+            self._wait(self._writable)
+            if self.abandoned:
+                raise ClientDisconnected("client disconnected")
+
+    def _writable(self) -> bool:
+        return self.abandoned or (
+            self.submitted - self.written <= WRITE_HIGH_WATER and not self.write_blocked
+        )
+
+    def _wait(self, ready: Callable[[], bool]) -> None:
+        cond = self.cond
+        if cond is None:  # pragma: no cover - inline use never waits
+            raise RuntimeError("a wsgi request would wait on the event loop thread")
+        with cond:
+            self.waiting = True
+            try:
+                while not ready():
+                    cond.wait()
+            finally:
+                self.waiting = False
+
+    # -- the body, for WSGIInput (worker thread)
+    def next_chunk(self) -> bytes | None:
+        """The next piece of the body, waiting for it if need be; None at its end."""
+        chunks = self.chunks
+        if not chunks:
+            if self.body_complete:
+                # The loop appends a body's last bytes before it marks it complete: look once more.
+                chunks = self.chunks
+                if not chunks:
+                    return None
+            else:
+                self._need_body()
+                chunks = self.chunks
+                if not chunks:
+                    if self.body_complete:
+                        return None
+                    raise ClientDisconnected("client disconnected before the request body was complete")
+        assert chunks is not None
+        data = chunks.popleft()
+        self.consumed += len(data)
+        if self.read_paused and not self.resume_asked and self.received - self.consumed <= HIGH_WATER:
+            self.resume_asked = True
+            self.server.post(self._loop_resume_reading)
+        return data
+
+    def _need_body(self) -> None:
+        if self.request.expect_continue and not self.continue_asked:
+            # RFC 9110 §10.1.1: the client waits for 100 Continue before it sends the body; it is sent
+            # when the app first reads, so an app may answer without reading (and without a 100).
+            self.continue_asked = True
+            self.server.post(self._loop_continue)
+        if self.read_paused and not self.resume_asked:
+            self.resume_asked = True
+            self.server.post(self._loop_resume_reading)
+        self._wait(self._body_ready)
+
+    def _body_ready(self) -> bool:
+        return bool(self.chunks) or self.body_complete or self.disconnected
+
+    # -- sendfile (worker thread)
+    def _can_sendfile(self, wrapper: FileWrapper) -> bool:
+        """Whether a FileWrapper result is a real file at a known position (else it is iterated)."""
+        if self.started is None or self.headers_sent:
+            return False
+        try:
+            fileno = wrapper.filelike.fileno()
+            info = os.fstat(fileno)
+            offset = os.lseek(fileno, 0, os.SEEK_CUR)
+        except (AttributeError, OSError, ValueError):
+            return False
+        if not stat.S_ISREG(info.st_mode):
+            return False
+        self.sendfile_answer = None
+        self._file = (fileno, offset, max(0, info.st_size - offset))
+        return True
+
+    def _sendfile(self, wrapper: FileWrapper) -> tuple[Any, ...]:
+        """Send a real file's bytes with os.sendfile; return the operation that ends the response."""
+        assert self.started is not None
+        status, headers, length = self.started
+        fileno, offset, count = self._file
+        if status < 200 or status in _NO_BODY_STATUS:
+            count = 0
+        else:
+            if length is None:  # the file's size is the body's (a HEAD response announces it too)
+                headers = [*headers, (b"content-length", b"%d" % count)]
+            else:
+                count = min(count, length)
+            if self.request.method == b"HEAD":
+                count = 0
+        self.headers_sent = True
+        if not count:
+            return (self._loop_send, status, headers, b"", False)
+        self.server.post(self._loop_sendfile_start, status, headers)
+        self._wait(self._sendfile_answered)
+        answer = self.sendfile_answer
+        if answer is None or self.abandoned:
+            raise ClientDisconnected("client disconnected")
+        if answer == "fallback":  # the head is out; the body goes through the transport
+            remaining = count
+            read = wrapper.filelike.read
+            while remaining > 0:
+                block = read(min(remaining, max(wrapper.blksize, 65536)))
+                if not block:
+                    break
+                remaining -= len(block)
+                self._send(block)
+            return (self._loop_send, None, None, b"", False)
+        sent = _sendfile_all(answer[0], answer[1], fileno, offset, count, self)
+        return (self._loop_sendfile_done, sent)
+
+    def _sendfile_answered(self) -> bool:
+        return self.sendfile_answer is not None or self.abandoned
+
+    # -- operations run on the loop thread (posted by the worker)
+    def _loop_send(
+        self, status: int | None, headers: list[tuple[bytes, bytes]] | None, data: bytes, more: bool
+    ) -> None:
+        state = self.state
+        if state is RESPONSE_DONE or state is ABORTED:
+            return
+        channel = self.channel
+        if self.disconnected:
+            if not more:
+                self.state = ABORTED
+                channel.cycle_complete(self)  # type: ignore[arg-type]  # duck-typed cycle
+            return
+        conn = self.conn
+        try:
+            if headers is not None:
+                head = conn.response_head(status, headers)  # type: ignore[arg-type]  # set with headers
+                self.status = status  # type: ignore[assignment]
+                self.response_headers = headers
+                self.state = RESPONSE_BODY
+                out = head + conn.response_body(data, more)
+            else:
+                out = conn.response_body(data, more)
+        except LocalProtocolError as exc:
+            self._refuse(exc)
+            return
+        self.response_bytes += len(data)
+        self.written += len(data)
+        if out:
+            channel.write(out)
+        if not more:
+            self.state = RESPONSE_DONE
+            channel.cycle_complete(self)  # type: ignore[arg-type]
+        elif channel.write_paused and not self.write_blocked:
+            self.write_blocked = True
+            self.server.loop.create_task(self._drained())
+        if self.waiting:
+            self._notify()
+
+    def _refuse(self, exc: LocalProtocolError) -> None:
+        """The core refused the app's response (bad status or header, body longer than its length)."""
+        self.abandoned = True
+        self._notify()
+        self.channel.app_error(self, f"invalid response from wsgi application: {exc}", None)  # type: ignore[arg-type]
+
+    async def _drained(self) -> None:
+        await self.channel.drain()
+        self.write_blocked = False
+        self._notify()
+
+    def _loop_final_error(self, message: str, exc: BaseException | None, quiet: bool) -> None:
+        state = self.state
+        if state is RESPONSE_DONE or state is ABORTED:
+            if exc is not None and not quiet:
+                self.server_log(message, exc)
+            return
+        if quiet or self.disconnected:
+            self.state = ABORTED
+            self.channel.cycle_complete(self)  # type: ignore[arg-type]
+            return
+        self.channel.app_error(self, message, exc)  # type: ignore[arg-type]
+
+    def server_log(self, message: str, exc: BaseException | None) -> None:
+        # The response was already complete or refused (e.g. close() raised after the last byte).
+        error_log.error("%s", escape_for_log(message), exc_info=exc)
+
+    def _loop_continue(self) -> None:
+        if self.state is RESPONSE_START and not self.body_complete and not self.continue_sent:
+            self.continue_sent = True
+            self.channel.write(CONTINUE_RESPONSE)
+
+    def _loop_resume_reading(self) -> None:
+        if self.read_paused and self.received - self.consumed <= HIGH_WATER:
+            self.read_paused = False
+            self.channel.resume_reading()
+        else:
+            self.resume_asked = False  # asked too early: the worker asks again as it reads on
+
+    def _loop_sendfile_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        state = self.state
+        if state is RESPONSE_DONE or state is ABORTED or self.disconnected:
+            self.abandoned = True
+            self._notify()
+            return
+        try:
+            head = self.conn.response_head(status, headers)
+        except LocalProtocolError as exc:
+            self._refuse(exc)
+            return
+        self.status = status
+        self.response_headers = headers
+        self.state = RESPONSE_BODY
+        transport: Any = self.channel.transport
+        sock = transport.get_extra_info("socket")
+        answer: Any = "fallback"
+        if (
+            sock is not None
+            and transport.get_extra_info("sslcontext") is None
+            and transport.get_write_buffer_size() == 0
+        ):
+            try:
+                dup = socket.socket(fileno=os.dup(sock.fileno()))
+            except OSError:
+                pass
+            else:
+                # The worker sends on its own descriptor of the socket: it stays valid even if the
+                # transport closes meanwhile (a closed and reused descriptor number would be another
+                # client's), and the loop writes nothing on this connection until the worker is done.
+                self.sendfile_sock = dup
+                answer = (dup, head)
+        if answer == "fallback":
+            self.channel.write(head)
+        self.sendfile_answer = answer
+        self._notify()
+
+    def _loop_sendfile_done(self, sent: int) -> None:
+        sock = self.sendfile_sock
+        self.sendfile_sock = None
+        if sock is not None:
+            sock.close()
+        state = self.state
+        if state is RESPONSE_DONE or state is ABORTED:
+            return
+        self.response_bytes += sent
+        if self.disconnected:
+            self.state = ABORTED
+            self.channel.cycle_complete(self)  # type: ignore[arg-type]
+            return
+        conn = self.conn
+        conn.response_body_sent(sent)
+        conn.response_body(b"", False)  # cut short (the client went away, the file shrank): no keep-alive
+        self.state = RESPONSE_DONE
+        self.channel.cycle_complete(self)  # type: ignore[arg-type]
+
+
+def _sendfile_all(
+    sock: socket.socket, head: bytes, fileno: int, offset: int, count: int, cycle: WSGICycle
+) -> int:
+    """Send ``head`` then ``count`` bytes of ``fileno`` from ``offset`` on the non-blocking ``sock``,
+    waiting for it to be writable in this (worker) thread; return the file bytes sent (fewer than
+    ``count`` when the client went away or the file shrank)."""
+    fd = sock.fileno()
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    sent = 0
+    view = memoryview(head)
+    try:
+        while view:
+            try:
+                n = os.write(fd, view)
+            except BlockingIOError:
+                n = 0
+            view = view[n:]
+            if view:
+                _wait_writable(poller, cycle)
+        while sent < count:
+            try:
+                n = os.sendfile(fd, fileno, offset + sent, min(count - sent, SENDFILE_CHUNK))
+            except BlockingIOError:
+                _wait_writable(poller, cycle)
+                continue
+            if n == 0:  # the file is shorter than it was
+                break
+            sent += n
+    except OSError:  # the client went away (EPIPE, ECONNRESET) or the loop shut the socket down
+        pass
+    return sent
+
+
+def _wait_writable(poller: select.poll, cycle: WSGICycle) -> None:
+    while not cycle.abandoned:
+        if poller.poll(1000):
+            return
+    raise ClientDisconnected("client disconnected")
+
+
+def _check_bytes(data: object) -> bytes:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"wsgi response body must be bytes, got {type(data).__name__}")
+
+
+# start_response's header names, encoded and classified once per distinct name (hot path: bench wsgi
+# "hello"); True marks Content-Length.
+_HEADER_NAMES: dict[str, tuple[bytes, bool]] = {}
+_STATUS_CODES: dict[str, int] = {}
+
+
+def _parse_start(
+    status: str, headers: Iterable[tuple[str, str]]
+) -> tuple[int, list[tuple[bytes, bytes]], int | None]:
+    """Check and encode start_response's arguments: (status code, headers as bytes, Content-Length).
+
+    Raises TypeError or ValueError (into the app) for what PEP 3333 forbids: a status that is not
+    ``"NNN reason"``, header names or values that are not latin-1 ``str``. Bytes the HTTP core refuses
+    (CR, LF, NUL) are refused there, with a 500.
+    """
+    try:
+        code = _STATUS_CODES.get(status)
+    except TypeError:  # unhashable: not a str either
+        code = None
+    if code is None:
+        if type(status) is not str:
+            raise TypeError(f"wsgi status must be a str, got {type(status).__name__}")
+        if len(status) < 3 or not status[:3].isdigit() or (len(status) > 3 and status[3] != " "):
+            raise ValueError(f"invalid wsgi status {status[:40]!r} (expected e.g. '200 OK')")
+        code = int(status[:3])
+        if len(_STATUS_CODES) < _MAX_CACHED_NAMES:
+            _STATUS_CODES[status] = code
+    out: list[tuple[bytes, bytes]] = []
+    length: int | None = None
+    for name, value in headers:
+        known = _HEADER_NAMES.get(name)
+        if known is None:
+            if type(name) is not str:
+                raise TypeError(f"wsgi header name must be a str, got {name!r:.40}")
+            known = (name.encode("latin-1"), name.lower() == "content-length")
+            if len(_HEADER_NAMES) < _MAX_CACHED_NAMES:
+                _HEADER_NAMES[name] = known
+        if type(value) is not str:
+            raise TypeError(f"wsgi header {name!r} value must be a str, got {value!r:.40}")
+        encoded = value.encode("latin-1")
+        if known[1]:
+            stripped = encoded.strip()
+            if stripped.isdigit():
+                length = int(stripped)
+        out.append((known[0], encoded))
+    return code, out, length

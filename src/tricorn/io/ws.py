@@ -1,0 +1,487 @@
+"""The asyncio shell for WebSocket over HTTP/1.1: the handshake, then a Protocol that owns the transport.
+
+:func:`start_websocket` is called by the HTTP/1.1 shell for a request whose ``upgrade`` is ``websocket``.
+It validates the handshake (a refusal is a 400 or 426 response and a close), then hands the transport to a
+:class:`WSProtocol` with ``transport.set_protocol`` and runs the application's
+:class:`~tricorn.interfaces.asgi_ws.WebSocketSession`. The WSProtocol is the session's channel: before the
+application accepts, it can still answer with HTTP (the 101, a 403, or the application's own denial
+response, framed by the connection's :class:`~tricorn.proto.h1.H1Connection`); after the 101 it moves
+bytes between the transport and a :class:`~tricorn.proto.ws.WSConnection`, applies flow control both ways,
+and arms one timer for the keepalive ping and the closing-handshake deadline.
+
+Bytes the client sends before the application accepts (which the handshake allows: RFC 6455 §4.1 lets a
+client send frames as soon as it has sent its handshake) are held, up to a bound, and parsed after the 101.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from tricorn.errors import LocalProtocolError, RemoteProtocolError
+from tricorn.interfaces.asgi import build_scope
+from tricorn.interfaces.asgi_ws import CLOSED as SESSION_CLOSED
+from tricorn.interfaces.asgi_ws import WebSocketSession, build_ws_scope
+from tricorn.io.runner import AppRunner
+from tricorn.proto.h1 import H1Connection, Request, error_response
+from tricorn.proto.ws import (
+    GOING_AWAY,
+    INTERNAL_ERROR,
+    NORMAL_CLOSURE,
+    WS_OPEN,
+    BytesMessage,
+    CloseReceived,
+    Handshake,
+    HandshakeError,
+    TextMessage,
+    WSConnection,
+    accept_headers,
+    check_handshake,
+    h1_accept_response,
+    h1_refusal_response,
+    negotiate_extensions,
+)
+
+if TYPE_CHECKING:
+    from websockets.extensions.base import Extension
+
+    from tricorn.io.h1 import H1Protocol
+    from tricorn.io.server import ServerState
+
+IMPLEMENTATIONS = ("websockets",)
+# Bytes held from a client that sends frames before the application has accepted; reading pauses past
+# this (the same high-water mark as a request body, uvicorn's 64 KiB).
+HANDSHAKE_BUFFER = 65536
+
+
+def ws_implementation(name: str) -> str | None:
+    """The WebSocket implementation for the ``ws`` setting: None when WebSocket is off."""
+    if name == "none":
+        return None
+    try:
+        import websockets.protocol  # noqa: F401
+    except ImportError:  # pragma: no cover - a main dependency
+        if name == "auto":
+            return None
+        from tricorn.errors import ConfigError
+
+        raise ConfigError(
+            "ws", f"{name} is not installed (pip install websockets), use auto or none"
+        ) from None
+    return "websockets"
+
+
+class WSPhase(Enum):
+    HANDSHAKE = 0  # the application has not answered the handshake yet
+    DENYING = 1  # an HTTP response (403, 500 or the app's denial) is being written
+    OPEN = 2  # after the 101: frames
+    CLOSED = 3  # the transport is closed or closing
+
+
+HANDSHAKE, DENYING, OPEN, CLOSED = WSPhase
+
+
+def start_websocket(h1: H1Protocol, request: Request) -> None:
+    """Take over ``h1``'s connection for the WebSocket handshake ``request`` (see the module docstring)."""
+    state = h1.state
+    transport = h1.transport
+    try:
+        handshake = check_handshake(request.method, request.headers)
+        extensions_header, extensions = negotiate_extensions(
+            handshake.extensions, state.config.ws_per_message_deflate
+        )
+    except HandshakeError as exc:
+        state.log_protocol_error(h1, RemoteProtocolError(str(exc), status=exc.status))
+        transport.write(h1_refusal_response(exc))
+        h1.close()
+        return
+    ws = WSProtocol(state, transport, h1.conn, request, handshake, extensions_header, extensions)
+    ws.client = h1.client
+    ws.server = h1.server
+    # The HTTP/1.1 shell is done with this transport: it no longer reads, times out or closes it.
+    h1.close_for_upgrade()
+    state.connections.add(ws)
+    transport.set_protocol(ws)
+    ws.start(h1.conn.trailing_data, h1.reading_paused)
+
+
+class WSProtocol(asyncio.Protocol):
+    """One WebSocket connection's transport side; the channel of its WebSocketSession."""
+
+    __slots__ = (
+        "_drain_waiter",
+        "_timer",
+        "_timer_at",
+        "buffer",
+        "client",
+        "conn",
+        "core",
+        "counted",
+        "deadline",
+        "deny_head",
+        "extensions",
+        "extensions_header",
+        "handshake",
+        "phase",
+        "reading_paused",
+        "request",
+        "runner",
+        "server",
+        "session",
+        "start_time",
+        "state",
+        "transport",
+        "write_paused",
+    )
+
+    def __init__(
+        self,
+        state: ServerState,
+        transport: asyncio.Transport,
+        conn: H1Connection,
+        request: Request,
+        handshake: Handshake,
+        extensions_header: bytes | None,
+        extensions: list[Extension],
+    ) -> None:
+        self.state = state
+        self.transport = transport
+        self.conn = conn
+        self.request = request
+        self.handshake = handshake
+        self.extensions_header = extensions_header
+        self.extensions = extensions
+        self.phase = HANDSHAKE
+        self.core: WSConnection | None = None
+        self.buffer = bytearray()
+        self.deny_head = b""
+        self.write_paused = False
+        self.reading_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int] | None = None
+        self.runner = AppRunner(state.loop)
+        self.counted = False
+        self.start_time = state.loop.time()
+        # The server's tick times out idle HTTP connections by `deadline`; a WebSocket has its own timers.
+        self.deadline = math.inf
+        self.session: WebSocketSession = None  # type: ignore[assignment]  # set in start()
+
+    @property
+    def cycle(self) -> WebSocketSession | None:
+        """The session while its application runs (what the server's shutdown waits for)."""
+        session = self.session
+        return session if session is not None and session.running else None
+
+    def start(self, held: bytes, reading_paused: bool) -> None:
+        state = self.state
+        config = state.config
+        self.reading_paused = reading_paused
+        if held:
+            self.buffer += held
+        scope = build_scope(
+            self.request, self.server, self.client, "http", state.root_path, state.lifespan_state
+        )
+        scope = build_ws_scope(scope, self.handshake.subprotocols)
+        max_size = config.ws_max_size
+        self.session = WebSocketSession(self, scope, config.ws_max_queue, max(max_size, 1 << 20))
+        if state.shutting_down:
+            self._refuse(503, "service unavailable: shutting down")
+            return
+        limit = state.limit_concurrency
+        if limit is not None and state.active >= limit:
+            self._refuse(503, "service unavailable: too many requests in progress")
+            return
+        state.active += 1
+        self.counted = True
+        if reading_paused and len(self.buffer) < HANDSHAKE_BUFFER:
+            self.resume_reading()
+        self.runner.run(self.session.run(state.app))
+
+    # -- asyncio callbacks
+    def data_received(self, data: bytes) -> None:
+        core = self.core
+        if core is None:
+            if self.phase is HANDSHAKE:
+                self.buffer += data
+                if len(self.buffer) >= HANDSHAKE_BUFFER:
+                    self.pause_reading()
+            return
+        events = core.receive_data(data)
+        out = core.data_to_send()
+        if out:
+            self.transport.write(out)
+        if events:
+            session = self.session
+            for event in events:
+                kind = type(event)
+                if kind is TextMessage or kind is BytesMessage:
+                    session.message(event.data)  # type: ignore[union-attr]
+                elif kind is CloseReceived:
+                    session.closed(event.code, event.reason)  # type: ignore[union-attr]
+                else:  # ConnectionFailed: we closed it (bad frame, bad utf-8, too big)
+                    self.state.log_protocol_error(
+                        self,
+                        RemoteProtocolError(f"websocket: {event.reason}", status=event.code),  # type: ignore[union-attr]
+                    )
+                    session.closed(event.code, event.reason)  # type: ignore[union-attr]
+        if core.close_transport:
+            self._close()
+
+    def eof_received(self) -> bool:
+        core = self.core
+        if core is not None and self.phase is OPEN and core.state is WS_OPEN:
+            core.receive_eof()
+            out = core.data_to_send()
+            if out:
+                self.transport.write(out)
+        return False  # close the transport; connection_lost reports the end to the session
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.phase = CLOSED
+        self._cancel_timer()
+        self.state.connections.discard(self)
+        session = self.session
+        if session is not None:
+            session.closed(1006, "")
+        self.runner.close()
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None:
+            self._drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- the channel, used by the session
+    def accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None:
+        if self.phase is not HANDSHAKE:
+            raise LocalProtocolError("websocket.accept after the connection was closed")
+        response = h1_accept_response(
+            accept_headers(self.handshake, subprotocol, self.extensions_header, headers)
+        )
+        self.transport.write(response)
+        state = self.state
+        config = state.config
+        loop = state.loop
+        self.core = WSConnection(
+            loop.time(),
+            config.ws_max_size,
+            self.extensions,
+            config.ws_ping_interval,
+            config.ws_ping_timeout,
+            config.ws_close_timeout,
+        )
+        self.phase = OPEN
+        if state.access_log is not None:
+            self._log_access(101, len(response))
+        self._arm()
+        held = self.buffer
+        if held:
+            # Frames sent before the 101 (the session is already CONNECTED, so they reach it).
+            self.buffer = bytearray()
+            self.data_received(bytes(held))
+        if self.reading_paused and self.phase is OPEN and not self.session.reading_paused:
+            self.resume_reading()
+
+    def deny(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        if self.phase is not HANDSHAKE:
+            raise LocalProtocolError("websocket denial response after the connection was closed")
+        conn = self.conn
+        conn.start_request(self.request)
+        conn.keep_alive = False  # the connection ends with the denial (its parser stopped at the upgrade)
+        self.deny_head = conn.response_head(status, headers)
+        self.phase = DENYING
+        if self.state.access_log is not None:
+            self._log_access(status, 0)
+
+    def deny_body(self, body: bytes, more: bool) -> None:
+        if self.phase is not DENYING:
+            raise LocalProtocolError("websocket denial response body without a response start")
+        data = self.conn.response_body(body, more)
+        if self.deny_head:
+            data = self.deny_head + data
+            self.deny_head = b""
+        if data:
+            self.transport.write(data)
+        if not more:
+            self._close()
+
+    def send_message(self, data: str | bytes) -> None:
+        core = self.core
+        if core is None or self.phase is not OPEN:
+            raise LocalProtocolError("websocket.send on a connection that is not open")
+        if type(data) is str:
+            core.send_text(data)
+        else:
+            core.send_bytes(data)  # type: ignore[arg-type]  # `type() is` narrows only the str branch
+        self.transport.write(core.data_to_send())
+
+    async def drain(self) -> None:
+        if not self.write_paused or self.phase is CLOSED:
+            return
+        waiter = self._drain_waiter
+        if waiter is None or waiter.done():
+            waiter = self._drain_waiter = self.state.loop.create_future()
+        await waiter
+
+    def close(self, code: int, reason: str) -> None:
+        core = self.core
+        if core is None or self.phase is not OPEN:
+            return
+        core.send_close(self.state.loop.time(), code, reason)
+        self.transport.write(core.data_to_send())
+        if self.reading_paused:
+            self.resume_reading()  # the client's close frame must still be read
+        self._arm()
+
+    def pause_reading(self) -> None:
+        if not self.reading_paused and self.phase is not CLOSED:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.reading_paused and self.phase is not CLOSED:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def session_done(self, session: WebSocketSession) -> None:
+        state = self.state
+        if self.counted:
+            self.counted = False
+            state.active -= 1
+        if self.phase is HANDSHAKE:
+            return  # app_error has answered
+        core = self.core
+        if self.phase is OPEN and core is not None and session.state is not SESSION_CLOSED:
+            # The app returned without closing: close normally (RFC 6455 §7.1.2), the client answers.
+            self.close(NORMAL_CLOSURE, "")
+            session.closed(NORMAL_CLOSURE)
+
+    def app_error(self, session: WebSocketSession, message: str, exc: BaseException | None) -> None:
+        self.state.log_app_error(message, exc)
+        phase = self.phase
+        if phase is HANDSHAKE:
+            self._refuse(500, "internal server error")
+        elif phase is DENYING:
+            if self.deny_head:
+                self.deny_head = b""
+                self.transport.write(error_response(500, "internal server error"))
+            self._close()
+        elif phase is OPEN:
+            core = self.core
+            assert core is not None
+            core.fail(INTERNAL_ERROR, "")
+            self.transport.write(core.data_to_send())
+            session.closed(INTERNAL_ERROR)
+            self._close()
+
+    # -- shutdown and timeouts (called by ServerState)
+    def timeout(self, now: float) -> None:
+        """Never called (``deadline`` is infinite): a WebSocket keeps its own timers."""
+
+    def shutdown(self) -> None:
+        """Graceful stop begins: open WebSockets are left to their applications until the timeout."""
+
+    def abort(self) -> None:
+        """The graceful timeout is over: close with 1001 (going away) and drop the connection."""
+        phase = self.phase
+        if phase is OPEN:
+            core = self.core
+            assert core is not None
+            core.send_close(self.state.loop.time(), GOING_AWAY, "server shutting down")
+            self.transport.write(core.data_to_send())
+            self.session.closed(GOING_AWAY, "server shutting down")
+            self._close()
+        elif phase is HANDSHAKE:
+            self._refuse(503, "service unavailable: shutting down")
+        else:
+            self._close()
+
+    # -- internals
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer the handshake with an error response and close (the app never accepted)."""
+        if self.phase is not HANDSHAKE:
+            return
+        body = error_response(status, message)
+        self.transport.write(body)
+        if self.state.access_log is not None:
+            self._log_access(status, len(body))
+        session = self.session
+        if session is not None:
+            session.closed(1006)
+        self._close()
+
+    def _close(self) -> None:
+        if self.phase is not CLOSED:
+            self.phase = CLOSED
+            self._cancel_timer()
+            self.transport.close()
+
+    def _arm(self) -> None:
+        core = self.core
+        if core is None or self.phase is CLOSED:
+            return
+        deadline = core.next_deadline()
+        if deadline is None:
+            self._cancel_timer()
+        elif deadline != self._timer_at:
+            self._cancel_timer()
+            self._timer_at = deadline
+            self._timer = self.state.loop.call_at(deadline, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        timer = self._timer
+        if timer is not None:
+            self._timer = None
+            self._timer_at = math.inf
+            timer.cancel()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = math.inf
+        core = self.core
+        if core is None or self.phase is not OPEN:
+            return
+        events = core.on_timer(self.state.loop.time())
+        out = core.data_to_send()
+        if out:
+            self.transport.write(out)
+        for event in events:
+            self.session.closed(event.code, event.reason)  # type: ignore[union-attr]
+        if core.close_transport:
+            self._close()
+        else:
+            self._arm()
+
+    def _log_access(self, status: int, size: int) -> None:
+        formatter = self.state.access_log
+        assert formatter is not None
+        scope = self.session.scope
+        from tricorn.io.server import access_log
+
+        access_log.info(
+            formatter.format(
+                client=self.client,
+                method="GET",
+                path=scope["path"],
+                query=scope["query_string"].decode("latin-1"),
+                http_version="1.1",
+                status=status,
+                response_bytes=size,
+                request_headers=scope["headers"],
+                response_headers=[],
+                duration=self.state.loop.time() - self.start_time,
+            )
+        )

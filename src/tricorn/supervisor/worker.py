@@ -1,0 +1,208 @@
+"""The process around a server: alone (:class:`Standalone`) or as a pre-fork worker (:class:`Worker`).
+
+:func:`tricorn.run.serve` loads the app, starts its lifespan and serves; it calls its host at four
+points: ``add_signal_handlers`` (before the sockets listen), ``listen`` (the sockets), ``serving`` (the
+server accepts) and ``close`` (after the shutdown). The two hosts differ in what they own:
+
+- Standalone binds the sockets itself (or takes systemd's), writes the pid file, drops privileges and
+  answers SIGINT and SIGTERM (graceful stop), SIGQUIT (fast stop), SIGUSR1 (reopen log files).
+- Worker serves the sockets its master bound, answers SIGTERM (graceful; a second one changes nothing),
+  SIGQUIT (fast) and SIGUSR1, ignores SIGINT (the master, which gets the terminal's Ctrl-C too, decides), reports READY and beats
+  through its channel, asks to be replaced after max-requests, and drains when the master says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from tricorn.supervisor.heartbeat import RETIRING, Heartbeat, beat_interval
+from tricorn.supervisor.process import PidFile, drop_privileges, reopen_log_files, resolve_identity
+from tricorn.supervisor.sockets import describe, open_listeners
+
+if TYPE_CHECKING:
+    from tricorn.config import Config
+    from tricorn.io.server import ServerState
+
+error_log = logging.getLogger("tricorn.error")
+
+OnSignal = Callable[[int], None]
+
+
+def quit_now(state: ServerState, stop: asyncio.Event) -> None:
+    """SIGQUIT: stop without waiting for requests in progress (their clients see the connection close)."""
+    error_log.warning("received SIGQUIT, stopping now")
+    stop.set()
+    for conn in list(state.connections):
+        conn.abort()
+
+
+def _reopen_logs() -> None:
+    count = reopen_log_files()
+    error_log.info("received SIGUSR1: reopened %d log file(s)", count)
+
+
+class Standalone:
+    """One process that is its own master and its only worker (``workers = 1``, no reload)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1)
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.sockets: list[socket.socket] = []
+        self.pidfile: PidFile | None = None
+        self._handled: list[int] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._unix_paths: list[str] = []
+
+    def add_signal_handlers(
+        self, loop: asyncio.AbstractEventLoop, on_signal: OnSignal, state: ServerState, stop: asyncio.Event
+    ) -> None:
+        self._loop = loop
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, on_signal, signum)
+        loop.add_signal_handler(signal.SIGQUIT, quit_now, state, stop)
+        loop.add_signal_handler(signal.SIGUSR1, _reopen_logs)
+        self._handled = list(self.SIGNALS)
+
+    def listen(self) -> list[socket.socket]:
+        """Bind (or take systemd's sockets), write the pid file, then drop privileges.
+
+        Raises BindError or ProcessError; nothing is left open then.
+        """
+        config = self.config
+        identity = resolve_identity(config.user, config.group)
+        from_systemd = "LISTEN_FDS" in os.environ
+        self.sockets = open_listeners(config, unix_owner=identity)
+        if not (from_systemd and "LISTEN_FDS" not in os.environ):  # the socket files are ours
+            self._unix_paths = [b.path for b in config.binds if b.kind == "unix" and b.path is not None]
+        try:
+            if config.pid is not None:
+                self.pidfile = PidFile(config.pid)
+            drop_privileges(identity)
+        except BaseException:
+            for sock in self.sockets:
+                sock.close()
+            raise
+        return self.sockets
+
+    def serving(self, state: ServerState, stop: asyncio.Event, backend: str, loop_name: str) -> None:
+        for sock in self.sockets:
+            error_log.info(
+                "listening on %s (pid %d, %s, %s)", describe(sock), os.getpid(), backend, loop_name
+            )
+
+    def close(self) -> None:
+        if self._loop is not None:
+            for signum in self._handled:
+                self._loop.remove_signal_handler(signum)
+            self._handled = []
+        if self.pidfile is not None:
+            self.pidfile.remove()
+            self.pidfile = None
+        for path in self._unix_paths:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        self._unix_paths = []
+
+
+class Worker:
+    """A pre-fork worker: serves ``sockets`` (inherited from the master) and talks to it over ``channel``.
+
+    ``max_requests`` is this worker's own limit (the setting plus its jitter), or None.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1)
+
+    def __init__(self, config: Config, sockets: list[socket.socket], channel: socket.socket) -> None:
+        self.config = config
+        self.sockets = sockets
+        self.channel = channel
+        self.max_requests: int | None = None
+        if config.max_requests is not None:
+            self.max_requests = config.max_requests + random.randint(0, config.max_requests_jitter)
+        self.retiring = False
+        self._terminated = False
+        self.heartbeat: Heartbeat | None = None
+        self._state: ServerState | None = None
+        self._stop: asyncio.Event | None = None
+        self._handled: list[int] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def add_signal_handlers(
+        self, loop: asyncio.AbstractEventLoop, on_signal: OnSignal, state: ServerState, stop: asyncio.Event
+    ) -> None:
+        self._loop, self._state, self._stop = loop, state, stop
+
+        def on_term() -> None:
+            # Once is enough: the master escalates with SIGQUIT. A second SIGTERM is the same stop sent
+            # to the whole process group (systemd's default KillMode, a terminal), not an escalation.
+            if not self._terminated:
+                self._terminated = True
+                on_signal(signal.SIGTERM)
+
+        loop.add_signal_handler(signal.SIGTERM, on_term)
+        loop.add_signal_handler(signal.SIGQUIT, quit_now, state, stop)
+        loop.add_signal_handler(signal.SIGUSR1, _reopen_logs)
+        self._handled = list(self.SIGNALS)
+
+    def listen(self) -> list[socket.socket]:
+        return self.sockets
+
+    def serving(self, state: ServerState, stop: asyncio.Event, backend: str, loop_name: str) -> None:
+        assert self._loop is not None
+        self.heartbeat = Heartbeat(
+            self.channel,
+            self._loop,
+            beat_interval(self.config.timeout_worker),
+            on_beat=self._check_requests,
+            on_drain=self._drain,
+            on_orphaned=self._orphaned,
+        )
+        self.heartbeat.start()
+        error_log.info("worker ready (%s, %s)", backend, loop_name)
+
+    def close(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        if self._loop is not None:
+            for signum in self._handled:
+                self._loop.remove_signal_handler(signum)
+                # Stopped already: a late TERM (the master's, after one sent to the process group) must
+                # not turn a clean exit into a death by signal. The master's SIGKILL deadline still holds.
+                signal.signal(signum, signal.SIG_IGN)
+            self._handled = []
+
+    # -- heartbeat callbacks
+
+    def _check_requests(self) -> None:
+        state = self._state
+        limit = self.max_requests
+        if limit is None or self.retiring or state is None or state.completed < limit:
+            return
+        self.retiring = True
+        error_log.info(
+            "served %d requests (max requests %d): asking for a replacement", state.completed, limit
+        )
+        assert self.heartbeat is not None
+        self.heartbeat.send(RETIRING)
+
+    def _drain(self) -> None:
+        state, stop = self._state, self._stop
+        if state is None or stop is None or stop.is_set():
+            return
+        error_log.info("draining: finishing the requests in progress while other workers serve")
+        state.lame_duck = True
+        stop.set()
+
+    def _orphaned(self) -> None:
+        if self._stop is not None and not self._stop.is_set():
+            error_log.warning("the master process is gone; stopping")
+            self._stop.set()

@@ -1,0 +1,69 @@
+"""A real browser: headless Chromium (Debian's chromium + chromium-driver, driven by selenium) uses the
+demo's chat page, whose messages go over a WebSocket to ``/ws`` and come back.
+
+The screenshot is saved as ``test-artifacts/browser-chat.png``. ``./dev test`` installs the two Debian
+packages; without them the test is skipped with the command that installs them.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, TricornProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+SCREENSHOT = ROOT / "test-artifacts" / "browser-chat.png"
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    if not shutil.which(CHROMIUM) or not shutil.which(CHROMEDRIVER):
+        pytest.skip("headless chromium is not installed (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=900,700",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_chat_page_echoes_a_message(tricorn: type[TricornProcess], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server = tricorn([]).wait_ready()  # the built-in demo
+    browser.get(f"{server.url}/chat")
+    wait = WebDriverWait(browser, 20)
+    wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "connected"))
+    box = browser.find_element(By.ID, "message")
+    box.send_keys("hello from chromium ✓")
+    browser.find_element(By.ID, "send").click()
+    wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, "#log .echo"), "hello from chromium ✓"))
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOT))
+    lines = [item.text for item in browser.find_elements(By.CSS_SELECTOR, "#log li")]
+    assert lines == ["you: hello from chromium ✓", "echo: hello from chromium ✓"]
+    assert SCREENSHOT.stat().st_size > 0
+    # The server logged the handshake as a 101 in its access log.
+    assert '"GET /ws HTTP/1.1" 101' in server.output()
