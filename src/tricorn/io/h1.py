@@ -167,7 +167,7 @@ class H1Protocol(asyncio.Protocol):
             return
         state.active += 1
         cycle.counted = True
-        cycle.task = self.runner.run(cycle.run(state.app))
+        self.runner.run(cycle.run(state.app))
 
     # -- Channel protocol, used by the cycles
     def write(self, data: bytes) -> None:
