@@ -1071,7 +1071,11 @@ def run_section(
 ) -> int:
     print(
         f"# {section.title}: servers {', '.join(s.name for s in servers)}; cases {', '.join(c.name for c in cases)}; "
-        f"wrk -t{opts.threads} -c{opts.connections} -d{opts.duration:g}s (+{opts.warmup:g}s warm-up)",
+        + (
+            f"bench/wsload.py -d{opts.duration:g}s (+{opts.warmup:g}s warm-up)"
+            if all(c.client == "ws" for c in cases)
+            else f"wrk -t{opts.threads} -c{opts.connections} -d{opts.duration:g}s (+{opts.warmup:g}s warm-up)"
+        ),
         flush=True,
     )
     results: list[Result] = []
@@ -1081,7 +1085,7 @@ def run_section(
             r = bench_one(section, case, server, opts, log_dir)
             results.append(r)
             if r.ok:
-                print(f"{fmt_rps(r.rps)} req/s", flush=True)
+                print(f"{fmt_rps(r.rps)} {'msg' if case.client == 'ws' else 'req'}/s", flush=True)
             else:
                 print("FAILED", flush=True)
                 print("    " + (r.error or "").replace("\n", "\n    "), flush=True)

@@ -53,6 +53,15 @@ class EchoClient(asyncio.Protocol):
         self.port = port
         self.payload = payload
         self.frame = masked_frame(payload)
+        n = len(payload)
+        self.echo_head = (
+            struct.pack("!BB", 0x82, n)
+            if n < 126
+            else struct.pack("!BBH", 0x82, 126, n)
+            if n < 65536
+            else struct.pack("!BBQ", 0x82, 127, n)
+        )
+        self.echo_size = len(self.echo_head) + n
         self.stats = stats
         self.ready = ready
         self.transport: asyncio.Transport | None = None
@@ -100,6 +109,16 @@ class EchoClient(asyncio.Protocol):
             if not rest:
                 return
             data = rest
+        if (
+            not self.first
+            and not self.remaining
+            and not self.header
+            and len(data) == self.echo_size
+            and data.startswith(self.echo_head)
+        ):
+            self.opcode = 2
+            self._frame_done()  # the common case: exactly one whole echo, checked by its header and size
+            return
         pos, end = 0, len(data)
         while pos < end:
             if self.remaining:

@@ -34,6 +34,9 @@ async def _lifespan(receive: Any, send: Any) -> None:
 async def _http(scope: Scope, receive: Any, send: Any) -> None:
     while (await receive()).get("more_body"):
         pass
+    if scope["path"] == "/yield":
+        for _ in range(3):  # suspends (a pipelined handshake behind it must wait its turn)
+            await asyncio.sleep(0)
     if scope["path"] == "/release":
         _RELEASE.set()
         body = b"released"

@@ -11,10 +11,17 @@ a minute (9.*, the large-message and many-frame cases, are in it: they take seco
 
 All 517 cases (several minutes on two cores) run with::
 
-    TRICORN_AUTOBAHN=all .venv/bin/python -m pytest tests/e2e/test_autobahn.py
+    TRICORN_AUTOBAHN=all .venv/bin/python -m pytest tests/e2e/test_autobahn.py -o faulthandler_timeout=0
+
+(``faulthandler_timeout=0``: the suite's 120 s stack dump would fire during the long run; it only prints.)
 
 Every case must pass (OK, NON-STRICT or INFORMATIONAL for both the exchange and the close), except the
-cases listed in ``EXPECTED_FAILURES`` with the reason.
+cases listed in ``EXPECTED_FAILURES`` with the reason. Two cases pass as NON-STRICT rather than OK: 6.4.3
+and 6.4.4 send invalid UTF-8 in the middle of one frame, in pieces, and prefer the server to fail at the
+bad piece; the framing library hands over a frame once it is whole, so tricorn fails the connection (1007)
+at the frame's end, as the RFC allows (as uvicorn does).
+The server runs without keepalive pings: a case that outlasts the ping interval would see an unexpected
+ping frame and fail.
 """
 
 from __future__ import annotations

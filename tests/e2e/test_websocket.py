@@ -308,6 +308,18 @@ def test_pipelined_request_before_the_handshake(server: TricornProcess) -> None:
     client.close()
 
 
+def test_pipelined_request_that_suspends_before_the_handshake(server: TricornProcess) -> None:
+    client = RawClient(server.port, "/")
+    client.send(b"GET /yield HTTP/1.1\r\nHost: test\r\n\r\n" + client.handshake_bytes(frame(1, b"queued")))
+    status, headers = client.response_head()
+    assert status == "HTTP/1.1 200 OK"
+    assert client.exact(int(headers["content-length"])) == b"plain http: /yield"
+    status, _ = client.response_head()
+    assert status == "HTTP/1.1 101 Switching Protocols"
+    assert client.read_frame() == (1, True, b"queued")
+    client.close()
+
+
 def test_frames_sent_with_the_handshake(server: TricornProcess) -> None:
     client = RawClient(server.port)
     status, _ = client.handshake(frame(1, b"early") + frame(2, b"bird"))
@@ -736,7 +748,7 @@ def test_slow_reader_makes_the_app_wait(start: Start) -> None:
 def test_app_that_does_not_read_stops_the_reading(start: Start) -> None:
     server = start("--ws-max-queue", "4")
     client = accepted(server, "/hold")
-    client.sock.settimeout(3)
+    client.sock.settimeout(1.5)
     message = frame(2, b"y" * 65536)
     sent = 0
     with pytest.raises(TimeoutError):  # the server stopped reading: the socket buffers fill up

@@ -693,3 +693,31 @@ def test_session_app_close_then_receive() -> None:
         assert ("close", 4001, "bye") in channel.calls
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 16383, 16384, 65535, 65536, 100_000])
+def test_message_frame_round_trips(size: int) -> None:
+    core = WSConnection(0.0)
+    peer = client()
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    text = "é" * (size // 2)
+    peer.receive_data(b"".join(core.message_frame(data)) + b"".join(core.message_frame(text)))
+    events = list(peer.events())
+    assert isinstance(events[0], WsprotoBytes) and events[0].data == data
+    assert isinstance(events[1], WsprotoText) and events[1].data == text
+
+
+def test_message_frame_compressed_and_after_close() -> None:
+    header, extensions = negotiate_extensions(["permessage-deflate"], True)
+    assert header is not None
+    deflate = PerMessageDeflate()
+    deflate.finalize(header.decode())
+    peer = Connection(ConnectionType.CLIENT, extensions=[deflate])
+    core = WSConnection(0.0, extensions=extensions)
+    parts = core.message_frame("z" * 100_000)
+    assert sum(map(len, parts)) < 1000  # compressed by the library
+    peer.receive_data(b"".join(parts))
+    assert [e.data for e in peer.events()] == ["z" * 100_000]  # type: ignore[attr-defined]
+    core.send_close(0.0)
+    with pytest.raises(LocalProtocolError):
+        core.message_frame(b"late")

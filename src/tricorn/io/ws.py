@@ -322,11 +322,11 @@ class WSProtocol(asyncio.Protocol):
         core = self.core
         if core is None or self.phase is not OPEN:
             raise LocalProtocolError("websocket.send on a connection that is not open")
-        if type(data) is str:
-            core.send_text(data)
+        parts = core.message_frame(data)
+        if len(parts) == 1:
+            self.transport.write(parts[0])
         else:
-            core.send_bytes(data)  # type: ignore[arg-type]  # `type() is` narrows only the str branch
-        self.transport.write(core.data_to_send())
+            self.transport.writelines(parts)
 
     async def drain(self) -> None:
         if not self.write_paused or self.phase is CLOSED:
