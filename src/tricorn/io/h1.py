@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Iterable
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -172,6 +173,9 @@ class H1Protocol(asyncio.Protocol):
     # -- Channel protocol, used by the cycles
     def write(self, data: bytes) -> None:
         self.transport.write(data)
+
+    def writelines(self, data: Iterable[bytes]) -> None:
+        self.transport.writelines(data)
 
     async def drain(self) -> None:
         if not self.write_paused or self.phase is PHASE_CLOSED:
