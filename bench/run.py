@@ -119,7 +119,9 @@ SERVERS: dict[str, Server] = {
         Server(
             "gunicorn-gthread",
             "gunicorn",
-            {"wsgi": "{py} -m gunicorn -w 1 -k gthread --threads 10 -b {host}:{port} --log-level warning {app}"},
+            {
+                "wsgi": "{py} -m gunicorn -w 1 -k gthread --threads 10 -b {host}:{port} --log-level warning {app}"
+            },
         ),
         Server(
             "gunicorn-sync",

@@ -28,7 +28,9 @@ def free_port() -> int:
 class TricornProcess:
     """A ``python -m tricorn`` child process; its output goes to a file read back by ``output()``."""
 
-    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+    def __init__(
+        self, args: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
         self.port = free_port()
         self.host = "127.0.0.1"
         self.url = f"http://{self.host}:{self.port}"

@@ -59,7 +59,9 @@ def detect_interface(app: Any) -> Interface:
     except (TypeError, ValueError):
         return "asgi"
     params = [
-        p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        p
+        for p in parameters
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
     ]
     if len(params) == 2:
         return "wsgi"

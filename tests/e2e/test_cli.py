@@ -21,9 +21,9 @@ from typing import Protocol
 
 import httpx
 import pytest
-from tests.conftest import ROOT, TricornProcess, free_port
 
 import tricorn
+from tests.conftest import ROOT, TricornProcess, free_port
 
 pytestmark = pytest.mark.e2e
 

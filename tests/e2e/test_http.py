@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from tests.conftest import TricornProcess, raw_request
 
 pytestmark = pytest.mark.e2e

@@ -19,7 +19,9 @@ from tricorn.proto.h1 import CONTINUE_RESPONSE, H1Connection, Request
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
+ASGIApp = Callable[
+    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
+]
 
 # A slow app lets body bytes pile up to this much before the socket stops being read (uvicorn: 64 KiB).
 HIGH_WATER = 65536
@@ -53,6 +55,7 @@ class CycleState(Enum):
     RESPONSE_BODY = 1  # start received (head held until the first body part), body in progress
     RESPONSE_DONE = 2  # the whole response was handed to the connection
     ABORTED = 3  # the app failed after the response started, or the connection was lost
+
 
 # Members as module constants: on Python 3.11 `Enum.MEMBER` goes through EnumType.__getattr__, which
 # costs about as much as parsing a request head (bench "hello", counted with callgrind).
@@ -193,7 +196,7 @@ class HTTPCycle:
         if state is RESPONSE_START:
             if kind != "http.response.start":
                 raise LocalProtocolError(f"expected 'http.response.start', got {kind!r}")
-            status = message.get("status")
+            status: Any = message.get("status")  # validated by the core (status_line)
             headers = message.get("headers", ())
             self.head = self.conn.response_head(status, headers)
             self.status = status
@@ -279,5 +282,6 @@ class HTTPCycle:
                 self.state = ABORTED
                 self.channel.cycle_complete(self)
             elif self.state is not RESPONSE_DONE:
-                self.channel.app_error(self, "asgi application returned without completing the response", None)
-
+                self.channel.app_error(
+                    self, "asgi application returned without completing the response", None
+                )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from tricorn.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from tricorn.interfaces.asgi import ABORTED, RESPONSE_DONE, RESPONSE_START, HTTPCycle, build_scope
+from tricorn.io.flow import WriteFlow
 from tricorn.io.runner import AppRunner
 from tricorn.proto.h1 import EndOfMessage, Event, H1Connection, Request, error_response
 
@@ -28,10 +29,11 @@ class Phase(Enum):
     ACTIVE = 2  # a request is being served: no deadline (the app decides)
     CLOSED = 3
 
+
 PHASE_IDLE, PHASE_HEAD, PHASE_ACTIVE, PHASE_CLOSED = Phase
 
 
-class H1Protocol(asyncio.Protocol):
+class H1Protocol(WriteFlow, asyncio.Protocol):
     __slots__ = (
         "_drain_waiter",
         "client",
@@ -53,7 +55,7 @@ class H1Protocol(asyncio.Protocol):
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
-        self.conn = H1Connection(state.limits, state.backend, state.upgrades)
+        self.conn = H1Connection(state.limits, state.backend, state.upgrades)  # type: ignore[arg-type]  # checked by io.loop.http_backend
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
         self.cycle: HTTPCycle | None = None  # the cycle whose app is running (responses go in order)
         self.receiving: HTTPCycle | None = None  # the cycle body bytes belong to (may be a queued one)
@@ -184,17 +186,6 @@ class H1Protocol(asyncio.Protocol):
         if waiter is None or waiter.done():
             waiter = self._drain_waiter = self.state.loop.create_future()
         await waiter
-
-    def pause_writing(self) -> None:
-        self.write_paused = True
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        waiter = self._drain_waiter
-        if waiter is not None:
-            self._drain_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
 
     def pause_reading(self) -> None:
         if not self.reading_paused and self.phase is not PHASE_CLOSED:

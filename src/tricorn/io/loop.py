@@ -14,7 +14,9 @@ def new_event_loop(name: str) -> asyncio.AbstractEventLoop:
             import uvloop
         except ImportError:
             if name == "uvloop":
-                raise ConfigError("loop", "uvloop is not installed (pip install uvloop), use auto or asyncio")
+                raise ConfigError(
+                    "loop", "uvloop is not installed (pip install uvloop), use auto or asyncio"
+                ) from None
         else:
             return uvloop.new_event_loop()
     return asyncio.new_event_loop()

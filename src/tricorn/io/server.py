@@ -155,7 +155,9 @@ class ServerState:
             await asyncio.sleep(min(0.05, max(0.0, deadline - self.loop.time())))
         if self.connections:
             error_log.warning(
-                "graceful shutdown timed out after %ss; closing %d connection(s)", timeout, len(self.connections)
+                "graceful shutdown timed out after %ss; closing %d connection(s)",
+                timeout,
+                len(self.connections),
             )
             for conn in list(self.connections):
                 conn.abort()

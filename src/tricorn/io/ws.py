@@ -24,6 +24,7 @@ from tricorn.errors import LocalProtocolError, RemoteProtocolError
 from tricorn.interfaces.asgi import build_scope
 from tricorn.interfaces.asgi_ws import CLOSED as SESSION_CLOSED
 from tricorn.interfaces.asgi_ws import WebSocketSession, build_ws_scope
+from tricorn.io.flow import WriteFlow
 from tricorn.io.runner import AppRunner
 from tricorn.proto.h1 import H1Connection, Request, error_response
 from tricorn.proto.ws import (
@@ -107,7 +108,7 @@ def start_websocket(h1: H1Protocol, request: Request) -> None:
     ws.start(h1.conn.trailing_data, h1.reading_paused)
 
 
-class WSProtocol(asyncio.Protocol):
+class WSProtocol(WriteFlow, asyncio.Protocol):
     """One WebSocket connection's transport side; the channel of its WebSocketSession."""
 
     __slots__ = (
@@ -252,17 +253,6 @@ class WSProtocol(asyncio.Protocol):
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-    def pause_writing(self) -> None:
-        self.write_paused = True
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        waiter = self._drain_waiter
-        if waiter is not None:
-            self._drain_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
 
     # -- the channel, used by the session
     def accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None:

@@ -38,7 +38,7 @@ from tricorn.errors import LocalProtocolError, RemoteProtocolError
 try:  # the fast path; the pure-Python backend is the fallback
     import httptools
 except ImportError:  # pragma: no cover - exercised on interpreters without the wheel
-    httptools = None
+    httptools = None  # type: ignore[assignment]  # optional: the pure-Python backend serves alone
 
 
 Headers = list[tuple[bytes, bytes]]
@@ -936,9 +936,7 @@ _REASONS: Final = {
 }  # fmt: skip
 
 # Status lines are built once (hot path: bench "hello").
-_STATUS_LINES: Final = {
-    code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in _REASONS.items()
-}
+_STATUS_LINES: Final = {code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in _REASONS.items()}
 _BAD_NAME = re.compile(rb"[^!#$%&'*+.^_`|~0-9A-Za-z-]").search
 _SPECIAL: Final = {b"content-length": 1, b"transfer-encoding": 2, b"connection": 3, b"server": 4, b"date": 5}
 # Response header names already validated, with their kind (0: ordinary, else a _SPECIAL value). Apps
@@ -953,6 +951,7 @@ def _name_kind(name: bytes) -> int:
     if type(name) is bytes and len(_NAME_KINDS) < 1024:
         _NAME_KINDS[name] = kind
     return kind
+
 
 _BAD_RESPONSE_VALUE = re.compile(rb"[\x00\r\n]").search
 
@@ -974,6 +973,7 @@ class BodyFraming(Enum):
     CHUNKED = 2  # HTTP/1.1 without Content-Length
     CLOSE = 3  # HTTP/1.0 without Content-Length: the body ends when the connection closes
 
+
 # Members as module constants: on Python 3.11 `Enum.MEMBER` goes through EnumType.__getattr__, which
 # costs about as much as parsing a request head (bench "hello", counted with callgrind).
 FRAMING_NONE, FRAMING_LENGTH, FRAMING_CHUNKED, FRAMING_CLOSE = BodyFraming
@@ -984,6 +984,7 @@ class ResponseState(Enum):
     HEAD = 1  # a request is waiting; the response head has not been sent
     BODY = 2  # head sent, body in progress
     DONE = 3  # response complete
+
 
 RS_IDLE, RS_HEAD, RS_BODY, RS_DONE = ResponseState
 
@@ -1115,13 +1116,17 @@ class H1Connection:
                 lines += 1
             app_part = b"".join(app)
         except (TypeError, ValueError, AttributeError):
-            raise LocalProtocolError(f"response headers must be pairs of bytes, got {headers!r:.80}") from None
+            raise LocalProtocolError(
+                f"response headers must be pairs of bytes, got {headers!r:.80}"
+            ) from None
         # No response splitting: the app's lines hold exactly one CR and one LF each (their terminators)
         # and no NUL. Three C scans of the joined lines instead of a regex per value (bench "hello").
         if app_part.count(b"\n") != lines or app_part.count(b"\r") != lines or app_part.find(b"\x00") >= 0:
             for i in range(2, len(app), 4):
                 if _BAD_RESPONSE_VALUE(app[i]):
-                    raise LocalProtocolError(f"invalid byte (cr, lf or nul) in response header {app[i - 2]!r}")
+                    raise LocalProtocolError(
+                        f"invalid byte (cr, lf or nul) in response header {app[i - 2]!r}"
+                    )
         out = [first, app_part]
         if not has_server:
             out.append(b"server: tricorn\r\n")
