@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -17,6 +18,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ("httptools", "h11")
+
+
+# Servers run in their own session, so an interrupted test run would leave them behind: whatever is
+# still alive when the test process exits is killed, group and all.
+_LIVE: set[subprocess.Popen[bytes]] = set()
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for proc in _LIVE:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def free_port() -> int:
@@ -49,6 +63,7 @@ class TricornProcess:
             cwd=cwd or ROOT,
             start_new_session=True,
         )
+        _LIVE.add(self.proc)
 
     def wait_ready(self, timeout: float = 20.0) -> TricornProcess:
         """Wait until the port accepts a connection (or the process dies)."""
