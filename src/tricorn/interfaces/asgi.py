@@ -32,7 +32,6 @@ _COPY_LIMIT = 16384
 WRITE_BATCH = 65536
 
 _METHODS = {m: m.decode("ascii") for m in (b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH")}
-_DISCONNECT: Message = {"type": "http.disconnect"}
 
 
 class Channel(Protocol):
@@ -116,7 +115,6 @@ class HTTPCycle:
     response_headers: Any = ()
     response_bytes = 0
     start_time = 0.0
-    task: asyncio.Task[None] | None = None  # set only when the app got a task of its own
     counted = False  # counted in the server's active requests
     pending: list[bytes] | None = None  # streamed body parts not yet written (see send)
     pending_size = 0
@@ -162,7 +160,7 @@ class HTTPCycle:
     async def receive(self) -> Message:
         while True:
             if self.disconnected:
-                return _DISCONNECT
+                return {"type": "http.disconnect"}  # a fresh dict: apps may mutate messages
             if self.body:
                 body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
                 self.body.clear()
@@ -175,7 +173,7 @@ class HTTPCycle:
                 self.body_delivered = True
                 return {"type": "http.request", "body": b"", "more_body": False}
             if self.state is RESPONSE_DONE or self.state is ABORTED or self.peer_eof:
-                return _DISCONNECT
+                return {"type": "http.disconnect"}  # a fresh dict: apps may mutate messages
             if self.request.expect_continue and not self.continue_sent and not self.body_complete:
                 # RFC 9110 §10.1.1: the client waits for 100 before sending the body; send it when the
                 # app first asks for the body, not before (so an app may refuse without reading).

@@ -276,14 +276,14 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.state.log_app_error(message, exc)
         if cycle.state is RESPONSE_START and self.phase is not PHASE_CLOSED:
             cycle.state = RESPONSE_DONE
-            self._reply_error(cycle, 500, "internal server error", keep_cycle=True)
+            self._reply_error(cycle, 500, "internal server error")
         elif cycle.state is not RESPONSE_DONE:
             # Part of the response is out: the only honest signal left is to cut the connection.
             cycle.state = ABORTED
             self.cycle_complete(cycle)
 
     # -- errors and closing
-    def _reply_error(self, cycle: HTTPCycle, status: int, message: str, keep_cycle: bool = False) -> None:
+    def _reply_error(self, cycle: HTTPCycle, status: int, message: str) -> None:
         """Answer the current request with an error response and close after it."""
         cycle.state = RESPONSE_DONE
         cycle.status = status
@@ -296,8 +296,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
     def protocol_error(self, exc: ProtocolError) -> None:
         """A request that cannot be parsed: answer its status (if nothing is being answered) and close."""
         self.state.log_protocol_error(self, exc)
-        self.transport.pause_reading() if not self.reading_paused else None
-        self.reading_paused = True
+        self.pause_reading()
         if self.cycle is None and not isinstance(exc, LocalProtocolError):
             self.transport.write(error_response(exc.status, str(exc)))
             self.close()
