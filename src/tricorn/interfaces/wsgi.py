@@ -2,10 +2,10 @@
 
 Theory of operation
 -------------------
-The shell (:mod:`tricorn.io.h1`) drives a WSGICycle exactly as it drives an ASGI ``HTTPCycle``: the loop
-calls ``feed_body`` / ``end_body`` / ``disconnect`` / ``peer_closed``, starts the app with ``run()``, and
-reads ``state``, ``status``, ``response_bytes`` and ``response_headers`` for the connection's fate and the
-access log. The cycle reports back through the same Channel (``write``, ``cycle_complete``,
+The shell (:mod:`tricorn.io.h1`) drives a WSGICycle as it drives an ASGI ``HTTPCycle``: the loop calls
+``feed_body`` / ``end_body`` / ``disconnect`` / ``peer_closed`` and reads ``state``, ``status``,
+``response_bytes`` and ``response_headers`` for the connection's fate and the access log. Only the start
+differs: :meth:`WSGIServer.start` hands the cycle to the thread pool (there is no coroutine to step). The cycle reports back through the same Channel (``write``, ``cycle_complete``,
 ``app_error``...). Framing and validation stay in the :class:`~tricorn.proto.h1.H1Connection` core
 (``response_head`` / ``response_body``), shared with ASGI.
 
@@ -68,6 +68,8 @@ __all__ = [
     "WSGIServer",
     "WorkerPool",
     "build_environ",
+    "connection_environ",
+    "request_environ",
 ]
 
 Environ = dict[str, Any]
@@ -148,27 +150,43 @@ def build_environ(
     when the request has them, never as ``HTTP_`` keys. Repeated headers are joined with ", " (``Cookie``
     with "; ", RFC 6265 §5.4); header names containing "_" are dropped (see ``_environ_key``).
     """
+    return request_environ(request, connection_environ(base, server, client), wsgi_input)
+
+
+def connection_environ(
+    base: Environ, server: tuple[str, int | None] | None, client: tuple[str, int] | None
+) -> Environ:
+    """``base`` with the keys every request of one connection shares: the server's and the client's
+    addresses. Without a server port (a Unix socket) ``SERVER_NAME``/``SERVER_PORT`` are left to each
+    request's Host (see :func:`request_environ`)."""
     environ = base.copy()
-    method = request.method
-    environ["REQUEST_METHOD"] = _METHODS.get(method) or method.decode("ascii")
-    path = request.path
-    if b"%" in path:
-        path = unquote_to_bytes(path)
-    environ["PATH_INFO"] = path.decode("latin-1")
-    environ["QUERY_STRING"] = request.query.decode("latin-1")
-    environ["SERVER_PROTOCOL"] = _PROTOCOLS.get(request.http_version) or "HTTP/" + request.http_version
     if server is not None and server[1] is not None:
         environ["SERVER_NAME"] = server[0]
         environ["SERVER_PORT"] = str(server[1])
-    else:
-        # A Unix socket (or an unknown address): the Host the client asked for, else the scheme's defaults.
-        _server_from_host(environ, request)
     if client is not None:
         environ["REMOTE_ADDR"] = client[0]
         environ["REMOTE_PORT"] = str(client[1])
     else:
         environ["REMOTE_ADDR"] = ""
         environ["REMOTE_PORT"] = ""
+    return environ
+
+
+def request_environ(request: Request, shared: Environ, wsgi_input: Any) -> Environ:
+    """The environ of ``request`` from its connection's :func:`connection_environ` (bench wsgi "hello":
+    the addresses are formatted once per connection, not per request)."""
+    environ = shared.copy()
+    method = request.method
+    environ["REQUEST_METHOD"] = _METHODS.get(method) or method.decode("ascii")
+    path = request.path
+    if path.find(b"%") >= 0:
+        path = unquote_to_bytes(path)
+    environ["PATH_INFO"] = path.decode("latin-1")
+    environ["QUERY_STRING"] = request.query.decode("latin-1")
+    environ["SERVER_PROTOCOL"] = _PROTOCOLS.get(request.http_version) or "HTTP/" + request.http_version
+    if "SERVER_PORT" not in environ:
+        # A Unix socket (or an unknown address): the Host the client asked for, else the scheme's defaults.
+        _server_from_host(environ, request)
     environ["wsgi.input"] = wsgi_input
     for name, value in request.headers:
         key = _ENVIRON_KEYS.get(name) or _environ_key(name)
@@ -330,6 +348,28 @@ class WSGIInput:
         if not line:
             raise StopIteration
         return line
+
+
+class _NoBody:
+    """``wsgi.input`` of a request that has no body: one shared, stateless empty stream (bench wsgi
+    "hello": no per-request input object when there is nothing to read)."""
+
+    __slots__ = ()
+
+    def read(self, size: int | None = -1) -> bytes:
+        return b""
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return b""
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        return []
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(())
+
+
+NO_BODY = _NoBody()
 
 
 # -- threads and the loop -------------------------------------------------------------------------------
@@ -645,11 +685,6 @@ class WSGICycle:
             with cond:
                 cond.notify()
 
-    # -- starting (loop thread)
-    async def run(self, app: Any) -> None:
-        # A coroutine only so the shell can start every kind of cycle alike; it never suspends.
-        self.server.start(self)
-
     # -- the application (worker thread)
     def execute(self, cond: threading.Condition | None) -> None:
         self.cond = cond
@@ -660,9 +695,14 @@ class WSGICycle:
         channel: Any = self.channel
         result: Any = None
         try:
-            environ = build_environ(
-                self.request, channel.server, channel.client, self.server.base, WSGIInput(self)
-            )
+            shared = channel.wsgi_environ
+            if shared is None:
+                shared = channel.wsgi_environ = connection_environ(
+                    self.server.base, channel.server, channel.client
+                )
+            # Complete with no byte received: the body is empty, and nothing is left to wait for.
+            wsgi_input = NO_BODY if self.body_complete and self.chunks is None else WSGIInput(self)
+            environ = request_environ(self.request, shared, wsgi_input)
             result = self.server.app(environ, self.start_response)
             try:
                 if type(result) is list or type(result) is tuple:

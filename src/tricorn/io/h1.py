@@ -51,6 +51,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         "state",
         "transport",
         "write_paused",
+        "wsgi_environ",
     )
 
     def __init__(self, state: ServerState) -> None:
@@ -70,6 +71,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.server: tuple[str, int] | None = None
         self.runner = AppRunner(state.loop)
         self.pending_upgrade: Request | None = None  # a WebSocket handshake waiting for earlier responses
+        self.wsgi_environ: dict[str, object] | None = None  # the WSGI adapter's per-connection environ keys
 
     # -- asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -105,6 +107,15 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
+        if self.phase is PHASE_IDLE:
+            # The fast lane: one whole bodyless request while the connection waits (see receive_simple).
+            request = conn.receive_simple(data)
+            if request is not None:
+                cycle = self._new_cycle(request)
+                cycle.body_complete = True  # no body: end_body() with nobody yet to wake
+                self.receiving = cycle
+                self._start(cycle)
+                return
         try:
             events = conn.receive_data(data)
         except RemoteProtocolError as exc:
@@ -170,7 +181,11 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
             return
         state.active += 1
         cycle.counted = True
-        self.runner.run(cycle.run(state.app))
+        wsgi = state.wsgi
+        if wsgi is not None:
+            wsgi.start(cycle)  # type: ignore[arg-type]  # a WSGI cycle runs on the pool: no coroutine
+        else:
+            self.runner.run(cycle.run(state.app))
 
     # -- Channel protocol, used by the cycles
     def write(self, data: bytes) -> None:
