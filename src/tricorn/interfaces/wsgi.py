@@ -1088,9 +1088,12 @@ def _check_bytes(data: object) -> bytes:
     raise TypeError(f"wsgi response body must be bytes, got {type(data).__name__}")
 
 
-# start_response's header names, encoded and classified once per distinct name (hot path: bench wsgi
-# "hello"); True marks Content-Length.
-_HEADER_NAMES: dict[str, tuple[bytes, bool]] = {}
+# start_response's header pairs, checked and encoded once: (name, value) -> (encoded pair, Content-Length
+# or None). Apps answer with the same few pairs again and again (bench wsgi "hello"); the encoded pair is
+# the same object each time, which the core's own cache of checked pairs then finds at once. Emptied when
+# full, as values vary (Set-Cookie, Content-Length).
+_START_PAIRS: dict[tuple[str, str], tuple[tuple[bytes, bytes], int | None]] = {}
+_MAX_CACHED_PAIRS = 4096
 _STATUS_CODES: dict[str, int] = {}
 
 
@@ -1117,20 +1120,34 @@ def _parse_start(
             _STATUS_CODES[status] = code
     out: list[tuple[bytes, bytes]] = []
     length: int | None = None
-    for name, value in headers:
-        known = _HEADER_NAMES.get(name)
-        if known is None:
-            if type(name) is not str:
-                raise TypeError(f"wsgi header name must be a str, got {name!r:.40}")
-            known = (name.encode("latin-1"), name.lower() == "content-length")
-            if len(_HEADER_NAMES) < _MAX_CACHED_NAMES:
-                _HEADER_NAMES[name] = known
-        if type(value) is not str:
-            raise TypeError(f"wsgi header {name!r} value must be a str, got {value!r:.40}")
-        encoded = value.encode("latin-1")
-        if known[1]:
-            stripped = encoded.strip()
-            if stripped.isdigit():
-                length = int(stripped)
-        out.append((known[0], encoded))
+    for pair in headers:
+        try:
+            entry = _START_PAIRS.get(pair)
+        except TypeError:  # a list, not a tuple
+            entry = None
+        if entry is None:
+            entry = _encode_pair(pair)
+        out.append(entry[0])
+        if entry[1] is not None:
+            length = entry[1]
     return code, out, length
+
+
+def _encode_pair(pair: tuple[str, str]) -> tuple[tuple[bytes, bytes], int | None]:
+    name, value = pair
+    if type(name) is not str:
+        raise TypeError(f"wsgi header name must be a str, got {name!r:.40}")
+    if type(value) is not str:
+        raise TypeError(f"wsgi header {name!r} value must be a str, got {value!r:.40}")
+    encoded = value.encode("latin-1")
+    length = None
+    if name.lower() == "content-length":
+        stripped = encoded.strip()
+        if stripped.isdigit():
+            length = int(stripped)
+    entry = ((name.encode("latin-1"), encoded), length)
+    if type(pair) is tuple:
+        if len(_START_PAIRS) >= _MAX_CACHED_PAIRS:
+            _START_PAIRS.clear()
+        _START_PAIRS[pair] = entry
+    return entry

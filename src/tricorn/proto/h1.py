@@ -529,6 +529,7 @@ class _HttptoolsParser:
         "chunked",
         "closed",
         "events",
+        "fresh",
         "head",
         "headers",
         "headers_done",
@@ -570,6 +571,7 @@ class _HttptoolsParser:
         self.body_seen = 0
         self.chunked = False
         self.closed = False  # a request said "close": nothing after it is read
+        self.fresh = False  # llhttp took a keep-alive request for the last one: replace it
         self.synthetic = False  # feeding llhttp a head of our own (see _upgrade)
         self.paused_upgrade = False
 
@@ -648,8 +650,14 @@ class _HttptoolsParser:
         self.remaining = 0
         self.events.append(EndOfMessage(self.trailers))
         request = self.request
-        if request is not None and request.upgrade is None and not request.keep_alive:
-            self.closed = True
+        if request is not None and request.upgrade is None:
+            if not request.keep_alive:
+                self.closed = True
+            elif not self.parser.should_keep_alive():
+                # llhttp also reads "Proxy-Connection: close" as the end of the connection and would
+                # refuse the next request; tricorn ignores that field (the response said keep-alive), so
+                # the next request gets a fresh llhttp.
+                self.fresh = True
 
     # -- driving
     def feed(self, data: bytes) -> bytes | None:
@@ -681,6 +689,9 @@ class _HttptoolsParser:
                 start, pos = pos, stop
             if self._execute(piece):
                 return data[pos:]  # llhttp pauses right after an upgrade's head, which ends its piece
+            if self.fresh:
+                self.fresh = False
+                self.parser = httptools.HttpRequestParser(self)
             if self.closed:
                 return None
             if self.in_line and start >= 0:
@@ -738,6 +749,11 @@ class _HttptoolsParser:
         return False
 
 
+# The fields the fast lane leaves to the general path: framing and connection fields, and Proxy-Connection,
+# which llhttp reads as Connection (its "close" makes llhttp refuse any later request on the connection).
+_SCOUT_NAMES: Final = _FRAMING_NAMES | {b"proxy-connection"}
+
+
 class _Scout:
     """A second llhttp parser that reads one whole, bodyless request head for the fast lane.
 
@@ -747,18 +763,27 @@ class _Scout:
     afresh).
     """
 
-    __slots__ = ("fields", "parser", "url")
+    __slots__ = ("fields", "host", "odd", "parser", "url")
 
     def __init__(self) -> None:
         assert httptools is not None
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
         self.fields: Headers = []
+        self.host: bytes | None = None
+        self.odd = False  # a framing or connection field other than one Host: not for the fast lane
 
     def on_url(self, url: bytes) -> None:
         self.url = url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        # llhttp strips the OWS before a value but keeps the OWS after it (RFC 9112 §5.1).
+        value = value.rstrip(b" \t")
+        if name in _SCOUT_NAMES:
+            if name != b"host" or self.host is not None:
+                self.odd = True
+            self.host = value
         self.fields.append((name, value))
 
     def reset(self) -> None:
@@ -984,7 +1009,7 @@ _BAD_RESPONSE_VALUE = re.compile(rb"[\x00\r\n]").search
 
 # Response header pairs already checked and serialised: (name, value) -> (kind, line). Apps send the same
 # few pairs response after response (bench "hello": one lookup instead of a check and a join per pair).
-# Bounded, as values vary (Set-Cookie, Content-Length); past the bound pairs are checked each time.
+# Emptied when full, as values vary (Set-Cookie, Content-Length).
 _PAIR_LINES: dict[tuple[bytes, bytes], tuple[int, bytes]] = {}
 _MAX_CACHED_PAIRS: Final = 4096
 
@@ -999,13 +1024,16 @@ def _pair_line(pair: tuple[bytes, bytes]) -> tuple[int, bytes]:
         kind = _name_kind(name)
     if _BAD_RESPONSE_VALUE(value):
         raise LocalProtocolError(f"invalid byte (cr, lf or nul) in response header {name!r}")
-    entry = (kind, b"".join((name, b": ", value, b"\r\n")))
-    if (
-        type(pair) is tuple
-        and type(name) is bytes
-        and type(value) is bytes
-        and len(_PAIR_LINES) < _MAX_CACHED_PAIRS
-    ):
+    if kind == 1:  # content-length: a valid value, written in a line of our own
+        value = value.strip()
+        if not _CONTENT_LENGTH.match(value):
+            raise LocalProtocolError(f"invalid content-length {value[:32]!r}")
+        entry = (1, b"content-length: %s\r\n" % value)
+    else:
+        entry = (kind, b"".join((name, b": ", value, b"\r\n")))
+    if type(pair) is tuple and type(name) is bytes and type(value) is bytes:
+        if len(_PAIR_LINES) >= _MAX_CACHED_PAIRS:
+            _PAIR_LINES.clear()
         _PAIR_LINES[pair] = entry
     return entry
 
@@ -1141,6 +1169,8 @@ class H1Connection:
             return None
         fields: Headers = []
         scout.fields = fields
+        scout.host = None
+        scout.odd = False
         try:
             scout.parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):  # the general path judges it
@@ -1148,39 +1178,28 @@ class H1Connection:
             return None
         method = scout.parser.get_method()
         url = scout.url
+        host = scout.host
         # The request line is exactly METHOD SP target SP "HTTP/1.1" (no leading CRLF, no other version).
         start = len(method) + 1
         if (
-            method not in KNOWN_METHODS
+            scout.odd
+            or host is None
+            or method not in KNOWN_METHODS
             or len(fields) > self.limits.fields
             or not data.startswith(method)
             or not data.startswith(url, start)
             or not data.startswith(b" HTTP/1.1\r\n", start + len(url))
             or url[0] != 0x2F  # origin-form
             or _BAD_TARGET(url) is not None
+            or (host != self._scout_host and _HOST.match(host) is None)
         ):
-            scout.reset()
-            return None
-        headers: Headers = []
-        host = None
-        for name, value in fields:
-            name = name.lower()
-            # llhttp strips the OWS before a value but keeps the OWS after it (RFC 9112 §5.1).
-            value = value.rstrip(b" \t")
-            if name in _FRAMING_NAMES:
-                if name != b"host" or host is not None:
-                    scout.reset()
-                    return None
-                host = value
-            headers.append((name, value))
-        if host is None or (host != self._scout_host and _HOST.match(host) is None):
             scout.reset()
             return None
         self._scout_host = host
         path, _, query = url.partition(b"?")
         if path.find(b"#") >= 0:
             path = path.partition(b"#")[0]
-        return Request(method, url, "1.1", headers, path, query, None, True, False, None)
+        return Request(method, url, "1.1", fields, path, query, None, True, False, None)
 
     @property
     def in_head(self) -> bool:
@@ -1214,9 +1233,9 @@ class H1Connection:
         request = self._request
         if request is None or self.response_state is not RS_HEAD:
             raise LocalProtocolError(f"response head in state {self.response_state.name}")
-        first = status_line(status)
-        app: list[bytes] = []
+        out = [_STATUS_LINES.get(status) or status_line(status)]
         length: bytes | None = None
+        length_line = b""
         close = not self.keep_alive
         has_server = has_date = False
         try:
@@ -1229,11 +1248,11 @@ class H1Connection:
                     entry = _pair_line(pair)
                 kind, line = entry
                 if kind:
-                    if kind == 1:  # content-length
-                        value = pair[1].strip()
-                        if length is not None or not _CONTENT_LENGTH.match(value):
-                            raise LocalProtocolError(f"invalid content-length {value[:32]!r}")
-                        length = value
+                    if kind == 1:  # content-length (its value checked, its line ours)
+                        if length is not None:
+                            raise LocalProtocolError("duplicate content-length in response")
+                        length = pair[1]
+                        length_line = line
                         continue
                     if kind == 2:  # transfer-encoding: framing is ours to choose
                         continue
@@ -1245,13 +1264,11 @@ class H1Connection:
                         has_server = True
                     else:
                         has_date = True
-                app.append(line)
-            app_part = b"".join(app)
+                out.append(line)
         except (TypeError, ValueError, AttributeError):
             raise LocalProtocolError(
                 f"response headers must be pairs of bytes, got {headers!r:.80}"
             ) from None
-        out = [first, app_part]
         if not has_server:
             out.append(b"server: tricorn\r\n")
         if not has_date:
@@ -1266,11 +1283,11 @@ class H1Connection:
         if status == 204 or status == 304 or request.method == b"HEAD":
             framing = FRAMING_NONE
             if length is not None and status != 204:
-                out.append(b"content-length: %s\r\n" % length)
+                out.append(length_line)
         elif length is not None:
             framing = FRAMING_LENGTH
             self._remaining = int(length)
-            out.append(b"content-length: %s\r\n" % length)
+            out.append(length_line)
         elif request.http_version == "1.1":
             framing = FRAMING_CHUNKED
             out.append(b"transfer-encoding: chunked\r\n")
