@@ -1167,6 +1167,10 @@ class H1Connection:
         # the head over its own.
         if end > self._simple_max or data.find(b"\r\n\r\n") != end or self.their_error is not None:
             return None
+        # HTTP/1.1 only, told before parsing (an HTTP/1.0 client, ab say, sends nothing else).
+        line_end = data.find(b"\r\n")
+        if line_end < 14 or not data.startswith(b" HTTP/1.1", line_end - 9):
+            return None
         fields: Headers = []
         scout.fields = fields
         scout.host = None
@@ -1179,7 +1183,7 @@ class H1Connection:
         method = scout.parser.get_method()
         url = scout.url
         host = scout.host
-        # The request line is exactly METHOD SP target SP "HTTP/1.1" (no leading CRLF, no other version).
+        # The request line is exactly METHOD SP target SP "HTTP/1.1" (no leading CRLF).
         start = len(method) + 1
         if (
             scout.odd
@@ -1187,8 +1191,8 @@ class H1Connection:
             or method not in KNOWN_METHODS
             or len(fields) > self.limits.fields
             or not data.startswith(method)
+            or start + len(url) != line_end - 9
             or not data.startswith(url, start)
-            or not data.startswith(b" HTTP/1.1\r\n", start + len(url))
             or url[0] != 0x2F  # origin-form
             or _BAD_TARGET(url) is not None
             or (host != self._scout_host and _HOST.match(host) is None)
