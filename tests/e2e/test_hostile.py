@@ -672,6 +672,8 @@ cases(
     "limits",
     field_too_large=(field(b"X-A: " + b"a" * 8190), 431),
     too_many_fields=(field(*(b"X-%d: a" % i for i in range(101))), 431),
+    # Refused once the line is surely over the limit, not held to its end (or to the largest legal head).
+    field_line_1mb=(field(b"X-A: " + b"a" * 1024 * 1024), 431),
 )
 
 

@@ -350,6 +350,24 @@ def test_pipelined_slow_request_does_not_let_the_next_overtake(server: TricornPr
     assert [r.body for r in parse(data)] == [b"slow done", b"hello, world"]
 
 
+def test_bad_input_after_pipelined_requests_is_answered_after_them(server: TricornProcess) -> None:
+    # One read: two good requests (the second with a body), then garbage. The good ones are answered in
+    # order, then the garbage gets its 400, and the connection closes.
+    data = raw_request(
+        server.port,
+        get("/echo?i=1")
+        + b"POST /echo?i=2 HTTP/1.1\r\nHost: test\r\nContent-Length: 4\r\n\r\nbody"
+        + b"GARBAGE\x01 / HTTP/1.1\r\n\r\n",
+    )
+    responses = parse(data)
+    assert [r.status for r in responses] == [200, 200, 400]
+    assert [r.json()["query_string"] for r in responses[:2]] == ["i=1", "i=2"]
+    assert responses[1].json()["body"] == "body"
+    assert responses[2].header("connection") == "close"
+    assert b"Traceback" not in data
+    assert httpx.get(server.url).status_code == 200  # and the server goes on serving
+
+
 def test_expect_100_continue_sent_when_the_app_reads(server: TricornProcess) -> None:
     with connect(server.port) as sock:
         sock.sendall(

@@ -179,6 +179,18 @@ def test_large_body_is_streamed_not_held_in_memory(server: TricornProcess) -> No
     assert grown < 32 * 1024, f"server RSS grew by {grown} KiB for a {size // 1024} KiB body"
 
 
+def test_bad_input_after_pipelined_requests_is_answered_after_them(server: TricornProcess) -> None:
+    responses = request(
+        server,
+        get("/")
+        + b"POST /read HTTP/1.1\r\nHost: test\r\nContent-Length: 3\r\n\r\nabc"
+        + b"GET /\x7f HTTP/1.1\r\n\r\n",
+    )
+    assert [r.status for r in responses] == [200, 200, 400]
+    assert responses[1].json()["bytes"] == 3
+    assert responses[2].header("connection") == "close"
+
+
 def test_client_disconnecting_mid_body_makes_the_read_fail(server: TricornProcess) -> None:
     with connect(server.port) as sock:
         sock.sendall(

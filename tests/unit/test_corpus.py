@@ -221,6 +221,8 @@ def feed(raw: bytes, backend: str, per_byte: bool, limits: H1Limits) -> Seen:
                     assert isinstance(event, EndOfMessage)
                     requests[-1]["trailers"] = [[n.decode("latin-1").upper(), v] for n, v in event.trailers]
                     complete += 1
+            if conn.their_error is not None:  # whole requests before it came back; now the error
+                raise conn.their_error
     except RemoteProtocolError as exc:
         status = exc.status
     return Seen(requests, complete, status)

@@ -97,13 +97,20 @@ def collect(
         try:
             events = conn.receive_data(piece)
         except RemoteProtocolError as exc:
-            out.status = exc.status
+            refusal: RemoteProtocolError | None = exc
+            events = []
+        else:
+            # Whole requests before the bad input come back; the error waits in their_error.
+            refusal = conn.their_error
+            assert refusal is None or (events and isinstance(events[-1], EndOfMessage)), events
+        absorb(out, events)
+        if refusal is not None:
+            out.status = refusal.status
             # After an error the connection is dead: every later call raises the same error.
             with pytest.raises(RemoteProtocolError) as again:
                 conn.receive_data(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-            assert again.value is exc
+            assert again.value is refusal
             break
-        absorb(out, events)
     out.trailing = conn.trailing_data
     return out
 
@@ -505,12 +512,13 @@ def test_a_head_that_never_ends_is_refused_without_buffering_it(backend: str) ->
             conn.receive_data(b"a" * 65536)
             fed += 65536
     assert info.value.status == 431
-    assert fed <= limits.head  # refused once past the largest legal head, not at the end of 10 MB
+    # Refused in the first piece (the line is surely over field_size), not at limits.head nor at 10 MB.
+    assert fed == 0 < limits.head
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_many_small_header_lines_hit_the_head_limit(backend: str) -> None:
-    # Too many fields is known only at the head's end; a head that never ends stops at limits.head.
+def test_many_small_header_lines_are_refused_while_the_head_arrives(backend: str) -> None:
+    # More field lines than limits.fields: refused at the first line over, long before limits.head.
     conn = H1Connection(backend=backend)  # type: ignore[arg-type]
     conn.receive_data(b"GET / HTTP/1.1\r\nHost: a\r\n")
     lines = b"X: y\r\n" * 10_000
@@ -519,7 +527,89 @@ def test_many_small_header_lines_hit_the_head_limit(backend: str) -> None:
         while fed < 10 * 1024 * 1024:
             conn.receive_data(lines)
             fed += len(lines)
-    assert info.value.status == 431 and fed <= H1Limits().head
+    assert info.value.status == 431 and fed == 0
+
+
+def fed_until_refused(data: bytes, backend: str, how: str, limits: H1Limits) -> tuple[int, int, int]:
+    """Feed ``data`` split ``how`` until it is refused: (bytes fed, status, bytes the head buffer held)."""
+    conn = H1Connection(limits=limits, backend=backend)  # type: ignore[arg-type]
+    fed = 0
+    for piece in pieces(data, how):
+        fed += len(piece)
+        try:
+            conn.receive_data(piece)
+        except RemoteProtocolError as exc:
+            return fed, exc.status, len(conn._parser.head)
+    raise AssertionError(f"not refused ({backend}, {how})")
+
+
+def test_a_long_field_line_is_refused_before_its_end() -> None:
+    # RFC 6585 §5: 431 as soon as the line's name + value is surely over field_size, however split.
+    limits = H1Limits()
+    prefix = b"GET / HTTP/1.1\r\nHost: a\r\n"
+    data = prefix + b"X-Big: " + b"a" * 100_000 + b"\r\n\r\n"
+    refused(data, 431)
+    # After n a's, name + value is 5 + n bytes (the SP is OWS): refused at the a that makes field_size + 1.
+    edge = len(prefix) + 7 + limits.field_size - 4
+    for backend in BACKENDS:
+        for how in ("bytes", "random"):
+            fed, status, held = fed_until_refused(data, backend, how, limits)
+            assert status == 431
+            assert edge <= fed < edge + 12, (backend, how, fed)  # a random piece is 12 bytes at most
+            assert held < limits.field_size + 64 < limits.head // 50, (backend, how, held)
+        assert fed_until_refused(data, backend, "bytes", limits)[0] == edge
+
+
+def test_too_many_field_lines_are_refused_at_the_first_over() -> None:
+    limits = H1Limits()
+    prefix = b"GET / HTTP/1.1\r\nHost: a\r\n"
+    fields = [b"X-%d: v" % i for i in range(10_000)]
+    data = get(b"Host: a", *fields)
+    refused(data, 431)
+    # Host is the first field line, X-{fields - 1} the one over the limit: refused at its LF.
+    edge = len(prefix) + sum(len(f) + 2 for f in fields[: limits.fields])
+    for backend in BACKENDS:
+        assert fed_until_refused(data, backend, "bytes", limits)[:2] == (edge, 431)
+        assert fed_until_refused(data, backend, "lines", limits)[:2] == (edge, 431)
+        fed, status, held = fed_until_refused(data, backend, "random", limits)
+        assert status == 431 and edge <= fed < edge + 12 and held < edge + 12
+    # One field line fewer is a legal head.
+    assert len(one(get(b"Host: a", *fields[: limits.fields - 1])).headers) == limits.fields
+    refused(get(b"Host: a", *fields[: limits.fields]), 431)
+
+
+def test_a_field_line_padded_with_ows_is_judged_by_its_name_and_value() -> None:
+    # RFC 9112 §5.1: OWS around the value is in neither name nor value, so it does not count.
+    limits = H1Limits(field_size=32)
+    name = b"x-long"
+    ows = b" \t" * 1000
+    value = b"v" * (32 - len(name))
+    message = one(get(b"Host: a", name + b":" + ows + value + ows), limits=limits)
+    assert message.headers[-1] == (name, value)
+    refused(get(b"Host: a", name + b":" + ows + value + b"v" + ows), 431, limits=limits)
+    # SP inside the value counts: refused once the head is complete, on every split alike.
+    spaced = b"v " * 13 + b"v"
+    assert len(name) + len(spaced) > 32 >= len(name) + len(spaced.replace(b" ", b""))
+    refused(get(b"Host: a", name + b": " + spaced), 431, limits=limits)
+
+
+def test_size_refusals_keep_the_order_of_the_bytes() -> None:
+    # The first offending byte decides, on every split: a bad byte or request line before a size limit
+    # keeps its verdict, and a size limit before a bad byte wins.
+    long_line = b"X-Big: " + b"a" * 20_000
+    many = [b"X-%d: v" % i for i in range(150)]
+    refused(get(b"Host: a", b"X-Bad: \x01", long_line))
+    refused(get(b"Host: a", b"X-Bad: a\rb", long_line))
+    refused(get(b"Host: a", b"X-Fold: a", b" b", long_line))
+    refused(get(b"Host: a", long_line, b"X-Bad: \x01"), 431)
+    refused(get(b"Host: a", long_line[:9000] + b"\x01" + long_line[9000:]), 431)
+    refused(get(b"Host: a", long_line[:100] + b"\x01" + long_line[100:]))
+    refused(get(b"Host: a", *many[:50], b"X-Bad: \x01", *many))
+    refused(get(b"Host: a", *many, b"X-Bad: \x01"), 431)
+    refused(get(b"Host: a", long_line, version=b"2.0"), 505)
+    refused(get(b"Host: a", long_line, method=b"FOO"), 501)
+    refused(get(b"Host: a", *many, target=b"/" + b"a" * 9000), 414)
+    refused(get(b"Host: a", b"no colon here", long_line), 431)  # the syntax is judged on a whole head
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -892,8 +982,11 @@ def test_a_smuggled_request_after_a_bad_chunk_is_never_seen() -> None:
 def test_an_error_in_a_pipelined_request_spares_the_ones_before() -> None:
     data = get(b"Host: a", target=b"/ok") + get(b"Host: a", method=b"FOO")
     refused(data, 501, complete_before=1)
-    outcome = collect(data, BACKENDS[0], "lines")
-    assert [m.target for m in outcome.messages] == [b"/ok"] and outcome.status == 501
+    for backend in BACKENDS:
+        for how in SPLITS:  # whole too: the request before the bad one comes back, then the error
+            outcome = collect(data, backend, how)
+            assert [m.target for m in outcome.messages if m.complete] == [b"/ok"], (backend, how)
+            assert outcome.status == 501
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -910,6 +1003,8 @@ def test_a_message_end_split_over_several_calls(backend: str) -> None:
         with pytest.raises(RemoteProtocolError) as info:
             for start, end in itertools.pairwise(bounds):
                 absorb(out, conn.receive_data(data[start:end]))
+                if conn.their_error is not None:  # the message before came back whole
+                    raise conn.their_error
         assert info.value.status == 501, cuts
         assert [m.body for m in out.messages if m.complete] in ([], [b"abc"])
 

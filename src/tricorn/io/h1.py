@@ -46,6 +46,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         "pipeline",
         "reading_paused",
         "receiving",
+        "refusal",
         "runner",
         "server",
         "state",
@@ -71,6 +72,8 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.server: tuple[str, int] | None = None
         self.runner = AppRunner(state.loop)
         self.pending_upgrade: Request | None = None  # a WebSocket handshake waiting for earlier responses
+        # Bad input that came after whole requests in one read: answered once those are (see _finish).
+        self.refusal: RemoteProtocolError | None = None
         self.wsgi_environ: dict[str, object] | None = None  # the WSGI adapter's per-connection environ keys
 
     # -- asyncio callbacks
@@ -116,6 +119,8 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
                 self.receiving = cycle
                 self._start(cycle)
                 return
+        if self.refusal is not None:
+            return  # nothing after bad input is read (the core would only repeat the error)
         try:
             events = conn.receive_data(data)
         except RemoteProtocolError as exc:
@@ -123,6 +128,9 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
             return
         if events:
             self._handle(events)
+        if conn.their_error is not None:
+            self._refuse_after(conn.their_error)
+            return
         if self.phase is PHASE_IDLE and conn.in_head:
             # Bytes of a head arrived but not all of it: from now on the head must complete in time.
             self.phase = PHASE_HEAD
@@ -211,6 +219,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         if (
             self.reading_paused
             and not self.pipeline
+            and self.refusal is None
             and self.phase is not PHASE_CLOSED
             and self.pending_upgrade is None
         ):
@@ -254,6 +263,11 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
             self.state.loop.call_soon(self._start, nxt)
             return
         self.receiving = None
+        refusal = self.refusal
+        if refusal is not None:  # every request before the bad input is answered: now its answer
+            self.transport.write(error_response(refusal.status, str(refusal)))
+            self.close()
+            return
         self.phase = PHASE_IDLE
         self.deadline = self.state.loop.time() + self.state.timeout_keep_alive
         if self.reading_paused:
@@ -329,6 +343,20 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
                     # Its own body broke the rules (a chunked body over the limit: 413) before the app
                     # answered: the client is owed that status, not the app's reaction to the disconnect.
                     self._reply_error(cycle, exc.status, str(exc))
+
+    def _refuse_after(self, exc: RemoteProtocolError) -> None:
+        """Bad input followed whole requests in the same read (pipelining): those are answered first, in
+        order, then the bad input's status, and the connection closes (RFC 9112 §9.3.2: responses in the
+        order of the requests)."""
+        self.state.log_protocol_error(self, exc)
+        self.pause_reading()
+        if self.phase is PHASE_CLOSED:
+            return
+        if self.cycle is None and not self.pipeline:  # those requests were all answered already
+            self.transport.write(error_response(exc.status, str(exc)))
+            self.close()
+            return
+        self.refusal = exc
 
     def timeout(self, now: float) -> None:
         """Called by the server's tick when ``deadline`` has passed."""

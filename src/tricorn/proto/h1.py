@@ -365,8 +365,12 @@ def _has_token(value: bytes, token: bytes) -> bool:
 #
 # Both backends collect a request head whole before parsing it, and judge it with the functions below
 # while it grows and once it is complete. So each limit and each request-line verdict (400, 414, 501, 505)
-# is reached the same way by both backends, whatever the split of the input, and no head is buffered past
-# ``limits.head``.
+# is reached the same way by both backends, whatever the split of the input. A head is refused as soon as
+# it is sure to be: a field line once it is surely over ``limits.field_size`` (so at most about that much
+# of it is held), a head once it holds more than ``limits.fields`` field lines, and none is buffered past
+# ``limits.head``. The verdict is the one its first offending byte brings, as if the head had arrived byte
+# by byte: ``_HeadBuffer.add`` judges each piece's bytes in order, and a complete head is judged in the
+# same order (``_check_head_in_order``) wherever a size limit might refuse it.
 
 
 def _check_head_start(head: bytes | bytearray, limits: H1Limits) -> None:
@@ -426,8 +430,16 @@ def _check_full_head(head: bytes, limits: H1Limits, scan_bytes: bool) -> None:
         or m.end(1) > limits.request_line
     ):
         _check_head_start(head, limits)
-    if len(head) > limits.head:
-        raise RemoteProtocolError("request head too large", status=431)
+    size = len(head)
+    # A field line can be over field_size only in a head longer than that, and more than `fields` field
+    # lines (of 3 bytes at least) only in one longer than 3 * fields: a short head skips the count.
+    if (
+        size > limits.field_size + 5
+        or size > limits.head
+        or (size > 3 * limits.fields and head.count(b"\n") > limits.fields + 2)
+    ):
+        _check_head_in_order(head, limits)
+        return
     if not scan_bytes:
         return
     # The same bytes as _BAD_HEAD_BYTES, counted with C scans instead of a regex with lookarounds,
@@ -443,19 +455,94 @@ def _check_full_head(head: bytes, limits: H1Limits, scan_bytes: bool) -> None:
         raise RemoteProtocolError("bare cr, bare lf, obs-fold or control character in request head")
 
 
+def _bad_byte_at(head: bytes | bytearray, pos: int) -> int:
+    """Where the first byte _BAD_HEAD_BYTES refuses in ``head[pos:]`` is known to be bad (an obs-fold at
+    its SP or HTAB, a bare CR at the byte after it); ``len(head)`` if none is yet."""
+    m = _BAD_HEAD_BYTES(head, pos)
+    if m is None:
+        return len(head)
+    return m.end() - 1 + (m.group() == b"\r")  # a CR at the very end may still get its LF
+
+
+def _check_field_lines(
+    head: bytes | bytearray,
+    pos: int,
+    stop: int,
+    line_start: int,
+    line_size: int,
+    lines: int,
+    limits: H1Limits,
+) -> tuple[int, int, int]:
+    """Refuse (431) the field lines of ``head[pos:stop]`` at the first byte that makes one of the size
+    limits sure to refuse the head; ``head[:stop]`` holds no bad byte, so every LF there ends a line.
+
+    The state resumes and is returned as ``(line_start, line_size, lines)``: where the open line starts,
+    its bytes counted so far and the field lines complete before it. Only the bytes of ``head[pos:stop]``
+    are read, so a head judged piece by piece costs linear time.
+    """
+    field_size = limits.field_size
+    while True:
+        line_end = head.find(b"\n", pos, stop)
+        end = stop if line_end < 0 else line_end
+        # RFC 9112 §5.1: field-line = field-name ":" OWS field-value OWS; the OWS is in neither name nor
+        # value. A line's bytes other than SP, HTAB and CR, less its colon, are a lower bound of the name
+        # + value check_head weighs, so no line it would accept is refused here, however padded.
+        line_size += (
+            end - pos - head.count(b" ", pos, end) - head.count(b"\t", pos, end) - head.count(b"\r", pos, end)
+        )
+        if line_size > field_size + 1:
+            # RFC 6585 §5: 431. The name is read from bytes every split has by now (the line holds at
+            # least field_size + 2), so the reason is the same on every split.
+            name = bytes(head[line_start : line_start + min(65, field_size + 2)]).partition(b":")[0]
+            raise RemoteProtocolError(f"header field {name[:64].lower()!r} too large", status=431)
+        if line_end < 0:
+            return line_start, line_size, lines
+        lines += 1
+        if lines > limits.fields:
+            # RFC 6585 §5: 431, at the end of the first field line over the limit.
+            raise RemoteProtocolError(f"more than {limits.fields} header fields", status=431)
+        pos = line_start = line_end + 1
+        line_size = 0
+
+
+def _check_head_in_order(head: bytes, limits: H1Limits) -> None:
+    """Judge a complete head whose request line passed for bad bytes and every size limit, with the
+    refusal its first offending byte brings: the verdict ``_HeadBuffer.add`` reaches on any split."""
+    start = head.find(b"\r\n") + 2  # the request line passed: it holds no CR or LF
+    bad = _bad_byte_at(head, 0)  # _COMMON_LINE lets a CTL through in a target
+    stop = min(bad, limits.head, len(head) - 2)  # the last CRLF ends the head, not a field line
+    if stop > start:
+        _check_field_lines(head, start, stop, start, 0, 0, limits)
+    if bad < len(head) and bad < limits.head:
+        raise RemoteProtocolError("bare cr, bare lf, obs-fold or control character in request head")
+    if len(head) > limits.head:
+        raise RemoteProtocolError("request head too large", status=431)
+
+
 class _HeadBuffer:
     """Collects one request head; refuses it as soon as it is sure to be refused.
 
     Bytes are appended and only new ones scanned, so a head trickled in byte by byte costs linear time.
     """
 
-    __slots__ = ("data", "limits", "line_done", "scan_bytes")
+    __slots__ = (
+        "data",
+        "field_lines",
+        "limits",
+        "line_done",
+        "line_size",
+        "line_start",
+        "scan_bytes",
+        "scanned",
+    )
 
     def __init__(self, limits: H1Limits, scan_bytes: bool) -> None:
         self.limits = limits
         self.scan_bytes = scan_bytes
         self.data = bytearray()
         self.line_done = False
+        # _check_field_lines' state: the field lines are counted up to `scanned`.
+        self.scanned = self.line_start = self.line_size = self.field_lines = 0
 
     def __len__(self) -> int:
         return len(self.data)
@@ -486,6 +573,7 @@ class _HeadBuffer:
             rest = len(chunk) - (len(data) - end - 4)
             data.clear()
             self.line_done = False
+            self.line_size = self.field_lines = 0
             _check_full_head(head, self.limits, self.scan_bytes)
             return head, rest
         if data == b"\r":
@@ -493,12 +581,24 @@ class _HeadBuffer:
         limits = self.limits
         if not self.line_done:
             _check_head_start(data, limits)
-            self.line_done = data.find(b"\r\n") >= 0
+            line_end = data.find(b"\r\n")
+            if line_end >= 0:
+                self.line_done = True
+                self.scanned = self.line_start = line_end + 2
+        # The new bytes in order, as if they had come one by one, so that every split gets one verdict (the
+        # one _check_head_in_order gives the whole head): the field lines up to the first bad byte and up
+        # to limits.head, then that byte, then limits.head.
+        bad = _bad_byte_at(data, max(0, held - 2))
+        stop = min(bad, limits.head)
+        if self.line_done and stop > self.scanned:
+            self.line_start, self.line_size, self.field_lines = _check_field_lines(
+                data, self.scanned, stop, self.line_start, self.line_size, self.field_lines, limits
+            )
+            self.scanned = stop
+        if bad < len(data) and bad < limits.head:
+            raise RemoteProtocolError("bare cr, bare lf, obs-fold or control character in request head")
         if len(data) > limits.head:
             raise RemoteProtocolError("request head too large", status=431)
-        m = _BAD_HEAD_BYTES(data, max(0, held - 2))
-        if m is not None and not (m.start() == len(data) - 1 and data[-1] == 0x0D):  # a CR may await its LF
-            raise RemoteProtocolError("bare cr, bare lf, obs-fold or control character in request head")
         return None
 
 
@@ -1122,8 +1222,11 @@ class H1Connection:
     def receive_data(self, data: bytes) -> list[Event]:
         """Parse ``data``; return the events it completes. Raises RemoteProtocolError on bad input.
 
-        After an error every later call raises the same error. While an accepted upgrade is pending
-        (``trailing_data`` set by a Request with ``upgrade``), further bytes are appended to it.
+        When ``data`` holds whole requests before the bad input (pipelining), their events are returned
+        and the error is kept in ``their_error`` for the caller to answer once those requests are
+        answered; the events of a request the error cut short are dropped. After an error every later
+        call raises it. While an accepted upgrade is pending (``trailing_data`` set by a Request with
+        ``upgrade``), further bytes are appended to it.
         """
         if self.their_error is not None:
             raise self.their_error
@@ -1135,8 +1238,14 @@ class H1Connection:
             rest = parser.feed(data)
         except RemoteProtocolError as exc:
             self.their_error = exc
+            events = parser.events
             parser.events = []
-            raise
+            complete = len(events)
+            while complete and type(events[complete - 1]) is not EndOfMessage:
+                complete -= 1
+            if not complete:
+                raise
+            return events[:complete]
         if rest is not None:
             self.trailing_data = rest
         events = parser.events
