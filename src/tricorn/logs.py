@@ -9,7 +9,8 @@ Loggers:
 
 Anything a client controls (path, query, header values, even the client address behind a proxy) goes
 through :func:`escape_for_log` before it reaches a log line, so a request cannot forge log lines or send
-escape sequences to the terminal of whoever reads the log.
+escape sequences to the terminal of whoever reads the log. Tracebacks are made safe the same way, keeping
+their own line breaks: see :func:`format_exception_for_log` and :class:`EscapingFormatter`.
 """
 
 from __future__ import annotations
@@ -25,13 +26,22 @@ import re
 import sys
 import time
 import tomllib
-from collections.abc import Callable
-from typing import Any
+import traceback
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, TypeAlias
 
 from tricorn.config import Config
 from tricorn.errors import ConfigError
 
-__all__ = ["TRACE", "AccessLogFormatter", "configure_logging", "escape_for_log"]
+__all__ = [
+    "TRACE",
+    "AccessLogFormatter",
+    "EscapingFormatter",
+    "configure_logging",
+    "escape_for_log",
+    "format_exception_for_log",
+]
 
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
@@ -89,6 +99,133 @@ def escape_for_log(text: str) -> str:
 
 def _decode_header(value: bytes) -> str:
     return escape_for_log(value.decode("utf-8", "surrogateescape"))
+
+
+# -- Tracebacks -------------------------------------------------------------------------------------------
+
+ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+
+_ASCII_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
+_ASCII_CONTROLS_BUT_LF = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+
+
+def _escape_unprintable(text: str, keep_line_feeds: bool) -> str:
+    # escape_for_log's escapes, without its quoting of " and \: a traceback has no quoted fields, and
+    # exception messages quote and backslash a lot (repr()s, paths, SQL, JSON errors).
+    if text.isascii():
+        controls = _ASCII_CONTROLS_BUT_LF if keep_line_feeds else _ASCII_CONTROLS
+        if controls.search(text) is None:
+            return text
+        return controls.sub(lambda match: _escape_char(match.group()), text)
+    return "".join(
+        char if char.isprintable() or (keep_line_feeds and char == "\n") else _escape_char(char)
+        for char in text
+    )
+
+
+def _safe_str(value: object, func: Callable[[object], str] = str) -> str:
+    try:
+        return func(value)
+    except Exception:
+        return f"<{func.__name__}() failed>"
+
+
+def _escape_exception_texts(root: traceback.TracebackException) -> bool:
+    """Escape, in place, every text of ``root`` and the exceptions chained or grouped under it that
+    comes from an exception's value (message, notes, a SyntaxError's text, message and file name);
+    False if this Python keeps the message where this function does not look."""
+    seen: set[int] = set()
+    pending = [root]
+    while pending:
+        te = pending.pop()
+        if id(te) in seen:
+            continue
+        seen.add(id(te))
+        attributes = vars(te)
+        # TracebackException keeps str(exc) in _str (checked on 3.11, 3.12 and 3.13); nothing public
+        # sets it. Should a Python move it, format_exception_for_log falls back to one escaped line.
+        message = attributes.get("_str")
+        if not isinstance(message, str):
+            return False
+        attributes["_str"] = _escape_unprintable(message, keep_line_feeds=False)
+        notes = attributes.get("__notes__")
+        if notes is not None:
+            if isinstance(notes, Sequence) and not isinstance(notes, (str, bytes)):
+                texts = [_safe_str(note) for note in notes]
+            else:
+                texts = [_safe_str(notes, repr)]
+            attributes["__notes__"] = [_escape_unprintable(text, keep_line_feeds=False) for text in texts]
+        for name in ("text", "msg", "filename"):  # set for SyntaxErrors only
+            value = attributes.get(name)
+            if isinstance(value, str):
+                # A SyntaxError's text ends with the line's own line feed, which the traceback drops.
+                text = value.rstrip("\n") if name == "text" else value
+                attributes[name] = _escape_unprintable(text, keep_line_feeds=False)
+        pending.extend(chained for chained in (te.__cause__, te.__context__) if chained is not None)
+        pending.extend(te.exceptions or ())
+    return True
+
+
+def format_exception_for_log(exc_info: ExcInfo) -> str:
+    """The traceback logging.Formatter.formatException would give for ``exc_info``, safe to log.
+
+    Its own line breaks are kept, one per frame and source line, as Python prints them. Everything
+    that comes from an exception's value (its message, chained and grouped exceptions' messages, notes,
+    a SyntaxError's text) is one line: line breaks and every other unprintable character in it are
+    escaped as by :func:`escape_for_log` (``\\x0d\\x0a``, ``\\x1b``), and so are unprintable characters in
+    source lines. Quotes and backslashes are kept, so an escape typed literally by a client looks like an
+    escaped character but cannot break a line. Names from code (modules, classes, functions, files) are
+    trusted to hold no line feed. On a Python whose TracebackException keeps the message elsewhere, the
+    whole traceback becomes one escaped line: still safe, less readable.
+    """
+    _, value, tb = exc_info
+    if value is None:
+        return "NoneType: None"  # exc_info=True outside an except block, as logging writes it
+    te = traceback.TracebackException(type(value), value, tb, compact=True)
+    escaped = _escape_exception_texts(te)
+    text = "".join(te.format()).removesuffix("\n")
+    return _escape_unprintable(text, keep_line_feeds=escaped)
+
+
+class EscapingFormatter(logging.Formatter):
+    """A logging.Formatter whose tracebacks and stacks cannot forge log lines or send terminal escapes
+    (:func:`format_exception_for_log`). tricorn's error log uses it; a ``log_config`` can name it for
+    any handler: ``"()": "tricorn.logs.EscapingFormatter"`` (dictConfig) or
+    ``class = tricorn.logs.EscapingFormatter`` (fileConfig).
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info:
+            # Another handler's formatter may have cached a raw traceback on the record: format it again.
+            record.exc_text = None
+        return super().format(record)
+
+    def formatException(self, ei: ExcInfo) -> str:
+        return format_exception_for_log(ei)
+
+    def formatStack(self, stack_info: str) -> str:
+        return _escape_unprintable(stack_info, keep_line_feeds=True)
+
+
+class _EscapeTracebacks(logging.Filter):
+    """Puts the escaped traceback on each record that carries one, before any handler sees it.
+
+    logging.Formatter writes a record's ``exc_text`` when it is set instead of formatting ``exc_info``
+    again, so the formatters of whatever handlers a ``log_config`` installs write the escaped text.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info:
+            record.exc_text = format_exception_for_log(record.exc_info)
+        if record.stack_info:
+            record.stack_info = _escape_unprintable(record.stack_info, keep_line_feeds=True)
+        return True
+
+
+# The loggers tricorn's records with exceptions come from: logger filters see only the records made on
+# their own logger, not those propagated from below.
+_EXCEPTION_LOGGERS = ("tricorn.error", "tricorn.websocket")
+_ESCAPE_TRACEBACKS = _EscapeTracebacks()
 
 
 # -- Access log -------------------------------------------------------------------------------------------
@@ -342,19 +479,22 @@ def configure_logging(config: Config) -> None:
     dictConfig dictionaries (``disable_existing_loggers`` defaults to false), anything else is a
     fileConfig ini file; a missing or bad file raises ConfigError("log_config", ...). Without it, tricorn
     logs as described in this module's docstring. Either way, ``access_log = false`` disables
-    ``tricorn.access``.
+    ``tricorn.access``, and the records tricorn logs with an exception carry its traceback escaped
+    (:func:`format_exception_for_log`) for whatever handlers the setup has.
     """
     access = logging.getLogger("tricorn.access")
     if config.log_config is not None:
         _load_log_config(config.log_config)
     else:
         error = logging.getLogger("tricorn")
-        _replace_handler(error, sys.stderr, logging.Formatter(ERROR_LOG_FORMAT, ERROR_LOG_DATEFMT))
+        _replace_handler(error, sys.stderr, EscapingFormatter(ERROR_LOG_FORMAT, ERROR_LOG_DATEFMT))
         error.setLevel(LOG_LEVELS[config.log_level])
         logging.getLogger("tricorn.error").setLevel(logging.NOTSET)
         _replace_handler(access, sys.stdout, logging.Formatter("%(message)s"))
         access.setLevel(logging.INFO)
     access.disabled = not config.access_log
+    for name in _EXCEPTION_LOGGERS:
+        logging.getLogger(name).addFilter(_ESCAPE_TRACEBACKS)  # once: addFilter skips a filter it has
 
 
 def _replace_handler(logger: logging.Logger, stream: Any, formatter: logging.Formatter) -> None:

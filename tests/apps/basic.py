@@ -209,6 +209,15 @@ async def error_after_start(scope: Scope, receive: Receive, send: Send) -> None:
     raise RuntimeError("boom after the response started")
 
 
+async def error_client_text(scope: Scope, receive: Receive, send: Send) -> None:
+    # Errors often carry what the client sent: here a header value, and the decoded ?text= (CR, LF, ESC...).
+    header = dict(scope["headers"]).get(b"x-client-text", b"").decode("latin-1")
+    try:
+        raise KeyError(header)
+    except KeyError as exc:
+        raise ValueError(f"cannot handle {query(scope).get('text', '')}") from exc
+
+
 async def bad_header(scope: Scope, receive: Receive, send: Send) -> None:
     await respond(send, b"never sent", headers=[(b"x-bad", b"value\r\ninjected: yes")])
 
@@ -259,6 +268,7 @@ ROUTES: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
     "/big": big,
     "/error": error,
     "/error-after-start": error_after_start,
+    "/error-client-text": error_client_text,
     "/bad-header": bad_header,
     "/no-response": no_response,
     "/wait-disconnect": wait_disconnect,

@@ -188,6 +188,12 @@ def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         return late()
     if path == "/error":
         raise RuntimeError("boom before start_response")
+    if path == "/error-client-text":
+        # Errors often carry what the client sent: a header value, and the decoded ?text= (CR, LF, ESC...).
+        try:
+            raise KeyError(environ.get("HTTP_X_CLIENT_TEXT", ""))
+        except KeyError as exc:
+            raise ValueError(f"cannot handle {q.get('text', '')}") from exc
     if path == "/error-after-start":
 
         def broken() -> Iterator[bytes]:

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 import tricorn
-from tests.conftest import ROOT, TricornProcess, free_port
+from tests.conftest import ROOT, TricornProcess, die_with_parent, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -60,7 +60,7 @@ class Spawned(TricornProcess):
         self.url = f"http://{self.host}:{self.port}"
         self._log = tempfile.NamedTemporaryFile(prefix="tricorn-", suffix=".log", delete=False)  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tricorn", *args],
+            die_with_parent([sys.executable, "-m", "tricorn", *args]),
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=clean_env(env),

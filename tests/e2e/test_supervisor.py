@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, TricornProcess, free_port
+from tests.conftest import ROOT, TricornProcess, die_with_parent, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -548,7 +548,7 @@ def test_systemd_socket_activation(tmp_path: Path) -> None:
     )
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-c", script],
+            die_with_parent([sys.executable, "-c", script]),
             pass_fds=(fd,),
             stdout=out,
             stderr=subprocess.STDOUT,

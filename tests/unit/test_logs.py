@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
 import os
 import re
 import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,14 @@ import pytest
 
 from tricorn.config import DEFAULT_ACCESS_LOG_FORMAT, Config
 from tricorn.errors import ConfigError
-from tricorn.logs import TRACE, AccessLogFormatter, configure_logging, escape_for_log
+from tricorn.logs import (
+    TRACE,
+    AccessLogFormatter,
+    EscapingFormatter,
+    configure_logging,
+    escape_for_log,
+    format_exception_for_log,
+)
 
 # -- escape_for_log ---------------------------------------------------------------------------------------
 
@@ -225,16 +234,17 @@ def test_bad_formats(fmt: str, message: str) -> None:
 
 # -- configure_logging ------------------------------------------------------------------------------------
 
-OUR_LOGGERS = ["", "tricorn", "tricorn.error", "tricorn.access", "tricorn.test"]
+OUR_LOGGERS = ["", "tricorn", "tricorn.error", "tricorn.access", "tricorn.test", "tricorn.websocket", "app"]
 
 
 @pytest.fixture(autouse=True)
 def restore_logging() -> Iterator[None]:
     """Put the loggers these tests touch back as they were, closing handlers the tests created."""
     loggers = [logging.getLogger(name) for name in OUR_LOGGERS]
-    saved = [(lg, lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in loggers]
+    saved = [(lg, lg.handlers[:], lg.level, lg.propagate, lg.disabled, lg.filters[:]) for lg in loggers]
     yield
-    for logger, handlers, level, propagate, disabled in saved:
+    for logger, handlers, level, propagate, disabled, filters in saved:
+        logger.filters[:] = filters
         for handler in logger.handlers[:]:
             if handler not in handlers:
                 logger.removeHandler(handler)
@@ -407,3 +417,176 @@ def test_bad_log_config(tmp_path: Path, name: str, text: str | None, message: st
     assert str(info.value).startswith("log_config: ")
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+# -- Tracebacks -------------------------------------------------------------------------------------------
+
+FORGED = "[2026-01-01 00:00:00 +0000] [1] [ERROR] forged"
+HOSTILE = f"/path\r\n{FORGED}\x1b[2J\x1b]0;owned\x07"
+ESCAPED = "/path\\x0d\\x0a" + FORGED + "\\x1b[2J\\x1b]0;owned\\x07"
+
+
+def hostile_exception(explicit: bool = True) -> ValueError:
+    """A ValueError carrying client text, chained (``from``, or implicitly) to a RuntimeError carrying more."""
+    try:
+        try:
+            raise RuntimeError(f"header {HOSTILE}")
+        except RuntimeError as exc:
+            if explicit:
+                raise ValueError(f"path {HOSTILE}") from exc
+            raise ValueError(f"path {HOSTILE}")  # noqa: B904 (the implicit context is the point)
+    except ValueError as exc:
+        return exc
+    raise AssertionError("unreachable")
+
+
+def exc_info_of(exc: BaseException) -> tuple[type[BaseException], BaseException, Any]:
+    return type(exc), exc, exc.__traceback__
+
+
+def assert_safe(text: str) -> None:
+    for char in "\r\x1b\x07":
+        assert char not in text
+    assert not [line for line in text.splitlines() if line.startswith(FORGED)]
+
+
+@pytest.mark.parametrize(
+    ("explicit", "separator"),
+    [
+        (True, "The above exception was the direct cause of the following exception:"),
+        (False, "During handling of the above exception, another exception occurred:"),
+    ],
+)
+def test_traceback_is_python_s_with_the_messages_escaped(explicit: bool, separator: str) -> None:
+    exc = hostile_exception(explicit)
+    text = format_exception_for_log(exc_info_of(exc))
+    assert_safe(text)
+    # Python's own traceback, line for line, but for the client's text in the messages.
+    assert text == "".join(traceback.format_exception(exc)).replace(HOSTILE, ESCAPED).removesuffix("\n")
+    lines = text.splitlines()
+    assert lines.count("Traceback (most recent call last):") == 2
+    assert separator in lines
+    assert f"RuntimeError: header {ESCAPED}" in lines
+    assert lines[-1] == f"ValueError: path {ESCAPED}"
+    assert [line for line in lines if line.startswith('  File "') and line.endswith(", in hostile_exception")]
+
+
+def test_error_log_writes_one_record_with_an_escaped_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(Config())
+    exc = hostile_exception()
+    logging.getLogger("tricorn.error").error("exception in asgi application", exc_info=exc)
+    # A tricorn.* module logger has no filter of its own: the error log's formatter escapes its records.
+    logging.getLogger("tricorn.io.something").error("from a module logger", exc_info=exc)
+    err = capsys.readouterr().err
+    assert_safe(err)
+    records = [(i, ERROR_LINE.fullmatch(line)) for i, line in enumerate(err.splitlines())]
+    starts = [(i, match.groups()[1:]) for i, match in records if match is not None]
+    assert [groups for _, groups in starts] == [
+        ("ERROR", "exception in asgi application"),
+        ("ERROR", "from a module logger"),
+    ]
+    expected = format_exception_for_log(exc_info_of(exc)).splitlines()
+    lines = err.splitlines()
+    assert lines[1 : starts[1][0]] == expected
+    assert lines[starts[1][0] + 1 :] == expected
+
+
+def test_log_config_handlers_write_tricorn_tracebacks_escaped(tmp_path: Path) -> None:
+    tricorn_file, app_file = tmp_path / "tricorn.log", tmp_path / "app.log"
+    config = {
+        "version": 1,
+        "formatters": {
+            "plain": {"format": "%(levelname)s %(message)s"},
+            "escaping": {"()": "tricorn.logs.EscapingFormatter", "format": "%(levelname)s %(message)s"},
+        },
+        "handlers": {
+            "tricorn": {"class": "logging.FileHandler", "filename": str(tricorn_file), "formatter": "plain"},
+            "app": {"class": "logging.FileHandler", "filename": str(app_file), "formatter": "escaping"},
+        },
+        "loggers": {
+            "tricorn.error": {"handlers": ["tricorn"], "level": "INFO", "propagate": False},
+            "app": {"handlers": ["app"], "level": "INFO", "propagate": False},
+        },
+    }
+    path = tmp_path / "logging.json"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    configure_logging(Config(log_config=str(path)))
+    exc = hostile_exception()
+    expected = "ERROR failed\n" + format_exception_for_log(exc_info_of(exc)) + "\n"
+    # tricorn's own records, through the user's plain logging.Formatter...
+    logging.getLogger("tricorn.error").error("failed", exc_info=exc)
+    # ...and any logger's, through tricorn.logs.EscapingFormatter named in the config.
+    logging.getLogger("app").error("failed", exc_info=exc)
+    for file in (tricorn_file, app_file):
+        text = file.read_text(encoding="utf-8")
+        assert_safe(text)
+        assert text == expected
+
+
+def test_escaping_formatter_ignores_a_raw_traceback_cached_by_another_formatter() -> None:
+    streams = [io.StringIO(), io.StringIO()]
+    logger = logging.getLogger("app")
+    logger.propagate = False
+    for stream, formatter in zip(streams, [logging.Formatter(), EscapingFormatter()], strict=True):
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(formatter)
+        logger.addHandler(handler)
+    logger.error("failed", exc_info=hostile_exception())
+    raw, escaped = (stream.getvalue() for stream in streams)
+    assert HOSTILE in raw  # the plain formatter, first, cached its raw traceback on the record
+    assert_safe(escaped)
+    assert f"ValueError: path {ESCAPED}" in escaped.splitlines()
+
+
+def test_stack_info_is_escaped_and_keeps_its_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    stack = 'Stack (most recent call last):\n  File "app.py", line 1, in <module>\n    x = "\x1b[2J\r"'
+    escaped = 'Stack (most recent call last):\n  File "app.py", line 1, in <module>\n    x = "\\x1b[2J\\x0d"'
+    assert EscapingFormatter().formatStack(stack) == escaped
+    configure_logging(Config())
+    logger = logging.getLogger("tricorn.error")
+    logger.handle(logger.makeRecord(logger.name, logging.ERROR, "app.py", 1, "stack", (), None, sinfo=stack))
+    err = capsys.readouterr().err
+    assert_safe(err)
+    assert err.splitlines()[1:] == escaped.splitlines()
+
+
+def test_notes_groups_and_syntax_errors_are_escaped() -> None:
+    # As compile() would report client text given to it as source (its text ends with its line feed).
+    syntax_error = SyntaxError(f"bad {HOSTILE}", (f"<{HOSTILE}>", 2, 5, f"x = {HOSTILE}\n", 2, 6))
+    noted = ValueError(f"noted {HOSTILE}")
+    noted.add_note(f"note {HOSTILE}")
+    group = ExceptionGroup(f"group {HOSTILE}", [noted, syntax_error, KeyError(HOSTILE)])
+    text = format_exception_for_log(exc_info_of(group))
+    assert_safe(text)
+    lines = text.splitlines()
+    assert f"  | ExceptionGroup: group {ESCAPED} (3 sub-exceptions)" in lines
+    assert f"    | ValueError: noted {ESCAPED}" in lines
+    assert f"    | note {ESCAPED}" in lines
+    assert f'    |   File "<{ESCAPED}>", line 2' in lines
+    assert f"    |     x = {ESCAPED}" in lines
+    assert f"    | SyntaxError: bad {ESCAPED}" in lines
+    assert "    +---------------- 3 ----------------" in lines
+
+
+def test_a_python_keeping_the_message_elsewhere_gets_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    class MessageElsewhere(traceback.TracebackException):
+        """As a future Python might: the message under another name than the one tricorn escapes."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.message = vars(self).pop("_str")
+
+        def format_exception_only(self, **kwargs: Any) -> Iterator[str]:
+            yield f"{self.exc_type.__qualname__}: {self.message}\n"
+
+    monkeypatch.setattr(traceback, "TracebackException", MessageElsewhere)
+    text = format_exception_for_log(exc_info_of(hostile_exception()))
+    assert "\n" not in text
+    assert text.startswith("Traceback (most recent call last):\\x0a")
+    assert text.endswith(f"ValueError: path {ESCAPED}")
+
+
+def test_exc_info_without_an_exception() -> None:
+    assert format_exception_for_log((None, None, None)) == "NoneType: None"
+    record = logging.makeLogRecord({"msg": "m", "exc_info": (None, None, None)})
+    assert EscapingFormatter().format(record) == "m\nNoneType: None"
