@@ -592,6 +592,20 @@ class Result:
     server_cmd: str = ""
     wrk_cmd: str = ""
     wrk_output: str = ""
+    runs: list[float] = field(default_factory=list)  # req/s of every run (--rounds), this one the median
+
+
+def median_result(runs: list[Result]) -> Result:
+    """One server's runs of one case as one result: a failed run if any failed, else the run with the
+    median rate (its latency and errors are reported), with every run's rate in ``runs``."""
+    for r in runs:
+        if not r.ok:
+            r.runs = [x.rps for x in runs if x.rps is not None]
+            return r
+    ordered = sorted(runs, key=lambda r: r.rps or 0.0)
+    chosen = ordered[(len(ordered) - 1) // 2]
+    chosen.runs = [r.rps for r in runs if r.rps is not None]
+    return chosen
 
 
 def bench_one(
@@ -666,23 +680,27 @@ def table_rows(section: Section, case: Case, results: list[Result]) -> tuple[lis
     ref = by_server.get(ref_name)
     rate = "msg/s" if case.client == "ws" else "req/s"
     header = ["server", rate, "p99 ms", "errors", f"{ref_name} ÷ server"]
+    spread = any(len(r.runs) > 1 for r in by_server.values())
+    if spread:
+        header.insert(2, "runs (min-max)")
     rows = []
     for name in section.servers:
         r = by_server.get(name)
         if r is None:
             continue
         if not r.ok and r.rps is None:
-            rows.append([name, "FAILED", "-", "-", "n/a"])
+            rows.append([name, "FAILED", *(["-"] if spread else []), "-", "-", "n/a"])
             continue
-        rows.append(
-            [
-                name,
-                fmt_rps(r.rps),
-                fmt_ms(r.p99_ms),
-                fmt_errors(r),
-                "—" if name == ref_name else ratio(ref, r),
-            ]
-        )
+        row = [
+            name,
+            fmt_rps(r.rps),
+            fmt_ms(r.p99_ms),
+            fmt_errors(r),
+            "—" if name == ref_name else ratio(ref, r),
+        ]
+        if spread:
+            row.insert(2, f"{fmt_rps(min(r.runs))}-{fmt_rps(max(r.runs))}" if r.runs else "-")
+        rows.append(row)
     return header, rows
 
 
@@ -753,6 +771,16 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def rounds_note(options: dict[str, Any]) -> str:
+    rounds = options.get("rounds", 1)
+    if rounds <= 1:
+        return ""
+    return (
+        f" Each case runs {rounds} rounds, every server once per round and in a rotated order, and the "
+        "table gives each server's median run (its latency and errors) with the spread of its runs."
+    )
+
+
 def render_section(
     section: Section, cases: Sequence[Case], results: list[Result], meta: dict[str, Any], chart: str | None
 ) -> str:
@@ -776,7 +804,8 @@ def render_section(
         f"(`taskset -c {section.server_cpus}`), access logs off; {m['wrk']} pinned to CPU {section.client_cpus}: "
         f"`taskset -c {section.client_cpus} wrk -t{o['threads']} -c{o['connections']} -d{o['duration']:g}s --latency`, "
         f"{o['connections']} keep-alive connections, after a {o['warmup']:g}s warm-up; each server is started "
-        "on a fresh port per case, polled until it answers, sanity-checked with one request, then killed.",
+        "on a fresh port per case, polled until it answers, sanity-checked with one request, then killed."
+        + rounds_note(o),
         f"- **Ratio:** {ref} req/s ÷ that server's req/s (above 1.00x means {ref} is faster).",
         "- **Errors:** wrk non-2xx/3xx responses plus socket errors (connect/read/write/timeout).",
         "",
@@ -791,7 +820,7 @@ def render_section(
             f"raw frames, one message in flight per connection) pinned to CPU {section.client_cpus}, "
             f"{o['duration']:g}s measured after a {o['warmup']:g}s warm-up; each server is started on a fresh "
             "port per case, polled until it answers HTTP, and every connection's first echo is compared with "
-            "what was sent."
+            "what was sent." + rounds_note(o)
         )
         out = [
             ws_method
@@ -1001,6 +1030,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--duration", type=float, default=10, help="seconds of measurement per server and case (10)"
     )
     p.add_argument("--warmup", type=float, default=2, help="seconds of warm-up load before measuring (2)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="runs per server and case, interleaved; the median is reported (1)",
+    )
     p.add_argument("--connections", type=int, default=64, help="wrk keep-alive connections (64)")
     p.add_argument("--threads", type=int, default=1, help="wrk threads (1: wrk has one CPU)")
     p.add_argument(
@@ -1082,15 +1117,21 @@ def run_section(
     )
     results: list[Result] = []
     for case in cases:
-        for server in servers:
-            print(f"  {case.name} / {server.name} ...", end=" ", flush=True)
-            r = bench_one(section, case, server, opts, log_dir)
-            results.append(r)
-            if r.ok:
-                print(f"{fmt_rps(r.rps)} {'msg' if case.client == 'ws' else 'req'}/s", flush=True)
-            else:
-                print("FAILED", flush=True)
-                print("    " + (r.error or "").replace("\n", "\n    "), flush=True)
+        runs: dict[str, list[Result]] = {server.name: [] for server in servers}
+        for round_no in range(opts.rounds):
+            # Interleaved and rotated, so a slow spell of the machine does not fall on one server only.
+            shift = round_no % len(servers)
+            for server in servers[shift:] + servers[:shift]:
+                label = f" (round {round_no + 1})" if opts.rounds > 1 else ""
+                print(f"  {case.name} / {server.name}{label} ...", end=" ", flush=True)
+                r = bench_one(section, case, server, opts, log_dir)
+                runs[server.name].append(r)
+                if r.ok:
+                    print(f"{fmt_rps(r.rps)} {'msg' if case.client == 'ws' else 'req'}/s", flush=True)
+                else:
+                    print("FAILED", flush=True)
+                    print("    " + (r.error or "").replace("\n", "\n    "), flush=True)
+        results += [median_result(runs[server.name]) for server in servers]
         print_table(section, case, results)
         print(flush=True)
 
@@ -1103,7 +1144,7 @@ def run_section(
         "machine": machine_info(),
         "versions": {s.package: pkg_version(s.package) for s in servers}
         | {p: pkg_version(p) for p in ("uvloop", "httptools")},
-        "options": {k: getattr(opts, k) for k in ("duration", "warmup", "connections", "threads")},
+        "options": {k: getattr(opts, k) for k in ("duration", "warmup", "connections", "threads", "rounds")},
         "section": section.key,
         "cases": [c.name for c in cases],
         "servers": [s.name for s in servers],
