@@ -854,6 +854,10 @@ class _HttptoolsParser:
 _SCOUT_NAMES: Final = _FRAMING_NAMES | {b"proxy-connection"}
 
 
+# Request lines the fast lane leaves to the general path before parsing them (see receive_simple).
+_BODY_METHODS: Final = (b"POST ", b"PUT ", b"PATCH ")
+
+
 class _Scout:
     """A second llhttp parser that reads one whole, bodyless request head for the fast lane.
 
@@ -1254,7 +1258,8 @@ class H1Connection:
 
     def receive_simple(self, data: bytes) -> Request | None:
         """The fast lane of :meth:`receive_data` for the commonest read: one whole request head without
-        body or connection fields, arriving while the connection waits for a request.
+        body or connection fields (and not POST, PUT or PATCH), arriving while the connection waits for a
+        request.
 
         Returns the Request exactly as ``receive_data(data)`` would have returned it, complete: no body
         follows (the caller takes it as ``Request`` then ``EndOfMessage``). Returns None, having changed
@@ -1276,9 +1281,11 @@ class H1Connection:
         # the head over its own.
         if end > self._simple_max or data.find(b"\r\n\r\n") != end or self.their_error is not None:
             return None
-        # HTTP/1.1 only, told before parsing (an HTTP/1.0 client, ab say, sends nothing else).
+        # HTTP/1.1 only, told before parsing (an HTTP/1.0 client, ab say, sends nothing else). Methods
+        # that carry a body go to the general path unparsed too: their head usually comes alone, its body
+        # in the next read, and the lane would only parse it to decline it.
         line_end = data.find(b"\r\n")
-        if line_end < 14 or not data.startswith(b" HTTP/1.1", line_end - 9):
+        if line_end < 14 or not data.startswith(b" HTTP/1.1", line_end - 9) or data.startswith(_BODY_METHODS):
             return None
         fields: Headers = []
         scout.fields = fields
