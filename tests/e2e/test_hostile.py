@@ -432,8 +432,8 @@ cases(
     too_long=(line(b"GET /" + b"a" * 8190 + b" HTTP/1.1"), 414),
 )
 # RFC 9112 §2.3: HTTP-version = "HTTP/" DIGIT "." DIGIT, case-sensitive; RFC 9110 §15.6.6: 505 for a
-# major version the server does not support. (HTTP/1.2 is refused 505 too, where RFC 9112 §2.3 says a
-# server SHOULD serve it as 1.1.)
+# major version the server does not support. (HTTP/1.2 to 1.9 are served as 1.1, RFC 9110 §6.2: see
+# tests/e2e/test_http.py.)
 cases(
     "version",
     http2=(line(b"GET /echo HTTP/2.0"), 505),

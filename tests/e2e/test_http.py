@@ -350,6 +350,17 @@ def test_pipelined_slow_request_does_not_let_the_next_overtake(server: TricornPr
     assert [r.body for r in parse(data)] == [b"slow done", b"hello, world"]
 
 
+def test_a_higher_minor_http_version_is_served_as_1_1(server: TricornProcess) -> None:
+    # RFC 9110 §6.2: HTTP/1.2 is processed as HTTP/1.1 (keep-alive by default), answered in HTTP/1.1.
+    data = raw_request(
+        server.port, get("/echo?i=1", version="1.2") + get("/echo?i=2", "Connection: close\r\n")
+    )
+    responses = parse(data)
+    assert [r.status for r in responses] == [200, 200]
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert responses[0].json()["http_version"] == "1.1"
+
+
 def test_bad_input_after_pipelined_requests_is_answered_after_them(server: TricornProcess) -> None:
     # One read: two good requests (the second with a body), then garbage. The good ones are answered in
     # order, then the garbage gets its 400, and the connection closes.

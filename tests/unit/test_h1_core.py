@@ -715,7 +715,6 @@ def test_invalid_targets(target: bytes) -> None:
 @pytest.mark.parametrize(
     ("version", "status"),
     [
-        (b"HTTP/1.2", 505),
         (b"HTTP/2.0", 505),
         (b"HTTP/3.0", 505),
         (b"HTTP/0.9", 505),
@@ -736,6 +735,25 @@ def test_invalid_targets(target: bytes) -> None:
 )
 def test_versions(version: bytes, status: int) -> None:
     refused(b"GET / " + version + b"\r\nHost: a\r\n\r\n", status)
+
+
+@pytest.mark.parametrize("minor", [b"2", b"9"])
+def test_a_higher_minor_version_is_served_as_1_1(minor: bytes) -> None:
+    # RFC 9110 §6.2: processed as the highest minor version the server conforms to (HTTP/1.1).
+    data = b"GET /a HTTP/1." + minor + b"\r\nHost: a\r\n\r\n" + get(b"Host: a", target=b"/b")
+    for backend in BACKENDS:
+        for how in SPLITS:
+            outcome = collect(data, backend, how)
+            assert outcome.status is None, (backend, how)
+            assert [(m.target, m.version, m.keep_alive) for m in outcome.messages] == [
+                (b"/a", "1.1", True),
+                (b"/b", "1.1", True),
+            ], (backend, how)
+    conn = H1Connection()
+    request = conn.receive_data(b"GET / HTTP/1." + minor + b"\r\nHost: a\r\n\r\n")[0]
+    assert isinstance(request, Request)
+    conn.start_request(request)
+    assert conn.response_head(200, [(b"content-length", b"0")]).startswith(b"HTTP/1.1 200 ")
 
 
 @pytest.mark.parametrize("target", [b"/\r", b"\r/", b"/a\tb", b"/\x01", b"/\x7f"])

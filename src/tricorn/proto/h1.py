@@ -212,8 +212,12 @@ def check_head(
     ``headers`` have lowercased names. Raises RemoteProtocolError with the status to answer.
     """
     if version != "1.1" and version != "1.0":
-        # RFC 9110 §15.6.6: 505 for a major version the server does not support.
-        raise RemoteProtocolError(f"unsupported http version {version!r}", status=505)
+        if len(version) != 3 or not version.startswith("1.") or not version[2].isdigit():
+            # RFC 9110 §15.6.6: 505 for a major version the server does not support.
+            raise RemoteProtocolError(f"unsupported http version {version!r}", status=505)
+        # RFC 9110 §6.2: a higher minor version than the recipient's SHOULD be processed as the highest
+        # minor version it conforms to: HTTP/1.2 to 1.9 are served as HTTP/1.1.
+        version = "1.1"
     if method not in KNOWN_METHODS:
         if not _TOKEN.match(method):
             raise RemoteProtocolError(f"invalid method {method[:32]!r}")
@@ -409,8 +413,9 @@ def _check_head_start(head: bytes | bytearray, limits: H1Limits) -> None:
     m = _REQUEST_LINE(head, 0, line_end)
     if m is None:
         raise RemoteProtocolError(f"invalid request line {bytes(head[: min(line_end, 64)])!r}")
-    if m.group(1) != b"1" or m.group(2) not in (b"0", b"1"):
-        # RFC 9110 §15.6.6: 505 for a version the server does not support.
+    if m.group(1) != b"1":
+        # RFC 9110 §15.6.6: 505 for a major version the server does not support. (A higher minor
+        # version of HTTP/1 is served as 1.1: see check_head.)
         version = bytes(head[line_end - 3 : line_end])
         raise RemoteProtocolError(f"unsupported http version {version!r}", status=505)
 
@@ -616,6 +621,14 @@ def _check_trailer(name: bytes, value: bytes, count: int, limits: H1Limits) -> N
 # ------------------------------------------------------------------------------------- parser backends
 
 
+def _llhttp(callbacks: object) -> httptools.HttpRequestParser:
+    """llhttp for the general path. Its version check is left to the shared head front, which has judged
+    every request line before llhttp sees it: so HTTP/1.2 to 1.9 reach check_head (served as 1.1)."""
+    parser = httptools.HttpRequestParser(callbacks)
+    parser.set_dangerous_leniencies(lenient_version=True)
+    return parser
+
+
 class _HttptoolsParser:
     """Drives llhttp through httptools' callbacks; events go to ``events``.
 
@@ -653,7 +666,7 @@ class _HttptoolsParser:
         self.limits = limits
         self.upgrades = upgrades
         self.events: list[Event] = []
-        self.parser = httptools.HttpRequestParser(self)
+        self.parser = _llhttp(self)
         self.head = _HeadBuffer(limits, scan_bytes=False)  # llhttp refuses those bytes itself
         self.url = b""
         self.headers: Headers = []
@@ -791,7 +804,7 @@ class _HttptoolsParser:
                 return data[pos:]  # llhttp pauses right after an upgrade's head, which ends its piece
             if self.fresh:
                 self.fresh = False
-                self.parser = httptools.HttpRequestParser(self)
+                self.parser = _llhttp(self)
             if self.closed:
                 return None
             if self.in_line and start >= 0:
@@ -831,7 +844,7 @@ class _HttptoolsParser:
 
     def _upgrade(self) -> bool:
         request = self.request
-        self.parser = httptools.HttpRequestParser(self)
+        self.parser = _llhttp(self)
         if request is not None and request.upgrade is not None:
             self.paused_upgrade = True
             return True
@@ -1331,7 +1344,7 @@ class H1Connection:
         parser = self._parser
         parser.paused_upgrade = False
         if isinstance(parser, _HttptoolsParser) and httptools is not None:
-            parser.parser = httptools.HttpRequestParser(parser)
+            parser.parser = _llhttp(parser)
         rest, self.trailing_data = self.trailing_data, b""
         return self.receive_data(rest) if rest else []
 
