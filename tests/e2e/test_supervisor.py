@@ -348,9 +348,11 @@ def test_max_requests_recycles_workers_under_load_without_a_failed_request(
     assert load.failures == []
     log = server.output()
     assert "served its max requests; starting its replacement" in log
-    assert re.search(r"served \d+ requests \(max requests (\d+)\)", log)
-    limits = {int(m) for m in re.findall(r"max requests (\d+)\)", log)}
-    assert all(100 <= limit <= 120 for limit in limits)
+    served = re.findall(r"served (\d+) requests \(max requests (\d+)\)", log)
+    assert served
+    # Each worker asks for its replacement right after the response that reaches its limit.
+    assert all(count == limit for count, limit in served), served
+    assert all(100 <= int(limit) <= 120 for _, limit in served)
 
 
 def test_an_app_that_fails_to_import_stops_the_master(tricorn: type[TricornProcess]) -> None:

@@ -231,7 +231,9 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         state = self.state
         if cycle.counted:
             state.active -= 1
-            state.completed += 1  # max-requests (checked off the hot path, by the worker's heartbeat)
+            state.completed += 1
+            if state.completed == state.request_limit:  # a pre-fork worker's max-requests
+                state.on_request_limit()
             cycle.counted = False
         if state.access_log is not None and cycle.state is RESPONSE_DONE:
             state.log_access(self, cycle)

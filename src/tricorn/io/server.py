@@ -16,6 +16,8 @@ from tricorn.proto import h1
 from tricorn.proto.h1 import H1Limits
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tricorn.config import Config
     from tricorn.interfaces.asgi import ASGIApp, HTTPCycle
     from tricorn.interfaces.wsgi import WSGIServer
@@ -30,6 +32,10 @@ error_log = logging.getLogger("tricorn.error")
 # timeout). nginx closes them at once on a graceful reload.
 LAME_DUCK_IDLE = 1.0
 access_log = logging.getLogger("tricorn.access")
+
+
+def _nothing() -> None:
+    return None
 
 
 class ServerState:
@@ -59,9 +65,12 @@ class ServerState:
         self.limit_concurrency = config.limit_concurrency
         self.connections: set[H1Protocol | WSProtocol] = set()
         self.active = 0
-        # Responses completed (one increment per request; a pre-fork worker compares it with its
-        # max-requests on its heartbeat timer, off the hot path).
+        # Responses completed. A pre-fork worker with max-requests sets `request_limit` and
+        # `on_request_limit`, called once, right after the response that reaches the limit (one int
+        # comparison per request; 0 is never reached, as the count is compared after its increment).
         self.completed = 0
+        self.request_limit = 0
+        self.on_request_limit: Callable[[], None] = _nothing
         self.shutting_down = False
         # Set on a pre-fork worker retiring while others keep serving: see shutdown().
         self.lame_duck = False

@@ -167,6 +167,10 @@ class Worker:
             on_orphaned=self._orphaned,
         )
         self.heartbeat.start()
+        if self.max_requests is not None:
+            # Checked right after the response that reaches the limit; the heartbeat checks it too.
+            state.request_limit = self.max_requests
+            state.on_request_limit = self._check_requests
         error_log.info("worker ready (%s, %s)", backend, loop_name)
 
     def close(self) -> None:
