@@ -5,9 +5,10 @@ Theory of operation
 The shell (:mod:`tricorn.io.h1`) drives a WSGICycle as it drives an ASGI ``HTTPCycle``: the loop calls
 ``feed_body`` / ``end_body`` / ``disconnect`` / ``peer_closed`` and reads ``state``, ``status``,
 ``response_bytes`` and ``response_headers`` for the connection's fate and the access log. Only the start
-differs: :meth:`WSGIServer.start` hands the cycle to the thread pool (there is no coroutine to step). The cycle reports back through the same Channel (``write``, ``cycle_complete``,
-``app_error``...). Framing and validation stay in the :class:`~tricorn.proto.h1.H1Connection` core
-(``response_head`` / ``response_body``), shared with ASGI.
+differs: :meth:`WSGIServer.start` hands the cycle to the thread pool (there is no coroutine to step). The
+cycle reports back through the same Channel (``write``, ``cycle_complete``, ``app_error``...). Framing and
+validation stay in the :class:`~tricorn.proto.h1.H1Connection` core (``response_head`` /
+``response_body``), shared with ASGI.
 
 What differs is where the application runs. A WSGI app blocks, so it runs on a thread of a
 :class:`WorkerPool` (``--threads``) while the event loop goes on serving other connections. The two sides
