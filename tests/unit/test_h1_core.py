@@ -1007,6 +1007,46 @@ def test_an_error_in_a_pipelined_request_spares_the_ones_before() -> None:
             assert outcome.status == 501
 
 
+def test_chunk_data_full_of_crlfcrlf_is_parsed_in_one_llhttp_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The httptools driver follows the chunked framing itself, so chunk data that looks like message ends
+    # does not cut the body into one llhttp call per CRLFCRLF (25,000 calls for these 100 KB before).
+    crlfs = b"\r\n\r\n" * 25_000
+    data = chunked(b"%x\r\n" % len(crlfs) + crlfs + b"\r\n", b"3;x=1\r\n\r\n\r\r\n0\r\nT: 1\r\n\r\n")
+    data += get(b"Host: a", target=b"/next")
+    calls = []
+    original = h1._HttptoolsParser._execute
+
+    def counted(parser: h1._HttptoolsParser, piece: bytes | memoryview) -> bool:
+        calls.append(len(piece))
+        return original(parser, piece)
+
+    monkeypatch.setattr(h1._HttptoolsParser, "_execute", counted)
+    outcome = collect(data, "httptools")
+    assert calls and len(calls) <= 4, len(calls)  # the head, the body, the next head
+    assert [m.target for m in outcome.messages] == [b"/up", b"/next"]
+    assert outcome.messages[0].body == crlfs + b"\r\n\r"
+    assert outcome.messages[0].trailers == [(b"t", b"1")]
+    assert outcome.status is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"4\r\n\r\n\r\n\r\n0\r\n\r\n",  # chunk data that is a CRLFCRLF
+        b"2\r\n\r\n\r\n0\r\n\r\n",
+        b"1\r\n\n\r\n0\r\nX: \r\n\r\n",
+        b"A\r\n0\r\n\r\n0\r\n\r\n\r\n0\r\n\r\n",  # chunk data that is a whole last chunk
+        b"0000000000000000003\r\nabc\r\n0\r\n\r\n",  # leading zeros past 16 digits: still 3
+        b"10000000000000000\r\nabc\r\n0\r\n\r\n",  # over 64 bits: refused
+        b"g\r\n\r\n\r\n0\r\n\r\n",  # no size: refused
+        b"3\r\nabc\r\n0\r\n\r\n",
+    ],
+)
+def test_pipelined_after_chunked_bodies_that_look_like_message_ends(body: bytes) -> None:
+    # Every backend and split agrees (run), and the request after the body is the next one, or refused.
+    run(chunked(body) + get(b"Host: a", target=b"/next"))
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_message_end_split_over_several_calls(backend: str) -> None:
     # The end of a chunked message (its last CRLFCRLF) cut in up to four pieces, then a request with an

@@ -182,6 +182,10 @@ _CHUNK_LINE = re.compile(
     rb"([0-9A-Fa-f]+)(?:;(?=[^ \r])[!#$%&'*+.^_`|~0-9A-Za-z-]*(?:=[!#$%&'*+.^_`|~0-9A-Za-z-]*"
     rb"(?:\"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*\")?)?)*\Z"
 ).match
+# The chunked framing as _HttptoolsParser._chunk_stop follows it: a size line, its data, the CRLF after
+# the data, and after the last chunk the trailer lines up to an empty one (RFC 9112 §7.1).
+_CK_SIZE, _CK_DATA, _CK_DATA_END, _CK_TRAILERS = range(4)
+_CHUNK_HEX = re.compile(rb"[0-9A-Fa-f]+").match
 # RFC 9110 §6.5.1: fields that frame or route a message cannot be trailers; llhttp refuses some of them.
 _FORBIDDEN_TRAILERS: Final = frozenset((b"content-length", b"transfer-encoding", b"host"))
 
@@ -634,12 +638,17 @@ class _HttptoolsParser:
 
     llhttp reports no error offsets, so this driver keeps each message's first byte where it knows it:
     the head is collected by the shared front, then llhttp is fed one message at a time, a Content-Length
-    body cut at its length and a chunked one after each CRLFCRLF (the only place a chunked message ends).
+    body cut at its length and a chunked one at its end, which the driver finds by following the chunk
+    sizes itself (``_chunk_stop``).
     """
 
     __slots__ = (
+        "body_piece",
         "body_seen",
         "chunked",
+        "ck_line",
+        "ck_remaining",
+        "ck_state",
         "closed",
         "events",
         "fresh",
@@ -675,7 +684,12 @@ class _HttptoolsParser:
         self.headers_done = False
         self.in_message = False  # llhttp is inside a message (its head has been fed)
         self.remaining = 0  # Content-Length body bytes still due; -1 while in a chunked body
-        self.tail = b""  # the last bytes of a chunked body, for a CRLFCRLF split between calls
+        self.tail = b""  # the last bytes of a chunked body, for a CRLF split between calls
+        # Where a chunked body ends, followed by the driver itself (see _chunk_stop).
+        self.ck_state = _CK_SIZE
+        self.ck_remaining = 0
+        self.ck_line = b""
+        self.body_piece = False  # llhttp is being fed body bytes: no message may begin in them
         # Inside a chunk-size or trailer line, and its length so far: llhttp streams a chunk extension
         # without limit and httptools buffers a trailer field whole, so the driver bounds the lines as
         # the pure-Python backend does (llhttp CVE-2024-22019, unbounded chunk extensions).
@@ -696,6 +710,10 @@ class _HttptoolsParser:
     def on_message_begin(self) -> None:
         if self.synthetic:
             return
+        if self.body_piece:
+            # A message began inside a piece cut as body: the next request would have skipped the shared
+            # head front. _chunk_stop cuts at the real end of every body llhttp accepts, so this is a bug.
+            raise RemoteProtocolError("invalid request: a request inside a request body")
         self.url = b""
         self.headers = []
         self.trailers = None
@@ -741,6 +759,8 @@ class _HttptoolsParser:
         self.events.append(request)
         self.in_line = self.chunked
         self.line_len = 0
+        self.ck_state = _CK_SIZE
+        self.ck_line = b""
 
     def on_chunk_complete(self) -> None:
         self.in_line = True  # the next chunk-size line (or the trailers) follows
@@ -791,16 +811,15 @@ class _HttptoolsParser:
                 if self.remaining > 0:
                     stop = min(end, pos + self.remaining)
                 else:  # chunked
-                    k = -1
-                    if pos == 0 and self.tail:
-                        k = (self.tail + data[:3]).find(b"\r\n\r\n")
-                        stop = k + 4 - len(self.tail)
-                    if k < 0:
-                        k = data.find(b"\r\n\r\n", max(0, pos - 3))
-                        stop = end if k < 0 else k + 4
+                    stop = self._chunk_stop(data, pos, end)
                 piece = memoryview(data)[pos:stop]
                 start, pos = pos, stop
-            if self._execute(piece):
+                self.body_piece = True
+            try:
+                upgraded = self._execute(piece)
+            finally:
+                self.body_piece = False
+            if upgraded:
                 return data[pos:]  # llhttp pauses right after an upgrade's head, which ends its piece
             if self.fresh:
                 self.fresh = False
@@ -811,6 +830,55 @@ class _HttptoolsParser:
                 self._check_line(data, start, pos)
         self.tail = (self.tail + data[-3:])[-3:] if self.in_message and self.remaining < 0 else b""
         return None
+
+    def _chunk_stop(self, data: bytes, pos: int, end: int) -> int:
+        """Follow the chunked framing over ``data[pos:end]``; return just past the body's end if it is
+        there, else ``end``.
+
+        llhttp reports no offsets, and a piece fed to it must end where the message does (the next head
+        belongs to the shared head front). The framing is followed as llhttp reads a valid body: chunk
+        data is skipped by its size, so a body is one llhttp call per read however many CRLFCRLF its data
+        holds. A size line it cannot read ends the piece there, and llhttp refuses that line.
+        """
+        state = self.ck_state
+        while pos < end:
+            if state in (_CK_DATA, _CK_DATA_END):
+                step = min(self.ck_remaining, end - pos)
+                pos += step
+                self.ck_remaining -= step
+                if not self.ck_remaining:
+                    if state == _CK_DATA:
+                        state = _CK_DATA_END
+                        self.ck_remaining = 2  # the CRLF after chunk data
+                    else:
+                        state = _CK_SIZE
+                continue
+            # A chunk-size line or a trailer line, up to its LF (llhttp refuses a bare one).
+            lf = data.find(b"\n", pos, end)
+            if lf < 0:
+                self.ck_line += data[pos:end]  # bounded: _check_line refuses a long line after the feed
+                pos = end
+                break
+            line = self.ck_line + data[pos:lf]
+            self.ck_line = b""
+            pos = lf + 1
+            if state == _CK_SIZE:
+                m = _CHUNK_HEX(line)
+                if m is None:  # llhttp refuses it
+                    break
+                size = int(m.group(), 16)
+                if size > 0xFFFF_FFFF_FFFF_FFFF:  # llhttp refuses a size over 64 bits (leading zeros pass)
+                    break
+                if size:
+                    state = _CK_DATA
+                    self.ck_remaining = size
+                else:
+                    state = _CK_TRAILERS
+            elif line == b"\r" or not line:  # the empty line after the trailers: the body's end
+                state = _CK_SIZE
+                break
+        self.ck_state = state
+        return pos
 
     def _check_line(self, data: bytes, start: int, stop: int) -> None:
         """Refuse a chunk-size or trailer line still unfinished at ``stop`` once it is longer than the
