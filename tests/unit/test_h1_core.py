@@ -560,6 +560,20 @@ def test_a_long_field_line_is_refused_before_its_end() -> None:
         assert fed_until_refused(data, backend, "bytes", limits)[0] == edge
 
 
+def test_a_field_line_of_padding_is_refused_before_its_end() -> None:
+    # Spaces after a short value could all be OWS (name + value stays tiny), but the line's own bound, twice
+    # the field size, refuses it long before the whole head's bound.
+    limits = H1Limits()
+    prefix = b"GET / HTTP/1.1\r\nHost: a\r\n"
+    data = prefix + b"X-Pad: v" + b" " * 1_000_000 + b"\r\n\r\n"
+    refused(data, 431)
+    edge = len(prefix) + 2 * limits.field_size + 3  # the byte that makes the line one too long
+    for backend in BACKENDS:
+        assert fed_until_refused(data, backend, "bytes", limits)[:2] == (edge, 431)
+        fed, status, held = fed_until_refused(data, backend, "random", limits)
+        assert status == 431 and edge <= fed < edge + 12 and held < 2 * limits.field_size + 64, (backend, fed)
+
+
 def test_too_many_field_lines_are_refused_at_the_first_over() -> None:
     limits = H1Limits()
     prefix = b"GET / HTTP/1.1\r\nHost: a\r\n"
@@ -582,11 +596,14 @@ def test_a_field_line_padded_with_ows_is_judged_by_its_name_and_value() -> None:
     # RFC 9112 §5.1: OWS around the value is in neither name nor value, so it does not count.
     limits = H1Limits(field_size=32)
     name = b"x-long"
-    ows = b" \t" * 1000
+    ows = b" \t" * 8  # the line: 6 + 1 + 16 + 26 + 16 bytes, within twice the field size (66)
     value = b"v" * (32 - len(name))
     message = one(get(b"Host: a", name + b":" + ows + value + ows), limits=limits)
     assert message.headers[-1] == (name, value)
     refused(get(b"Host: a", name + b":" + ows + value + b"v" + ows), 431, limits=limits)
+    # Padding itself is bounded: a line longer than twice the field size is refused, name and value short.
+    refused(get(b"Host: a", name + b":" + ows + b"v" + b" " * 60), 431, limits=limits)
+    refused(get(b"Host: a", name + b": v" + b" " * 100_000), 431)
     # SP inside the value counts: refused once the head is complete, on every split alike.
     spaced = b"v " * 13 + b"v"
     assert len(name) + len(spaced) > 32 >= len(name) + len(spaced.replace(b" ", b""))

@@ -499,7 +499,10 @@ def _check_field_lines(
         line_size += (
             end - pos - head.count(b" ", pos, end) - head.count(b"\t", pos, end) - head.count(b"\r", pos, end)
         )
-        if line_size > field_size + 1:
+        # A line padded with OWS is bounded too, at twice the field size: its name and value may fill one
+        # field size, its padding as much again (gunicorn bounds the whole line by the field size; nginx
+        # by its header buffer, 8 KiB). Without it, spaces held a line up to the whole head's bound.
+        if line_size > field_size + 1 or end - line_start > 2 * field_size + 2:
             # RFC 6585 §5: 431. The name is read from bytes every split has by now (the line holds at
             # least field_size + 2), so the reason is the same on every split.
             name = bytes(head[line_start : line_start + min(65, field_size + 2)]).partition(b":")[0]
