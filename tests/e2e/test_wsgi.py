@@ -128,6 +128,18 @@ READ_MODES = ["read", "read_n", "readline", "readline_n", "readlines", "iter"]
 BODY = b"".join(b"line %d of the body, %s\n" % (i, b"x" * (i % 50)) for i in range(3000))
 
 
+def test_wsgi_input_of_a_bodyless_request_reads_empty_in_every_mode(server: TricornProcess) -> None:
+    # A GET on a keep-alive connection (the fast lane's request) gets the shared empty wsgi.input.
+    with httpx.Client(base_url=server.url) as client:
+        for mode in READ_MODES:
+            result = client.get(f"/read?mode={mode}&n=30").json()
+            assert (result["bytes"], result["lengths"], result["eof"]) == (
+                0,
+                [] if mode != "read" else [0],
+                "",
+            )
+
+
 @pytest.mark.parametrize("mode", READ_MODES)
 @pytest.mark.parametrize("chunked", [False, True], ids=["length", "chunked"])
 def test_wsgi_input_read_modes(server: TricornProcess, mode: str, chunked: bool) -> None:

@@ -1046,6 +1046,16 @@ def test_chunk_data_full_of_crlfcrlf_is_parsed_in_one_llhttp_call(monkeypatch: p
     assert outcome.status is None
 
 
+def test_a_request_inside_a_piece_fed_as_body_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Should the driver ever misjudge a chunked body's end, the next head reaches llhttp inside a body
+    # piece: it is refused, never parsed past the shared head front. (A driver cutting at the read's end
+    # stands in for the misjudgement.)
+    monkeypatch.setattr(h1._HttptoolsParser, "_chunk_stop", lambda self, data, pos, end: end)
+    outcome = collect(chunked(b"3\r\nabc\r\n0\r\n\r\n") + get(b"Host: a", target=b"/next"), "httptools")
+    assert outcome.status == 400
+    assert [m.target for m in outcome.messages if m.complete] == [b"/up"]
+
+
 @pytest.mark.parametrize(
     "body",
     [

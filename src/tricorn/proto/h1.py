@@ -658,16 +658,13 @@ class _HttptoolsParser:
         "head",
         "headers",
         "headers_done",
-        "in_line",
         "in_message",
         "limits",
-        "line_len",
         "parser",
         "paused_upgrade",
         "remaining",
         "request",
         "synthetic",
-        "tail",
         "trailers",
         "upgrades",
         "url",
@@ -687,17 +684,11 @@ class _HttptoolsParser:
         self.headers_done = False
         self.in_message = False  # llhttp is inside a message (its head has been fed)
         self.remaining = 0  # Content-Length body bytes still due; -1 while in a chunked body
-        self.tail = b""  # the last bytes of a chunked body, for a CRLF split between calls
         # Where a chunked body ends, followed by the driver itself (see _chunk_stop).
         self.ck_state = _CK_SIZE
         self.ck_remaining = 0
         self.ck_line = b""
         self.body_piece = False  # llhttp is being fed body bytes: no message may begin in them
-        # Inside a chunk-size or trailer line, and its length so far: llhttp streams a chunk extension
-        # without limit and httptools buffers a trailer field whole, so the driver bounds the lines as
-        # the pure-Python backend does (llhttp CVE-2024-22019, unbounded chunk extensions).
-        self.in_line = False
-        self.line_len = 0
         self.body_seen = 0
         self.chunked = False
         self.closed = False  # a request said "close": nothing after it is read
@@ -760,16 +751,10 @@ class _HttptoolsParser:
         self.remaining = -1 if self.chunked else length or 0
         self.request = request
         self.events.append(request)
-        self.in_line = self.chunked
-        self.line_len = 0
         self.ck_state = _CK_SIZE
         self.ck_line = b""
 
-    def on_chunk_complete(self) -> None:
-        self.in_line = True  # the next chunk-size line (or the trailers) follows
-
     def on_body(self, body: bytes) -> None:
-        self.in_line = False
         if self.remaining > 0:
             self.remaining -= len(body)
         elif self.limits.body is not None:
@@ -782,7 +767,6 @@ class _HttptoolsParser:
         if self.remaining and self.parser.should_upgrade():
             return  # llhttp skipped the body of an upgrade request; _upgrade has it read
         self.in_message = False
-        self.in_line = False
         self.remaining = 0
         self.events.append(EndOfMessage(self.trailers))
         request = self.request
@@ -809,14 +793,13 @@ class _HttptoolsParser:
                     return None
                 piece: bytes | memoryview
                 piece, pos = got
-                start = -1
             else:
                 if self.remaining > 0:
                     stop = min(end, pos + self.remaining)
                 else:  # chunked
                     stop = self._chunk_stop(data, pos, end)
                 piece = memoryview(data)[pos:stop]
-                start, pos = pos, stop
+                pos = stop
                 self.body_piece = True
             try:
                 upgraded = self._execute(piece)
@@ -829,9 +812,6 @@ class _HttptoolsParser:
                 self.parser = _llhttp(self)
             if self.closed:
                 return None
-            if self.in_line and start >= 0:
-                self._check_line(data, start, pos)
-        self.tail = (self.tail + data[-3:])[-3:] if self.in_message and self.remaining < 0 else b""
         return None
 
     def _chunk_stop(self, data: bytes, pos: int, end: int) -> int:
@@ -859,7 +839,12 @@ class _HttptoolsParser:
             # A chunk-size line or a trailer line, up to its LF (llhttp refuses a bare one).
             lf = data.find(b"\n", pos, end)
             if lf < 0:
-                self.ck_line += data[pos:end]  # bounded: _check_line refuses a long line after the feed
+                self.ck_line += data[pos:end]
+                if len(self.ck_line) > self.limits.field_size + 2:
+                    # llhttp streams a chunk extension without limit and httptools buffers a trailer
+                    # field whole: the line is bounded here, as the pure-Python backend bounds its
+                    # buffer, at the end of the same read (llhttp CVE-2024-22019).
+                    raise RemoteProtocolError("chunk line too long")
                 pos = end
                 break
             line = self.ck_line + data[pos:lf]
@@ -882,19 +867,6 @@ class _HttptoolsParser:
                 break
         self.ck_state = state
         return pos
-
-    def _check_line(self, data: bytes, start: int, stop: int) -> None:
-        """Refuse a chunk-size or trailer line still unfinished at ``stop`` once it is longer than the
-        pure-Python backend allows one (so both refuse it alike, at the end of the same read)."""
-        k = data.rfind(b"\r\n", start, stop)  # a line starts right after a CRLF and holds none
-        if k >= 0:
-            self.line_len = stop - k - 2
-        elif start == 0 and data[:1] == b"\n" and self.tail.endswith(b"\r"):  # a CRLF split between reads
-            self.line_len = stop - 1
-        else:
-            self.line_len += stop - start
-        if self.line_len > self.limits.field_size + 2:
-            raise RemoteProtocolError("chunk line too long")
 
     def _execute(self, piece: bytes | memoryview) -> bool:
         """Feed one piece to llhttp; return True when an accepted upgrade pauses parsing."""
