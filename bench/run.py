@@ -128,6 +128,9 @@ SERVERS: dict[str, Server] = {
             "gunicorn",
             {"wsgi": "{py} -m gunicorn -w 1 -k sync -b {host}:{port} --log-level warning {app}"},
         ),
+        # Not a peer: the ceiling of a Python WSGI server on tricorn's own parts, with no validation at
+        # all (bench/minimal_wsgi.py). Run only when asked for: --servers tricorn,granian,minimal-wsgi.
+        Server("minimal-wsgi", "httptools", {"wsgi": "{py} bench/minimal_wsgi.py {app} {port}"}),
         # -- pre-fork workers (section "workers"): each server with 1 and with 2 worker processes.
         # tricorn with one worker is a single process (no master), as it is deployed that way.
         *(
@@ -674,6 +677,12 @@ def ratio(ref: Result | None, r: Result) -> str:
     return f"{ref.rps / r.rps:.2f}x"
 
 
+def shown_servers(section: Section, results: list[Result]) -> list[str]:
+    """The section's servers, then any opt-in server (``--servers``) that has results, in run order."""
+    extra = [r.server for r in results if r.server not in section.servers]
+    return [*section.servers, *dict.fromkeys(extra)]
+
+
 def table_rows(section: Section, case: Case, results: list[Result]) -> tuple[list[str], list[list[str]]]:
     ref_name = section.servers[0]
     by_server = {r.server: r for r in results if r.case == case.name}
@@ -684,7 +693,7 @@ def table_rows(section: Section, case: Case, results: list[Result]) -> tuple[lis
     if spread:
         header.insert(2, "runs (min-max)")
     rows = []
-    for name in section.servers:
+    for name in shown_servers(section, results):
         r = by_server.get(name)
         if r is None:
             continue
@@ -869,7 +878,7 @@ def write_chart(section: Section, cases: Sequence[Case], results: list[Result], 
     except ImportError:
         print("matplotlib not available: no chart", file=sys.stderr)
         return False
-    servers = [s for s in section.servers if any(r.server == s for r in results)]
+    servers = [s for s in shown_servers(section, results) if any(r.server == s for r in results)]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, axes = plt.subplots(1, len(cases), figsize=(3.4 * len(cases) + 0.6, 3.8), squeeze=False)
     width = 0.8 / max(len(servers), 1)
@@ -1087,6 +1096,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             section = SECTIONS[key]
             cases = [c for c in section.cases if not opts.only or c.name in opts.only]
             names = [s for s in section.servers if wanted_servers is None or s in wanted_servers]
+            names += [s for s in wanted_servers or () if s not in section.servers]  # opt-in servers
             servers = [SERVERS[n] for n in names if section.interface in SERVERS[n].commands]
             if not cases or not servers:
                 continue
