@@ -7,11 +7,12 @@ import contextlib
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,54 @@ def raw_request(port: int, data: bytes, timeout: float = 5.0, read_all: bool = T
         except TimeoutError:
             pass
         return b"".join(chunks)
+
+
+WAIT_DEADLINE = 30.0  # generous: the suite shares two cores; a condition that holds costs only its own time
+
+
+def wait_for(
+    predicate: Callable[[], object],
+    timeout: float = WAIT_DEADLINE,
+    what: str | Callable[[], str] = "condition",
+) -> None:
+    """Poll ``predicate`` until it is true (a condition, not a delay); TimeoutError, saying ``what``, after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what if isinstance(what, str) else what()} not reached within {timeout}s")
+        time.sleep(0.01)  # polling a condition, not waiting for time to pass
+
+
+def rss_kib(pid: int) -> int:
+    """The resident set size of process ``pid``, in KiB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def ws_frame(
+    opcode: int,
+    payload: bytes,
+    fin: bool = True,
+    mask: bool = True,
+    rsv: int = 0,
+    length: int | None = None,
+    key: bytes | None = None,
+) -> bytes:
+    """A WebSocket frame as a client sends it (RFC 6455 §5.2), built independently of the server's code.
+    ``length`` overrides the declared payload length; ``key`` is the masking key (random if None)."""
+    head = bytes([(0x80 if fin else 0) | rsv << 4 | opcode])
+    n = len(payload) if length is None else length
+    bit = 0x80 if mask else 0
+    if n < 126:
+        head += bytes([bit | n])
+    elif n < 65536:
+        head += bytes([bit | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([bit | 127]) + struct.pack("!Q", n)
+    if not mask:
+        return head + payload
+    key = os.urandom(4) if key is None else key
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))

@@ -7,14 +7,12 @@ import importlib.util
 import re
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import TricornProcess
+from tests.conftest import TricornProcess, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -24,14 +22,6 @@ BACKENDS = [pytest.param(["--http", "httptools"], id="httptools"), pytest.param(
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> list[str]:
     return request.param  # type: ignore[no-any-return]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        time.sleep(0.01)  # polling a condition
 
 
 # -- Starlette

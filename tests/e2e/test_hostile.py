@@ -33,13 +33,13 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import BACKENDS, TricornProcess
+from tests.conftest import BACKENDS, TricornProcess, rss_kib, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -91,14 +91,6 @@ def log_offset(server: TricornProcess) -> int:
     return data.rfind(b"\n") + 1
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = DEADLINE, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
-
-
 def error_lines_for(server: TricornProcess, offset: int, client_port: int) -> list[bytes]:
     marker = b" 127.0.0.1:%d " % client_port
     return [line for line in new_log_lines(server, offset) if marker in line]
@@ -123,13 +115,6 @@ def seen_since(server: TricornProcess, since: int) -> list[str]:
     status, body = get(server.port, f"/__seen?since={since}")
     assert status == 200
     return list(json.loads(body)["seen"])
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 # ------------------------------------------------------------------------ a small response parser

@@ -10,7 +10,6 @@ import json
 import re
 import signal
 import socket
-import time
 from collections.abc import Callable, Iterator
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import TricornProcess, raw_request
+from tests.conftest import TricornProcess, raw_request, rss_kib, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -152,15 +151,6 @@ def parse(data: bytes, methods: list[str] | None = None) -> list[Response]:
     while reader.buf:
         out.append(reader.response())
     return out
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll ``predicate`` until it holds (a condition, not a delay); TimeoutError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        time.sleep(0.01)  # polling a condition, not waiting for time to pass
 
 
 def log_lines(server: TricornProcess, count: int, containing: str) -> list[str]:
@@ -628,13 +618,6 @@ def test_request_header_timeout(start: Start) -> None:
 
 
 # -- flow control
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")

@@ -24,30 +24,19 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Set
+from collections.abc import Iterator, Set
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, TricornProcess, die_with_parent, free_port
+from tests.conftest import ROOT, TricornProcess, die_with_parent, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
 APP = "tests.apps.workers:app"
 DEADLINE = 30.0  # generous: the suite shares two cores with other tests
 READY = re.compile(r"\[(\d+)\] \[INFO\] worker ready \(")
-
-
-def wait_for(
-    predicate: Callable[[], object], timeout: float = DEADLINE, what: str | Callable[[], str] = "condition"
-) -> None:
-    """Poll ``predicate`` until it is true; TimeoutError (saying ``what``) after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what if isinstance(what, str) else what()} not reached within {timeout}s")
-        time.sleep(0.02)  # polling a condition, not waiting for time to pass
 
 
 # -- processes, from /proc

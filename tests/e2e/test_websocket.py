@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import struct
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +25,8 @@ import websockets
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.conftest import TricornProcess
+from tests.conftest import TricornProcess, wait_for
+from tests.conftest import ws_frame as frame
 
 pytestmark = pytest.mark.e2e
 
@@ -78,35 +78,7 @@ def events(server: TricornProcess) -> dict[str, Any]:
     return httpx.get(f"{server.url}/events", headers={"connection": "close"}).json()
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Poll ``predicate`` until it holds (a condition, not a delay); TimeoutError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        time.sleep(0.01)  # polling a condition, not waiting for time to pass
-
-
 # -- a raw WebSocket client, independent of the server's code ---------------------------------------------
-
-
-def frame(
-    opcode: int, payload: bytes, fin: bool = True, mask: bool = True, rsv: int = 0, length: int | None = None
-) -> bytes:
-    """A client frame; ``length`` overrides the declared payload length."""
-    head = bytes([(0x80 if fin else 0) | rsv << 4 | opcode])
-    n = len(payload) if length is None else length
-    bit = 0x80 if mask else 0
-    if n < 126:
-        head += bytes([bit | n])
-    elif n < 65536:
-        head += bytes([bit | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([bit | 127]) + struct.pack("!Q", n)
-    if not mask:
-        return head + payload
-    key = os.urandom(4)
-    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
 def close_payload(code: int, reason: bytes = b"") -> bytes:

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import TricornProcess, raw_request
-from tests.e2e.test_http import Reader, connect, get, log_lines, parse, rss_kib, wait_for
+from tests.conftest import TricornProcess, raw_request, rss_kib, wait_for
+from tests.e2e.test_http import Reader, connect, get, log_lines, parse
 
 pytestmark = pytest.mark.e2e
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import random
 import struct
 import zlib
@@ -21,6 +22,7 @@ from wsproto.events import TextMessage as WsprotoText
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason
 
+from tests.conftest import ws_frame
 from tricorn import config as config_module
 from tricorn.errors import LocalProtocolError, RemoteProtocolError
 from tricorn.interfaces.asgi_ws import SessionState, WebSocketSession
@@ -288,23 +290,9 @@ def describe(events: list[object]) -> list[tuple[str, object]]:
     return out
 
 
-def masked(opcode: int, payload: bytes, fin: bool = True, rsv: int = 0, mask: bool = True) -> bytes:
-    head = bytes([(0x80 if fin else 0) | rsv << 4 | opcode])
-    n = len(payload)
-    bit = 0x80 if mask else 0
-    if n < 126:
-        head += bytes([bit | n])
-    elif n < 65536:
-        head += bytes([bit | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([bit | 127]) + struct.pack("!Q", n)
-    if not mask:
-        return head + payload
-    key = b"\x01\x02\x03\x04"
-    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-
-
 Case = tuple[Callable[[], bytes], list[tuple[str, object]]]
+
+masked = functools.partial(ws_frame, key=b"\x01\x02\x03\x04")  # a fixed key: the same bytes every run
 
 
 def _peer_messages() -> bytes:

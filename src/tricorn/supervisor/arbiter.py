@@ -255,13 +255,7 @@ class Arbiter:
             for signum, handler in self._previous_handlers.items():
                 signal.signal(signum, handler)
             signal.set_wakeup_fd(self._previous_wakeup)
-        for handle in self.handles.values():
-            handle.channel.close()
-        if self.selector is not None:
-            self.selector.close()
-        if self._wakeup is not None:
-            for fd in self._wakeup:
-                os.close(fd)
+        self._close_event_fds()
         for sock in self.sockets:
             sock.close()
         for path in self._unix_paths:
@@ -491,12 +485,9 @@ class Arbiter:
         self.selector.register(master_end, selectors.EVENT_READ, wid)
         self._feed(p.WorkerForked(wid, pid))
 
-    def _worker_main(self, channel: socket.socket) -> int:
-        """In the forked child: shed the master's state, then serve (tricorn.run.run) as a worker."""
-        signal.set_wakeup_fd(-1)
-        for signum in SIGNALS:
-            signal.signal(signum, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the master too; it decides
+    def _close_event_fds(self) -> None:
+        """Close what the master's event loop reads: the workers' channels, the selector, the wakeup pipe
+        (at the master's exit, and in a forked worker, which must not hold them)."""
         for handle in self.handles.values():
             handle.channel.close()
         if self.selector is not None:
@@ -504,6 +495,14 @@ class Arbiter:
         if self._wakeup is not None:
             for fd in self._wakeup:
                 os.close(fd)
+
+    def _worker_main(self, channel: socket.socket) -> int:
+        """In the forked child: shed the master's state, then serve (tricorn.run.run) as a worker."""
+        signal.set_wakeup_fd(-1)
+        for signum in SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the master too; it decides
+        self._close_event_fds()
         set_title(f"tricorn: worker [{self.config.app}]")
         # SIGABRT from the master (a worker that stopped beating) dumps every thread's stack to stderr.
         faulthandler.enable(all_threads=True)
