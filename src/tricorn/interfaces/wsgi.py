@@ -2,13 +2,12 @@
 
 Theory of operation
 -------------------
-The shell (:mod:`tricorn.io.h1`) drives a WSGICycle as it drives an ASGI ``HTTPCycle``: the loop calls
-``feed_body`` / ``end_body`` / ``disconnect`` / ``peer_closed`` and reads ``state``, ``status``,
-``response_bytes`` and ``response_headers`` for the connection's fate and the access log. Only the start
-differs: :meth:`WSGIServer.start` hands the cycle to the thread pool (there is no coroutine to step). The
-cycle reports back through the same Channel (``write``, ``cycle_complete``, ``app_error``...). Framing and
-validation stay in the :class:`~tricorn.proto.h1.H1Connection` core (``response_head`` /
-``response_body``), shared with ASGI.
+A request's stream (HTTP/1.1 or HTTP/2, :mod:`tricorn.interfaces.stream`) drives a WSGICycle as it drives
+an ASGI ``HTTPCycle``: the loop calls ``feed_body`` / ``end_body`` / ``disconnect`` / ``peer_closed`` and
+reads ``state``, ``status``, ``response_bytes`` and ``response_headers`` for the connection's fate and the
+access log. Only the start differs: :meth:`WSGIServer.start` hands the cycle to the thread pool (there is
+no coroutine to step). The cycle answers through the same Stream calls (``response_start``,
+``response_body``, ``cycle_complete``, ``app_error``...); framing and validation are the stream's.
 
 What differs is where the application runs. A WSGI app blocks, so it runs on a thread of a
 :class:`WorkerPool` (``--threads``) while the event loop goes on serving other connections. The two sides
@@ -52,14 +51,16 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 from tricorn.errors import ClientDisconnected, LocalProtocolError
-from tricorn.interfaces.asgi import ABORTED, RESPONSE_BODY, RESPONSE_DONE, RESPONSE_START, build_scope
+from tricorn.interfaces.asgi import METHODS, build_scope
+from tricorn.interfaces.stream import ABORTED, HIGH_WATER, RESPONSE_BODY, RESPONSE_DONE, RESPONSE_START
 from tricorn.logs import escape_for_log
-from tricorn.proto.h1 import CONTINUE_RESPONSE, H1Connection, Request
+from tricorn.proto.h1 import Request
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from tricorn.interfaces.asgi import Channel, Scope
+    from tricorn.interfaces.asgi import Scope
+    from tricorn.interfaces.stream import Stream
 
 __all__ = [
     "FileWrapper",
@@ -80,9 +81,6 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 error_log = logging.getLogger("tricorn.error")
 
-# Request body bytes buffered for the app before the socket stops being read (as for ASGI, uvicorn's
-# 64 KiB).
-HIGH_WATER = 65536
 # Response bytes a worker may hand to the loop before it waits for them to be written (and, when the
 # client is slow, for the transport to drain): one socket buffer's worth.
 WRITE_HIGH_WATER = 65536
@@ -93,8 +91,7 @@ BLOCKING_JOB = 0.002
 # The largest os.sendfile() call (Linux caps one call at 2 GiB - 4 KiB anyway).
 SENDFILE_CHUNK = 1 << 30
 
-_METHODS = {m: m.decode("ascii") for m in (b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH")}
-_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
+_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "2": "HTTP/2"}
 
 
 # -- environ --------------------------------------------------------------------------------------------
@@ -155,12 +152,19 @@ def build_environ(
 
 
 def connection_environ(
-    base: Environ, server: tuple[str, int | None] | None, client: tuple[str, int] | None
+    base: Environ,
+    server: tuple[str, int | None] | None,
+    client: tuple[str, int] | None,
+    scheme: str = "http",
 ) -> Environ:
     """``base`` with the keys every request of one connection shares: the server's and the client's
-    addresses. Without a server port (a Unix socket) ``SERVER_NAME``/``SERVER_PORT`` are left to each
-    request's Host (see :func:`request_environ`)."""
+    addresses, and the scheme (``HTTPS=on`` over TLS, as CGI servers set it). Without a server port (a
+    Unix socket) ``SERVER_NAME``/``SERVER_PORT`` are left to each request's Host (see
+    :func:`request_environ`)."""
     environ = base.copy()
+    if scheme == "https":
+        environ["wsgi.url_scheme"] = "https"
+        environ["HTTPS"] = "on"
     if server is not None and server[1] is not None:
         environ["SERVER_NAME"] = server[0]
         environ["SERVER_PORT"] = str(server[1])
@@ -178,7 +182,7 @@ def request_environ(request: Request, shared: Environ, wsgi_input: Any) -> Envir
     the addresses are formatted once per connection, not per request)."""
     environ = shared.copy()
     method = request.method
-    environ["REQUEST_METHOD"] = _METHODS.get(method) or method.decode("ascii")
+    environ["REQUEST_METHOD"] = METHODS.get(method) or method.decode("ascii")
     path = request.path
     if path.find(b"%") >= 0:
         path = unquote_to_bytes(path)
@@ -574,8 +578,8 @@ class WSGIServer:
             return
         self.pool.submit([cycle.execute for cycle in starting])
 
-    def new_cycle(self, channel: Channel, conn: H1Connection, request: Request) -> WSGICycle:
-        return WSGICycle(self, channel, conn, request)
+    def new_cycle(self, stream: Stream, request: Request) -> WSGICycle:
+        return WSGICycle(self, stream, request)
 
     async def close(self, timeout: float) -> None:
         """Graceful stop: wait up to ``timeout`` for requests still running in threads (the loop keeps
@@ -635,17 +639,18 @@ class WSGICycle:
     chunks: deque[bytes] | None = None
     _file: tuple[int, int, int] = (-1, 0, 0)  # a sendfile's descriptor, offset and byte count
 
-    def __init__(self, server: WSGIServer, channel: Channel, conn: H1Connection, request: Request) -> None:
+    def __init__(self, server: WSGIServer, stream: Stream, request: Request) -> None:
         self.server = server
-        self.channel = channel
-        self.conn = conn
+        self.stream = stream
         self.request = request
 
     @property
     def scope(self) -> Scope:
         """The request as an ASGI-style scope, for the access log."""
-        channel: Any = self.channel
-        return build_scope(self.request, channel.server, channel.client, "http", self.server.root_path, None)
+        stream = self.stream
+        return build_scope(
+            self.request, stream.server, stream.client, stream.scheme, self.server.root_path, None
+        )
 
     # -- events from the connection (loop thread)
     def feed_body(self, data: bytes) -> None:
@@ -657,7 +662,7 @@ class WSGICycle:
         if self.received - self.consumed > HIGH_WATER and not self.read_paused:
             self.read_paused = True
             self.resume_asked = False
-            self.channel.pause_reading()
+            self.stream.pause_reading()
         if self.waiting:
             self._notify()
 
@@ -693,13 +698,13 @@ class WSGICycle:
         if self.abandoned:  # the client left while the request waited for a thread
             post(self._loop_final_error, "", None, True)
             return
-        channel: Any = self.channel
+        stream = self.stream
         result: Any = None
         try:
-            shared = channel.wsgi_environ
+            shared = stream.wsgi_environ
             if shared is None:
-                shared = channel.wsgi_environ = connection_environ(
-                    self.server.base, channel.server, channel.client
+                shared = stream.wsgi_environ = connection_environ(
+                    self.server.base, stream.server, stream.client, stream.scheme
                 )
             # Complete with no byte received: the body is empty, and nothing is left to wait for.
             wsgi_input = NO_BODY if self.body_complete and self.chunks is None else WSGIInput(self)
@@ -914,33 +919,28 @@ class WSGICycle:
         state = self.state
         if state is RESPONSE_DONE or state is ABORTED:
             return
-        channel = self.channel
+        stream = self.stream
         if self.disconnected:
             if not more:
                 self.state = ABORTED
-                channel.cycle_complete(self)  # type: ignore[arg-type]  # duck-typed cycle
+                stream.cycle_complete(self)
             return
-        conn = self.conn
         try:
             if headers is not None:
-                head = conn.response_head(status, headers)  # type: ignore[arg-type]  # set with headers
+                stream.response_start(status, headers)  # type: ignore[arg-type]  # set with headers
                 self.status = status  # type: ignore[assignment]
                 self.response_headers = headers
                 self.state = RESPONSE_BODY
-                out = head + conn.response_body(data, more)
-            else:
-                out = conn.response_body(data, more)
+            stream.response_body(data, more)
         except LocalProtocolError as exc:
             self._refuse(exc)
             return
         self.response_bytes += len(data)
         self.written += len(data)
-        if out:
-            channel.write(out)
         if not more:
             self.state = RESPONSE_DONE
-            channel.cycle_complete(self)  # type: ignore[arg-type]
-        elif channel.write_paused and not self.write_blocked:
+            stream.cycle_complete(self)
+        elif stream.write_paused and not self.write_blocked:
             self.write_blocked = True
             self.server.loop.create_task(self._drained())
         if self.waiting:
@@ -950,10 +950,10 @@ class WSGICycle:
         """The core refused the app's response (bad status or header, body longer than its length)."""
         self.abandoned = True
         self._notify()
-        self.channel.app_error(self, f"invalid response from wsgi application: {exc}", None)  # type: ignore[arg-type]
+        self.stream.app_error(self, f"invalid response from wsgi application: {exc}", None)
 
     async def _drained(self) -> None:
-        await self.channel.drain()
+        await self.stream.drain()
         self.write_blocked = False
         self._notify()
 
@@ -965,9 +965,9 @@ class WSGICycle:
             return
         if quiet or self.disconnected:
             self.state = ABORTED
-            self.channel.cycle_complete(self)  # type: ignore[arg-type]
+            self.stream.cycle_complete(self)
             return
-        self.channel.app_error(self, message, exc)  # type: ignore[arg-type]
+        self.stream.app_error(self, message, exc)
 
     def server_log(self, message: str, exc: BaseException | None) -> None:
         # The response was already complete or refused (e.g. close() raised after the last byte).
@@ -976,12 +976,12 @@ class WSGICycle:
     def _loop_continue(self) -> None:
         if self.state is RESPONSE_START and not self.body_complete and not self.continue_sent:
             self.continue_sent = True
-            self.channel.write(CONTINUE_RESPONSE)
+            self.stream.response_continue()
 
     def _loop_resume_reading(self) -> None:
         if self.read_paused and self.received - self.consumed <= HIGH_WATER:
             self.read_paused = False
-            self.channel.resume_reading()
+            self.stream.resume_reading()
         else:
             self.resume_asked = False  # asked too early: the worker asks again as it reads on
 
@@ -992,33 +992,17 @@ class WSGICycle:
             self._notify()
             return
         try:
-            head = self.conn.response_head(status, headers)
+            answer: Any = self.stream.sendfile_start(status, headers)
         except LocalProtocolError as exc:
             self._refuse(exc)
             return
         self.status = status
         self.response_headers = headers
         self.state = RESPONSE_BODY
-        transport: Any = self.channel.transport
-        sock = transport.get_extra_info("socket")
-        answer: Any = "fallback"
-        if (
-            sock is not None
-            and transport.get_extra_info("sslcontext") is None
-            and transport.get_write_buffer_size() == 0
-        ):
-            try:
-                dup = socket.socket(fileno=os.dup(sock.fileno()))
-            except OSError:
-                pass
-            else:
-                # The worker sends on its own descriptor of the socket: it stays valid even if the
-                # transport closes meanwhile (a closed and reused descriptor number would be another
-                # client's), and the loop writes nothing on this connection until the worker is done.
-                self.sendfile_sock = dup
-                answer = (dup, head)
-        if answer == "fallback":
-            self.channel.write(head)
+        if answer is None:
+            answer = "fallback"  # the head is held by the stream; the body goes through response_body
+        else:
+            self.sendfile_sock = answer[0]
         self.sendfile_answer = answer
         self._notify()
 
@@ -1033,13 +1017,11 @@ class WSGICycle:
         self.response_bytes += sent
         if self.disconnected:
             self.state = ABORTED
-            self.channel.cycle_complete(self)  # type: ignore[arg-type]
+            self.stream.cycle_complete(self)
             return
-        conn = self.conn
-        conn.response_body_sent(sent)
-        conn.response_body(b"", False)  # cut short (the client went away, the file shrank): no keep-alive
+        self.stream.sendfile_done(sent)
         self.state = RESPONSE_DONE
-        self.channel.cycle_complete(self)  # type: ignore[arg-type]
+        self.stream.cycle_complete(self)
 
 
 def _sendfile_all(

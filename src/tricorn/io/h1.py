@@ -8,16 +8,26 @@ connection's deadlines, and closing.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections import deque
-from collections.abc import Iterable
 from enum import Enum
 from typing import TYPE_CHECKING
 
 from tricorn.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from tricorn.interfaces.asgi import ABORTED, RESPONSE_DONE, RESPONSE_START, HTTPCycle, build_scope
+from tricorn.interfaces.asgi import HTTPCycle, build_scope
+from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, Headers
 from tricorn.io.flow import WriteFlow
 from tricorn.io.runner import AppRunner
-from tricorn.proto.h1 import EndOfMessage, Event, H1Connection, Request, error_response
+from tricorn.proto.h1 import (
+    CONTINUE_RESPONSE,
+    RS_HEAD,
+    EndOfMessage,
+    Event,
+    H1Connection,
+    Request,
+    error_response,
+)
 
 if TYPE_CHECKING:
     from tricorn.io.server import ServerState
@@ -33,7 +43,17 @@ class Phase(Enum):
 PHASE_IDLE, PHASE_HEAD, PHASE_ACTIVE, PHASE_CLOSED = Phase
 
 
+# Below this size the head is copied in front of the body to make one write; above it, the two go out
+# together with writelines (writev) instead of copying the body (bench "post1m").
+_COPY_LIMIT = 16384
+# Streamed parts are batched into one write until this much is pending (the size of a socket buffer).
+WRITE_BATCH = 65536
+
+
 class H1Protocol(WriteFlow, asyncio.Protocol):
+    """One HTTP/1.1 connection, and the :class:`~tricorn.interfaces.stream.Stream` of the request it is
+    answering (requests are answered one at a time, in order)."""
+
     __slots__ = (
         "_drain_waiter",
         "client",
@@ -41,6 +61,9 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         "conn",
         "cycle",
         "deadline",
+        "head",
+        "pending",
+        "pending_size",
         "pending_upgrade",
         "phase",
         "pipeline",
@@ -48,6 +71,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         "receiving",
         "refusal",
         "runner",
+        "scheme",
         "server",
         "state",
         "transport",
@@ -75,6 +99,10 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         # Bad input that came after whole requests in one read: answered once those are (see _finish).
         self.refusal: RemoteProtocolError | None = None
         self.wsgi_environ: dict[str, object] | None = None  # the WSGI adapter's per-connection environ keys
+        self.scheme = "http"
+        self.head = b""  # the response head, held until the first body part
+        self.pending: list[bytes] | None = None  # streamed body parts not yet written (see response_body)
+        self.pending_size = 0
 
     # -- asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -168,9 +196,11 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         state = self.state
         if state.wsgi is not None:
             # A WSGICycle offers the shell HTTPCycle's interface (duck-typed): the one interface check.
-            return state.wsgi.new_cycle(self, self.conn, request)  # type: ignore[return-value]
-        scope = build_scope(request, self.server, self.client, "http", state.root_path, state.lifespan_state)
-        return HTTPCycle(self, self.conn, request, scope)
+            return state.wsgi.new_cycle(self, request)  # type: ignore[return-value]
+        scope = build_scope(
+            request, self.server, self.client, self.scheme, state.root_path, state.lifespan_state
+        )
+        return HTTPCycle(self, request, scope)
 
     def _start(self, cycle: HTTPCycle) -> None:
         state = self.state
@@ -195,12 +225,72 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         else:
             self.runner.run(cycle.run(state.app))
 
-    # -- Channel protocol, used by the cycles
-    def write(self, data: bytes) -> None:
-        self.transport.write(data)
+    # -- the Stream of the request being answered (interfaces/stream.py)
+    def response_start(self, status: int, headers: Headers) -> None:
+        self.head = self.conn.response_head(status, headers)
 
-    def writelines(self, data: Iterable[bytes]) -> None:
-        self.transport.writelines(data)
+    def response_body(self, data: bytes, more: bool) -> None:
+        data = self.conn.response_body(data, more)
+        head = self.head
+        if head:
+            self.head = b""
+            if len(data) < _COPY_LIMIT:
+                data = head + data
+                head = b""
+        if not more:
+            pending = self.pending
+            if pending is not None:
+                self.pending = None
+                pending.append(data)
+                self.transport.writelines(pending)
+            elif head:
+                self.transport.writelines((head, data))  # a large body is not copied (bench "post1m")
+            elif data:
+                self.transport.write(data)  # head and a small body in one write (bench "hello")
+            return
+        if data or head:
+            # Parts sent without waiting in between go out in one write at the end of this loop turn
+            # (or sooner past WRITE_BATCH): one syscall instead of one per part (bench "stream").
+            pending = self.pending
+            if pending is None:
+                pending = self.pending = [head, data] if head else [data]
+                self.pending_size = len(head) + len(data)
+                self.state.loop.call_soon(self._flush)
+            else:
+                pending.append(data)
+                self.pending_size += len(data)
+            if self.pending_size > WRITE_BATCH:
+                self._flush()
+
+    def _flush(self) -> None:
+        pending = self.pending
+        if pending is not None:
+            self.pending = None
+            if self.phase is not PHASE_CLOSED:
+                self.transport.writelines(pending)
+
+    def response_continue(self) -> None:
+        self.transport.write(CONTINUE_RESPONSE)
+
+    def sendfile_start(self, status: int, headers: Headers) -> tuple[socket.socket, bytes] | None:
+        head = self.conn.response_head(status, headers)
+        transport = self.transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and self.scheme == "http" and transport.get_write_buffer_size() == 0:
+            try:
+                # The worker sends on its own descriptor of the socket: it stays valid even if the
+                # transport closes meanwhile (a closed and reused descriptor number would be another
+                # client's), and the loop writes nothing on this connection until the worker is done.
+                return socket.socket(fileno=os.dup(sock.fileno())), head
+            except OSError:
+                pass
+        self.head = head
+        return None
+
+    def sendfile_done(self, sent: int) -> None:
+        conn = self.conn
+        conn.response_body_sent(sent)
+        conn.response_body(b"", False)  # cut short (the client went away, the file shrank): no keep-alive
 
     async def drain(self) -> None:
         if not self.write_paused or self.phase is PHASE_CLOSED:
@@ -304,6 +394,8 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.runner.close()
 
     def app_error(self, cycle: HTTPCycle, message: str, exc: BaseException | None) -> None:
+        self._flush()  # what the app sent before failing still reaches the client, then the cut
+        self.head = b""
         self.state.log_app_error(message, exc)
         if cycle.state is RESPONSE_START and self.phase is not PHASE_CLOSED:
             cycle.state = RESPONSE_DONE
@@ -374,7 +466,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.closing = True
         if self.cycle is None:
             self.close()
-        elif self.conn.response_state.name == "HEAD":
+        elif self.conn.response_state is RS_HEAD:
             self.conn.keep_alive = False
 
     def abort(self) -> None:

@@ -1,0 +1,85 @@
+"""The contract between a connection protocol and the adapters that serve a request on it.
+
+Every protocol tricorn speaks (HTTP/1.1 in :mod:`tricorn.io.h1`, HTTP/2 in :mod:`tricorn.io.h2`) turns its
+frames into per-request events and hands them to a *cycle* (an ASGI :class:`~tricorn.interfaces.asgi.HTTPCycle`
+or a WSGI :class:`~tricorn.interfaces.wsgi.WSGICycle`); the cycle answers through the request's *stream*.
+Neither side knows the other's concrete class, so each adapter exists once and serves every protocol:
+
+- stream -> cycle: ``feed_body(data)``, ``end_body()``, ``disconnect()``, ``peer_closed()``; the stream reads
+  the cycle's ``state``, ``status``, ``response_headers``, ``response_bytes``, ``body_complete`` and
+  ``counted`` for its own accounting and the access log.
+- cycle -> stream: the calls of :class:`Stream` below. Framing (status lines, chunked coding, HEADERS and
+  DATA frames), header validation and write coalescing are the stream's; the order of calls and the app's
+  protocol (ASGI messages, PEP 3333) are the cycle's.
+
+On HTTP/1.1 the connection is itself the stream of the request it is answering (no object per request
+beyond the cycle: bench "hello"); on HTTP/2 each stream id has its own stream object.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable
+from enum import Enum
+from typing import Any, Protocol
+
+# A slow app lets body bytes pile up to this much before the stream stops reading (uvicorn: 64 KiB).
+HIGH_WATER = 65536
+
+Headers = Iterable[tuple[bytes, bytes]]
+
+
+class CycleState(Enum):
+    RESPONSE_START = 0  # waiting for the response head
+    RESPONSE_BODY = 1  # head given to the stream (held until the first body part), body in progress
+    RESPONSE_DONE = 2  # the whole response was handed to the stream
+    ABORTED = 3  # the app failed after the response started, or the connection was lost
+
+
+# Members as module constants: on Python 3.11 `Enum.MEMBER` goes through EnumType.__getattr__, which
+# costs about as much as parsing a request head (bench "hello", counted with callgrind).
+RESPONSE_START, RESPONSE_BODY, RESPONSE_DONE, ABORTED = CycleState
+
+
+class Stream(Protocol):
+    """What a cycle needs from the protocol that carries its request.
+
+    ``response_start`` and ``response_body`` raise :class:`~tricorn.errors.LocalProtocolError` for a
+    response the protocol cannot carry (a bad status or header, a body longer than its Content-Length);
+    nothing is sent then.
+    """
+
+    scheme: str  # "http" or "https"
+    client: tuple[str, int] | None
+    server: tuple[str, int] | None
+    write_paused: bool  # the peer is not taking more of the response now: await drain()
+    wsgi_environ: dict[str, Any] | None  # the WSGI adapter's per-connection environ keys
+
+    def response_start(self, status: int, headers: Headers) -> None:
+        """Validate the response head; it goes out with the first body part (or alone with a 1xx)."""
+
+    def response_body(self, data: bytes, more: bool) -> None:
+        """Send ``data``; with ``more`` False the response is complete after it."""
+
+    def response_continue(self) -> None:
+        """Send ``100 Continue`` (RFC 9110 §10.1.1), if the protocol still can."""
+
+    async def drain(self) -> None:
+        """Wait until the peer takes more of the response (or the stream is gone)."""
+
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+
+    def sendfile_start(self, status: int, headers: Headers) -> tuple[socket.socket, bytes] | None:
+        """Validate the head of a response whose body a worker thread will send from a file: a private
+        descriptor of the socket and the head's bytes when the transport allows zero-copy sendfile, else
+        None (the head is held as by ``response_start`` and the body goes through ``response_body``)."""
+
+    def sendfile_done(self, sent: int) -> None:
+        """A sendfile of ``sent`` body bytes ended: the response is complete."""
+
+    def cycle_complete(self, cycle: Any) -> None:
+        """The cycle's response is complete (``RESPONSE_DONE``) or was cut (``ABORTED``)."""
+
+    def app_error(self, cycle: Any, message: str, exc: BaseException | None) -> None:
+        """The app failed: a 500 if nothing was sent, else the response is cut. Logs ``message``."""
