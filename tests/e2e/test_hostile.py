@@ -386,7 +386,8 @@ cases(
     bare_lf=(b"GET /echo HTTP/1.1\nHost: x\r\n\r\n", 400),
     bare_cr=(b"GET /echo HTTP/1.1\rHost: x\r\n\r\n", 400),
     tls_client_hello=(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32)), 400),
-    h2_preface=(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 501),  # PRI is no method an HTTP/1.1 server serves
+    # PRI is no method an HTTP/1.1 server serves (the HTTP/2 preface itself switches to HTTP/2: test_http2)
+    pri_method=(b"PRI * HTTP/1.1\r\nHost: x\r\n\r\n", 501),
 )
 # RFC 9110 §9.1: method = token, case-sensitive; a token method the server does not implement is 501.
 cases(

@@ -49,11 +49,20 @@ class Stream(Protocol):
     nothing is sent then.
     """
 
-    scheme: str  # "http" or "https"
-    client: tuple[str, int] | None
-    server: tuple[str, int] | None
-    write_paused: bool  # the peer is not taking more of the response now: await drain()
     wsgi_environ: dict[str, Any] | None  # the WSGI adapter's per-connection environ keys
+
+    @property
+    def scheme(self) -> str:
+        """``http`` or ``https``."""
+
+    @property
+    def client(self) -> tuple[str, int] | None: ...
+    @property
+    def server(self) -> tuple[str, int] | None: ...
+
+    @property
+    def write_paused(self) -> bool:
+        """The peer is not taking more of the response now: await ``drain()``."""
 
     def response_start(self, status: int, headers: Headers) -> None:
         """Validate the response head; it goes out with the first body part (or alone with a 1xx)."""

@@ -149,6 +149,17 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
                 return
         if self.refusal is not None:
             return  # nothing after bad input is read (the core would only repeat the error)
+        if (
+            self.phase is PHASE_IDLE
+            and data[:14] == b"PRI * HTTP/2.0"
+            and self.state.http2
+            and self.cycle is None
+            and not self.pipeline
+            and not self.conn.in_head
+        ):
+            # RFC 9113 §3.3: HTTP/2 by prior knowledge; the preface stands where a request would.
+            self._switch_to_h2(data, None)
+            return
         try:
             events = conn.receive_data(data)
         except RemoteProtocolError as exc:
@@ -213,12 +224,9 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
             self.conn.keep_alive = False
         if state.access_log is not None:
             cycle.start_time = state.loop.time()
-        limit = state.limit_concurrency
-        if limit is not None and state.active >= limit:
+        if not state.admit(cycle):
             self._reply_error(cycle, 503, "service unavailable: too many requests in progress")
             return
-        state.active += 1
-        cycle.counted = True
         wsgi = state.wsgi
         if wsgi is not None:
             wsgi.start(cycle)  # type: ignore[arg-type]  # a WSGI cycle runs on the pool: no coroutine
@@ -318,15 +326,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
 
     def cycle_complete(self, cycle: HTTPCycle) -> None:
         """The cycle's response is complete (or was aborted)."""
-        state = self.state
-        if cycle.counted:
-            state.active -= 1
-            state.completed += 1
-            if state.completed == state.request_limit:  # a pre-fork worker's max-requests
-                state.on_request_limit()
-            cycle.counted = False
-        if state.access_log is not None and cycle.state is RESPONSE_DONE:
-            state.log_access(self, cycle)
+        self.state.request_done(self, cycle)
         if cycle.state is ABORTED:
             self.close()
             return
@@ -369,9 +369,23 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
                 return
             self.resume_reading()
 
-    # -- WebSocket (only for requests whose `upgrade` is set: nothing here runs for plain HTTP)
+    # -- protocol switches (only for requests whose `upgrade` is set: nothing here runs for plain HTTP)
+    def _switch_to_h2(self, data: bytes, upgrade: tuple[Request, bytes] | None) -> None:
+        """Hand the connection to HTTP/2: ``data`` is what arrived after the switch point."""
+        from tricorn.io.h2 import H2Protocol
+
+        h2 = H2Protocol(self.state)
+        transport = self.transport
+        self.close_for_upgrade()
+        transport.set_protocol(h2)
+        h2.start(transport, self.client, self.server, self.scheme, upgrade)
+        if self.reading_paused:
+            transport.resume_reading()
+        if data:
+            h2.data_received(data)
+
     def _upgrade(self, request: Request, start: HTTPCycle | None) -> None:
-        """A WebSocket handshake: hand the connection over once the requests before it are answered."""
+        """A WebSocket or h2c handshake: switch once the requests before it are answered."""
         self.receiving = None
         if start is not None:
             self._start(start)
@@ -382,10 +396,37 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         if self.phase is PHASE_CLOSED or self.closing:
             self.close()
             return
+        if request.upgrade == b"h2c":
+            self._upgrade_h2c(request)
+            return
         from tricorn.io.ws import start_websocket
 
         self.phase = PHASE_ACTIVE
         start_websocket(self, request)
+
+    def _upgrade_h2c(self, request: Request) -> None:
+        """RFC 7540 §3.2 (kept by RFC 9113 §3.1 for servers that offer it): ``Upgrade: h2c`` with exactly
+        one HTTP2-Settings; the request is answered on stream 1. Without valid settings the request is
+        served over HTTP/1.1, and the connection closes after it (the core has stopped parsing)."""
+        settings = [v for n, v in request.headers if n == b"http2-settings"]
+        connection = b",".join(v for n, v in request.headers if n == b"connection").lower()
+        if len(settings) == 1 and b"http2-settings" in connection:
+            try:
+                _check_h2_settings(settings[0])
+            except ValueError:
+                pass
+            else:
+                self.transport.write(
+                    b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
+                )
+                self._switch_to_h2(self.conn.trailing_data, (request, settings[0]))
+                return
+        self.closing = True
+        self.conn.keep_alive = False
+        request.upgrade = None
+        cycle = self._new_cycle(request)
+        cycle.body_complete = True
+        self._start(cycle)
 
     def close_for_upgrade(self) -> None:
         """The transport now belongs to another protocol: this one lets go of it without closing it."""
@@ -480,6 +521,19 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         if self.phase is not PHASE_CLOSED:
             self.phase = PHASE_CLOSED
             self.transport.close()
+
+
+def _check_h2_settings(value: bytes) -> None:
+    """RFC 7540 §3.2.1: HTTP2-Settings is the base64url payload of a SETTINGS frame (6 bytes a setting)."""
+    import base64
+    import binascii
+
+    try:
+        payload = base64.urlsafe_b64decode(value + b"=" * (-len(value) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("invalid http2-settings") from exc
+    if len(payload) % 6:
+        raise ValueError("invalid http2-settings")
 
 
 def _address(value: object) -> tuple[str, int] | None:

@@ -8,9 +8,10 @@ import os
 import socket
 import time
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tricorn.errors import ProtocolError
+from tricorn.interfaces.stream import RESPONSE_DONE
 from tricorn.logs import AccessLogFormatter, escape_for_log
 from tricorn.proto import h1
 from tricorn.proto.h1 import H1Limits
@@ -21,8 +22,6 @@ if TYPE_CHECKING:
     from tricorn.config import Config
     from tricorn.interfaces.asgi import ASGIApp, HTTPCycle
     from tricorn.interfaces.wsgi import WSGIServer
-    from tricorn.io.h1 import H1Protocol
-    from tricorn.io.ws import WSProtocol
 
 error_log = logging.getLogger("tricorn.error")
 
@@ -36,6 +35,21 @@ access_log = logging.getLogger("tricorn.access")
 
 def _nothing() -> None:
     return None
+
+
+class Connection(Protocol):
+    """What the server needs of a connection, whatever its protocol (io/h1.py, io/h2.py, io/ws.py)."""
+
+    client: tuple[str, int] | None
+    deadline: float  # when timeout() is next due (the tick's clock)
+
+    @property
+    def cycle(self) -> object | None:
+        """Something in flight (a request, a stream), or None."""
+
+    def timeout(self, now: float) -> None: ...
+    def shutdown(self) -> None: ...
+    def abort(self) -> None: ...
 
 
 class ServerState:
@@ -63,7 +77,7 @@ class ServerState:
         self.timeout_keep_alive = config.timeout_keep_alive
         self.timeout_request_header = config.timeout_request_header
         self.limit_concurrency = config.limit_concurrency
-        self.connections: set[H1Protocol | WSProtocol] = set()
+        self.connections: set[Connection] = set()
         self.active = 0
         # Responses completed. A pre-fork worker with max-requests sets `request_limit` and
         # `on_request_limit`, called once, right after the response that reaches the limit (one int
@@ -98,6 +112,16 @@ class ServerState:
 
             if ws_implementation(config.ws) is not None:
                 self.upgrades = frozenset((b"websocket",))
+        # HTTP/2 (io/h2.py): on cleartext ports by prior knowledge and Upgrade: h2c, on TLS ports by ALPN.
+        self.http2: bool = getattr(config, "http2", True)
+        self.h2_max_streams: int = getattr(config, "h2_max_concurrent_streams", 100)
+        self.h2_max_header_list_size: int = getattr(config, "h2_max_header_list_size", 65536)
+        self.h2_window: int = getattr(config, "h2_initial_window_size", 65535)
+        self.h2_max_frame_size: int = getattr(config, "h2_max_frame_size", 16384)
+        # Extended CONNECT protocols (RFC 8441): WebSocket over HTTP/2 for ASGI apps.
+        self.h2_connect_protocols: frozenset[bytes] = frozenset()
+        if self.http2:
+            self.upgrades = self.upgrades | {b"h2c"}
         # Access lines are built only when the logger would emit them (hot path: bench "hello").
         self.access_log: AccessLogFormatter | None = None
         if config.access_log and access_log.isEnabledFor(logging.INFO):
@@ -136,8 +160,7 @@ class ServerState:
         self._refresh_date()
         now = self.loop.time()
         for conn in [c for c in self.connections if c.deadline <= now]:
-            if conn.phase.value <= 1:  # IDLE or HEAD
-                conn.timeout(now)
+            conn.timeout(now)  # each protocol decides what its deadline means
         self._tick_handle = self.loop.call_later(self._tick, self._on_tick)
 
     async def shutdown(self, timeout: float) -> None:
@@ -183,8 +206,29 @@ class ServerState:
         if self._tick_handle is not None:
             self._tick_handle.cancel()
 
+    # -- requests, on any protocol
+    def admit(self, cycle: Any) -> bool:
+        """Count ``cycle`` as in progress, unless ``--limit-concurrency`` is reached (then 503)."""
+        limit = self.limit_concurrency
+        if limit is not None and self.active >= limit:
+            return False
+        self.active += 1
+        cycle.counted = True
+        return True
+
+    def request_done(self, conn: Any, cycle: Any) -> None:
+        """A cycle's response is complete or was cut: the accounting and the access line."""
+        if cycle.counted:
+            self.active -= 1
+            self.completed += 1
+            if self.completed == self.request_limit:  # a pre-fork worker's max-requests
+                self.on_request_limit()
+            cycle.counted = False
+        if self.access_log is not None and cycle.state is RESPONSE_DONE:
+            self.log_access(conn, cycle)
+
     # -- logging (one line per event, control bytes escaped)
-    def log_access(self, conn: H1Protocol, cycle: HTTPCycle) -> None:
+    def log_access(self, conn: Connection, cycle: HTTPCycle) -> None:
         formatter = self.access_log
         assert formatter is not None
         scope = cycle.scope
@@ -203,7 +247,7 @@ class ServerState:
             )
         )
 
-    def log_protocol_error(self, conn: H1Protocol | WSProtocol, exc: ProtocolError) -> None:
+    def log_protocol_error(self, conn: Connection, exc: ProtocolError) -> None:
         client = f"{conn.client[0]}:{conn.client[1]}" if conn.client else "-"
         error_log.info("%s %d %s", client, exc.status, escape_for_log(str(exc)))
 

@@ -1,0 +1,690 @@
+"""The asyncio shell for HTTP/2: one :class:`H2Protocol` per connection, one :class:`H2Stream` per request.
+
+Theory of operation
+-------------------
+The h2 library is the connection's sans-io core: bytes in, events out; calls in, bytes to send. This
+module moves bytes between it and the transport and turns its events into the same per-request calls the
+HTTP/1.1 shell makes (``feed_body``, ``end_body``, ``disconnect``), so the ASGI and WSGI cycles serve
+HTTP/2 streams unchanged: each :class:`H2Stream` is the :class:`~tricorn.interfaces.stream.Stream` of one
+request.
+
+- **Writes** go through the core's output buffer; one flush per loop turn writes whatever every stream
+  produced in it (ten concurrent "hello" streams: one write, not ten).
+- **Flow control, receiving**: the connection window is opened at start to hold every stream's window, so
+  a stream whose app does not read can never starve the others; a stream's window reopens as its body is
+  handed on, and stops reopening while its cycle has asked to pause (a slow app holds at most about
+  HIGH_WATER plus one window of body).
+- **Flow control, sending**: a stream sends what its window and the connection's allow, keeps the rest
+  (one body part at most, as ``write_paused`` holds the app until it is sent) and sends it as
+  WINDOW_UPDATE frames arrive. A stream whose peer stops reading holds its cycle, never the connection.
+- **Hostile peers**: the core enforces framing, HPACK and field rules (RFC 9113 §8.2), closing the
+  connection with the error code the RFC asks for. This shell adds what it does not bound: streams reset by
+  the client faster than they can be served (CVE-2023-44487), floods of control frames, and a client that
+  stops reading while it makes the server answer (PING, SETTINGS). Each ends the connection with GOAWAY
+  ENHANCE_YOUR_CALM and one log line.
+- **Shutdown**: GOAWAY with the last stream id taken; streams in flight finish, later ones are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
+
+from tricorn.errors import LocalProtocolError, RemoteProtocolError
+from tricorn.interfaces.asgi import HTTPCycle, build_scope
+from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, Headers
+from tricorn.io.flow import WriteFlow
+from tricorn.io.runner import AppRunner
+from tricorn.proto.h2 import request_from_headers, response_headers
+
+if TYPE_CHECKING:
+    import socket
+
+    from tricorn.io.server import ServerState
+    from tricorn.proto.h1 import Request
+
+error_log = logging.getLogger("tricorn.error")
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+# Streams a client may reset before their response in one second, beyond which it is resetting to make
+# the server start work it never takes (CVE-2023-44487, "rapid reset"); nginx bounds this by its
+# per-connection request count, h2o by a budget like this one.
+RESET_BUDGET = 200
+# Control frames (PING, SETTINGS, PRIORITY, WINDOW_UPDATE without data waiting, empty DATA, RST_STREAM)
+# a client may send in one second. Real clients send a handful; a flood makes the server spend CPU and
+# queue answers (CVE-2019-9512/9515/9518 class). nginx and h2o bound the same frames.
+CONTROL_BUDGET = 1000
+# Bytes the server may have queued for a client that does not read before it stops serving it (answers
+# to PING and SETTINGS pile up otherwise).
+OUTPUT_LIMIT = 4 * 1024 * 1024
+
+_CONNECTION_SPECIFIC_EVENTS = (
+    h2.events.PingReceived,
+    h2.events.RemoteSettingsChanged,
+    h2.events.PriorityUpdated,
+    h2.events.SettingsAcknowledged,
+    h2.events.PingAckReceived,
+)
+
+
+class H2Stream:
+    """One request on an HTTP/2 connection: the Stream its cycle answers through."""
+
+    __slots__ = (
+        "conn",
+        "cycle",
+        "ended",
+        "head",
+        "id",
+        "length",
+        "outbuf",
+        "outbuf_end",
+        "proto",
+        "reading_paused",
+        "received",
+        "reset",
+        "unacked",
+        "waiter",
+    )
+
+    def __init__(self, proto: H2Protocol, stream_id: int) -> None:
+        self.proto = proto
+        self.conn = proto.conn
+        self.id = stream_id
+        self.cycle: Any = None
+        self.head: list[tuple[bytes, bytes]] | None = None  # held until the first body part
+        self.outbuf = b""  # body bytes the windows did not let out yet
+        self.outbuf_end = False  # ... and whether END_STREAM follows them
+        self.received = 0  # request body bytes
+        self.length: int | None = None  # what is left of the response's Content-Length (-1: no body)
+        self.unacked = 0  # flow-controlled bytes received and not yet given back to the peer
+        self.reading_paused = False
+        self.ended = False  # the request body is complete
+        self.reset = False  # the stream was reset (either side) or the connection is gone
+        self.waiter: asyncio.Future[None] | None = None
+
+    # -- what the cycle reads
+    @property
+    def scheme(self) -> str:
+        return self.proto.scheme
+
+    @property
+    def client(self) -> tuple[str, int] | None:
+        return self.proto.client
+
+    @property
+    def server(self) -> tuple[str, int] | None:
+        return self.proto.server
+
+    @property
+    def wsgi_environ(self) -> dict[str, Any] | None:
+        return self.proto.wsgi_environ
+
+    @wsgi_environ.setter
+    def wsgi_environ(self, value: dict[str, Any] | None) -> None:
+        self.proto.wsgi_environ = value
+
+    @property
+    def write_paused(self) -> bool:
+        return bool(self.outbuf) or self.proto.write_paused
+
+    # -- Stream calls
+    def response_start(self, status: int, headers: Headers) -> None:
+        fields = response_headers(status, headers)
+        if status < 200:
+            # An informational response (103 Early Hints) goes out at once and does not end the exchange.
+            if not self.reset:
+                self.conn.send_headers(self.id, fields)
+                self.proto.schedule_flush()
+            return
+        cycle = self.cycle
+        if cycle is not None and (status == 204 or status == 304 or cycle.request.method == b"HEAD"):
+            self.length = -1  # no body goes out (RFC 9110 §6.4.1)
+        else:
+            self.length = None
+            for name, value in fields:
+                if name == b"content-length":
+                    self.length = int(value) if value.isdigit() else None
+                    break
+        self.head = fields
+
+    def response_body(self, data: bytes, more: bool) -> None:
+        length = self.length
+        if length is not None:
+            if length < 0:
+                data = b""  # HEAD, 204, 304: the body is not sent
+            else:
+                length -= len(data)
+                if length < 0:
+                    raise LocalProtocolError("response body longer than its content-length")
+                self.length = length
+        if self.reset:
+            return
+        head = self.head
+        conn = self.conn
+        if head is not None:
+            self.head = None
+            conn.send_headers(self.id, head, end_stream=not more and not data)
+            if not more and not data:
+                self.proto.schedule_flush()
+                return
+        if self.outbuf:
+            self.outbuf += data
+            self.outbuf_end = not more
+        else:
+            self._send(data, not more)
+        self.proto.schedule_flush()
+
+    def _send(self, data: bytes, end: bool) -> None:
+        """Send what the windows allow of ``data``; keep the rest in ``outbuf``."""
+        conn = self.conn
+        stream_id = self.id
+        while data:
+            window = conn.local_flow_control_window(stream_id)
+            if window <= 0:
+                break
+            size = min(window, conn.max_outbound_frame_size, len(data))
+            if size == len(data):
+                conn.send_data(stream_id, data, end_stream=end)
+                self.outbuf = b""
+                return
+            conn.send_data(stream_id, data[:size])
+            data = data[size:]
+        if data:
+            self.outbuf = data
+            self.outbuf_end = end
+        else:
+            self.outbuf = b""
+            if end:
+                conn.end_stream(stream_id)
+
+    def window_opened(self) -> None:
+        if self.outbuf and not self.reset:
+            self._send(self.outbuf, self.outbuf_end)
+            if not self.outbuf:
+                self._wake()
+                cycle = self.cycle
+                if cycle is not None and cycle.state is RESPONSE_DONE:
+                    self.proto.stream_done(self)
+
+    def response_continue(self) -> None:
+        if not self.reset:
+            self.conn.send_headers(self.id, [(b":status", b"100")])
+            self.proto.schedule_flush()
+
+    async def drain(self) -> None:
+        while self.write_paused and not self.reset:
+            if self.outbuf:
+                waiter = self.waiter
+                if waiter is None or waiter.done():
+                    waiter = self.waiter = self.proto.state.loop.create_future()
+                await waiter
+            else:
+                await self.proto.drain()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def pause_reading(self) -> None:
+        self.reading_paused = True
+
+    def resume_reading(self) -> None:
+        self.reading_paused = False
+        if self.unacked and not self.reset:
+            unacked, self.unacked = self.unacked, 0
+            self.conn.acknowledge_received_data(unacked, self.id)
+            self.proto.schedule_flush()
+
+    def sendfile_start(self, status: int, headers: Headers) -> tuple[socket.socket, bytes] | None:
+        self.response_start(status, headers)
+        return None  # HTTP/2 frames every byte: the body goes through response_body
+
+    def sendfile_done(self, sent: int) -> None:  # pragma: no cover - sendfile_start never offers it
+        raise LocalProtocolError("sendfile on an http/2 stream")
+
+    def cycle_complete(self, cycle: Any) -> None:
+        proto = self.proto
+        proto.state.request_done(proto, cycle)
+        if cycle.state is ABORTED:
+            proto.reset_stream(self, ErrorCodes.INTERNAL_ERROR if not self.reset else ErrorCodes.CANCEL)
+        elif not self.ended and not self.reset:
+            # RFC 9113 §8.1: a complete response before the whole request: the client is asked to stop
+            # sending with RST_STREAM NO_ERROR once the response is out.
+            proto.reset_after_response(self)
+        proto.stream_done(self)
+
+    def app_error(self, cycle: Any, message: str, exc: BaseException | None) -> None:
+        proto = self.proto
+        proto.state.log_app_error(message, exc)
+        if cycle.state is RESPONSE_START and not self.reset:
+            cycle.state = RESPONSE_DONE
+            proto.reply_error(self, cycle, 500, "internal server error")
+        elif cycle.state is not RESPONSE_DONE:
+            cycle.state = ABORTED
+            self.cycle_complete(cycle)
+
+    # -- events from the connection
+    def data(self, data: bytes, flow_controlled: int) -> None:
+        self.received += len(data)
+        proto = self.proto
+        limit = proto.state.limits.body
+        if limit is not None and self.received > limit:
+            proto.refuse_stream(self, RemoteProtocolError("request body too large", status=413))
+            return
+        if self.reading_paused:
+            self.unacked += flow_controlled
+        elif flow_controlled:
+            self.conn.acknowledge_received_data(flow_controlled, self.id)
+        cycle = self.cycle
+        if cycle is not None and data:
+            cycle.feed_body(data)
+
+    def end(self) -> None:
+        if self.ended:
+            return  # (a request whose head ended the stream: its cycle started complete)
+        self.ended = True
+        if self.cycle is not None:
+            self.cycle.end_body()
+
+    def gone(self) -> None:
+        """Reset by the client, or the connection is lost."""
+        self.reset = True
+        self.outbuf = b""
+        self._wake()
+        if self.cycle is not None:
+            self.cycle.disconnect()
+
+
+class H2Protocol(WriteFlow, asyncio.Protocol):
+    """One HTTP/2 connection (see the module docstring)."""
+
+    __slots__ = (
+        "_drain_waiter",
+        "client",
+        "closed",
+        "closing",
+        "conn",
+        "control_count",
+        "control_window",
+        "deadline",
+        "flush_handle",
+        "last_stream_id",
+        "reset_count",
+        "reset_window",
+        "runner",
+        "scheme",
+        "server",
+        "state",
+        "streams",
+        "transport",
+        "write_paused",
+        "wsgi_environ",
+    )
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+        self.conn = h2.connection.H2Connection(config=config)
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
+        self.streams: dict[int, H2Stream] = {}
+        self.write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self.closing = False  # GOAWAY sent: no new streams
+        self.closed = False
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int] | None = None
+        self.scheme = "http"
+        self.runner = AppRunner(state.loop)
+        self.flush_handle: asyncio.Handle | None = None
+        self.deadline = 0.0
+        self.last_stream_id = 0
+        self.wsgi_environ: dict[str, Any] | None = None
+        self.reset_count = 0
+        self.reset_window = 0.0
+        self.control_count = 0
+        self.control_window = 0.0
+
+    # -- starting: by ALPN, by the prior-knowledge preface, or by an HTTP/1.1 Upgrade: h2c
+    def start(
+        self,
+        transport: asyncio.Transport,
+        client: tuple[str, int] | None,
+        server: tuple[str, int] | None,
+        scheme: str,
+        upgrade: tuple[Request, bytes] | None = None,
+    ) -> None:
+        self.transport = transport
+        self.client = client
+        self.server = server
+        self.scheme = scheme
+        state = self.state
+        state.connections.add(self)
+        conn = self.conn
+        settings = {
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: state.h2_max_streams,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: state.h2_max_header_list_size,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: state.h2_window,
+            h2.settings.SettingCodes.MAX_FRAME_SIZE: state.h2_max_frame_size,
+        }
+        if state.h2_connect_protocols:  # WebSocket over HTTP/2 (RFC 8441 §3)
+            settings[h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL] = 1
+        conn.local_settings = h2.settings.Settings(client=False, initial_values=settings)
+        conn.max_inbound_frame_size = conn.incoming_buffer.max_frame_size = state.h2_max_frame_size
+        conn.decoder.max_header_list_size = state.h2_max_header_list_size
+        if upgrade is not None:
+            request, settings_header = upgrade
+            conn.initiate_upgrade_connection(settings_header)
+        else:
+            conn.initiate_connection()
+        # Room in the connection window for every stream's whole window (see the module docstring).
+        extra = state.h2_max_streams * state.h2_window
+        conn.increment_flow_control_window(extra)
+        self.deadline = state.loop.time() + state.timeout_request_header
+        if state.shutting_down:
+            self.shutdown()
+        self.flush()
+        if upgrade is not None:
+            # RFC 9113 §3.2 (RFC 7540 §3.2): the upgraded request is stream 1, half-closed (remote).
+            stream = H2Stream(self, 1)
+            self.streams[1] = stream
+            self.last_stream_id = 1
+            stream.ended = True
+            request.http_version = "2"  # asked in HTTP/1.1, answered in HTTP/2
+            self._start_stream(stream, request)
+            if stream.cycle is not None:
+                stream.cycle.end_body()
+
+    # -- asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # pragma: no cover - see start()
+        raise RuntimeError("H2Protocol is started by its connection's first protocol")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.runner.close()
+        self.state.connections.discard(self)
+        for stream in list(self.streams.values()):
+            stream.gone()
+        self.streams.clear()
+        self.release_drain()
+        if self.flush_handle is not None:
+            self.flush_handle.cancel()
+            self.flush_handle = None
+
+    def eof_received(self) -> bool:
+        return False
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            events = self.conn.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self._protocol_error(exc)
+            return
+        for event in events:
+            kind = type(event)
+            if kind is h2.events.RequestReceived:
+                self._request(event)  # type: ignore[arg-type]
+            elif kind is h2.events.DataReceived:
+                stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
+                if stream is not None:
+                    stream.data(event.data, event.flow_controlled_length)  # type: ignore[attr-defined]
+                else:
+                    # A stream we reset: its window still counts on the connection.
+                    self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)  # type: ignore[attr-defined]
+                if not event.data:  # type: ignore[attr-defined]
+                    self._control()
+            elif kind is h2.events.StreamEnded:
+                stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
+                if stream is not None:
+                    stream.end()
+            elif kind is h2.events.WindowUpdated:
+                self._window_updated(event.stream_id)  # type: ignore[attr-defined]
+            elif kind is h2.events.StreamReset:
+                self._stream_reset(event.stream_id)  # type: ignore[attr-defined]
+            elif kind is h2.events.ConnectionTerminated:
+                self.close()
+                return
+            elif kind in _CONNECTION_SPECIFIC_EVENTS:
+                self._control()
+            if self.closed:
+                return
+        self.flush()
+        if self.transport.get_write_buffer_size() > OUTPUT_LIMIT:
+            self._calm("client does not read what it asks for")
+
+    def _request(self, event: h2.events.RequestReceived) -> None:
+        stream_id = event.stream_id
+        state = self.state
+        self.last_stream_id = max(self.last_stream_id, stream_id)
+        stream = H2Stream(self, stream_id)
+        if self.closing:
+            # After GOAWAY: refused, so the client may retry it elsewhere (RFC 9113 §6.8).
+            self.conn.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            return
+        self.streams[stream_id] = stream
+        self.deadline = float("inf")
+        try:
+            request = request_from_headers(event.headers or (), state.limits, state.h2_connect_protocols)
+        except RemoteProtocolError as exc:
+            self.refuse_stream(stream, exc)
+            return
+        if event.stream_ended is not None:
+            stream.ended = True
+        self._start_stream(stream, request)
+
+    def _start_stream(self, stream: H2Stream, request: Request) -> None:
+        state = self.state
+        if state.wsgi is not None:
+            cycle: Any = state.wsgi.new_cycle(stream, request)
+        else:
+            scope = build_scope(
+                request, self.server, self.client, self.scheme, state.root_path, state.lifespan_state
+            )
+            cycle = HTTPCycle(stream, request, scope)
+        stream.cycle = cycle
+        if stream.ended:
+            cycle.body_complete = True
+        if state.access_log is not None:
+            cycle.start_time = state.loop.time()
+        if not state.admit(cycle):
+            self.reply_error(stream, cycle, 503, "service unavailable: too many requests in progress")
+            return
+        if state.wsgi is not None:
+            state.wsgi.start(cycle)
+        else:
+            self.runner.run(cycle.run(state.app))
+
+    def _window_updated(self, stream_id: int) -> None:
+        if stream_id:
+            stream = self.streams.get(stream_id)
+            if stream is not None:
+                stream.window_opened()
+            else:
+                self._control()
+        else:
+            for stream in list(self.streams.values()):
+                stream.window_opened()
+
+    def _stream_reset(self, stream_id: int) -> None:
+        stream = self.streams.pop(stream_id, None)
+        self._control()
+        if stream is not None:
+            if stream.cycle is not None and stream.cycle.state is not RESPONSE_DONE:
+                now = self.state.loop.time()
+                if now - self.reset_window > 1.0:
+                    self.reset_window = now
+                    self.reset_count = 0
+                self.reset_count += 1
+                if self.reset_count > RESET_BUDGET:
+                    stream.gone()
+                    self._calm("too many streams reset (rapid reset)")
+                    return
+            stream.gone()
+            self._maybe_idle()
+
+    def _control(self) -> None:
+        now = self.state.loop.time()
+        if now - self.control_window > 1.0:
+            self.control_window = now
+            self.control_count = 0
+        self.control_count += 1
+        if self.control_count > CONTROL_BUDGET:
+            self._calm("control frame flood")
+
+    # -- used by the streams
+    def schedule_flush(self) -> None:
+        if self.flush_handle is None and not self.closed:
+            self.flush_handle = self.state.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.flush_handle = None
+        if self.closed:
+            return
+        data = self.conn.data_to_send()
+        if data:
+            self.transport.write(data)
+        if self.closing and not self.streams:
+            self.close()
+
+    async def drain(self) -> None:
+        if not self.write_paused or self.closed:
+            return
+        waiter = self._drain_waiter
+        if waiter is None or waiter.done():
+            waiter = self._drain_waiter = self.state.loop.create_future()
+        await waiter
+
+    def reply_error(self, stream: H2Stream, cycle: Any, status: int, message: str) -> None:
+        cycle.state = RESPONSE_DONE
+        cycle.status = status
+        body = (message + "\n").encode()
+        cycle.response_bytes = len(body)
+        self._error_response(stream, status, body)
+        stream.cycle_complete(cycle)
+
+    def _error_response(self, stream: H2Stream, status: int, body: bytes) -> None:
+        headers = response_headers(
+            status, [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
+        )
+        try:
+            self.conn.send_headers(stream.id, headers)
+            self.conn.send_data(stream.id, body, end_stream=True)
+        except (h2.exceptions.ProtocolError, h2.exceptions.FlowControlError):
+            self.reset_stream(stream, ErrorCodes.INTERNAL_ERROR)
+        self.schedule_flush()
+
+    def refuse_stream(self, stream: H2Stream, exc: RemoteProtocolError) -> None:
+        """A request refused before its app ran (or its body over the limit): its status, then the
+        stream is closed; the connection serves on."""
+        self.state.log_protocol_error(self, exc)
+        cycle = stream.cycle
+        if cycle is not None:
+            if cycle.state is RESPONSE_START:
+                cycle.state = RESPONSE_DONE
+                cycle.status = exc.status
+                self._error_response(stream, exc.status, (str(exc) + "\n").encode())
+            stream.gone()
+            self.streams.pop(stream.id, None)
+            self.reset_stream(
+                stream, ErrorCodes.NO_ERROR if cycle.state is RESPONSE_DONE else ErrorCodes.CANCEL
+            )
+            return
+        self._error_response(stream, exc.status, (str(exc) + "\n").encode())
+        if not stream.ended:
+            self.reset_after_response(stream)
+        self.streams.pop(stream.id, None)
+        self._maybe_idle()
+
+    def reset_stream(self, stream: H2Stream, code: ErrorCodes) -> None:
+        if self.closed:
+            return
+        with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            self.conn.reset_stream(stream.id, code)  # (unless it is closed both ways already)
+        stream.reset = True
+        self.schedule_flush()
+
+    def reset_after_response(self, stream: H2Stream) -> None:
+        if stream.outbuf:
+            return  # the response is still going out; the client's data will be refused by the core later
+        self.reset_stream(stream, ErrorCodes.NO_ERROR)
+
+    def stream_done(self, stream: H2Stream) -> None:
+        if stream.outbuf and not stream.reset:
+            return  # finished once its last bytes are out (see window_opened)
+        self.streams.pop(stream.id, None)
+        self._maybe_idle()
+
+    def _maybe_idle(self) -> None:
+        if not self.streams:
+            if self.closing:
+                self.schedule_flush()  # flush() closes a draining connection with nothing left in flight
+            else:
+                self.deadline = self.state.loop.time() + self.state.timeout_keep_alive
+
+    # -- errors, timeouts and closing
+    def _protocol_error(self, exc: h2.exceptions.ProtocolError) -> None:
+        code = getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR)
+        self.state.log_protocol_error(
+            self, RemoteProtocolError(f"http/2: {exc} ({ErrorCodes(code).name})", status=400)
+        )
+        self.flush()  # the core queued its GOAWAY
+        self.close()
+
+    def _calm(self, reason: str) -> None:
+        self.state.log_protocol_error(self, RemoteProtocolError(f"http/2: {reason}", status=400))
+        if not self.closed:
+            self.conn.close_connection(ErrorCodes.ENHANCE_YOUR_CALM, last_stream_id=self.last_stream_id)
+            self.flush()
+            self.close()
+
+    def timeout(self, now: float) -> None:
+        """The connection has been idle (no stream) past its keep-alive deadline, or the client's preface
+        and first request did not come in time."""
+        if not self.streams:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        """Graceful stop (RFC 9113 §6.8): GOAWAY with the last stream taken; those finish, then close."""
+        if self.closing or self.closed:
+            return
+        self.closing = True
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = self.last_stream_id
+        frame.error_code = 0
+        # Written through the core's buffer, in order, without moving the core to its closed state (after
+        # its own close_connection it would refuse to send the responses still in flight).
+        self.conn._data_to_send += frame.serialize()
+        self.schedule_flush()
+
+    def abort(self) -> None:
+        for stream in list(self.streams.values()):
+            stream.gone()
+        self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.close()
+            for stream in self.streams.values():
+                stream.gone()
+
+    @property
+    def cycle(self) -> object | None:
+        """Something is in flight (for the server's shutdown wait)."""
+        return self.streams or None
