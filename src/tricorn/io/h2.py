@@ -338,7 +338,13 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
-        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+        # Outbound fields are checked by proto/h2.response_headers already; inbound ones by the core (bench http2).
+        config = h2.config.H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
         self.conn = h2.connection.H2Connection(config=config)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
         self.streams: dict[int, H2Stream] = {}
