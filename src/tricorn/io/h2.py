@@ -2,8 +2,9 @@
 
 Theory of operation
 -------------------
-The h2 library is the connection's sans-io core: bytes in, events out; calls in, bytes to send. This
-module moves bytes between it and the transport and turns its events into the same per-request calls the
+:class:`tricorn.proto.h2conn.H2Connection` is the connection's sans-io core: bytes in, events out; calls
+in, bytes to send (``TRICORN_H2_CORE=h2`` puts the h2 library behind the same interface instead, while
+both are compared). This module moves bytes between it and the transport and turns its events into the same per-request calls the
 HTTP/1.1 shell makes (``feed_body``, ``end_body``, ``disconnect``), so the ASGI and WSGI cycles serve
 HTTP/2 streams unchanged: each :class:`H2Stream` is the :class:`~tricorn.interfaces.stream.Stream` of one
 request.
@@ -17,8 +18,8 @@ request.
 - **Flow control, sending**: a stream sends what its window and the connection's allow, keeps the rest
   (one body part at most, as ``write_paused`` holds the app until it is sent) and sends it as
   WINDOW_UPDATE frames arrive. A stream whose peer stops reading holds its cycle, never the connection.
-- **Hostile peers**: the core enforces framing, HPACK and field rules (RFC 9113 §8.2), closing the
-  connection with the error code the RFC asks for. This shell adds what it does not bound: streams reset by
+- **Hostile peers**: the core enforces framing, HPACK and field rules (RFC 9113 §8.2), resetting the
+  stream or closing the connection with the error code the RFC asks for. This shell adds what it does not bound: streams reset by
   the client faster than they can be served (CVE-2023-44487), floods of control frames, and a client that
   stops reading while it makes the server answer (PING, SETTINGS). Each ends the connection with GOAWAY
   ENHANCE_YOUR_CALM and one log line.
@@ -28,17 +29,9 @@ request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import os
 from typing import TYPE_CHECKING, Any
-
-import h2.config
-import h2.connection
-import h2.events
-import h2.exceptions
-import h2.settings
-from h2.errors import ErrorCodes
-from hyperframe.frame import GoAwayFrame
 
 from tricorn.errors import LocalProtocolError, RemoteProtocolError
 from tricorn.interfaces.asgi import HTTPCycle, build_scope
@@ -46,6 +39,17 @@ from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, He
 from tricorn.io.flow import WriteFlow
 from tricorn.io.runner import AppRunner
 from tricorn.proto.h2 import request_from_headers, response_headers
+from tricorn.proto.h2conn import (
+    ConnectionTerminated,
+    DataReceived,
+    ErrorCode,
+    H2Connection,
+    H2ConnectionError,
+    RequestReceived,
+    StreamReset,
+    TrailersReceived,
+    WindowUpdated,
+)
 
 if TYPE_CHECKING:
     import socket
@@ -69,13 +73,8 @@ CONTROL_BUDGET = 1000
 # to PING and SETTINGS pile up otherwise).
 OUTPUT_LIMIT = 4 * 1024 * 1024
 
-_CONNECTION_SPECIFIC_EVENTS = (
-    h2.events.PingReceived,
-    h2.events.RemoteSettingsChanged,
-    h2.events.PriorityUpdated,
-    h2.events.SettingsAcknowledged,
-    h2.events.PingAckReceived,
-)
+if os.environ.get("TRICORN_H2_CORE") == "h2":  # the h2 library, for comparison while ours is proven
+    from tricorn.proto.h2_library import H2LibraryConnection as H2Connection  # type: ignore[assignment]
 
 
 class H2Stream:
@@ -261,7 +260,7 @@ class H2Stream:
         proto = self.proto
         proto.state.request_done(proto, cycle)
         if cycle.state is ABORTED:
-            proto.reset_stream(self, ErrorCodes.INTERNAL_ERROR if not self.reset else ErrorCodes.CANCEL)
+            proto.reset_stream(self, ErrorCode.INTERNAL_ERROR if not self.reset else ErrorCode.CANCEL)
         elif not self.ended and not self.reset:
             # RFC 9113 §8.1: a complete response before the whole request: the client is asked to stop
             # sending with RST_STREAM NO_ERROR once the response is out.
@@ -338,14 +337,13 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
-        # Outbound fields are checked by proto/h2.response_headers already; inbound ones by the core (bench http2).
-        config = h2.config.H2Configuration(
-            client_side=False,
-            header_encoding=None,
-            validate_outbound_headers=False,
-            normalize_outbound_headers=False,
+        self.conn = H2Connection(
+            max_concurrent_streams=state.h2_max_streams,
+            initial_window_size=state.h2_window,
+            max_frame_size=state.h2_max_frame_size,
+            max_header_list_size=state.h2_max_header_list_size,
+            connect_protocol=bool(state.h2_connect_protocols),  # WebSocket over HTTP/2 (RFC 8441 §3)
         )
-        self.conn = h2.connection.H2Connection(config=config)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
         self.streams: dict[int, H2Stream] = {}
         self.write_paused = False
@@ -381,20 +379,13 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         state = self.state
         state.connections.add(self)
         conn = self.conn
-        settings = {
-            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: state.h2_max_streams,
-            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: state.h2_max_header_list_size,
-            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: state.h2_window,
-            h2.settings.SettingCodes.MAX_FRAME_SIZE: state.h2_max_frame_size,
-        }
-        if state.h2_connect_protocols:  # WebSocket over HTTP/2 (RFC 8441 §3)
-            settings[h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL] = 1
-        conn.local_settings = h2.settings.Settings(client=False, initial_values=settings)
-        conn.max_inbound_frame_size = conn.incoming_buffer.max_frame_size = state.h2_max_frame_size
-        conn.decoder.max_header_list_size = state.h2_max_header_list_size
         if upgrade is not None:
             request, settings_header = upgrade
-            conn.initiate_upgrade_connection(settings_header)
+            try:
+                conn.initiate_upgrade_connection(settings_header)
+            except H2ConnectionError as exc:  # (io/h1.py checked the header before answering 101)
+                self._protocol_error(exc)
+                return
         else:
             conn.initiate_connection()
         # Room in the connection window for every stream's whole window (see the module docstring).
@@ -439,34 +430,33 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
             return
         try:
             events = self.conn.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
+        except H2ConnectionError as exc:
             self._protocol_error(exc)
             return
         for event in events:
             kind = type(event)
-            if kind is h2.events.RequestReceived:
+            if kind is RequestReceived:
                 self._request(event)  # type: ignore[arg-type]
-            elif kind is h2.events.DataReceived:
-                stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
+            elif kind is DataReceived:
+                stream = self.streams.get(event.stream_id)  # type: ignore[union-attr]
                 if stream is not None:
-                    stream.data(event.data, event.flow_controlled_length)  # type: ignore[attr-defined]
-                else:
-                    # A stream we reset: its window still counts on the connection.
-                    self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)  # type: ignore[attr-defined]
-                if not event.data:  # type: ignore[attr-defined]
+                    stream.data(event.data, event.flow_controlled_length)  # type: ignore[union-attr]
+                    if event.end_stream:  # type: ignore[union-attr]
+                        stream.end()
+                if not event.data:  # type: ignore[union-attr]
                     self._control()
-            elif kind is h2.events.StreamEnded:
-                stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
+            elif kind is WindowUpdated:
+                self._window_updated(event.stream_id)  # type: ignore[union-attr]
+            elif kind is TrailersReceived:
+                stream = self.streams.get(event.stream_id)  # type: ignore[union-attr]
                 if stream is not None:
                     stream.end()
-            elif kind is h2.events.WindowUpdated:
-                self._window_updated(event.stream_id)  # type: ignore[attr-defined]
-            elif kind is h2.events.StreamReset:
-                self._stream_reset(event.stream_id)  # type: ignore[attr-defined]
-            elif kind is h2.events.ConnectionTerminated:
+            elif kind is StreamReset:
+                self._stream_reset(event)  # type: ignore[arg-type]
+            elif kind is ConnectionTerminated:
                 self.close()
                 return
-            elif kind in _CONNECTION_SPECIFIC_EVENTS:
+            else:  # PING, SETTINGS, PRIORITY and their acknowledgements
                 self._control()
             if self.closed:
                 return
@@ -474,23 +464,23 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         if self.transport.get_write_buffer_size() > OUTPUT_LIMIT:
             self._calm("client does not read what it asks for")
 
-    def _request(self, event: h2.events.RequestReceived) -> None:
+    def _request(self, event: RequestReceived) -> None:
         stream_id = event.stream_id
         state = self.state
         self.last_stream_id = max(self.last_stream_id, stream_id)
         stream = H2Stream(self, stream_id)
         if self.closing:
             # After GOAWAY: refused, so the client may retry it elsewhere (RFC 9113 §6.8).
-            self.conn.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            self.conn.reset_stream(stream_id, ErrorCode.REFUSED_STREAM)
             return
         self.streams[stream_id] = stream
         self.deadline = float("inf")
         try:
-            request = request_from_headers(event.headers or (), state.limits, state.h2_connect_protocols)
+            request = request_from_headers(event.headers, state.limits, state.h2_connect_protocols)
         except RemoteProtocolError as exc:
             self.refuse_stream(stream, exc)
             return
-        if event.stream_ended is not None:
+        if event.end_stream:
             stream.ended = True
         self._start_stream(stream, request)
 
@@ -527,8 +517,15 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
             for stream in list(self.streams.values()):
                 stream.window_opened()
 
-    def _stream_reset(self, stream_id: int) -> None:
-        stream = self.streams.pop(stream_id, None)
+    def _stream_reset(self, event: StreamReset) -> None:
+        stream = self.streams.pop(event.stream_id, None)
+        if not event.remote:
+            # A stream error the core answered (RFC 9113 §5.4.2): malformed request, window misuse...
+            self.state.log_protocol_error(self, RemoteProtocolError(f"http/2: {event.reason}", status=400))
+            if stream is not None:
+                stream.gone()
+                self._maybe_idle()
+            return
         self._control()
         if stream is not None:
             if stream.cycle is not None and stream.cycle.state is not RESPONSE_DONE:
@@ -591,8 +588,8 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         try:
             self.conn.send_headers(stream.id, headers)
             self.conn.send_data(stream.id, body, end_stream=True)
-        except (h2.exceptions.ProtocolError, h2.exceptions.FlowControlError):
-            self.reset_stream(stream, ErrorCodes.INTERNAL_ERROR)
+        except LocalProtocolError:  # (a window too small for the body)
+            self.reset_stream(stream, ErrorCode.INTERNAL_ERROR)
         self.schedule_flush()
 
     def refuse_stream(self, stream: H2Stream, exc: RemoteProtocolError) -> None:
@@ -608,7 +605,7 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
             stream.gone()
             self.streams.pop(stream.id, None)
             self.reset_stream(
-                stream, ErrorCodes.NO_ERROR if cycle.state is RESPONSE_DONE else ErrorCodes.CANCEL
+                stream, ErrorCode.NO_ERROR if cycle.state is RESPONSE_DONE else ErrorCode.CANCEL
             )
             return
         self._error_response(stream, exc.status, (str(exc) + "\n").encode())
@@ -617,18 +614,17 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         self.streams.pop(stream.id, None)
         self._maybe_idle()
 
-    def reset_stream(self, stream: H2Stream, code: ErrorCodes) -> None:
+    def reset_stream(self, stream: H2Stream, code: ErrorCode) -> None:
         if self.closed:
             return
-        with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-            self.conn.reset_stream(stream.id, code)  # (unless it is closed both ways already)
+        self.conn.reset_stream(stream.id, code)  # (a no-op once it is closed both ways)
         stream.reset = True
         self.schedule_flush()
 
     def reset_after_response(self, stream: H2Stream) -> None:
         if stream.outbuf:
             return  # the response is still going out; the client's data will be refused by the core later
-        self.reset_stream(stream, ErrorCodes.NO_ERROR)
+        self.reset_stream(stream, ErrorCode.NO_ERROR)
 
     def stream_done(self, stream: H2Stream) -> None:
         if stream.outbuf and not stream.reset:
@@ -644,18 +640,15 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
                 self.deadline = self.state.loop.time() + self.state.timeout_keep_alive
 
     # -- errors, timeouts and closing
-    def _protocol_error(self, exc: h2.exceptions.ProtocolError) -> None:
-        code = getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR)
-        self.state.log_protocol_error(
-            self, RemoteProtocolError(f"http/2: {exc} ({ErrorCodes(code).name})", status=400)
-        )
+    def _protocol_error(self, exc: H2ConnectionError) -> None:
+        self.state.log_protocol_error(self, RemoteProtocolError(f"http/2: {exc}", status=400))
         self.flush()  # the core queued its GOAWAY
         self.close()
 
     def _calm(self, reason: str) -> None:
         self.state.log_protocol_error(self, RemoteProtocolError(f"http/2: {reason}", status=400))
         if not self.closed:
-            self.conn.close_connection(ErrorCodes.ENHANCE_YOUR_CALM, last_stream_id=self.last_stream_id)
+            self.conn.close_connection(ErrorCode.ENHANCE_YOUR_CALM, last_stream_id=self.last_stream_id)
             self.flush()
             self.close()
 
@@ -670,12 +663,7 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         if self.closing or self.closed:
             return
         self.closing = True
-        frame = GoAwayFrame(0)
-        frame.last_stream_id = self.last_stream_id
-        frame.error_code = 0
-        # Written through the core's buffer, in order, without moving the core to its closed state (after
-        # its own close_connection it would refuse to send the responses still in flight).
-        self.conn._data_to_send += frame.serialize()
+        self.conn.close_connection(ErrorCode.NO_ERROR, last_stream_id=self.last_stream_id)
         self.schedule_flush()
 
     def abort(self) -> None:
