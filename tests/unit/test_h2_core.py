@@ -833,3 +833,36 @@ def test_module_names() -> None:
         WindowUpdated,
     ):
         assert kind.__slots__ is not None
+
+
+STOPPED = {  # after a complete response and our RST_STREAM NO_ERROR (RFC 9113 §8.1), frames in flight:
+    "body-in-flight": (lambda c: frame(DATA, 0, 1, b"x" * 9) + frame(DATA, END_STREAM, 1, b"y"), None),
+    "window-update": (lambda c: window_update(1, 10), None),
+    "window-update-of-0": (lambda c: window_update(1, 0), ErrorCode.PROTOCOL_ERROR),
+    "window-over-2^31-1": (lambda c: window_update(1, 2**31 - 1), ErrorCode.FLOW_CONTROL_ERROR),
+    "body-over-content-length": (lambda c: frame(DATA, END_STREAM, 1, b"x" * 11), ErrorCode.PROTOCOL_ERROR),
+    "body-under-content-length": (lambda c: frame(DATA, END_STREAM, 1, b"x" * 9), ErrorCode.PROTOCOL_ERROR),
+    "trailers-without-end-stream": (
+        lambda c: c.headers(1, [(b"x", b"y")], end_stream=False),
+        ErrorCode.PROTOCOL_ERROR,
+    ),
+    "trailers": (lambda c: frame(DATA, 0, 1, b"x" * 10) + c.headers(1, [(b"x", b"y")]), None),
+    "data-after-the-clients-rst": (lambda c: rst(1) + frame(DATA, 0, 1, b"x"), ErrorCode.STREAM_CLOSED),
+}
+
+
+@pytest.mark.parametrize("split", SPLITS)
+@pytest.mark.parametrize("case", STOPPED)
+def test_frames_after_the_response_and_rst_no_error(case: str, split: str) -> None:
+    """Held to the rules of the request they belong to (h2spec 5.1/8, 8.1/1, 8.1.2.6 when the response
+    wins the race), but never given to the shell, and counted back on the connection window."""
+    build, code = STOPPED[case]
+    c = Client()
+    _, _, conn = run(c.headers(1, post(10), end_stream=False), split)
+    conn.send_headers(1, [(b":status", b"200")], end_stream=True)
+    conn.reset_stream(1, ErrorCode.NO_ERROR)
+    conn.data_to_send()
+    events, out, _ = run(build(c) + c.headers(3, GET), split, conn=conn)
+    assert resets(out) == ([] if code is None else [(1, code)])
+    assert [e[0] for e in events] == ([] if code is None else ["StreamReset"]) + ["RequestReceived"]
+    assert conn._recv_window + conn._recv_unacked == 65535

@@ -538,6 +538,7 @@ class H2Connection:
         "_recv_window_max",
         "_send_window",
         "_state",
+        "_stopped",
         "_streams",
         "_table",
         "_table_size_update",
@@ -579,6 +580,10 @@ class H2Connection:
         self._out: list[bytes] = []
         self._streams: dict[int, _Stream] = {}
         self._closed_streams: dict[int, int] = {}
+        # Streams whose complete response we followed with RST_STREAM NO_ERROR (RFC 9113 §8.1): the client
+        # may not have seen it yet, so what it still sends on them is held to the rules of a request
+        # (and answered with a stream error when it breaks them) rather than dropped unread.
+        self._stopped: dict[int, _Stream] = {}
         # Until the client acknowledges our SETTINGS it may use the protocol's initial window (§6.9.2).
         self._local_acked = False
         self._send_window = DEFAULT_WINDOW
@@ -790,6 +795,17 @@ class H2Connection:
             return
         if stream_id <= self.highest_stream_id:
             headers = self._decode(block)  # the HPACK state moves on whatever follows
+            stopped = self._stopped.pop(stream_id, None)
+            if stopped is not None:
+                reason = None if end_stream else "trailers without end_stream"
+                reason = reason or _check_trailers(headers)
+                if reason is None and stopped.content_length not in (None, stopped.received):
+                    reason = "body shorter than its content-length"
+                if reason is not None:
+                    self._stream_error(stream_id, _PROTOCOL_ERROR, reason, events)  # §8.1.1
+                else:
+                    self._remember(stream_id, _ENDED)
+                return
             how = self._closed_streams.get(stream_id)
             if how == _RESET_LOCAL:
                 return  # §5.1: frames on a stream we reset are ignored
@@ -863,8 +879,13 @@ class H2Connection:
             if stream_id > self.highest_stream_id:
                 self._connection_error(_PROTOCOL_ERROR, f"data on idle stream {stream_id}")  # §5.1
             self._release(length)  # nobody will acknowledge these bytes
-            if stream is None and self._closed_streams.get(stream_id) == _RESET_LOCAL:
-                return  # §5.1: frames on a stream we reset are ignored
+            if stream is None:
+                stopped = self._stopped.get(stream_id)
+                if stopped is not None:
+                    self._stopped_data(stopped, end - start, flags & FLAG_END_STREAM, events)
+                    return
+                if self._closed_streams.get(stream_id) == _RESET_LOCAL:
+                    return  # §5.1: frames on a stream we reset are discarded
             # §6.1: DATA on a stream not "open" or "half-closed (local)": stream error STREAM_CLOSED.
             self._stream_error(stream_id, _STREAM_CLOSED, "data on a closed stream", events)
             return
@@ -889,6 +910,19 @@ class H2Connection:
         if end_stream:
             self._end_remote(stream)
 
+    def _stopped_data(self, stream: _Stream, size: int, end_stream: int, events: list[Event]) -> None:
+        stream.received += size
+        content_length = stream.content_length
+        if content_length is not None and (
+            stream.received > content_length or (end_stream and stream.received != content_length)
+        ):
+            self._stream_error(
+                stream.id, _PROTOCOL_ERROR, "body length differs from its content-length", events
+            )
+        elif end_stream:
+            del self._stopped[stream.id]
+            self._remember(stream.id, _ENDED)
+
     def _on_window_update(
         self, buf: bytes, start: int, length: int, stream_id: int, events: list[Event]
     ) -> None:
@@ -908,7 +942,9 @@ class H2Connection:
         if stream is None:
             if stream_id > self.highest_stream_id:
                 self._connection_error(_PROTOCOL_ERROR, f"window_update on idle stream {stream_id}")  # §5.1
-            return  # §5.1: WINDOW_UPDATE may follow the end of a stream
+            stream = self._stopped.get(stream_id)
+            if stream is None:
+                return  # §5.1: WINDOW_UPDATE may follow the end of a stream
         if not increment:
             self._stream_error(stream_id, _PROTOCOL_ERROR, "window_update of 0", events)  # §6.9
             return
@@ -916,7 +952,8 @@ class H2Connection:
         if stream.send_window > MAX_WINDOW:
             self._stream_error(stream_id, _FLOW_CONTROL_ERROR, "stream window over 2^31-1", events)  # §6.9.1
             return
-        events.append(WindowUpdated(stream_id))
+        if stream.state != HALF_CLOSED_LOCAL:
+            events.append(WindowUpdated(stream_id))
 
     def _on_rst_stream(
         self, buf: bytes, start: int, length: int, stream_id: int, events: list[Event]
@@ -931,6 +968,8 @@ class H2Connection:
         if stream is not None:
             self._forget(stream, _RESET_REMOTE)
             events.append(StreamReset(stream_id, _unpack_u32(buf, start)[0], True))
+        elif self._stopped.pop(stream_id, None) is not None:
+            self._remember(stream_id, _RESET_REMOTE)
 
     def _on_priority(self, buf: bytes, start: int, length: int, stream_id: int, events: list[Event]) -> None:
         if not stream_id:
@@ -1038,6 +1077,7 @@ class H2Connection:
         if stream is not None:
             self._forget(stream, _RESET_LOCAL)
         else:
+            self._stopped.pop(stream_id, None)
             self._remember(stream_id, _RESET_LOCAL)
         events.append(StreamReset(stream_id, code, False, reason))
 
@@ -1183,12 +1223,19 @@ class H2Connection:
             self._forget(stream, _ENDED)
 
     def reset_stream(self, stream_id: int, error_code: int = _CANCEL) -> None:
-        """RST_STREAM (§6.4) for a stream still open either way; a no-op for one already closed."""
+        """RST_STREAM (§6.4) for a stream still open either way; a no-op for one already closed. NO_ERROR
+        after a complete response asks the client to stop sending the request (§8.1)."""
         stream = self._streams.get(stream_id)
         if stream is None or self._state == _DONE:
             return
         self._out.append(_pack_head(4 << 8 | RST_STREAM, 0, stream_id) + _U32.pack(int(error_code)))
         self._forget(stream, _RESET_LOCAL)
+        if not error_code and stream.state == HALF_CLOSED_LOCAL:
+            # §8.1: "stop sending" after a complete response; see _stopped.
+            stopped = self._stopped
+            stopped[stream_id] = stream
+            if len(stopped) > CLOSED_STREAMS_KEPT:
+                del stopped[next(iter(stopped))]
 
     def close_connection(
         self, error_code: int = _NO_ERROR, last_stream_id: int | None = None, additional_data: bytes = b""
