@@ -358,6 +358,26 @@ def test_acknowledged_data_reopens_the_windows() -> None:
         conn.acknowledge_received_data(1, 1)  # more than was received
 
 
+def test_our_smaller_initial_window_holds_once_acknowledged() -> None:
+    """RFC 9113 §6.9.2: until the client acknowledges our SETTINGS, it may fill the protocol's window."""
+    c = Client()
+    data = (
+        c.headers(1, post(), end_stream=False)
+        + frame(DATA, 0, 1, b"x" * 16384) * 3
+        + frame(DATA, 0, 1, b"x" * 16383)
+    )
+    events, _, conn = run(data, initial_window_size=1000)
+    assert sum(e[3] for e in events if e[0] == "DataReceived") == 65535
+    conn.acknowledge_received_data(65535, 1)
+    run(
+        settings_frame(ack=True) + c.headers(3, post(), end_stream=False) + frame(DATA, 0, 3, b"x" * 1000),
+        conn=conn,
+    )
+    with pytest.raises(H2ConnectionError) as info:
+        run(frame(DATA, 0, 3, b"x"), conn=conn)
+    assert info.value.error_code == ErrorCode.FLOW_CONTROL_ERROR
+
+
 def test_a_reset_stream_gives_its_unacknowledged_bytes_back() -> None:
     """What the shell never acknowledges (its stream was reset) still counts back on the connection."""
     c = Client()

@@ -486,6 +486,7 @@ def encode_headers(headers: Headers) -> bytes:
 class _Stream:
     __slots__ = (
         "content_length",
+        "head_sent",
         "id",
         "outstanding",
         "received",
@@ -504,6 +505,7 @@ class _Stream:
         self.outstanding = 0  # handed to the shell in DataReceived, not yet acknowledged
         self.content_length: int | None = None
         self.received = 0
+        self.head_sent = False
 
 
 def _frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
@@ -1157,6 +1159,7 @@ class H2Connection:
         stream = self._sendable(stream_id)
         if stream is None:
             return
+        stream.head_sent = True
         block = encode_headers(headers)
         if self._table_size_update is not None:
             block = _integer(self._table_size_update, 5, 0x20) + block
@@ -1187,6 +1190,8 @@ class H2Connection:
         stream = self._sendable(stream_id)
         if stream is None:
             return
+        if not stream.head_sent:
+            raise LocalProtocolError(f"data before the response head on stream {stream_id}")  # §8.1
         size = len(data)
         if size:
             if size > stream.send_window or size > self._send_window:
