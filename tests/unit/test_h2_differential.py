@@ -18,11 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.h2_library import H2LibraryConnection
 from tricorn.errors import LocalProtocolError, RemoteProtocolError
 from tricorn.proto import h2conn
 from tricorn.proto.h1 import H1Limits
 from tricorn.proto.h2 import request_from_headers
-from tricorn.proto.h2_library import H2LibraryConnection
 
 Headers = list[tuple[bytes, bytes]]
 CORES = {"h2conn": h2conn.H2Connection, "h2": H2LibraryConnection}

@@ -3,8 +3,7 @@
 Theory of operation
 -------------------
 :class:`tricorn.proto.h2conn.H2Connection` is the connection's sans-io core: bytes in, events out; calls
-in, bytes to send (``TRICORN_H2_CORE=h2`` puts the h2 library behind the same interface instead, while
-both are compared). This module moves bytes between it and the transport and turns its events into the same per-request calls the
+in, bytes to send. This module moves bytes between it and the transport and turns its events into the same per-request calls the
 HTTP/1.1 shell makes (``feed_body``, ``end_body``, ``disconnect``), so the ASGI and WSGI cycles serve
 HTTP/2 streams unchanged: each :class:`H2Stream` is the :class:`~tricorn.interfaces.stream.Stream` of one
 request.
@@ -30,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import TYPE_CHECKING, Any
 
 from tricorn.errors import LocalProtocolError, RemoteProtocolError
@@ -72,9 +70,6 @@ CONTROL_BUDGET = 1000
 # Bytes the server may have queued for a client that does not read before it stops serving it (answers
 # to PING and SETTINGS pile up otherwise).
 OUTPUT_LIMIT = 4 * 1024 * 1024
-
-if os.environ.get("TRICORN_H2_CORE") == "h2":  # the h2 library, for comparison while ours is proven
-    from tricorn.proto.h2_library import H2LibraryConnection as H2Connection  # type: ignore[assignment]
 
 
 class H2Stream:

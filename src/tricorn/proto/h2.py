@@ -1,9 +1,9 @@
-"""HTTP/2 request and response heads (RFC 9113 §8), on top of the h2 library's framing.
+"""HTTP/2 request and response heads (RFC 9113 §8), on top of the connection core's framing.
 
-The h2 library (python-hyper) is the sans-io HTTP/2 core: frames, HPACK, stream states, flow-control
-windows, and the field checks of RFC 9113 §8.2 (lowercase names, no connection-specific fields, no CR, LF
-or NUL and no surrounding whitespace in values, pseudo-header rules), which it applies to every request
-head before we see it. What it leaves to the server lives here, as plain functions:
+:mod:`tricorn.proto.h2conn` is the sans-io HTTP/2 core: frames, HPACK, stream states, flow-control
+windows, and the field checks of RFC 9113 §8.2 and §8.3 (lowercase names, no connection-specific fields,
+no CR, LF or NUL and no surrounding whitespace in values, pseudo-header rules), which it applies to every
+request head before we see it. What it leaves to the server lives here, as plain functions:
 
 - :func:`request_from_headers` turns a decoded request head into the same :class:`~tricorn.proto.h1.Request`
   the HTTP/1.1 core produces, with the HTTP semantics both protocols share: a known method (501), a target

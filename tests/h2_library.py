@@ -1,7 +1,6 @@
-"""The h2 library (python-hyper) behind the interface of :class:`tricorn.proto.h2conn.H2Connection`.
-
-Selected with ``TRICORN_H2_CORE=h2`` while tricorn's own core is compared with it (h2spec, e2e tests,
-benchmarks); its events are translated into the core's.
+"""The h2 library's server core (python-hyper) behind the interface of
+:class:`tricorn.proto.h2conn.H2Connection`, its events translated into the core's: the peer
+tests/unit/test_h2_differential.py holds tricorn's core against (it served tricorn's HTTP/2 before it).
 """
 
 from __future__ import annotations
