@@ -886,3 +886,20 @@ def test_frames_after_the_response_and_rst_no_error(case: str, split: str) -> No
     assert resets(out) == ([] if code is None else [(1, code)])
     assert [e[0] for e in events] == ([] if code is None else ["StreamReset"]) + ["RequestReceived"]
     assert conn._recv_window + conn._recv_unacked == 65535
+
+
+def test_head_cache_is_bounded() -> None:
+    base = b"\x82\x86\x84"
+    blocks = [base + b"\x00\x05x-%03d\x01v" % i for i in range(20)]  # 20 distinct heads, none indexed
+    # One 3000-octet entry, then a small block that decodes to two copies of it (6000 octets).
+    big = base + b"\x40\x01y\x7f\xb9\x16" + b"v" * 3000
+    data = b"".join(frame(HEADERS, END_STREAM | END_HEADERS, 1 + 2 * i, b) for i, b in enumerate(blocks))
+    data += frame(HEADERS, END_STREAM | END_HEADERS, 41, big) + frame(
+        HEADERS, END_STREAM | END_HEADERS, 43, base + b"\xbe\xbe"
+    )
+    events, _, conn = run(data)
+    assert len([e for e in events if e[0] == "RequestReceived"]) == 22
+    entries = conn._head_cache.entries
+    assert len(entries) <= h2conn.HEAD_CACHE_ENTRIES
+    assert all(len(block) <= h2conn.HEAD_CACHE_BLOCK for _, block in entries)
+    assert not any(block.endswith(b"\xbe\xbe") for _, block in entries)

@@ -117,10 +117,12 @@ MAX_CONTINUATION_FRAMES: Final = 8
 # Closed streams remembered with how they closed (a late frame on one is ignored or answered by that);
 # nghttp2 keeps about as many as its concurrent stream limit. Older ids count as closed normally.
 CLOSED_STREAMS_KEPT: Final = 256
-# Distinct header blocks whose decoded, checked head a connection keeps (see _HeadCache), and the largest
-# block worth keeping; a browser's repeat of the same request reuses its block byte for byte.
-HEAD_CACHE_ENTRIES: Final = 32
+# Distinct header blocks whose decoded, checked head a connection keeps (see _HeadCache), the largest
+# block and decoded head worth keeping (the size of a default HPACK table): at most 40 KiB a connection.
+# A client repeating a request (a poller, a load generator, a browser's refetch) sends the same block.
+HEAD_CACHE_ENTRIES: Final = 8
 HEAD_CACHE_BLOCK: Final = 1024
+HEAD_CACHE_HEAD: Final = 4096
 # Encoded response fields kept process-wide (stateless encoding); small fields only (date, server,
 # content-type, content-length values repeat).
 FIELD_CACHE_ENTRIES: Final = 4096
@@ -832,7 +834,11 @@ class H2Connection:
             headers = self._decode(block)
             content_length, reason = check_request_head(headers, self.connect_protocol)
             hit = (headers, content_length, reason)
-            if table.generation == key[0] and len(block) <= HEAD_CACHE_BLOCK:
+            if (
+                table.generation == key[0]
+                and len(block) <= HEAD_CACHE_BLOCK
+                and sum(len(n) + len(v) for n, v in headers) <= HEAD_CACHE_HEAD
+            ):
                 if len(cache) >= HEAD_CACHE_ENTRIES:
                     cache.clear()
                 cache[key] = hit
