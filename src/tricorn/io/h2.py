@@ -226,6 +226,8 @@ class H2Stream:
                 self._wake()
                 cycle = self.cycle
                 if cycle is not None and cycle.state is RESPONSE_DONE:
+                    if not self.ended:
+                        self.proto.reset_after_response(self)  # (held back while the response went out)
                     self.proto.stream_done(self)
 
     def response_continue(self) -> None:
@@ -458,6 +460,8 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
                     stream.data(event.data, event.flow_controlled_length)  # type: ignore[union-attr]
                     if event.end_stream:  # type: ignore[union-attr]
                         stream.end()
+                else:  # a stream whose response is done: nobody reads the rest of its body
+                    self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)  # type: ignore[union-attr]
                 if not event.data:  # type: ignore[union-attr]
                     self._control()
             elif kind is WindowUpdated:
@@ -545,7 +549,11 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         stream = self.streams.pop(event.stream_id, None)
         if not event.remote:
             # A stream error the core answered (RFC 9113 §5.4.2): malformed request, window misuse...
-            self.state.log_protocol_error(self, RemoteProtocolError(f"http/2: {event.reason}", status=400))
+            # (REFUSED_STREAM is no error of the client's: it opened a stream before our SETTINGS arrived.)
+            if event.error_code != ErrorCode.REFUSED_STREAM:
+                self.state.log_protocol_error(
+                    self, RemoteProtocolError(f"http/2: {event.reason}", status=400)
+                )
             if stream is not None:
                 stream.gone()
                 self._maybe_idle()
