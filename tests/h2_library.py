@@ -100,10 +100,9 @@ class H2LibraryConnection:
                     )
                 elif event.flow_controlled_length:
                     self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-            elif kind is h2.events.StreamEnded:
-                out.append(
-                    h2conn.TrailersReceived(event.stream_id, [])
-                )  # (ends the stream; a no-op if it was)
+            elif kind is h2.events.TrailersReceived:
+                out.append(h2conn.TrailersReceived(event.stream_id, list(event.headers)))
+            # (StreamEnded: the event it follows carries end_stream already)
             elif kind is h2.events.WindowUpdated:
                 out.append(h2conn.WindowUpdated(event.stream_id))
             elif kind is h2.events.StreamReset:

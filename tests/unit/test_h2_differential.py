@@ -46,6 +46,8 @@ class Server:
         self.requests: dict[int, tuple[bytes, bytes, Headers]] = {}
         self.bodies: dict[int, bytearray] = {}
         self.pending: dict[int, bytes] = {}  # response body the windows held back
+        self.trailers: dict[int, Headers] = {}
+        self.responded: set[int] = set()
         self.refused: set[int] = set()
         self.dead = False
 
@@ -76,7 +78,8 @@ class Server:
                     if event.end_stream:
                         self.respond(event.stream_id)
             elif isinstance(event, h2conn.TrailersReceived):
-                if event.stream_id in self.bodies and event.stream_id not in self.pending:
+                if event.stream_id in self.bodies:
+                    self.trailers[event.stream_id] = list(event.headers)
                     self.respond(event.stream_id)
             elif isinstance(event, h2conn.WindowUpdated):
                 for stream_id in list(self.pending):
@@ -86,6 +89,9 @@ class Server:
                 self.refused.add(event.stream_id)
 
     def respond(self, stream_id: int) -> None:
+        if stream_id in self.responded:
+            return
+        self.responded.add(stream_id)
         body = bytes(self.bodies[stream_id])
         method, _, fields = self.requests[stream_id]
         size = 0 if method == b"HEAD" else int(dict(fields).get(b"x-size", b"0"))
@@ -118,14 +124,19 @@ class Client:
         self.conn.initiate_connection()
         self.responses: dict[int, dict[str, Any]] = {}
         self.uploads: dict[int, bytes] = {}
+        self.trailers: dict[int, Headers] = {}
         self.closed = False
 
-    def request(self, stream_id: int, headers: Headers, body: bytes) -> None:
-        self.conn.send_headers(stream_id, headers, end_stream=not body)
+    def request(self, stream_id: int, headers: Headers, body: bytes, trailers: Headers | None = None) -> None:
+        self.conn.send_headers(stream_id, headers, end_stream=not body and not trailers)
         self.responses[stream_id] = {"headers": None, "body": bytearray(), "end": None}
+        if trailers:
+            self.trailers[stream_id] = trailers
         if body:
             self.uploads[stream_id] = body
             self.upload()
+        elif trailers:
+            self.conn.send_headers(stream_id, trailers, end_stream=True)
 
     def upload(self) -> None:
         for stream_id in list(self.uploads):
@@ -139,7 +150,11 @@ class Client:
                 if window <= 0:
                     break
                 size = min(window, self.conn.max_outbound_frame_size, len(data))
-                self.conn.send_data(stream_id, data[:size], end_stream=size == len(data))
+                last = size == len(data)
+                trailers = self.trailers.get(stream_id)
+                self.conn.send_data(stream_id, data[:size], end_stream=last and not trailers)
+                if last and trailers:
+                    self.conn.send_headers(stream_id, trailers, end_stream=True)
                 data = data[size:]
             if data:
                 self.uploads[stream_id] = data
@@ -167,11 +182,13 @@ class Client:
                 self.upload()
 
 
-def exchange(core: str, requests: list[tuple[Headers, bytes]], piece: int, window: int) -> dict[str, Any]:
+def exchange(
+    core: str, requests: list[tuple[Headers, bytes, Headers | None]], piece: int, window: int
+) -> dict[str, Any]:
     server = Server(core, window)
     client = Client()
-    for i, (headers, body) in enumerate(requests):
-        client.request(2 * i + 1, headers, body)
+    for i, (headers, body, trailers) in enumerate(requests):
+        client.request(2 * i + 1, headers, body, trailers)
     for _ in range(10_000):
         to_server = client.conn.data_to_send()
         to_client = server.conn.data_to_send()
@@ -191,6 +208,7 @@ def exchange(core: str, requests: list[tuple[Headers, bytes]], piece: int, windo
             for sid, r in client.responses.items()
             if sid not in server.refused and not server.dead
         },
+        "trailers": server.trailers,
         "refused": sorted(server.refused) if not server.dead else "connection",
     }
 
@@ -203,7 +221,7 @@ PATH = st.from_regex(rb"/[a-zA-Z0-9._~%!$&'()*+,;=:@/-]{0,40}(\?[a-zA-Z0-9=&]{0,
 
 
 @st.composite
-def request(draw: st.DrawFn) -> tuple[Headers, int]:
+def request(draw: st.DrawFn) -> tuple[Headers, int, Headers | None]:
     """A request head and the size of its body (sizes, not bodies: hypothesis prints its examples)."""
     size = draw(st.integers(0, 150_000) | st.sampled_from([0, 1, 65535, 65536]))
     method = b"POST" if size else draw(st.sampled_from([b"GET", b"HEAD", b"DELETE", b"POST"]))
@@ -223,7 +241,8 @@ def request(draw: st.DrawFn) -> tuple[Headers, int]:
     fields.append(
         (b"x-size", b"%d" % draw(st.integers(0, 150_000) | st.sampled_from([0, 16384, 65535, 65536])))
     )
-    return head + fields, size
+    trailers = draw(st.none() | st.lists(st.tuples(NAME, VALUE), min_size=1, max_size=3))
+    return head + fields, size, trailers
 
 
 @settings(
@@ -236,13 +255,16 @@ def request(draw: st.DrawFn) -> tuple[Headers, int]:
     # window, RFC 9113 §6.9.2, which h2 refuses as a FLOW_CONTROL_ERROR; test_h2_core holds ours to it.)
     st.sampled_from([65535, 1 << 20]),
 )
-def test_same_exchange_on_both_cores(sized: list[tuple[Headers, int]], piece: int, window: int) -> None:
-    requests = [(headers, bytes(i % 251 for i in range(size))) for headers, size in sized]
+def test_same_exchange_on_both_cores(
+    sized: list[tuple[Headers, int, Headers | None]], piece: int, window: int
+) -> None:
+    requests = [(h, bytes(i % 251 for i in range(size)), t) for h, size, t in sized]
     ours = exchange("h2conn", requests, piece, window)
     theirs = exchange("h2", requests, piece, window)
     assert ours == theirs
     assert ours["refused"] == []
-    for i, (headers, body) in enumerate(requests):
+    for i, (headers, body, trailers) in enumerate(requests):
+        assert ours["trailers"].get(2 * i + 1) == trailers
         status_head, got, end = ours["responses"][2 * i + 1]
         assert end == "ended" and dict(status_head)[b"x-length"] == b"%d" % len(body)
         assert len(got) == (0 if headers[0][1] == b"HEAD" else int(dict(headers)[b"x-size"]))
