@@ -3,10 +3,10 @@
 Theory of operation
 -------------------
 :class:`tricorn.proto.h2conn.H2Connection` is the connection's sans-io core: bytes in, events out; calls
-in, bytes to send. This module moves bytes between it and the transport and turns its events into the same per-request calls the
-HTTP/1.1 shell makes (``feed_body``, ``end_body``, ``disconnect``), so the ASGI and WSGI cycles serve
-HTTP/2 streams unchanged: each :class:`H2Stream` is the :class:`~tricorn.interfaces.stream.Stream` of one
-request.
+in, bytes to send. This module moves bytes between it and the transport and turns its events into the
+same per-request calls the HTTP/1.1 shell makes (``feed_body``, ``end_body``, ``disconnect``), so the
+ASGI and WSGI cycles serve HTTP/2 streams unchanged: each :class:`H2Stream` is the
+:class:`~tricorn.interfaces.stream.Stream` of one request.
 
 - **Writes** go through the core's output buffer; one flush per loop turn writes whatever every stream
   produced in it (ten concurrent "hello" streams: one write, not ten).
@@ -17,11 +17,11 @@ request.
 - **Flow control, sending**: a stream sends what its window and the connection's allow, keeps the rest
   (one body part at most, as ``write_paused`` holds the app until it is sent) and sends it as
   WINDOW_UPDATE frames arrive. A stream whose peer stops reading holds its cycle, never the connection.
-- **Hostile peers**: the core enforces framing, HPACK and field rules (RFC 9113 §8.2), resetting the
-  stream or closing the connection with the error code the RFC asks for. This shell adds what it does not bound: streams reset by
-  the client faster than they can be served (CVE-2023-44487), floods of control frames, and a client that
-  stops reading while it makes the server answer (PING, SETTINGS). Each ends the connection with GOAWAY
-  ENHANCE_YOUR_CALM and one log line.
+- **Hostile peers**: the core enforces framing, HPACK and field rules (RFC 9113 §8.2, §8.3), resetting
+  the stream or closing the connection with the error code the RFC asks for. This shell adds what it
+  does not bound: streams reset by the client faster than they can be served (CVE-2023-44487), floods of
+  control frames, and a client that stops reading while it makes the server answer (PING, SETTINGS).
+  Each ends the connection with GOAWAY ENHANCE_YOUR_CALM and one log line.
 - **Shutdown**: GOAWAY with the last stream id taken; streams in flight finish, later ones are refused.
 """
 

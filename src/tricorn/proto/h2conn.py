@@ -12,8 +12,8 @@ the shell acts on becomes an event (:class:`RequestReceived`, :class:`DataReceiv
 and the control-frame events the shell counts against its flood budgets). A partial frame waits in the
 buffer; nothing larger than one frame of the advertised SETTINGS_MAX_FRAME_SIZE is ever held.
 
-- A **connection error** (RFC 9113 §5.4.1) queues GOAWAY with its code, moves the connection to CLOSED and
-  raises :class:`H2ConnectionError`; the shell writes ``data_to_send()`` and closes.
+- A **connection error** (RFC 9113 §5.4.1) queues GOAWAY with its code, ends the connection (nothing more
+  is read) and raises :class:`H2ConnectionError`; the shell writes ``data_to_send()`` and closes.
 - A **stream error** (§5.4.2) queues RST_STREAM, forgets the stream and emits :class:`StreamReset` with
   ``remote=False`` and the reason, so the shell can cancel what it runs for it and log one line.
 - **Request heads** are decoded by the ``hpack`` package and checked here against RFC 9113 §8.2 and §8.3
@@ -106,16 +106,17 @@ MIN_MAX_FRAME_SIZE: Final = 16384  # RFC 9113 §4.2, §6.5.2
 MAX_MAX_FRAME_SIZE: Final = 2**24 - 1
 DEFAULT_HEADER_TABLE_SIZE: Final = 4096  # RFC 9113 §6.5.2
 
-# Defaults of the limits; the shell passes its configured values. Precedents: nginx
-# http2_max_concurrent_streams 128, h2o 100, Go 250; nginx and Go cap the field section near 64 KiB
-# (large_client_header_buffers, MaxHeaderBytes 1 MiB), h2 and Go's defaults are 64 KiB.
+# Defaults of the limits; the shell passes its configured values. Precedents: concurrent streams 100 in h2o
+# and the h2 library, 128 in nginx (http2_max_concurrent_streams), 250 in Go; a header list of 64 KiB in
+# the h2 library and hpack, 32 KiB in nginx (large_client_header_buffers 4 8k).
 DEFAULT_MAX_CONCURRENT_STREAMS: Final = 100
 DEFAULT_MAX_HEADER_LIST_SIZE: Final = 65536
 # CONTINUATION frames a header block may take. nghttp2 1.61 (CVE-2024-28182) allows 8; a block within
 # the header list size needs at most 4 at the smallest frame size (64 KiB / 16 KiB).
 MAX_CONTINUATION_FRAMES: Final = 8
 # Closed streams remembered with how they closed (a late frame on one is ignored or answered by that);
-# nghttp2 keeps about as many as its concurrent stream limit. Older ids count as closed normally.
+# nghttp2 kept about as many as its concurrent stream limit (for RFC 7540 priorities). Older ids count as
+# closed normally.
 CLOSED_STREAMS_KEPT: Final = 256
 # Distinct header blocks whose decoded, checked head a connection keeps (see _HeadCache), the largest
 # block and decoded head worth keeping (the size of a default HPACK table): at most 40 KiB a connection.
