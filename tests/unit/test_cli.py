@@ -15,7 +15,18 @@ from tricorn.cli import build_parser, main
 from tricorn.config import SETTINGS, Config
 from tricorn.errors import ConfigError
 
-GROUPS = ["General", "Application", "Binding", "Protocol", "Timeouts", "Limits", "Logging", "Configuration"]
+GROUPS = [
+    "General",
+    "Application",
+    "Binding",
+    "TLS",
+    "Protocol",
+    "WebSocket",
+    "Timeouts",
+    "Limits",
+    "Logging",
+    "Configuration",
+]
 
 
 @pytest.fixture(autouse=True)
