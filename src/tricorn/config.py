@@ -112,6 +112,26 @@ DEFAULT_SSL_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 # slowloris of TLS; our request-head timeout is 10 s for the same reason). asyncio's (so uvicorn's)
 # default and hypercorn's ssl_handshake_timeout are 60 s; nginx's ssl_handshake_timeout 60 s.
 DEFAULT_TIMEOUT_SSL_HANDSHAKE = 10.0
+# HTTP/2 (RFC 9113 §6.5.2 for each SETTINGS value). Concurrent streams: the RFC recommends no fewer than
+# 100; hypercorn h2_max_concurrent_streams 100; nginx http2_max_concurrent_streams 128; Go's net/http2 250.
+DEFAULT_H2_MAX_CONCURRENT_STREAMS = 100
+# Client stream identifiers are odd 31-bit numbers: no client can use more streams than this.
+MAX_H2_MAX_CONCURRENT_STREAMS = 2**31 - 1
+# Header list size (uncompressed, counting 32 bytes per field as RFC 9113 §6.5.2 does): hypercorn
+# h2_max_header_list_size 65536; node's maxHeaderListSize 65535. The cap matches the HTTP/1.1 limits'
+# spirit: a larger head is a memory-exhaustion hole, not a request.
+DEFAULT_H2_MAX_HEADER_LIST_SIZE = 65536
+MAX_H2_MAX_HEADER_LIST_SIZE = 16 * 1024 * 1024
+# Stream flow-control window offered to clients: the RFC's initial value, 65535 (node's initialWindowSize,
+# and what hypercorn's h2 library advertises); nginx advertises 64 KiB (http2_body_preread_size), Go's
+# net/http2 1 MiB. RFC 9113 §6.5.2: values above 2^31-1 are a FLOW_CONTROL_ERROR.
+DEFAULT_H2_INITIAL_WINDOW_SIZE = 65535
+MAX_H2_INITIAL_WINDOW_SIZE = 2**31 - 1
+# Largest frame payload accepted: the RFC's initial value 2^14, which is also its minimum; the maximum is
+# 2^24-1 (RFC 9113 §6.5.2). hypercorn h2_max_inbound_frame_size and node maxFrameSize 16384.
+DEFAULT_H2_MAX_FRAME_SIZE = 16384
+MIN_H2_MAX_FRAME_SIZE = 2**14
+MAX_H2_MAX_FRAME_SIZE = 2**24 - 1
 # gunicorn's default access_log_format.
 DEFAULT_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 
@@ -471,6 +491,7 @@ _APPLICATION = "Application"
 _BINDING = "Binding"
 _TLS = "TLS"
 _PROTOCOL = "Protocol"
+_HTTP2 = "HTTP/2"
 _WEBSOCKET = "WebSocket"
 _TIMEOUTS = "Timeouts"
 _LIMITS = "Limits"
@@ -729,6 +750,65 @@ class Config:
             env="TRICORN_LOOP",
             flags=("--loop",),
             choices=LOOP_IMPLEMENTATIONS,
+        ),
+    )
+
+    # HTTP/2
+    http2: bool = field(
+        default=True,
+        metadata=_setting(
+            group=_HTTP2,
+            help="serve HTTP/2 to clients that ask for it (over TLS, by ALPN); --no-http2 serves HTTP/1.1 only",
+            env="TRICORN_HTTP2",
+            flags=("--http2",),
+            convert=to_bool,
+        ),
+    )
+    h2_max_concurrent_streams: int = field(
+        default=DEFAULT_H2_MAX_CONCURRENT_STREAMS,
+        metadata=_setting(
+            group=_HTTP2,
+            help="the requests a client may have open at once on one HTTP/2 connection "
+            "(SETTINGS_MAX_CONCURRENT_STREAMS)",
+            env="TRICORN_H2_MAX_CONCURRENT_STREAMS",
+            flags=("--h2-max-concurrent-streams",),
+            metavar="N",
+            convert=to_int(1, MAX_H2_MAX_CONCURRENT_STREAMS),
+        ),
+    )
+    h2_max_header_list_size: int = field(
+        default=DEFAULT_H2_MAX_HEADER_LIST_SIZE,
+        metadata=_setting(
+            group=_HTTP2,
+            help="the largest HTTP/2 request head accepted, in bytes, uncompressed, plus 32 per field "
+            "(SETTINGS_MAX_HEADER_LIST_SIZE)",
+            env="TRICORN_H2_MAX_HEADER_LIST_SIZE",
+            flags=("--h2-max-header-list-size",),
+            metavar="BYTES",
+            convert=to_int(1, MAX_H2_MAX_HEADER_LIST_SIZE),
+        ),
+    )
+    h2_initial_window_size: int = field(
+        default=DEFAULT_H2_INITIAL_WINDOW_SIZE,
+        metadata=_setting(
+            group=_HTTP2,
+            help="the bytes of request body a client may send on an HTTP/2 stream before the server asks "
+            "for more (SETTINGS_INITIAL_WINDOW_SIZE)",
+            env="TRICORN_H2_INITIAL_WINDOW_SIZE",
+            flags=("--h2-initial-window-size",),
+            metavar="BYTES",
+            convert=to_int(1, MAX_H2_INITIAL_WINDOW_SIZE),
+        ),
+    )
+    h2_max_frame_size: int = field(
+        default=DEFAULT_H2_MAX_FRAME_SIZE,
+        metadata=_setting(
+            group=_HTTP2,
+            help="the largest HTTP/2 frame payload accepted from a client, in bytes (SETTINGS_MAX_FRAME_SIZE)",
+            env="TRICORN_H2_MAX_FRAME_SIZE",
+            flags=("--h2-max-frame-size",),
+            metavar="BYTES",
+            convert=to_int(MIN_H2_MAX_FRAME_SIZE, MAX_H2_MAX_FRAME_SIZE),
         ),
     )
 

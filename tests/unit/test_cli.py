@@ -21,6 +21,7 @@ GROUPS = [
     "Binding",
     "TLS",
     "Protocol",
+    "HTTP/2",
     "WebSocket",
     "Timeouts",
     "Limits",

@@ -182,6 +182,32 @@ BAD_VALUES = [
     ("ssl_ciphers", " ", "ssl_ciphers: '' is not a cipher list (e.g. ECDHE+AESGCM:ECDHE+CHACHA20)"),
     ("timeout_ssl_handshake", "0", "timeout_ssl_handshake: 0 is out of range (must be more than 0)"),
     ("timeout_ssl_handshake", "-1", "timeout_ssl_handshake: -1 is out of range (must be at least 0)"),
+    ("http2", "sometimes", "http2: 'sometimes' is not a boolean (use true or false)"),
+    (
+        "h2_max_concurrent_streams",
+        "0",
+        "h2_max_concurrent_streams: 0 is out of range (must be between 1 and 2147483647)",
+    ),
+    (
+        "h2_max_header_list_size",
+        "16777217",
+        "h2_max_header_list_size: 16777217 is out of range (must be between 1 and 16777216)",
+    ),
+    (
+        "h2_initial_window_size",
+        "2147483648",
+        "h2_initial_window_size: 2147483648 is out of range (must be between 1 and 2147483647)",
+    ),
+    (
+        "h2_max_frame_size",
+        "16383",
+        "h2_max_frame_size: 16383 is out of range (must be between 16384 and 16777215)",
+    ),
+    (
+        "h2_max_frame_size",
+        "16777216",
+        "h2_max_frame_size: 16777216 is out of range (must be between 16384 and 16777215)",
+    ),
 ]
 
 
@@ -484,7 +510,7 @@ def test_error_messages_are_one_lower_case_line() -> None:
     for name, raw, _ in BAD_VALUES:
         message = error_of(lambda name=name, raw=raw: make(**{name: raw}))  # type: ignore[misc]
         assert "\n" not in message
-        assert re.match(r"[a-z_]+: ", message), message
+        assert re.match(r"[a-z][a-z0-9_]*: ", message), message  # h2_*, http2
 
 
 def test_tool_tricorn_must_be_a_table(tmp_path: Path) -> None:
@@ -495,15 +521,18 @@ def test_tool_tricorn_must_be_a_table(tmp_path: Path) -> None:
     )
 
 
-# -- TLS -------------------------------------------------------------------------------------------------------
+# -- TLS and HTTP/2 --------------------------------------------------------------------------------------------
 
 
-def test_tls_defaults() -> None:
+def test_tls_and_http2_defaults() -> None:
     config = Config()
     assert (config.ssl_certfile, config.ssl_keyfile, config.ssl_keyfile_password) == (None, None, None)
     assert (config.ssl_ca_certs, config.ssl_cert_reqs) == (None, "none")
     assert config.ssl_ciphers == "ECDHE+AESGCM:ECDHE+CHACHA20"
     assert config.timeout_ssl_handshake == 10.0
+    assert config.http2 is True
+    assert (config.h2_max_concurrent_streams, config.h2_max_header_list_size) == (100, 65536)
+    assert (config.h2_initial_window_size, config.h2_max_frame_size) == (65535, 16384)
     assert not config.tls
     assert Config(ssl_certfile="cert.pem").tls
 
@@ -554,16 +583,37 @@ def test_tls_settings_from_env(tmp_path: Path) -> None:
     assert tls_settings(load(tmp_path, env=env)) == TLS_EXPECTED
 
 
-def test_tls_settings_from_a_config_file(tmp_path: Path) -> None:
+def test_tls_and_http2_settings_from_a_config_file(tmp_path: Path) -> None:
     write(
         tmp_path / "x.toml",
         "ssl-certfile = 'cert.pem'\nssl_keyfile = 'key.pem'\nssl-keyfile-password = 'secret'\n"
         "ssl-ca-certs = 'ca.pem'\nssl-cert-reqs = 2\nssl-ciphers = 'ECDHE+AESGCM'\n"
-        "timeout-ssl-handshake = 2.5\n",
+        "timeout-ssl-handshake = 2.5\nhttp2 = false\nh2-max-concurrent-streams = 50\n"
+        "h2_max_header_list_size = 16384\nh2-initial-window-size = 1_048_576\nh2-max-frame-size = 65536\n",
     )
     config = load(tmp_path, ["--config", "x.toml"])
     assert tls_settings(config) == TLS_EXPECTED
-    assert config.timeout_ssl_handshake == 2.5
+    assert (config.timeout_ssl_handshake, config.http2) == (2.5, False)
+    assert (config.h2_max_concurrent_streams, config.h2_max_header_list_size) == (50, 16384)
+    assert (config.h2_initial_window_size, config.h2_max_frame_size) == (1048576, 65536)
+
+
+def test_http2_flags_and_env(tmp_path: Path) -> None:
+    assert load(tmp_path, ["--no-http2"]).http2 is False
+    assert load(tmp_path, ["--http2"], {"TRICORN_HTTP2": "off"}).http2 is True
+    assert load(tmp_path, env={"TRICORN_HTTP2": "0"}).http2 is False
+    argv = ["--h2-max-concurrent-streams", "128", "--h2-max-header-list-size", "32768"]
+    argv += ["--h2-initial-window-size", "65536", "--h2-max-frame-size", "16777215"]
+    argv += ["--timeout-ssl-handshake", "60"]
+    config = load(tmp_path, argv)
+    assert (config.h2_max_concurrent_streams, config.h2_max_header_list_size) == (128, 32768)
+    assert (config.h2_initial_window_size, config.h2_max_frame_size) == (65536, 16777215)
+    assert config.timeout_ssl_handshake == 60.0
+    env = {"TRICORN_H2_MAX_FRAME_SIZE": "20000", "TRICORN_TIMEOUT_SSL_HANDSHAKE": "0.5"}
+    assert (load(tmp_path, env=env).h2_max_frame_size, load(tmp_path, env=env).timeout_ssl_handshake) == (
+        20000,
+        0.5,
+    )
 
 
 @pytest.mark.parametrize(
