@@ -632,7 +632,10 @@ def bench_one(
             except (OSError, http.client.HTTPException) as exc:
                 err = f"sanity check failed: {type(exc).__name__}: {exc}"
         if err is not None:
-            res.error = f"{err}\n--- server output (tail) ---\n{srv.tail()}"
+            tail = srv.tail()
+            if not srv.alive() and tail:
+                err += f": {tail.splitlines()[-1].strip()}"  # usually why it exited
+            res.error = f"{err}\n--- server output (tail) ---\n{tail}"
             return res
         section_opts = argparse.Namespace(**vars(opts), client_cpus=section.client_cpus)
         out = CLIENTS[case.client](case, port, section_opts)
