@@ -24,6 +24,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -50,17 +51,32 @@ CLIENT_CPU = "1"
 
 
 @dataclass(frozen=True)
+class Certs:
+    """A self-signed certificate for 127.0.0.1 and its key, made at run time (``make_certs``)."""
+
+    certfile: Path
+    keyfile: Path
+
+
+@dataclass(frozen=True)
 class Server:
     """A server under test. ``commands`` maps an interface ("asgi", "wsgi", ...) to a command
-    template (split with shlex); ``{py}``, ``{app}``, ``{host}`` and ``{port}`` are substituted."""
+    template (split with shlex); ``{py}``, ``{app}``, ``{host}`` and ``{port}`` are substituted.
+    ``tls`` holds the options that serve TLS (``{certfile}``, ``{keyfile}``), appended for a
+    case with ``tls=True``."""
 
     name: str
     package: str  # distribution whose version is reported
     commands: dict[str, str]
+    tls: str = ""
 
-    def argv(self, interface: str, app: str, port: int) -> list[str]:
+    def argv(self, interface: str, app: str, port: int, certs: Certs | None = None) -> list[str]:
         subst = {"py": PY, "app": app, "host": HOST, "port": str(port)}
-        return [part.format(**subst) for part in shlex.split(self.commands[interface])]
+        template = self.commands[interface]
+        if certs is not None:
+            template += " " + self.tls
+            subst |= {"certfile": str(certs.certfile), "keyfile": str(certs.keyfile)}
+        return [part.format(**subst) for part in shlex.split(template)]
 
 
 SERVERS: dict[str, Server] = {
@@ -75,6 +91,7 @@ SERVERS: dict[str, Server] = {
                 # The default --threads (10): the same thread count as the peers below.
                 "wsgi": "{py} -m tricorn {app} --interface wsgi --port {port} --no-access-log --log-level warning",
             },
+            tls="--ssl-certfile {certfile} --ssl-keyfile {keyfile}",
         ),
         Server(
             "uvicorn",
@@ -85,6 +102,7 @@ SERVERS: dict[str, Server] = {
                 "websocket": "{py} -m uvicorn {app} --host {host} --port {port} --workers 1"
                 " --loop uvloop --http httptools --ws websockets --no-access-log --log-level warning",
             },
+            tls="--ssl-certfile {certfile} --ssl-keyfile {keyfile}",
         ),
         Server(
             "uvicorn-wsproto",
@@ -106,6 +124,8 @@ SERVERS: dict[str, Server] = {
                 "wsgi": "{py} -m granian --interface wsgi --host {host} --port {port} --workers 1"
                 " --blocking-threads 10 --http 1 --log-level warning --no-access-log {app}",
             },
+            # --ssl-keyfile must be PKCS#8 ("BEGIN PRIVATE KEY"), which make_certs writes.
+            tls="--ssl-certificate {certfile} --ssl-keyfile {keyfile}",
         ),
         Server(
             "hypercorn",
@@ -114,6 +134,7 @@ SERVERS: dict[str, Server] = {
                 # hypercorn writes no access log unless --access-logfile is given.
                 "asgi": "{py} -m hypercorn -w 1 -k uvloop -b {host}:{port} --log-level warning {app}",
             },
+            tls="--certfile {certfile} --keyfile {keyfile}",
         ),
         # gunicorn writes no access log unless --access-logfile is given.
         Server(
@@ -201,6 +222,7 @@ class Case:
     app: str  # "module:attr", imported by the server from the repo root
     description: str
     client: str = "wrk"  # load generator, a key of CLIENTS
+    tls: bool = False  # https://: the server gets its Server.tls options and a run-time certificate
     path: str = "/"
     wrk_script: str | None = None  # Lua script under bench/
     wrk_args: tuple[str, ...] = ()
@@ -341,6 +363,25 @@ SECTIONS: dict[str, Section] = {
                 ),
             ),
         ),
+        Section(
+            key="tls",
+            title="TLS",
+            interface="asgi",
+            servers=("tricorn", "uvicorn"),
+            intro="The ASGI `hello` app over HTTP/1.1 and TLS: wrk on `https://` with 64 keep-alive "
+            "connections, so 64 handshakes open a run of many thousand requests, and the run measures "
+            "TLS records and the server's TLS transport; compare with the cleartext ASGI `hello`. The "
+            "certificate is self-signed (ECDSA P-256), made with `openssl` at run time.",
+            cases=(
+                Case(
+                    "hello",
+                    "bench.apps:hello",
+                    "GET / over TLS, 200 text/plain `Hello, world!` with content-length",
+                    tls=True,
+                    check=expect_body(b"Hello, world!", chunked=False),
+                ),
+            ),
+        ),
     )
 }
 
@@ -435,10 +476,51 @@ def kill_all() -> None:
         _LIVE.discard(proc)
 
 
+def make_certs(directory: Path) -> Certs:
+    """A self-signed ECDSA P-256 certificate for 127.0.0.1 (and localhost), valid for a day. The key is
+    PKCS#8 (``BEGIN PRIVATE KEY``), the one form every server here reads (granian reads no other)."""
+    certs = Certs(directory / "cert.pem", directory / "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-keyout", str(certs.keyfile), "-out", str(certs.certfile)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return certs
+
+
+def client_context(certs: Certs) -> ssl.SSLContext:
+    """Readiness polls and sanity checks verify the server's certificate: it must be the one we made."""
+    return ssl.create_default_context(cafile=str(certs.certfile))
+
+
+def tls_probe(port: int, context: ssl.SSLContext) -> str:
+    """The TLS version and cipher a handshake with OpenSSL's defaults gets from the server (wrk sets no
+    TLS 1.3 suites of its own, nor does ``client_context``, so wrk negotiates the same)."""
+    try:
+        with (
+            socket.create_connection((HOST, port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=HOST) as tls,
+        ):
+            cipher = tls.cipher()
+            return f"{tls.version()}, {cipher[0] if cipher else '?'}"
+    except OSError as exc:
+        return f"TLS probe failed: {exc}"
+
+
 def http_request(
-    port: int, method: str = "GET", path: str = "/", body: bytes | None = None, timeout: float = 5.0
+    port: int,
+    method: str = "GET",
+    path: str = "/",
+    body: bytes | None = None,
+    timeout: float = 5.0,
+    context: ssl.SSLContext | None = None,
 ) -> tuple[int, http.client.HTTPResponse, bytes]:
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    conn = (
+        http.client.HTTPSConnection(HOST, port, timeout=timeout, context=context)
+        if context is not None
+        else http.client.HTTPConnection(HOST, port, timeout=timeout)
+    )
     try:
         headers = {"Connection": "close"}
         if body is not None:
@@ -451,8 +533,11 @@ def http_request(
         conn.close()
 
 
-def wait_ready(srv: ServerProcess, port: int, path: str, timeout: float) -> str | None:
-    """Poll until an HTTP request gets a response. Returns an error string, or None."""
+def wait_ready(
+    srv: ServerProcess, port: int, path: str, timeout: float, context: ssl.SSLContext | None = None
+) -> str | None:
+    """Poll until an HTTP request (HTTPS with ``context``) gets a response. Returns an error string, or
+    None."""
     deadline = time.monotonic() + timeout
     delay = 0.01
     last = "no attempt"
@@ -460,7 +545,7 @@ def wait_ready(srv: ServerProcess, port: int, path: str, timeout: float) -> str 
         if not srv.alive():
             return f"exited with code {srv.proc.returncode} before becoming ready"
         try:
-            http_request(port, "GET", path, timeout=2.0)
+            http_request(port, "GET", path, timeout=2.0, context=context)
             return None
         except (OSError, http.client.HTTPException) as exc:
             last = f"{type(exc).__name__}: {exc}"
@@ -499,6 +584,10 @@ def parse_wrk(out: str) -> dict[str, Any]:
     return res
 
 
+def url(case: Case, port: int) -> str:
+    return f"{'https' if case.tls else 'http'}://{HOST}:{port}{case.path}"
+
+
 def wrk_argv(
     case: Case,
     port: int,
@@ -514,7 +603,7 @@ def wrk_argv(
         argv.append("--latency")
     if case.wrk_script:
         argv += ["-s", str(BENCH / case.wrk_script)]
-    argv += [*case.wrk_args, f"http://{HOST}:{port}{case.path}"]
+    argv += [*case.wrk_args, url(case, port)]
     return argv
 
 
@@ -571,7 +660,10 @@ def run_ws(case: Case, port: int, opts: argparse.Namespace) -> dict[str, Any]:
 
 
 # Load generators by Case.client.
-CLIENTS: dict[str, Callable[[Case, int, argparse.Namespace], dict[str, Any]]] = {"wrk": run_wrk, "ws": run_ws}
+CLIENTS: dict[str, Callable[[Case, int, argparse.Namespace], dict[str, Any]]] = {
+    "wrk": run_wrk,
+    "ws": run_ws,
+}
 
 
 # --------------------------------------------------------------------------------------
@@ -592,6 +684,7 @@ class Result:
     errors: dict[str, int] = field(default_factory=dict)
     errors_total: int = 0
     error: str | None = None  # why this server failed for this case
+    protocol: str = ""  # what was negotiated, where the client says (TLS sanity checks)
     server_cmd: str = ""
     wrk_cmd: str = ""
     wrk_output: str = ""
@@ -616,15 +709,17 @@ def bench_one(
 ) -> Result:
     res = Result(section.key, case.name, server.name)
     port = free_port()
-    argv = server.argv(section.interface, case.app, port)
+    certs: Certs | None = opts.certs if case.tls else None
+    context = client_context(certs) if certs is not None else None
+    argv = server.argv(section.interface, case.app, port, certs)
     res.server_cmd = " ".join(["taskset", "-c", section.server_cpus, *argv])
     srv = ServerProcess(argv, log_dir, f"{section.key}-{case.name}-{server.name}", section.server_cpus)
     try:
-        err = wait_ready(srv, port, case.path, opts.ready_timeout)
+        err = wait_ready(srv, port, case.path, opts.ready_timeout, context)
         if err is None and case.check is not None:
             try:
                 status, resp, body = http_request(
-                    port, case.check_method, case.path, case.check_body, timeout=10
+                    port, case.check_method, case.path, case.check_body, timeout=10, context=context
                 )
                 err = case.check(status, resp, body)
                 if err:
@@ -641,6 +736,7 @@ def bench_one(
         out = CLIENTS[case.client](case, port, section_opts)
         for key in ("rps", "p99_ms", "p50_ms", "requests", "errors", "errors_total", "wrk_cmd", "wrk_output"):
             setattr(res, key, out.get(key))
+        res.protocol = out.get("protocol") or (tls_probe(port, context) if context is not None else "")
         if out.get("failed"):
             res.error = out["failed"]
         elif not srv.alive():
@@ -732,6 +828,8 @@ def print_table(section: Section, case: Case, results: list[Result]) -> None:
     for r in results:
         if r.case == case.name and r.error:
             print(f"  {r.server}: {r.error.splitlines()[0]}")
+        elif r.case == case.name and r.protocol:
+            print(f"  {r.server}: {r.protocol}")
 
 
 def md_table(section: Section, case: Case, results: list[Result]) -> str:
@@ -770,8 +868,10 @@ def machine_info() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
-    wrk_line = (wrk_v.stdout + wrk_v.stderr).strip().splitlines()
+    wrk_line: list[str] = []
+    if shutil.which("wrk"):
+        wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+        wrk_line = (wrk_v.stdout + wrk_v.stderr).strip().splitlines()
     return {
         "nproc": os.cpu_count(),
         "cpu": cpu,
@@ -779,6 +879,8 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "python_impl": platform.python_implementation(),
         "wrk": " ".join(wrk_line[0].split()[:2]) if wrk_line else "wrk",
+        # The OpenSSL that tricorn, uvicorn and hypercorn use through this Python's ssl module.
+        "openssl": ssl.OPENSSL_VERSION,
         "git": git_rev(),
     }
 
@@ -800,6 +902,8 @@ def render_section(
     o = meta["options"]
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
     ref = section.servers[0]
+    if any(c.tls for c in section.cases):
+        versions += f"; Python's ssl: {m.get('openssl', '?')}"
     out = [
         f"## {section.title}",
         "",
@@ -844,15 +948,21 @@ def render_section(
             else line
             for line in out
         ]
-    seen = set()
+    commands: dict[str, dict[str, list[str]]] = {}  # server -> command -> cases
     for r in results:
-        if r.server in seen or not r.server_cmd:
+        if not r.server_cmd:
             continue
-        seen.add(r.server)
         cmd = r.server_cmd.replace(PY, "python").replace(str(ROOT) + "/", "")
         cmd = re.sub(r"bench\.apps:\w+", "{app}", cmd)
         cmd = re.sub(r"(--port |-b 127\.0\.0\.1:)\d+", r"\g<1>P", cmd)
-        out.append(f"- {r.server}: `{cmd}`")
+        cmd = re.sub(r"\S+/cert\.pem", "CERT", re.sub(r"\S+/key\.pem", "KEY", cmd))
+        commands.setdefault(r.server, {}).setdefault(cmd, []).append(r.case)
+    for server, by_cmd in commands.items():
+        for cmd, on in by_cmd.items():
+            label = f"{server} ({', '.join(on)})" if len(by_cmd) > 1 else server
+            out.append(f"- {label}: `{cmd}`")
+    if any(c.tls for c in section.cases):
+        out += ["", "`CERT`, `KEY`: the run's self-signed certificate and its PKCS#8 key."]
     out.append("")
     for case in cases:
         out += [
@@ -866,6 +976,9 @@ def render_section(
             if r.case == case.name and r.error:
                 first = r.error.splitlines()[0]
                 out.append(f"- {r.server}: {first}")
+        negotiated = [f"{r.server} {r.protocol}" for r in results if r.case == case.name and r.protocol]
+        if negotiated:
+            out.append(f"- Protocol: {'; '.join(negotiated)}.")
         out.append("")
     if chart:
         out += [f"![{section.title} requests/sec per case and server]({chart})", ""]
@@ -961,17 +1074,21 @@ def profile(
     for case in cases:
         for server in servers:
             port = free_port()
+            certs: Certs | None = opts.certs if case.tls else None
             srv = ServerProcess(
-                server.argv(section.interface, case.app, port), log_dir, f"profile-{case.name}-{server.name}"
+                server.argv(section.interface, case.app, port, certs),
+                log_dir,
+                f"profile-{case.name}-{server.name}",
             )
             try:
-                err = wait_ready(srv, port, case.path, opts.ready_timeout)
+                context = client_context(certs) if certs is not None else None
+                err = wait_ready(srv, port, case.path, opts.ready_timeout, context)
                 if err:
                     print(f"{server.name}/{case.name}: {err}\n{srv.tail()}", file=sys.stderr)
                     rc = 1
                     continue
                 svg = RESULTS / f"profile-{section.key}-{case.name}-{server.name}-{stamp}.svg"
-                # py-spy attaches to the running server; it runs on the client CPU with wrk.
+                # py-spy attaches to the running server; it runs on the client CPU with the load.
                 spy_cmd = [
                     "taskset",
                     "-c",
@@ -993,10 +1110,10 @@ def profile(
                     spy_cmd.append("--native")
                 spy = subprocess.Popen(spy_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                 try:
-                    argv = wrk_argv(case, port, opts.threads, opts.connections, opts.duration, latency=True)
-                    w = subprocess.run(
-                        argv, capture_output=True, text=True, check=False, timeout=opts.duration + 60
-                    )
+                    # The case's own load generator (wrk, wsload), with no warm-up: py-spy's
+                    # duration covers the measured run.
+                    load_opts = argparse.Namespace(**(vars(opts) | {"warmup": 0, "client_cpus": CLIENT_CPU}))
+                    res = CLIENTS[case.client](case, port, load_opts)
                     spy_out, _ = spy.communicate(timeout=opts.duration + 60)
                 finally:
                     if spy.poll() is None:
@@ -1005,7 +1122,6 @@ def profile(
                             spy.wait(timeout=10)
                         if spy.poll() is None:
                             spy.kill()
-                res = parse_wrk(w.stdout)
                 print(
                     f"{server.name}/{case.name}: {fmt_rps(res['rps'])} req/s under py-spy (sampling slows it down)"
                 )
@@ -1067,8 +1183,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
-    if not shutil.which("wrk") or not shutil.which("taskset"):
-        print("wrk and taskset are required (apt-get install wrk util-linux)", file=sys.stderr)
+    chosen = [c for k in opts.section for c in SECTIONS[k].cases if not opts.only or c.name in opts.only]
+    tools = {"taskset": "util-linux"}
+    tools |= {"wrk": "wrk"} if any(c.client == "wrk" for c in chosen) else {}
+    tools |= {"openssl": "openssl"} if any(c.tls for c in chosen) else {}
+    missing = {cmd: pkg for cmd, pkg in tools.items() if not shutil.which(cmd)}
+    if missing:
+        print(
+            f"{', '.join(missing)} required (apt-get install {' '.join(missing.values())})", file=sys.stderr
+        )
         return 2
     if (os.cpu_count() or 1) < 2:
         print("warning: fewer than 2 CPUs; server and wrk will share a CPU", file=sys.stderr)
@@ -1095,6 +1218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="tricorn-bench-"))
     rc = 0
     try:
+        # One certificate for the whole run, in the temporary directory removed at exit.
+        opts.certs = make_certs(log_dir) if any(c.tls for c in chosen) else None
         for key in opts.section:
             section = SECTIONS[key]
             cases = [c for c in section.cases if not opts.only or c.name in opts.only]
@@ -1119,13 +1244,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_section(
     section: Section, cases: list[Case], servers: list[Server], opts: argparse.Namespace, log_dir: Path
 ) -> int:
+    load = {
+        "ws": lambda c: f"bench/wsload.py -d{opts.duration:g}s",
+        "wrk": lambda c: f"wrk -t{opts.threads} -c{c.connections or opts.connections} -d{opts.duration:g}s",
+    }
     print(
         f"# {section.title}: servers {', '.join(s.name for s in servers)}; cases {', '.join(c.name for c in cases)}; "
-        + (
-            f"bench/wsload.py -d{opts.duration:g}s (+{opts.warmup:g}s warm-up)"
-            if all(c.client == "ws" for c in cases)
-            else f"wrk -t{opts.threads} -c{opts.connections} -d{opts.duration:g}s (+{opts.warmup:g}s warm-up)"
-        ),
+        + ", ".join(dict.fromkeys(load[c.client](c) for c in cases))
+        + f" (+{opts.warmup:g}s warm-up)",
         flush=True,
     )
     results: list[Result] = []
