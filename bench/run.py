@@ -90,6 +90,8 @@ SERVERS: dict[str, Server] = {
                 "websocket": "{py} -m tricorn {app} --port {port} --no-access-log --log-level warning",
                 # The default --threads (10): the same thread count as the peers below.
                 "wsgi": "{py} -m tricorn {app} --interface wsgi --port {port} --no-access-log --log-level warning",
+                # HTTP/2 is on by default: h2c by prior knowledge on a cleartext port, ALPN h2 over TLS.
+                "http2": "{py} -m tricorn {app} --port {port} --no-access-log --log-level warning",
             },
             tls="--ssl-certfile {certfile} --ssl-keyfile {keyfile}",
         ),
@@ -123,6 +125,10 @@ SERVERS: dict[str, Server] = {
                 " --loop uvloop --http 1 --log-level warning --no-access-log {app}",
                 "wsgi": "{py} -m granian --interface wsgi --host {host} --port {port} --workers 1"
                 " --blocking-threads 10 --http 1 --log-level warning --no-access-log {app}",
+                # --http auto (its default): HTTP/1.1 and h2c by prior knowledge on one cleartext port, and
+                # ALPN over TLS, as tricorn and hypercorn serve them.
+                "http2": "{py} -m granian --interface asgi --host {host} --port {port} --workers 1"
+                " --no-ws --loop uvloop --http auto --log-level warning --no-access-log {app}",
             },
             # --ssl-keyfile must be PKCS#8 ("BEGIN PRIVATE KEY"), which make_certs writes.
             tls="--ssl-certificate {certfile} --ssl-keyfile {keyfile}",
@@ -133,6 +139,8 @@ SERVERS: dict[str, Server] = {
             {
                 # hypercorn writes no access log unless --access-logfile is given.
                 "asgi": "{py} -m hypercorn -w 1 -k uvloop -b {host}:{port} --log-level warning {app}",
+                # The same command: hypercorn serves h2c by prior knowledge beside HTTP/1.1, and ALPN h2.
+                "http2": "{py} -m hypercorn -w 1 -k uvloop -b {host}:{port} --log-level warning {app}",
             },
             tls="--certfile {certfile} --keyfile {keyfile}",
         ),
@@ -378,6 +386,38 @@ SECTIONS: dict[str, Section] = {
                     "bench.apps:hello",
                     "GET / over TLS, 200 text/plain `Hello, world!` with content-length",
                     tls=True,
+                    check=expect_body(b"Hello, world!", chunked=False),
+                ),
+            ),
+        ),
+        Section(
+            key="http2",
+            title="HTTP/2",
+            interface="http2",
+            servers=("tricorn", "hypercorn", "granian"),
+            intro="The ASGI `hello` app over HTTP/2, loaded by h2load: 16 connections with 10 concurrent "
+            "streams each. `h2c` is cleartext HTTP/2 by prior knowledge (no Upgrade), `h2-tls` is HTTP/2 "
+            "negotiated by ALPN (h2load offers only `h2`) with a self-signed ECDSA P-256 certificate made "
+            "with `openssl` at run time. Every server serves HTTP/1.1 and HTTP/2 on the same port.",
+            cases=(
+                # For the "h2load" client, wrk_args are h2load's own arguments.
+                Case(
+                    "h2c",
+                    "bench.apps:hello",
+                    "GET / over cleartext HTTP/2 (prior knowledge), 16 connections x 10 streams",
+                    client="h2load",
+                    connections=16,
+                    wrk_args=("-m10",),
+                    check=expect_body(b"Hello, world!", chunked=False),
+                ),
+                Case(
+                    "h2-tls",
+                    "bench.apps:hello",
+                    "GET / over HTTP/2 and TLS (ALPN h2), 16 connections x 10 streams",
+                    client="h2load",
+                    tls=True,
+                    connections=16,
+                    wrk_args=("-m10",),
                     check=expect_body(b"Hello, world!", chunked=False),
                 ),
             ),
@@ -659,10 +699,126 @@ def run_ws(case: Case, port: int, opts: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
+def parse_h2load(out: str) -> dict[str, Any]:
+    res: dict[str, Any] = {}
+    m = re.search(r"^finished in [\d.]+\w+, ([\d.]+) req/s", out, re.M)
+    res["rps"] = float(m.group(1)) if m else None
+    m = re.search(
+        r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+        r"(\d+) errored, (\d+) timeout",
+        out,
+        re.M,
+    )
+    names = ("total", "started", "done", "succeeded", "failed", "errored", "timeout")
+    counts = dict(zip(names, map(int, m.groups()), strict=True)) if m else {}
+    res["requests"] = counts.get("done")
+    res["succeeded"] = counts.get("succeeded", 0)
+    m = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out, re.M)
+    non2xx = int(m.group(3)) + int(m.group(4)) if m else 0
+    # h2load's "errored" are requests that failed other than by their status (reset streams, closed
+    # connections), timeouts included.
+    res["errors"] = {"non2xx": non2xx, "errored": counts.get("errored", 0)}
+    res["errors_total"] = sum(res["errors"].values())
+    protocol = re.search(r"^Application protocol: (\S+)", out, re.M)
+    tls = re.search(r"^TLS Protocol: (\S+)", out, re.M)
+    cipher = re.search(r"^Cipher: (\S+)", out, re.M)
+    res["protocol"] = ", ".join(x.group(1) for x in (protocol, tls, cipher) if x)
+    return res
+
+
+def latency_from_log(path: Path) -> dict[str, float | None]:
+    """p50 and p99 in ms from h2load's --log-file (one line per request of the measured run: start
+    time in µs, status, µs to the end of the response); h2load itself prints only min/max/mean/sd."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        lines = []
+    times = sorted(int(cols[2]) for line in lines if len(cols := line.split("\t")) >= 3)
+    if not times:
+        return {"p50_ms": None, "p99_ms": None}
+
+    def at(q: float) -> float:
+        return times[min(len(times) - 1, int(q * len(times)))] / 1000
+
+    return {"p50_ms": at(0.50), "p99_ms": at(0.99)}
+
+
+def h2load_argv(case: Case, port: int, *options: str, cpus: str = CLIENT_CPU) -> list[str]:
+    # Over TLS, offer h2 alone: a server that does not negotiate it fails instead of falling back to
+    # HTTP/1.1 (h2load's default list ends with http/1.1). Cleartext is h2c by prior knowledge.
+    alpn = ["--npn-list=h2"] if case.tls else []
+    return ["taskset", "-c", cpus, "h2load", *alpn, *options, url(case, port)]
+
+
+H2LOAD_NOISE = (
+    "starting benchmark",
+    "spawning thread",
+    "progress:",
+    "finished in",
+    "status codes:",
+    "traffic:",
+    "min ",
+    "time for",
+    "time to",
+    "req/s",
+    # Cleartext is h2c by the client's choice, not negotiated: saying so adds nothing.
+    "Application protocol: h2c",
+)
+
+
+def run_h2load(case: Case, port: int, opts: argparse.Namespace) -> dict[str, Any]:
+    """h2load on the client CPU: one request on one connection that must come back over HTTP/2, then the
+    measured run in duration mode (its warm-up is part of the run and not counted)."""
+    cpus = getattr(opts, "client_cpus", CLIENT_CPU)  # set per section by bench_one
+    probe = subprocess.run(
+        h2load_argv(case, port, "-n1", "-c1", "-m1", cpus=cpus),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    first = parse_h2load(probe.stdout)
+    if first["succeeded"] != 1 or not first["protocol"].startswith("h2"):
+        # h2load's own messages and its request counts, without the statistics tables.
+        said = [
+            line.strip()
+            for line in (probe.stdout + probe.stderr).splitlines()
+            if line.strip() and not line.strip().startswith(H2LOAD_NOISE)
+        ]
+        return {
+            "rps": None,
+            "wrk_cmd": " ".join(probe.args),
+            "wrk_output": probe.stdout + probe.stderr,
+            "failed": f"no HTTP/2 response ({'ALPN h2' if case.tls else 'h2c by prior knowledge'}): "
+            + "; ".join(said),
+        }
+    with tempfile.NamedTemporaryFile(prefix="h2load-", suffix=".log") as log:
+        # -D and --warm-up-time take whole units: milliseconds.
+        options = [
+            f"-t{opts.threads}",
+            f"-c{case.connections or opts.connections}",
+            *case.wrk_args,
+            f"-D{round(opts.duration * 1000)}ms",
+            *([f"--warm-up-time={round(opts.warmup * 1000)}ms"] if opts.warmup > 0 else []),
+            f"--log-file={log.name}",
+        ]
+        argv = h2load_argv(case, port, *options, cpus=cpus)
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, check=False, timeout=opts.duration + opts.warmup + 60
+        )
+        res = parse_h2load(proc.stdout) | latency_from_log(Path(log.name))
+    res["wrk_cmd"] = " ".join(argv).replace(log.name, "LOG")
+    res["wrk_output"] = proc.stdout + proc.stderr
+    if proc.returncode != 0 or not res["rps"] or not res["succeeded"]:
+        res["failed"] = f"h2load exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-500:]}"
+    return res
+
+
 # Load generators by Case.client.
 CLIENTS: dict[str, Callable[[Case, int, argparse.Namespace], dict[str, Any]]] = {
     "wrk": run_wrk,
     "ws": run_ws,
+    "h2load": run_h2load,
 }
 
 
@@ -684,7 +840,7 @@ class Result:
     errors: dict[str, int] = field(default_factory=dict)
     errors_total: int = 0
     error: str | None = None  # why this server failed for this case
-    protocol: str = ""  # what was negotiated, where the client says (TLS sanity checks)
+    protocol: str = ""  # what was negotiated, where the client says (h2load; TLS sanity checks)
     server_cmd: str = ""
     wrk_cmd: str = ""
     wrk_output: str = ""
@@ -872,6 +1028,10 @@ def machine_info() -> dict[str, Any]:
     if shutil.which("wrk"):
         wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
         wrk_line = (wrk_v.stdout + wrk_v.stderr).strip().splitlines()
+    h2load_line: list[str] = []
+    if shutil.which("h2load"):
+        h2load_v = subprocess.run(["h2load", "--version"], capture_output=True, text=True, check=False)
+        h2load_line = h2load_v.stdout.strip().splitlines()
     return {
         "nproc": os.cpu_count(),
         "cpu": cpu,
@@ -879,6 +1039,7 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "python_impl": platform.python_implementation(),
         "wrk": " ".join(wrk_line[0].split()[:2]) if wrk_line else "wrk",
+        "h2load": h2load_line[0] if h2load_line else "h2load",
         # The OpenSSL that tricorn, uvicorn and hypercorn use through this Python's ssl module.
         "openssl": ssl.OPENSSL_VERSION,
         "git": git_rev(),
@@ -944,6 +1105,31 @@ def render_section(
             else "- **Ratio:** tricorn msg/s ÷ that server's msg/s (above 1.00x means tricorn is faster)."
             if line.startswith("- **Ratio:**")
             else "- **Errors:** connections closed before the end of the run, and echoes that differed."
+            if line.startswith("- **Errors:**")
+            else line
+            for line in out
+        ]
+    if all(c.client == "h2load" for c in section.cases):
+        load = " | ".join(
+            dict.fromkeys(
+                f"-c{c.connections or o['connections']} {' '.join(c.wrk_args)}" for c in section.cases
+            )
+        )
+        h2_method = (
+            f"- **Method:** each server runs one worker pinned to CPU {section.server_cpus} "
+            f"(`taskset -c {section.server_cpus}`), access logs off; {m.get('h2load', 'h2load')} pinned to CPU "
+            f"{section.client_cpus}: `taskset -c {section.client_cpus} h2load -t{o['threads']} {load} "
+            f"-D{o['duration']:g}s --warm-up-time={o['warmup']:g}s URL`, "
+            "`--npn-list=h2` over TLS so that no server falls back to HTTP/1.1; each server is started on a "
+            "fresh port per case, polled until it answers HTTP/1.1, sanity-checked with one HTTP/1.1 request "
+            "and one HTTP/2 request (which must succeed over h2c or ALPN h2), then killed. p50/p99 come from "
+            "h2load's `--log-file` (per request, measured run only)." + rounds_note(o)
+        )
+        out = [
+            h2_method
+            if line.startswith("- **Method:**")
+            else "- **Errors:** h2load 4xx/5xx responses plus requests that errored (reset streams, closed "
+            "connections, timeouts)."
             if line.startswith("- **Errors:**")
             else line
             for line in out
@@ -1110,7 +1296,7 @@ def profile(
                     spy_cmd.append("--native")
                 spy = subprocess.Popen(spy_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                 try:
-                    # The case's own load generator (wrk, wsload), with no warm-up: py-spy's
+                    # The case's own load generator (wrk, wsload, h2load), with no warm-up: py-spy's
                     # duration covers the measured run.
                     load_opts = argparse.Namespace(**(vars(opts) | {"warmup": 0, "client_cpus": CLIENT_CPU}))
                     res = CLIENTS[case.client](case, port, load_opts)
@@ -1186,6 +1372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen = [c for k in opts.section for c in SECTIONS[k].cases if not opts.only or c.name in opts.only]
     tools = {"taskset": "util-linux"}
     tools |= {"wrk": "wrk"} if any(c.client == "wrk" for c in chosen) else {}
+    tools |= {"h2load": "nghttp2-client"} if any(c.client == "h2load" for c in chosen) else {}
     tools |= {"openssl": "openssl"} if any(c.tls for c in chosen) else {}
     missing = {cmd: pkg for cmd, pkg in tools.items() if not shutil.which(cmd)}
     if missing:
@@ -1246,6 +1433,10 @@ def run_section(
 ) -> int:
     load = {
         "ws": lambda c: f"bench/wsload.py -d{opts.duration:g}s",
+        "h2load": lambda c: (
+            f"h2load -t{opts.threads} -c{c.connections or opts.connections} "
+            f"{' '.join(c.wrk_args)} -D{opts.duration:g}s"
+        ),
         "wrk": lambda c: f"wrk -t{opts.threads} -c{c.connections or opts.connections} -d{opts.duration:g}s",
     }
     print(
