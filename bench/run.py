@@ -398,7 +398,9 @@ SECTIONS: dict[str, Section] = {
             intro="The ASGI `hello` app over HTTP/2, loaded by h2load: 16 connections with 10 concurrent "
             "streams each. `h2c` is cleartext HTTP/2 by prior knowledge (no Upgrade), `h2-tls` is HTTP/2 "
             "negotiated by ALPN (h2load offers only `h2`) with a self-signed ECDSA P-256 certificate made "
-            "with `openssl` at run time. Every server serves HTTP/1.1 and HTTP/2 on the same port.",
+            "with `openssl` at run time. Every server serves HTTP/1.1 and HTTP/2 on the same port. "
+            "hypercorn ends a connection with GOAWAY after 1,000 requests (its `keep_alive_max_requests` "
+            "default, which its command line does not set): the streams in flight then are its errors.",
             cases=(
                 # For the "h2load" client, wrk_args are h2load's own arguments.
                 Case(
