@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from tricorn.errors import AppLoadError, ConfigError, LifespanFailure
 from tricorn.importer import load_app
 from tricorn.interfaces.lifespan import Lifespan
+from tricorn.io import tls
 from tricorn.io.loop import http_backend, new_event_loop
 from tricorn.io.server import ServerState
 from tricorn.logs import configure_logging
@@ -37,6 +38,15 @@ def run(config: Config, worker: Worker | None = None) -> int:
     (:mod:`tricorn.supervisor.arbiter`): it binds, forks the workers and supervises them; each worker
     comes back here with its ``worker`` host and serves the master's sockets.
     """
+    if worker is None:
+        # The TLS context is made before any fork (and before privileges are dropped); a bad certificate,
+        # key or password stops the start with one line naming the setting.
+        try:
+            tls.prepare(config)
+        except ConfigError as exc:
+            configure_logging(config)
+            error_log.error("%s", exc)
+            return EXIT_CONFIG
     if worker is None and needs_master(config):
         from tricorn.supervisor.arbiter import Arbiter
 

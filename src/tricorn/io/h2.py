@@ -45,12 +45,14 @@ from tricorn.interfaces.asgi import HTTPCycle, build_scope
 from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, Headers
 from tricorn.io.flow import WriteFlow
 from tricorn.io.runner import AppRunner
-from tricorn.proto.h2 import request_from_headers, response_headers
+from tricorn.proto.h2 import request_from_headers, response_headers, trailer_fields
 
 if TYPE_CHECKING:
     import socket
 
     from tricorn.io.server import ServerState
+    from tricorn.io.tls import TLSInfo
+    from tricorn.io.ws import WSProtocol
     from tricorn.proto.h1 import Request
 
 error_log = logging.getLogger("tricorn.error")
@@ -90,10 +92,12 @@ class H2Stream:
         "length",
         "outbuf",
         "outbuf_end",
+        "pending_trailers",
         "proto",
         "reading_paused",
         "received",
         "reset",
+        "tunnel",
         "unacked",
         "waiter",
     )
@@ -106,6 +110,7 @@ class H2Stream:
         self.head: list[tuple[bytes, bytes]] | None = None  # held until the first body part
         self.outbuf = b""  # body bytes the windows did not let out yet
         self.outbuf_end = False  # ... and whether END_STREAM follows them
+        self.pending_trailers: list[tuple[bytes, bytes]] | None = None  # sent once outbuf is out
         self.received = 0  # request body bytes
         self.length: int | None = None  # what is left of the response's Content-Length (-1: no body)
         self.unacked = 0  # flow-controlled bytes received and not yet given back to the peer
@@ -113,6 +118,7 @@ class H2Stream:
         self.ended = False  # the request body is complete
         self.reset = False  # the stream was reset (either side) or the connection is gone
         self.waiter: asyncio.Future[None] | None = None
+        self.tunnel: WSProtocol | None = None  # a WebSocket over this stream (RFC 8441)
 
     # -- what the cycle reads
     @property
@@ -214,9 +220,33 @@ class H2Stream:
             self._send(self.outbuf, self.outbuf_end)
             if not self.outbuf:
                 self._wake()
+                trailers = self.pending_trailers
+                if trailers is not None:
+                    self.pending_trailers = None
+                    self.conn.send_headers(self.id, trailers, end_stream=True)
+                tunnel = self.tunnel
+                if tunnel is not None:
+                    tunnel.resume_writing()
+                    if self.outbuf_end:
+                        self.proto.stream_done(self)
                 cycle = self.cycle
                 if cycle is not None and cycle.state is RESPONSE_DONE:
                     self.proto.stream_done(self)
+
+    def response_informational(self, status: int, headers: Headers) -> None:
+        self.response_start(status, headers)  # (a 1xx goes out at once)
+
+    def response_trailers(self, headers: Headers) -> None:
+        fields = trailer_fields(headers)
+        if self.reset:
+            return
+        if self.head is not None:  # no body part went out: the head first
+            self.response_body(b"", True)
+        if self.outbuf:
+            self.pending_trailers = fields
+        else:
+            self.conn.send_headers(self.id, fields, end_stream=True)
+            self.proto.schedule_flush()
 
     def response_continue(self) -> None:
         if not self.reset:
@@ -278,6 +308,41 @@ class H2Stream:
             cycle.state = ABORTED
             self.cycle_complete(cycle)
 
+    # -- a WebSocket tunnel (io/ws.py H2Tunnel)
+    def send_tunnel_head(self, headers: Headers) -> None:
+        """RFC 8441 §5: a 2xx to the extended CONNECT opens the tunnel; the stream stays open."""
+        if not self.reset:
+            self.conn.send_headers(self.id, response_headers(200, headers))
+            self.proto.schedule_flush()
+
+    def tunnel_write(self, data: bytes) -> None:
+        if self.reset:
+            return
+        if self.outbuf:
+            self.outbuf += data
+        else:
+            self._send(data, False)
+        self.proto.schedule_flush()
+        if self.outbuf and self.tunnel is not None:
+            self.tunnel.pause_writing()
+
+    def tunnel_close(self) -> None:
+        """The WebSocket is done with the stream: END_STREAM after what is queued, then it is gone."""
+        proto = self.proto
+        if not self.reset:
+            if self.outbuf:
+                self.outbuf_end = True
+            else:
+                with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+                    self.conn.end_stream(self.id)  # (unless a response already ended it)
+                proto.schedule_flush()
+        tunnel = self.tunnel
+        if tunnel is not None:
+            self.tunnel = None
+            proto.state.loop.call_soon(tunnel.connection_lost, None)
+        if not self.outbuf:
+            proto.stream_done(self)
+
     # -- events from the connection
     def data(self, data: bytes, flow_controlled: int) -> None:
         self.received += len(data)
@@ -293,6 +358,8 @@ class H2Stream:
         cycle = self.cycle
         if cycle is not None and data:
             cycle.feed_body(data)
+        elif self.tunnel is not None and data:
+            self.tunnel.data_received(data)
 
     def end(self) -> None:
         if self.ended:
@@ -300,6 +367,9 @@ class H2Stream:
         self.ended = True
         if self.cycle is not None:
             self.cycle.end_body()
+        tunnel = self.tunnel
+        if tunnel is not None and not tunnel.eof_received():
+            tunnel.transport.close()
 
     def gone(self) -> None:
         """Reset by the client, or the connection is lost."""
@@ -308,6 +378,10 @@ class H2Stream:
         self._wake()
         if self.cycle is not None:
             self.cycle.disconnect()
+        tunnel = self.tunnel
+        if tunnel is not None:
+            self.tunnel = None
+            tunnel.connection_lost(None)
 
 
 class H2Protocol(WriteFlow, asyncio.Protocol):
@@ -331,6 +405,7 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         "server",
         "state",
         "streams",
+        "tls",
         "transport",
         "write_paused",
         "wsgi_environ",
@@ -360,6 +435,7 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         self.deadline = 0.0
         self.last_stream_id = 0
         self.wsgi_environ: dict[str, Any] | None = None
+        self.tls: TLSInfo | None = None  # the ASGI tls extension, on a TLS connection
         self.reset_count = 0
         self.reset_window = 0.0
         self.control_count = 0
@@ -434,6 +510,18 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
     def eof_received(self) -> bool:
         return False
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        for stream in self.streams.values():
+            if stream.tunnel is not None:
+                stream.tunnel.pause_writing()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        for stream in list(self.streams.values()):
+            if stream.tunnel is not None and not stream.outbuf:
+                stream.tunnel.resume_writing()
+
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
@@ -496,12 +584,19 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
 
     def _start_stream(self, stream: H2Stream, request: Request) -> None:
         state = self.state
+        if request.upgrade is not None:  # an extended CONNECT (RFC 8441): only websocket is offered
+            from tricorn.io.ws import start_websocket_h2
+
+            start_websocket_h2(self, stream, request)
+            return
         if state.wsgi is not None:
             cycle: Any = state.wsgi.new_cycle(stream, request)
         else:
             scope = build_scope(
                 request, self.server, self.client, self.scheme, state.root_path, state.lifespan_state
             )
+            if self.tls is not None:
+                scope["extensions"]["tls"] = self.tls
             cycle = HTTPCycle(stream, request, scope)
         stream.cycle = cycle
         if stream.ended:
@@ -581,10 +676,10 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         cycle.status = status
         body = (message + "\n").encode()
         cycle.response_bytes = len(body)
-        self._error_response(stream, status, body)
+        self.error_response(stream, status, body)
         stream.cycle_complete(cycle)
 
-    def _error_response(self, stream: H2Stream, status: int, body: bytes) -> None:
+    def error_response(self, stream: H2Stream, status: int, body: bytes) -> None:
         headers = response_headers(
             status, [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
         )
@@ -604,14 +699,14 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
             if cycle.state is RESPONSE_START:
                 cycle.state = RESPONSE_DONE
                 cycle.status = exc.status
-                self._error_response(stream, exc.status, (str(exc) + "\n").encode())
+                self.error_response(stream, exc.status, (str(exc) + "\n").encode())
             stream.gone()
             self.streams.pop(stream.id, None)
             self.reset_stream(
                 stream, ErrorCodes.NO_ERROR if cycle.state is RESPONSE_DONE else ErrorCodes.CANCEL
             )
             return
-        self._error_response(stream, exc.status, (str(exc) + "\n").encode())
+        self.error_response(stream, exc.status, (str(exc) + "\n").encode())
         if not stream.ended:
             self.reset_after_response(stream)
         self.streams.pop(stream.id, None)

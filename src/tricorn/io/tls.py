@@ -117,6 +117,26 @@ def create_ssl_context(config: Config) -> TLSContext | None:
     return context
 
 
+# The context a process serves with: made once before workers fork (a worker may have dropped the privileges
+# its key file needs) and again on each reload, so renewed certificate files reach new workers.
+_prepared: dict[int, TLSContext | None] = {}
+
+
+def prepare(config: Config) -> TLSContext | None:
+    """Make (or make again, from the files as they are now) the context ``serving_context`` returns."""
+    context = create_ssl_context(config)
+    _prepared.clear()
+    _prepared[id(config)] = context
+    return context
+
+
+def serving_context(config: Config) -> TLSContext | None:
+    """The context prepared for ``config`` in this process (or by the master before the fork), else a new one."""
+    if id(config) in _prepared:
+        return _prepared[id(config)]
+    return prepare(config)
+
+
 def _read(setting: str, path: str) -> bytes:
     try:
         with open(path, "rb") as file:

@@ -126,6 +126,16 @@ def request_from_headers(
     return Request(method, path, "2", fields, raw_path, query, authority, True, False, upgrade)
 
 
+def trailer_fields(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """An application's trailer fields for HTTP/2 (RFC 9113 §8.1: no pseudo-header fields; the fields
+    that say how a message is framed or routed have no place after it)."""
+    fields = response_headers(200, headers)
+    return [(n, v) for n, v in fields if n[:1] != b":" and n not in _NOT_TRAILERS]
+
+
+_NOT_TRAILERS: Final = frozenset((b"content-length", b"server", b"date", b"host", b"content-type", b"te"))
+
+
 def response_headers(status: int, headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """An application's response head as HTTP/2 fields: ``:status`` first, names checked lowercase,
     connection-specific fields dropped, ``server`` and ``date`` added when missing. Raises

@@ -161,7 +161,7 @@ class Arbiter:
             for sock in self.sockets:
                 error_log.info(
                     "listening on %s (master pid %d, %d worker(s))",
-                    describe(sock),
+                    describe(sock, "https" if self.config.tls else "http"),
                     os.getpid(),
                     config.workers,
                 )

@@ -96,7 +96,11 @@ class Standalone:
     def serving(self, state: ServerState, stop: asyncio.Event, backend: str, loop_name: str) -> None:
         for sock in self.sockets:
             error_log.info(
-                "listening on %s (pid %d, %s, %s)", describe(sock), os.getpid(), backend, loop_name
+                "listening on %s (pid %d, %s, %s)",
+                describe(sock, "https" if self.config.tls else "http"),
+                os.getpid(),
+                backend,
+                loop_name,
             )
 
     def close(self) -> None:
