@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +63,15 @@ class Server:
     """A server under test. ``commands`` maps an interface ("asgi", "wsgi", ...) to a command
     template (split with shlex); ``{py}``, ``{app}``, ``{host}`` and ``{port}`` are substituted.
     ``tls`` holds the options that serve TLS (``{certfile}``, ``{keyfile}``), appended for a
-    case with ``tls=True``."""
+    case with ``tls=True``. ``src``, when set, is put first on the server's PYTHONPATH, so that
+    ``python -m tricorn`` imports the package there (``--baseline``: a git worktree of another
+    revision) rather than this checkout's."""
 
     name: str
     package: str  # distribution whose version is reported
     commands: dict[str, str]
     tls: str = ""
+    src: str = ""
 
     def argv(self, interface: str, app: str, port: int, certs: Certs | None = None) -> list[str]:
         subst = {"py": PY, "app": app, "host": HOST, "port": str(port)}
@@ -79,6 +82,9 @@ class Server:
         return [part.format(**subst) for part in shlex.split(template)]
 
 
+# tricorn's commands use only long-standing options (--port, --no-access-log, --log-level, --interface,
+# --workers): --baseline runs the same commands against an older tricorn, which would exit on an
+# option it does not know yet. A new option belongs in a case of its own, not in these commands.
 SERVERS: dict[str, Server] = {
     s.name: s
     for s in (
@@ -445,10 +451,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def server_env() -> dict[str, str]:
+def server_env(src: str = "") -> dict[str, str]:
     env = dict(os.environ)
-    # Repo root so `bench.apps` imports; src/ so an uninstalled tricorn checkout runs.
-    paths = [str(ROOT), str(ROOT / "src")]
+    # Repo root so `bench.apps` imports; src/ so an uninstalled tricorn checkout runs. A baseline's src
+    # goes first instead of this checkout's: it shadows the editable install's path (a .pth entry,
+    # added after PYTHONPATH).
+    paths = [src, str(ROOT)] if src else [str(ROOT), str(ROOT / "src")]
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)
@@ -457,14 +465,16 @@ def server_env() -> dict[str, str]:
 
 
 class ServerProcess:
-    def __init__(self, argv: list[str], log_dir: Path, label: str, cpus: str = SERVER_CPU) -> None:
+    def __init__(
+        self, argv: list[str], log_dir: Path, label: str, cpus: str = SERVER_CPU, src: str = ""
+    ) -> None:
         self.argv = ["taskset", "-c", cpus, *argv]
         self.log_path = log_dir / f"{label}.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             self.argv,
             cwd=ROOT,
-            env=server_env(),
+            env=server_env(src),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -516,6 +526,69 @@ def kill_all() -> None:
     for proc in list(_LIVE):
         kill_group(proc, grace=2.0)
         _LIVE.discard(proc)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """``--baseline REV``: tricorn at another git revision, checked out into a detached worktree of this
+    repository, served by this venv's Python with the worktree's src/ first on PYTHONPATH."""
+
+    rev: str  # as given on the command line
+    commit: str  # full hash
+    short: str  # short hash: the servers are named NAME@SHORT
+    subject: str
+    worktree: Path
+
+    @property
+    def src(self) -> str:
+        return str(self.worktree / "src")
+
+    def name(self, server: str) -> str:
+        return f"{server}@{self.short}"
+
+
+def git(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def add_baseline(rev: str, directory: Path) -> Baseline:
+    """``git worktree add --detach`` of REV under ``directory`` (the run's temporary directory);
+    ``remove_baseline`` takes it away at exit. Raises ValueError if REV is not a commit."""
+    found = git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    if found.returncode != 0:
+        raise ValueError(f"--baseline {rev}: not a commit of {ROOT}")
+    commit = found.stdout.strip()
+    short = git("rev-parse", "--short", commit).stdout.strip() or commit[:7]
+    subject = git("log", "-1", "--format=%s", commit).stdout.strip()
+    worktree = directory / f"baseline-{short}"
+    added = git("worktree", "add", "--detach", str(worktree), commit)
+    if added.returncode != 0:
+        raise ValueError(f"git worktree add {worktree} {rev} failed: {added.stderr.strip()}")
+    return Baseline(rev, commit, short, subject, worktree)
+
+
+def remove_baseline(baseline: Baseline) -> None:
+    if git("worktree", "remove", "--force", str(baseline.worktree)).returncode != 0:
+        shutil.rmtree(baseline.worktree, ignore_errors=True)
+        git("worktree", "prune")
+
+
+def imported_tricorn(src: str = "") -> str:
+    """The ``tricorn/__init__.py`` that ``python -m tricorn`` imports with ``server_env(src)``, from the
+    same directory as the servers (one ``python -c`` run; the path is the same for ``-m``)."""
+    proc = subprocess.run(
+        [PY, "-c", "import tricorn, sys; print(tricorn.__file__, file=sys.stderr)"],
+        cwd=ROOT,
+        env=server_env(src),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    lines = proc.stderr.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise ValueError(f"importing tricorn failed: {(lines or ['no output'])[-1]}")
+    return lines[-1]
 
 
 def make_certs(directory: Path) -> Certs:
@@ -871,7 +944,11 @@ def bench_one(
     context = client_context(certs) if certs is not None else None
     argv = server.argv(section.interface, case.app, port, certs)
     res.server_cmd = " ".join(["taskset", "-c", section.server_cpus, *argv])
-    srv = ServerProcess(argv, log_dir, f"{section.key}-{case.name}-{server.name}", section.server_cpus)
+    if server.src:
+        res.server_cmd = f"PYTHONPATH={server.src} {res.server_cmd}"
+    srv = ServerProcess(
+        argv, log_dir, f"{section.key}-{case.name}-{server.name}", section.server_cpus, server.src
+    )
     try:
         err = wait_ready(srv, port, case.path, opts.ready_timeout, context)
         if err is None and case.check is not None:
@@ -935,9 +1012,13 @@ def ratio(ref: Result | None, r: Result) -> str:
 
 
 def shown_servers(section: Section, results: list[Result]) -> list[str]:
-    """The section's servers, then any opt-in server (``--servers``) that has results, in run order."""
-    extra = [r.server for r in results if r.server not in section.servers]
-    return [*section.servers, *dict.fromkeys(extra)]
+    """The section's servers, each followed by its ``--baseline`` twin (``tricorn@REV``) if that has
+    results, then any opt-in server (``--servers``) that has results, in run order."""
+    ran = list(dict.fromkeys(r.server for r in results))
+    out: list[str] = []
+    for name in section.servers:
+        out += [name, *(s for s in ran if s.startswith(f"{name}@"))]
+    return [*out, *(s for s in ran if s not in out)]
 
 
 def table_rows(section: Section, case: Case, results: list[Result]) -> tuple[list[str], list[list[str]]]:
@@ -1058,6 +1139,18 @@ def rounds_note(options: dict[str, Any]) -> str:
     )
 
 
+def baseline_note(meta: dict[str, Any], ref: str) -> list[str]:
+    b = meta.get("baseline")
+    if not b:
+        return []
+    return [
+        f"- **Baseline:** {', '.join(f'`{n}`' for n in b['servers'])}: tricorn at git {b['short']} "
+        f"({b['subject']}), in the same run: a detached `git worktree` of that revision (`WORKTREE-{b['short']}`, "
+        "removed afterwards), started with the same Python and command with the worktree's `src/` first "
+        f"on PYTHONPATH; its ratio is {ref} ÷ {ref}@{b['short']} (above 1.00x: the change is faster)."
+    ]
+
+
 def render_section(
     section: Section, cases: Sequence[Case], results: list[Result], meta: dict[str, Any], chart: str | None
 ) -> str:
@@ -1087,6 +1180,7 @@ def render_section(
         + rounds_note(o),
         f"- **Ratio:** {ref} req/s ÷ that server's req/s (above 1.00x means {ref} is faster).",
         "- **Errors:** wrk non-2xx/3xx responses plus socket errors (connect/read/write/timeout).",
+        *baseline_note(meta, ref),
         "",
         "Server commands (`{app}` is the case's app, `P` a free port):",
         "",
@@ -1144,6 +1238,7 @@ def render_section(
         cmd = re.sub(r"bench\.apps:\w+", "{app}", cmd)
         cmd = re.sub(r"(--port |-b 127\.0\.0\.1:)\d+", r"\g<1>P", cmd)
         cmd = re.sub(r"\S+/cert\.pem", "CERT", re.sub(r"\S+/key\.pem", "KEY", cmd))
+        cmd = re.sub(r"PYTHONPATH=\S+/baseline-(\w+)/src", r"PYTHONPATH=WORKTREE-\1/src", cmd)
         commands.setdefault(r.server, {}).setdefault(cmd, []).append(r.case)
     for server, by_cmd in commands.items():
         for cmd, on in by_cmd.items():
@@ -1267,6 +1362,7 @@ def profile(
                 server.argv(section.interface, case.app, port, certs),
                 log_dir,
                 f"profile-{case.name}-{server.name}",
+                src=server.src,
             )
             try:
                 context = client_context(certs) if certs is not None else None
@@ -1357,6 +1453,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--ready-timeout", type=float, default=20, help="seconds to wait for a server to answer (20)"
     )
+    p.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run tricorn as it is at git revision REV, as the server tricorn@SHORT beside the "
+        "others (a detached git worktree of REV, removed at exit); its ratio is tricorn ÷ tricorn@SHORT",
+    )
     p.add_argument("--no-write", action="store_true", help="print only: no results JSON, no docs update")
     p.add_argument(
         "--profile",
@@ -1389,6 +1491,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if opts.profile and wanted_servers is None:
         wanted_servers = ["tricorn"]
     unknown = set(wanted_servers or []) - set(SERVERS)
+    named = [SERVERS[n] for n in wanted_servers or () if n in SERVERS]
+    if opts.baseline and named and not any(s.package == "tricorn" for s in named):
+        print("--baseline runs beside tricorn: name tricorn in --servers too", file=sys.stderr)
+        return 2
     if unknown:
         print(
             f"unknown server(s): {', '.join(sorted(unknown))}; known: {', '.join(SERVERS)}", file=sys.stderr
@@ -1406,17 +1512,59 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(sig, _on_signal)
     log_dir = Path(tempfile.mkdtemp(prefix="tricorn-bench-"))
     rc = 0
+    baseline: Baseline | None = None
+    opts.baseline_meta = None
     try:
         # One certificate for the whole run, in the temporary directory removed at exit.
         opts.certs = make_certs(log_dir) if any(c.tls for c in chosen) else None
+        if opts.baseline:
+            try:
+                baseline = add_baseline(opts.baseline, log_dir)
+            except ValueError as exc:
+                print(exc, file=sys.stderr)
+                return 2
+            # Every tricorn server (tricorn, tricorn-w1, ...) gets a twin NAME@SHORT with the same
+            # commands, run right after it.
+            for server in [s for s in SERVERS.values() if s.package == "tricorn"]:
+                twin = replace(server, name=baseline.name(server.name), src=baseline.src)
+                SERVERS[twin.name] = twin
+        plan: list[tuple[Section, list[Case], list[Server]]] = []
         for key in opts.section:
             section = SECTIONS[key]
             cases = [c for c in section.cases if not opts.only or c.name in opts.only]
             names = [s for s in section.servers if wanted_servers is None or s in wanted_servers]
             names += [s for s in wanted_servers or () if s not in section.servers]  # opt-in servers
+            if baseline is not None:
+                names = [m for n in names for m in (n, baseline.name(n)) if m in SERVERS]
             servers = [SERVERS[n] for n in names if section.interface in SERVERS[n].commands]
-            if not cases or not servers:
-                continue
+            if cases and servers:
+                plan.append((section, cases, servers))
+        # Which tricorn each tricorn server imports: this checkout's, or the baseline worktree's.
+        imports: dict[str, list[str]] = {}
+        for name in dict.fromkeys(
+            s.name for _, _, servers in plan for s in servers if s.package == "tricorn"
+        ):
+            imports.setdefault(SERVERS[name].src, []).append(name)
+        for src, names in imports.items():
+            try:
+                path = imported_tricorn(src)
+            except ValueError as exc:
+                print(f"{', '.join(names)}: {exc}", file=sys.stderr)
+                return 2
+            print(f"{', '.join(names)}: {path}" + (f" (git {baseline.short})" if src and baseline else ""))
+            if baseline is not None and src == baseline.src:
+                if not Path(path).resolve().is_relative_to(baseline.worktree.resolve()):
+                    print(f"{names[0]} would import {path}, not the worktree's tricorn", file=sys.stderr)
+                    return 2
+                opts.baseline_meta = {
+                    "rev": baseline.rev,
+                    "commit": baseline.commit,
+                    "short": baseline.short,
+                    "subject": baseline.subject,
+                    "servers": names,
+                    "tricorn_file": path,
+                }
+        for section, cases, servers in plan:
             if opts.profile:
                 rc |= profile(section, cases, servers, opts, log_dir)
                 continue
@@ -1426,6 +1574,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc = 130
     finally:
         kill_all()
+        if baseline is not None:
+            remove_baseline(baseline)
         shutil.rmtree(log_dir, ignore_errors=True)
     return rc
 
@@ -1481,6 +1631,8 @@ def run_section(
         "cases": [c.name for c in cases],
         "servers": [s.name for s in servers],
     }
+    if opts.baseline_meta and any(s.src for s in servers):
+        meta["baseline"] = opts.baseline_meta | {"servers": [s.name for s in servers if s.src]}
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = RESULTS / f"{section.key}-{stamp}.json"

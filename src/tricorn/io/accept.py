@@ -105,13 +105,19 @@ class TLSListener:
 
     # -- the asyncio.AbstractServer calls ServerState uses
     def close(self) -> None:
-        """Stop accepting; connections still in their handshake are dropped (they have asked nothing)."""
+        """Stop accepting. Handshakes under way go on (a client that connected is served: its
+        connection learns of the shutdown and closes after its request, or gets GOAWAY)."""
         if not self.closed:
             self.closed = True
             self.loop.remove_reader(self.sock.fileno())
-            for task in list(self.handshakes):
-                task.cancel()
+
+    async def wait_handshakes(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) for the handshakes under way, so their connections are counted."""
+        if self.handshakes:
+            await asyncio.wait(list(self.handshakes), timeout=timeout)
 
     async def wait_closed(self) -> None:
+        for task in list(self.handshakes):  # still in a handshake after the graceful timeout: dropped
+            task.cancel()
         if self.handshakes:
             await asyncio.gather(*self.handshakes, return_exceptions=True)

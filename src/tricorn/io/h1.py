@@ -45,6 +45,7 @@ class Phase(Enum):
 PHASE_IDLE, PHASE_HEAD, PHASE_ACTIVE, PHASE_CLOSED = Phase
 
 
+_PRI_LINE = b"PRI * HTTP/2.0"
 # Below this size the head is copied in front of the body to make one write; above it, the two go out
 # together with writelines (writev) instead of copying the body (bench "post1m").
 _COPY_LIMIT = 16384
@@ -69,6 +70,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         "pending_upgrade",
         "phase",
         "pipeline",
+        "preface_part",
         "reading_paused",
         "receiving",
         "refusal",
@@ -102,6 +104,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         # Bad input that came after whole requests in one read: answered once those are (see _finish).
         self.refusal: RemoteProtocolError | None = None
         self.wsgi_environ: dict[str, object] | None = None  # the WSGI adapter's per-connection environ keys
+        self.preface_part = b""  # the start of an HTTP/2 preface's first line, held (see data_received)
         self.scheme = "http"
         self.tls: TLSInfo | None = None  # the ASGI tls extension, on a TLS connection
         self.head = b""  # the response head, held until the first body part
@@ -163,17 +166,30 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
                 return
         if self.refusal is not None:
             return  # nothing after bad input is read (the core would only repeat the error)
+        part = self.preface_part
+        if part:
+            self.preface_part = b""
+            self.phase = PHASE_IDLE
+            data = part + data
         if (
             self.phase is PHASE_IDLE
-            and data[:14] == b"PRI * HTTP/2.0"
             and self.state.http2
+            and data[:1] == b"P"
             and self.cycle is None
             and not self.pipeline
             and not self.conn.in_head
         ):
-            # RFC 9113 §3.3: HTTP/2 by prior knowledge; the preface stands where a request would.
-            self.switch_to_h2(data, None)
-            return
+            # RFC 9113 §3.3: HTTP/2 by prior knowledge; the preface stands where a request would. Its
+            # first line may come in pieces: they are held (no deadline but the request head's) until
+            # they are the line or something else.
+            if data[:14] == _PRI_LINE:
+                self.switch_to_h2(data, None)
+                return
+            if len(data) < 14 and _PRI_LINE.startswith(data):
+                self.preface_part = data
+                self.phase = PHASE_HEAD
+                self.deadline = self.state.loop.time() + self.state.timeout_request_header
+                return
         if self.phase is PHASE_IDLE and data[0] == 0x16 and looks_like_tls_client_hello(data):
             # A TLS client on a cleartext port: say so, rather than "400 invalid method".
             self.state.log_protocol_error(self, RemoteProtocolError("TLS handshake on a plain-HTTP port"))

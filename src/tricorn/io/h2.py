@@ -58,6 +58,13 @@ if TYPE_CHECKING:
 error_log = logging.getLogger("tricorn.error")
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+# Seconds a closing connection waits: for the client to see a first GOAWAY before the final one, and for
+# a client that caused a connection error to stop sending before the socket closes (nginx lingering_time
+# is 30 s, lingering_timeout 5 s: an answer to a client that misbehaves need not wait that long).
+LINGER = 1.0
+# ... and at most this much of what it sends meanwhile is read (a flood is not read to its end).
+LINGER_BYTES = 256 * 1024
+_DRAIN_PING = b"tricorn\x00"
 
 # Streams a client may reset before their response in one second, beyond which it is resetting to make
 # the server start work it never takes (CVE-2023-44487, "rapid reset"); nginx bounds this by its
@@ -396,8 +403,11 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         "control_count",
         "control_window",
         "deadline",
+        "drain_timer",
         "flush_handle",
         "last_stream_id",
+        "linger",
+        "preface",
         "reset_count",
         "reset_window",
         "runner",
@@ -434,6 +444,9 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         self.flush_handle: asyncio.Handle | None = None
         self.deadline = 0.0
         self.last_stream_id = 0
+        self.preface: bytes | None = b""  # the client's first bytes, until the frame after its preface
+        self.drain_timer: asyncio.TimerHandle | None = None
+        self.linger: int | None = None  # bytes still read and dropped while closing after an error
         self.wsgi_environ: dict[str, Any] | None = None
         self.tls: TLSInfo | None = None  # the ASGI tls extension, on a TLS connection
         self.reset_count = 0
@@ -487,6 +500,7 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
             self.last_stream_id = 1
             stream.ended = True
             request.http_version = "2"  # asked in HTTP/1.1, answered in HTTP/2
+            request.upgrade = None  # (its Upgrade: h2c is done with)
             self._start_stream(stream, request)
             if stream.cycle is not None:
                 stream.cycle.end_body()
@@ -524,7 +538,23 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
+            if self.linger is not None:  # closing after an error: the client's bytes are read and dropped
+                self.linger -= len(data)
+                if self.linger < 0:
+                    self.linger = None
+                    self.transport.close()
             return
+        if self.preface is not None:
+            # RFC 9113 §3.4: the preface MUST be followed by a SETTINGS frame; anything else is a
+            # connection error (the core checks the preface's bytes, not what follows it).
+            data = self.preface + data
+            if len(data) < len(PREFACE) + 4:
+                self.preface = data
+                return
+            self.preface = None
+            if data[: len(PREFACE)] == PREFACE and data[len(PREFACE) + 3] != 0x4:
+                self._calm("the client preface is not followed by SETTINGS", ErrorCodes.PROTOCOL_ERROR)
+                return
         try:
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -555,6 +585,8 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
                 self.close()
                 return
             elif kind in _CONNECTION_SPECIFIC_EVENTS:
+                if kind is h2.events.PingAckReceived and event.ping_data == _DRAIN_PING:  # type: ignore[attr-defined]
+                    self._final_goaway()
                 self._control()
             if self.closed:
                 return
@@ -696,15 +728,23 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         self.state.log_protocol_error(self, exc)
         cycle = stream.cycle
         if cycle is not None:
+            # The app is running (its body went over the limit): the client gets the status if nothing
+            # was answered yet, the app gets http.disconnect, and the request is counted as done now.
             if cycle.state is RESPONSE_START:
                 cycle.state = RESPONSE_DONE
                 cycle.status = exc.status
-                self.error_response(stream, exc.status, (str(exc) + "\n").encode())
+                body = (str(exc) + "\n").encode()
+                cycle.response_bytes = len(body)
+                self.error_response(stream, exc.status, body)
+                code = ErrorCodes.NO_ERROR
+            else:
+                cycle.state = ABORTED
+                code = ErrorCodes.CANCEL
+            self.reset_stream(stream, code)
             stream.gone()
+            self.state.request_done(self, cycle)
             self.streams.pop(stream.id, None)
-            self.reset_stream(
-                stream, ErrorCodes.NO_ERROR if cycle.state is RESPONSE_DONE else ErrorCodes.CANCEL
-            )
+            self._maybe_idle()
             return
         self.error_response(stream, exc.status, (str(exc) + "\n").encode())
         if not stream.ended:
@@ -745,14 +785,32 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
             self, RemoteProtocolError(f"http/2: {exc} ({ErrorCodes(code).name})", status=400)
         )
         self.flush()  # the core queued its GOAWAY
-        self.close()
+        self._linger()
 
-    def _calm(self, reason: str) -> None:
+    def _calm(self, reason: str, code: ErrorCodes = ErrorCodes.ENHANCE_YOUR_CALM) -> None:
         self.state.log_protocol_error(self, RemoteProtocolError(f"http/2: {reason}", status=400))
         if not self.closed:
-            self.conn.close_connection(ErrorCodes.ENHANCE_YOUR_CALM, last_stream_id=self.last_stream_id)
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self.conn.close_connection(code, last_stream_id=self.last_stream_id)
             self.flush()
-            self.close()
+            self._linger()
+
+    def _linger(self) -> None:
+        """Close after a connection error so that its GOAWAY reaches the client (RFC 9113 §6.8: it SHOULD
+        precede the close): closing with unread input makes the kernel reset the connection and drop what
+        is still queued, so the client's further bytes are read and dropped, our side is shut for writing,
+        and the connection closes at the client's EOF or after LINGER seconds (nginx's lingering close)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.linger = LINGER_BYTES
+        for stream in list(self.streams.values()):
+            stream.gone()
+        self.streams.clear()
+        transport = self.transport
+        if transport.can_write_eof():
+            transport.write_eof()
+        self.state.loop.call_later(LINGER, transport.close)
 
     def timeout(self, now: float) -> None:
         """The connection has been idle (no stream) past its keep-alive deadline, or the client's preface
@@ -761,17 +819,33 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
             self.shutdown()
 
     def shutdown(self) -> None:
-        """Graceful stop (RFC 9113 §6.8): GOAWAY with the last stream taken; those finish, then close."""
+        """Graceful stop in two steps (RFC 9113 §6.8): a GOAWAY with the largest stream id says no new
+        streams, and a PING measures a round trip; once its ACK is back (or after LINGER seconds) the
+        final GOAWAY names the last stream taken. Requests the client sent before it saw the first GOAWAY
+        are served, not refused; the streams in flight finish, then the connection closes."""
+        if self.drain_timer is not None or self.closing or self.closed:
+            return
+        self._goaway(0x7FFFFFFF)
+        self.conn.ping(_DRAIN_PING)
+        self.schedule_flush()
+        self.drain_timer = self.state.loop.call_later(LINGER, self._final_goaway)
+
+    def _final_goaway(self) -> None:
         if self.closing or self.closed:
             return
         self.closing = True
+        if self.drain_timer is not None:
+            self.drain_timer.cancel()
+        self._goaway(self.last_stream_id)
+        self.schedule_flush()  # (and flush() closes when no stream is left)
+
+    def _goaway(self, last_stream_id: int) -> None:
         frame = GoAwayFrame(0)
-        frame.last_stream_id = self.last_stream_id
+        frame.last_stream_id = last_stream_id
         frame.error_code = 0
         # Written through the core's buffer, in order, without moving the core to its closed state (after
         # its own close_connection it would refuse to send the responses still in flight).
         self.conn._data_to_send += frame.serialize()
-        self.schedule_flush()
 
     def abort(self) -> None:
         for stream in list(self.streams.values()):

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from tricorn.errors import ProtocolError
 from tricorn.interfaces.stream import RESPONSE_DONE
+from tricorn.io.accept import TLSListener
 from tricorn.io.tls import serving_context
 from tricorn.logs import AccessLogFormatter, escape_for_log
 from tricorn.proto import h1
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
     from tricorn.config import Config
     from tricorn.interfaces.asgi import ASGIApp, HTTPCycle
     from tricorn.interfaces.wsgi import WSGIServer
-    from tricorn.io.accept import TLSListener
 
 error_log = logging.getLogger("tricorn.error")
 
@@ -147,7 +147,6 @@ class ServerState:
 
     # -- serving
     async def start(self, sockets: list[socket.socket]) -> None:
-        from tricorn.io.accept import TLSListener
         from tricorn.io.h1 import H1Protocol
 
         self._refresh_date()
@@ -186,6 +185,9 @@ class ServerState:
         self.shutting_down = True
         for server in self.servers:
             server.close()
+        for server in self.servers:
+            if isinstance(server, TLSListener):
+                await server.wait_handshakes(min(timeout, self.timeout_ssl_handshake))
         idle_deadline = self.loop.time() + LAME_DUCK_IDLE
         for conn in list(self.connections):
             if self.lame_duck and type(conn) is H1Protocol and conn.cycle is None:

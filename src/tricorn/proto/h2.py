@@ -55,6 +55,7 @@ def request_from_headers(
     cookies: list[bytes] = []
     host: bytes | None = None
     content_length: bytes | None = None
+    expect = False
     count = 0
     field_size = limits.field_size
     for name, value in headers:
@@ -79,6 +80,8 @@ def request_from_headers(
             continue
         if name == b"host":
             host = value
+        elif name == b"expect":
+            expect = value.lower() == b"100-continue"
         elif name == b"content-length":
             if content_length is not None and value != content_length:
                 raise RemoteProtocolError("conflicting content-length")
@@ -123,7 +126,7 @@ def request_from_headers(
         raise RemoteProtocolError("request body too large", status=413)
     target, _, _ = path.partition(b"#")
     raw_path, _, query = target.partition(b"?")
-    return Request(method, path, "2", fields, raw_path, query, authority, True, False, upgrade)
+    return Request(method, path, "2", fields, raw_path, query, authority, True, expect, upgrade)
 
 
 def trailer_fields(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
