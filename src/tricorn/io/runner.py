@@ -37,6 +37,12 @@ Coro = Coroutine[Any, Any, None]
 
 
 @types.coroutine
+def _scheduled() -> Generator[None, None, None]:
+    """Where a new host's coroutine waits for its task's first step (see AppRunner._new_host)."""
+    yield
+
+
+@types.coroutine
 def _resume(coro: Coro, waiting: Any, ctx: contextvars.Context, cancel: bool) -> Generator[Any, Any, None]:
     """Drive ``coro`` from the point where it yielded ``waiting``, each step inside ``ctx``."""
     send, throw = coro.send, coro.throw
@@ -119,7 +125,7 @@ class AppRunner:
             return loop.create_task(coro)
         host = self.host
         if host is None:
-            host = self.host = loop.create_task(self._main())
+            host = self.host = self._new_host()
         ctx = contextvars.copy_context()
         try:
             _enter_task(loop, host)
@@ -142,20 +148,38 @@ class AppRunner:
             wake.set_result(None)
         return None
 
+    def _new_host(self) -> asyncio.Task[None]:
+        # A request may cancel the host (its current task) before the host first ran. Before 3.13 that
+        # cancellation stays pending even once the request's step has uncancel()ed it, and a task throws it
+        # into its coroutine at the first step: an unstarted coroutine cannot catch it, and the host would
+        # end without resuming the request. So the coroutine is run to its first line (_scheduled) before
+        # it becomes a task, where _main catches it. One generator step per connection, none per request.
+        main = self._main()
+        main.send(None)
+        return self.loop.create_task(main)
+
     async def _main(self) -> None:
         loop = self.loop
-        while not self.closed:
-            if self._item is None:
-                self._wake = loop.create_future()
+        wait: Any = _scheduled()  # the first wait, entered before this is a task (see _new_host)
+        while True:
+            if wait is not None:
                 try:
-                    await self._wake
+                    await wait
                 except asyncio.CancelledError:
-                    # Cancelled while idle: the connection closed, the loop is shutting down, or a
-                    # request that finished in its first step cancelled its task. In every case this
-                    # host is done; the next request (if any) gets a new one.
-                    if self.host is asyncio.current_task():
-                        self.host = None
+                    if self._item is None:
+                        # Cancelled while idle: the connection closed, the loop is shutting down, or a
+                        # request that finished in its first step cancelled its task. In every case this
+                        # host is done; the next request (if any) gets a new one.
+                        if self.host is asyncio.current_task():
+                            self.host = None
+                        return
+                    # The request handed over in this loop turn cancelled its task (this host) before it
+                    # suspended, which cancelled this wait: _resume delivers it to the request.
+                wait = None
+            if self._item is None:
+                if self.closed:
                     return
+                wait = self._wake = loop.create_future()
                 continue
             coro, waiting, ctx, cancel = self._item
             self._item = None
