@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import inspect
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -314,10 +316,45 @@ def test_a_busy_host_gives_the_next_coroutine_a_task_of_its_own(
     in_callback(loop, lambda: runner.step(first()))
     own = in_callback(loop, lambda: runner.step(second()))
     assert own is not None and own is not runner.host
+    assert runner.tasks == {own}
     run_until(loop, own.done, "the second request ended")
+    assert runner.tasks == set()  # held while it runs, not after
     gate.set_result(None)
     run_until(loop, lambda: not runner.busy, "the first request ended")
     assert log == ["second", "first"]
+
+
+def test_a_task_of_its_own_is_held_while_it_waits(
+    loop: asyncio.AbstractEventLoop, new_runner: Callable[[], AppRunner]
+) -> None:
+    # Review §5.7: the loop holds tasks weakly; one waiting on a future only it can reach was collected.
+    runner = new_runner()
+    log: list[str] = []
+
+    async def busy() -> None:
+        await loop.create_future()
+
+    async def waits_on_its_own_future() -> None:
+        try:
+            await loop.create_future()
+        finally:
+            log.append("ended")
+
+    in_callback(loop, lambda: runner.step(busy()))
+    own = in_callback(loop, lambda: runner.step(waits_on_its_own_future()))
+    assert own is not None
+    ref = weakref.ref(own)
+    del own
+
+    def task_waits() -> bool:
+        task = ref()
+        return task is not None and waiting(task)
+
+    run_until(loop, task_waits, "the task waits")
+    gc.collect()
+    task = ref()
+    assert task is not None and not task.done()
+    assert log == []
 
 
 def test_close_ends_an_idle_host(
@@ -420,3 +457,24 @@ def test_run_steps_the_coroutines_of_one_turn_together_after_the_current_callbac
     in_callback(loop, start)
     run_until(loop, lambda: len(log) == 5, "every request ran")
     assert log == ["run returned", "callback scheduled first", "request 0", "request 1", "request 2"]
+
+
+def test_a_closed_loop_is_not_kept_alive_by_its_batch() -> None:
+    def serve_once() -> weakref.ref[asyncio.AbstractEventLoop]:
+        loop = asyncio.new_event_loop()
+        runner = AppRunner(loop)
+        ran: list[bool] = []
+
+        async def app() -> None:
+            ran.append(True)
+
+        in_callback(loop, lambda: runner.run(app()))
+        run_until(loop, lambda: ran, "the request ran")
+        runner.close()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+        return weakref.ref(loop)
+
+    ref = serve_once()
+    gc.collect()
+    assert ref() is None
