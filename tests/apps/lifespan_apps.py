@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -46,3 +47,21 @@ async def returns_on_lifespan(scope: Scope, receive: Receive, send: Send) -> Non
     if scope["type"] != "http":
         return
     await _hello(send, b"returned from lifespan")
+
+
+async def exits_in_startup(scope: Scope, receive: Receive, send: Send) -> None:
+    """Calls sys.exit() (status 0) during startup: still a failed startup."""
+    if scope["type"] == "lifespan":
+        await receive()
+        sys.exit()
+    await _hello(send, b"never served")
+
+
+async def exits_in_shutdown(scope: Scope, receive: Receive, send: Send) -> None:
+    """Starts, then calls sys.exit(4) during shutdown: logged, and the server stops as usual."""
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        sys.exit(4)
+    await _hello(send, b"started")

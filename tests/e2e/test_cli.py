@@ -253,6 +253,26 @@ def test_lifespan_off_never_sends_lifespan(tricorn: type[TricornProcess]) -> Non
     assert httpx.get(server.url).text == "never served"
 
 
+def test_sys_exit_in_lifespan_startup_is_a_startup_failure() -> None:
+    # In mode auto too: an app that asks to stop is not one that does not speak lifespan. sys.exit() is
+    # status 0: the process used to exit with it, as if nothing had gone wrong.
+    result = run(["--port", str(free_port()), "tests.apps.lifespan_apps:exits_in_startup"])
+    assert result.returncode == 3, result.stderr
+    assert "application startup failed: SystemExit: " in result.stderr
+    assert "listening on" not in result.stderr
+
+
+def test_sys_exit_in_lifespan_shutdown_is_logged_and_the_server_stops_normally(
+    tricorn: type[TricornProcess],
+) -> None:
+    server = tricorn(["tests.apps.lifespan_apps:exits_in_shutdown"]).wait_ready()
+    assert httpx.get(server.url).text == "started"
+    assert server.stop() == 0
+    output = server.output()
+    assert "application shutdown failed: SystemExit: 4" in output
+    assert "[INFO] stopped" in output
+
+
 # -- finding the application
 
 

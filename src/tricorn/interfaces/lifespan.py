@@ -27,8 +27,9 @@ class Lifespan:
     """Runs the app's lifespan scope in its own task.
 
     ``startup()`` returns once the app answered ``lifespan.startup.complete`` (or, in mode ``auto``, once
-    it turned out not to speak lifespan); it raises LifespanFailure on ``startup.failed`` or, in mode
-    ``on``, when the app does not support lifespan. ``shutdown()`` never raises: failures are logged.
+    it turned out not to speak lifespan); it raises LifespanFailure on ``startup.failed``, when the app
+    raised SystemExit or KeyboardInterrupt or, in mode ``on``, when the app does not support lifespan.
+    ``shutdown()`` never raises: failures are logged.
     """
 
     def __init__(self, app: ASGIApp, mode: Literal["auto", "on", "off"]) -> None:
@@ -75,20 +76,26 @@ class Lifespan:
         try:
             await self.app(scope, self._receive, self._send)
         except BaseException as exc:
-            if self.phase is LifespanPhase.STARTING:
+            phase = self.phase
+            if phase is LifespanPhase.STARTING and isinstance(exc, (SystemExit, KeyboardInterrupt)):
+                # The app asked the process to stop: a startup failure (exit code 3) in every mode, not a
+                # sign that it does not speak lifespan. Elsewhere it is logged like any exception and the
+                # worker goes on (docs/deployment.md, "When an app raises SystemExit").
+                self.phase = LifespanPhase.FAILED
+                self._failure = f"{type(exc).__name__}: {exc}"
+                error_log.error("lifespan startup raised an exception", exc_info=exc)
+            elif phase is LifespanPhase.STARTING:
                 self.phase = LifespanPhase.UNSUPPORTED
                 self._failure = f"{type(exc).__name__}: {exc}"
                 if self.mode == "on":
                     error_log.error("lifespan startup raised an exception", exc_info=exc)
                 else:
                     error_log.info("asgi lifespan not supported by the application (%s)", self._failure)
-            elif self.phase is LifespanPhase.SHUTTING_DOWN:
+            elif phase is LifespanPhase.SHUTTING_DOWN:
                 self._failure = f"{type(exc).__name__}: {exc}"
                 error_log.error("lifespan shutdown raised an exception", exc_info=exc)
             else:
                 error_log.error("lifespan task raised an exception", exc_info=exc)
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
         else:
             if self.phase is LifespanPhase.STARTING:
                 self.phase = LifespanPhase.UNSUPPORTED
