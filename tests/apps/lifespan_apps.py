@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -64,4 +65,22 @@ async def exits_in_shutdown(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "lifespan.startup.complete"})
         await receive()
         sys.exit(4)
+    await _hello(send, b"started")
+
+
+async def silent_startup(scope: Scope, receive: Receive, send: Send) -> None:
+    """Never answers lifespan.startup."""
+    if scope["type"] == "lifespan":
+        await receive()
+        await asyncio.Event().wait()
+    await _hello(send, b"never served")
+
+
+async def silent_shutdown(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answers startup, never answers lifespan.shutdown."""
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await asyncio.Event().wait()
     await _hello(send, b"started")

@@ -273,6 +273,26 @@ def test_sys_exit_in_lifespan_shutdown_is_logged_and_the_server_stops_normally(
     assert "[INFO] stopped" in output
 
 
+def test_lifespan_startup_that_never_answers_fails_after_the_timeout() -> None:
+    # Without a bound it waited forever (run() gives up after 60 s).
+    result = run(
+        ["--port", str(free_port()), "--timeout-lifespan", "0.5", "tests.apps.lifespan_apps:silent_startup"]
+    )
+    assert result.returncode == 3, result.stderr
+    assert "application startup failed: did not complete within 0.5s (--timeout-lifespan)" in result.stderr
+    assert "listening on" not in result.stderr
+
+
+def test_lifespan_shutdown_that_never_answers_stops_after_the_timeout(tricorn: type[TricornProcess]) -> None:
+    server = tricorn(["--timeout-lifespan", "0.5", "tests.apps.lifespan_apps:silent_shutdown"]).wait_ready()
+    assert httpx.get(server.url).text == "started"
+    # stop() sends SIGTERM and, after 15 s without an exit, SIGKILL (status -9).
+    assert server.stop() == 0
+    output = server.output()
+    assert "application shutdown failed: did not complete within 0.5s (--timeout-lifespan)" in output
+    assert "[INFO] stopped" in output
+
+
 # -- finding the application
 
 
