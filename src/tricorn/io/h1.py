@@ -17,7 +17,7 @@ from tricorn.errors import LocalProtocolError, ProtocolError, RemoteProtocolErro
 from tricorn.interfaces.asgi import ABORTED, RESPONSE_DONE, RESPONSE_START, HTTPCycle, build_scope
 from tricorn.io.flow import WriteFlow
 from tricorn.io.runner import AppRunner
-from tricorn.proto.h1 import EndOfMessage, Event, H1Connection, Request, error_response
+from tricorn.proto.h1 import RS_HEAD, EndOfMessage, Event, H1Connection, Request, error_response
 
 if TYPE_CHECKING:
     from tricorn.io.server import ServerState
@@ -374,7 +374,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.closing = True
         if self.cycle is None:
             self.close()
-        elif self.conn.response_state.name == "HEAD":
+        elif self.conn.response_state is RS_HEAD:  # its head is not written yet
             self.conn.keep_alive = False
 
     def abort(self) -> None:
