@@ -69,6 +69,9 @@ DEFAULT_TIMEOUT_KEEP_ALIVE = 5.0
 DEFAULT_TIMEOUT_REQUEST_HEADER = 10.0
 # gunicorn's graceful_timeout is 30 s (and so is Kubernetes' terminationGracePeriodSeconds).
 DEFAULT_TIMEOUT_GRACEFUL_SHUTDOWN = 30.0
+# Time the application has to answer lifespan startup, and again shutdown. hypercorn's startup_timeout and
+# shutdown_timeout are 60 s; uvicorn waits without bound.
+DEFAULT_TIMEOUT_LIFESPAN = 60.0
 # Request-head limits. gunicorn: limit_request_line 4094, limit_request_fields 100,
 # limit_request_field_size 8190. nginx: large_client_header_buffers 4 8k, i.e. a request line or one
 # header field may be up to 8 KiB. We take nginx's 8 KiB for the request line (long query strings are
@@ -934,6 +937,18 @@ class Config:
             help="seconds to let in-flight requests finish on shutdown before closing them",
             env="TRICORN_TIMEOUT_GRACEFUL_SHUTDOWN",
             flags=("--timeout-graceful-shutdown",),
+            metavar="SECONDS",
+            convert=to_float(0.0),
+        ),
+    )
+    timeout_lifespan: float = field(
+        default=DEFAULT_TIMEOUT_LIFESPAN,
+        metadata=_setting(
+            group=_TIMEOUTS,
+            help="seconds the application has to answer lifespan startup (exit code 3 after that), and "
+            "again shutdown (then the worker stops without waiting further)",
+            env="TRICORN_TIMEOUT_LIFESPAN",
+            flags=("--timeout-lifespan",),
             metavar="SECONDS",
             convert=to_float(0.0),
         ),

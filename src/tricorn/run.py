@@ -83,7 +83,7 @@ async def serve(
     worker: Worker | None = None,
 ) -> int:
     # Lifespan is an ASGI protocol: a WSGI app has no startup or shutdown events.
-    lifespan = Lifespan(app, config.lifespan if interface == "asgi" else "off")
+    lifespan = Lifespan(app, config.lifespan if interface == "asgi" else "off", config.timeout_lifespan)
     try:
         await lifespan.startup()
     except LifespanFailure as exc:

@@ -237,9 +237,9 @@ class HTTPCycle:
                 self.state = ABORTED
                 self.stream.cycle_complete(self)
         except BaseException as exc:  # the app's failure is reported, never raised into the loop
+            # SystemExit and KeyboardInterrupt too: an app cannot stop the worker, with or without an await
+            # before (docs/deployment.md, "When an app raises SystemExit").
             self.stream.app_error(self, f"exception in asgi application: {exc!r:.200}", exc)
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
         else:
             if self.state is not RESPONSE_DONE and (self.disconnected or self.peer_eof):
                 # The client left and the app stopped: nothing to report, the connection just ends.

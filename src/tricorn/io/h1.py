@@ -561,7 +561,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.closing = True
         if self.cycle is None:
             self.close()
-        elif self.conn.response_state is RS_HEAD:
+        elif self.conn.response_state is RS_HEAD:  # its head is not written yet
             self.conn.keep_alive = False
 
     def abort(self) -> None:

@@ -105,7 +105,7 @@ class ServerState:
                 loop,
                 config.threads,
                 config.root_path,
-                multiprocess=getattr(config, "workers", 1) > 1,
+                multiprocess=config.workers > 1,
             )
         # Upgrades the HTTP/1.1 core hands over: WebSocket for ASGI apps unless `ws` is none.
         self.upgrades: frozenset[bytes] = frozenset()
@@ -170,7 +170,7 @@ class ServerState:
         self._refresh_date()
         now = self.loop.time()
         for conn in [c for c in self.connections if c.deadline <= now]:
-            conn.timeout(now)  # each protocol decides what its deadline means
+            conn.timeout(now)  # each kind of connection decides what its deadline means in its phase
         self._tick_handle = self.loop.call_later(self._tick, self._on_tick)
 
     async def shutdown(self, timeout: float) -> None:
