@@ -308,6 +308,28 @@ def test_term_lets_a_slow_request_finish_and_leaves_no_process(tricorn: type[Tri
     assert "master stopped" in log
 
 
+def test_term_to_the_process_group_stops_without_forking_a_replacement(
+    tricorn: type[TricornProcess],
+) -> None:
+    # docker stop on a shell entry point, systemd's default KillMode and Ctrl-C signal the master and its
+    # workers at once; a worker may exit before the master has read its own TERM. Half the runs signal
+    # while the workers boot, half once they serve.
+    for run in range(20):
+        server = tricorn([APP, "--workers", "2", "--no-access-log", "--timeout-graceful-shutdown", "1"])
+        server.wait_ready()
+        if run % 2:
+            wait_workers(server, 2)
+        os.killpg(server.proc.pid, signal.SIGTERM)
+        assert server.wait(DEADLINE) == 0, server.output()
+        log = server.output()
+        after_stop = log[log.index("received SIGTERM") :]
+        assert "booting worker" not in after_stop, log
+        assert "unexpectedly" not in log, log
+        assert "did not stop in time" not in log, log  # no worker missed the TERM
+        assert "master stopped" in log
+        assert group(server.proc.pid) == set()
+
+
 def test_ttin_and_ttou_change_the_number_of_workers(tricorn: type[TricornProcess]) -> None:
     server = start(tricorn)
     master = server.proc.pid
