@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from tricorn.errors import ProtocolError
 from tricorn.interfaces.stream import RESPONSE_DONE
-from tricorn.io.accept import TLSListener
+from tricorn.io.accept import Listener, TLSListener
 from tricorn.io.tls import serving_context
 from tricorn.logs import AccessLogFormatter, escape_for_log
 from tricorn.proto import h1
@@ -147,6 +147,8 @@ class ServerState:
 
     # -- serving
     async def start(self, sockets: list[socket.socket]) -> None:
+        # Listeners of tricorn's own, not loop.create_server: out of file descriptors, they pause and warn,
+        # on both loops, instead of flooding the log (asyncio) or resetting clients (uvloop). See io.accept.
         from tricorn.io.h1 import H1Protocol
 
         self._refresh_date()
@@ -154,10 +156,9 @@ class ServerState:
             if self.ssl_context is not None:
                 self.servers.append(TLSListener(self, sock))
                 continue
-            server = await self.loop.create_server(
-                lambda: H1Protocol(self), sock=sock, backlog=self.config.backlog
-            )
-            self.servers.append(server)
+            listener = Listener(self.loop, sock, lambda: H1Protocol(self), self.config.backlog)
+            await listener.start_serving()
+            self.servers.append(listener)
         self._tick_handle = self.loop.call_later(self._tick, self._on_tick)
 
     def _refresh_date(self) -> None:
