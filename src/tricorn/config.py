@@ -1061,8 +1061,8 @@ class Config:
         default=1,
         metadata=_setting(
             group=_PROCESSES,
-            help="the number of worker processes; more than 1 (or --reload, --max-requests) starts a master "
-            "that binds the sockets and forks the workers",
+            help="the number of worker processes; more than 1 (or --reload, --max-requests, a --timeout-worker "
+            "of its own) starts a master that binds the sockets and forks the workers",
             env="TRICORN_WORKERS",
             env_fallbacks=("WEB_CONCURRENCY",),
             flags=("--workers", "-w"),
@@ -1075,7 +1075,8 @@ class Config:
         metadata=_setting(
             group=_PROCESSES,
             help="seconds a worker may go without a heartbeat (a blocked event loop) before its stack is "
-            "dumped and it is killed and replaced; 0 disables the check",
+            "dumped and it is killed and replaced; 0 disables the check; a value of its own starts a master "
+            "even for one worker",
             env="TRICORN_TIMEOUT_WORKER",
             flags=("--timeout-worker",),
             metavar="SECONDS",

@@ -182,8 +182,12 @@ def test_a_killed_worker_is_replaced_and_requests_keep_succeeding(tricorn: type[
     assert f"worker {victim} was killed by SIGKILL unexpectedly; replacing it" in server.output()
 
 
-def test_a_worker_whose_event_loop_blocks_is_killed_and_replaced(tricorn: type[TricornProcess]) -> None:
-    server = start(tricorn, "--timeout-worker", "2")
+@pytest.mark.parametrize("workers", [2, 1])
+def test_a_worker_whose_event_loop_blocks_is_killed_and_replaced(
+    tricorn: type[TricornProcess], workers: int
+) -> None:
+    # With one worker too: a --timeout-worker of its own starts a master (one process cannot watch itself).
+    server = start(tricorn, "--timeout-worker", "2", workers=workers)
     before = children(server.proc.pid)
 
     def request_that_blocks() -> None:
@@ -203,7 +207,7 @@ def test_a_worker_whose_event_loop_blocks_is_killed_and_replaced(tricorn: type[T
     assert match is not None
     victim = int(match[1])
     assert victim in before
-    after = wait_workers(server, 2, excluding={victim})
+    after = wait_workers(server, workers, excluding={victim})
     assert not alive(victim)
     log = server.output()
     # faulthandler's dump names the function that blocked the loop.
@@ -282,6 +286,53 @@ def test_one_process_writes_its_pid_and_stops_fast_on_quit(
     assert server.wait(DEADLINE) == 0
     assert "received SIGQUIT, stopping now" in server.output()
     assert not pid_file.exists()
+
+
+def test_one_process_restarts_in_place_on_hup_with_the_app_imported_again(
+    tricorn: type[TricornProcess], tmp_path: Path
+) -> None:
+    source = (ROOT / "tests" / "apps" / "workers.py").read_text()
+    module = tmp_path / "hupapp.py"
+    module.write_text(source)
+    server = tricorn(["hupapp:app", "--app-dir", str(tmp_path), "--no-access-log"]).wait_ready()
+    pid = server.proc.pid
+    assert not children(pid)  # one process
+    assert httpx.get(server.url).text == f"pid {pid} version 1"
+    slow: dict[str, object] = {}
+
+    def slow_request() -> None:
+        response = httpx.get(f"{server.url}/slow?delay=2", timeout=30)
+        slow["status"], slow["body"] = response.status_code, response.text
+
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    wait_for(lambda: "slow started" in server.output(), what="the slow request started")
+    # A different length: the cached bytecode is checked against the source's mtime and size.
+    module.write_text(source.replace('VERSION = "1"', 'VERSION = "two"'))
+    with Load(server.url) as load:
+        load.more(50)
+        server.send_signal(signal.SIGHUP)
+        wait_for(lambda: "restarted: serving the application imported again" in server.output())
+        load.more(100)
+    assert load.failures == []
+    assert set(load.pids) == {pid}
+    assert httpx.get(server.url).text == f"pid {pid} version two"
+    thread.join(timeout=DEADLINE)
+    assert slow == {"status": 200, "body": f"slow done in pid {pid}"}  # the previous app finished it
+    wait_for(lambda: "the previous application has stopped" in server.output())
+    log = server.output()
+    assert "received SIGHUP, restarting in place: importing the application again" in log
+    assert log.count(f"workers app: imported in pid {pid}") == 2
+    assert log.count(f"workers app: started in pid {pid}") == 2  # lifespan startup ran again
+
+    # A change that does not import: logged, and the running app serves on.
+    module.write_text(source.replace('VERSION = "1"', "VERSION = (2"))
+    server.send_signal(signal.SIGHUP)
+    wait_for(lambda: "restart abandoned: the running application goes on serving" in server.output())
+    assert "SyntaxError" in server.output()
+    assert httpx.get(server.url).text == f"pid {pid} version two"
+    assert server.stop() == 0
+    assert "stopped" in server.output()
 
 
 def test_term_lets_a_slow_request_finish_and_leaves_no_process(tricorn: type[TricornProcess]) -> None:

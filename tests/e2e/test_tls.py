@@ -197,8 +197,9 @@ def test_bad_tls_settings_stop_startup_with_one_line(certs: Certs, change: objec
         proc.close()
 
 
+@pytest.mark.parametrize("workers", [2, 1])  # one: the single process restarts in place
 def test_hup_reload_serves_the_renewed_certificate(
-    certs: Certs, tmp_path: Path, servers: list[TricornProcess]
+    certs: Certs, tmp_path: Path, servers: list[TricornProcess], workers: int
 ) -> None:
     ca = trustme.CA()
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
@@ -206,7 +207,13 @@ def test_hup_reload_serves_the_renewed_certificate(
     first.cert_chain_pems[0].write_to_path(str(cert))
     first.private_key_pem.write_to_path(str(key))
     server = start(
-        "tests.apps.tls_apps:app", "--ssl-certfile", str(cert), "--ssl-keyfile", str(key), "--workers", "2"
+        "tests.apps.tls_apps:app",
+        "--ssl-certfile",
+        str(cert),
+        "--ssl-keyfile",
+        str(key),
+        "--workers",
+        str(workers),
     )
     servers.append(server)
 

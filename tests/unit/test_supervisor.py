@@ -74,6 +74,16 @@ def test_a_master_runs_for_several_workers_reload_or_max_requests() -> None:
     assert needs_master(Config(max_requests=1000))
 
 
+def test_a_timeout_worker_other_than_its_default_needs_a_master_even_for_one_worker() -> None:
+    # One process cannot watch its own blocked event loop: a timeout of one's own starts a master.
+    assert needs_master(Config(timeout_worker=2))
+    assert needs_master(Config.load(["--timeout-worker", "2"], {}, "/"))
+    assert needs_master(Config.load([], {"TRICORN_TIMEOUT_WORKER": "60"}, "/"))
+    # The default, and 0 (no check), do not: one process stays one process.
+    assert not needs_master(Config(timeout_worker=Config().timeout_worker))
+    assert not needs_master(Config(timeout_worker=0))
+
+
 # -- pid file
 
 

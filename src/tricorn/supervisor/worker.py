@@ -5,7 +5,8 @@ points: ``add_signal_handlers`` (before the sockets listen), ``listen`` (the soc
 server accepts) and ``close`` (after the shutdown). The two hosts differ in what they own:
 
 - Standalone binds the sockets itself (or takes systemd's), writes the pid file, drops privileges and
-  answers SIGINT and SIGTERM (graceful stop), SIGQUIT (fast stop), SIGUSR1 (reopen log files).
+  answers SIGINT and SIGTERM (graceful stop), SIGQUIT (fast stop), SIGHUP (restart in place, see
+  :mod:`tricorn.supervisor.restart`), SIGUSR1 (reopen log files).
 - Worker serves the sockets its master bound, answers SIGTERM (graceful; a second one changes nothing),
   SIGQUIT (fast) and SIGUSR1, ignores SIGINT (the master, which gets the terminal's Ctrl-C too, decides), reports READY and beats
   through its channel, asks to be replaced after max-requests, and drains when the master says so.
@@ -52,7 +53,7 @@ def _reopen_logs() -> None:
 class Standalone:
     """One process that is its own master and its only worker (``workers = 1``, no reload)."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1)
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -66,9 +67,9 @@ class Standalone:
         self, loop: asyncio.AbstractEventLoop, on_signal: OnSignal, state: ServerState, stop: asyncio.Event
     ) -> None:
         self._loop = loop
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        # QUIT and HUP too: the server that serves changes on a restart in place (tricorn.run.serve).
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP):
             loop.add_signal_handler(signum, on_signal, signum)
-        loop.add_signal_handler(signal.SIGQUIT, quit_now, state, stop)
         loop.add_signal_handler(signal.SIGUSR1, _reopen_logs)
         self._handled = list(self.SIGNALS)
 
