@@ -1074,9 +1074,9 @@ class Config:
         default=DEFAULT_TIMEOUT_WORKER,
         metadata=_setting(
             group=_PROCESSES,
-            help="seconds a worker may go without a heartbeat (a blocked event loop) before its stack is "
-            "dumped and it is killed and replaced; 0 disables the check; a value of its own starts a master "
-            "even for one worker",
+            help="seconds a worker may go without a heartbeat (a blocked event loop), or with every WSGI "
+            "thread on one request, before it is replaced (stacks logged); 0 disables the check; a value of "
+            "its own starts a master even for one worker",
             env="TRICORN_TIMEOUT_WORKER",
             flags=("--timeout-worker",),
             metavar="SECONDS",

@@ -237,6 +237,55 @@ def test_a_worker_whose_thread_pool_is_stuck_is_killed_and_replaced(tricorn: typ
     assert httpx.get(server.url).status_code == 200
 
 
+def test_a_worker_whose_wsgi_threads_are_all_stuck_is_replaced(tricorn: type[TricornProcess]) -> None:
+    # The loop beats on (the WSGI pool is not the default executor): the worker itself tells the master.
+    server = tricorn(
+        [
+            "tests.apps.workers:wsgi_app",
+            "--workers",
+            "2",
+            "--threads",
+            "2",
+            "--timeout-worker",
+            "2",
+            "--timeout-graceful-shutdown",
+            "2",
+            "--no-access-log",
+        ]
+    ).wait_ready()
+    before = wait_workers(server, 2)
+
+    def wait_forever() -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.get(f"{server.url}/wait-forever", timeout=60)
+
+    waiting = re.compile(r"workers wsgi app: waiting forever in pid (\d+)")
+    # Which worker accepts is the kernel's call: with two workers, the third request at the latest is
+    # the second one on a worker, which then has both its threads stuck.
+    for sent in range(1, 4):
+        threading.Thread(target=wait_forever, daemon=True).start()
+        wait_for(lambda n=sent: len(waiting.findall(server.output())) == n, what=f"{sent} requests waiting")  # type: ignore[misc]
+        counts = collections.Counter(int(pid) for pid in waiting.findall(server.output()))
+        if max(counts.values()) == 2:
+            break
+    victim = counts.most_common(1)[0][0]
+    assert counts[victim] == 2 and victim in before
+    replacing = f"worker {victim} has every wsgi thread stuck on one request; starting its replacement"
+    wait_for(lambda: replacing in server.output(), what="the stuck worker detected")
+    log = server.output()
+    assert f"[{victim}] [ERROR] every wsgi thread (2) has been on one request for more than 2s" in log
+    assert log.count("in wait_forever") >= 2  # both threads' stacks
+    after = wait_workers(server, 2, excluding={victim})
+    new = after - before
+    assert len(new) == 1
+
+    def served_by_the_new_worker() -> bool:
+        response = httpx.get(server.url, headers={"connection": "close"})
+        return response.status_code == 200 and int(response.text.split()[1]) in new
+
+    wait_for(served_by_the_new_worker, what="a request served by the new worker")
+
+
 def test_hup_under_load_replaces_every_worker_without_a_failed_request(tricorn: type[TricornProcess]) -> None:
     server = start(tricorn)
     old = children(server.proc.pid)

@@ -525,6 +525,17 @@ def test_a_retiring_worker_is_drained_once_its_replacement_is_ready() -> None:
     assert spawned(m.send(WorkerExited(1, code=0))) == []
 
 
+def test_a_worker_with_its_wsgi_threads_stuck_is_replaced_like_a_retiring_one() -> None:
+    m = Master()
+    m.boot()
+    actions = m.send(WorkerRetiring(2, "has every wsgi thread stuck on one request"))
+    assert spawned(actions) == [3]
+    assert messages(actions) == [
+        "worker 1002 has every wsgi thread stuck on one request; starting its replacement"
+    ]
+    assert wids(m.send(WorkerReady(3)), Drain) == [2]
+
+
 def test_two_retiring_workers_wait_for_enough_replacements() -> None:
     m = Master()
     m.boot()

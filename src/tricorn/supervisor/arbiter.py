@@ -38,7 +38,7 @@ from tricorn.config import Config
 from tricorn.errors import AppLoadError, ConfigError
 from tricorn.logs import configure_logging
 from tricorn.supervisor import policy as p
-from tricorn.supervisor.heartbeat import BEAT, DRAIN, READY, RETIRING, channel_pair
+from tricorn.supervisor.heartbeat import BEAT, DRAIN, READY, RETIRING, STUCK, channel_pair
 from tricorn.supervisor.process import (
     PidFile,
     ProcessError,
@@ -337,6 +337,8 @@ class Arbiter:
             self._feed(p.WorkerBeat(wid))
         if RETIRING in data:
             self._feed(p.WorkerRetiring(wid))
+        if STUCK in data:
+            self._feed(p.WorkerRetiring(wid, "has every wsgi thread stuck on one request"))
 
     def _close_channel(self, handle: WorkerHandle) -> None:
         if handle.open and self.selector is not None:

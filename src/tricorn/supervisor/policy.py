@@ -157,9 +157,11 @@ class WorkerBeat:
 
 @dataclass(frozen=True, slots=True)
 class WorkerRetiring:
-    """The worker served its max-requests and asks to be replaced (it keeps serving until drained)."""
+    """The worker asks to be replaced (it keeps serving until drained): it served its max-requests, or
+    every thread of its WSGI pool is stuck; ``reason`` says which, for the log."""
 
     wid: int
+    reason: str = "served its max requests"
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,7 +457,7 @@ class Policy:
         if w is None or w.retiring or w.state is not WorkerState.READY or self.phase is not Phase.RUNNING:
             return
         w.retiring = True
-        out.append(Log(logging.INFO, f"{w.name} served its max requests; starting its replacement"))
+        out.append(Log(logging.INFO, f"{w.name} {event.reason}; starting its replacement"))
 
     def _on_WorkerExited(self, event: WorkerExited, now: float, out: list[Action]) -> None:
         w = self._workers.pop(event.wid, None)

@@ -9,7 +9,8 @@ server accepts) and ``close`` (after the shutdown). The two hosts differ in what
   :mod:`tricorn.supervisor.restart`), SIGUSR1 (reopen log files).
 - Worker serves the sockets its master bound, answers SIGTERM (graceful; a second one changes nothing),
   SIGQUIT (fast) and SIGUSR1, ignores SIGINT (the master, which gets the terminal's Ctrl-C too, decides), reports READY and beats
-  through its channel, asks to be replaced after max-requests, and drains when the master says so.
+  through its channel, asks to be replaced after max-requests or when its WSGI threads are all stuck, and
+  drains when the master says so.
 """
 
 from __future__ import annotations
@@ -21,10 +22,14 @@ import os
 import random
 import signal
 import socket
+import sys
+import threading
+import time
+import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from tricorn.supervisor.heartbeat import RETIRING, Heartbeat, beat_interval
+from tricorn.supervisor.heartbeat import RETIRING, STUCK, Heartbeat, beat_interval, stuck_threads
 from tricorn.supervisor.process import PidFile, drop_privileges, reopen_log_files, resolve_identity
 from tricorn.supervisor.sockets import describe, open_listeners
 
@@ -167,7 +172,7 @@ class Worker:
             self.channel,
             self._loop,
             beat_interval(self.config.timeout_worker),
-            on_beat=self._check_requests,
+            on_beat=self._on_beat,
             on_drain=self._drain,
             on_orphaned=self._orphaned,
         )
@@ -190,6 +195,42 @@ class Worker:
             self._handled = []
 
     # -- heartbeat callbacks
+
+    def _on_beat(self) -> None:
+        self._check_requests()
+        self._check_threads()
+
+    def _check_threads(self) -> None:
+        """A WSGI pool whose every thread has been on one request past --timeout-worker serves no one,
+        while the loop (and so the heartbeat) runs on: log where the threads are, and ask for a
+        replacement, as max-requests does (this worker drains: the requests that can finish, do)."""
+        state = self._state
+        if self.retiring or state is None or state.wsgi is None:
+            return
+        pool = state.wsgi.pool
+        timeout = self.config.timeout_worker
+        stuck = stuck_threads(pool.running_since(), pool.size, time.monotonic(), timeout)
+        if not stuck:
+            return
+        self.retiring = True
+        frames = sys._current_frames()
+        names = {thread.ident: thread.name for thread in threading.enumerate()}
+        now = time.monotonic()
+        stacks = []
+        for ident, started in stuck:
+            frame = frames.get(ident)
+            where = "".join(traceback.format_stack(frame)) if frame is not None else "  (gone)\n"
+            name = names.get(ident, ident)
+            stacks.append(f"thread {name}, on its request for {now - started:.1f}s:\n{where}")
+        error_log.error(
+            "every wsgi thread (%d) has been on one request for more than %gs: asking for a replacement; "
+            "their stacks:\n%s",
+            len(stuck),
+            timeout,
+            "".join(stacks).rstrip("\n"),
+        )
+        assert self.heartbeat is not None
+        self.heartbeat.send(STUCK)
 
     def _check_requests(self) -> None:
         state = self._state
