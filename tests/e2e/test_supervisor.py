@@ -430,6 +430,19 @@ def test_term_to_the_process_group_stops_without_forking_a_replacement(
         assert group(server.proc.pid) == set()
 
 
+def test_hup_to_the_process_group_is_a_reload_not_a_crash(tricorn: type[TricornProcess]) -> None:
+    # A terminal's hangup, or kill -HUP -PGID, reaches the workers too: they leave it to the master, whose
+    # reload replaces them gracefully, instead of dying by it and being replaced as crashes.
+    server = start(tricorn)
+    first = children(server.proc.pid)
+    os.killpg(server.proc.pid, signal.SIGHUP)
+    wait_for(lambda: len(children(server.proc.pid) - first) == 2 and not (children(server.proc.pid) & first),
+             what="the reload")  # fmt: skip
+    log = server.output()
+    assert "unexpectedly" not in log and "killed by" not in log, log
+    assert httpx.get(server.url).status_code == 200
+
+
 def test_ttin_and_ttou_change_the_number_of_workers(tricorn: type[TricornProcess]) -> None:
     server = start(tricorn)
     master = server.proc.pid

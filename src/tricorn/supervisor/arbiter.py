@@ -518,6 +518,9 @@ class Arbiter:
         for signum in SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the master too; it decides
+        # A HUP sent to the process group (a terminal's hangup, kill -HUP -PGID) is the master's to act on:
+        # with its default action it would kill every worker at once, to be replaced as crashes.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         # A stop that came since the fork is delivered now, with its default action.
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self._close_event_fds()
