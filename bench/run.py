@@ -24,12 +24,13 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,19 +51,40 @@ CLIENT_CPU = "1"
 
 
 @dataclass(frozen=True)
+class Certs:
+    """A self-signed certificate for 127.0.0.1 and its key, made at run time (``make_certs``)."""
+
+    certfile: Path
+    keyfile: Path
+
+
+@dataclass(frozen=True)
 class Server:
     """A server under test. ``commands`` maps an interface ("asgi", "wsgi", ...) to a command
-    template (split with shlex); ``{py}``, ``{app}``, ``{host}`` and ``{port}`` are substituted."""
+    template (split with shlex); ``{py}``, ``{app}``, ``{host}`` and ``{port}`` are substituted.
+    ``tls`` holds the options that serve TLS (``{certfile}``, ``{keyfile}``), appended for a
+    case with ``tls=True``. ``src``, when set, is put first on the server's PYTHONPATH, so that
+    ``python -m tricorn`` imports the package there (``--baseline``: a git worktree of another
+    revision) rather than this checkout's."""
 
     name: str
     package: str  # distribution whose version is reported
     commands: dict[str, str]
+    tls: str = ""
+    src: str = ""
 
-    def argv(self, interface: str, app: str, port: int) -> list[str]:
+    def argv(self, interface: str, app: str, port: int, certs: Certs | None = None) -> list[str]:
         subst = {"py": PY, "app": app, "host": HOST, "port": str(port)}
-        return [part.format(**subst) for part in shlex.split(self.commands[interface])]
+        template = self.commands[interface]
+        if certs is not None:
+            template += " " + self.tls
+            subst |= {"certfile": str(certs.certfile), "keyfile": str(certs.keyfile)}
+        return [part.format(**subst) for part in shlex.split(template)]
 
 
+# tricorn's commands use only long-standing options (--port, --no-access-log, --log-level, --interface,
+# --workers): --baseline runs the same commands against an older tricorn, which would exit on an
+# option it does not know yet. A new option belongs in a case of its own, not in these commands.
 SERVERS: dict[str, Server] = {
     s.name: s
     for s in (
@@ -74,7 +96,10 @@ SERVERS: dict[str, Server] = {
                 "websocket": "{py} -m tricorn {app} --port {port} --no-access-log --log-level warning",
                 # The default --threads (10): the same thread count as the peers below.
                 "wsgi": "{py} -m tricorn {app} --interface wsgi --port {port} --no-access-log --log-level warning",
+                # HTTP/2 is on by default: h2c by prior knowledge on a cleartext port, ALPN h2 over TLS.
+                "http2": "{py} -m tricorn {app} --port {port} --no-access-log --log-level warning",
             },
+            tls="--ssl-certfile {certfile} --ssl-keyfile {keyfile}",
         ),
         Server(
             "uvicorn",
@@ -85,6 +110,7 @@ SERVERS: dict[str, Server] = {
                 "websocket": "{py} -m uvicorn {app} --host {host} --port {port} --workers 1"
                 " --loop uvloop --http httptools --ws websockets --no-access-log --log-level warning",
             },
+            tls="--ssl-certfile {certfile} --ssl-keyfile {keyfile}",
         ),
         Server(
             "uvicorn-wsproto",
@@ -105,7 +131,13 @@ SERVERS: dict[str, Server] = {
                 " --loop uvloop --http 1 --log-level warning --no-access-log {app}",
                 "wsgi": "{py} -m granian --interface wsgi --host {host} --port {port} --workers 1"
                 " --blocking-threads 10 --http 1 --log-level warning --no-access-log {app}",
+                # --http auto (its default): HTTP/1.1 and h2c by prior knowledge on one cleartext port, and
+                # ALPN over TLS, as tricorn and hypercorn serve them.
+                "http2": "{py} -m granian --interface asgi --host {host} --port {port} --workers 1"
+                " --no-ws --loop uvloop --http auto --log-level warning --no-access-log {app}",
             },
+            # --ssl-keyfile must be PKCS#8 ("BEGIN PRIVATE KEY"), which make_certs writes.
+            tls="--ssl-certificate {certfile} --ssl-keyfile {keyfile}",
         ),
         Server(
             "hypercorn",
@@ -113,7 +145,10 @@ SERVERS: dict[str, Server] = {
             {
                 # hypercorn writes no access log unless --access-logfile is given.
                 "asgi": "{py} -m hypercorn -w 1 -k uvloop -b {host}:{port} --log-level warning {app}",
+                # The same command: hypercorn serves h2c by prior knowledge beside HTTP/1.1, and ALPN h2.
+                "http2": "{py} -m hypercorn -w 1 -k uvloop -b {host}:{port} --log-level warning {app}",
             },
+            tls="--certfile {certfile} --keyfile {keyfile}",
         ),
         # gunicorn writes no access log unless --access-logfile is given.
         Server(
@@ -201,6 +236,7 @@ class Case:
     app: str  # "module:attr", imported by the server from the repo root
     description: str
     client: str = "wrk"  # load generator, a key of CLIENTS
+    tls: bool = False  # https://: the server gets its Server.tls options and a run-time certificate
     path: str = "/"
     wrk_script: str | None = None  # Lua script under bench/
     wrk_args: tuple[str, ...] = ()
@@ -341,6 +377,59 @@ SECTIONS: dict[str, Section] = {
                 ),
             ),
         ),
+        Section(
+            key="tls",
+            title="TLS",
+            interface="asgi",
+            servers=("tricorn", "uvicorn"),
+            intro="The ASGI `hello` app over HTTP/1.1 and TLS: wrk on `https://` with 64 keep-alive "
+            "connections, so 64 handshakes open a run of many thousand requests, and the run measures "
+            "TLS records and the server's TLS transport; compare with the cleartext ASGI `hello`. The "
+            "certificate is self-signed (ECDSA P-256), made with `openssl` at run time.",
+            cases=(
+                Case(
+                    "hello",
+                    "bench.apps:hello",
+                    "GET / over TLS, 200 text/plain `Hello, world!` with content-length",
+                    tls=True,
+                    check=expect_body(b"Hello, world!", chunked=False),
+                ),
+            ),
+        ),
+        Section(
+            key="http2",
+            title="HTTP/2",
+            interface="http2",
+            servers=("tricorn", "hypercorn", "granian"),
+            intro="The ASGI `hello` app over HTTP/2, loaded by h2load: 16 connections with 10 concurrent "
+            "streams each. `h2c` is cleartext HTTP/2 by prior knowledge (no Upgrade), `h2-tls` is HTTP/2 "
+            "negotiated by ALPN (h2load offers only `h2`) with a self-signed ECDSA P-256 certificate made "
+            "with `openssl` at run time. Every server serves HTTP/1.1 and HTTP/2 on the same port. "
+            "hypercorn ends a connection with GOAWAY after 1,000 requests (its `keep_alive_max_requests` "
+            "default, which its command line does not set): the streams in flight then are its errors.",
+            cases=(
+                # For the "h2load" client, wrk_args are h2load's own arguments.
+                Case(
+                    "h2c",
+                    "bench.apps:hello",
+                    "GET / over cleartext HTTP/2 (prior knowledge), 16 connections x 10 streams",
+                    client="h2load",
+                    connections=16,
+                    wrk_args=("-m10",),
+                    check=expect_body(b"Hello, world!", chunked=False),
+                ),
+                Case(
+                    "h2-tls",
+                    "bench.apps:hello",
+                    "GET / over HTTP/2 and TLS (ALPN h2), 16 connections x 10 streams",
+                    client="h2load",
+                    tls=True,
+                    connections=16,
+                    wrk_args=("-m10",),
+                    check=expect_body(b"Hello, world!", chunked=False),
+                ),
+            ),
+        ),
     )
 }
 
@@ -362,10 +451,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def server_env() -> dict[str, str]:
+def server_env(src: str = "") -> dict[str, str]:
     env = dict(os.environ)
-    # Repo root so `bench.apps` imports; src/ so an uninstalled tricorn checkout runs.
-    paths = [str(ROOT), str(ROOT / "src")]
+    # Repo root so `bench.apps` imports; src/ so an uninstalled tricorn checkout runs. A baseline's src
+    # goes first instead of this checkout's: it shadows the editable install's path (a .pth entry,
+    # added after PYTHONPATH).
+    paths = [src, str(ROOT)] if src else [str(ROOT), str(ROOT / "src")]
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)
@@ -374,14 +465,16 @@ def server_env() -> dict[str, str]:
 
 
 class ServerProcess:
-    def __init__(self, argv: list[str], log_dir: Path, label: str, cpus: str = SERVER_CPU) -> None:
+    def __init__(
+        self, argv: list[str], log_dir: Path, label: str, cpus: str = SERVER_CPU, src: str = ""
+    ) -> None:
         self.argv = ["taskset", "-c", cpus, *argv]
         self.log_path = log_dir / f"{label}.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             self.argv,
             cwd=ROOT,
-            env=server_env(),
+            env=server_env(src),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -435,10 +528,114 @@ def kill_all() -> None:
         _LIVE.discard(proc)
 
 
+@dataclass(frozen=True)
+class Baseline:
+    """``--baseline REV``: tricorn at another git revision, checked out into a detached worktree of this
+    repository, served by this venv's Python with the worktree's src/ first on PYTHONPATH."""
+
+    rev: str  # as given on the command line
+    commit: str  # full hash
+    short: str  # short hash: the servers are named NAME@SHORT
+    subject: str
+    worktree: Path
+
+    @property
+    def src(self) -> str:
+        return str(self.worktree / "src")
+
+    def name(self, server: str) -> str:
+        return f"{server}@{self.short}"
+
+
+def git(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def add_baseline(rev: str, directory: Path) -> Baseline:
+    """``git worktree add --detach`` of REV under ``directory`` (the run's temporary directory);
+    ``remove_baseline`` takes it away at exit. Raises ValueError if REV is not a commit."""
+    found = git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    if found.returncode != 0:
+        raise ValueError(f"--baseline {rev}: not a commit of {ROOT}")
+    commit = found.stdout.strip()
+    short = git("rev-parse", "--short", commit).stdout.strip() or commit[:7]
+    subject = git("log", "-1", "--format=%s", commit).stdout.strip()
+    worktree = directory / f"baseline-{short}"
+    added = git("worktree", "add", "--detach", str(worktree), commit)
+    if added.returncode != 0:
+        raise ValueError(f"git worktree add {worktree} {rev} failed: {added.stderr.strip()}")
+    return Baseline(rev, commit, short, subject, worktree)
+
+
+def remove_baseline(baseline: Baseline) -> None:
+    if git("worktree", "remove", "--force", str(baseline.worktree)).returncode != 0:
+        shutil.rmtree(baseline.worktree, ignore_errors=True)
+        git("worktree", "prune")
+
+
+def imported_tricorn(src: str = "") -> str:
+    """The ``tricorn/__init__.py`` that ``python -m tricorn`` imports with ``server_env(src)``, from the
+    same directory as the servers (one ``python -c`` run; the path is the same for ``-m``)."""
+    proc = subprocess.run(
+        [PY, "-c", "import tricorn, sys; print(tricorn.__file__, file=sys.stderr)"],
+        cwd=ROOT,
+        env=server_env(src),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    lines = proc.stderr.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise ValueError(f"importing tricorn failed: {(lines or ['no output'])[-1]}")
+    return lines[-1]
+
+
+def make_certs(directory: Path) -> Certs:
+    """A self-signed ECDSA P-256 certificate for 127.0.0.1 (and localhost), valid for a day. The key is
+    PKCS#8 (``BEGIN PRIVATE KEY``), the one form every server here reads (granian reads no other)."""
+    certs = Certs(directory / "cert.pem", directory / "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-keyout", str(certs.keyfile), "-out", str(certs.certfile)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return certs
+
+
+def client_context(certs: Certs) -> ssl.SSLContext:
+    """Readiness polls and sanity checks verify the server's certificate: it must be the one we made."""
+    return ssl.create_default_context(cafile=str(certs.certfile))
+
+
+def tls_probe(port: int, context: ssl.SSLContext) -> str:
+    """The TLS version and cipher a handshake with OpenSSL's defaults gets from the server (wrk sets no
+    TLS 1.3 suites of its own, nor does ``client_context``, so wrk negotiates the same)."""
+    try:
+        with (
+            socket.create_connection((HOST, port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=HOST) as tls,
+        ):
+            cipher = tls.cipher()
+            return f"{tls.version()}, {cipher[0] if cipher else '?'}"
+    except OSError as exc:
+        return f"TLS probe failed: {exc}"
+
+
 def http_request(
-    port: int, method: str = "GET", path: str = "/", body: bytes | None = None, timeout: float = 5.0
+    port: int,
+    method: str = "GET",
+    path: str = "/",
+    body: bytes | None = None,
+    timeout: float = 5.0,
+    context: ssl.SSLContext | None = None,
 ) -> tuple[int, http.client.HTTPResponse, bytes]:
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    conn = (
+        http.client.HTTPSConnection(HOST, port, timeout=timeout, context=context)
+        if context is not None
+        else http.client.HTTPConnection(HOST, port, timeout=timeout)
+    )
     try:
         headers = {"Connection": "close"}
         if body is not None:
@@ -451,8 +648,11 @@ def http_request(
         conn.close()
 
 
-def wait_ready(srv: ServerProcess, port: int, path: str, timeout: float) -> str | None:
-    """Poll until an HTTP request gets a response. Returns an error string, or None."""
+def wait_ready(
+    srv: ServerProcess, port: int, path: str, timeout: float, context: ssl.SSLContext | None = None
+) -> str | None:
+    """Poll until an HTTP request (HTTPS with ``context``) gets a response. Returns an error string, or
+    None."""
     deadline = time.monotonic() + timeout
     delay = 0.01
     last = "no attempt"
@@ -460,7 +660,7 @@ def wait_ready(srv: ServerProcess, port: int, path: str, timeout: float) -> str 
         if not srv.alive():
             return f"exited with code {srv.proc.returncode} before becoming ready"
         try:
-            http_request(port, "GET", path, timeout=2.0)
+            http_request(port, "GET", path, timeout=2.0, context=context)
             return None
         except (OSError, http.client.HTTPException) as exc:
             last = f"{type(exc).__name__}: {exc}"
@@ -499,6 +699,10 @@ def parse_wrk(out: str) -> dict[str, Any]:
     return res
 
 
+def url(case: Case, port: int) -> str:
+    return f"{'https' if case.tls else 'http'}://{HOST}:{port}{case.path}"
+
+
 def wrk_argv(
     case: Case,
     port: int,
@@ -514,7 +718,7 @@ def wrk_argv(
         argv.append("--latency")
     if case.wrk_script:
         argv += ["-s", str(BENCH / case.wrk_script)]
-    argv += [*case.wrk_args, f"http://{HOST}:{port}{case.path}"]
+    argv += [*case.wrk_args, url(case, port)]
     return argv
 
 
@@ -570,8 +774,127 @@ def run_ws(case: Case, port: int, opts: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
+def parse_h2load(out: str) -> dict[str, Any]:
+    res: dict[str, Any] = {}
+    m = re.search(r"^finished in [\d.]+\w+, ([\d.]+) req/s", out, re.M)
+    res["rps"] = float(m.group(1)) if m else None
+    m = re.search(
+        r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+        r"(\d+) errored, (\d+) timeout",
+        out,
+        re.M,
+    )
+    names = ("total", "started", "done", "succeeded", "failed", "errored", "timeout")
+    counts = dict(zip(names, map(int, m.groups()), strict=True)) if m else {}
+    res["requests"] = counts.get("done")
+    res["succeeded"] = counts.get("succeeded", 0)
+    m = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out, re.M)
+    non2xx = int(m.group(3)) + int(m.group(4)) if m else 0
+    # h2load's "errored" are requests that failed other than by their status (reset streams, closed
+    # connections), timeouts included.
+    res["errors"] = {"non2xx": non2xx, "errored": counts.get("errored", 0)}
+    res["errors_total"] = sum(res["errors"].values())
+    protocol = re.search(r"^Application protocol: (\S+)", out, re.M)
+    tls = re.search(r"^TLS Protocol: (\S+)", out, re.M)
+    cipher = re.search(r"^Cipher: (\S+)", out, re.M)
+    res["protocol"] = ", ".join(x.group(1) for x in (protocol, tls, cipher) if x)
+    return res
+
+
+def latency_from_log(path: Path) -> dict[str, float | None]:
+    """p50 and p99 in ms from h2load's --log-file (one line per request of the measured run: start
+    time in µs, status, µs to the end of the response); h2load itself prints only min/max/mean/sd."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        lines = []
+    times = sorted(int(cols[2]) for line in lines if len(cols := line.split("\t")) >= 3)
+    if not times:
+        return {"p50_ms": None, "p99_ms": None}
+
+    def at(q: float) -> float:
+        return times[min(len(times) - 1, int(q * len(times)))] / 1000
+
+    return {"p50_ms": at(0.50), "p99_ms": at(0.99)}
+
+
+def h2load_argv(case: Case, port: int, *options: str, cpus: str = CLIENT_CPU) -> list[str]:
+    # Over TLS, offer h2 alone: a server that does not negotiate it fails instead of falling back to
+    # HTTP/1.1 (h2load's default list ends with http/1.1). Cleartext is h2c by prior knowledge.
+    alpn = ["--npn-list=h2"] if case.tls else []
+    return ["taskset", "-c", cpus, "h2load", *alpn, *options, url(case, port)]
+
+
+H2LOAD_NOISE = (
+    "starting benchmark",
+    "spawning thread",
+    "progress:",
+    "finished in",
+    "status codes:",
+    "traffic:",
+    "min ",
+    "time for",
+    "time to",
+    "req/s",
+    # Cleartext is h2c by the client's choice, not negotiated: saying so adds nothing.
+    "Application protocol: h2c",
+)
+
+
+def run_h2load(case: Case, port: int, opts: argparse.Namespace) -> dict[str, Any]:
+    """h2load on the client CPU: one request on one connection that must come back over HTTP/2, then the
+    measured run in duration mode (its warm-up is part of the run and not counted)."""
+    cpus = getattr(opts, "client_cpus", CLIENT_CPU)  # set per section by bench_one
+    probe = subprocess.run(
+        h2load_argv(case, port, "-n1", "-c1", "-m1", cpus=cpus),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    first = parse_h2load(probe.stdout)
+    if first["succeeded"] != 1 or not first["protocol"].startswith("h2"):
+        # h2load's own messages and its request counts, without the statistics tables.
+        said = [
+            line.strip()
+            for line in (probe.stdout + probe.stderr).splitlines()
+            if line.strip() and not line.strip().startswith(H2LOAD_NOISE)
+        ]
+        return {
+            "rps": None,
+            "wrk_cmd": " ".join(probe.args),
+            "wrk_output": probe.stdout + probe.stderr,
+            "failed": f"no HTTP/2 response ({'ALPN h2' if case.tls else 'h2c by prior knowledge'}): "
+            + "; ".join(said),
+        }
+    with tempfile.NamedTemporaryFile(prefix="h2load-", suffix=".log") as log:
+        # -D and --warm-up-time take whole units: milliseconds.
+        options = [
+            f"-t{opts.threads}",
+            f"-c{case.connections or opts.connections}",
+            *case.wrk_args,
+            f"-D{round(opts.duration * 1000)}ms",
+            *([f"--warm-up-time={round(opts.warmup * 1000)}ms"] if opts.warmup > 0 else []),
+            f"--log-file={log.name}",
+        ]
+        argv = h2load_argv(case, port, *options, cpus=cpus)
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, check=False, timeout=opts.duration + opts.warmup + 60
+        )
+        res = parse_h2load(proc.stdout) | latency_from_log(Path(log.name))
+    res["wrk_cmd"] = " ".join(argv).replace(log.name, "LOG")
+    res["wrk_output"] = proc.stdout + proc.stderr
+    if proc.returncode != 0 or not res["rps"] or not res["succeeded"]:
+        res["failed"] = f"h2load exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-500:]}"
+    return res
+
+
 # Load generators by Case.client.
-CLIENTS: dict[str, Callable[[Case, int, argparse.Namespace], dict[str, Any]]] = {"wrk": run_wrk, "ws": run_ws}
+CLIENTS: dict[str, Callable[[Case, int, argparse.Namespace], dict[str, Any]]] = {
+    "wrk": run_wrk,
+    "ws": run_ws,
+    "h2load": run_h2load,
+}
 
 
 # --------------------------------------------------------------------------------------
@@ -592,6 +915,7 @@ class Result:
     errors: dict[str, int] = field(default_factory=dict)
     errors_total: int = 0
     error: str | None = None  # why this server failed for this case
+    protocol: str = ""  # what was negotiated, where the client says (h2load; TLS sanity checks)
     server_cmd: str = ""
     wrk_cmd: str = ""
     wrk_output: str = ""
@@ -616,15 +940,21 @@ def bench_one(
 ) -> Result:
     res = Result(section.key, case.name, server.name)
     port = free_port()
-    argv = server.argv(section.interface, case.app, port)
+    certs: Certs | None = opts.certs if case.tls else None
+    context = client_context(certs) if certs is not None else None
+    argv = server.argv(section.interface, case.app, port, certs)
     res.server_cmd = " ".join(["taskset", "-c", section.server_cpus, *argv])
-    srv = ServerProcess(argv, log_dir, f"{section.key}-{case.name}-{server.name}", section.server_cpus)
+    if server.src:
+        res.server_cmd = f"PYTHONPATH={server.src} {res.server_cmd}"
+    srv = ServerProcess(
+        argv, log_dir, f"{section.key}-{case.name}-{server.name}", section.server_cpus, server.src
+    )
     try:
-        err = wait_ready(srv, port, case.path, opts.ready_timeout)
+        err = wait_ready(srv, port, case.path, opts.ready_timeout, context)
         if err is None and case.check is not None:
             try:
                 status, resp, body = http_request(
-                    port, case.check_method, case.path, case.check_body, timeout=10
+                    port, case.check_method, case.path, case.check_body, timeout=10, context=context
                 )
                 err = case.check(status, resp, body)
                 if err:
@@ -632,12 +962,16 @@ def bench_one(
             except (OSError, http.client.HTTPException) as exc:
                 err = f"sanity check failed: {type(exc).__name__}: {exc}"
         if err is not None:
-            res.error = f"{err}\n--- server output (tail) ---\n{srv.tail()}"
+            tail = srv.tail()
+            if not srv.alive() and tail:
+                err += f": {tail.splitlines()[-1].strip()}"  # usually why it exited
+            res.error = f"{err}\n--- server output (tail) ---\n{tail}"
             return res
         section_opts = argparse.Namespace(**vars(opts), client_cpus=section.client_cpus)
         out = CLIENTS[case.client](case, port, section_opts)
         for key in ("rps", "p99_ms", "p50_ms", "requests", "errors", "errors_total", "wrk_cmd", "wrk_output"):
             setattr(res, key, out.get(key))
+        res.protocol = out.get("protocol") or (tls_probe(port, context) if context is not None else "")
         if out.get("failed"):
             res.error = out["failed"]
         elif not srv.alive():
@@ -678,9 +1012,13 @@ def ratio(ref: Result | None, r: Result) -> str:
 
 
 def shown_servers(section: Section, results: list[Result]) -> list[str]:
-    """The section's servers, then any opt-in server (``--servers``) that has results, in run order."""
-    extra = [r.server for r in results if r.server not in section.servers]
-    return [*section.servers, *dict.fromkeys(extra)]
+    """The section's servers, each followed by its ``--baseline`` twin (``tricorn@REV``) if that has
+    results, then any opt-in server (``--servers``) that has results, in run order."""
+    ran = list(dict.fromkeys(r.server for r in results))
+    out: list[str] = []
+    for name in section.servers:
+        out += [name, *(s for s in ran if s.startswith(f"{name}@"))]
+    return [*out, *(s for s in ran if s not in out)]
 
 
 def table_rows(section: Section, case: Case, results: list[Result]) -> tuple[list[str], list[list[str]]]:
@@ -729,6 +1067,8 @@ def print_table(section: Section, case: Case, results: list[Result]) -> None:
     for r in results:
         if r.case == case.name and r.error:
             print(f"  {r.server}: {r.error.splitlines()[0]}")
+        elif r.case == case.name and r.protocol:
+            print(f"  {r.server}: {r.protocol}")
 
 
 def md_table(section: Section, case: Case, results: list[Result]) -> str:
@@ -767,8 +1107,14 @@ def machine_info() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
-    wrk_line = (wrk_v.stdout + wrk_v.stderr).strip().splitlines()
+    wrk_line: list[str] = []
+    if shutil.which("wrk"):
+        wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+        wrk_line = (wrk_v.stdout + wrk_v.stderr).strip().splitlines()
+    h2load_line: list[str] = []
+    if shutil.which("h2load"):
+        h2load_v = subprocess.run(["h2load", "--version"], capture_output=True, text=True, check=False)
+        h2load_line = h2load_v.stdout.strip().splitlines()
     return {
         "nproc": os.cpu_count(),
         "cpu": cpu,
@@ -776,6 +1122,9 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "python_impl": platform.python_implementation(),
         "wrk": " ".join(wrk_line[0].split()[:2]) if wrk_line else "wrk",
+        "h2load": h2load_line[0] if h2load_line else "h2load",
+        # The OpenSSL that tricorn, uvicorn and hypercorn use through this Python's ssl module.
+        "openssl": ssl.OPENSSL_VERSION,
         "git": git_rev(),
     }
 
@@ -790,6 +1139,18 @@ def rounds_note(options: dict[str, Any]) -> str:
     )
 
 
+def baseline_note(meta: dict[str, Any], ref: str) -> list[str]:
+    b = meta.get("baseline")
+    if not b:
+        return []
+    return [
+        f"- **Baseline:** {', '.join(f'`{n}`' for n in b['servers'])}: tricorn at git {b['short']} "
+        f"({b['subject']}), in the same run: a detached `git worktree` of that revision (`WORKTREE-{b['short']}`, "
+        "removed afterwards), started with the same Python and command with the worktree's `src/` first "
+        f"on PYTHONPATH; its ratio is {ref} ÷ {ref}@{b['short']} (above 1.00x: the change is faster)."
+    ]
+
+
 def render_section(
     section: Section, cases: Sequence[Case], results: list[Result], meta: dict[str, Any], chart: str | None
 ) -> str:
@@ -797,6 +1158,8 @@ def render_section(
     o = meta["options"]
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
     ref = section.servers[0]
+    if any(c.tls for c in section.cases):
+        versions += f"; Python's ssl: {m.get('openssl', '?')}"
     out = [
         f"## {section.title}",
         "",
@@ -817,6 +1180,7 @@ def render_section(
         + rounds_note(o),
         f"- **Ratio:** {ref} req/s ÷ that server's req/s (above 1.00x means {ref} is faster).",
         "- **Errors:** wrk non-2xx/3xx responses plus socket errors (connect/read/write/timeout).",
+        *baseline_note(meta, ref),
         "",
         "Server commands (`{app}` is the case's app, `P` a free port):",
         "",
@@ -841,15 +1205,47 @@ def render_section(
             else line
             for line in out
         ]
-    seen = set()
+    if all(c.client == "h2load" for c in section.cases):
+        load = " | ".join(
+            dict.fromkeys(
+                f"-c{c.connections or o['connections']} {' '.join(c.wrk_args)}" for c in section.cases
+            )
+        )
+        h2_method = (
+            f"- **Method:** each server runs one worker pinned to CPU {section.server_cpus} "
+            f"(`taskset -c {section.server_cpus}`), access logs off; {m.get('h2load', 'h2load')} pinned to CPU "
+            f"{section.client_cpus}: `taskset -c {section.client_cpus} h2load -t{o['threads']} {load} "
+            f"-D{o['duration']:g}s --warm-up-time={o['warmup']:g}s URL`, "
+            "`--npn-list=h2` over TLS so that no server falls back to HTTP/1.1; each server is started on a "
+            "fresh port per case, polled until it answers HTTP/1.1, sanity-checked with one HTTP/1.1 request "
+            "and one HTTP/2 request (which must succeed over h2c or ALPN h2), then killed. p50/p99 come from "
+            "h2load's `--log-file` (per request, measured run only)." + rounds_note(o)
+        )
+        out = [
+            h2_method
+            if line.startswith("- **Method:**")
+            else "- **Errors:** h2load 4xx/5xx responses plus requests that errored (reset streams, closed "
+            "connections, timeouts)."
+            if line.startswith("- **Errors:**")
+            else line
+            for line in out
+        ]
+    commands: dict[str, dict[str, list[str]]] = {}  # server -> command -> cases
     for r in results:
-        if r.server in seen or not r.server_cmd:
+        if not r.server_cmd:
             continue
-        seen.add(r.server)
         cmd = r.server_cmd.replace(PY, "python").replace(str(ROOT) + "/", "")
         cmd = re.sub(r"bench\.apps:\w+", "{app}", cmd)
         cmd = re.sub(r"(--port |-b 127\.0\.0\.1:)\d+", r"\g<1>P", cmd)
-        out.append(f"- {r.server}: `{cmd}`")
+        cmd = re.sub(r"\S+/cert\.pem", "CERT", re.sub(r"\S+/key\.pem", "KEY", cmd))
+        cmd = re.sub(r"PYTHONPATH=\S+/baseline-(\w+)/src", r"PYTHONPATH=WORKTREE-\1/src", cmd)
+        commands.setdefault(r.server, {}).setdefault(cmd, []).append(r.case)
+    for server, by_cmd in commands.items():
+        for cmd, on in by_cmd.items():
+            label = f"{server} ({', '.join(on)})" if len(by_cmd) > 1 else server
+            out.append(f"- {label}: `{cmd}`")
+    if any(c.tls for c in section.cases):
+        out += ["", "`CERT`, `KEY`: the run's self-signed certificate and its PKCS#8 key."]
     out.append("")
     for case in cases:
         out += [
@@ -863,6 +1259,9 @@ def render_section(
             if r.case == case.name and r.error:
                 first = r.error.splitlines()[0]
                 out.append(f"- {r.server}: {first}")
+        negotiated = [f"{r.server} {r.protocol}" for r in results if r.case == case.name and r.protocol]
+        if negotiated:
+            out.append(f"- Protocol: {'; '.join(negotiated)}.")
         out.append("")
     if chart:
         out += [f"![{section.title} requests/sec per case and server]({chart})", ""]
@@ -958,17 +1357,22 @@ def profile(
     for case in cases:
         for server in servers:
             port = free_port()
+            certs: Certs | None = opts.certs if case.tls else None
             srv = ServerProcess(
-                server.argv(section.interface, case.app, port), log_dir, f"profile-{case.name}-{server.name}"
+                server.argv(section.interface, case.app, port, certs),
+                log_dir,
+                f"profile-{case.name}-{server.name}",
+                src=server.src,
             )
             try:
-                err = wait_ready(srv, port, case.path, opts.ready_timeout)
+                context = client_context(certs) if certs is not None else None
+                err = wait_ready(srv, port, case.path, opts.ready_timeout, context)
                 if err:
                     print(f"{server.name}/{case.name}: {err}\n{srv.tail()}", file=sys.stderr)
                     rc = 1
                     continue
                 svg = RESULTS / f"profile-{section.key}-{case.name}-{server.name}-{stamp}.svg"
-                # py-spy attaches to the running server; it runs on the client CPU with wrk.
+                # py-spy attaches to the running server; it runs on the client CPU with the load.
                 spy_cmd = [
                     "taskset",
                     "-c",
@@ -990,10 +1394,10 @@ def profile(
                     spy_cmd.append("--native")
                 spy = subprocess.Popen(spy_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                 try:
-                    argv = wrk_argv(case, port, opts.threads, opts.connections, opts.duration, latency=True)
-                    w = subprocess.run(
-                        argv, capture_output=True, text=True, check=False, timeout=opts.duration + 60
-                    )
+                    # The case's own load generator (wrk, wsload, h2load), with no warm-up: py-spy's
+                    # duration covers the measured run.
+                    load_opts = argparse.Namespace(**(vars(opts) | {"warmup": 0, "client_cpus": CLIENT_CPU}))
+                    res = CLIENTS[case.client](case, port, load_opts)
                     spy_out, _ = spy.communicate(timeout=opts.duration + 60)
                 finally:
                     if spy.poll() is None:
@@ -1002,7 +1406,6 @@ def profile(
                             spy.wait(timeout=10)
                         if spy.poll() is None:
                             spy.kill()
-                res = parse_wrk(w.stdout)
                 print(
                     f"{server.name}/{case.name}: {fmt_rps(res['rps'])} req/s under py-spy (sampling slows it down)"
                 )
@@ -1050,6 +1453,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--ready-timeout", type=float, default=20, help="seconds to wait for a server to answer (20)"
     )
+    p.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run tricorn as it is at git revision REV, as the server tricorn@SHORT beside the "
+        "others (a detached git worktree of REV, removed at exit); its ratio is tricorn ÷ tricorn@SHORT",
+    )
     p.add_argument("--no-write", action="store_true", help="print only: no results JSON, no docs update")
     p.add_argument(
         "--profile",
@@ -1064,8 +1473,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
-    if not shutil.which("wrk") or not shutil.which("taskset"):
-        print("wrk and taskset are required (apt-get install wrk util-linux)", file=sys.stderr)
+    chosen = [c for k in opts.section for c in SECTIONS[k].cases if not opts.only or c.name in opts.only]
+    tools = {"taskset": "util-linux"}
+    tools |= {"wrk": "wrk"} if any(c.client == "wrk" for c in chosen) else {}
+    tools |= {"h2load": "nghttp2-client"} if any(c.client == "h2load" for c in chosen) else {}
+    tools |= {"openssl": "openssl"} if any(c.tls for c in chosen) else {}
+    missing = {cmd: pkg for cmd, pkg in tools.items() if not shutil.which(cmd)}
+    if missing:
+        print(
+            f"{', '.join(missing)} required (apt-get install {' '.join(missing.values())})", file=sys.stderr
+        )
         return 2
     if (os.cpu_count() or 1) < 2:
         print("warning: fewer than 2 CPUs; server and wrk will share a CPU", file=sys.stderr)
@@ -1074,6 +1491,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if opts.profile and wanted_servers is None:
         wanted_servers = ["tricorn"]
     unknown = set(wanted_servers or []) - set(SERVERS)
+    named = [SERVERS[n] for n in wanted_servers or () if n in SERVERS]
+    if opts.baseline and named and not any(s.package == "tricorn" for s in named):
+        print("--baseline runs beside tricorn: name tricorn in --servers too", file=sys.stderr)
+        return 2
     if unknown:
         print(
             f"unknown server(s): {', '.join(sorted(unknown))}; known: {', '.join(SERVERS)}", file=sys.stderr
@@ -1091,15 +1512,59 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(sig, _on_signal)
     log_dir = Path(tempfile.mkdtemp(prefix="tricorn-bench-"))
     rc = 0
+    baseline: Baseline | None = None
+    opts.baseline_meta = None
     try:
+        # One certificate for the whole run, in the temporary directory removed at exit.
+        opts.certs = make_certs(log_dir) if any(c.tls for c in chosen) else None
+        if opts.baseline:
+            try:
+                baseline = add_baseline(opts.baseline, log_dir)
+            except ValueError as exc:
+                print(exc, file=sys.stderr)
+                return 2
+            # Every tricorn server (tricorn, tricorn-w1, ...) gets a twin NAME@SHORT with the same
+            # commands, run right after it.
+            for server in [s for s in SERVERS.values() if s.package == "tricorn"]:
+                twin = replace(server, name=baseline.name(server.name), src=baseline.src)
+                SERVERS[twin.name] = twin
+        plan: list[tuple[Section, list[Case], list[Server]]] = []
         for key in opts.section:
             section = SECTIONS[key]
             cases = [c for c in section.cases if not opts.only or c.name in opts.only]
             names = [s for s in section.servers if wanted_servers is None or s in wanted_servers]
             names += [s for s in wanted_servers or () if s not in section.servers]  # opt-in servers
+            if baseline is not None:
+                names = [m for n in names for m in (n, baseline.name(n)) if m in SERVERS]
             servers = [SERVERS[n] for n in names if section.interface in SERVERS[n].commands]
-            if not cases or not servers:
-                continue
+            if cases and servers:
+                plan.append((section, cases, servers))
+        # Which tricorn each tricorn server imports: this checkout's, or the baseline worktree's.
+        imports: dict[str, list[str]] = {}
+        for name in dict.fromkeys(
+            s.name for _, _, servers in plan for s in servers if s.package == "tricorn"
+        ):
+            imports.setdefault(SERVERS[name].src, []).append(name)
+        for src, names in imports.items():
+            try:
+                path = imported_tricorn(src)
+            except ValueError as exc:
+                print(f"{', '.join(names)}: {exc}", file=sys.stderr)
+                return 2
+            print(f"{', '.join(names)}: {path}" + (f" (git {baseline.short})" if src and baseline else ""))
+            if baseline is not None and src == baseline.src:
+                if not Path(path).resolve().is_relative_to(baseline.worktree.resolve()):
+                    print(f"{names[0]} would import {path}, not the worktree's tricorn", file=sys.stderr)
+                    return 2
+                opts.baseline_meta = {
+                    "rev": baseline.rev,
+                    "commit": baseline.commit,
+                    "short": baseline.short,
+                    "subject": baseline.subject,
+                    "servers": names,
+                    "tricorn_file": path,
+                }
+        for section, cases, servers in plan:
             if opts.profile:
                 rc |= profile(section, cases, servers, opts, log_dir)
                 continue
@@ -1109,6 +1574,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc = 130
     finally:
         kill_all()
+        if baseline is not None:
+            remove_baseline(baseline)
         shutil.rmtree(log_dir, ignore_errors=True)
     return rc
 
@@ -1116,13 +1583,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_section(
     section: Section, cases: list[Case], servers: list[Server], opts: argparse.Namespace, log_dir: Path
 ) -> int:
+    load = {
+        "ws": lambda c: f"bench/wsload.py -d{opts.duration:g}s",
+        "h2load": lambda c: (
+            f"h2load -t{opts.threads} -c{c.connections or opts.connections} "
+            f"{' '.join(c.wrk_args)} -D{opts.duration:g}s"
+        ),
+        "wrk": lambda c: f"wrk -t{opts.threads} -c{c.connections or opts.connections} -d{opts.duration:g}s",
+    }
     print(
         f"# {section.title}: servers {', '.join(s.name for s in servers)}; cases {', '.join(c.name for c in cases)}; "
-        + (
-            f"bench/wsload.py -d{opts.duration:g}s (+{opts.warmup:g}s warm-up)"
-            if all(c.client == "ws" for c in cases)
-            else f"wrk -t{opts.threads} -c{opts.connections} -d{opts.duration:g}s (+{opts.warmup:g}s warm-up)"
-        ),
+        + ", ".join(dict.fromkeys(load[c.client](c) for c in cases))
+        + f" (+{opts.warmup:g}s warm-up)",
         flush=True,
     )
     results: list[Result] = []
@@ -1159,6 +1631,8 @@ def run_section(
         "cases": [c.name for c in cases],
         "servers": [s.name for s in servers],
     }
+    if opts.baseline_meta and any(s.src for s in servers):
+        meta["baseline"] = opts.baseline_meta | {"servers": [s.name for s in servers if s.src]}
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = RESULTS / f"{section.key}-{stamp}.json"

@@ -21,7 +21,6 @@ from tricorn.proto.h2conn import ErrorCode, H2ConnectionError
 
 _CONTROL: dict[type, h2conn.Event] = {
     h2.events.PingReceived: h2conn.PingReceived(),
-    h2.events.PingAckReceived: h2conn.PingAckReceived(),
     h2.events.RemoteSettingsChanged: h2conn.RemoteSettingsChanged(),
     h2.events.SettingsAcknowledged: h2conn.SettingsAcknowledged(),
     h2.events.PriorityUpdated: h2conn.PriorityUpdated(),
@@ -113,6 +112,8 @@ class H2LibraryConnection:
                         event.error_code, event.last_stream_id or 0, event.additional_data or b""
                     )
                 )
+            elif kind is h2.events.PingAckReceived:
+                out.append(h2conn.PingAckReceived(event.ping_data))
             elif kind in _CONTROL:
                 out.append(_CONTROL[kind])
                 if kind is h2.events.RemoteSettingsChanged:
@@ -152,6 +153,9 @@ class H2LibraryConnection:
             return self.conn.local_flow_control_window(stream_id)
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
             return 0
+
+    def ping(self, data: bytes) -> None:
+        self.conn.ping(data)
 
     def close_connection(self, error_code: int = 0, last_stream_id: int | None = None) -> None:
         if error_code:

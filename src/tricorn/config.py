@@ -48,6 +48,7 @@ HttpImplementation = Literal["auto", "httptools", "h11"]
 LoopImplementation = Literal["auto", "uvloop", "asyncio"]
 WsImplementation = Literal["auto", "none", "websockets"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+CertReqs = Literal["none", "optional", "required"]
 # The choices of each closed setting, read from its Literal type so they are written once.
 INTERFACES: tuple[str, ...] = get_args(Interface)
 LIFESPANS: tuple[str, ...] = get_args(Lifespan)
@@ -55,6 +56,7 @@ HTTP_IMPLEMENTATIONS: tuple[str, ...] = get_args(HttpImplementation)
 LOOP_IMPLEMENTATIONS: tuple[str, ...] = get_args(LoopImplementation)
 WS_IMPLEMENTATIONS: tuple[str, ...] = get_args(WsImplementation)
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
+CERT_REQS: tuple[str, ...] = get_args(CertReqs)
 
 # -- Named defaults, each with its precedent -------------------------------------------------------------
 
@@ -67,6 +69,9 @@ DEFAULT_TIMEOUT_KEEP_ALIVE = 5.0
 DEFAULT_TIMEOUT_REQUEST_HEADER = 10.0
 # gunicorn's graceful_timeout is 30 s (and so is Kubernetes' terminationGracePeriodSeconds).
 DEFAULT_TIMEOUT_GRACEFUL_SHUTDOWN = 30.0
+# Time the application has to answer lifespan startup, and again shutdown. hypercorn's startup_timeout and
+# shutdown_timeout are 60 s; uvicorn waits without bound.
+DEFAULT_TIMEOUT_LIFESPAN = 60.0
 # Request-head limits. gunicorn: limit_request_line 4094, limit_request_fields 100,
 # limit_request_field_size 8190. nginx: large_client_header_buffers 4 8k, i.e. a request line or one
 # header field may be up to 8 KiB. We take nginx's 8 KiB for the request line (long query strings are
@@ -97,6 +102,39 @@ DEFAULT_WS_CLOSE_TIMEOUT = 10.0
 # A cap on workers catches a typo (-w 400 for -w 4) before it forks hundreds of processes.
 DEFAULT_TIMEOUT_WORKER = 30.0
 MAX_WORKERS = 1024
+# TLS. The cipher suites for TLS 1.2 (TLS 1.3's are all AEAD and chosen by OpenSSL): ECDHE key exchange
+# with AES-GCM or ChaCha20-Poly1305, none of them on RFC 9113 Appendix A's list of suites HTTP/2 must not
+# use (§9.2.2), and including TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, which §9.2.2 requires of HTTP/2 over
+# TLS 1.2. Precedents: hypercorn's ciphers "ECDHE+AESGCM"; Mozilla's "intermediate" profile is these
+# suites plus DHE ones (which need DH parameters we do not ship). Python's own default list adds CBC
+# suites (on the HTTP/2 blocklist); uvicorn's "TLSv1" selects only the suites TLS 1.0 defined, CBC with
+# SHA-1, no AEAD at all.
+DEFAULT_SSL_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+# A handshake is one or two round trips and a few milliseconds of CPU: 10 s covers the slowest real
+# link, and a client that has not finished by then is holding a socket and TLS state for nothing (the
+# slowloris of TLS; our request-head timeout is 10 s for the same reason). asyncio's (so uvicorn's)
+# default and hypercorn's ssl_handshake_timeout are 60 s; nginx's ssl_handshake_timeout 60 s.
+DEFAULT_TIMEOUT_SSL_HANDSHAKE = 10.0
+# HTTP/2 (RFC 9113 §6.5.2 for each SETTINGS value). Concurrent streams: the RFC recommends no fewer than
+# 100; hypercorn h2_max_concurrent_streams 100; nginx http2_max_concurrent_streams 128; Go's net/http2 250.
+DEFAULT_H2_MAX_CONCURRENT_STREAMS = 100
+# Client stream identifiers are odd 31-bit numbers: no client can use more streams than this.
+MAX_H2_MAX_CONCURRENT_STREAMS = 2**31 - 1
+# Header list size (uncompressed, counting 32 bytes per field as RFC 9113 §6.5.2 does): hypercorn
+# h2_max_header_list_size 65536; node's maxHeaderListSize 65535. The cap matches the HTTP/1.1 limits'
+# spirit: a larger head is a memory-exhaustion hole, not a request.
+DEFAULT_H2_MAX_HEADER_LIST_SIZE = 65536
+MAX_H2_MAX_HEADER_LIST_SIZE = 16 * 1024 * 1024
+# Stream flow-control window offered to clients: the RFC's initial value, 65535 (node's initialWindowSize,
+# and what hypercorn's h2 library advertises); nginx advertises 64 KiB (http2_body_preread_size), Go's
+# net/http2 1 MiB. RFC 9113 §6.5.2: values above 2^31-1 are a FLOW_CONTROL_ERROR.
+DEFAULT_H2_INITIAL_WINDOW_SIZE = 65535
+MAX_H2_INITIAL_WINDOW_SIZE = 2**31 - 1
+# Largest frame payload accepted: the RFC's initial value 2^14, which is also its minimum; the maximum is
+# 2^24-1 (RFC 9113 §6.5.2). hypercorn h2_max_inbound_frame_size and node maxFrameSize 16384.
+DEFAULT_H2_MAX_FRAME_SIZE = 16384
+MIN_H2_MAX_FRAME_SIZE = 2**14
+MAX_H2_MAX_FRAME_SIZE = 2**24 - 1
 # gunicorn's default access_log_format.
 DEFAULT_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 
@@ -146,8 +184,8 @@ def to_int(lo: int, hi: int | None = None) -> Converter:
     return convert
 
 
-def to_float(lo: float) -> Converter:
-    """A finite number converter accepting ``lo <= value``."""
+def to_float(lo: float, *, positive: bool = False) -> Converter:
+    """A finite number converter accepting ``lo <= value`` (and ``value > 0`` when ``positive``)."""
 
     def convert(name: str, value: object) -> float:
         number: float
@@ -164,6 +202,8 @@ def to_float(lo: float) -> Converter:
             raise ConfigError(name, f"{value!r} is not a finite number")
         if number < lo:
             raise ConfigError(name, f"{number:g} is out of range (must be at least {lo:g})")
+        if positive and number <= 0:
+            raise ConfigError(name, f"{number:g} is out of range (must be more than 0)")
         return number
 
     return convert
@@ -297,6 +337,35 @@ def to_file_mode(name: str, value: object) -> int:
     return mode
 
 
+def to_secret(name: str, value: object) -> str:
+    """A string that error messages never show (a password)."""
+    if not isinstance(value, str):
+        raise ConfigError(name, f"must be a string, not {type(value).__name__}")
+    return value
+
+
+def to_cert_reqs(name: str, value: object) -> str:
+    """none, optional or required; also gunicorn's and uvicorn's numbers (ssl.CERT_NONE=0, CERT_OPTIONAL=1,
+    CERT_REQUIRED=2), so their command lines and config files carry over."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(CERT_REQS):
+        return CERT_REQS[value]
+    if isinstance(value, str) and value.strip() in ("0", "1", "2"):
+        return CERT_REQS[int(value)]
+    try:
+        choice: str = one_of(CERT_REQS)(name, value)
+    except ConfigError:
+        raise ConfigError(name, f"{value!r} is not one of none, optional, required (or 0, 1, 2)") from None
+    return choice
+
+
+def to_ciphers(name: str, value: object) -> str:
+    """An OpenSSL cipher list; whether it selects any cipher is checked when the TLS context is built."""
+    text = to_str(name, value).strip()
+    if not text:
+        raise ConfigError(name, "'' is not a cipher list (e.g. ECDHE+AESGCM:ECDHE+CHACHA20)")
+    return text
+
+
 def to_identity(name: str, value: object) -> str:
     """A user or group: a name, or a numeric id (whether it exists is checked when it is used)."""
     text = to_str(name, value).strip()
@@ -423,7 +492,9 @@ class BindAddress:
 
 _APPLICATION = "Application"
 _BINDING = "Binding"
+_TLS = "TLS"
 _PROTOCOL = "Protocol"
+_HTTP2 = "HTTP/2"
 _WEBSOCKET = "WebSocket"
 _TIMEOUTS = "Timeouts"
 _LIMITS = "Limits"
@@ -588,6 +659,81 @@ class Config:
         ),
     )
 
+    # TLS
+    ssl_certfile: str | None = field(
+        default=None,
+        metadata=_setting(
+            group=_TLS,
+            help="serve HTTPS with this certificate (PEM), followed by its intermediate certificates; the "
+            "file may hold the private key too",
+            env="TRICORN_SSL_CERTFILE",
+            flags=("--ssl-certfile", "--certfile"),
+            metavar="FILE",
+            convert=optional(to_path),
+        ),
+    )
+    ssl_keyfile: str | None = field(
+        default=None,
+        metadata=_setting(
+            group=_TLS,
+            help="the private key (PEM) of --ssl-certfile, when it is not in that file",
+            env="TRICORN_SSL_KEYFILE",
+            flags=("--ssl-keyfile", "--keyfile"),
+            metavar="FILE",
+            convert=optional(to_path),
+        ),
+    )
+    # Not in repr(): a Config may end up in a log line or a traceback.
+    ssl_keyfile_password: str | None = field(
+        default=None,
+        repr=False,
+        metadata=_setting(
+            group=_TLS,
+            help="the password of an encrypted private key",
+            env="TRICORN_SSL_KEYFILE_PASSWORD",
+            flags=("--ssl-keyfile-password",),
+            metavar="PASSWORD",
+            convert=optional(to_secret),
+        ),
+    )
+    ssl_ca_certs: str | None = field(
+        default=None,
+        metadata=_setting(
+            group=_TLS,
+            help="the CA certificates (PEM) that client certificates are verified against, for "
+            "--ssl-cert-reqs optional or required",
+            env="TRICORN_SSL_CA_CERTS",
+            flags=("--ssl-ca-certs", "--ca-certs"),
+            metavar="FILE",
+            convert=optional(to_path),
+        ),
+    )
+    ssl_cert_reqs: CertReqs = field(
+        default="none",
+        metadata=_setting(
+            group=_TLS,
+            help="client certificates: none are asked for; optional ones are verified when sent; required "
+            "ones must be sent (mutual TLS); 0, 1, 2 as in gunicorn and uvicorn",
+            env="TRICORN_SSL_CERT_REQS",
+            flags=("--ssl-cert-reqs", "--cert-reqs"),
+            metavar="{none,optional,required}",
+            choices=CERT_REQS,
+            convert=to_cert_reqs,
+        ),
+    )
+    ssl_ciphers: str = field(
+        default=DEFAULT_SSL_CIPHERS,
+        metadata=_setting(
+            group=_TLS,
+            help="the TLS 1.2 cipher suites, in OpenSSL's cipher-list syntax (TLS 1.3 suites are "
+            "OpenSSL's, all AEAD)",
+            env="TRICORN_SSL_CIPHERS",
+            flags=("--ssl-ciphers", "--ciphers"),
+            metavar="CIPHERS",
+            convert=to_ciphers,
+        ),
+    )
+
     # Protocol
     http: HttpImplementation = field(
         default="auto",
@@ -607,6 +753,65 @@ class Config:
             env="TRICORN_LOOP",
             flags=("--loop",),
             choices=LOOP_IMPLEMENTATIONS,
+        ),
+    )
+
+    # HTTP/2
+    http2: bool = field(
+        default=True,
+        metadata=_setting(
+            group=_HTTP2,
+            help="serve HTTP/2 to clients that ask for it (over TLS, by ALPN); --no-http2 serves HTTP/1.1 only",
+            env="TRICORN_HTTP2",
+            flags=("--http2",),
+            convert=to_bool,
+        ),
+    )
+    h2_max_concurrent_streams: int = field(
+        default=DEFAULT_H2_MAX_CONCURRENT_STREAMS,
+        metadata=_setting(
+            group=_HTTP2,
+            help="the requests a client may have open at once on one HTTP/2 connection "
+            "(SETTINGS_MAX_CONCURRENT_STREAMS)",
+            env="TRICORN_H2_MAX_CONCURRENT_STREAMS",
+            flags=("--h2-max-concurrent-streams",),
+            metavar="N",
+            convert=to_int(1, MAX_H2_MAX_CONCURRENT_STREAMS),
+        ),
+    )
+    h2_max_header_list_size: int = field(
+        default=DEFAULT_H2_MAX_HEADER_LIST_SIZE,
+        metadata=_setting(
+            group=_HTTP2,
+            help="the largest HTTP/2 request head accepted, in bytes, uncompressed, plus 32 per field "
+            "(SETTINGS_MAX_HEADER_LIST_SIZE)",
+            env="TRICORN_H2_MAX_HEADER_LIST_SIZE",
+            flags=("--h2-max-header-list-size",),
+            metavar="BYTES",
+            convert=to_int(1, MAX_H2_MAX_HEADER_LIST_SIZE),
+        ),
+    )
+    h2_initial_window_size: int = field(
+        default=DEFAULT_H2_INITIAL_WINDOW_SIZE,
+        metadata=_setting(
+            group=_HTTP2,
+            help="the bytes of request body a client may send on an HTTP/2 stream before the server asks "
+            "for more (SETTINGS_INITIAL_WINDOW_SIZE)",
+            env="TRICORN_H2_INITIAL_WINDOW_SIZE",
+            flags=("--h2-initial-window-size",),
+            metavar="BYTES",
+            convert=to_int(1, MAX_H2_INITIAL_WINDOW_SIZE),
+        ),
+    )
+    h2_max_frame_size: int = field(
+        default=DEFAULT_H2_MAX_FRAME_SIZE,
+        metadata=_setting(
+            group=_HTTP2,
+            help="the largest HTTP/2 frame payload accepted from a client, in bytes (SETTINGS_MAX_FRAME_SIZE)",
+            env="TRICORN_H2_MAX_FRAME_SIZE",
+            flags=("--h2-max-frame-size",),
+            metavar="BYTES",
+            convert=to_int(MIN_H2_MAX_FRAME_SIZE, MAX_H2_MAX_FRAME_SIZE),
         ),
     )
 
@@ -714,6 +919,17 @@ class Config:
             convert=to_float(0.0),
         ),
     )
+    timeout_ssl_handshake: float = field(
+        default=DEFAULT_TIMEOUT_SSL_HANDSHAKE,
+        metadata=_setting(
+            group=_TIMEOUTS,
+            help="seconds a client has to complete the TLS handshake before the connection is closed",
+            env="TRICORN_TIMEOUT_SSL_HANDSHAKE",
+            flags=("--timeout-ssl-handshake",),
+            metavar="SECONDS",
+            convert=to_float(0.0, positive=True),
+        ),
+    )
     timeout_graceful_shutdown: float = field(
         default=DEFAULT_TIMEOUT_GRACEFUL_SHUTDOWN,
         metadata=_setting(
@@ -721,6 +937,18 @@ class Config:
             help="seconds to let in-flight requests finish on shutdown before closing them",
             env="TRICORN_TIMEOUT_GRACEFUL_SHUTDOWN",
             flags=("--timeout-graceful-shutdown",),
+            metavar="SECONDS",
+            convert=to_float(0.0),
+        ),
+    )
+    timeout_lifespan: float = field(
+        default=DEFAULT_TIMEOUT_LIFESPAN,
+        metadata=_setting(
+            group=_TIMEOUTS,
+            help="seconds the application has to answer lifespan startup (exit code 3 after that), and "
+            "again shutdown (then the worker stops without waiting further)",
+            env="TRICORN_TIMEOUT_LIFESPAN",
+            flags=("--timeout-lifespan",),
             metavar="SECONDS",
             convert=to_float(0.0),
         ),
@@ -833,8 +1061,8 @@ class Config:
         default=1,
         metadata=_setting(
             group=_PROCESSES,
-            help="the number of worker processes; more than 1 (or --reload, --max-requests) starts a master "
-            "that binds the sockets and forks the workers",
+            help="the number of worker processes; more than 1 (or --reload, --max-requests, a --timeout-worker "
+            "of its own) starts a master that binds the sockets and forks the workers",
             env="TRICORN_WORKERS",
             env_fallbacks=("WEB_CONCURRENCY",),
             flags=("--workers", "-w"),
@@ -846,8 +1074,9 @@ class Config:
         default=DEFAULT_TIMEOUT_WORKER,
         metadata=_setting(
             group=_PROCESSES,
-            help="seconds a worker may go without a heartbeat (a blocked event loop) before its stack is "
-            "dumped and it is killed and replaced; 0 disables the check",
+            help="seconds a worker may go without a heartbeat (a blocked event loop), or with every WSGI "
+            "thread on one request, before it is replaced (stacks logged); 0 disables the check; a value of "
+            "its own starts a master even for one worker",
             env="TRICORN_TIMEOUT_WORKER",
             flags=("--timeout-worker",),
             metavar="SECONDS",
@@ -988,6 +1217,33 @@ class Config:
             converted = setting.convert(name, value)
             if converted is not value:
                 object.__setattr__(self, name, converted)
+        self._check_tls()
+
+    def _check_tls(self) -> None:
+        # A TLS setting without a certificate would silently serve plain HTTP to someone who meant HTTPS.
+        if self.ssl_certfile is None:
+            given = {
+                "ssl_keyfile": repr(self.ssl_keyfile),
+                "ssl_keyfile_password": "a password",
+                "ssl_ca_certs": repr(self.ssl_ca_certs),
+                "ssl_cert_reqs": repr(self.ssl_cert_reqs),
+            }
+            for name, shown in given.items():
+                if getattr(self, name) not in (None, "none"):
+                    raise ConfigError(
+                        name, f"{shown} is given without ssl_certfile (TLS needs a certificate)"
+                    )
+        elif self.ssl_cert_reqs != "none" and self.ssl_ca_certs is None:
+            raise ConfigError(
+                "ssl_cert_reqs",
+                f"{self.ssl_cert_reqs!r} needs ssl_ca_certs, the CA certificates that client certificates "
+                "are verified against",
+            )
+
+    @property
+    def tls(self) -> bool:
+        """Whether the server speaks HTTPS (``ssl_certfile`` is set)."""
+        return self.ssl_certfile is not None
 
     @property
     def binds(self) -> tuple[BindAddress, ...]:

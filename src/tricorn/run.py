@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
+import os
 import signal
 from typing import TYPE_CHECKING, Any
 
 from tricorn.errors import AppLoadError, ConfigError, LifespanFailure
 from tricorn.importer import load_app
-from tricorn.interfaces.lifespan import Lifespan
+from tricorn.io import tls
 from tricorn.io.loop import http_backend, new_event_loop
-from tricorn.io.server import ServerState
 from tricorn.logs import configure_logging
-from tricorn.supervisor import needs_master
+from tricorn.supervisor import needs_master, restart
 from tricorn.supervisor.process import ProcessError
 from tricorn.supervisor.sockets import BindError
 from tricorn.supervisor.worker import Standalone
 
 if TYPE_CHECKING:
     from tricorn.config import Config
+    from tricorn.io.server import ServerState
     from tricorn.supervisor.worker import Worker
 
 error_log = logging.getLogger("tricorn.error")
@@ -33,10 +33,21 @@ EXIT_APP = 3  # the app could not be loaded or failed to start: a respawn would 
 def run(config: Config, worker: Worker | None = None) -> int:
     """Serve ``config.app`` until SIGINT or SIGTERM; return the process exit code.
 
-    With more than one worker, ``--reload`` or ``--max-requests``, this process becomes the master
-    (:mod:`tricorn.supervisor.arbiter`): it binds, forks the workers and supervises them; each worker
-    comes back here with its ``worker`` host and serves the master's sockets.
+    With more than one worker, or a setting only a master honours (``--reload``, ``--max-requests``, a
+    ``--timeout-worker`` of its own: :func:`tricorn.supervisor.needs_master`), this process becomes the
+    master (:mod:`tricorn.supervisor.arbiter`): it binds, forks the workers and supervises them; each
+    worker comes back here with its ``worker`` host and serves the master's sockets. Alone, this process
+    answers SIGHUP with a restart in place (:mod:`tricorn.supervisor.restart`).
     """
+    if worker is None:
+        # The TLS context is made before any fork (and before privileges are dropped); a bad certificate,
+        # key or password stops the start with one line naming the setting.
+        try:
+            tls.prepare(config)
+        except ConfigError as exc:
+            configure_logging(config)
+            error_log.error("%s", exc)
+            return EXIT_CONFIG
     if worker is None and needs_master(config):
         from tricorn.supervisor.arbiter import Arbiter
 
@@ -72,55 +83,93 @@ async def serve(
     interface: str = "asgi",
     worker: Worker | None = None,
 ) -> int:
-    # Lifespan is an ASGI protocol: a WSGI app has no startup or shutdown events.
-    lifespan = Lifespan(app, config.lifespan if interface == "asgi" else "off")
     try:
-        await lifespan.startup()
+        serving = await restart.load(config, loop, backend, app, interface)
     except LifespanFailure as exc:
         error_log.error("application startup failed: %s", exc)
         return EXIT_APP
-    state = ServerState(config, app, loop, backend, interface)
-    state.lifespan_state = lifespan.shared_state
-    # What the app built at import and startup lives as long as the process: keep it out of the
-    # cyclic collector's generations so collections only scan per-request garbage.
-    gc.collect()
-    gc.freeze()
+    restart.freeze_startup_objects()
     stop = asyncio.Event()
+    # SIGHUP in a single process (tricorn.supervisor.restart): the previous apps finish their requests.
+    reload = asyncio.Event()
+    retiring: dict[asyncio.Task[None], ServerState] = {}
     signals_seen: list[int] = []
 
-    def on_signal(signum: int) -> None:
-        signals_seen.append(signum)
-        if len(signals_seen) == 1:
-            error_log.info("received %s, shutting down gracefully", signal.Signals(signum).name)
-            stop.set()
-        else:
-            error_log.warning("received %s again, stopping now", signal.Signals(signum).name)
+    def abort_all() -> None:
+        for state in (serving.state, *retiring.values()):
             for conn in list(state.connections):
                 conn.abort()
+
+    def on_signal(signum: int) -> None:
+        name = signal.Signals(signum).name
+        if signum == signal.SIGHUP:
+            if stop.is_set():
+                error_log.info("received SIGHUP while stopping: ignored")
+            else:
+                error_log.info("received SIGHUP, restarting in place: importing the application again")
+                reload.set()
+        elif signum == signal.SIGQUIT:
+            error_log.warning("received SIGQUIT, stopping now")
+            stop.set()
+            abort_all()
+        elif not signals_seen:
+            signals_seen.append(signum)
+            error_log.info("received %s, shutting down gracefully", name)
+            stop.set()
+        else:
+            error_log.warning("received %s again, stopping now", name)
+            abort_all()
+
+    def retired(task: asyncio.Task[None]) -> None:
+        del retiring[task]
+        restart.refreeze()
 
     # The process around the server (tricorn.supervisor.worker): alone, it binds, writes the pid file and
     # drops privileges; as a pre-fork worker, it serves its master's sockets and reports to it.
     host = worker if worker is not None else Standalone(config)
     # Before the sockets listen: a client (or a supervisor's probe) may connect, and a signal follow,
     # from the moment listen() returns; the default SIGTERM action would kill us without a shutdown.
-    host.add_signal_handlers(loop, on_signal, state, stop)
+    host.add_signal_handlers(loop, on_signal, serving.state, stop)
     try:
         sockets = host.listen()
     except (BindError, ProcessError) as exc:
         error_log.error("%s", exc)
         host.close()
-        await lifespan.shutdown()
+        await serving.lifespan.shutdown()
         return 1
-    await state.start(sockets)
-    host.serving(state, stop, backend, _loop_name(loop))
+    await serving.state.start(sockets)
+    host.serving(serving.state, stop, backend, _loop_name(loop))
     try:
-        await stop.wait()
-        await state.shutdown(config.timeout_graceful_shutdown)
-        await lifespan.shutdown()
+        while not stop.is_set():
+            await _first_of(stop, reload)
+            if reload.is_set() and not stop.is_set():
+                reload.clear()
+                new = await restart.reimport(config, loop, backend)
+                if new is None:
+                    continue
+                await restart.hand_over(serving, new)
+                task = loop.create_task(restart.retire(serving, config.timeout_graceful_shutdown))
+                retiring[task] = serving.state
+                task.add_done_callback(retired)
+                serving = new
+                error_log.info("restarted: serving the application imported again (pid %d)", os.getpid())
+        await serving.state.shutdown(config.timeout_graceful_shutdown)
+        await serving.lifespan.shutdown()
+        if retiring:
+            await asyncio.wait(list(retiring))
     finally:
         host.close()
     error_log.info("stopped")
     return EXIT_OK
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 def _loop_name(loop: asyncio.AbstractEventLoop) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -46,3 +48,39 @@ async def returns_on_lifespan(scope: Scope, receive: Receive, send: Send) -> Non
     if scope["type"] != "http":
         return
     await _hello(send, b"returned from lifespan")
+
+
+async def exits_in_startup(scope: Scope, receive: Receive, send: Send) -> None:
+    """Calls sys.exit() (status 0) during startup: still a failed startup."""
+    if scope["type"] == "lifespan":
+        await receive()
+        sys.exit()
+    await _hello(send, b"never served")
+
+
+async def exits_in_shutdown(scope: Scope, receive: Receive, send: Send) -> None:
+    """Starts, then calls sys.exit(4) during shutdown: logged, and the server stops as usual."""
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        sys.exit(4)
+    await _hello(send, b"started")
+
+
+async def silent_startup(scope: Scope, receive: Receive, send: Send) -> None:
+    """Never answers lifespan.startup."""
+    if scope["type"] == "lifespan":
+        await receive()
+        await asyncio.Event().wait()
+    await _hello(send, b"never served")
+
+
+async def silent_shutdown(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answers startup, never answers lifespan.shutdown."""
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await asyncio.Event().wait()
+    await _hello(send, b"started")

@@ -6,6 +6,9 @@ Routes: ``/`` (``pid N version V``), ``/slow?delay=S`` (sleeps asynchronously; p
 time.sleep, as a buggy app would), ``/stuck-pool`` (fills the default thread pool with calls that never
 return, and waits on one more). Importing the module prints ``workers app: imported in pid N``;
 lifespan startup prints ``workers app: started in pid N``.
+
+``wsgi_app`` is its WSGI twin for the WSGI thread pool: ``/`` (``pid N``) and ``/wait-forever``, which
+prints ``workers wsgi app: waiting forever in pid N`` and never returns.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -68,3 +72,16 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await respond(send, b"unblocked")
     else:
         await respond(send, f"pid {os.getpid()} version {VERSION}".encode())
+
+
+def wait_forever() -> None:
+    threading.Event().wait()  # the test looks for this function in the stacks logged
+
+
+def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    if environ["PATH_INFO"] == "/wait-forever":
+        print(f"workers wsgi app: waiting forever in pid {os.getpid()}", file=sys.stderr, flush=True)
+        wait_forever()
+    body = f"pid {os.getpid()}".encode()
+    start_response("200 OK", [("content-type", "text/plain"), ("content-length", str(len(body)))])
+    return [body]

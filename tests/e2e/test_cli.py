@@ -253,6 +253,46 @@ def test_lifespan_off_never_sends_lifespan(tricorn: type[TricornProcess]) -> Non
     assert httpx.get(server.url).text == "never served"
 
 
+def test_sys_exit_in_lifespan_startup_is_a_startup_failure() -> None:
+    # In mode auto too: an app that asks to stop is not one that does not speak lifespan. sys.exit() is
+    # status 0: the process used to exit with it, as if nothing had gone wrong.
+    result = run(["--port", str(free_port()), "tests.apps.lifespan_apps:exits_in_startup"])
+    assert result.returncode == 3, result.stderr
+    assert "application startup failed: SystemExit: " in result.stderr
+    assert "listening on" not in result.stderr
+
+
+def test_sys_exit_in_lifespan_shutdown_is_logged_and_the_server_stops_normally(
+    tricorn: type[TricornProcess],
+) -> None:
+    server = tricorn(["tests.apps.lifespan_apps:exits_in_shutdown"]).wait_ready()
+    assert httpx.get(server.url).text == "started"
+    assert server.stop() == 0
+    output = server.output()
+    assert "application shutdown failed: SystemExit: 4" in output
+    assert "[INFO] stopped" in output
+
+
+def test_lifespan_startup_that_never_answers_fails_after_the_timeout() -> None:
+    # Without a bound it waited forever (run() gives up after 60 s).
+    result = run(
+        ["--port", str(free_port()), "--timeout-lifespan", "0.5", "tests.apps.lifespan_apps:silent_startup"]
+    )
+    assert result.returncode == 3, result.stderr
+    assert "application startup failed: did not complete within 0.5s (--timeout-lifespan)" in result.stderr
+    assert "listening on" not in result.stderr
+
+
+def test_lifespan_shutdown_that_never_answers_stops_after_the_timeout(tricorn: type[TricornProcess]) -> None:
+    server = tricorn(["--timeout-lifespan", "0.5", "tests.apps.lifespan_apps:silent_shutdown"]).wait_ready()
+    assert httpx.get(server.url).text == "started"
+    # stop() sends SIGTERM and, after 15 s without an exit, SIGKILL (status -9).
+    assert server.stop() == 0
+    output = server.output()
+    assert "application shutdown failed: did not complete within 0.5s (--timeout-lifespan)" in output
+    assert "[INFO] stopped" in output
+
+
 # -- finding the application
 
 

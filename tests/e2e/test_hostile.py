@@ -385,7 +385,6 @@ cases(
     no_target=(line(b"GET HTTP/1.1"), 400),
     bare_lf=(b"GET /echo HTTP/1.1\nHost: x\r\n\r\n", 400),
     bare_cr=(b"GET /echo HTTP/1.1\rHost: x\r\n\r\n", 400),
-    tls_client_hello=(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32)), 400),
     # PRI is no method an HTTP/1.1 server serves (the HTTP/2 preface itself switches to HTTP/2: test_http2)
     pri_method=(b"PRI * HTTP/1.1\r\nHost: x\r\n\r\n", 501),
 )
@@ -667,6 +666,19 @@ cases(
 def test_hostile_request(served: Served, cls: str, case_id: str) -> None:
     data, status = CASES[(cls, case_id)]
     assert_refused(served, data, status)
+
+
+def test_tls_client_hello_on_plain_port_is_named_and_closed(served: Served) -> None:
+    """A TLS client on a cleartext port is told apart from a bad request: the connection is closed with
+    nothing written (a 400 in plain text means nothing to a TLS client) and the log line says what it was."""
+    server = served.server
+    offset = log_offset(server)
+    out = exchange(server, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32)))
+    assert out.eof and out.data == b""
+    wait_for(lambda: error_lines_for(server, offset, out.client_port), what="the error log line")
+    (line,) = error_lines_for(server, offset, out.client_port)
+    assert b"TLS handshake on a plain-HTTP port" in line, line
+    assert server.proc.poll() is None
 
 
 # ------------------------------------------------------------------------------------------ the corpus

@@ -182,8 +182,12 @@ def test_a_killed_worker_is_replaced_and_requests_keep_succeeding(tricorn: type[
     assert f"worker {victim} was killed by SIGKILL unexpectedly; replacing it" in server.output()
 
 
-def test_a_worker_whose_event_loop_blocks_is_killed_and_replaced(tricorn: type[TricornProcess]) -> None:
-    server = start(tricorn, "--timeout-worker", "2")
+@pytest.mark.parametrize("workers", [2, 1])
+def test_a_worker_whose_event_loop_blocks_is_killed_and_replaced(
+    tricorn: type[TricornProcess], workers: int
+) -> None:
+    # With one worker too: a --timeout-worker of its own starts a master (one process cannot watch itself).
+    server = start(tricorn, "--timeout-worker", "2", workers=workers)
     before = children(server.proc.pid)
 
     def request_that_blocks() -> None:
@@ -203,7 +207,7 @@ def test_a_worker_whose_event_loop_blocks_is_killed_and_replaced(tricorn: type[T
     assert match is not None
     victim = int(match[1])
     assert victim in before
-    after = wait_workers(server, 2, excluding={victim})
+    after = wait_workers(server, workers, excluding={victim})
     assert not alive(victim)
     log = server.output()
     # faulthandler's dump names the function that blocked the loop.
@@ -231,6 +235,55 @@ def test_a_worker_whose_thread_pool_is_stuck_is_killed_and_replaced(tricorn: typ
     wait_workers(server, 2, excluding={victim})
     assert "in block_event_loop" not in server.output()  # the loop itself was free
     assert httpx.get(server.url).status_code == 200
+
+
+def test_a_worker_whose_wsgi_threads_are_all_stuck_is_replaced(tricorn: type[TricornProcess]) -> None:
+    # The loop beats on (the WSGI pool is not the default executor): the worker itself tells the master.
+    server = tricorn(
+        [
+            "tests.apps.workers:wsgi_app",
+            "--workers",
+            "2",
+            "--threads",
+            "2",
+            "--timeout-worker",
+            "2",
+            "--timeout-graceful-shutdown",
+            "2",
+            "--no-access-log",
+        ]
+    ).wait_ready()
+    before = wait_workers(server, 2)
+
+    def wait_forever() -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.get(f"{server.url}/wait-forever", timeout=60)
+
+    waiting = re.compile(r"workers wsgi app: waiting forever in pid (\d+)")
+    # Which worker accepts is the kernel's call: with two workers, the third request at the latest is
+    # the second one on a worker, which then has both its threads stuck.
+    for sent in range(1, 4):
+        threading.Thread(target=wait_forever, daemon=True).start()
+        wait_for(lambda n=sent: len(waiting.findall(server.output())) == n, what=f"{sent} requests waiting")  # type: ignore[misc]
+        counts = collections.Counter(int(pid) for pid in waiting.findall(server.output()))
+        if max(counts.values()) == 2:
+            break
+    victim = counts.most_common(1)[0][0]
+    assert counts[victim] == 2 and victim in before
+    replacing = f"worker {victim} has every wsgi thread stuck on one request; starting its replacement"
+    wait_for(lambda: replacing in server.output(), what="the stuck worker detected")
+    log = server.output()
+    assert f"[{victim}] [ERROR] every wsgi thread (2) has been on one request for more than 2s" in log
+    assert log.count("in wait_forever") >= 2  # both threads' stacks
+    after = wait_workers(server, 2, excluding={victim})
+    new = after - before
+    assert len(new) == 1
+
+    def served_by_the_new_worker() -> bool:
+        response = httpx.get(server.url, headers={"connection": "close"})
+        return response.status_code == 200 and int(response.text.split()[1]) in new
+
+    wait_for(served_by_the_new_worker, what="a request served by the new worker")
 
 
 def test_hup_under_load_replaces_every_worker_without_a_failed_request(tricorn: type[TricornProcess]) -> None:
@@ -284,6 +337,53 @@ def test_one_process_writes_its_pid_and_stops_fast_on_quit(
     assert not pid_file.exists()
 
 
+def test_one_process_restarts_in_place_on_hup_with_the_app_imported_again(
+    tricorn: type[TricornProcess], tmp_path: Path
+) -> None:
+    source = (ROOT / "tests" / "apps" / "workers.py").read_text()
+    module = tmp_path / "hupapp.py"
+    module.write_text(source)
+    server = tricorn(["hupapp:app", "--app-dir", str(tmp_path), "--no-access-log"]).wait_ready()
+    pid = server.proc.pid
+    assert not children(pid)  # one process
+    assert httpx.get(server.url).text == f"pid {pid} version 1"
+    slow: dict[str, object] = {}
+
+    def slow_request() -> None:
+        response = httpx.get(f"{server.url}/slow?delay=2", timeout=30)
+        slow["status"], slow["body"] = response.status_code, response.text
+
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    wait_for(lambda: "slow started" in server.output(), what="the slow request started")
+    # A different length: the cached bytecode is checked against the source's mtime and size.
+    module.write_text(source.replace('VERSION = "1"', 'VERSION = "two"'))
+    with Load(server.url) as load:
+        load.more(50)
+        server.send_signal(signal.SIGHUP)
+        wait_for(lambda: "restarted: serving the application imported again" in server.output())
+        load.more(100)
+    assert load.failures == []
+    assert set(load.pids) == {pid}
+    assert httpx.get(server.url).text == f"pid {pid} version two"
+    thread.join(timeout=DEADLINE)
+    assert slow == {"status": 200, "body": f"slow done in pid {pid}"}  # the previous app finished it
+    wait_for(lambda: "the previous application has stopped" in server.output())
+    log = server.output()
+    assert "received SIGHUP, restarting in place: importing the application again" in log
+    assert log.count(f"workers app: imported in pid {pid}") == 2
+    assert log.count(f"workers app: started in pid {pid}") == 2  # lifespan startup ran again
+
+    # A change that does not import: logged, and the running app serves on.
+    module.write_text(source.replace('VERSION = "1"', "VERSION = (2"))
+    server.send_signal(signal.SIGHUP)
+    wait_for(lambda: "restart abandoned: the running application goes on serving" in server.output())
+    assert "SyntaxError" in server.output()
+    assert httpx.get(server.url).text == f"pid {pid} version two"
+    assert server.stop() == 0
+    assert "stopped" in server.output()
+
+
 def test_term_lets_a_slow_request_finish_and_leaves_no_process(tricorn: type[TricornProcess]) -> None:
     # WEB_CONCURRENCY is honoured (gunicorn's and Heroku's convention).
     server = tricorn([APP, "--no-access-log"], env={"WEB_CONCURRENCY": "2"}).wait_ready()
@@ -306,6 +406,41 @@ def test_term_lets_a_slow_request_finish_and_leaves_no_process(tricorn: type[Tri
     log = server.output()
     assert "received SIGTERM, shutting down gracefully" in log
     assert "master stopped" in log
+
+
+def test_term_to_the_process_group_stops_without_forking_a_replacement(
+    tricorn: type[TricornProcess],
+) -> None:
+    # docker stop on a shell entry point, systemd's default KillMode and Ctrl-C signal the master and its
+    # workers at once; a worker may exit before the master has read its own TERM. Half the runs signal
+    # while the workers boot, half once they serve.
+    for run in range(20):
+        server = tricorn([APP, "--workers", "2", "--no-access-log", "--timeout-graceful-shutdown", "1"])
+        server.wait_ready()
+        if run % 2:
+            wait_workers(server, 2)
+        os.killpg(server.proc.pid, signal.SIGTERM)
+        assert server.wait(DEADLINE) == 0, server.output()
+        log = server.output()
+        after_stop = log[log.index("received SIGTERM") :]
+        assert "booting worker" not in after_stop, log
+        assert "unexpectedly" not in log, log
+        assert "did not stop in time" not in log, log  # no worker missed the TERM
+        assert "master stopped" in log
+        assert group(server.proc.pid) == set()
+
+
+def test_hup_to_the_process_group_is_a_reload_not_a_crash(tricorn: type[TricornProcess]) -> None:
+    # A terminal's hangup, or kill -HUP -PGID, reaches the workers too: they leave it to the master, whose
+    # reload replaces them gracefully, instead of dying by it and being replaced as crashes.
+    server = start(tricorn)
+    first = children(server.proc.pid)
+    os.killpg(server.proc.pid, signal.SIGHUP)
+    wait_for(lambda: len(children(server.proc.pid) - first) == 2 and not (children(server.proc.pid) & first),
+             what="the reload")  # fmt: skip
+    log = server.output()
+    assert "unexpectedly" not in log and "killed by" not in log, log
+    assert httpx.get(server.url).status_code == 200
 
 
 def test_ttin_and_ttou_change_the_number_of_workers(tricorn: type[TricornProcess]) -> None:

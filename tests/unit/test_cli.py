@@ -15,7 +15,19 @@ from tricorn.cli import build_parser, main
 from tricorn.config import SETTINGS, Config
 from tricorn.errors import ConfigError
 
-GROUPS = ["General", "Application", "Binding", "Protocol", "Timeouts", "Limits", "Logging", "Configuration"]
+GROUPS = [
+    "General",
+    "Application",
+    "Binding",
+    "TLS",
+    "Protocol",
+    "HTTP/2",
+    "WebSocket",
+    "Timeouts",
+    "Limits",
+    "Logging",
+    "Configuration",
+]
 
 
 @pytest.fixture(autouse=True)

@@ -177,6 +177,37 @@ BAD_VALUES = [
         "%(h)s %",
         "access_log_format: '%(h)s %' is not a valid %-format: incomplete format",
     ),
+    ("ssl_cert_reqs", "maybe", "ssl_cert_reqs: 'maybe' is not one of none, optional, required (or 0, 1, 2)"),
+    ("ssl_cert_reqs", "3", "ssl_cert_reqs: '3' is not one of none, optional, required (or 0, 1, 2)"),
+    ("ssl_ciphers", " ", "ssl_ciphers: '' is not a cipher list (e.g. ECDHE+AESGCM:ECDHE+CHACHA20)"),
+    ("timeout_ssl_handshake", "0", "timeout_ssl_handshake: 0 is out of range (must be more than 0)"),
+    ("timeout_ssl_handshake", "-1", "timeout_ssl_handshake: -1 is out of range (must be at least 0)"),
+    ("http2", "sometimes", "http2: 'sometimes' is not a boolean (use true or false)"),
+    (
+        "h2_max_concurrent_streams",
+        "0",
+        "h2_max_concurrent_streams: 0 is out of range (must be between 1 and 2147483647)",
+    ),
+    (
+        "h2_max_header_list_size",
+        "16777217",
+        "h2_max_header_list_size: 16777217 is out of range (must be between 1 and 16777216)",
+    ),
+    (
+        "h2_initial_window_size",
+        "2147483648",
+        "h2_initial_window_size: 2147483648 is out of range (must be between 1 and 2147483647)",
+    ),
+    (
+        "h2_max_frame_size",
+        "16383",
+        "h2_max_frame_size: 16383 is out of range (must be between 16384 and 16777215)",
+    ),
+    (
+        "h2_max_frame_size",
+        "16777216",
+        "h2_max_frame_size: 16777216 is out of range (must be between 16384 and 16777215)",
+    ),
 ]
 
 
@@ -479,7 +510,7 @@ def test_error_messages_are_one_lower_case_line() -> None:
     for name, raw, _ in BAD_VALUES:
         message = error_of(lambda name=name, raw=raw: make(**{name: raw}))  # type: ignore[misc]
         assert "\n" not in message
-        assert re.match(r"[a-z_]+: ", message), message
+        assert re.match(r"[a-z][a-z0-9_]*: ", message), message  # h2_*, http2
 
 
 def test_tool_tricorn_must_be_a_table(tmp_path: Path) -> None:
@@ -488,6 +519,159 @@ def test_tool_tricorn_must_be_a_table(tmp_path: Path) -> None:
         error_of(lambda: load(tmp_path))
         == "config: config file pyproject.toml: [tool.tricorn] is not a table"
     )
+
+
+# -- TLS and HTTP/2 --------------------------------------------------------------------------------------------
+
+
+def test_tls_and_http2_defaults() -> None:
+    config = Config()
+    assert (config.ssl_certfile, config.ssl_keyfile, config.ssl_keyfile_password) == (None, None, None)
+    assert (config.ssl_ca_certs, config.ssl_cert_reqs) == (None, "none")
+    assert config.ssl_ciphers == "ECDHE+AESGCM:ECDHE+CHACHA20"
+    assert config.timeout_ssl_handshake == 10.0
+    assert config.http2 is True
+    assert (config.h2_max_concurrent_streams, config.h2_max_header_list_size) == (100, 65536)
+    assert (config.h2_initial_window_size, config.h2_max_frame_size) == (65535, 16384)
+    assert not config.tls
+    assert Config(ssl_certfile="cert.pem").tls
+
+
+TLS_ARGV = [
+    "--ssl-certfile",
+    "cert.pem",
+    "--ssl-keyfile",
+    "key.pem",
+    "--ssl-keyfile-password",
+    "secret",
+    "--ssl-ca-certs",
+    "ca.pem",
+    "--ssl-cert-reqs",
+    "required",
+    "--ssl-ciphers",
+    "ECDHE+AESGCM",
+]
+TLS_EXPECTED = {
+    "ssl_certfile": "cert.pem",
+    "ssl_keyfile": "key.pem",
+    "ssl_keyfile_password": "secret",
+    "ssl_ca_certs": "ca.pem",
+    "ssl_cert_reqs": "required",
+    "ssl_ciphers": "ECDHE+AESGCM",
+}
+
+
+def tls_settings(config: Config) -> dict[str, object]:
+    return {name: getattr(config, name) for name in TLS_EXPECTED}
+
+
+def test_tls_flags(tmp_path: Path) -> None:
+    assert tls_settings(load(tmp_path, TLS_ARGV)) == TLS_EXPECTED
+
+
+def test_tls_flags_take_gunicorns_names_too(tmp_path: Path) -> None:
+    argv = ["--certfile", "cert.pem", "--keyfile", "key.pem", "--ca-certs", "ca.pem", "--cert-reqs", "2"]
+    argv += ["--ciphers", "ECDHE+AESGCM", "--ssl-keyfile-password", "secret"]
+    assert tls_settings(load(tmp_path, argv)) == TLS_EXPECTED
+    for setting in ("ssl_certfile", "ssl_keyfile", "ssl_ca_certs", "ssl_cert_reqs", "ssl_ciphers"):
+        gunicorn = "--" + setting.removeprefix("ssl_").replace("_", "-")
+        assert SETTINGS[setting].flags == ("--" + setting.replace("_", "-"), gunicorn)
+
+
+def test_tls_settings_from_env(tmp_path: Path) -> None:
+    env = {f"TRICORN_{name.upper()}": str(value) for name, value in TLS_EXPECTED.items()}
+    assert tls_settings(load(tmp_path, env=env)) == TLS_EXPECTED
+
+
+def test_tls_and_http2_settings_from_a_config_file(tmp_path: Path) -> None:
+    write(
+        tmp_path / "x.toml",
+        "ssl-certfile = 'cert.pem'\nssl_keyfile = 'key.pem'\nssl-keyfile-password = 'secret'\n"
+        "ssl-ca-certs = 'ca.pem'\nssl-cert-reqs = 2\nssl-ciphers = 'ECDHE+AESGCM'\n"
+        "timeout-ssl-handshake = 2.5\nhttp2 = false\nh2-max-concurrent-streams = 50\n"
+        "h2_max_header_list_size = 16384\nh2-initial-window-size = 1_048_576\nh2-max-frame-size = 65536\n",
+    )
+    config = load(tmp_path, ["--config", "x.toml"])
+    assert tls_settings(config) == TLS_EXPECTED
+    assert (config.timeout_ssl_handshake, config.http2) == (2.5, False)
+    assert (config.h2_max_concurrent_streams, config.h2_max_header_list_size) == (50, 16384)
+    assert (config.h2_initial_window_size, config.h2_max_frame_size) == (1048576, 65536)
+
+
+def test_http2_flags_and_env(tmp_path: Path) -> None:
+    assert load(tmp_path, ["--no-http2"]).http2 is False
+    assert load(tmp_path, ["--http2"], {"TRICORN_HTTP2": "off"}).http2 is True
+    assert load(tmp_path, env={"TRICORN_HTTP2": "0"}).http2 is False
+    argv = ["--h2-max-concurrent-streams", "128", "--h2-max-header-list-size", "32768"]
+    argv += ["--h2-initial-window-size", "65536", "--h2-max-frame-size", "16777215"]
+    argv += ["--timeout-ssl-handshake", "60"]
+    config = load(tmp_path, argv)
+    assert (config.h2_max_concurrent_streams, config.h2_max_header_list_size) == (128, 32768)
+    assert (config.h2_initial_window_size, config.h2_max_frame_size) == (65536, 16777215)
+    assert config.timeout_ssl_handshake == 60.0
+    env = {"TRICORN_H2_MAX_FRAME_SIZE": "20000", "TRICORN_TIMEOUT_SSL_HANDSHAKE": "0.5"}
+    assert (load(tmp_path, env=env).h2_max_frame_size, load(tmp_path, env=env).timeout_ssl_handshake) == (
+        20000,
+        0.5,
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("none", "none"), ("OPTIONAL", "optional"), ("required", "required"), ("0", "none"), (1, "optional")],
+)
+def test_cert_reqs_takes_names_and_gunicorns_numbers(raw: object, expected: str) -> None:
+    # gunicorn's and uvicorn's cert_reqs are ssl.CERT_NONE (0), CERT_OPTIONAL (1), CERT_REQUIRED (2).
+    config = Config(ssl_certfile="c.pem", ssl_ca_certs="ca.pem", ssl_cert_reqs=raw)  # type: ignore[arg-type]
+    assert config.ssl_cert_reqs == expected
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {"ssl_keyfile": "key.pem"},
+            "ssl_keyfile: 'key.pem' is given without ssl_certfile (TLS needs a certificate)",
+        ),
+        (
+            {"ssl_keyfile_password": "secret"},
+            "ssl_keyfile_password: a password is given without ssl_certfile (TLS needs a certificate)",
+        ),
+        (
+            {"ssl_ca_certs": "ca.pem"},
+            "ssl_ca_certs: 'ca.pem' is given without ssl_certfile (TLS needs a certificate)",
+        ),
+        (
+            {"ssl_cert_reqs": "optional"},
+            "ssl_cert_reqs: 'optional' is given without ssl_certfile (TLS needs a certificate)",
+        ),
+        (
+            {"ssl_certfile": "cert.pem", "ssl_cert_reqs": "required"},
+            "ssl_cert_reqs: 'required' needs ssl_ca_certs, the CA certificates that client certificates are "
+            "verified against",
+        ),
+    ],
+)
+def test_tls_settings_that_need_others(settings: dict[str, str], message: str) -> None:
+    assert error_of(lambda: Config(**settings)) == message  # type: ignore[arg-type]
+
+
+def test_certificate_file_alone_is_enough() -> None:
+    # A PEM file holding the certificate and its key.
+    assert Config(ssl_certfile="combined.pem").ssl_keyfile is None
+
+
+def test_tls_settings_needing_others_in_layers(tmp_path: Path) -> None:
+    assert error_of(lambda: load(tmp_path, ["--keyfile", "key.pem"])).startswith("ssl_keyfile: ")
+    config = load(tmp_path, ["--keyfile", "key.pem"], {"TRICORN_SSL_CERTFILE": "cert.pem"})
+    assert (config.ssl_certfile, config.ssl_keyfile) == ("cert.pem", "key.pem")
+
+
+def test_keyfile_password_is_never_shown() -> None:
+    config = Config(ssl_certfile="c.pem", ssl_keyfile_password="hunter2")
+    assert "hunter2" not in repr(config)
+    message = error_of(lambda: Config(ssl_certfile="c.pem", ssl_keyfile_password=1234))  # type: ignore[arg-type]
+    assert message == "ssl_keyfile_password: must be a string, not int"
 
 
 def test_config_and_bind_addresses_pickle() -> None:

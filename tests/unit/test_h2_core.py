@@ -252,6 +252,9 @@ def test_control_frames(split: str) -> None:
         "WindowUpdated",
     ]
     assert (PING, ACK, 0, b"12345678") in out
+    assert events[2] == ("PingAckReceived", b"abcdefgh")
+    conn.ping(b"drain!!!")
+    assert frames(conn.data_to_send()) == [(PING, 0, 0, b"drain!!!")]
     # PRIORITY on idle stream 3 does not use the id: stream 1 may still open (h2spec generic 3.3/5).
     events, _, _ = run(Client().headers(1, GET), conn=conn)
     assert events == [("RequestReceived", True, GET, 1)]

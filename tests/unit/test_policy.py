@@ -350,6 +350,64 @@ def test_stopping_with_no_workers_exits_at_once() -> None:
     assert of(m.send(StopRequested()), Exit) == [Exit(0)]
 
 
+def test_a_stop_sent_to_the_process_group_forks_no_replacement() -> None:
+    # TERM to the whole group: a worker exits (status 0) before the master has read its own TERM; the
+    # arbiter feeds that turn's signals before its Tick, and by then the master is stopping.
+    m = Master()
+    m.boot()
+    exited = m.send(WorkerExited(1, code=0), after=1)
+    assert exited == []  # judged on the Tick that ends the arbiter's turn
+    assert m.policy.next_deadline(m.now) == m.now
+    stop = m.send(StopRequested())
+    assert wids(stop, Terminate) == [2]
+    assert messages(stop) == ["stopping 1 worker(s) gracefully", "worker 1001 exited with code 0"]
+    assert spawned(m.send(Tick())) == []
+    assert of(m.send(WorkerExited(2, code=0)), Exit) == [Exit(0)]
+    assert spawned(m.log) == [1, 2]
+
+
+def test_a_booting_worker_killed_by_the_groups_term_is_not_retried_while_stopping() -> None:
+    m = Master()
+    m.send(Boot())
+    m.send(WorkerReady(1))
+    killed = m.send(WorkerExited(2, signal=signal.SIGTERM))  # no handlers yet: TERM's default action
+    assert killed == []
+    assert "worker 1002 was killed by SIGTERM" in messages(m.send(StopRequested()))
+    m.send(Tick())
+    assert of(m.send(WorkerExited(1, code=0)), Exit) == [Exit(0)]
+    assert spawned(m.log) == [1, 2]
+
+
+def test_a_worker_stopped_from_outside_is_replaced_on_the_next_tick() -> None:
+    # kill -TERM <worker pid>: without a stop of the master, the worker is replaced (gunicorn does too).
+    m = Master()
+    m.boot()
+    assert m.send(WorkerExited(1, code=0), after=1) == []
+    tick = m.send(Tick())
+    assert spawned(tick) == [3]
+    assert messages(tick) == ["worker 1001 exited with code 0 unexpectedly; replacing it"]
+    assert m.send(WorkerExited(2, signal=signal.SIGQUIT), after=1) == []
+    assert spawned(m.send(Tick())) == [4]
+    deadline = m.policy.next_deadline(m.now)
+    assert deadline is None or deadline > m.now
+    assert m.live() == [3, 4]
+    # And one killed by TERM while booting is retried like any early death.
+    assert m.send(WorkerExited(4, signal=signal.SIGTERM)) == []
+    tick = m.send(Tick())
+    assert spawned(tick) == [5]
+    assert messages(tick) == ["worker 1004 was killed by SIGTERM before it was ready; retrying"]
+
+
+def test_a_crash_is_still_replaced_at_once_after_a_stop_from_outside() -> None:
+    m = Master(workers=3)
+    m.boot()
+    m.send(WorkerExited(1, code=0))
+    actions = m.send(WorkerExited(2, code=1))
+    assert messages(actions, logging.WARNING) == ["worker 1002 exited with code 1 unexpectedly; replacing it"]
+    assert spawned(actions) == []  # held with the other until the Tick: both replaced then
+    assert spawned(m.send(Tick())) == [4, 5]
+
+
 def test_nothing_changes_the_workers_while_stopping() -> None:
     m = Master()
     m.boot()
@@ -465,6 +523,17 @@ def test_a_retiring_worker_is_drained_once_its_replacement_is_ready() -> None:
     assert m.send(WorkerRetiring(1)) == []  # said twice: nothing more
     assert wids(m.send(WorkerReady(3)), Drain) == [1]
     assert spawned(m.send(WorkerExited(1, code=0))) == []
+
+
+def test_a_worker_with_its_wsgi_threads_stuck_is_replaced_like_a_retiring_one() -> None:
+    m = Master()
+    m.boot()
+    actions = m.send(WorkerRetiring(2, "has every wsgi thread stuck on one request"))
+    assert spawned(actions) == [3]
+    assert messages(actions) == [
+        "worker 1002 has every wsgi thread stuck on one request; starting its replacement"
+    ]
+    assert wids(m.send(WorkerReady(3)), Drain) == [2]
 
 
 def test_two_retiring_workers_wait_for_enough_replacements() -> None:

@@ -8,14 +8,26 @@ import contextlib
 import logging
 import os
 import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from tricorn.config import Config
 from tricorn.errors import ConfigError
+from tricorn.interfaces.wsgi import WorkerPool
 from tricorn.supervisor import needs_master
-from tricorn.supervisor.heartbeat import BEAT, DRAIN, READY, RETIRING, Heartbeat, beat_interval, channel_pair
+from tricorn.supervisor.heartbeat import (
+    BEAT,
+    DRAIN,
+    READY,
+    RETIRING,
+    Heartbeat,
+    beat_interval,
+    channel_pair,
+    stuck_threads,
+)
 from tricorn.supervisor.process import PidFile, ProcessError, read_pid, reopen_log_files, resolve_identity
 from tricorn.supervisor.reloader import FileFilter
 from tricorn.supervisor.sockets import SD_LISTEN_FDS_START, bind_sockets, systemd_sockets
@@ -72,6 +84,16 @@ def test_a_master_runs_for_several_workers_reload_or_max_requests() -> None:
     assert needs_master(Config(workers=2))
     assert needs_master(Config(reload=True))
     assert needs_master(Config(max_requests=1000))
+
+
+def test_a_timeout_worker_other_than_its_default_needs_a_master_even_for_one_worker() -> None:
+    # One process cannot watch its own blocked event loop: a timeout of one's own starts a master.
+    assert needs_master(Config(timeout_worker=2))
+    assert needs_master(Config.load(["--timeout-worker", "2"], {}, "/"))
+    assert needs_master(Config.load([], {"TRICORN_TIMEOUT_WORKER": "60"}, "/"))
+    # The default, and 0 (no check), do not: one process stays one process.
+    assert not needs_master(Config(timeout_worker=Config().timeout_worker))
+    assert not needs_master(Config(timeout_worker=0))
 
 
 # -- pid file
@@ -221,6 +243,40 @@ def test_beat_interval() -> None:
     assert beat_interval(1) == 0.25
     assert beat_interval(0.01) == 0.05
     assert beat_interval(0) == 0.5
+
+
+def test_a_pool_is_stuck_only_when_every_thread_is_past_the_timeout() -> None:
+    now = 100.0
+    both = [(1, 90.0), (2, 97.5)]
+    assert stuck_threads(both, 2, now, 2.0) == both
+    assert stuck_threads(both, 2, now, 3.0) == []  # one of them started 2.5 s ago
+    assert stuck_threads(both[:1], 2, now, 2.0) == []  # a thread is free (or not started yet)
+    assert stuck_threads(both, 2, now, 0) == []  # 0 disables the check
+    assert stuck_threads([], 0, now, 2.0) == []
+
+
+def test_the_wsgi_pool_tells_since_when_each_busy_thread_runs_its_job() -> None:
+    pool = WorkerPool(2)
+    release = threading.Event()
+    started = threading.Barrier(3)
+
+    def job(cond: threading.Condition) -> None:
+        started.wait()
+        release.wait()
+
+    try:
+        assert pool.running_since() == []
+        before = time.monotonic()
+        pool.submit([job, job])
+        started.wait(timeout=10)
+        running = pool.running_since()
+        assert sorted(ident for ident, _ in running) == sorted(t.ident for t in pool.threads)
+        assert all(before <= since <= time.monotonic() for _, since in running)
+    finally:
+        release.set()
+        pool.close()
+        assert pool.join(10)
+    assert pool.running_since() == []
 
 
 def test_heartbeat_channel() -> None:

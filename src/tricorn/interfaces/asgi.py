@@ -19,6 +19,7 @@ from tricorn.interfaces.stream import (
     RESPONSE_BODY,
     RESPONSE_DONE,
     RESPONSE_START,
+    RESPONSE_TRAILERS,
     CycleState,
     Stream,
 )
@@ -64,7 +65,7 @@ def build_scope(
         "raw_path": raw_path,
         "query_string": request.query,
         "headers": request.headers,
-        "extensions": {},
+        "extensions": {"http.response.trailers": {}, "http.response.early_hint": {}},
     }
     if state is not None:
         scope["state"] = state.copy()
@@ -89,6 +90,7 @@ class HTTPCycle:
     response_bytes = 0
     start_time = 0.0
     counted = False  # counted in the server's active requests
+    trailers = False  # the app announced trailers in its http.response.start
 
     def __init__(self, stream: Stream, request: Request, scope: Scope) -> None:
         self.stream = stream
@@ -163,6 +165,9 @@ class HTTPCycle:
             raise LocalProtocolError(f"asgi message without a type: {message!r:.80}") from None
         if state is RESPONSE_START:
             if kind != "http.response.start":
+                if kind == "http.response.early_hint":
+                    self._early_hint(message)
+                    return
                 raise LocalProtocolError(f"expected 'http.response.start', got {kind!r}")
             status: Any = message.get("status")  # validated by the stream
             headers = message.get("headers", ())
@@ -170,6 +175,8 @@ class HTTPCycle:
             self.status = status
             self.response_headers = headers
             self.state = RESPONSE_BODY
+            if message.get("trailers"):
+                self.trailers = True
             return
         if state is RESPONSE_BODY:
             if kind != "http.response.body":
@@ -181,6 +188,11 @@ class HTTPCycle:
                 body = bytes(body)
             more = message.get("more_body", False)
             stream = self.stream
+            if not more and self.trailers:
+                stream.response_body(body, True)
+                self.response_bytes += len(body)
+                self.state = RESPONSE_TRAILERS
+                return
             stream.response_body(body, more)
             self.response_bytes += len(body)
             if not more:
@@ -194,7 +206,27 @@ class HTTPCycle:
                 if self.disconnected:
                     raise ClientDisconnected("client disconnected")
             return
+        if state is RESPONSE_TRAILERS:
+            if kind != "http.response.trailers":
+                raise LocalProtocolError(f"expected 'http.response.trailers', got {kind!r}")
+            if message.get("more_trailers", False):
+                raise LocalProtocolError("more_trailers is not supported: send the trailers in one message")
+            self.stream.response_trailers(message.get("headers", ()))
+            self.state = RESPONSE_DONE
+            if self.waiter is not None:
+                self._wake()
+            self.stream.cycle_complete(self)
+            return
         raise LocalProtocolError(f"unexpected {kind!r} after the response completed")
+
+    def _early_hint(self, message: Message) -> None:
+        """The http.response.early_hint extension: a 103 with the app's Link values (RFC 8297)."""
+        try:
+            links = [(b"link", bytes(link)) for link in message.get("links", ())]
+        except TypeError:
+            raise LocalProtocolError(f"early hint links must be bytes, got {message!r:.80}") from None
+        if links:
+            self.stream.response_informational(103, links)
 
     # -- running the app
     async def run(self, app: ASGIApp) -> None:
@@ -205,9 +237,9 @@ class HTTPCycle:
                 self.state = ABORTED
                 self.stream.cycle_complete(self)
         except BaseException as exc:  # the app's failure is reported, never raised into the loop
+            # SystemExit and KeyboardInterrupt too: an app cannot stop the worker, with or without an await
+            # before (docs/deployment.md, "When an app raises SystemExit").
             self.stream.app_error(self, f"exception in asgi application: {exc!r:.200}", exc)
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
         else:
             if self.state is not RESPONSE_DONE and (self.disconnected or self.peer_eof):
                 # The client left and the app stopped: nothing to report, the connection just ends.

@@ -264,9 +264,8 @@ class WebSocketSession:
         except ClientDisconnected:
             pass
         except BaseException as exc:  # the app's failure is reported, never raised into the loop
+            # SystemExit and KeyboardInterrupt too (docs/deployment.md, "When an app raises SystemExit").
             self.channel.app_error(self, f"exception in asgi websocket application: {exc!r:.200}", exc)
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
         else:
             if self.state is CONNECTING:
                 self.channel.app_error(self, "asgi websocket application returned without accepting", None)

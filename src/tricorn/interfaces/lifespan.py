@@ -12,6 +12,10 @@ from tricorn.interfaces.asgi import ASGIApp, Message
 
 error_log = logging.getLogger("tricorn.error")
 
+# How long the lifespan task has to return once it answered shutdown, or once it was cancelled after a
+# phase timed out (it is then abandoned: the process is stopping).
+TASK_GRACE = 5.0
+
 
 class LifespanPhase(Enum):
     IDLE = 0
@@ -23,17 +27,24 @@ class LifespanPhase(Enum):
     FAILED = 6
 
 
+# The phases a timed-out startup or shutdown leaves behind when it cancels the app (see _abandon).
+_ABANDONED = (LifespanPhase.FAILED, LifespanPhase.DONE)
+
+
 class Lifespan:
     """Runs the app's lifespan scope in its own task.
 
     ``startup()`` returns once the app answered ``lifespan.startup.complete`` (or, in mode ``auto``, once
-    it turned out not to speak lifespan); it raises LifespanFailure on ``startup.failed`` or, in mode
-    ``on``, when the app does not support lifespan. ``shutdown()`` never raises: failures are logged.
+    it turned out not to speak lifespan); it raises LifespanFailure on ``startup.failed``, when the app
+    raised SystemExit or KeyboardInterrupt, when it did not answer within ``timeout`` seconds or, in mode
+    ``on``, when the app does not support lifespan. ``shutdown()`` never raises: failures are logged, and
+    after ``timeout`` seconds without an answer it cancels the app's lifespan task and returns.
     """
 
-    def __init__(self, app: ASGIApp, mode: Literal["auto", "on", "off"]) -> None:
+    def __init__(self, app: ASGIApp, mode: Literal["auto", "on", "off"], timeout: float) -> None:
         self.app = app
         self.mode = mode
+        self.timeout = timeout
         self.phase = LifespanPhase.IDLE
         self.state: dict[str, Any] = {}
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()
@@ -53,7 +64,10 @@ class Lifespan:
         scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.4"}, "state": self.state}
         self._task = asyncio.get_running_loop().create_task(self._main(scope))
         await self._inbox.put({"type": "lifespan.startup"})
-        await self._answered.wait()
+        if not await self._wait_answer():
+            self.phase = LifespanPhase.FAILED
+            await self._abandon()
+            raise LifespanFailure(f"did not complete within {self.timeout:g}s (--timeout-lifespan)")
         if self.phase is LifespanPhase.FAILED:
             raise LifespanFailure(self._failure or "lifespan startup failed")
         if self.phase is LifespanPhase.UNSUPPORTED and self.mode == "on":
@@ -65,30 +79,60 @@ class Lifespan:
         self.phase = LifespanPhase.SHUTTING_DOWN
         self._answered.clear()
         await self._inbox.put({"type": "lifespan.shutdown"})
-        await self._answered.wait()
+        if not await self._wait_answer():
+            self.phase = LifespanPhase.DONE
+            error_log.error(
+                "application shutdown failed: did not complete within %ss (--timeout-lifespan)",
+                f"{self.timeout:g}",
+            )
+            await self._abandon()
+            return
         if self._failure:
             error_log.error("application shutdown failed: %s", self._failure)
         if self._task is not None:
-            await asyncio.wait([self._task], timeout=5)
+            await asyncio.wait([self._task], timeout=TASK_GRACE)
+
+    async def _wait_answer(self) -> bool:
+        """Wait for the app's answer to the current phase; False if ``timeout`` passed first."""
+        try:
+            await asyncio.wait_for(self._answered.wait(), self.timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _abandon(self) -> None:
+        """The app did not answer in time: cancel its lifespan task and give it a moment to unwind."""
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=TASK_GRACE)
 
     async def _main(self, scope: dict[str, Any]) -> None:
         try:
             await self.app(scope, self._receive, self._send)
         except BaseException as exc:
-            if self.phase is LifespanPhase.STARTING:
+            phase = self.phase
+            if isinstance(exc, asyncio.CancelledError) and phase in _ABANDONED:
+                pass  # cancelled by _abandon once the phase timed out, which is logged already
+            elif phase is LifespanPhase.STARTING and isinstance(exc, (SystemExit, KeyboardInterrupt)):
+                # The app asked the process to stop: a startup failure (exit code 3) in every mode, not a
+                # sign that it does not speak lifespan. Elsewhere it is logged like any exception and the
+                # worker goes on (docs/deployment.md, "When an app raises SystemExit").
+                self.phase = LifespanPhase.FAILED
+                self._failure = f"{type(exc).__name__}: {exc}"
+                error_log.error("lifespan startup raised an exception", exc_info=exc)
+            elif phase is LifespanPhase.STARTING:
                 self.phase = LifespanPhase.UNSUPPORTED
                 self._failure = f"{type(exc).__name__}: {exc}"
                 if self.mode == "on":
                     error_log.error("lifespan startup raised an exception", exc_info=exc)
                 else:
                     error_log.info("asgi lifespan not supported by the application (%s)", self._failure)
-            elif self.phase is LifespanPhase.SHUTTING_DOWN:
+            elif phase is LifespanPhase.SHUTTING_DOWN:
                 self._failure = f"{type(exc).__name__}: {exc}"
                 error_log.error("lifespan shutdown raised an exception", exc_info=exc)
             else:
                 error_log.error("lifespan task raised an exception", exc_info=exc)
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
         else:
             if self.phase is LifespanPhase.STARTING:
                 self.phase = LifespanPhase.UNSUPPORTED

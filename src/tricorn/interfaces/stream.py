@@ -34,11 +34,12 @@ class CycleState(Enum):
     RESPONSE_BODY = 1  # head given to the stream (held until the first body part), body in progress
     RESPONSE_DONE = 2  # the whole response was handed to the stream
     ABORTED = 3  # the app failed after the response started, or the connection was lost
+    RESPONSE_TRAILERS = 4  # the body is out; trailers are due (the ASGI http.response.trailers extension)
 
 
 # Members as module constants: on Python 3.11 `Enum.MEMBER` goes through EnumType.__getattr__, which
 # costs about as much as parsing a request head (bench "hello", counted with callgrind).
-RESPONSE_START, RESPONSE_BODY, RESPONSE_DONE, ABORTED = CycleState
+RESPONSE_START, RESPONSE_BODY, RESPONSE_DONE, ABORTED, RESPONSE_TRAILERS = CycleState
 
 
 class Stream(Protocol):
@@ -72,6 +73,14 @@ class Stream(Protocol):
 
     def response_continue(self) -> None:
         """Send ``100 Continue`` (RFC 9110 §10.1.1), if the protocol still can."""
+
+    def response_informational(self, status: int, headers: Headers) -> None:
+        """Send a 1xx response before the final one (``103 Early Hints``, RFC 8297), where the client
+        can take it (not to an HTTP/1.0 client)."""
+
+    def response_trailers(self, headers: Headers) -> None:
+        """End a response whose body went out with ``more`` True with these trailer fields (dropped when
+        the framing cannot carry them: a Content-Length body over HTTP/1.1)."""
 
     async def drain(self) -> None:
         """Wait until the peer takes more of the response (or the stream is gone)."""

@@ -415,12 +415,14 @@ class Mailbox:
 
 
 class _Worker:
-    __slots__ = ("cond", "wake")
+    __slots__ = ("cond", "ident", "job_started", "wake")
 
     def __init__(self) -> None:
         self.wake = threading.Lock()
         self.wake.acquire()  # released to wake this (idle) thread
         self.cond = threading.Condition(threading.Lock())  # for the waits of the jobs it runs
+        self.ident = 0  # its thread's, once running
+        self.job_started = 0.0  # time.monotonic() when the job it runs started; 0.0 while it runs none
 
 
 Job = Callable[[threading.Condition], None]
@@ -449,6 +451,7 @@ class WorkerPool:
         self._waking = 0
         self._blocking = False  # the last job took long (it blocked): wake a thread per waiting job
         self.threads: list[threading.Thread] = []
+        self._workers: list[_Worker] = []
         self.busy = 0  # jobs submitted and not finished (for the graceful shutdown)
         self.closed = False
 
@@ -470,9 +473,11 @@ class WorkerPool:
             if self._idle:
                 self._idle.pop().wake.release()
             elif len(self.threads) < self.size:
+                worker = _Worker()
+                self._workers.append(worker)
                 thread = threading.Thread(
                     target=self._work,
-                    args=(_Worker(),),
+                    args=(worker,),
                     name=f"{self.name}-{len(self.threads) + 1}",
                     daemon=True,
                 )
@@ -489,6 +494,7 @@ class WorkerPool:
         woken = True
         finished = False
         started = 0.0
+        worker.ident = threading.get_ident()
         while True:
             with lock:
                 if woken:
@@ -511,12 +517,19 @@ class WorkerPool:
                 worker.wake.acquire()
                 woken = True
                 continue
-            started = time.monotonic()
+            started = worker.job_started = time.monotonic()
             try:
                 job(cond)
             except BaseException:  # pragma: no cover - jobs report their own errors
                 error_log.exception("internal error in a wsgi worker thread")
+            worker.job_started = 0.0
             finished = True
+
+    def running_since(self) -> list[tuple[int, float]]:
+        """(thread ident, ``time.monotonic()`` its job started) for each thread running a job now. Read
+        only, from any thread, without the lock: a snapshot (the heartbeat's stuck-pool check,
+        tricorn.supervisor.worker, reads it every beat)."""
+        return [(w.ident, w.job_started) for w in self._workers if w.job_started]
 
     def close(self) -> None:
         """Take no more jobs; idle threads exit now, busy ones once the backlog is done."""

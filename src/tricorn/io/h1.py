@@ -19,6 +19,7 @@ from tricorn.interfaces.asgi import HTTPCycle, build_scope
 from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, Headers
 from tricorn.io.flow import WriteFlow
 from tricorn.io.runner import AppRunner
+from tricorn.io.tls import alpn_protocol, looks_like_tls_client_hello, tls_scope_info
 from tricorn.proto.h1 import (
     CONTINUE_RESPONSE,
     RS_HEAD,
@@ -31,6 +32,7 @@ from tricorn.proto.h1 import (
 
 if TYPE_CHECKING:
     from tricorn.io.server import ServerState
+    from tricorn.io.tls import TLSInfo
 
 
 class Phase(Enum):
@@ -43,6 +45,7 @@ class Phase(Enum):
 PHASE_IDLE, PHASE_HEAD, PHASE_ACTIVE, PHASE_CLOSED = Phase
 
 
+_PRI_LINE = b"PRI * HTTP/2.0"
 # Below this size the head is copied in front of the body to make one write; above it, the two go out
 # together with writelines (writev) instead of copying the body (bench "post1m").
 _COPY_LIMIT = 16384
@@ -67,6 +70,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         "pending_upgrade",
         "phase",
         "pipeline",
+        "preface_part",
         "reading_paused",
         "receiving",
         "refusal",
@@ -74,6 +78,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         "scheme",
         "server",
         "state",
+        "tls",
         "transport",
         "write_paused",
         "wsgi_environ",
@@ -99,7 +104,9 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         # Bad input that came after whole requests in one read: answered once those are (see _finish).
         self.refusal: RemoteProtocolError | None = None
         self.wsgi_environ: dict[str, object] | None = None  # the WSGI adapter's per-connection environ keys
+        self.preface_part = b""  # the start of an HTTP/2 preface's first line, held (see data_received)
         self.scheme = "http"
+        self.tls: TLSInfo | None = None  # the ASGI tls extension, on a TLS connection
         self.head = b""  # the response head, held until the first body part
         self.pending: list[bytes] | None = None  # streamed body parts not yet written (see response_body)
         self.pending_size = 0
@@ -109,11 +116,21 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
         state = self.state
         state.connections.add(self)
-        self.client = _address(transport.get_extra_info("peername"))
+        self.client = address(transport.get_extra_info("peername"))
         self.server = state.server_address(transport.get_extra_info("sockname"))
         self.deadline = state.loop.time() + state.timeout_keep_alive
         if state.shutting_down:
             self.closing = True
+        if state.ssl_context is not None:
+            self._tls_made(transport)
+
+    def _tls_made(self, transport: asyncio.BaseTransport) -> None:
+        """A TLS connection, its handshake done (io/accept.py): HTTP/2 if the client chose it by ALPN."""
+        ssl_object = transport.get_extra_info("ssl_object")
+        self.scheme = "https"
+        self.tls = tls_scope_info(ssl_object)
+        if self.state.http2 and alpn_protocol(ssl_object) == "h2":
+            self.switch_to_h2(b"", None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.phase = PHASE_CLOSED
@@ -149,16 +166,34 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
                 return
         if self.refusal is not None:
             return  # nothing after bad input is read (the core would only repeat the error)
+        part = self.preface_part
+        if part:
+            self.preface_part = b""
+            self.phase = PHASE_IDLE
+            data = part + data
         if (
             self.phase is PHASE_IDLE
-            and data[:14] == b"PRI * HTTP/2.0"
             and self.state.http2
+            and data[:1] == b"P"
             and self.cycle is None
             and not self.pipeline
             and not self.conn.in_head
         ):
-            # RFC 9113 §3.3: HTTP/2 by prior knowledge; the preface stands where a request would.
-            self._switch_to_h2(data, None)
+            # RFC 9113 §3.3: HTTP/2 by prior knowledge; the preface stands where a request would. Its
+            # first line may come in pieces: they are held (no deadline but the request head's) until
+            # they are the line or something else.
+            if data[:14] == _PRI_LINE:
+                self.switch_to_h2(data, None)
+                return
+            if len(data) < 14 and _PRI_LINE.startswith(data):
+                self.preface_part = data
+                self.phase = PHASE_HEAD
+                self.deadline = self.state.loop.time() + self.state.timeout_request_header
+                return
+        if self.phase is PHASE_IDLE and data[0] == 0x16 and looks_like_tls_client_hello(data):
+            # A TLS client on a cleartext port: say so, rather than "400 invalid method".
+            self.state.log_protocol_error(self, RemoteProtocolError("TLS handshake on a plain-HTTP port"))
+            self.close()
             return
         try:
             events = conn.receive_data(data)
@@ -211,6 +246,8 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         scope = build_scope(
             request, self.server, self.client, self.scheme, state.root_path, state.lifespan_state
         )
+        if self.tls is not None:
+            scope["extensions"]["tls"] = self.tls
         return HTTPCycle(self, request, scope)
 
     def _start(self, cycle: HTTPCycle) -> None:
@@ -279,6 +316,22 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
 
     def response_continue(self) -> None:
         self.transport.write(CONTINUE_RESPONSE)
+
+    def response_informational(self, status: int, headers: Headers) -> None:
+        cycle = self.cycle
+        # RFC 9110 §15.2: a server MUST NOT send a 1xx response to an HTTP/1.0 client.
+        if cycle is not None and cycle.request.http_version == "1.1":
+            self.transport.write(self.conn.response_head(status, headers))
+
+    def response_trailers(self, headers: Headers) -> None:
+        data = self.conn.response_trailers(headers)
+        pending = self.pending
+        if pending is not None:
+            self.pending = None
+            pending.append(data)
+            self.transport.writelines(pending)
+        elif data:
+            self.transport.write(data)
 
     def sendfile_start(self, status: int, headers: Headers) -> tuple[socket.socket, bytes] | None:
         head = self.conn.response_head(status, headers)
@@ -370,7 +423,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
             self.resume_reading()
 
     # -- protocol switches (only for requests whose `upgrade` is set: nothing here runs for plain HTTP)
-    def _switch_to_h2(self, data: bytes, upgrade: tuple[Request, bytes] | None) -> None:
+    def switch_to_h2(self, data: bytes, upgrade: tuple[Request, bytes] | None) -> None:
         """Hand the connection to HTTP/2: ``data`` is what arrived after the switch point."""
         from tricorn.io.h2 import H2Protocol
 
@@ -378,6 +431,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         transport = self.transport
         self.close_for_upgrade()
         transport.set_protocol(h2)
+        h2.tls = self.tls
         h2.start(transport, self.client, self.server, self.scheme, upgrade)
         if self.reading_paused:
             transport.resume_reading()
@@ -419,7 +473,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
                 self.transport.write(
                     b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
                 )
-                self._switch_to_h2(self.conn.trailing_data, (request, settings[0]))
+                self.switch_to_h2(self.conn.trailing_data, (request, settings[0]))
                 return
         self.closing = True
         self.conn.keep_alive = False
@@ -507,7 +561,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.closing = True
         if self.cycle is None:
             self.close()
-        elif self.conn.response_state is RS_HEAD:
+        elif self.conn.response_state is RS_HEAD:  # its head is not written yet
             self.conn.keep_alive = False
 
     def abort(self) -> None:
@@ -536,7 +590,7 @@ def _check_h2_settings(value: bytes) -> None:
         raise ValueError("invalid http2-settings")
 
 
-def _address(value: object) -> tuple[str, int] | None:
+def address(value: object) -> tuple[str, int] | None:
     if isinstance(value, tuple) and len(value) >= 2:
         return (str(value[0]), int(value[1]))
     return None

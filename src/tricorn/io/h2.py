@@ -18,10 +18,10 @@ ASGI and WSGI cycles serve HTTP/2 streams unchanged: each :class:`H2Stream` is t
   (one body part at most, as ``write_paused`` holds the app until it is sent) and sends it as
   WINDOW_UPDATE frames arrive. A stream whose peer stops reading holds its cycle, never the connection.
 - **Hostile peers**: the core enforces framing, HPACK and field rules (RFC 9113 §8.2, §8.3), resetting
-  the stream or closing the connection with the error code the RFC asks for. This shell adds what it
-  does not bound: streams reset by the client faster than they can be served (CVE-2023-44487), floods of
-  control frames, and a client that stops reading while it makes the server answer (PING, SETTINGS).
-  Each ends the connection with GOAWAY ENHANCE_YOUR_CALM and one log line.
+  the stream or closing the connection with the error code the RFC asks for. This shell adds what it does not bound: streams reset by
+  the client faster than they can be served (CVE-2023-44487), floods of control frames, and a client that
+  stops reading while it makes the server answer (PING, SETTINGS). Each ends the connection with GOAWAY
+  ENHANCE_YOUR_CALM and one log line.
 - **Shutdown**: GOAWAY with the last stream id taken; streams in flight finish, later ones are refused.
 """
 
@@ -37,13 +37,14 @@ from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, He
 from tricorn.io.flow import WriteFlow
 from tricorn.io.runner import AppRunner
 from tricorn.proto.h1 import Request
-from tricorn.proto.h2 import request_from_headers, response_headers
+from tricorn.proto.h2 import request_from_headers, response_headers, trailer_fields
 from tricorn.proto.h2conn import (
     ConnectionTerminated,
     DataReceived,
     ErrorCode,
     H2Connection,
     H2ConnectionError,
+    PingAckReceived,
     RequestReceived,
     StreamReset,
     TrailersReceived,
@@ -54,10 +55,18 @@ if TYPE_CHECKING:
     import socket
 
     from tricorn.io.server import ServerState
+    from tricorn.io.tls import TLSInfo
+    from tricorn.io.ws import WSProtocol
 
 error_log = logging.getLogger("tricorn.error")
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+# Seconds a closing connection waits: for the client to see a first GOAWAY before the final one, and for
+# a client that caused a connection error to stop sending before the socket closes (nginx lingering_time
+# is 30 s, lingering_timeout 5 s: an answer to a client that misbehaves need not wait that long).
+LINGER = 1.0
+# ... and at most this much of what it sends meanwhile is read (a flood is not read to its end).
+LINGER_BYTES = 256 * 1024
+_DRAIN_PING = b"tricorn\x00"
 
 # Streams a client may reset before their response in one second, beyond which it is resetting to make
 # the server start work it never takes (CVE-2023-44487, "rapid reset"); nginx bounds this by its
@@ -100,10 +109,12 @@ class H2Stream:
         "length",
         "outbuf",
         "outbuf_end",
+        "pending_trailers",
         "proto",
         "reading_paused",
         "received",
         "reset",
+        "tunnel",
         "unacked",
         "waiter",
     )
@@ -116,6 +127,7 @@ class H2Stream:
         self.head: list[tuple[bytes, bytes]] | None = None  # held until the first body part
         self.outbuf = b""  # body bytes the windows did not let out yet
         self.outbuf_end = False  # ... and whether END_STREAM follows them
+        self.pending_trailers: list[tuple[bytes, bytes]] | None = None  # sent once outbuf is out
         self.received = 0  # request body bytes
         self.length: int | None = None  # what is left of the response's Content-Length (-1: no body)
         self.unacked = 0  # flow-controlled bytes received and not yet given back to the peer
@@ -123,6 +135,7 @@ class H2Stream:
         self.ended = False  # the request body is complete
         self.reset = False  # the stream was reset (either side) or the connection is gone
         self.waiter: asyncio.Future[None] | None = None
+        self.tunnel: WSProtocol | None = None  # a WebSocket over this stream (RFC 8441)
 
     # -- what the cycle reads
     @property
@@ -224,11 +237,35 @@ class H2Stream:
             self._send(self.outbuf, self.outbuf_end)
             if not self.outbuf:
                 self._wake()
+                trailers = self.pending_trailers
+                if trailers is not None:
+                    self.pending_trailers = None
+                    self.conn.send_headers(self.id, trailers, end_stream=True)
+                tunnel = self.tunnel
+                if tunnel is not None:
+                    tunnel.resume_writing()
+                    if self.outbuf_end:
+                        self.proto.stream_done(self)
                 cycle = self.cycle
                 if cycle is not None and cycle.state is RESPONSE_DONE:
                     if not self.ended:
                         self.proto.reset_after_response(self)  # (held back while the response went out)
                     self.proto.stream_done(self)
+
+    def response_informational(self, status: int, headers: Headers) -> None:
+        self.response_start(status, headers)  # (a 1xx goes out at once)
+
+    def response_trailers(self, headers: Headers) -> None:
+        fields = trailer_fields(headers)
+        if self.reset:
+            return
+        if self.head is not None:  # no body part went out: the head first
+            self.response_body(b"", True)
+        if self.outbuf:
+            self.pending_trailers = fields
+        else:
+            self.conn.send_headers(self.id, fields, end_stream=True)
+            self.proto.schedule_flush()
 
     def response_continue(self) -> None:
         if not self.reset:
@@ -290,6 +327,40 @@ class H2Stream:
             cycle.state = ABORTED
             self.cycle_complete(cycle)
 
+    # -- a WebSocket tunnel (io/ws.py H2Tunnel)
+    def send_tunnel_head(self, headers: Headers) -> None:
+        """RFC 8441 §5: a 2xx to the extended CONNECT opens the tunnel; the stream stays open."""
+        if not self.reset:
+            self.conn.send_headers(self.id, response_headers(200, headers))
+            self.proto.schedule_flush()
+
+    def tunnel_write(self, data: bytes) -> None:
+        if self.reset:
+            return
+        if self.outbuf:
+            self.outbuf += data
+        else:
+            self._send(data, False)
+        self.proto.schedule_flush()
+        if self.outbuf and self.tunnel is not None:
+            self.tunnel.pause_writing()
+
+    def tunnel_close(self) -> None:
+        """The WebSocket is done with the stream: END_STREAM after what is queued, then it is gone."""
+        proto = self.proto
+        if not self.reset:
+            if self.outbuf:
+                self.outbuf_end = True
+            else:
+                self.conn.end_stream(self.id)  # (a no-op if a response already ended it)
+                proto.schedule_flush()
+        tunnel = self.tunnel
+        if tunnel is not None:
+            self.tunnel = None
+            proto.state.loop.call_soon(tunnel.connection_lost, None)
+        if not self.outbuf:
+            proto.stream_done(self)
+
     # -- events from the connection
     def data(self, data: bytes, flow_controlled: int) -> None:
         self.received += len(data)
@@ -305,6 +376,8 @@ class H2Stream:
         cycle = self.cycle
         if cycle is not None and data:
             cycle.feed_body(data)
+        elif self.tunnel is not None and data:
+            self.tunnel.data_received(data)
 
     def end(self) -> None:
         if self.ended:
@@ -312,6 +385,9 @@ class H2Stream:
         self.ended = True
         if self.cycle is not None:
             self.cycle.end_body()
+        tunnel = self.tunnel
+        if tunnel is not None and not tunnel.eof_received():
+            tunnel.transport.close()
 
     def gone(self) -> None:
         """Reset by the client, or the connection is lost."""
@@ -320,6 +396,10 @@ class H2Stream:
         self._wake()
         if self.cycle is not None:
             self.cycle.disconnect()
+        tunnel = self.tunnel
+        if tunnel is not None:
+            self.tunnel = None
+            tunnel.connection_lost(None)
 
 
 class H2Protocol(WriteFlow, asyncio.Protocol):
@@ -334,10 +414,12 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         "control_count",
         "control_window",
         "deadline",
+        "drain_timer",
         "flush_handle",
         "last_head",
         "last_request",
         "last_stream_id",
+        "linger",
         "reset_count",
         "reset_window",
         "runner",
@@ -345,6 +427,7 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         "server",
         "state",
         "streams",
+        "tls",
         "transport",
         "write_paused",
         "wsgi_environ",
@@ -374,7 +457,10 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         self.last_stream_id = 0
         self.last_head: list[tuple[bytes, bytes]] | None = None  # the request head parsed last, and its
         self.last_request: Request | None = None  # request, kept apart from the one given to the app
+        self.drain_timer: asyncio.TimerHandle | None = None
+        self.linger: int | None = None  # bytes still read and dropped while closing after an error
         self.wsgi_environ: dict[str, Any] | None = None
+        self.tls: TLSInfo | None = None  # the ASGI tls extension, on a TLS connection
         self.reset_count = 0
         self.reset_window = 0.0
         self.control_count = 0
@@ -419,6 +505,7 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
             self.last_stream_id = 1
             stream.ended = True
             request.http_version = "2"  # asked in HTTP/1.1, answered in HTTP/2
+            request.upgrade = None  # (its Upgrade: h2c is done with)
             self._start_stream(stream, request)
             if stream.cycle is not None:
                 stream.cycle.end_body()
@@ -442,8 +529,25 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
     def eof_received(self) -> bool:
         return False
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        for stream in self.streams.values():
+            if stream.tunnel is not None:
+                stream.tunnel.pause_writing()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        for stream in list(self.streams.values()):
+            if stream.tunnel is not None and not stream.outbuf:
+                stream.tunnel.resume_writing()
+
     def data_received(self, data: bytes) -> None:
         if self.closed:
+            if self.linger is not None:  # closing after an error: the client's bytes are read and dropped
+                self.linger -= len(data)
+                if self.linger < 0:
+                    self.linger = None
+                    self.transport.close()
             return
         try:
             events = self.conn.receive_data(data)
@@ -476,6 +580,8 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
                 self.close()
                 return
             else:  # PING, SETTINGS, PRIORITY and their acknowledgements
+                if kind is PingAckReceived and event.ping_data == _DRAIN_PING:  # type: ignore[union-attr]
+                    self._final_goaway()
                 self._control()
             if self.closed:
                 return
@@ -514,12 +620,19 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
 
     def _start_stream(self, stream: H2Stream, request: Request) -> None:
         state = self.state
+        if request.upgrade is not None:  # an extended CONNECT (RFC 8441): only websocket is offered
+            from tricorn.io.ws import start_websocket_h2
+
+            start_websocket_h2(self, stream, request)
+            return
         if state.wsgi is not None:
             cycle: Any = state.wsgi.new_cycle(stream, request)
         else:
             scope = build_scope(
                 request, self.server, self.client, self.scheme, state.root_path, state.lifespan_state
             )
+            if self.tls is not None:
+                scope["extensions"]["tls"] = self.tls
             cycle = HTTPCycle(stream, request, scope)
         stream.cycle = cycle
         if stream.ended:
@@ -610,10 +723,10 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         cycle.status = status
         body = (message + "\n").encode()
         cycle.response_bytes = len(body)
-        self._error_response(stream, status, body)
+        self.error_response(stream, status, body)
         stream.cycle_complete(cycle)
 
-    def _error_response(self, stream: H2Stream, status: int, body: bytes) -> None:
+    def error_response(self, stream: H2Stream, status: int, body: bytes) -> None:
         headers = response_headers(
             status, [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
         )
@@ -630,17 +743,25 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         self.state.log_protocol_error(self, exc)
         cycle = stream.cycle
         if cycle is not None:
+            # The app is running (its body went over the limit): the client gets the status if nothing
+            # was answered yet, the app gets http.disconnect, and the request is counted as done now.
             if cycle.state is RESPONSE_START:
                 cycle.state = RESPONSE_DONE
                 cycle.status = exc.status
-                self._error_response(stream, exc.status, (str(exc) + "\n").encode())
+                body = (str(exc) + "\n").encode()
+                cycle.response_bytes = len(body)
+                self.error_response(stream, exc.status, body)
+                code = ErrorCode.NO_ERROR
+            else:
+                cycle.state = ABORTED
+                code = ErrorCode.CANCEL
+            self.reset_stream(stream, code)
             stream.gone()
+            self.state.request_done(self, cycle)
             self.streams.pop(stream.id, None)
-            self.reset_stream(
-                stream, ErrorCode.NO_ERROR if cycle.state is RESPONSE_DONE else ErrorCode.CANCEL
-            )
+            self._maybe_idle()
             return
-        self._error_response(stream, exc.status, (str(exc) + "\n").encode())
+        self.error_response(stream, exc.status, (str(exc) + "\n").encode())
         if not stream.ended:
             self.reset_after_response(stream)
         self.streams.pop(stream.id, None)
@@ -675,14 +796,31 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
     def _protocol_error(self, exc: H2ConnectionError) -> None:
         self.state.log_protocol_error(self, RemoteProtocolError(f"http/2: {exc}", status=400))
         self.flush()  # the core queued its GOAWAY
-        self.close()
+        self._linger()
 
-    def _calm(self, reason: str) -> None:
+    def _calm(self, reason: str, code: ErrorCode = ErrorCode.ENHANCE_YOUR_CALM) -> None:
         self.state.log_protocol_error(self, RemoteProtocolError(f"http/2: {reason}", status=400))
         if not self.closed:
-            self.conn.close_connection(ErrorCode.ENHANCE_YOUR_CALM, last_stream_id=self.last_stream_id)
+            self.conn.close_connection(code, last_stream_id=self.last_stream_id)
             self.flush()
-            self.close()
+            self._linger()
+
+    def _linger(self) -> None:
+        """Close after a connection error so that its GOAWAY reaches the client (RFC 9113 §6.8: it SHOULD
+        precede the close): closing with unread input makes the kernel reset the connection and drop what
+        is still queued, so the client's further bytes are read and dropped, our side is shut for writing,
+        and the connection closes at the client's EOF or after LINGER seconds (nginx's lingering close)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.linger = LINGER_BYTES
+        for stream in list(self.streams.values()):
+            stream.gone()
+        self.streams.clear()
+        transport = self.transport
+        if transport.can_write_eof():
+            transport.write_eof()
+        self.state.loop.call_later(LINGER, transport.close)
 
     def timeout(self, now: float) -> None:
         """The connection has been idle (no stream) past its keep-alive deadline, or the client's preface
@@ -691,12 +829,28 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
             self.shutdown()
 
     def shutdown(self) -> None:
-        """Graceful stop (RFC 9113 §6.8): GOAWAY with the last stream taken; those finish, then close."""
+        """Graceful stop in two steps (RFC 9113 §6.8): a GOAWAY with the largest stream id says no new
+        streams, and a PING measures a round trip; once its ACK is back (or after LINGER seconds) the
+        final GOAWAY names the last stream taken. Requests the client sent before it saw the first GOAWAY
+        are served, not refused; the streams in flight finish, then the connection closes."""
+        if self.drain_timer is not None or self.closing or self.closed:
+            return
+        self._goaway(0x7FFFFFFF)
+        self.conn.ping(_DRAIN_PING)
+        self.schedule_flush()
+        self.drain_timer = self.state.loop.call_later(LINGER, self._final_goaway)
+
+    def _final_goaway(self) -> None:
         if self.closing or self.closed:
             return
         self.closing = True
-        self.conn.close_connection(ErrorCode.NO_ERROR, last_stream_id=self.last_stream_id)
-        self.schedule_flush()
+        if self.drain_timer is not None:
+            self.drain_timer.cancel()
+        self._goaway(self.last_stream_id)
+        self.schedule_flush()  # (and flush() closes when no stream is left)
+
+    def _goaway(self, last_stream_id: int) -> None:
+        self.conn.close_connection(ErrorCode.NO_ERROR, last_stream_id=last_stream_id)  # (streams carry on)
 
     def abort(self) -> None:
         for stream in list(self.streams.values()):

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from tricorn.errors import ProtocolError
 from tricorn.interfaces.stream import RESPONSE_DONE
+from tricorn.io.accept import Listener, TLSListener
+from tricorn.io.tls import serving_context
 from tricorn.logs import AccessLogFormatter, escape_for_log
 from tricorn.proto import h1
 from tricorn.proto.h1 import H1Limits
@@ -89,7 +91,7 @@ class ServerState:
         # Set on a pre-fork worker retiring while others keep serving: see shutdown().
         self.lame_duck = False
         self.lifespan_state: dict[str, Any] | None = None
-        self.servers: list[asyncio.AbstractServer] = []
+        self.servers: list[asyncio.AbstractServer | TLSListener] = []
         self.pid = os.getpid()
         # The app's interface: connections make WSGI cycles when `wsgi` is set (one attribute check on
         # the ASGI path).
@@ -103,7 +105,7 @@ class ServerState:
                 loop,
                 config.threads,
                 config.root_path,
-                multiprocess=getattr(config, "workers", 1) > 1,
+                multiprocess=config.workers > 1,
             )
         # Upgrades the HTTP/1.1 core hands over: WebSocket for ASGI apps unless `ws` is none.
         self.upgrades: frozenset[bytes] = frozenset()
@@ -113,15 +115,20 @@ class ServerState:
             if ws_implementation(config.ws) is not None:
                 self.upgrades = frozenset((b"websocket",))
         # HTTP/2 (io/h2.py): on cleartext ports by prior knowledge and Upgrade: h2c, on TLS ports by ALPN.
-        self.http2: bool = getattr(config, "http2", True)
-        self.h2_max_streams: int = getattr(config, "h2_max_concurrent_streams", 100)
-        self.h2_max_header_list_size: int = getattr(config, "h2_max_header_list_size", 65536)
-        self.h2_window: int = getattr(config, "h2_initial_window_size", 65535)
-        self.h2_max_frame_size: int = getattr(config, "h2_max_frame_size", 16384)
+        self.http2 = config.http2
+        self.h2_max_streams = config.h2_max_concurrent_streams
+        self.h2_max_header_list_size = config.h2_max_header_list_size
+        self.h2_window = config.h2_initial_window_size
+        self.h2_max_frame_size = config.h2_max_frame_size
+        # TLS: the context prepared before the fork (io/tls.py), handshakes run by io/accept.py.
+        self.ssl_context = serving_context(config)
+        self.timeout_ssl_handshake = config.timeout_ssl_handshake
         # Extended CONNECT protocols (RFC 8441): WebSocket over HTTP/2 for ASGI apps.
         self.h2_connect_protocols: frozenset[bytes] = frozenset()
         if self.http2:
             self.upgrades = self.upgrades | {b"h2c"}
+            if b"websocket" in self.upgrades:
+                self.h2_connect_protocols = frozenset((b"websocket",))
         # Access lines are built only when the logger would emit them (hot path: bench "hello").
         self.access_log: AccessLogFormatter | None = None
         if config.access_log and access_log.isEnabledFor(logging.INFO):
@@ -140,14 +147,18 @@ class ServerState:
 
     # -- serving
     async def start(self, sockets: list[socket.socket]) -> None:
+        # Listeners of tricorn's own, not loop.create_server: out of file descriptors, they pause and warn,
+        # on both loops, instead of flooding the log (asyncio) or resetting clients (uvloop). See io.accept.
         from tricorn.io.h1 import H1Protocol
 
         self._refresh_date()
         for sock in sockets:
-            server = await self.loop.create_server(
-                lambda: H1Protocol(self), sock=sock, backlog=self.config.backlog
-            )
-            self.servers.append(server)
+            if self.ssl_context is not None:
+                self.servers.append(TLSListener(self, sock))
+                continue
+            listener = Listener(self.loop, sock, lambda: H1Protocol(self), self.config.backlog)
+            await listener.start_serving()
+            self.servers.append(listener)
         self._tick_handle = self.loop.call_later(self._tick, self._on_tick)
 
     def _refresh_date(self) -> None:
@@ -160,7 +171,7 @@ class ServerState:
         self._refresh_date()
         now = self.loop.time()
         for conn in [c for c in self.connections if c.deadline <= now]:
-            conn.timeout(now)  # each protocol decides what its deadline means
+            conn.timeout(now)  # each kind of connection decides what its deadline means in its phase
         self._tick_handle = self.loop.call_later(self._tick, self._on_tick)
 
     async def shutdown(self, timeout: float) -> None:
@@ -175,6 +186,9 @@ class ServerState:
         self.shutting_down = True
         for server in self.servers:
             server.close()
+        for server in self.servers:
+            if isinstance(server, TLSListener):
+                await server.wait_handshakes(min(timeout, self.timeout_ssl_handshake))
         idle_deadline = self.loop.time() + LAME_DUCK_IDLE
         for conn in list(self.connections):
             if self.lame_duck and type(conn) is H1Protocol and conn.cycle is None:

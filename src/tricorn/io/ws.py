@@ -1,13 +1,17 @@
-"""The asyncio shell for WebSocket over HTTP/1.1: the handshake, then a Protocol that owns the transport.
+"""The asyncio shell for WebSocket: the handshake, then a Protocol that owns the byte stream.
 
-:func:`start_websocket` is called by the HTTP/1.1 shell for a request whose ``upgrade`` is ``websocket``.
-It validates the handshake (a refusal is a 400 or 426 response and a close), then hands the transport to a
-:class:`WSProtocol` with ``transport.set_protocol`` and runs the application's
-:class:`~tricorn.interfaces.asgi_ws.WebSocketSession`. The WSProtocol is the session's channel: before the
-application accepts, it can still answer with HTTP (the 101, a 403, or the application's own denial
-response, framed by the connection's :class:`~tricorn.proto.h1.H1Connection`); after the 101 it moves
-bytes between the transport and a :class:`~tricorn.proto.ws.WSConnection`, applies flow control both ways,
-and arms one timer for the keepalive ping and the closing-handshake deadline.
+Over HTTP/1.1, :func:`start_websocket` is called by the HTTP/1.1 shell for a request whose ``upgrade`` is
+``websocket``; it hands the transport to a :class:`WSProtocol` with ``transport.set_protocol``. Over
+HTTP/2 (RFC 8441), :func:`start_websocket_h2` is called for an extended CONNECT with ``:protocol
+websocket``; the WSProtocol's transport is then an :class:`H2Tunnel`, whose bytes travel as DATA frames of
+that one stream while the connection serves others. Either way it validates the handshake (a refusal is a
+400 or 426 response), then runs the application's :class:`~tricorn.interfaces.asgi_ws.WebSocketSession`.
+
+The WSProtocol is the session's channel: before the application accepts, it can still answer with HTTP
+(the 101 or, on HTTP/2, a 200; a 403, or the application's own denial response), through the
+protocol's :class:`H1Reply` or :class:`H2Reply`; after that it moves bytes between its transport and a
+:class:`~tricorn.proto.ws.WSConnection`, applies flow control both ways, and arms one timer for the
+keepalive ping and the closing-handshake deadline.
 
 Bytes the client sends before the application accepts (which the handshake allows: RFC 6455 §4.1 lets a
 client send frames as soon as it has sent its handshake) are held, up to a bound, and parsed after the 101.
@@ -18,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tricorn.errors import LocalProtocolError, RemoteProtocolError
 from tricorn.interfaces.asgi import build_scope
@@ -49,6 +53,7 @@ if TYPE_CHECKING:
     from websockets.extensions.base import Extension
 
     from tricorn.io.h1 import H1Protocol
+    from tricorn.io.h2 import H2Protocol, H2Stream
     from tricorn.io.server import ServerState
 
 IMPLEMENTATIONS = ("websockets",)
@@ -98,14 +103,144 @@ def start_websocket(h1: H1Protocol, request: Request) -> None:
         transport.write(h1_refusal_response(exc))
         h1.close()
         return
-    ws = WSProtocol(state, transport, h1.conn, request, handshake, extensions_header, extensions)
+    reply = H1Reply(transport, h1.conn, request)
+    ws = WSProtocol(state, transport, reply, request, handshake, extensions_header, extensions)
     ws.client = h1.client
     ws.server = h1.server
+    ws.scheme = h1.scheme
     # The HTTP/1.1 shell is done with this transport: it no longer reads, times out or closes it.
     h1.close_for_upgrade()
     state.connections.add(ws)
     transport.set_protocol(ws)
     ws.start(h1.conn.trailing_data, h1.reading_paused)
+
+
+def start_websocket_h2(h2: H2Protocol, stream: H2Stream, request: Request) -> None:
+    """Serve the extended CONNECT ``request`` (RFC 8441 §4) on ``stream`` as a WebSocket."""
+    state = h2.state
+    try:
+        handshake = check_handshake(request.method, request.headers, check_upgrade=False)
+        extensions_header, extensions = negotiate_extensions(
+            handshake.extensions, state.config.ws_per_message_deflate
+        )
+    except HandshakeError as exc:
+        h2.refuse_stream(stream, RemoteProtocolError(str(exc), status=exc.status))
+        return
+    tunnel: Any = H2Tunnel(stream)  # the part of a transport a WSProtocol uses
+    ws = WSProtocol(state, tunnel, H2Reply(stream), request, handshake, extensions_header, extensions)
+    ws.client = h2.client
+    ws.server = h2.server
+    ws.scheme = h2.scheme
+    stream.tunnel = ws
+    state.connections.add(ws)
+    ws.start(b"", False)
+
+
+class H1Reply:
+    """A handshake's HTTP answers over HTTP/1.1: the 101, or a response framed by the connection's core
+    (the connection ends after it: its parser stopped at the upgrade)."""
+
+    method = "GET"
+    http_version = "1.1"
+
+    def __init__(self, transport: asyncio.Transport, conn: H1Connection, request: Request) -> None:
+        self.transport = transport
+        self.conn = conn
+        self.request = request
+        self.head = b""
+
+    def accept(self, headers: list[tuple[bytes, bytes]]) -> int:
+        response = h1_accept_response(headers)
+        self.transport.write(response)
+        return len(response)
+
+    def error(self, status: int, message: str) -> int:
+        body = error_response(status, message)
+        self.transport.write(body)
+        return len(body)
+
+    def deny_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        conn = self.conn
+        conn.start_request(self.request)
+        conn.keep_alive = False
+        self.head = conn.response_head(status, headers)
+
+    def deny_body(self, body: bytes, more: bool) -> None:
+        data = self.conn.response_body(body, more)
+        if self.head:
+            data = self.head + data
+            self.head = b""
+        if data:
+            self.transport.write(data)
+
+    def deny_failed(self) -> None:
+        """The app failed during its denial response: a 500 if its head has not gone out."""
+        if self.head:
+            self.head = b""
+            self.error(500, "internal server error")
+
+
+class H2Reply:
+    """A handshake's HTTP answers over HTTP/2 (RFC 8441 §5): a 200 opens the tunnel, any other response
+    ends the stream."""
+
+    method = "CONNECT"
+    http_version = "2"
+
+    def __init__(self, stream: H2Stream) -> None:
+        self.stream = stream
+
+    def accept(self, headers: list[tuple[bytes, bytes]]) -> int:
+        self.stream.send_tunnel_head(headers)
+        return 0
+
+    def error(self, status: int, message: str) -> int:
+        body = (message + "\n").encode()
+        self.stream.proto.error_response(self.stream, status, body)
+        return len(body)
+
+    def deny_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.stream.response_start(status, headers)
+
+    def deny_body(self, body: bytes, more: bool) -> None:
+        self.stream.response_body(body, more)
+
+    def deny_failed(self) -> None:
+        if self.stream.head is not None:
+            self.stream.head = None
+            self.error(500, "internal server error")
+
+
+class H2Tunnel:
+    """What a WSProtocol uses of a transport, over one HTTP/2 stream: its bytes are the stream's DATA."""
+
+    def __init__(self, stream: H2Stream) -> None:
+        self.stream = stream
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        if data and not self.closing:
+            self.stream.tunnel_write(data)
+
+    def writelines(self, parts: list[bytes] | tuple[bytes, ...]) -> None:
+        self.write(b"".join(parts))
+
+    def close(self) -> None:
+        if not self.closing:
+            self.closing = True
+            self.stream.tunnel_close()
+
+    def is_closing(self) -> bool:
+        return self.closing or self.stream.reset
+
+    def pause_reading(self) -> None:
+        self.stream.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.stream.resume_reading()
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return self.stream.proto.transport.get_extra_info(name, default)
 
 
 class WSProtocol(WriteFlow, asyncio.Protocol):
@@ -117,18 +252,18 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         "_timer_at",
         "buffer",
         "client",
-        "conn",
         "core",
         "counted",
         "deadline",
-        "deny_head",
         "extensions",
         "extensions_header",
         "handshake",
         "phase",
         "reading_paused",
+        "reply",
         "request",
         "runner",
+        "scheme",
         "server",
         "session",
         "start_time",
@@ -141,7 +276,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         self,
         state: ServerState,
         transport: asyncio.Transport,
-        conn: H1Connection,
+        reply: H1Reply | H2Reply,
         request: Request,
         handshake: Handshake,
         extensions_header: bytes | None,
@@ -149,7 +284,8 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
     ) -> None:
         self.state = state
         self.transport = transport
-        self.conn = conn
+        self.reply = reply
+        self.scheme = "http"
         self.request = request
         self.handshake = handshake
         self.extensions_header = extensions_header
@@ -157,7 +293,6 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         self.phase = HANDSHAKE
         self.core: WSConnection | None = None
         self.buffer = bytearray()
-        self.deny_head = b""
         self.write_paused = False
         self.reading_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -185,7 +320,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         if held:
             self.buffer += held
         scope = build_scope(
-            self.request, self.server, self.client, "http", state.root_path, state.lifespan_state
+            self.request, self.server, self.client, self.scheme, state.root_path, state.lifespan_state
         )
         scope = build_ws_scope(scope, self.handshake.subprotocols)
         max_size = config.ws_max_size
@@ -258,10 +393,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
     def accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None:
         if self.phase is not HANDSHAKE:
             raise LocalProtocolError("websocket.accept after the connection was closed")
-        response = h1_accept_response(
-            accept_headers(self.handshake, subprotocol, self.extensions_header, headers)
-        )
-        self.transport.write(response)
+        size = self.reply.accept(accept_headers(self.handshake, subprotocol, self.extensions_header, headers))
         state = self.state
         config = state.config
         loop = state.loop
@@ -275,7 +407,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         )
         self.phase = OPEN
         if state.access_log is not None:
-            self._log_access(101, len(response))
+            self._log_access(101 if self.reply.http_version == "1.1" else 200, size)
         self._arm()
         held = self.buffer
         if held:
@@ -288,10 +420,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
     def deny(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         if self.phase is not HANDSHAKE:
             raise LocalProtocolError("websocket denial response after the connection was closed")
-        conn = self.conn
-        conn.start_request(self.request)
-        conn.keep_alive = False  # the connection ends with the denial (its parser stopped at the upgrade)
-        self.deny_head = conn.response_head(status, headers)
+        self.reply.deny_start(status, headers)
         self.phase = DENYING
         if self.state.access_log is not None:
             self._log_access(status, 0)
@@ -299,12 +428,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
     def deny_body(self, body: bytes, more: bool) -> None:
         if self.phase is not DENYING:
             raise LocalProtocolError("websocket denial response body without a response start")
-        data = self.conn.response_body(body, more)
-        if self.deny_head:
-            data = self.deny_head + data
-            self.deny_head = b""
-        if data:
-            self.transport.write(data)
+        self.reply.deny_body(body, more)
         if not more:
             self._close()
 
@@ -365,9 +489,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         if phase is HANDSHAKE:
             self._refuse(500, "internal server error")
         elif phase is DENYING:
-            if self.deny_head:
-                self.deny_head = b""
-                self.transport.write(error_response(500, "internal server error"))
+            self.reply.deny_failed()
             self._close()
         elif phase is OPEN:
             core = self.core
@@ -404,10 +526,9 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         """Answer the handshake with an error response and close (the app never accepted)."""
         if self.phase is not HANDSHAKE:
             return
-        body = error_response(status, message)
-        self.transport.write(body)
+        size = self.reply.error(status, message)
         if self.state.access_log is not None:
-            self._log_access(status, len(body))
+            self._log_access(status, size)
         session = self.session
         if session is not None:
             session.closed(1006)
@@ -464,10 +585,10 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         access_log.info(
             formatter.format(
                 client=self.client,
-                method="GET",
+                method=self.reply.method,
                 path=scope["path"],
                 query=scope["query_string"].decode("latin-1"),
-                http_version="1.1",
+                http_version=self.reply.http_version,
                 status=status,
                 response_bytes=size,
                 request_headers=scope["headers"],

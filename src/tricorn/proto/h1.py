@@ -1509,6 +1509,27 @@ class H1Connection:
             self.response_state = RS_DONE
         return data if framing is FRAMING_CLOSE else b""
 
+    def response_trailers(self, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+        """End a body sent with ``more`` True: with trailer fields after the last chunk when the body is
+        chunked (RFC 9112 §7.1.2), else as ``response_body(b"", False)`` (no framing carries them)."""
+        if self.response_state is not RS_BODY:
+            raise LocalProtocolError(f"response trailers in state {self.response_state.name}")
+        if self._framing is not FRAMING_CHUNKED:
+            return self.response_body(b"", False)
+        out = [b"0\r\n"]
+        try:
+            for pair in headers:
+                kind, line = _pair_line(pair)
+                if not kind:  # (framing fields, server and date have no place in a trailer section)
+                    out.append(line)
+        except (TypeError, ValueError, AttributeError):
+            raise LocalProtocolError(
+                f"response trailers must be pairs of bytes, got {headers!r:.80}"
+            ) from None
+        out.append(b"\r\n")
+        self.response_state = RS_DONE
+        return b"".join(out)
+
     def response_body_sent(self, size: int) -> None:
         """Count ``size`` body bytes of a Content-Length response that the shell sent itself (sendfile),
         as ``response_body`` would have; end the response with ``response_body(b"", False)``."""

@@ -55,6 +55,7 @@ def request_from_headers(
     cookies: list[bytes] = []
     host: bytes | None = None
     content_length: bytes | None = None
+    expect = False
     count = 0
     field_size = limits.field_size
     for name, value in headers:
@@ -79,6 +80,8 @@ def request_from_headers(
             continue
         if name == b"host":
             host = value
+        elif name == b"expect":
+            expect = value.lower() == b"100-continue"
         elif name == b"content-length":
             if content_length is not None and value != content_length:
                 raise RemoteProtocolError("conflicting content-length")
@@ -123,7 +126,17 @@ def request_from_headers(
         raise RemoteProtocolError("request body too large", status=413)
     target, _, _ = path.partition(b"#")
     raw_path, _, query = target.partition(b"?")
-    return Request(method, path, "2", fields, raw_path, query, authority, True, False, upgrade)
+    return Request(method, path, "2", fields, raw_path, query, authority, True, expect, upgrade)
+
+
+def trailer_fields(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """An application's trailer fields for HTTP/2 (RFC 9113 §8.1: no pseudo-header fields; the fields
+    that say how a message is framed or routed have no place after it)."""
+    fields = response_headers(200, headers)
+    return [(n, v) for n, v in fields if n[:1] != b":" and n not in _NOT_TRAILERS]
+
+
+_NOT_TRAILERS: Final = frozenset((b"content-length", b"server", b"date", b"host", b"content-type", b"te"))
 
 
 def response_headers(status: int, headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -257,7 +257,12 @@ class PingReceived(_Control):
 
 
 class PingAckReceived(_Control):
-    __slots__ = ()
+    """The answer to a PING of ours (:meth:`H2Connection.ping`)."""
+
+    __slots__ = ("ping_data",)
+
+    def __init__(self, ping_data: bytes) -> None:
+        self.ping_data = ping_data
 
 
 class RemoteSettingsChanged(_Control):
@@ -286,7 +291,6 @@ Event = (
     | _Control
 )
 _PING_RECEIVED = PingReceived()
-_PING_ACK_RECEIVED = PingAckReceived()
 _SETTINGS_CHANGED = RemoteSettingsChanged()
 _SETTINGS_ACKED = SettingsAcknowledged()
 _PRIORITY_UPDATED = PriorityUpdated()
@@ -687,7 +691,7 @@ class H2Connection:
                 if length != 8:
                     self._connection_error(_FRAME_SIZE_ERROR, "ping not of 8 octets")  # §6.7
                 if flags & FLAG_ACK:
-                    events.append(_PING_ACK_RECEIVED)
+                    events.append(PingAckReceived(buf[pos + 9 : end]))
                 else:
                     # §6.7: a PING without ACK MUST be answered with the identical payload.
                     self._out.append(_pack_head(8 << 8 | PING, FLAG_ACK, 0) + buf[pos + 9 : end])
@@ -1248,6 +1252,13 @@ class H2Connection:
             stopped[stream_id] = stream
             if len(stopped) > CLOSED_STREAMS_KEPT:
                 del stopped[next(iter(stopped))]
+
+    def ping(self, data: bytes) -> None:
+        """A PING with 8 octets of ``data`` (§6.7); its answer arrives as :class:`PingAckReceived`."""
+        if len(data) != 8:
+            raise LocalProtocolError(f"ping data of {len(data)} octets, not 8")
+        if self._state != _DONE:
+            self._out.append(_pack_head(8 << 8 | PING, 0, 0) + data)
 
     def close_connection(
         self, error_code: int = _NO_ERROR, last_stream_id: int | None = None, additional_data: bytes = b""

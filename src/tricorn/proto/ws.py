@@ -123,8 +123,9 @@ def _tokens(value: bytes) -> list[bytes]:
 def check_handshake(method: bytes, headers: Headers, check_upgrade: bool = True) -> Handshake:
     """Validate a client's opening handshake (RFC 6455 §4.2.1); raise HandshakeError when it is refused.
 
-    ``headers`` have lowercased names. ``check_upgrade`` False skips the ``Upgrade``/``Connection`` checks,
-    for a transport without them (HTTP/2 extended CONNECT).
+    ``headers`` have lowercased names. ``check_upgrade`` False is the handshake of RFC 8441 (an HTTP/2
+    extended CONNECT): no ``Upgrade``/``Connection``, and no ``Sec-WebSocket-Key`` (§5: the key and
+    ``Sec-WebSocket-Accept`` are not used); the key is then empty.
     """
     if check_upgrade and method != b"GET":
         # RFC 6455 §4.1: "The method of the request MUST be GET".
@@ -158,14 +159,16 @@ def check_handshake(method: bytes, headers: Headers, check_upgrade: bool = True)
         if b"upgrade" not in _tokens(connection):
             raise HandshakeError("websocket handshake without 'connection: upgrade'")
     # RFC 6455 §4.2.1 item 5: a base64 value that decodes to 16 bytes, sent once.
-    if len(keys) != 1:
+    if not check_upgrade and not keys:
+        keys = [b""]
+    elif len(keys) != 1:
         raise HandshakeError("missing sec-websocket-key" if not keys else "more than one sec-websocket-key")
     key = keys[0].strip()
     try:
         raw = base64.b64decode(key, validate=True)
     except (binascii.Error, ValueError):
         raw = b""
-    if len(raw) != 16:
+    if len(raw) != 16 and (key or check_upgrade):
         raise HandshakeError(f"invalid sec-websocket-key {key[:32]!r}")
     # RFC 6455 §4.2.2 item 4 / §4.4: a version the server does not speak gets 426 and the versions it does.
     if version != SUPPORTED_VERSION:
@@ -244,7 +247,8 @@ def accept_headers(
     """The headers of the response that accepts ``handshake`` (without Upgrade and Connection, which
     belong to HTTP/1.1): Sec-WebSocket-Accept, the chosen subprotocol and extensions, then the app's own
     headers, minus those the handshake owns. Raises LocalProtocolError for a bad subprotocol or header."""
-    out: Headers = [(b"sec-websocket-accept", accept_key(handshake.key))]
+    # RFC 8441 §5: over HTTP/2 (an empty key) there is no Sec-WebSocket-Accept.
+    out: Headers = [(b"sec-websocket-accept", accept_key(handshake.key))] if handshake.key else []
     if subprotocol is not None:
         if not isinstance(subprotocol, str) or not _TOKEN.match(subprotocol):
             raise LocalProtocolError(f"invalid websocket subprotocol {subprotocol!r:.64}")

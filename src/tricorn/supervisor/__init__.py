@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tricorn.config import DEFAULT_TIMEOUT_WORKER
+
 if TYPE_CHECKING:
     from tricorn.config import Config
 
@@ -16,5 +18,16 @@ command_line: list[str] | None = None
 
 
 def needs_master(config: Config) -> bool:
-    """Whether ``config`` is served by a master and workers (else by one process, :mod:`tricorn.run`)."""
-    return config.workers > 1 or config.reload or config.max_requests is not None
+    """Whether ``config`` is served by a master and workers (else by one process, :mod:`tricorn.run`).
+
+    More than one worker needs a master, and so do the settings that only a master can honour, even for
+    one worker: ``reload``, ``max_requests``, and a ``timeout_worker`` set to something other than its
+    default (a process cannot watch its own blocked event loop). Given explicitly means different from the
+    default: ``--timeout-worker 30`` is the default and starts no master, and 0 turns the check off.
+    """
+    return (
+        config.workers > 1
+        or config.reload
+        or config.max_requests is not None
+        or config.timeout_worker not in (0.0, DEFAULT_TIMEOUT_WORKER)
+    )

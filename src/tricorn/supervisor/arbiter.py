@@ -38,7 +38,7 @@ from tricorn.config import Config
 from tricorn.errors import AppLoadError, ConfigError
 from tricorn.logs import configure_logging
 from tricorn.supervisor import policy as p
-from tricorn.supervisor.heartbeat import BEAT, DRAIN, READY, RETIRING, channel_pair
+from tricorn.supervisor.heartbeat import BEAT, DRAIN, READY, RETIRING, STUCK, channel_pair
 from tricorn.supervisor.process import (
     PidFile,
     ProcessError,
@@ -147,21 +147,24 @@ class Arbiter:
             error_log.error("preload: cannot be combined with reload (a reload must import the code anew)")
             return EXIT_CONFIG
         try:
-            adopted = self._setup_sockets()
-        except (BindError, ProcessError) as exc:
-            error_log.error("%s", exc)
-            return EXIT_FAILURE
-        try:
+            # Before the sockets listen: a client (or a supervisor's probe) may connect, and a signal
+            # follow, from the moment listen() returns; the default SIGTERM action would kill the master
+            # without a word (a TERM sent while it starts is handled once it runs its loop).
+            self._setup_signals()
+            try:
+                adopted = self._setup_sockets()
+            except (BindError, ProcessError) as exc:
+                error_log.error("%s", exc)
+                return EXIT_FAILURE
             set_title(f"tricorn: master [{config.app}]")
             if config.preload:
                 code = self._preload()
                 if code:
                     return code
-            self._setup_signals()
             for sock in self.sockets:
                 error_log.info(
                     "listening on %s (master pid %d, %d worker(s))",
-                    describe(sock),
+                    describe(sock, "https" if self.config.tls else "http"),
                     os.getpid(),
                     config.workers,
                 )
@@ -216,8 +219,10 @@ class Arbiter:
                 sock.close()
             self.sockets = []
             raise
+        assert self.selector is not None
         for handle in adopted:
             self.handles[handle.wid] = handle
+            self.selector.register(handle.channel, selectors.EVENT_READ, handle.wid)
         return adopted
 
     def _preload(self) -> int:
@@ -239,8 +244,6 @@ class Arbiter:
         read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._wakeup = (read_fd, write_fd)
         self.selector.register(read_fd, selectors.EVENT_READ, None)
-        for handle in self.handles.values():
-            self.selector.register(handle.channel, selectors.EVENT_READ, handle.wid)
         self._previous_wakeup = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
         for signum in SIGNALS:
             self._previous_handlers[signum] = signal.signal(signum, self._enqueue_signal)
@@ -291,6 +294,10 @@ class Arbiter:
                             pass
                 else:
                     self._read_channel(key.data)
+            # Exits, then signals, then the Tick: a worker that exited on a TERM sent to the whole process
+            # group is reaped after the master's own TERM was delivered (the kernel signals the group at
+            # once), so its handler has queued it by now, and the policy, which replaces such a worker only
+            # on the Tick, sees the stop first (see the policy's docstring).
             self._reap()
             while self._signals and self.exit_code is None:
                 self._on_signal(self._signals.popleft())
@@ -330,6 +337,8 @@ class Arbiter:
             self._feed(p.WorkerBeat(wid))
         if RETIRING in data:
             self._feed(p.WorkerRetiring(wid))
+        if STUCK in data:
+            self._feed(p.WorkerRetiring(wid, "has every wsgi thread stuck on one request"))
 
     def _close_channel(self, handle: WorkerHandle) -> None:
         if handle.open and self.selector is not None:
@@ -458,9 +467,14 @@ class Arbiter:
     def _spawn(self, wid: int) -> None:
         master_end, worker_end = channel_pair()
         _flush_output()
+        # The signals wait while we fork, until the child has the default handlers: one that reached it
+        # (a TERM sent to the process group) with the master's handler would only be queued in its copy of
+        # the master's state, and the worker would boot and serve on as if it had not been told to stop.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
         try:
             pid = os.fork()
         except OSError as exc:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             master_end.close()
             worker_end.close()
             error_log.error("cannot fork a worker: %s", exc.strerror or exc)
@@ -470,7 +484,7 @@ class Arbiter:
             code = EXIT_FAILURE
             try:
                 master_end.close()
-                code = self._worker_main(worker_end)
+                code = self._worker_main(worker_end, mask)
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else EXIT_FAILURE
             except BaseException:
@@ -478,6 +492,7 @@ class Arbiter:
             finally:
                 _flush_output()
                 os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         worker_end.close()
         handle = WorkerHandle(wid, pid, master_end)
         self.handles[wid] = handle
@@ -496,12 +511,18 @@ class Arbiter:
             for fd in self._wakeup:
                 os.close(fd)
 
-    def _worker_main(self, channel: socket.socket) -> int:
-        """In the forked child: shed the master's state, then serve (tricorn.run.run) as a worker."""
+    def _worker_main(self, channel: socket.socket, mask: set[int | signal.Signals]) -> int:
+        """In the forked child: shed the master's state, then serve (tricorn.run.run) as a worker.
+        ``mask`` is the signal mask to restore once the master's handlers are gone."""
         signal.set_wakeup_fd(-1)
         for signum in SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the master too; it decides
+        # A HUP sent to the process group (a terminal's hangup, kill -HUP -PGID) is the master's to act on:
+        # with its default action it would kill every worker at once, to be replaced as crashes.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        # A stop that came since the fork is delivered now, with its default action.
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self._close_event_fds()
         set_title(f"tricorn: worker [{self.config.app}]")
         # SIGABRT from the master (a worker that stopped beating) dumps every thread's stack to stderr.

@@ -1,12 +1,14 @@
 """The channel between the master and each worker: a unix socket pair, one byte per message.
 
 The worker writes from its event loop: ``READY`` once it serves, ``BEAT`` on a timer, ``RETIRING`` when it
-has served its max-requests. Each beat first makes a round trip through the loop's default thread pool
-(the one ``run_in_executor`` and ``asyncio.to_thread`` use), so a worker beats only while both its loop
-and that pool run: a blocked loop (a synchronous call in a coroutine) or a pool whose every thread is
-stuck stops the beats, which is what the master watches for. The master writes
-``DRAIN`` to retire a worker while others keep serving. When the master dies, the worker reads end of
-file on its end and stops: no orphan keeps serving with nobody to supervise it.
+has served its max-requests, ``STUCK`` when every thread of its WSGI pool has been on one request for
+longer than the timeout (:func:`stuck_threads`; the loop still beats, so only the worker can tell). Each
+beat first makes a round trip through the loop's default thread pool (the one ``run_in_executor`` and
+``asyncio.to_thread`` use), so a worker beats only while both its loop and that pool run: a blocked loop
+(a synchronous call in a coroutine) or a pool whose every thread is stuck stops the beats, which is what
+the master watches for. The master writes ``DRAIN`` to retire a worker while others keep serving. When the
+master dies, the worker reads end of file on its end and stops: no orphan keeps serving with nobody to
+supervise it.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 error_log = logging.getLogger("tricorn.error")
 
 BEAT = b"."
 READY = b"R"
 RETIRING = b"M"
+STUCK = b"S"
 DRAIN = b"D"
 
 # Heartbeats per timeout: a worker is declared silent after missing about four in a row. The interval is
@@ -36,6 +39,19 @@ def channel_pair() -> tuple[socket.socket, socket.socket]:
     master_end.setblocking(False)
     worker_end.setblocking(False)
     return master_end, worker_end
+
+
+def stuck_threads(
+    running: Sequence[tuple[int, float]], size: int, now: float, timeout: float
+) -> list[tuple[int, float]]:
+    """``running`` (thread ident, start of its job) if it is a pool of ``size`` threads all running one job
+    each for longer than ``timeout`` seconds (0 disables), else []. One thread free, or a job shorter than
+    that, and the pool still serves."""
+    if timeout <= 0 or size <= 0 or len(running) < size:
+        return []
+    if all(now - started > timeout for _, started in running):
+        return list(running)
+    return []
 
 
 def beat_interval(timeout_worker: float) -> float:

@@ -26,6 +26,14 @@ A worker that exits before it is ready with a boot-failure status (the app canno
 lifespan startup failed, a bad setting) stops the master with that status: every new worker would fail
 the same way, so respawning would only hide the error. Other early deaths are retried, with a backoff
 once they come in a row, and stop the master after ``MAX_BOOT_CRASHES``.
+
+A worker that stops as if it had been told to (exit status 0, or killed by SIGTERM, SIGINT or SIGQUIT)
+without the master asking is judged on the next Tick, not at once. A stop sent to the whole process group
+(``docker stop`` on a shell entry point, systemd's default KillMode, Ctrl-C) reaches the master and its
+workers together, and a worker may exit before the master has read its own signal: the arbiter feeds the
+exits and signals of one turn of its loop before that turn's Tick, so by the Tick the policy knows whether
+the master is stopping. If it is, the worker stopped with it; if not, it is a crash (a ``kill -TERM`` of one
+worker), replaced then. Once the master is stopping, no worker exit makes it fork another.
 """
 
 from __future__ import annotations
@@ -87,6 +95,10 @@ BOOT_TIMEOUT_FLOOR = 30.0
 STOP_MARGIN = 5.0
 # After SIGQUIT (fast stop), the time a worker has before SIGKILL. uvicorn's supervisor: 5 s.
 QUIT_GRACE = 5.0
+# The signals with which a worker is stopped (a worker answers TERM and QUIT by exiting 0; a booting one,
+# before its handlers are installed, dies by them): an exit by one of these, unasked, is a stop sent from
+# outside, maybe to the whole process group, and its replacement waits for the next Tick.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 # After SIGABRT (faulthandler dumps the stacks and the worker dies), the time before SIGKILL.
 ABORT_GRACE = 2.0
 # Crash backoff: the first CRASHES_FREE crashes within CRASH_WINDOW are replaced at once (a SIGKILL or
@@ -145,9 +157,11 @@ class WorkerBeat:
 
 @dataclass(frozen=True, slots=True)
 class WorkerRetiring:
-    """The worker served its max-requests and asks to be replaced (it keeps serving until drained)."""
+    """The worker asks to be replaced (it keeps serving until drained): it served its max-requests, or
+    every thread of its WSGI pool is stuck; ``reason`` says which, for the log."""
 
     wid: int
+    reason: str = "served its max requests"
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,6 +361,8 @@ class Policy:
         self._boot_crashes = 0
         self._crashes: deque[float] = deque()
         self._listeners_closed = False
+        # Workers stopped from outside, and how: judged on the next Tick (see the module docstring).
+        self._held: list[tuple[WorkerRecord, str]] = []
 
     @property
     def workers(self) -> Mapping[int, WorkerRecord]:
@@ -373,6 +389,8 @@ class Policy:
         handler(event, now, out)
         self._check_deadlines(now, out)
         if self.phase is Phase.RUNNING:
+            if type(event) is Tick and self._held:
+                self._release_held(now, out)
             self._manage(now, out)
         elif not self._workers:
             self.phase = Phase.DONE
@@ -389,8 +407,11 @@ class Policy:
                 times.append(w.spawned_at + self.boot_timeout)
             elif w.state in _BEATING and self.timeout_worker > 0:
                 times.append(w.last_beat + self.timeout_worker)
-        if self.phase is Phase.RUNNING and self.spawn_not_before > now and self._deficit() > 0:
-            times.append(self.spawn_not_before)
+        if self.phase is Phase.RUNNING and self._deficit() > 0:
+            if self._held:
+                times.append(now)
+            elif self.spawn_not_before > now:
+                times.append(self.spawn_not_before)
         return min(times) if times else None
 
     # -- events
@@ -436,14 +457,16 @@ class Policy:
         if w is None or w.retiring or w.state is not WorkerState.READY or self.phase is not Phase.RUNNING:
             return
         w.retiring = True
-        out.append(Log(logging.INFO, f"{w.name} served its max requests; starting its replacement"))
+        out.append(Log(logging.INFO, f"{w.name} {event.reason}; starting its replacement"))
 
     def _on_WorkerExited(self, event: WorkerExited, now: float, out: list[Action]) -> None:
         w = self._workers.pop(event.wid, None)
         if w is None:
             return
         how = _describe_exit(event)
-        if w.state is WorkerState.BOOTING:
+        if self.phase is Phase.RUNNING and w.state in _LIVE and _stopped_from_outside(event):
+            self._held.append((w, how))
+        elif w.state is WorkerState.BOOTING:
             if event.code in BOOT_FAILURE_CODES:
                 meaning = _BOOT_FAILURES[event.code]
                 reason = f"{w.name} failed to boot ({how}: {meaning}; its error is above)"
@@ -521,7 +544,7 @@ class Policy:
             oldest = sorted((w for w in current if w.state is WorkerState.READY), key=lambda w: w.wid)
             for w in (booting + oldest)[:excess]:
                 self._retire(w, now, out)
-        elif excess < 0 and not self.waiting_for_change and now >= self.spawn_not_before:
+        elif excess < 0 and not self.waiting_for_change and not self._held and now >= self.spawn_not_before:
             for _ in range(-excess):
                 self._spawn(now, out)
         current = self._current()
@@ -565,6 +588,18 @@ class Policy:
         )
         out.append(Spawn(wid, self.generation))
 
+    def _release_held(self, now: float, out: list[Action]) -> None:
+        """The Tick after workers stopped from outside, and the master is not stopping: they crashed."""
+        held, self._held = self._held, []
+        for w, how in held:
+            if w.state is WorkerState.BOOTING:
+                self._boot_crashed(w, f"{w.name} {how} before it was ready", now, out)
+            elif w.generation != self.generation or w.retiring:
+                out.append(Log(logging.WARNING, f"{w.name} {how} unexpectedly (it was being replaced)"))
+            else:
+                out.append(Log(logging.WARNING, f"{w.name} {how} unexpectedly; replacing it"))
+                self._crashed(now, out)
+
     def _retire(self, w: WorkerRecord, now: float, out: list[Action]) -> None:
         """Take ``w`` out of service while others serve: drain it if ready, stop it if still booting."""
         w.deadline = now + self.timeout_graceful_shutdown + STOP_MARGIN
@@ -578,6 +613,9 @@ class Policy:
     def _stop(self, now: float, out: list[Action], fast: bool) -> None:
         self.phase = Phase.QUITTING if fast else Phase.STOPPING
         self.upgrade_pending = False
+        held, self._held = self._held, []
+        for w, how in held:  # they were stopped with the master (a stop sent to the process group)
+            out.append(Log(logging.INFO, f"{w.name} {how}"))
         if not self._listeners_closed:
             self._listeners_closed = True
             out.append(CloseListeners())
@@ -666,6 +704,11 @@ class Policy:
                     logging.WARNING, f"{len(crashes)} worker crashes in {CRASH_WINDOW:g}s; waiting {delay:g}s"
                 )
             )
+
+
+def _stopped_from_outside(event: WorkerExited) -> bool:
+    """Whether the worker stopped as if told to: a clean exit, or death by a stop signal."""
+    return event.code == 0 or event.signal in STOP_SIGNALS
 
 
 def _describe_exit(event: WorkerExited) -> str:

@@ -159,10 +159,10 @@ def unix_paths(sockets: Iterable[socket.socket]) -> list[str]:
     return paths
 
 
-def describe(sock: socket.socket) -> str:
+def describe(sock: socket.socket, scheme: str = "http") -> str:
     name = sock.getsockname()
     if sock.family == socket.AF_UNIX:
-        return f"unix:{name}"
+        return f"unix:{name}" if scheme == "http" else f"{scheme}+unix:{name}"
     if sock.family == socket.AF_INET6:
-        return f"http://[{name[0]}]:{name[1]}"
-    return f"http://{name[0]}:{name[1]}"
+        return f"{scheme}://[{name[0]}]:{name[1]}"
+    return f"{scheme}://{name[0]}:{name[1]}"

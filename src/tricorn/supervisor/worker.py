@@ -5,10 +5,12 @@ points: ``add_signal_handlers`` (before the sockets listen), ``listen`` (the soc
 server accepts) and ``close`` (after the shutdown). The two hosts differ in what they own:
 
 - Standalone binds the sockets itself (or takes systemd's), writes the pid file, drops privileges and
-  answers SIGINT and SIGTERM (graceful stop), SIGQUIT (fast stop), SIGUSR1 (reopen log files).
+  answers SIGINT and SIGTERM (graceful stop), SIGQUIT (fast stop), SIGHUP (restart in place, see
+  :mod:`tricorn.supervisor.restart`), SIGUSR1 (reopen log files).
 - Worker serves the sockets its master bound, answers SIGTERM (graceful; a second one changes nothing),
   SIGQUIT (fast) and SIGUSR1, ignores SIGINT (the master, which gets the terminal's Ctrl-C too, decides), reports READY and beats
-  through its channel, asks to be replaced after max-requests, and drains when the master says so.
+  through its channel, asks to be replaced after max-requests or when its WSGI threads are all stuck, and
+  drains when the master says so.
 """
 
 from __future__ import annotations
@@ -20,10 +22,14 @@ import os
 import random
 import signal
 import socket
+import sys
+import threading
+import time
+import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from tricorn.supervisor.heartbeat import RETIRING, Heartbeat, beat_interval
+from tricorn.supervisor.heartbeat import RETIRING, STUCK, Heartbeat, beat_interval, stuck_threads
 from tricorn.supervisor.process import PidFile, drop_privileges, reopen_log_files, resolve_identity
 from tricorn.supervisor.sockets import describe, open_listeners
 
@@ -52,7 +58,7 @@ def _reopen_logs() -> None:
 class Standalone:
     """One process that is its own master and its only worker (``workers = 1``, no reload)."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1)
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -66,9 +72,9 @@ class Standalone:
         self, loop: asyncio.AbstractEventLoop, on_signal: OnSignal, state: ServerState, stop: asyncio.Event
     ) -> None:
         self._loop = loop
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        # QUIT and HUP too: the server that serves changes on a restart in place (tricorn.run.serve).
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP):
             loop.add_signal_handler(signum, on_signal, signum)
-        loop.add_signal_handler(signal.SIGQUIT, quit_now, state, stop)
         loop.add_signal_handler(signal.SIGUSR1, _reopen_logs)
         self._handled = list(self.SIGNALS)
 
@@ -96,7 +102,11 @@ class Standalone:
     def serving(self, state: ServerState, stop: asyncio.Event, backend: str, loop_name: str) -> None:
         for sock in self.sockets:
             error_log.info(
-                "listening on %s (pid %d, %s, %s)", describe(sock), os.getpid(), backend, loop_name
+                "listening on %s (pid %d, %s, %s)",
+                describe(sock, "https" if self.config.tls else "http"),
+                os.getpid(),
+                backend,
+                loop_name,
             )
 
     def close(self) -> None:
@@ -162,7 +172,7 @@ class Worker:
             self.channel,
             self._loop,
             beat_interval(self.config.timeout_worker),
-            on_beat=self._check_requests,
+            on_beat=self._on_beat,
             on_drain=self._drain,
             on_orphaned=self._orphaned,
         )
@@ -185,6 +195,42 @@ class Worker:
             self._handled = []
 
     # -- heartbeat callbacks
+
+    def _on_beat(self) -> None:
+        self._check_requests()
+        self._check_threads()
+
+    def _check_threads(self) -> None:
+        """A WSGI pool whose every thread has been on one request past --timeout-worker serves no one,
+        while the loop (and so the heartbeat) runs on: log where the threads are, and ask for a
+        replacement, as max-requests does (this worker drains: the requests that can finish, do)."""
+        state = self._state
+        if self.retiring or state is None or state.wsgi is None:
+            return
+        pool = state.wsgi.pool
+        timeout = self.config.timeout_worker
+        stuck = stuck_threads(pool.running_since(), pool.size, time.monotonic(), timeout)
+        if not stuck:
+            return
+        self.retiring = True
+        frames = sys._current_frames()
+        names = {thread.ident: thread.name for thread in threading.enumerate()}
+        now = time.monotonic()
+        stacks = []
+        for ident, started in stuck:
+            frame = frames.get(ident)
+            where = "".join(traceback.format_stack(frame)) if frame is not None else "  (gone)\n"
+            name = names.get(ident, ident)
+            stacks.append(f"thread {name}, on its request for {now - started:.1f}s:\n{where}")
+        error_log.error(
+            "every wsgi thread (%d) has been on one request for more than %gs: asking for a replacement; "
+            "their stacks:\n%s",
+            len(stuck),
+            timeout,
+            "".join(stacks).rstrip("\n"),
+        )
+        assert self.heartbeat is not None
+        self.heartbeat.send(STUCK)
 
     def _check_requests(self) -> None:
         state = self._state

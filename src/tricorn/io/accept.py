@@ -1,0 +1,282 @@
+"""The listeners: accept connections, and hand each to its protocol (for TLS, after the handshake).
+
+Both listeners run their own accept loop (``loop.add_reader`` on the listening socket, then ``accept()``
+in a bounded batch), not the loop's ``create_server``, for two reasons. One is what happens when
+``accept()`` fails for lack of resources (EMFILE: the process is at its ``ulimit -n``; ENFILE: the system
+is; ENOBUFS, ENOMEM): asyncio's loop (3.11) goes on calling ``accept()`` for the rest of its batch, logging
+each failure with a traceback and scheduling a retry for each (270,000 log lines in 10 s), and uvloop
+(libuv) accepts the waiting connections with a descriptor it keeps in reserve and closes them at once: the
+clients are reset, and nothing is logged. Here a listener stops accepting for :data:`ACCEPT_PAUSE` and
+tries again, so the connections already open are served and the new ones wait in the kernel's queue (the
+``backlog``), and a warning names the limit, at most once per :data:`WARN_INTERVAL` for the process.
+
+A cleartext listener is a :class:`Listener` giving each connection an
+:class:`~tricorn.io.h1.H1Protocol`, where the in-band switches happen (the HTTP/2 preface, ``Upgrade:
+h2c``, ``Upgrade: websocket``, and a TLS ClientHello told apart from a bad request). The loop's
+``connect_accepted_socket`` builds the transport, the same one ``create_server`` would, in a task, as
+asyncio's own accept loop does.
+
+A TLS listener is a :class:`TLSListener`: it accepts itself and runs each handshake with the loop's
+``connect_accepted_socket(ssl=...)``, whose failure is raised here, so a failed or stalled handshake is
+logged in one line (the loop's own TLS server mode drops them silently, and ``start_tls`` after a plain
+accept loses a ClientHello that uvloop read before the TLS layer was in place). The protocol it creates
+learns the ALPN protocol in ``connection_made`` and hands over to HTTP/2 for "h2" (RFC 7301; RFC 9113
+§3.2), so the choice of a connection's protocol is made in :meth:`H1Protocol.connection_made` and its
+in-band switches, nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import resource
+import socket
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from tricorn.io.tls import describe_handshake_error
+
+if TYPE_CHECKING:
+    from tricorn.io.server import ServerState
+
+error_log = logging.getLogger("tricorn.error")
+
+# Connections accepted per readiness callback before the loop serves others (gunicorn's and uvloop's
+# accept loops take a bounded batch the same way).
+ACCEPT_BATCH = 64
+# Errors that say the process or the system is out of something, not that a client is wrong: accepting
+# pauses briefly (the ones asyncio's own accept loop pauses on).
+_RESOURCE_ERRORS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+# How long accepting stops then. nginx disables its accept events for accept_mutex_delay (500 ms) after
+# EMFILE or ENFILE; asyncio's loop retries after 1 s.
+ACCEPT_PAUSE = 0.5
+# At most one warning per this many seconds for the whole process, with a count of the pauses between.
+WARN_INTERVAL = 1.0
+
+
+def _describe(exc: OSError) -> str:
+    if exc.errno == errno.EMFILE:
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        shown = "unlimited" if limit == resource.RLIM_INFINITY else str(limit)
+        return f"too many open files (limit {shown}, raise it with ulimit -n)"
+    if exc.errno == errno.ENFILE:
+        return "too many open files in the system (ENFILE, raise fs.file-max)"
+    name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    return f"out of memory for a new connection ({name})"
+
+
+class _Warnings:
+    """The process's budget of accept warnings: a lack of descriptors is the process's, whichever
+    listener meets it."""
+
+    last = float("-inf")
+    unreported = 0
+
+
+def warn_paused(exc: OSError) -> None:
+    """Log that accepting pauses for ``exc``, unless a warning was logged less than WARN_INTERVAL ago."""
+    now = time.monotonic()
+    if now - _Warnings.last < WARN_INTERVAL:
+        _Warnings.unreported += 1
+        return
+    also = (
+        f"; paused {_Warnings.unreported} more time(s) since the last warning" if _Warnings.unreported else ""
+    )
+    _Warnings.last, _Warnings.unreported = now, 0
+    error_log.warning("%s: pausing accept for %gs%s", _describe(exc), ACCEPT_PAUSE, also)
+
+
+class TLSListener:
+    """One listening socket whose connections are TLS (see the module docstring)."""
+
+    def __init__(self, state: ServerState, sock: socket.socket) -> None:
+        self.state = state
+        self.sock = sock
+        self.loop = state.loop
+        self.closed = False
+        self.handshakes: set[asyncio.Task[None]] = set()
+        sock.setblocking(False)
+        self.loop.add_reader(sock.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:
+                if exc.errno in _RESOURCE_ERRORS:
+                    self._pause(exc)
+                    return
+                raise
+            conn.setblocking(False)
+            task = self.loop.create_task(self._handshake(conn))
+            self.handshakes.add(task)
+            task.add_done_callback(self.handshakes.discard)
+
+    def _pause(self, exc: OSError) -> None:
+        warn_paused(exc)
+        self.loop.remove_reader(self.sock.fileno())
+        self.loop.call_later(ACCEPT_PAUSE, self._resume)
+
+    def _resume(self) -> None:
+        if not self.closed:
+            self.loop.add_reader(self.sock.fileno(), self._accept)
+
+    async def _handshake(self, conn: socket.socket) -> None:
+        from tricorn.io.h1 import H1Protocol, address
+
+        state = self.state
+        assert state.ssl_context is not None
+        try:
+            peer = address(conn.getpeername())
+        except OSError:
+            peer = None
+        try:
+            await self.loop.connect_accepted_socket(
+                lambda: H1Protocol(state),
+                conn,
+                ssl=state.ssl_context,
+                ssl_handshake_timeout=state.timeout_ssl_handshake,
+            )
+        except asyncio.CancelledError:
+            conn.close()
+            raise
+        except Exception as exc:  # every failure of a client's handshake is this client's alone
+            client = f"{peer[0]}:{peer[1]}" if peer else "-"
+            error_log.info("%s %s", client, describe_handshake_error(exc))
+            conn.close()
+
+    # -- the asyncio.AbstractServer calls ServerState uses
+    def close(self) -> None:
+        """Stop accepting. Handshakes under way go on (a client that connected is served: its
+        connection learns of the shutdown and closes after its request, or gets GOAWAY)."""
+        if not self.closed:
+            self.closed = True
+            self.loop.remove_reader(self.sock.fileno())
+
+    async def wait_handshakes(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) for the handshakes under way, so their connections are counted."""
+        if self.handshakes:
+            await asyncio.wait(list(self.handshakes), timeout=timeout)
+
+    async def wait_closed(self) -> None:
+        for task in list(self.handshakes):  # still in a handshake after the graceful timeout: dropped
+            task.cancel()
+        if self.handshakes:
+            await asyncio.gather(*self.handshakes, return_exceptions=True)
+
+
+class Listener(asyncio.AbstractServer):
+    """Accepts connections on ``sock`` (listening, non-blocking) and serves each with a protocol from
+    ``protocol_factory``, until :meth:`close` (which closes the socket, as ``asyncio.Server.close`` does) or
+    :meth:`detach` (which leaves it open and listening for the next server: a restart in place)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        protocol_factory: Callable[[], asyncio.Protocol],
+        backlog: int,
+    ) -> None:
+        self.loop = loop
+        self.sock: socket.socket | None = sock
+        self.protocol_factory = protocol_factory
+        self.backlog = backlog
+        self._fd = sock.fileno()
+        self._serving = False
+        self._reading = False
+        self._resume: asyncio.TimerHandle | None = None
+
+    # -- asyncio.AbstractServer
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self.loop
+
+    def is_serving(self) -> bool:
+        return self._serving
+
+    async def start_serving(self) -> None:
+        """Listen (again, with ``backlog``, as ``create_server`` does) and accept from now on."""
+        if self._serving or self.sock is None:
+            return
+        self.sock.setblocking(False)
+        self.sock.listen(self.backlog)
+        self._serving = True
+        self._start_reading()
+
+    async def serve_forever(self) -> None:
+        raise NotImplementedError("tricorn's listeners are served by tricorn.run")
+
+    def close(self) -> None:
+        """Stop accepting and close the socket (unless it was detached)."""
+        self._stop()
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    async def wait_closed(self) -> None:
+        return None
+
+    # -- tricorn
+
+    def detach(self) -> socket.socket | None:
+        """Stop accepting and let go of the socket, left open and listening: the connections that arrive
+        meanwhile wait in its queue for the next server to accept them. Returns the socket."""
+        self._stop()
+        sock, self.sock = self.sock, None
+        return sock
+
+    def _start_reading(self) -> None:
+        self._resume = None
+        if self._serving and not self._reading:
+            self._reading = True
+            self.loop.add_reader(self._fd, self._on_readable)
+
+    def _stop(self) -> None:
+        self._serving = False
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
+        if self._reading:
+            self._reading = False
+            self.loop.remove_reader(self._fd)
+
+    def _pause(self, exc: OSError) -> None:
+        warn_paused(exc)
+        self._reading = False
+        self.loop.remove_reader(self._fd)
+        self._resume = self.loop.call_later(ACCEPT_PAUSE, self._start_reading)
+
+    def _on_readable(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        accept = sock.accept
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, _ = accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue  # the client gave up while queued: next
+            except OSError as exc:
+                if exc.errno in _RESOURCE_ERRORS:
+                    self._pause(exc)
+                else:  # a network error on a queued connection (accept(2) lists ENETDOWN, EPROTO...)
+                    error_log.warning("accept() failed on %s: %s", sock.getsockname(), exc)
+                return
+            task = self.loop.create_task(self.loop.connect_accepted_socket(self.protocol_factory, conn))
+            task.add_done_callback(_connected)
+
+
+def _connected(task: asyncio.Task[Any]) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:  # the transport could not be set up (the loop closes the socket then)
+        error_log.debug("could not set up an accepted connection: %s", exc)
