@@ -109,6 +109,7 @@ class ServerState:
                 config.threads,
                 config.root_path,
                 multiprocess=config.workers > 1,
+                timeout_send=config.timeout_send,
             )
         # Upgrades the HTTP/1.1 core hands over: WebSocket for ASGI apps unless `ws` is none.
         self.upgrades: frozenset[bytes] = frozenset()
