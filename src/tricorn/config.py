@@ -67,6 +67,14 @@ DEFAULT_TIMEOUT_KEEP_ALIVE = 5.0
 # Time allowed for a whole request head to arrive (slowloris guard). nginx client_header_timeout is 60 s,
 # node's server.headersTimeout 60 s; 10 s is plenty for a real client on any network.
 DEFAULT_TIMEOUT_REQUEST_HEADER = 10.0
+# Time allowed between two pieces of a request body while the app waits for it: nginx client_body_timeout
+# 60 s (also between two reads), hypercorn read_timeout (none by default), node's server.requestTimeout
+# 300 s for the whole request. A client stalled longer has stalled for good; the app is told it left.
+DEFAULT_TIMEOUT_READ = 60.0
+# Time allowed for the client to take more of the response while the app waits to write: nginx
+# send_timeout 60 s (between two writes), Apache's Timeout 60 s. Counted only while the transport (or an
+# HTTP/2 stream's window) is full, so a slow but moving client is never cut.
+DEFAULT_TIMEOUT_SEND = 60.0
 # gunicorn's graceful_timeout is 30 s (and so is Kubernetes' terminationGracePeriodSeconds).
 DEFAULT_TIMEOUT_GRACEFUL_SHUTDOWN = 30.0
 # Time the application has to answer lifespan startup, and again shutdown. hypercorn's startup_timeout and
@@ -917,6 +925,30 @@ class Config:
             flags=("--timeout-request-header",),
             metavar="SECONDS",
             convert=to_float(0.0),
+        ),
+    )
+    timeout_read: float = field(
+        default=DEFAULT_TIMEOUT_READ,
+        metadata=_setting(
+            group=_TIMEOUTS,
+            help="seconds a client may pause while sending a request body the application waits for (408 "
+            "if nothing of the response was sent, else the connection or HTTP/2 stream is closed)",
+            env="TRICORN_TIMEOUT_READ",
+            flags=("--timeout-read",),
+            metavar="SECONDS",
+            convert=to_float(0.0, positive=True),
+        ),
+    )
+    timeout_send: float = field(
+        default=DEFAULT_TIMEOUT_SEND,
+        metadata=_setting(
+            group=_TIMEOUTS,
+            help="seconds a client may take nothing more of a response the application waits to write "
+            "before the connection (HTTP/2: the stream) is closed",
+            env="TRICORN_TIMEOUT_SEND",
+            flags=("--timeout-send",),
+            metavar="SECONDS",
+            convert=to_float(0.0, positive=True),
         ),
     )
     timeout_ssl_handshake: float = field(

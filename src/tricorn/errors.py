@@ -51,3 +51,18 @@ class LocalProtocolError(ProtocolError):
 
 class ClientDisconnected(OSError, TricornError):
     """Raised by an interface's ``send`` once the client has gone away (ASGI spec: an OSError subclass)."""
+
+
+class ClientTimeout(ClientDisconnected):
+    """The client stalled past ``--timeout-read`` (a request body the app waits for) or ``--timeout-send``
+    (a response it does not take): the server gave up on it, and the app is told as if it had left. Raised
+    where ClientDisconnected is (WSGI ``wsgi.input.read()`` and ``write()``, ASGI ``send``); ``str(err)``
+    says which timeout, and is the server's log line too."""
+
+    @classmethod
+    def reading(cls, seconds: float) -> ClientTimeout:
+        return cls(f"request body not received in time (--timeout-read {seconds:g}s)")
+
+    @classmethod
+    def sending(cls, seconds: float) -> ClientTimeout:
+        return cls(f"response not taken by the client in time (--timeout-send {seconds:g}s)")

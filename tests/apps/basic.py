@@ -22,8 +22,9 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 # Things the app saw, for /events: one string per event ("disconnect /wait-disconnect", "slow started").
 EVENTS: list[str] = []
-# Progress of the current /big response: bytes handed to send, and whether a send is awaiting (blocked).
-BIG: dict[str, Any] = {"sent": 0, "in_send": False, "done": False}
+# Progress of the current /big response: bytes handed to send, whether a send is awaiting (blocked), and
+# the error a send raised (the client gone).
+BIG: dict[str, Any] = {"sent": 0, "in_send": False, "done": False, "error": None}
 
 
 def log(message: str) -> None:
@@ -165,6 +166,7 @@ async def read_slowly(scope: Scope, receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
+            EVENTS.append("disconnect /read-slowly")
             return
         total += len(message.get("body", b""))
         parts += 1
@@ -177,7 +179,7 @@ async def read_slowly(scope: Scope, receive: Receive, send: Send) -> None:
 async def big(scope: Scope, receive: Receive, send: Send) -> None:
     size = int(query(scope).get("size", str(64 * 1024 * 1024)))
     chunk = b"x" * 65536
-    BIG.update(sent=0, in_send=False, done=False)
+    BIG.update(sent=0, in_send=False, done=False, error=None)
     await send(
         {
             "type": "http.response.start",
@@ -193,7 +195,11 @@ async def big(scope: Scope, receive: Receive, send: Send) -> None:
         part = chunk if remaining >= len(chunk) else chunk[:remaining]
         remaining -= len(part)
         BIG["in_send"] = True
-        await send({"type": "http.response.body", "body": part, "more_body": remaining > 0})
+        try:
+            await send({"type": "http.response.body", "body": part, "more_body": remaining > 0})
+        except OSError as exc:
+            BIG["error"] = f"{type(exc).__name__}: {exc}"
+            raise
         BIG["in_send"] = False
         BIG["sent"] += len(part)
     BIG["done"] = True

@@ -155,6 +155,17 @@ def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
             raise
         EVENTS.append("read completed")
         return respond(start_response, b"read it all")
+    if path == "/write-big":
+        # Writes with write() (a legacy app): a client that does not read makes write() block, then fail.
+        write = start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        chunk = b"x" * 65536
+        try:
+            for _ in range(int(q["size"]) // len(chunk)):
+                write(chunk)
+        except OSError as exc:
+            EVENTS.append(f"write failed: {type(exc).__name__}")
+            raise
+        return []
     if path == "/events":
         return as_json(start_response, {"events": EVENTS, "big": BIG, "sendfile_calls": SENDFILE_CALLS[0]})
     if path == "/barrier":

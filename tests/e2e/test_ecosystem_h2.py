@@ -8,23 +8,15 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import TricornProcess
+from tests.e2e.test_wsgi_apps import serve
 
 pytestmark = pytest.mark.e2e
-
-
-def serve(args: list[str], env: dict[str, str] | None = None) -> Iterator[TricornProcess]:
-    process = TricornProcess(args, env=env)
-    try:
-        yield process.wait_ready()
-    finally:
-        process.close()
 
 
 def h2(server: TricornProcess) -> httpx.Client:

@@ -38,6 +38,7 @@ class FakeStream:
         self.wsgi_environ: dict[str, Any] | None = None
         self.done = threading.Event()
         self.drained: asyncio.Future[None] | None = None
+        self.waits: list[int] = []  # the cycle's waits on the client in progress (wait_started, not ended)
 
     @property
     def write_paused(self) -> bool:
@@ -62,6 +63,12 @@ class FakeStream:
         if self.paused:
             self.drained = asyncio.get_running_loop().create_future()
             await self.drained
+
+    def wait_started(self, kind: int) -> None:
+        self.waits.append(kind)
+
+    def wait_ended(self, kind: int) -> None:
+        self.waits.remove(kind)
 
     def pause_reading(self) -> None:
         self.reading_paused = True

@@ -69,6 +69,7 @@ def test_defaults() -> None:
     assert (config.interface, config.lifespan, config.http, config.loop) == ("auto",) * 4
     assert (config.timeout_keep_alive, config.timeout_request_header) == (5.0, 10.0)
     assert config.timeout_graceful_shutdown == 30.0
+    assert (config.timeout_read, config.timeout_send) == (60.0, 60.0)
     assert (config.limit_request_line, config.limit_request_fields) == (8190, 100)
     assert config.limit_request_field_size == 8190
     assert (config.limit_request_body, config.limit_concurrency) == (None, None)
@@ -182,6 +183,9 @@ BAD_VALUES = [
     ("ssl_ciphers", " ", "ssl_ciphers: '' is not a cipher list (e.g. ECDHE+AESGCM:ECDHE+CHACHA20)"),
     ("timeout_ssl_handshake", "0", "timeout_ssl_handshake: 0 is out of range (must be more than 0)"),
     ("timeout_ssl_handshake", "-1", "timeout_ssl_handshake: -1 is out of range (must be at least 0)"),
+    ("timeout_read", "0", "timeout_read: 0 is out of range (must be more than 0)"),
+    ("timeout_send", "-1", "timeout_send: -1 is out of range (must be at least 0)"),
+    ("timeout_send", "soon", "timeout_send: 'soon' is not a number"),
     ("http2", "sometimes", "http2: 'sometimes' is not a boolean (use true or false)"),
     (
         "h2_max_concurrent_streams",
@@ -237,6 +241,14 @@ def test_wrong_native_types() -> None:
     assert error_of(lambda: Config(timeout_keep_alive=True)) == "timeout_keep_alive: True is not a number"
     assert error_of(lambda: Config(bind=3)) == "bind: 3 is not a list of strings"  # type: ignore[arg-type]
     assert error_of(lambda: Config(bind=["a:1", 2])) == "bind: 2 is not a string"  # type: ignore[arg-type]
+
+
+def test_read_and_send_timeouts_from_flags_and_env(tmp_path: Path) -> None:
+    config = load(tmp_path, ["--timeout-read", "1.5", "--timeout-send", "2"])
+    assert (config.timeout_read, config.timeout_send) == (1.5, 2.0)
+    env = {"TRICORN_TIMEOUT_READ": "30", "TRICORN_TIMEOUT_SEND": "0.25"}
+    config = load(tmp_path, ["--timeout-read", "3"], env)
+    assert (config.timeout_read, config.timeout_send) == (3.0, 0.25)
 
 
 @pytest.mark.parametrize(

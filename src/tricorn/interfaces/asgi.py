@@ -20,6 +20,8 @@ from tricorn.interfaces.stream import (
     RESPONSE_DONE,
     RESPONSE_START,
     RESPONSE_TRAILERS,
+    WAIT_READ,
+    WAIT_SEND,
     CycleState,
     Stream,
 )
@@ -84,6 +86,7 @@ class HTTPCycle:
     peer_eof = False
     continue_sent = False
     waiter: asyncio.Future[None] | None = None
+    reason: ClientDisconnected | None = None  # why the server gave up on the client (a ClientTimeout)
     state = RESPONSE_START
     status = 0
     response_headers: Any = ()
@@ -110,9 +113,11 @@ class HTTPCycle:
         self.body_complete = True
         self._wake()
 
-    def disconnect(self) -> None:
-        """The client went away (or the server gives up on it): wake anything waiting."""
+    def disconnect(self, reason: ClientDisconnected | None = None) -> None:
+        """The client went away (or the server gives up on it, for ``reason``): wake anything waiting."""
         self.disconnected = True
+        if reason is not None:
+            self.reason = reason
         self._wake()
 
     def peer_closed(self) -> None:
@@ -153,12 +158,21 @@ class HTTPCycle:
                 if self.state is RESPONSE_START:
                     self.stream.response_continue()
             waiter = self.waiter = asyncio.get_running_loop().create_future()
-            await waiter
+            if self.body_complete:
+                await waiter  # for the client to leave, or the response to end: no deadline
+                continue
+            # The app waits for body bytes the client has yet to send: --timeout-read runs meanwhile.
+            stream = self.stream
+            stream.wait_started(WAIT_READ)
+            try:
+                await waiter
+            finally:
+                stream.wait_ended(WAIT_READ)
 
     async def send(self, message: Message) -> None:
         state = self.state
         if self.disconnected:
-            raise ClientDisconnected("client disconnected")
+            raise self._gone()
         try:
             kind = message["type"]
         except (KeyError, TypeError):
@@ -202,9 +216,13 @@ class HTTPCycle:
                 stream.cycle_complete(self)
                 return
             if stream.write_paused:
-                await stream.drain()
+                stream.wait_started(WAIT_SEND)  # --timeout-send runs while the client takes nothing
+                try:
+                    await stream.drain()
+                finally:
+                    stream.wait_ended(WAIT_SEND)
                 if self.disconnected:
-                    raise ClientDisconnected("client disconnected")
+                    raise self._gone()
             return
         if state is RESPONSE_TRAILERS:
             if kind != "http.response.trailers":
@@ -227,6 +245,12 @@ class HTTPCycle:
             raise LocalProtocolError(f"early hint links must be bytes, got {message!r:.80}") from None
         if links:
             self.stream.response_informational(103, links)
+
+    def _gone(self) -> ClientDisconnected:
+        reason = self.reason
+        if reason is not None:
+            return type(reason)(*reason.args)  # a fresh exception each time: tracebacks do not pile up
+        return ClientDisconnected("client disconnected")
 
     # -- running the app
     async def run(self, app: ASGIApp) -> None:

@@ -11,6 +11,13 @@ Neither side knows the other's concrete class, so each adapter exists once and s
 - cycle -> stream: the calls of :class:`Stream` below. Framing (status lines, chunked coding, HEADERS and
   DATA frames), header validation and write coalescing are the stream's; the order of calls and the app's
   protocol (ASGI messages, PEP 3333) are the cycle's.
+- Deadlines: a cycle brackets each wait of its app on the client with ``wait_started(kind)`` and
+  ``wait_ended(kind)``, :data:`WAIT_READ` while the app waits for body bytes not yet received,
+  :data:`WAIT_SEND` while it waits for the client to take more of the response. Only waits are bracketed,
+  so a request whose app never waits costs no deadline. The stream keeps the deadline
+  (``--timeout-read``, ``--timeout-send``) on the server's tick; on expiry it answers 408 or closes the
+  connection (HTTP/1.1) or the stream (HTTP/2), and calls the cycle's ``disconnect(reason)`` with a
+  :class:`~tricorn.errors.ClientTimeout`.
 
 On HTTP/1.1 the connection is itself the stream of the request it is answering (no object per request
 beyond the cycle: bench "hello"); on HTTP/2 each stream id has its own stream object.
@@ -36,6 +43,10 @@ class CycleState(Enum):
     ABORTED = 3  # the app failed after the response started, or the connection was lost
     RESPONSE_TRAILERS = 4  # the body is out; trailers are due (the ASGI http.response.trailers extension)
 
+
+# What a cycle waits for (Stream.wait_started): body bytes from the client, or room to send more.
+WAIT_READ = 1
+WAIT_SEND = 2
 
 # Members as module constants: on Python 3.11 `Enum.MEMBER` goes through EnumType.__getattr__, which
 # costs about as much as parsing a request head (bench "hello", counted with callgrind).
@@ -84,6 +95,12 @@ class Stream(Protocol):
 
     async def drain(self) -> None:
         """Wait until the peer takes more of the response (or the stream is gone)."""
+
+    def wait_started(self, kind: int) -> None:
+        """The app now waits on the client (:data:`WAIT_READ` or :data:`WAIT_SEND`): its deadline runs."""
+
+    def wait_ended(self, kind: int) -> None:
+        """The wait of ``kind`` is over (what it waited for came, or the cycle stopped waiting)."""
 
     def pause_reading(self) -> None: ...
     def resume_reading(self) -> None: ...

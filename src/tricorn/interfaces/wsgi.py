@@ -29,6 +29,13 @@ share a cycle by these rules:
 - A disconnect marks the cycle ``abandoned`` and wakes the worker: a blocked ``wsgi.input`` read raises
   :class:`~tricorn.errors.ClientDisconnected` (an ``OSError``), iteration of the response stops, and the
   iterable's ``close()`` is called as always.
+- Deadlines are kept on the loop, by the stream, as for ASGI: the loop brackets the worker's waits on the
+  client with ``wait_started``/``wait_ended`` (for body bytes: told by the worker with one posted
+  operation per wait; for the client to drain: seen by the loop itself). A client that stalls past
+  ``--timeout-read`` or ``--timeout-send`` is disconnected with a
+  :class:`~tricorn.errors.ClientTimeout` reason, which the worker's read or write then raises: a stalled
+  client never pins a thread. (The one wait the loop cannot see, a worker's sendfile, keeps its own
+  ``--timeout-send`` in the worker.)
 
 Every cycle ends with exactly one final operation (response complete, or error, or abandoned), so the
 shell's accounting (active requests, keep-alive, graceful shutdown) is the same as for ASGI.
@@ -50,9 +57,17 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
-from tricorn.errors import ClientDisconnected, LocalProtocolError
+from tricorn.errors import ClientDisconnected, ClientTimeout, LocalProtocolError
 from tricorn.interfaces.asgi import METHODS, build_scope
-from tricorn.interfaces.stream import ABORTED, HIGH_WATER, RESPONSE_BODY, RESPONSE_DONE, RESPONSE_START
+from tricorn.interfaces.stream import (
+    ABORTED,
+    HIGH_WATER,
+    RESPONSE_BODY,
+    RESPONSE_DONE,
+    RESPONSE_START,
+    WAIT_READ,
+    WAIT_SEND,
+)
 from tricorn.logs import escape_for_log
 from tricorn.proto.h1 import Request
 
@@ -561,10 +576,12 @@ class WSGIServer:
         threads: int,
         root_path: str = "",
         multiprocess: bool = False,
+        timeout_send: float = 60.0,
     ) -> None:
         self.app = app
         self.loop = loop
         self.root_path = root_path
+        self.timeout_send = timeout_send  # for a worker's sendfile, the one wait the loop does not see
         self.pool = WorkerPool(threads)
         self.mailbox = Mailbox(loop)
         self.post = self.mailbox.post
@@ -632,6 +649,8 @@ class WSGICycle:
     disconnected = False
     peer_eof = False
     abandoned = False  # the loop takes no more output: client gone, or the response was refused
+    reason: ClientDisconnected | None = None  # why the server gave up on the client (a ClientTimeout)
+    read_armed = False  # the stream's read deadline runs (the worker waits for body bytes)
     # loop -> worker
     received = 0
     written = 0
@@ -642,6 +661,7 @@ class WSGICycle:
     sendfile_sock: socket.socket | None = None
     # worker
     waiting = False
+    send_timed_out = False  # a sendfile waited past --timeout-send
     cond: threading.Condition | None = None
     consumed = 0
     submitted = 0
@@ -676,15 +696,26 @@ class WSGICycle:
             self.read_paused = True
             self.resume_asked = False
             self.stream.pause_reading()
+        if self.read_armed:
+            self.read_armed = False
+            self.stream.wait_ended(WAIT_READ)
         if self.waiting:
             self._notify()
 
     def end_body(self) -> None:
         self.body_complete = True
+        if self.read_armed:
+            self.read_armed = False
+            self.stream.wait_ended(WAIT_READ)
         if self.waiting:
             self._notify()
 
-    def disconnect(self) -> None:
+    def disconnect(self, reason: ClientDisconnected | None = None) -> None:
+        if reason is not None:
+            self.reason = reason  # (set before `abandoned`, which the worker reads first)
+        if self.read_armed:
+            self.read_armed = False
+            self.stream.wait_ended(WAIT_READ)
         self.disconnected = True
         self.abandoned = True
         sock = self.sendfile_sock
@@ -797,9 +828,16 @@ class WSGICycle:
         if data:
             self._send(data)
 
+    def _gone(self, message: str = "client disconnected") -> ClientDisconnected:
+        """The exception a worker raises once the client is gone (worker thread)."""
+        reason = self.reason
+        if reason is not None:
+            return type(reason)(*reason.args)  # a fresh one: the loop's instance is not raised across threads
+        return ClientDisconnected(message)
+
     def _send(self, data: bytes) -> None:
         if self.abandoned:
-            raise ClientDisconnected("client disconnected")
+            raise self._gone()
         if self.headers_sent:
             self.server.post(self._loop_send, None, None, data, True)
         else:
@@ -812,7 +850,7 @@ class WSGICycle:
         if self.submitted - self.written > WRITE_HIGH_WATER or self.write_blocked:
             self._wait(self._writable)
             if self.abandoned:
-                raise ClientDisconnected("client disconnected")
+                raise self._gone()
 
     def _writable(self) -> bool:
         return self.abandoned or (
@@ -847,7 +885,7 @@ class WSGICycle:
                 if not chunks:
                     if self.body_complete:
                         return None
-                    raise ClientDisconnected("client disconnected before the request body was complete")
+                    raise self._gone("client disconnected before the request body was complete")
         assert chunks is not None
         data = chunks.popleft()
         self.consumed += len(data)
@@ -865,6 +903,11 @@ class WSGICycle:
         if self.read_paused and not self.resume_asked:
             self.resume_asked = True
             self.server.post(self._loop_resume_reading)
+        # The loop keeps the deadline of this wait (--timeout-read), not a timed cond.wait() here: one clock
+        # (the server's tick) for ASGI and WSGI, and the stream alone decides between a 408, a closed
+        # connection and a reset HTTP/2 stream; this thread is woken as by any disconnect. The cost is
+        # one posted operation per wait for body bytes, none when the body is there.
+        self.server.post(self._loop_wait_body)
         self._wait(self._body_ready)
 
     def _body_ready(self) -> bool:
@@ -908,7 +951,7 @@ class WSGICycle:
         self._wait(self._sendfile_answered)
         answer = self.sendfile_answer
         if answer is None or self.abandoned:
-            raise ClientDisconnected("client disconnected")
+            raise self._gone()
         if answer == "fallback":  # the head is out; the body goes through the transport
             remaining = count
             read = wrapper.filelike.read
@@ -966,7 +1009,12 @@ class WSGICycle:
         self.stream.app_error(self, f"invalid response from wsgi application: {exc}", None)
 
     async def _drained(self) -> None:
-        await self.stream.drain()
+        stream = self.stream
+        stream.wait_started(WAIT_SEND)  # the worker's next write waits on this: --timeout-send runs
+        try:
+            await stream.drain()
+        finally:
+            stream.wait_ended(WAIT_SEND)
         self.write_blocked = False
         self._notify()
 
@@ -990,6 +1038,20 @@ class WSGICycle:
         if self.state is RESPONSE_START and not self.body_complete and not self.continue_sent:
             self.continue_sent = True
             self.stream.response_continue()
+
+    def _loop_wait_body(self) -> None:
+        # Unless bytes came (or the body ended, or the client left) since the worker looked.
+        state = self.state
+        if (
+            not self.read_armed
+            and self.received == self.consumed
+            and not self.body_complete
+            and not self.disconnected
+            and state is not RESPONSE_DONE
+            and state is not ABORTED
+        ):
+            self.read_armed = True
+            self.stream.wait_started(WAIT_READ)
 
     def _loop_resume_reading(self) -> None:
         if self.read_paused and self.received - self.consumed <= HIGH_WATER:
@@ -1028,6 +1090,14 @@ class WSGICycle:
         if state is RESPONSE_DONE or state is ABORTED:
             return
         self.response_bytes += sent
+        if self.send_timed_out and not self.disconnected:
+            client = self.stream.client
+            error_log.info(
+                "%s %s: connection closed",
+                f"{client[0]}:{client[1]}" if client else "-",
+                ClientTimeout.sending(self.server.timeout_send),
+            )
+            self.disconnected = True
         if self.disconnected:
             self.state = ABORTED
             self.stream.cycle_complete(self)
@@ -1072,10 +1142,17 @@ def _sendfile_all(
 
 
 def _wait_writable(poller: select.poll, cycle: WSGICycle) -> None:
+    """Wait for room in the socket; ClientTimeout after --timeout-send without any (worker thread)."""
+    timeout = cycle.server.timeout_send
+    deadline = time.monotonic() + timeout
     while not cycle.abandoned:
-        if poller.poll(1000):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            cycle.send_timed_out = True
+            raise ClientTimeout.sending(timeout)
+        if poller.poll(min(1000, max(1, int(remaining * 1000)))):
             return
-    raise ClientDisconnected("client disconnected")
+    raise cycle._gone()
 
 
 def _check_bytes(data: object) -> bytes:

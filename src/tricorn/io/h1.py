@@ -14,9 +14,9 @@ from collections import deque
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from tricorn.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from tricorn.errors import ClientTimeout, LocalProtocolError, ProtocolError, RemoteProtocolError
 from tricorn.interfaces.asgi import HTTPCycle, build_scope
-from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, Headers
+from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, WAIT_READ, Headers
 from tricorn.io.flow import WriteFlow
 from tricorn.io.runner import AppRunner
 from tricorn.io.tls import alpn_protocol, looks_like_tls_client_hello, tls_scope_info
@@ -38,11 +38,13 @@ if TYPE_CHECKING:
 class Phase(Enum):
     IDLE = 0  # no request in progress and no bytes of one: the keep-alive deadline runs
     HEAD = 1  # part of a request head has arrived: the request-header deadline runs
-    ACTIVE = 2  # a request is being served: no deadline (the app decides)
+    ACTIVE = 2  # a request is being served: deadlines only while its app waits on the client (read, send)
     CLOSED = 3
 
 
 PHASE_IDLE, PHASE_HEAD, PHASE_ACTIVE, PHASE_CLOSED = Phase
+
+INF = float("inf")
 
 
 _PRI_LINE = b"PRI * HTTP/2.0"
@@ -71,11 +73,13 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         "phase",
         "pipeline",
         "preface_part",
+        "read_deadline",
         "reading_paused",
         "receiving",
         "refusal",
         "runner",
         "scheme",
+        "send_deadline",
         "server",
         "state",
         "tls",
@@ -97,6 +101,11 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.closing = False
         self.phase = PHASE_IDLE
         self.deadline = 0.0
+        # While ACTIVE, `deadline` is the earlier of these: when the app's wait for body bytes, or for the
+        # client to take more of the response, runs out (inf: no such wait). Two, as an app may wait for
+        # both at once (Starlette's StreamingResponse reads while it streams).
+        self.read_deadline = INF
+        self.send_deadline = INF
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
         self.runner = AppRunner(state.loop)
@@ -361,6 +370,23 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
             waiter = self._drain_waiter = self.state.loop.create_future()
         await waiter
 
+    def wait_started(self, kind: int) -> None:
+        if self.phase is PHASE_ACTIVE:
+            state = self.state
+            if kind == WAIT_READ:
+                self.read_deadline = state.loop.time() + state.timeout_read
+            else:
+                self.send_deadline = state.loop.time() + state.timeout_send
+            self.deadline = min(self.read_deadline, self.send_deadline)
+
+    def wait_ended(self, kind: int) -> None:
+        if kind == WAIT_READ:
+            self.read_deadline = INF
+        else:
+            self.send_deadline = INF
+        if self.phase is PHASE_ACTIVE:  # (not a keep-alive deadline set since)
+            self.deadline = min(self.read_deadline, self.send_deadline)
+
     def pause_reading(self) -> None:
         if not self.reading_paused and self.phase is not PHASE_CLOSED:
             self.reading_paused = True
@@ -549,12 +575,49 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
 
     def timeout(self, now: float) -> None:
         """Called by the server's tick when ``deadline`` has passed."""
-        if self.phase is PHASE_IDLE:
+        phase = self.phase
+        if phase is PHASE_IDLE:
             self.close()
-        elif self.phase is PHASE_HEAD:
+        elif phase is PHASE_HEAD:
             self.state.log_protocol_error(self, RemoteProtocolError("request head timed out", status=408))
             self.transport.write(error_response(408, "request head not received in time"))
             self.close()
+        elif phase is PHASE_ACTIVE:
+            if self.read_deadline <= now:
+                self._read_timeout()
+            elif self.send_deadline <= now:
+                self._send_timeout()
+            else:  # a deadline left from before the request: nothing is due until the app waits
+                self.deadline = min(self.read_deadline, self.send_deadline)
+
+    def _read_timeout(self) -> None:
+        """The app waited for body bytes longer than --timeout-read: 408 if the response has not begun (its
+        head is held until the first body part), else the connection is cut. The app is told the client
+        left."""
+        state = self.state
+        cycle = self.cycle
+        reason = ClientTimeout.reading(state.timeout_read)
+        self.read_deadline = self.send_deadline = INF
+        if cycle is not None and (cycle.state is RESPONSE_START or self.head):
+            state.log_timeout(self, f"408 {reason}")
+            self.head = b""
+            self._reply_error(cycle, 408, "request body not received in time")
+        else:
+            state.log_timeout(self, f"{reason}: connection closed")
+            self.abort_transport()
+        if cycle is not None:
+            cycle.disconnect(reason)
+
+    def _send_timeout(self) -> None:
+        """The app waited for the client to take more of the response longer than --timeout-send: the
+        connection is cut (what is queued for it is dropped, not flushed to a client that does not read)."""
+        state = self.state
+        reason = ClientTimeout.sending(state.timeout_send)
+        self.read_deadline = self.send_deadline = INF
+        state.log_timeout(self, f"{reason}: connection closed")
+        self.abort_transport()
+        if self.cycle is not None:
+            self.cycle.disconnect(reason)
 
     def shutdown(self) -> None:
         """Graceful stop: close now if idle, else after the response in progress."""
@@ -575,6 +638,12 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         if self.phase is not PHASE_CLOSED:
             self.phase = PHASE_CLOSED
             self.transport.close()
+
+    def abort_transport(self) -> None:
+        """Close now, dropping unsent bytes (``close`` would wait for a client that does not read)."""
+        if self.phase is not PHASE_CLOSED:
+            self.phase = PHASE_CLOSED
+            self.transport.abort()
 
 
 def _check_h2_settings(value: bytes) -> None:

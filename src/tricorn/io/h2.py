@@ -22,6 +22,10 @@ ASGI and WSGI cycles serve HTTP/2 streams unchanged: each :class:`H2Stream` is t
   the client faster than they can be served (CVE-2023-44487), floods of control frames, and a client that
   stops reading while it makes the server answer (PING, SETTINGS). Each ends the connection with GOAWAY
   ENHANCE_YOUR_CALM and one log line.
+- **Deadlines**: a stream whose app waits on its client (for body bytes, or for window to send more) keeps
+  its own read and send deadlines; the connection's ``deadline`` is the earliest of them (the keep-alive
+  deadline once no stream is left). On expiry the stream alone gets 408 (nothing of its response sent) or
+  RST_STREAM CANCEL, and the connection serves on; a connection the client does not read at all is closed.
 - **Shutdown**: GOAWAY with the last stream id taken; streams in flight finish, later ones are refused.
 """
 
@@ -31,9 +35,9 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from tricorn.errors import LocalProtocolError, RemoteProtocolError
+from tricorn.errors import ClientTimeout, LocalProtocolError, RemoteProtocolError
 from tricorn.interfaces.asgi import HTTPCycle, build_scope
-from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, Headers
+from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, WAIT_READ, Headers
 from tricorn.io.flow import WriteFlow
 from tricorn.io.runner import AppRunner
 from tricorn.proto.h1 import Request
@@ -83,6 +87,8 @@ CONTROL_BUDGET = 1000
 # to PING and SETTINGS pile up otherwise).
 OUTPUT_LIMIT = 4 * 1024 * 1024
 
+INF = float("inf")
+
 
 def _copy_request(request: Request) -> Request:
     """A request of its own (the app may change its ``scope["headers"]`` list)."""
@@ -114,9 +120,11 @@ class H2Stream:
         "outbuf_end",
         "pending_trailers",
         "proto",
+        "read_deadline",
         "reading_paused",
         "received",
         "reset",
+        "send_deadline",
         "tunnel",
         "unacked",
         "waiter",
@@ -139,6 +147,8 @@ class H2Stream:
         self.reset = False  # the stream was reset (either side) or the connection is gone
         self.waiter: asyncio.Future[None] | None = None
         self.tunnel: WSProtocol | None = None  # a WebSocket over this stream (RFC 8441)
+        self.read_deadline = INF  # when the app's wait for body bytes runs out (inf: not waiting)
+        self.send_deadline = INF  # when its wait for window to send more runs out
 
     # -- what the cycle reads
     @property
@@ -292,6 +302,26 @@ class H2Stream:
             if not waiter.done():
                 waiter.set_result(None)
 
+    def wait_started(self, kind: int) -> None:
+        if self.reset:
+            return
+        proto = self.proto
+        state = proto.state
+        if kind == WAIT_READ:
+            deadline = self.read_deadline = state.loop.time() + state.timeout_read
+        else:
+            deadline = self.send_deadline = state.loop.time() + state.timeout_send
+        if deadline < proto.deadline:
+            proto.deadline = deadline
+
+    def wait_ended(self, kind: int) -> None:
+        # The connection's deadline is left as it is: its timeout() finds what is really due (a scan of the
+        # streams once per expired deadline, rather than one per wait).
+        if kind == WAIT_READ:
+            self.read_deadline = INF
+        else:
+            self.send_deadline = INF
+
     def pause_reading(self) -> None:
         self.reading_paused = True
 
@@ -392,13 +422,13 @@ class H2Stream:
         if tunnel is not None and not tunnel.eof_received():
             tunnel.transport.close()
 
-    def gone(self) -> None:
-        """Reset by the client, or the connection is lost."""
+    def gone(self, reason: ClientTimeout | None = None) -> None:
+        """Reset by the client, or the connection is lost (or the server gave up on the client: ``reason``)."""
         self.reset = True
         self.outbuf = b""
         self._wake()
         if self.cycle is not None:
-            self.cycle.disconnect()
+            self.cycle.disconnect(reason)
         tunnel = self.tunnel
         if tunnel is not None:
             self.tunnel = None
@@ -602,7 +632,8 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
             self.conn.reset_stream(stream_id, ErrorCode.REFUSED_STREAM)
             return
         self.streams[stream_id] = stream
-        self.deadline = float("inf")
+        if len(self.streams) == 1:
+            self.deadline = INF  # no longer idle; while streams run, the deadline is their earliest wait's
         headers = event.headers
         template = self.last_request
         if template is not None and headers is self.last_head:
@@ -827,9 +858,59 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
 
     def timeout(self, now: float) -> None:
         """The connection has been idle (no stream) past its keep-alive deadline, or the client's preface
-        and first request did not come in time."""
+        and first request did not come in time; or a stream's app has waited on its client too long."""
         if not self.streams:
             self.shutdown()
+            return
+        nearest = INF
+        for stream in list(self.streams.values()):
+            if stream.read_deadline <= now:
+                self._read_timeout(stream)
+            elif stream.send_deadline <= now:
+                self._send_timeout(stream)
+            else:
+                nearest = min(nearest, stream.read_deadline, stream.send_deadline)
+            if self.closed:
+                return
+        if self.streams:
+            self.deadline = nearest
+
+    def _read_timeout(self, stream: H2Stream) -> None:
+        """A stream's app waited for body bytes past --timeout-read: 408 if its response has not begun, else
+        RST_STREAM CANCEL. Other streams go on."""
+        state = self.state
+        cycle = stream.cycle
+        reason = ClientTimeout.reading(state.timeout_read)
+        stream.read_deadline = stream.send_deadline = INF
+        if cycle is not None and (cycle.state is RESPONSE_START or stream.head is not None):
+            state.log_timeout(self, f"408 {reason}")
+            stream.head = None  # (a head held until the first body part: never sent)
+            self.reply_error(stream, cycle, 408, "request body not received in time")
+            cycle.disconnect(reason)
+        else:
+            state.log_timeout(self, f"{reason}: stream reset")
+            self._cancel_stream(stream, reason)
+
+    def _send_timeout(self, stream: H2Stream) -> None:
+        """A stream's app waited past --timeout-send for the client to take more of its response: the stream
+        is reset (CANCEL) and the others go on, unless the client reads nothing of the connection at all
+        (its transport is paused): then the connection is closed."""
+        state = self.state
+        reason = ClientTimeout.sending(state.timeout_send)
+        stream.read_deadline = stream.send_deadline = INF
+        if self.write_paused:
+            state.log_timeout(self, f"{reason}: connection closed")
+            stream.gone(reason)
+            self.close(abort=True)
+            return
+        state.log_timeout(self, f"{reason}: stream reset")
+        self._cancel_stream(stream, reason)
+
+    def _cancel_stream(self, stream: H2Stream, reason: ClientTimeout) -> None:
+        self.streams.pop(stream.id, None)
+        self.reset_stream(stream, ErrorCode.CANCEL)
+        stream.gone(reason)
+        self._maybe_idle()
 
     def shutdown(self) -> None:
         """Graceful stop in two steps (RFC 9113 §6.8): a GOAWAY with the largest stream id says no new
@@ -860,10 +941,15 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
             stream.gone()
         self.close()
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        """Close the connection; with ``abort``, at once, dropping what a client that does not read has
+        not taken (``transport.close()`` waits to flush it)."""
         if not self.closed:
             self.closed = True
-            self.transport.close()
+            if abort:
+                self.transport.abort()
+            else:
+                self.transport.close()
             for stream in self.streams.values():
                 stream.gone()
 

@@ -78,6 +78,9 @@ class ServerState:
         self.root_path = config.root_path
         self.timeout_keep_alive = config.timeout_keep_alive
         self.timeout_request_header = config.timeout_request_header
+        # Read and send deadlines run only while an app waits on its client (interfaces/stream.py).
+        self.timeout_read = config.timeout_read
+        self.timeout_send = config.timeout_send
         self.limit_concurrency = config.limit_concurrency
         self.connections: set[Connection] = set()
         self.active = 0
@@ -106,6 +109,7 @@ class ServerState:
                 config.threads,
                 config.root_path,
                 multiprocess=config.workers > 1,
+                timeout_send=config.timeout_send,
             )
         # Upgrades the HTTP/1.1 core hands over: WebSocket for ASGI apps unless `ws` is none.
         self.upgrades: frozenset[bytes] = frozenset()
@@ -134,7 +138,13 @@ class ServerState:
         if config.access_log and access_log.isEnabledFor(logging.INFO):
             self.access_log = AccessLogFormatter(config.access_log_format)
         self._tick_handle: asyncio.TimerHandle | None = None
-        self._tick = max(0.05, min(1.0, config.timeout_keep_alive / 4, config.timeout_request_header / 4))
+        timeouts = (
+            config.timeout_keep_alive,
+            config.timeout_request_header,
+            self.timeout_read,
+            self.timeout_send,
+        )
+        self._tick = max(0.05, min(1.0, *(t / 4 for t in timeouts)))
         self._last_date = 0
 
     # -- addresses
@@ -264,6 +274,11 @@ class ServerState:
     def log_protocol_error(self, conn: Connection, exc: ProtocolError) -> None:
         client = f"{conn.client[0]}:{conn.client[1]}" if conn.client else "-"
         error_log.info("%s %d %s", client, exc.status, escape_for_log(str(exc)))
+
+    def log_timeout(self, conn: Connection, message: str) -> None:
+        """A client that stalled past a deadline while its app waited (``message`` says which)."""
+        client = f"{conn.client[0]}:{conn.client[1]}" if conn.client else "-"
+        error_log.info("%s %s", client, message)
 
     def log_app_error(self, message: str, exc: BaseException | None) -> None:
         if exc is not None:
