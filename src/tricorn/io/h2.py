@@ -110,6 +110,7 @@ class H2Stream:
     """One request on an HTTP/2 connection: the Stream its cycle answers through."""
 
     __slots__ = (
+        "bodiless",
         "conn",
         "cycle",
         "ended",
@@ -144,6 +145,7 @@ class H2Stream:
         self.unacked = 0  # flow-controlled bytes received and not yet given back to the peer
         self.reading_paused = False
         self.ended = False  # the request body is complete
+        self.bodiless = False  # a GET or HEAD: no body worth asking the client to stop
         self.reset = False  # the stream was reset (either side) or the connection is gone
         self.waiter: asyncio.Future[None] | None = None
         self.tunnel: WSProtocol | None = None  # a WebSocket over this stream (RFC 8441)
@@ -650,6 +652,8 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
             self.last_request = _copy_request(request)
         if event.end_stream:
             stream.ended = True
+        else:
+            stream.bodiless = request.method in (b"GET", b"HEAD")
         self._start_stream(stream, request)
 
     def _start_stream(self, stream: H2Stream, request: Request) -> None:
@@ -810,7 +814,11 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
 
     def reset_after_response(self, stream: H2Stream) -> None:
         if stream.outbuf:
-            return  # the response is still going out; the client's data will be refused by the core later
+            return  # the response is still going out (window_opened asks once it is)
+        if stream.bodiless:
+            # A GET or HEAD has no body to stop (RFC 9110 §9.3.1, §9.3.2): the stream stays half-closed
+            # until the client ends it, rather than racing its next frames with a RST_STREAM (h2spec 6.9.1/3).
+            return
         self.reset_stream(stream, ErrorCode.NO_ERROR)
 
     def stream_done(self, stream: H2Stream) -> None:
