@@ -96,15 +96,31 @@ class TricornProcess:
         _LIVE.add(self.proc)
 
     def wait_ready(self, timeout: float = 20.0) -> TricornProcess:
-        """Wait until the port accepts a connection (or the process dies)."""
+        """Wait until the port accepts a connection (or the process dies).
+
+        The port is this process's only once it says so: free_port() gives a port that was free, and
+        another test's server (or a client's ephemeral port) may take it before this process binds; a
+        connection would then reach that one. So readiness also waits for the "listening on" line (when
+        the log level shows it), or, without it, for the process to be still alive a moment later."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"tricorn exited with {self.proc.returncode}:\n{self.output()}")
             with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), timeout=0.5):
-                return self
+                if self._says_listening(deadline):
+                    return self
             time.sleep(0.02)
         raise TimeoutError(f"tricorn did not start listening within {timeout}s:\n{self.output()}")
+
+    def _says_listening(self, deadline: float) -> bool:
+        grace = time.monotonic() + 0.5
+        while time.monotonic() < min(deadline, grace):
+            if "listening on" in self.output():
+                return True
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"tricorn exited with {self.proc.returncode}:\n{self.output()}")
+            time.sleep(0.01)
+        return self.proc.poll() is None
 
     def output(self) -> str:
         return Path(self._log.name).read_text(errors="replace")
