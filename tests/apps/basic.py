@@ -161,6 +161,14 @@ async def slow(scope: Scope, receive: Receive, send: Send) -> None:
     await respond(send, b"slow done")
 
 
+async def work(scope: Scope, receive: Receive, send: Send) -> None:
+    """Work that goes on whether or not the client waits (a database write, say), logged when done."""
+    EVENTS.append("work started")
+    await asyncio.sleep(float(query(scope).get("delay", "1")))
+    log("work finished")
+    await respond(send, b"work done")
+
+
 async def read_slowly(scope: Scope, receive: Receive, send: Send) -> None:
     total = parts = 0
     while True:
@@ -270,6 +278,7 @@ ROUTES: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
     "/echo": echo,
     "/stream": stream,
     "/slow": slow,
+    "/work": work,
     "/read-slowly": read_slowly,
     "/big": big,
     "/error": error,

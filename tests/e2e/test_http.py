@@ -10,6 +10,7 @@ import json
 import re
 import signal
 import socket
+import struct
 from collections.abc import Callable, Iterator
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -707,6 +708,21 @@ def test_graceful_timeout_disconnects_remaining_requests(start: Start) -> None:
     assert "graceful shutdown timed out" in log
     assert "basic app: got http.disconnect on /wait-disconnect" in log
     assert "basic app: lifespan shutdown" in log
+
+
+def test_graceful_shutdown_waits_for_an_app_whose_client_has_gone(start: Start) -> None:
+    """The client resets its connection while its app works: a stop lets the app finish (its work, a
+    database write say, is part of the request), instead of tearing its coroutine down with the loop."""
+    server = start()
+    with connect(server.port) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+        sock.sendall(get("/work?delay=1"))
+        wait_for(lambda: "work started" in app_events(server)["events"])
+    server.send_signal(signal.SIGTERM)
+    assert server.wait() == 0
+    log = server.output()
+    assert "basic app: work finished" in log
+    assert "Traceback" not in log and "GeneratorExit" not in log, log
 
 
 def test_graceful_timeout_does_not_wait_for_an_app_ignoring_the_disconnect(start: Start) -> None:

@@ -260,6 +260,8 @@ class HTTPCycle:
             if self.state is not RESPONSE_DONE:
                 self.state = ABORTED
                 self.stream.cycle_complete(self)
+        except GeneratorExit:
+            raise  # the coroutine is being closed (the loop is going away): no failure of the app's
         except BaseException as exc:  # the app's failure is reported, never raised into the loop
             # SystemExit and KeyboardInterrupt too: an app cannot stop the worker, with or without an await
             # before (docs/deployment.md, "When an app raises SystemExit").

@@ -263,6 +263,8 @@ class WebSocketSession:
             await app(self.scope, self.receive, self.send)
         except ClientDisconnected:
             pass
+        except GeneratorExit:
+            raise  # the coroutine is being closed (the loop is going away): no failure of the app's
         except BaseException as exc:  # the app's failure is reported, never raised into the loop
             # SystemExit and KeyboardInterrupt too (docs/deployment.md, "When an app raises SystemExit").
             self.channel.app_error(self, f"exception in asgi websocket application: {exc!r:.200}", exc)

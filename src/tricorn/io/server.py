@@ -207,7 +207,9 @@ class ServerState:
             else:
                 conn.shutdown()
         deadline = self.loop.time() + timeout
-        while self.connections and self.loop.time() < deadline:
+        # In-flight requests include apps still running for a client that has gone (their response is
+        # cut, but the app's own work, a database write say, is given the same time to finish).
+        while (self.connections or self.active) and self.loop.time() < deadline:
             await asyncio.sleep(min(0.05, max(0.0, deadline - self.loop.time())))
         if self.connections:
             error_log.warning(
