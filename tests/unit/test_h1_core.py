@@ -29,6 +29,7 @@ from tricorn.proto.h1 import (
     error_response,
     status_line,
 )
+from tricorn.proto.h1.parsers import _HttptoolsParser
 
 BACKENDS = available_backends()
 SPLITS = ("whole", "lines", "bytes", "random")
@@ -1031,13 +1032,13 @@ def test_chunk_data_full_of_crlfcrlf_is_parsed_in_one_llhttp_call(monkeypatch: p
     data = chunked(b"%x\r\n" % len(crlfs) + crlfs + b"\r\n", b"3;x=1\r\n\r\n\r\r\n0\r\nT: 1\r\n\r\n")
     data += get(b"Host: a", target=b"/next")
     calls = []
-    original = h1._HttptoolsParser._execute
+    original = _HttptoolsParser._execute
 
-    def counted(parser: h1._HttptoolsParser, piece: bytes | memoryview) -> bool:
+    def counted(parser: _HttptoolsParser, piece: bytes | memoryview) -> bool:
         calls.append(len(piece))
         return original(parser, piece)
 
-    monkeypatch.setattr(h1._HttptoolsParser, "_execute", counted)
+    monkeypatch.setattr(_HttptoolsParser, "_execute", counted)
     outcome = collect(data, "httptools")
     assert calls and len(calls) <= 4, len(calls)  # the head, the body, the next head
     assert [m.target for m in outcome.messages] == [b"/up", b"/next"]
@@ -1050,7 +1051,7 @@ def test_a_request_inside_a_piece_fed_as_body_is_refused(monkeypatch: pytest.Mon
     # Should the driver ever misjudge a chunked body's end, the next head reaches llhttp inside a body
     # piece: it is refused, never parsed past the shared head front. (A driver cutting at the read's end
     # stands in for the misjudgement.)
-    monkeypatch.setattr(h1._HttptoolsParser, "_chunk_stop", lambda self, data, pos, end: end)
+    monkeypatch.setattr(_HttptoolsParser, "_chunk_stop", lambda self, data, pos, end: end)
     outcome = collect(chunked(b"3\r\nabc\r\n0\r\n\r\n") + get(b"Host: a", target=b"/next"), "httptools")
     assert outcome.status == 400
     assert [m.target for m in outcome.messages if m.complete] == [b"/up"]

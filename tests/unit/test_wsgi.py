@@ -18,10 +18,10 @@ from tricorn.interfaces.wsgi import (
     FileWrapper,
     WorkerPool,
     WSGIInput,
-    _parse_start,
     base_environ,
     build_environ,
 )
+from tricorn.interfaces.wsgi.environ import _parse_start
 from tricorn.proto.h1 import H1Connection, Request
 
 BACKENDS = ["httptools", "h11"]

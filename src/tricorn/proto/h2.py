@@ -21,15 +21,8 @@ from collections.abc import Iterable
 from typing import Final
 
 from tricorn.errors import LocalProtocolError, RemoteProtocolError
-from tricorn.proto.h1 import (
-    _BAD_TARGET,
-    _CONTENT_LENGTH,
-    _HOST,
-    KNOWN_METHODS,
-    H1Limits,
-    Request,
-    date_header,
-)
+from tricorn.proto.h1 import KNOWN_METHODS, H1Limits, Request, date_header
+from tricorn.proto.h1.head import _BAD_TARGET, _CONTENT_LENGTH, _HOST
 
 # RFC 9113 §8.2.2: connection-specific fields MUST NOT be sent in HTTP/2; an app written for HTTP/1.1 sends
 # them anyway (Connection: close, Transfer-Encoding: chunked), so they are dropped, as nginx and hypercorn do.

@@ -1,0 +1,101 @@
+"""WSGI (PEP 3333) adapter: one :class:`WSGICycle` per request, the application run on worker threads.
+
+The package: :mod:`.environ` (the environ and start_response's checks), :mod:`.streams` (wsgi.input,
+wsgi.errors, the file wrapper), :mod:`.threads` (the worker threads and the mailbox to the loop) and
+:mod:`.cycle` (one request, with the theory of operation); :class:`WSGIServer`, here, ties them together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from tricorn.interfaces.wsgi.cycle import WSGICycle
+from tricorn.interfaces.wsgi.environ import (
+    WSGIApp,
+    base_environ,
+    build_environ,
+    connection_environ,
+    request_environ,
+)
+from tricorn.interfaces.wsgi.streams import ErrorStream, FileWrapper, WSGIInput
+from tricorn.interfaces.wsgi.threads import Mailbox, WorkerPool
+from tricorn.proto.h1 import Request
+
+if TYPE_CHECKING:
+    from tricorn.interfaces.stream import Stream
+
+__all__ = [
+    "ErrorStream",
+    "FileWrapper",
+    "Mailbox",
+    "WSGICycle",
+    "WSGIInput",
+    "WSGIServer",
+    "WorkerPool",
+    "base_environ",
+    "build_environ",
+    "connection_environ",
+    "request_environ",
+]
+
+error_log = logging.getLogger("tricorn.error")
+
+
+class WSGIServer:
+    """What every WSGI request of a worker process shares: the app, its threads, the environ's constants."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        loop: asyncio.AbstractEventLoop,
+        threads: int,
+        root_path: str = "",
+        multiprocess: bool = False,
+        timeout_send: float = 60.0,
+    ) -> None:
+        self.app = app
+        self.loop = loop
+        self.root_path = root_path
+        self.timeout_send = timeout_send  # for a worker's sendfile, the one wait the loop does not see
+        self.pool = WorkerPool(threads)
+        self.mailbox = Mailbox(loop)
+        self.post = self.mailbox.post
+        self.base = base_environ(threads > 1, multiprocess, root_path)
+        self._starting: list[WSGICycle] = []
+
+    def start(self, cycle: WSGICycle) -> None:
+        """Run ``cycle``'s app on a thread. Loop thread.
+
+        The requests started during one turn of the loop go to the pool together, at the end of the turn:
+        one thread wakeup for the batch, not one per request (bench wsgi "hello").
+        """
+        starting = self._starting
+        starting.append(cycle)
+        if len(starting) == 1:
+            self.loop.call_soon(self._submit)
+
+    def _submit(self) -> None:
+        starting, self._starting = self._starting, []
+        if self.pool.closed:  # shutting down: the last threads are gone or going
+            for cycle in starting:
+                cycle.abandoned = True
+                cycle._loop_final_error("", None, True)
+            return
+        self.pool.submit([cycle.execute for cycle in starting])
+
+    def new_cycle(self, stream: Stream, request: Request) -> WSGICycle:
+        return WSGICycle(self, stream, request)
+
+    async def close(self, timeout: float) -> None:
+        """Graceful stop: wait up to ``timeout`` for requests still running in threads (the loop keeps
+        running their operations meanwhile), then let the threads go."""
+        pool = self.pool
+        pool.close()
+        deadline = self.loop.time() + timeout
+        while pool.busy and self.loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        if pool.busy:
+            error_log.warning("%d wsgi request(s) still running in threads at shutdown", pool.busy)
+        self.mailbox.drain()

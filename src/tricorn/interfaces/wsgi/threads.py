@@ -1,0 +1,192 @@
+"""The threads WSGI applications run on (:class:`WorkerPool`) and the way their operations reach the
+event loop (:class:`Mailbox`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+error_log = logging.getLogger("tricorn.error")
+
+# A job (a request) that takes longer than this has blocked (or computed for long): the pool then wakes a
+# thread per waiting job instead of one at a time. Well above a request that does not block (tens of
+# microseconds), well below a database round trip.
+BLOCKING_JOB = 0.002
+
+# -- threads and the loop -------------------------------------------------------------------------------
+
+
+class Mailbox:
+    """Operations posted from worker threads, run on the loop thread in the order they were posted.
+
+    One ``call_soon_threadsafe`` wakes the loop for a whole batch: a worker that posts while a drain is
+    already scheduled only appends (bench wsgi "hello": the loop writes many responses per wakeup).
+    """
+
+    __slots__ = ("_call_soon", "ops", "scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.ops: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
+        self.scheduled = False
+        self._call_soon = loop.call_soon_threadsafe
+
+    def post(self, op: Callable[..., None], *args: Any) -> None:
+        """Run ``op(*args)`` on the loop thread soon. Any thread; never blocks."""
+        # Append, then look at the flag; the drain clears the flag, then pops. So an op appended after a
+        # drain's last pop either sees the flag clear (and schedules) or is popped by a drain to come.
+        self.ops.append((op, args))
+        if not self.scheduled:
+            self.scheduled = True
+            self._call_soon(self.drain)
+
+    def drain(self) -> None:
+        self.scheduled = False
+        ops = self.ops
+        while ops:
+            op, args = ops.popleft()
+            try:
+                op(*args)
+            except Exception:  # pragma: no cover - an op that raises is a bug in this module
+                error_log.exception("internal error in a wsgi loop operation")
+
+
+class _Worker:
+    __slots__ = ("cond", "ident", "job_started", "wake")
+
+    def __init__(self) -> None:
+        self.wake = threading.Lock()
+        self.wake.acquire()  # released to wake this (idle) thread
+        self.cond = threading.Condition(threading.Lock())  # for the waits of the jobs it runs
+        self.ident = 0  # its thread's, once running
+        self.job_started = 0.0  # time.monotonic() when the job it runs started; 0.0 while it runs none
+
+
+Job = Callable[[threading.Condition], None]
+
+
+class WorkerPool:
+    """Up to ``size`` daemon threads running jobs in submission order.
+
+    How many threads a batch of jobs wakes depends on how long jobs take. While they are quick (the app
+    does not block), at most one thread is *waking* (woken, not yet running a job) at a time: a batch wakes
+    one thread, and a thread that takes a job while others still wait wakes one more. So an app that never
+    blocks is served by a thread or two running job after job without context switches between them
+    (waking a thread per job made each request cost about two context switches, and a third more CPU,
+    bench wsgi "hello"). Once a job has taken longer than :data:`BLOCKING_JOB` (the app blocked, or
+    computed for long), every waiting job wakes a thread, up to ``size`` (bench wsgi "blocking": waking
+    them one by one left most threads idle). Threads start when first needed; the most recently idle
+    thread is woken first. Each job is called with its thread's Condition, for its waits.
+    """
+
+    def __init__(self, size: int, name: str = "tricorn-wsgi") -> None:
+        self.size = size
+        self.name = name
+        self._lock = threading.Lock()
+        self._idle: list[_Worker] = []
+        self._backlog: deque[Job] = deque()
+        self._waking = 0
+        self._blocking = False  # the last job took long (it blocked): wake a thread per waiting job
+        self.threads: list[threading.Thread] = []
+        self._workers: list[_Worker] = []
+        self.busy = 0  # jobs submitted and not finished (for the graceful shutdown)
+        self.closed = False
+
+    def submit(self, jobs: Iterable[Job]) -> None:
+        """Queue ``jobs`` (any thread)."""
+        with self._lock:
+            if self.closed:
+                raise RuntimeError("worker pool is closed")
+            before = len(self._backlog)
+            self._backlog.extend(jobs)
+            self.busy += len(self._backlog) - before
+            self._wake()
+
+    def _wake(self) -> None:
+        # Called with the lock held.
+        backlog = len(self._backlog)
+        wanted = backlog if self._blocking else min(backlog, 1)
+        while self._waking < wanted:
+            if self._idle:
+                self._idle.pop().wake.release()
+            elif len(self.threads) < self.size:
+                worker = _Worker()
+                self._workers.append(worker)
+                thread = threading.Thread(
+                    target=self._work,
+                    args=(worker,),
+                    name=f"{self.name}-{len(self.threads) + 1}",
+                    daemon=True,
+                )
+                self.threads.append(thread)
+                thread.start()
+            else:
+                return
+            self._waking += 1
+
+    def _work(self, worker: _Worker) -> None:
+        lock = self._lock
+        backlog = self._backlog
+        cond = worker.cond
+        woken = True
+        finished = False
+        started = 0.0
+        worker.ident = threading.get_ident()
+        while True:
+            with lock:
+                if woken:
+                    self._waking -= 1
+                    woken = False
+                if finished:
+                    self.busy -= 1
+                    finished = False
+                    self._blocking = time.monotonic() - started > BLOCKING_JOB
+                if backlog:
+                    job: Job | None = backlog.popleft()
+                    if backlog:
+                        self._wake()
+                elif self.closed:
+                    return
+                else:
+                    self._idle.append(worker)
+                    job = None
+            if job is None:
+                worker.wake.acquire()
+                woken = True
+                continue
+            started = worker.job_started = time.monotonic()
+            try:
+                job(cond)
+            except BaseException:  # pragma: no cover - jobs report their own errors
+                error_log.exception("internal error in a wsgi worker thread")
+            worker.job_started = 0.0
+            finished = True
+
+    def running_since(self) -> list[tuple[int, float]]:
+        """(thread ident, ``time.monotonic()`` its job started) for each thread running a job now. Read
+        only, from any thread, without the lock: a snapshot (the heartbeat's stuck-pool check,
+        tricorn.supervisor.worker, reads it every beat)."""
+        return [(w.ident, w.job_started) for w in self._workers if w.job_started]
+
+    def close(self) -> None:
+        """Take no more jobs; idle threads exit now, busy ones once the backlog is done."""
+        with self._lock:
+            self.closed = True
+            idle, self._idle = self._idle, []
+            self._waking += len(idle)
+        for worker in idle:
+            worker.wake.release()
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for every thread to exit; True if they all did."""
+        deadline = time.monotonic() + timeout
+        while True:  # the backlog may still start threads while we wait
+            alive = [thread for thread in self.threads if thread.is_alive()]
+            remaining = deadline - time.monotonic()
+            if not alive or remaining <= 0:
+                return not alive
+            alive[0].join(remaining)

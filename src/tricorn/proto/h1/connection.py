@@ -1,0 +1,383 @@
+"""HTTP/1.1 server-side protocol core (sans-io).
+
+Theory of operation
+-------------------
+:class:`H1Connection` turns the bytes a client sends into events, and the application's response into bytes.
+It never touches a socket, a clock or a logger, so it is tested with plain function calls.
+
+Receiving: ``receive_data(data)`` returns a list of events: :class:`Request` (a validated request head),
+:class:`Data` (a piece of the body) and :class:`EndOfMessage` (with trailers). Pipelined requests simply
+produce several ``Request ... EndOfMessage`` runs in one list; the shell answers them in order. Two parser
+backends split the bytes: httptools (llhttp, the fast path) and a pure-Python one (configured as "h11").
+Both collect each head whole through one shared front (request line, limits, forbidden bytes), parse
+fields and chunks to the same strict grammar and feed the same validation (:func:`check_head`), so both
+accept and refuse exactly the same requests, with the same status, however the bytes are split. After a
+request that closes the connection nothing more is read (RFC 9112 §9.6). A violation raises
+:class:`~tricorn.errors.RemoteProtocolError` carrying the status to answer (400, 413, 414, 431, 501, 505);
+after it the connection is unusable and the shell answers and closes.
+
+Sending: ``response_head(...)`` validates the application's status and headers (no CR, LF or NUL: no
+response splitting), chooses the framing (Content-Length, chunked, or close-delimited for HTTP/1.0) and the
+connection's fate (keep-alive or close), and returns the bytes to write. ``response_body(data, more)``
+frames body bytes. ``keep_alive`` tells the shell, once the response is complete, whether the connection
+may carry another request.
+
+An upgrade request (``Connection: upgrade`` + ``Upgrade: <proto>`` with ``<proto>`` in ``upgrades``) stops
+parsing after its head: the bytes after it are kept in ``trailing_data`` for the next protocol's core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import Enum
+
+from tricorn.errors import LocalProtocolError, RemoteProtocolError
+from tricorn.proto.h1.events import Backend, EndOfMessage, Event, H1Limits, Headers, Request
+from tricorn.proto.h1.head import _BAD_TARGET, _HOST, KNOWN_METHODS, _has_token
+from tricorn.proto.h1.parsers import _BODY_METHODS, _HttptoolsParser, _llhttp, _PythonParser, _Scout
+from tricorn.proto.h1.response import _PAIR_LINES, _STATUS_LINES, _date_header, _pair_line, status_line
+
+try:  # the fast path; the pure-Python backend is the fallback
+    import httptools
+except ImportError:  # pragma: no cover - exercised on interpreters without the wheel
+    httptools = None  # type: ignore[assignment]  # optional: the pure-Python backend serves alone
+
+
+class BodyFraming(Enum):
+    NONE = 0  # HEAD, 1xx, 204, 304: no body bytes go out
+    LENGTH = 1  # Content-Length given by the application
+    CHUNKED = 2  # HTTP/1.1 without Content-Length
+    CLOSE = 3  # HTTP/1.0 without Content-Length: the body ends when the connection closes
+
+
+# Members as module constants: on Python 3.11 `Enum.MEMBER` goes through EnumType.__getattr__, which
+# costs about as much as parsing a request head (bench "hello", counted with callgrind).
+FRAMING_NONE, FRAMING_LENGTH, FRAMING_CHUNKED, FRAMING_CLOSE = BodyFraming
+
+
+class ResponseState(Enum):
+    IDLE = 0  # no request waiting for a response
+    HEAD = 1  # a request is waiting; the response head has not been sent
+    BODY = 2  # head sent, body in progress
+    DONE = 3  # response complete
+
+
+RS_IDLE, RS_HEAD, RS_BODY, RS_DONE = ResponseState
+
+
+class H1Connection:
+    """One client connection's HTTP/1.1 state; see the module docstring for the protocol of use."""
+
+    __slots__ = (
+        "_backend",
+        "_framing",
+        "_parser",
+        "_remaining",
+        "_request",
+        "_scout",
+        "_scout_host",
+        "_simple_max",
+        "keep_alive",
+        "limits",
+        "response_state",
+        "their_error",
+        "trailing_data",
+    )
+
+    def __init__(
+        self,
+        limits: H1Limits | None = None,
+        backend: Backend = "httptools",
+        upgrades: frozenset[bytes] = frozenset(),
+    ) -> None:
+        self.limits = limits or H1Limits()
+        if backend == "httptools" and httptools is None:  # pragma: no cover
+            backend = "h11"
+        self._backend = backend
+        self._parser: _HttptoolsParser | _PythonParser = (
+            _HttptoolsParser(self.limits, upgrades)
+            if backend == "httptools"
+            else _PythonParser(self.limits, upgrades)
+        )
+        self._request: Request | None = None
+        # The fast lane (receive_simple): llhttp only, for heads no single limit can refuse.
+        self._scout = _Scout() if backend == "httptools" else None
+        self._scout_host = b""  # the last Host value the fast lane validated (a connection repeats it)
+        self._simple_max = min(self.limits.request_line, self.limits.field_size)
+        self._framing = FRAMING_NONE
+        self._remaining = 0
+        self.keep_alive = True
+        self.response_state = RS_IDLE
+        self.trailing_data = b""
+        self.their_error: RemoteProtocolError | None = None
+
+    # -- receiving
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Parse ``data``; return the events it completes. Raises RemoteProtocolError on bad input.
+
+        When ``data`` holds whole requests before the bad input (pipelining), their events are returned
+        and the error is kept in ``their_error`` for the caller to answer once those requests are
+        answered; the events of a request the error cut short are dropped. After an error every later
+        call raises it. While an accepted upgrade is pending (``trailing_data`` set by a Request with
+        ``upgrade``), further bytes are appended to it.
+        """
+        if self.their_error is not None:
+            raise self.their_error
+        parser = self._parser
+        if parser.paused_upgrade:
+            self.trailing_data += data
+            return []
+        try:
+            rest = parser.feed(data)
+        except RemoteProtocolError as exc:
+            self.their_error = exc
+            events = parser.events
+            parser.events = []
+            complete = len(events)
+            while complete and type(events[complete - 1]) is not EndOfMessage:
+                complete -= 1
+            if not complete:
+                raise
+            return events[:complete]
+        if rest is not None:
+            self.trailing_data = rest
+        events = parser.events
+        parser.events = []
+        return events
+
+    def receive_simple(self, data: bytes) -> Request | None:
+        """The fast lane of :meth:`receive_data` for the commonest read: one whole request head without
+        body or connection fields (and not POST, PUT or PATCH), arriving while the connection waits for a
+        request.
+
+        Returns the Request exactly as ``receive_data(data)`` would have returned it, complete: no body
+        follows (the caller takes it as ``Request`` then ``EndOfMessage``). Returns None, having changed
+        nothing, for anything else (a body, ``Connection``, ``Expect`` or ``Upgrade`` fields, HTTP/1.0, a
+        target that is not origin-form, an error, ...); the caller then passes ``data`` to
+        ``receive_data``, which decides. The pure-Python backend has no fast lane (always None).
+
+        Bench wsgi/asgi "hello": the general path's layers (the shared head front, per-callback state,
+        events, the full ``check_head``) cost about four times this lane for a plain GET.
+        """
+        scout = self._scout
+        if scout is None:
+            return None
+        parser: _HttptoolsParser = self._parser  # type: ignore[assignment]  # the scout implies httptools
+        if parser.in_message or parser.head.data or parser.closed or parser.paused_upgrade:
+            return None
+        end = len(data) - 4
+        # Within min(request_line, field_size) bytes no request line or field can be over its limit, nor
+        # the head over its own.
+        if end > self._simple_max or data.find(b"\r\n\r\n") != end or self.their_error is not None:
+            return None
+        # HTTP/1.1 only, told before parsing (an HTTP/1.0 client, ab say, sends nothing else). Methods
+        # that carry a body go to the general path unparsed too: their head usually comes alone, its body
+        # in the next read, and the lane would only parse it to decline it.
+        line_end = data.find(b"\r\n")
+        if line_end < 14 or not data.startswith(b" HTTP/1.1", line_end - 9) or data.startswith(_BODY_METHODS):
+            return None
+        fields: Headers = []
+        scout.fields = fields
+        scout.host = None
+        scout.odd = False
+        try:
+            scout.parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):  # the general path judges it
+            scout.reset()
+            return None
+        method = scout.parser.get_method()
+        url = scout.url
+        host = scout.host
+        # The request line is exactly METHOD SP target SP "HTTP/1.1" (no leading CRLF).
+        start = len(method) + 1
+        if (
+            scout.odd
+            or host is None
+            or method not in KNOWN_METHODS
+            or len(fields) > self.limits.fields
+            or not data.startswith(method)
+            or start + len(url) != line_end - 9
+            or not data.startswith(url, start)
+            or url[0] != 0x2F  # origin-form
+            or _BAD_TARGET(url) is not None
+            or (host != self._scout_host and _HOST.match(host) is None)
+        ):
+            scout.reset()
+            return None
+        self._scout_host = host
+        path, _, query = url.partition(b"?")
+        if path.find(b"#") >= 0:
+            path = path.partition(b"#")[0]
+        return Request(method, url, "1.1", fields, path, query, None, True, False, None)
+
+    @property
+    def in_head(self) -> bool:
+        """True while part of a request head has been received but not all of it."""
+        return self._parser.in_head
+
+    def decline_upgrade(self) -> list[Event]:
+        """Go on as plain HTTP after a paused upgrade request; returns events from the held bytes."""
+        parser = self._parser
+        parser.paused_upgrade = False
+        if isinstance(parser, _HttptoolsParser) and httptools is not None:
+            parser.parser = _llhttp(parser)
+        rest, self.trailing_data = self.trailing_data, b""
+        return self.receive_data(rest) if rest else []
+
+    # -- sending
+    def start_request(self, request: Request) -> None:
+        """Make ``request`` the one the next response answers (requests are answered in order)."""
+        self._request = request
+        self.response_state = RS_HEAD
+        if not request.keep_alive:
+            self.keep_alive = False
+
+    def response_head(self, status: int, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+        """Validate and serialise the response head for the current request.
+
+        Adds ``server`` and ``date`` when the application did not (``date`` comes from the shell, which
+        refreshes it once a second). Raises LocalProtocolError for a bad status, bad header bytes, or
+        anything that is not a pair of bytes.
+        """
+        request = self._request
+        if request is None or self.response_state is not RS_HEAD:
+            raise LocalProtocolError(f"response head in state {self.response_state.name}")
+        out = [_STATUS_LINES.get(status) or status_line(status)]
+        length: bytes | None = None
+        length_line = b""
+        close = not self.keep_alive
+        has_server = has_date = False
+        try:
+            for pair in headers:
+                try:
+                    entry = _PAIR_LINES.get(pair)
+                except TypeError:  # a list, not a tuple (ASGI allows any two-item iterable)
+                    entry = None
+                if entry is None:
+                    entry = _pair_line(pair)
+                kind, line = entry
+                if kind:
+                    if kind == 1:  # content-length (its value checked, its line ours)
+                        if length is not None:
+                            raise LocalProtocolError("duplicate content-length in response")
+                        length = pair[1]
+                        length_line = line
+                        continue
+                    if kind == 2:  # transfer-encoding: framing is ours to choose
+                        continue
+                    if kind == 3:  # connection
+                        if _has_token(pair[1].lower(), b"close"):
+                            close = True
+                        continue
+                    if kind == 4:
+                        has_server = True
+                    else:
+                        has_date = True
+                out.append(line)
+        except (TypeError, ValueError, AttributeError):
+            raise LocalProtocolError(
+                f"response headers must be pairs of bytes, got {headers!r:.80}"
+            ) from None
+        if not has_server:
+            out.append(b"server: tricorn\r\n")
+        if not has_date:
+            out.append(_date_header[0])
+
+        if status < 200:
+            # 1xx carries no body and does not end the exchange; 101 belongs to upgrades, not apps.
+            if status == 101:
+                raise LocalProtocolError("101 is not a response an application may send")
+            out.append(b"\r\n")
+            return b"".join(out)
+        if status == 204 or status == 304 or request.method == b"HEAD":
+            framing = FRAMING_NONE
+            if length is not None and status != 204:
+                out.append(length_line)
+        elif length is not None:
+            framing = FRAMING_LENGTH
+            self._remaining = int(length)
+            out.append(length_line)
+        elif request.http_version == "1.1":
+            framing = FRAMING_CHUNKED
+            out.append(b"transfer-encoding: chunked\r\n")
+        else:
+            framing = FRAMING_CLOSE
+            close = True
+        if close:
+            self.keep_alive = False
+            out.append(b"connection: close\r\n\r\n")
+        elif request.http_version == "1.0":
+            out.append(b"connection: keep-alive\r\n\r\n")
+        else:
+            out.append(b"\r\n")
+        self._framing = framing
+        self.response_state = RS_BODY
+        return b"".join(out)
+
+    def response_body(self, data: bytes, more: bool) -> bytes:
+        """Frame ``data`` for the wire; with ``more`` False the response is complete after it."""
+        if self.response_state is not RS_BODY:
+            raise LocalProtocolError(f"response body in state {self.response_state.name}")
+        framing = self._framing
+        if framing is FRAMING_LENGTH:
+            self._remaining -= len(data)
+            if self._remaining < 0:
+                raise LocalProtocolError("response body longer than its content-length")
+            if not more:
+                self.response_state = RS_DONE
+                if self._remaining:
+                    # The client would wait for bytes that never come: this connection cannot be reused.
+                    self.keep_alive = False
+            return data
+        if framing is FRAMING_CHUNKED:
+            if not more:
+                self.response_state = RS_DONE
+                if data:
+                    return b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data)
+                return b"0\r\n\r\n"
+            if data:
+                return b"%x\r\n%s\r\n" % (len(data), data)
+            return b""
+        if not more:
+            self.response_state = RS_DONE
+        return data if framing is FRAMING_CLOSE else b""
+
+    def response_trailers(self, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+        """End a body sent with ``more`` True: with trailer fields after the last chunk when the body is
+        chunked (RFC 9112 §7.1.2), else as ``response_body(b"", False)`` (no framing carries them)."""
+        if self.response_state is not RS_BODY:
+            raise LocalProtocolError(f"response trailers in state {self.response_state.name}")
+        if self._framing is not FRAMING_CHUNKED:
+            return self.response_body(b"", False)
+        out = [b"0\r\n"]
+        try:
+            for pair in headers:
+                kind, line = _pair_line(pair)
+                if not kind:  # (framing fields, server and date have no place in a trailer section)
+                    out.append(line)
+        except (TypeError, ValueError, AttributeError):
+            raise LocalProtocolError(
+                f"response trailers must be pairs of bytes, got {headers!r:.80}"
+            ) from None
+        out.append(b"\r\n")
+        self.response_state = RS_DONE
+        return b"".join(out)
+
+    def response_body_sent(self, size: int) -> None:
+        """Count ``size`` body bytes of a Content-Length response that the shell sent itself (sendfile),
+        as ``response_body`` would have; end the response with ``response_body(b"", False)``."""
+        if self.response_state is not RS_BODY or self._framing is not FRAMING_LENGTH:
+            raise LocalProtocolError(f"sendfile body in state {self.response_state.name}")
+        if size > self._remaining:
+            raise LocalProtocolError("response body longer than its content-length")
+        self._remaining -= size
+
+    @property
+    def response_complete_short(self) -> bool:
+        """True when a Content-Length response ended before its length."""
+        return self._framing is FRAMING_LENGTH and self._remaining > 0
+
+    def finish_cycle(self) -> None:
+        """The response is complete and the request's body consumed: ready for the next request."""
+        self._request = None
+        self.response_state = RS_IDLE
