@@ -234,3 +234,37 @@ def test_hup_reload_serves_the_renewed_certificate(
     expected = ssl.PEM_cert_to_DER_cert(renewed.cert_chain_pems[0].bytes().decode())
     assert before != expected
     wait_for(lambda: served_cert() == expected, what="the renewed certificate to be served")
+
+
+def test_tls_half_close_ends_the_connection_quietly(certs: Certs, servers: list[TricornProcess]) -> None:
+    """A TLS client that half-closes (TCP FIN after its request) cannot be kept half-open: asyncio's and
+    uvloop's TLS transports shut down on EOF. The connection ends at once, without a warning in the log, the
+    app still runs to its end, and the server serves on."""
+    server = start("tests.apps.basic:app", *certs.args())
+    servers.append(server)
+    context = certs.client_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                raw.sendall(outgoing.read())
+                incoming.write(raw.recv(65536))
+        raw.sendall(outgoing.read())
+        tls.write(b"GET /work?delay=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        raw.sendall(outgoing.read())
+        with httpx.Client(verify=certs.client_context()) as probe:
+            url = f"https://127.0.0.1:{server.port}/events"
+            wait_for(lambda: "work started" in probe.get(url).json()["events"], what="the app to start")
+        raw.shutdown(socket.SHUT_WR)  # the request is being served: now the half-close
+        started = time.monotonic()
+        while raw.recv(65536):
+            pass
+        assert time.monotonic() - started < 8
+    wait_for(lambda: "basic app: work finished" in server.output(), what="the app to finish its work")
+    assert "eof_received" not in server.output()
+    with httpx.Client(verify=certs.client_context()) as client:
+        assert client.get(f"https://127.0.0.1:{server.port}/").status_code == 200
