@@ -236,6 +236,29 @@ def test_hup_reload_serves_the_renewed_certificate(
     wait_for(lambda: served_cert() == expected, what="the renewed certificate to be served")
 
 
+def test_hup_with_broken_certificate_files_keeps_serving_the_old_one(
+    certs: Certs, tmp_path: Path, servers: list[TricornProcess]
+) -> None:
+    """A renewal gone wrong (a key that no longer matches) is caught by the master when it reads the files
+    again on HUP: one line naming the setting, no reload, the workers in place go on serving."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    certs.server.cert_chain_pems[0].write_to_path(str(cert))
+    certs.server.private_key_pem.write_to_path(str(key))
+    server = start(
+        "tests.apps.tls_apps:app", "--ssl-certfile", str(cert), "--ssl-keyfile", str(key), "--workers", "2"
+    )
+    servers.append(server)
+    wait_for(lambda: server.output().count("worker ready") >= 2, what="both workers")
+    trustme.CA().issue_cert("127.0.0.1").private_key_pem.write_to_path(str(key))  # not cert.pem's key
+    server.send_signal(1)  # SIGHUP
+    wait_for(lambda: "not reloading" in server.output(), what="the refused reload")
+    line = next(line for line in server.output().splitlines() if "not reloading" in line)
+    assert "ssl_keyfile" in line, line
+    with httpx.Client(verify=certs.client_context()) as client:
+        assert client.get(f"https://127.0.0.1:{server.port}/").status_code == 200
+    assert server.output().count("worker ready") == 2  # no new worker was started (and failed)
+
+
 def test_tls_half_close_ends_the_connection_quietly(certs: Certs, servers: list[TricornProcess]) -> None:
     """A TLS client that half-closes (TCP FIN after its request) cannot be kept half-open: asyncio's and
     uvloop's TLS transports shut down on EOF. The connection ends at once, without a warning in the log, the

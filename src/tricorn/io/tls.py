@@ -117,8 +117,9 @@ def create_ssl_context(config: Config) -> TLSContext | None:
     return context
 
 
-# The context a process serves with: made once before workers fork (a worker may have dropped the privileges
-# its key file needs) and again on each reload, so renewed certificate files reach new workers.
+# The context a process serves with: made by the master before workers fork (a worker may have dropped the
+# privileges its key file needs) and again by the master on each reload (supervisor/arbiter.py), so renewed
+# certificate files reach new workers; a process that was not prepared (tests, embedding) makes its own.
 _prepared: dict[int, TLSContext | None] = {}
 
 

@@ -36,6 +36,7 @@ from typing import Any
 from tricorn import supervisor
 from tricorn.config import Config
 from tricorn.errors import AppLoadError, ConfigError
+from tricorn.io import tls
 from tricorn.logs import configure_logging
 from tricorn.supervisor import policy as p
 from tricorn.supervisor.heartbeat import BEAT, DRAIN, READY, RETIRING, STUCK, channel_pair
@@ -398,13 +399,14 @@ class Arbiter:
         self._feed(p.ReloadRequested(self.config.workers, f"changed: {shown}{more}"))
 
     def _reread_config(self) -> Config | None:
-        """The settings re-read from the command line, environment and files; None (and an error logged)
-        if they are invalid. Settings that need a restart keep their values."""
-        if self.argv is None:
-            return self.config
+        """The settings re-read from the command line, environment and files, and the TLS certificate
+        files read again; None (and an error logged) if they are invalid. Settings that need a restart keep
+        their values."""
+        new = self.config
         try:
-            new = Config.load(self.argv)
-            configure_logging(new)
+            if self.argv is not None:
+                new = Config.load(self.argv)
+                configure_logging(new)
         except ConfigError as exc:
             error_log.error("cannot re-read the settings (%s): not reloading", exc)
             return None
@@ -414,6 +416,14 @@ class Arbiter:
                 "changed settings that apply only after a restart (or SIGUSR2): %s", ", ".join(changed)
             )
             new = new.replace(**{name: getattr(self.config, name) for name in changed})
+        try:
+            # The certificate files as they are now (a renewal), read here in the master: the workers it
+            # forks serve this context (they may have dropped the privileges the key file needs), and a
+            # broken renewal keeps the old workers serving instead of failing every new one.
+            tls.prepare(new)
+        except ConfigError as exc:
+            error_log.error("cannot read the TLS files again (%s): not reloading", exc)
+            return None
         self.config = new
         self.policy.set_timeouts(new.timeout_worker, new.timeout_graceful_shutdown)
         return new
