@@ -21,6 +21,7 @@ import hashlib
 from typing import Any
 
 from tests.apps import basic
+from tests.apps.hostile import answer_probe
 
 SEEN: list[str] = []
 
@@ -83,12 +84,7 @@ async def app(scope: dict[str, Any], receive: basic.Receive, send: basic.Send) -
         await basic.app(scope, receive, send)
         return
     path = scope["path"]
-    if path == "/__healthy":
-        await basic.respond(send, b"healthy")
-        return
-    if path == "/__seen":
-        since = int(basic.query(scope).get("since", "0"))
-        await basic.respond_json(send, {"total": len(SEEN), "seen": SEEN[since:]})
+    if await answer_probe(path, scope, send, SEEN):
         return
     _record(scope)
     handler = ROUTES.get(path)

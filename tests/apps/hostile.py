@@ -26,17 +26,25 @@ BAD_HEADERS: dict[str, tuple[bytes, bytes]] = {
 }
 
 
+async def answer_probe(path: str, scope: dict[str, Any], send: basic.Send, seen: list[str]) -> bool:
+    """Answer the tests' own probes (``/__healthy``, ``/__seen?since=N`` from the records ``seen``), which
+    are not recorded; False for any other request."""
+    if path == "/__healthy":
+        await basic.respond(send, b"healthy")
+        return True
+    if path == "/__seen":
+        since = int(basic.query(scope).get("since", "0"))
+        await basic.respond_json(send, {"total": len(seen), "seen": seen[since:]})
+        return True
+    return False
+
+
 async def app(scope: dict[str, Any], receive: basic.Receive, send: basic.Send) -> None:
     if scope["type"] != "http":
         await basic.app(scope, receive, send)
         return
     path = scope["path"]
-    if path == "/__healthy":
-        await basic.respond(send, b"healthy")
-        return
-    if path == "/__seen":
-        since = int(basic.query(scope).get("since", "0"))
-        await basic.respond_json(send, {"total": len(SEEN), "seen": SEEN[since:]})
+    if await answer_probe(path, scope, send, SEEN):
         return
     raw = scope["raw_path"].decode("latin-1")
     query = scope["query_string"].decode("latin-1")
