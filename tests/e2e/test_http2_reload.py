@@ -118,3 +118,28 @@ def test_hup_loses_no_http2_request(tls: bool, tmp_path: Path) -> None:
             thread.join(30)
         server.close()
     assert outcome.failures == []
+
+
+def test_max_requests_recycling_loses_no_http2_request() -> None:
+    """A worker that reaches --max-requests retires like one replaced by HUP: GOAWAY, its streams finish."""
+    server = TricornProcess(
+        ["tests.apps.basic:app", "--workers", "2", "--no-access-log", "--max-requests", "300"]
+    ).wait_ready()
+    outcome = Outcome()
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=client_loop, args=(server.port, None, stop, outcome)) for _ in range(4)
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: server.output().count("worker ready") >= 5, what="three workers recycled")
+        wait_for(lambda: outcome.goaways >= 2, what="connections told GOAWAY")
+        assert "served its max requests" in server.output()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        server.close()
+    assert outcome.ok > 600
+    assert outcome.failures == []
