@@ -23,6 +23,11 @@ accept loses a ClientHello that uvloop read before the TLS layer was in place). 
 learns the ALPN protocol in ``connection_made`` and hands over to HTTP/2 for "h2" (RFC 7301; RFC 9113
 §3.2), so the choice of a connection's protocol is made in :meth:`H1Protocol.connection_made` and its
 in-band switches, nowhere else.
+
+With ``--proxy-protocol``, both listeners read each connection's PROXY protocol header
+(:func:`read_proxy_header`) before anything else, the TLS handshake included, and give it to the
+connection's protocol; a peer outside ``--proxy-allow-from``, or a connection whose header is missing,
+malformed or late, is closed with one log line before any protocol sees it.
 """
 
 from __future__ import annotations
@@ -33,10 +38,12 @@ import logging
 import resource
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from tricorn.io.tls import describe_handshake_error
+from tricorn.logs import escape_for_log
+from tricorn.proto.proxy_protocol import ProxyHeader, ProxyProtocolError, parse
 
 if TYPE_CHECKING:
     from tricorn.io.server import ServerState
@@ -88,6 +95,91 @@ def warn_paused(exc: OSError) -> None:
     error_log.warning("%s: pausing accept for %gs%s", _describe(exc), ACCEPT_PAUSE, also)
 
 
+# -- The PROXY protocol ------------------------------------------------------------------------------------
+
+# Bytes looked at (MSG_PEEK) per read of a PROXY protocol header: a v1 line is at most 107 bytes, a v2
+# header from haproxy or a cloud load balancer a few hundred.
+PROXY_PEEK = 4096
+
+
+async def read_proxy_header(state: ServerState, conn: socket.socket) -> ProxyHeader | None:
+    """Take the PROXY protocol header off the accepted socket ``conn``, exactly (what follows stays for the
+    protocol after it), within ``--timeout-request-header``. None when the connection is refused: then
+    it is closed, and one line says why."""
+    allow = state.proxy_protocol
+    assert allow is not None
+    peer = _peer(conn)
+    if not allow.trusts_peer(peer[0] if peer else None):
+        _refuse(conn, peer, "peer not in --proxy-allow-from")
+        return None
+    try:
+        async with asyncio.timeout(state.timeout_request_header):
+            return await _receive_proxy_header(state.loop, conn)
+    except TimeoutError:
+        _refuse(conn, peer, f"no PROXY protocol header within {state.timeout_request_header:g}s")
+    except ProxyProtocolError as exc:
+        _refuse(conn, peer, str(exc))
+    except OSError as exc:
+        _refuse(conn, peer, f"connection failed before its PROXY protocol header: {exc.strerror or exc}")
+    return None
+
+
+async def _receive_proxy_header(loop: asyncio.AbstractEventLoop, conn: socket.socket) -> ProxyHeader:
+    received = b""
+    while True:
+        await _readable(loop, conn.fileno())
+        try:
+            peeked = conn.recv(PROXY_PEEK, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            continue
+        if not peeked:
+            raise ProxyProtocolError(
+                "connection closed before a complete PROXY protocol header"
+                if received
+                else "connection closed without a PROXY protocol header"
+            )
+        data = received + peeked
+        header = parse(data)
+        if header is None:  # incomplete: every byte seen is the header's (bounded by parse's limits)
+            _take(conn, len(peeked))
+            received = data
+            continue
+        _take(conn, header.length - len(received))
+        return header
+
+
+def _take(conn: socket.socket, count: int) -> None:
+    """Consume ``count`` bytes already seen with MSG_PEEK (so they are in the socket's buffer)."""
+    while count > 0:
+        count -= len(conn.recv(count))
+
+
+def _readable(loop: asyncio.AbstractEventLoop, fd: int) -> asyncio.Future[None]:
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def ready() -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    loop.add_reader(fd, ready)
+    waiter.add_done_callback(lambda _: loop.remove_reader(fd))
+    return waiter
+
+
+def _peer(conn: socket.socket) -> tuple[str, int] | None:
+    try:
+        name = conn.getpeername()
+    except OSError:
+        return None
+    return (str(name[0]), int(name[1])) if isinstance(name, tuple) else None
+
+
+def _refuse(conn: socket.socket, peer: tuple[str, int] | None, reason: str) -> None:
+    shown = f"{peer[0]}:{peer[1]}" if peer else "-"
+    error_log.info("%s PROXY protocol: %s; connection closed", shown, escape_for_log(reason))
+    conn.close()
+
+
 class TLSListener:
     """One listening socket whose connections are TLS (see the module docstring)."""
 
@@ -128,17 +220,25 @@ class TLSListener:
             self.loop.add_reader(self.sock.fileno(), self._accept)
 
     async def _handshake(self, conn: socket.socket) -> None:
-        from tricorn.io.h1 import H1Protocol, address
+        from tricorn.io.h1 import H1Protocol
 
         state = self.state
         assert state.ssl_context is not None
-        try:
-            peer = address(conn.getpeername())
-        except OSError:
-            peer = None
+        peer = _peer(conn)
+        origin = None
+        if state.proxy_protocol is not None:  # the PROXY protocol header comes before the handshake
+            try:
+                origin = await read_proxy_header(state, conn)
+            except asyncio.CancelledError:
+                conn.close()
+                raise
+            if origin is None:
+                return
+            if origin.client is not None:
+                peer = origin.client
         try:
             await self.loop.connect_accepted_socket(
-                lambda: H1Protocol(state),
+                lambda: H1Protocol(state, origin),
                 conn,
                 ssl=state.ssl_context,
                 ssl_handshake_timeout=state.timeout_ssl_handshake,
@@ -174,7 +274,11 @@ class TLSListener:
 class Listener(asyncio.AbstractServer):
     """Accepts connections on ``sock`` (listening, non-blocking) and serves each with a protocol from
     ``protocol_factory``, until :meth:`close` (which closes the socket, as ``asyncio.Server.close`` does) or
-    :meth:`detach` (which leaves it open and listening for the next server: a restart in place)."""
+    :meth:`detach` (which leaves it open and listening for the next server: a restart in place).
+
+    With a ``prelude`` (the PROXY protocol), each accepted socket is given to it instead, in a task: it
+    reads what comes first and sets the connection up itself. Preludes still running when the server has
+    finished are cancelled by :meth:`wait_closed`."""
 
     def __init__(
         self,
@@ -182,11 +286,14 @@ class Listener(asyncio.AbstractServer):
         sock: socket.socket,
         protocol_factory: Callable[[], asyncio.Protocol],
         backlog: int,
+        prelude: Callable[[socket.socket], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         self.loop = loop
         self.sock: socket.socket | None = sock
         self.protocol_factory = protocol_factory
         self.backlog = backlog
+        self.prelude = prelude
+        self.preludes: set[asyncio.Task[None]] = set()
         self._fd = sock.fileno()
         self._serving = False
         self._reading = False
@@ -220,7 +327,10 @@ class Listener(asyncio.AbstractServer):
             self.sock = None
 
     async def wait_closed(self) -> None:
-        return None
+        for task in list(self.preludes):  # still waiting for a PROXY header after the graceful timeout
+            task.cancel()
+        if self.preludes:
+            await asyncio.gather(*self.preludes, return_exceptions=True)
 
     # -- tricorn
 
@@ -270,6 +380,12 @@ class Listener(asyncio.AbstractServer):
                 else:  # a network error on a queued connection (accept(2) lists ENETDOWN, EPROTO...)
                     error_log.warning("accept() failed on %s: %s", sock.getsockname(), exc)
                 return
+            if self.prelude is not None:
+                conn.setblocking(False)
+                prelude = self.loop.create_task(self.prelude(conn))
+                self.preludes.add(prelude)
+                prelude.add_done_callback(self.preludes.discard)
+                continue
             task = self.loop.create_task(self.loop.connect_accepted_socket(self.protocol_factory, conn))
             task.add_done_callback(_connected)
 

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from tricorn.errors import ClientTimeout, LocalProtocolError, RemoteProtocolError
 from tricorn.interfaces.asgi import HTTPCycle, build_scope
+from tricorn.interfaces.forwarded import proxied_scope
 from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, WAIT_READ, Headers
 from tricorn.io.flow import WriteFlow
 from tricorn.io.runner import AppRunner
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from tricorn.io.server import ServerState
     from tricorn.io.tls import TLSInfo
     from tricorn.io.ws import WSProtocol
+    from tricorn.proto.forwarded import AllowList
 
 error_log = logging.getLogger("tricorn.error")
 
@@ -164,6 +166,10 @@ class H2Stream:
     @property
     def server(self) -> tuple[str, int] | None:
         return self.proto.server
+
+    @property
+    def proxy_trust(self) -> AllowList | None:
+        return self.proto.proxy_trust
 
     @property
     def wsgi_environ(self) -> dict[str, Any] | None:
@@ -455,6 +461,7 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         "last_request",
         "last_stream_id",
         "linger",
+        "proxy_trust",
         "reset_count",
         "reset_window",
         "runner",
@@ -496,6 +503,7 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         self.linger: int | None = None  # bytes still read and dropped while closing after an error
         self.wsgi_environ: dict[str, Any] | None = None
         self.tls: TLSInfo | None = None  # the ASGI tls extension, on a TLS connection
+        self.proxy_trust: AllowList | None = None  # set by the H1Protocol that hands over
         self.reset_count = 0
         self.reset_window = 0.0
         self.control_count = 0
@@ -671,6 +679,8 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
             )
             if self.tls is not None:
                 scope["extensions"]["tls"] = self.tls
+            if self.proxy_trust is not None:
+                proxied_scope(scope, self.proxy_trust)
             cycle = HTTPCycle(stream, request, scope)
         stream.cycle = cycle
         if stream.ended:

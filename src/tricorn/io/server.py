@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from tricorn.errors import ProtocolError
 from tricorn.interfaces.stream import RESPONSE_DONE
-from tricorn.io.accept import Listener, TLSListener
+from tricorn.io.accept import Listener, TLSListener, read_proxy_header
 from tricorn.io.tls import serving_context
 from tricorn.logs import AccessLogFormatter, escape_for_log
 from tricorn.proto import h1
+from tricorn.proto.forwarded import AllowList
 from tricorn.proto.h1 import H1Limits
 
 if TYPE_CHECKING:
@@ -133,6 +134,10 @@ class ServerState:
             self.upgrades = self.upgrades | {b"h2c"}
             if b"websocket" in self.upgrades:
                 self.h2_connect_protocols = frozenset((b"websocket",))
+        # Proxies: whose headers are believed (each connection decides once, in connection_made), and
+        # who may open a connection with a PROXY protocol header (read before anything else, io/accept.py).
+        self.forwarded_allow = AllowList(config.forwarded_allow_ips) if config.proxy_headers else None
+        self.proxy_protocol = AllowList(config.proxy_allow_from) if config.proxy_protocol else None
         # Access lines are built only when the logger would emit them (hot path: bench "hello").
         self.access_log: AccessLogFormatter | None = None
         if config.access_log and access_log.isEnabledFor(logging.INFO):
@@ -166,10 +171,26 @@ class ServerState:
             if self.ssl_context is not None:
                 self.servers.append(TLSListener(self, sock))
                 continue
-            listener = Listener(self.loop, sock, lambda: H1Protocol(self), self.config.backlog)
+            prelude = self._proxied if self.proxy_protocol is not None else None
+            listener = Listener(self.loop, sock, lambda: H1Protocol(self), self.config.backlog, prelude)
             await listener.start_serving()
             self.servers.append(listener)
         self._tick_handle = self.loop.call_later(self._tick, self._on_tick)
+
+    async def _proxied(self, conn: socket.socket) -> None:
+        """A cleartext connection with ``--proxy-protocol``: its PROXY header, then HTTP."""
+        from tricorn.io.h1 import H1Protocol
+
+        try:
+            origin = await read_proxy_header(self, conn)
+        except asyncio.CancelledError:
+            conn.close()
+            raise
+        if origin is not None:
+            try:
+                await self.loop.connect_accepted_socket(lambda: H1Protocol(self, origin), conn)
+            except OSError as exc:  # the transport could not be set up (the loop closes the socket then)
+                error_log.debug("could not set up an accepted connection: %s", exc)
 
     def _refresh_date(self) -> None:
         now = int(time.time())
@@ -260,7 +281,7 @@ class ServerState:
         scope = cycle.scope
         access_log.info(
             formatter.format(
-                client=conn.client,
+                client=scope["client"],  # behind a trusted proxy, the client it names
                 method=scope["method"],
                 path=scope["path"],
                 query=scope["query_string"].decode("latin-1"),

@@ -28,6 +28,7 @@ from tricorn.errors import LocalProtocolError, RemoteProtocolError
 from tricorn.interfaces.asgi import build_scope
 from tricorn.interfaces.asgi_ws import CLOSED as SESSION_CLOSED
 from tricorn.interfaces.asgi_ws import WebSocketSession, build_ws_scope
+from tricorn.interfaces.forwarded import proxied_scope
 from tricorn.io.flow import WriteFlow
 from tricorn.io.runner import AppRunner
 from tricorn.proto.h1 import H1Connection, Request, error_response
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from tricorn.io.h1 import H1Protocol
     from tricorn.io.h2 import H2Protocol, H2Stream
     from tricorn.io.server import ServerState
+    from tricorn.proto.forwarded import AllowList
 
 IMPLEMENTATIONS = ("websockets",)
 # Bytes held from a client that sends frames before the application has accepted; reading pauses past
@@ -108,6 +110,7 @@ def start_websocket(h1: H1Protocol, request: Request) -> None:
     ws.client = h1.client
     ws.server = h1.server
     ws.scheme = h1.scheme
+    ws.proxy_trust = h1.proxy_trust
     # The HTTP/1.1 shell is done with this transport: it no longer reads, times out or closes it.
     h1.close_for_upgrade()
     state.connections.add(ws)
@@ -131,6 +134,7 @@ def start_websocket_h2(h2: H2Protocol, stream: H2Stream, request: Request) -> No
     ws.client = h2.client
     ws.server = h2.server
     ws.scheme = h2.scheme
+    ws.proxy_trust = h2.proxy_trust
     stream.tunnel = ws
     state.connections.add(ws)
     ws.start(b"", False)
@@ -259,6 +263,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         "extensions_header",
         "handshake",
         "phase",
+        "proxy_trust",
         "reading_paused",
         "reply",
         "request",
@@ -300,6 +305,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         self._timer_at = math.inf
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
+        self.proxy_trust: AllowList | None = None
         self.runner = AppRunner(state.loop)
         self.counted = False
         self.start_time = state.loop.time()
@@ -323,6 +329,8 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
             self.request, self.server, self.client, self.scheme, state.root_path, state.lifespan_state
         )
         scope = build_ws_scope(scope, self.handshake.subprotocols)
+        if self.proxy_trust is not None:
+            proxied_scope(scope, self.proxy_trust)
         max_size = config.ws_max_size
         self.session = WebSocketSession(self, scope, config.ws_max_queue, max(max_size, 1 << 20))
         if state.shutting_down:
@@ -584,7 +592,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
 
         access_log.info(
             formatter.format(
-                client=self.client,
+                client=scope["client"],  # behind a trusted proxy, the client it names
                 method=self.reply.method,
                 path=scope["path"],
                 query=scope["query_string"].decode("latin-1"),
