@@ -118,8 +118,8 @@ MALFORMED = [
     (b"\r\n\r\n\x00\r\nQUIX\n" + REQUEST, "signature"),
     (v2(body=inet4()[:8]) + REQUEST, "shorter than its address block"),
     (v2(body=inet4() + b"\x02\x00\xff") + REQUEST, "overruns"),
-    (SIG + b"\x21\x11\x00", "closed before a complete"),  # truncated, then the client's EOF
-    (b"", "closed without a PROXY protocol header"),
+    (SIG + b"\x21\x11\x00", "in the middle of its header"),  # truncated, then the client's EOF
+    (b"", "before sending a header"),
 ]
 
 

@@ -134,9 +134,9 @@ async def _receive_proxy_header(loop: asyncio.AbstractEventLoop, conn: socket.so
             continue
         if not peeked:
             raise ProxyProtocolError(
-                "connection closed before a complete PROXY protocol header"
+                "the client closed the connection in the middle of its header"
                 if received
-                else "connection closed without a PROXY protocol header"
+                else "the client closed the connection before sending a header"
             )
         data = received + peeked
         header = parse(data)
