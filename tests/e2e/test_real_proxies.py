@@ -304,15 +304,17 @@ def test_haproxy_ending_tls_sends_its_tlvs(stack: list[Any], tmp_path: Path) -> 
     context = ssl.create_default_context()
     ca.configure_trust(context)
     context.load_cert_chain(str(user_pem))
-    with socket.create_connection(
-        ("127.0.0.1", proxy.port), source_address=(CLIENT, 0), timeout=DEADLINE
-    ) as raw:
-        with context.wrap_socket(raw, server_hostname="shop.example.com") as sock:
-            sock.sendall(b"GET /x HTTP/1.1\r\nHost: shop.example.com\r\nConnection: close\r\n\r\n")
-            data = b""
-            while chunk := sock.recv(65536):
-                data += chunk
-            version = sock.version()
+    with (
+        socket.create_connection(
+            ("127.0.0.1", proxy.port), source_address=(CLIENT, 0), timeout=DEADLINE
+        ) as raw,
+        context.wrap_socket(raw, server_hostname="shop.example.com") as sock,
+    ):
+        sock.sendall(b"GET /x HTTP/1.1\r\nHost: shop.example.com\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        version = sock.version()
     assert data.startswith(b"HTTP/1.1 200"), data[:300]
     seen = json.loads(data.split(b"\r\n\r\n", 1)[1])
     assert seen["client"][0] == CLIENT
