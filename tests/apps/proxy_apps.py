@@ -10,6 +10,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.websockets import WebSocket
 
+from tests.apps.basic import lifespan
+
 Scope = dict[str, Any]
 
 
@@ -29,13 +31,8 @@ async def app(
     scope: Scope, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]
 ) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(scope, receive, send)
+        return
     if scope["type"] == "websocket":
         websocket = WebSocket(scope, receive, send)
         await websocket.accept()

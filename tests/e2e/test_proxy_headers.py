@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +30,14 @@ CHAIN = {
 
 
 @pytest.fixture
-def servers() -> Iterator[list[TricornProcess]]:
-    started: list[TricornProcess] = []
-    yield started
-    for server in started:
-        server.close()
+def servers(tricorn: type[TricornProcess]) -> type[TricornProcess]:
+    return tricorn
 
 
-def start(servers: list[TricornProcess], *args: str, port: int | None = None) -> TricornProcess:
-    server = TricornProcess(list(args))
+def start(servers: type[TricornProcess], *args: str, port: int | None = None) -> TricornProcess:
+    server = servers(list(args))  # stopped at the end of the test
     if port is not None:
         server.port, server.url = port, f"http://127.0.0.1:{port}"
-    servers.append(server)
     return server.wait_ready()
 
 
@@ -57,7 +52,7 @@ def get(server: TricornProcess, headers: dict[str, str] | None = None, http2: bo
 
 @pytest.mark.parametrize("http2", [False, True], ids=["http1", "http2"])
 def test_asgi_sees_the_client_scheme_and_host_the_proxy_reports(
-    servers: list[TricornProcess], http2: bool
+    servers: type[TricornProcess], http2: bool
 ) -> None:
     server = start(servers, ASGI)
     seen = get(server, CHAIN, http2)
@@ -70,7 +65,7 @@ def test_asgi_sees_the_client_scheme_and_host_the_proxy_reports(
     assert "127.0.0.1 - - [" not in server.output()
 
 
-def test_x_forwarded_port_and_rfc7239_forwarded(servers: list[TricornProcess]) -> None:
+def test_x_forwarded_port_and_rfc7239_forwarded(servers: type[TricornProcess]) -> None:
     server = start(servers, ASGI)
     seen = get(
         server, {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "example.com", "X-Forwarded-Port": "8443"}
@@ -86,7 +81,7 @@ def test_x_forwarded_port_and_rfc7239_forwarded(servers: list[TricornProcess]) -
     assert (seen["client"], seen["scheme"]) == (["203.0.113.7", 0], "http")
 
 
-def test_untrusted_peer_and_no_proxy_headers_leave_the_socket_peer(servers: list[TricornProcess]) -> None:
+def test_untrusted_peer_and_no_proxy_headers_leave_the_socket_peer(servers: type[TricornProcess]) -> None:
     for args in (["--forwarded-allow-ips", "10.0.0.0/8"], ["--no-proxy-headers"]):
         server = start(servers, ASGI, *args)
         seen = get(server, CHAIN)
@@ -95,7 +90,7 @@ def test_untrusted_peer_and_no_proxy_headers_leave_the_socket_peer(servers: list
 
 
 def test_malformed_values_fall_back_to_the_socket_peer_with_one_debug_line(
-    servers: list[TricornProcess],
+    servers: type[TricornProcess],
 ) -> None:
     server = start(servers, ASGI, "--log-level", "debug")
     for headers in (
@@ -111,7 +106,7 @@ def test_malformed_values_fall_back_to_the_socket_peer_with_one_debug_line(
     assert "<script>" in server.output() and "Traceback" not in server.output()
 
 
-def test_wsgi_environ(servers: list[TricornProcess]) -> None:
+def test_wsgi_environ(servers: type[TricornProcess]) -> None:
     server = start(servers, WSGI)
     seen = get(server, {**CHAIN, "X-Forwarded-Port": "8443"})
     assert (seen["REMOTE_ADDR"], seen["REMOTE_PORT"]) == ("203.0.113.7", "0")
@@ -128,7 +123,7 @@ def test_wsgi_environ(servers: list[TricornProcess]) -> None:
     assert plain["REMOTE_ADDR"] == "127.0.0.1" and plain["wsgi.url_scheme"] == "http"
 
 
-def test_websocket_scope(servers: list[TricornProcess]) -> None:
+def test_websocket_scope(servers: type[TricornProcess]) -> None:
     server = start(servers, ASGI)
 
     async def talk() -> dict[str, Any]:
@@ -143,7 +138,7 @@ def test_websocket_scope(servers: list[TricornProcess]) -> None:
 
 
 def test_unix_socket_peers_are_trusted_only_when_listed(
-    servers: list[TricornProcess], tmp_path: Path
+    servers: type[TricornProcess], tmp_path: Path
 ) -> None:
     for allow, trusted in (("127.0.0.1,::1", False), ("unix", True)):
         path = tmp_path / f"{allow.replace(',', '_')}.sock"
@@ -168,7 +163,7 @@ def test_unix_socket_peers_are_trusted_only_when_listed(
             assert (seen["client"], seen["url"]) == (None, "http://app.local/")
 
 
-def test_one_trust_decision_per_connection_on_a_keep_alive_connection(servers: list[TricornProcess]) -> None:
+def test_one_trust_decision_per_connection_on_a_keep_alive_connection(servers: type[TricornProcess]) -> None:
     # Pipelined requests with and without headers on one trusted connection: each is resolved on its own.
     server = start(servers, ASGI)
     requests = (

@@ -187,3 +187,13 @@ def test_before_tls(tmp_path: Path) -> None:
         )
     finally:
         proc.close()
+
+
+def test_pre_fork_workers_read_the_header_too() -> None:
+    proc = TricornProcess([APP, "--proxy-protocol", "--workers", "2"]).wait_ready()
+    try:
+        for _ in range(4):
+            seen = body(exchange(proc.port, b"PROXY TCP4 203.0.113.7 192.0.2.1 4711 443\r\n" + REQUEST))
+            assert seen["client"] == ["203.0.113.7", 4711]
+    finally:
+        proc.close()

@@ -456,3 +456,18 @@ def test_apply_scope_client_none() -> None:
     s = scope()
     apply_scope(s, Forwarded(None, None, None))
     assert s["client"] is None and s["scheme"] == "http"
+
+
+def test_peer_verdicts_are_remembered_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tricorn.proto.forwarded as forwarded_module
+
+    monkeypatch.setattr(forwarded_module, "MAX_CACHED_PEERS", 3)
+    allow = AllowList(["10.0.0.0/8"])
+    assert [allow.trusts_peer(h) for h in ("10.0.0.1", "11.0.0.1", "10.0.0.1", "bogus")] == [
+        True,
+        False,
+        True,
+        False,
+    ]
+    assert allow.peers == {"10.0.0.1": True, "11.0.0.1": False, "bogus": False}
+    assert allow.trusts_peer("10.9.9.9") and len(allow.peers) == 1  # full: emptied, then this one

@@ -220,6 +220,8 @@ class ServerState:
         for server in self.servers:
             if isinstance(server, TLSListener):
                 await server.wait_handshakes(min(timeout, self.timeout_ssl_handshake))
+            elif isinstance(server, Listener) and server.preludes:  # PROXY protocol headers on their way
+                await asyncio.wait(list(server.preludes), timeout=min(timeout, self.timeout_request_header))
         idle_deadline = self.loop.time() + LAME_DUCK_IDLE
         for conn in list(self.connections):
             if self.lame_duck and type(conn) is H1Protocol and conn.cycle is None:

@@ -54,6 +54,7 @@ NAMES = frozenset((X_FOR, X_PROTO, X_HOST, X_PORT, FORWARDED))
 # A proxy chain longer than this is not a chain but an attack on the walk's CPU time (nginx's
 # set_real_ip_from walk has no bound; Cloudflare and AWS chains are a handful of hops).
 MAX_HOPS = 64
+MAX_CACHED_PEERS = 4096
 
 
 class ForwardedError(ValueError):
@@ -67,7 +68,7 @@ class AllowList:
     (peers on a Unix socket, which are never trusted otherwise). Raises ValueError naming a bad entry.
     """
 
-    __slots__ = ("addresses", "any", "entries", "networks", "unix")
+    __slots__ = ("addresses", "any", "entries", "networks", "peers", "unix")
 
     def __init__(self, entries: Iterable[str]) -> None:
         self.entries = tuple(entries)
@@ -75,6 +76,9 @@ class AllowList:
         self.unix = False
         self.addresses: set[IPAddress] = set()
         self.networks: list[Network] = []
+        # The verdict for each peer address seen (one per connection: a keep-alive client, or a proxy's
+        # few connections, are looked up, not parsed again). Bounded, as clients choose their addresses.
+        self.peers: dict[str, bool] = {}
         for entry in self.entries:
             text = entry.strip()
             if text == "*":
@@ -98,11 +102,16 @@ class AllowList:
             return True
         if host is None or not host:
             return self.unix
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return self.trusts(ip)
+        verdict = self.peers.get(host)
+        if verdict is None:
+            try:
+                verdict = self.trusts(ipaddress.ip_address(host))
+            except ValueError:
+                verdict = False
+            if len(self.peers) >= MAX_CACHED_PEERS:
+                self.peers.clear()
+            self.peers[host] = verdict
+        return verdict
 
     def trusts(self, ip: IPAddress) -> bool:
         if self.any:
