@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -95,7 +96,7 @@ class ServerState:
         # Set on a pre-fork worker retiring while others keep serving: see shutdown().
         self.lame_duck = False
         self.lifespan_state: dict[str, Any] | None = None
-        self.servers: list[asyncio.AbstractServer | TLSListener] = []
+        self.servers: list[Listener] = []
         self.pid = os.getpid()
         # The app's interface: connections make WSGI cycles when `wsgi` is set (one attribute check on
         # the ASGI path).
@@ -112,6 +113,12 @@ class ServerState:
                 multiprocess=config.workers > 1,
                 timeout_send=config.timeout_send,
             )
+        # Which target serves a request, and how its cycle is made and started (io/dispatch.py): bound once.
+        from tricorn.io.dispatch import build_dispatch
+
+        self.dispatch = build_dispatch(self, app, [])
+        self.new_cycle = self.dispatch.new_cycle
+        self.start_cycle = self.dispatch.start_cycle
         # Upgrades the HTTP/1.1 core hands over: WebSocket for ASGI apps unless `ws` is none.
         self.upgrades: frozenset[bytes] = frozenset()
         if interface != "wsgi":
@@ -167,30 +174,18 @@ class ServerState:
         from tricorn.io.h1 import H1Protocol
 
         self._refresh_date()
+        # --proxy-protocol: each connection's PROXY header is read first, before HTTP or TLS (io/accept.py).
+        prelude = functools.partial(read_proxy_header, self) if self.proxy_protocol is not None else None
         for sock in sockets:
+            listener: Listener
             if self.ssl_context is not None:
-                self.servers.append(TLSListener(self, sock))
-                continue
-            prelude = self._proxied if self.proxy_protocol is not None else None
-            listener = Listener(self.loop, sock, lambda: H1Protocol(self), self.config.backlog, prelude)
+                listener = TLSListener(self, sock, prelude)
+            else:
+                factory = functools.partial(H1Protocol, self)  # (and the connection's PROXY header, if any)
+                listener = Listener(self.loop, sock, factory, self.config.backlog, prelude)
             await listener.start_serving()
             self.servers.append(listener)
         self._tick_handle = self.loop.call_later(self._tick, self._on_tick)
-
-    async def _proxied(self, conn: socket.socket) -> None:
-        """A cleartext connection with ``--proxy-protocol``: its PROXY header, then HTTP."""
-        from tricorn.io.h1 import H1Protocol
-
-        try:
-            origin = await read_proxy_header(self, conn)
-        except asyncio.CancelledError:
-            conn.close()
-            raise
-        if origin is not None:
-            try:
-                await self.loop.connect_accepted_socket(lambda: H1Protocol(self, origin), conn)
-            except OSError as exc:  # the transport could not be set up (the loop closes the socket then)
-                error_log.debug("could not set up an accepted connection: %s", exc)
 
     def _refresh_date(self) -> None:
         now = int(time.time())
@@ -220,8 +215,8 @@ class ServerState:
         for server in self.servers:
             if isinstance(server, TLSListener):
                 await server.wait_handshakes(min(timeout, self.timeout_ssl_handshake))
-            elif isinstance(server, Listener) and server.preludes:  # PROXY protocol headers on their way
-                await asyncio.wait(list(server.preludes), timeout=min(timeout, self.timeout_request_header))
+            if isinstance(server, Listener):  # PROXY protocol headers on their way
+                await server.wait_preludes(min(timeout, self.timeout_request_header))
         idle_deadline = self.loop.time() + LAME_DUCK_IDLE
         for conn in list(self.connections):
             if self.lame_duck and type(conn) is H1Protocol and conn.cycle is None:
