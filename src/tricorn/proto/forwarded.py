@@ -68,7 +68,7 @@ class AllowList:
     (peers on a Unix socket, which are never trusted otherwise). Raises ValueError naming a bad entry.
     """
 
-    __slots__ = ("addresses", "any", "entries", "networks", "peers", "unix")
+    __slots__ = ("addresses", "any", "entries", "networks", "nodes", "peers", "unix")
 
     def __init__(self, entries: Iterable[str]) -> None:
         self.entries = tuple(entries)
@@ -79,6 +79,10 @@ class AllowList:
         # The verdict for each peer address seen (one per connection: a keep-alive client, or a proxy's
         # few connections, are looked up, not parsed again). Bounded, as clients choose their addresses.
         self.peers: dict[str, bool] = {}
+        # X-Forwarded-For entries as parsed and judged: (address, port, trusted), or None when malformed.
+        # Requests through a proxy repeat the same few (parsing one costs more than the rest of a hello
+        # request's proxy handling). Bounded the same way.
+        self.nodes: dict[str, tuple[str, int, bool] | None] = {}
         for entry in self.entries:
             text = entry.strip()
             if text == "*":
@@ -111,6 +115,23 @@ class AllowList:
             if len(self.peers) >= MAX_CACHED_PEERS:
                 self.peers.clear()
             self.peers[host] = verdict
+        return verdict
+
+    def node(self, entry: str) -> tuple[str, int, bool] | None:
+        """An X-Forwarded-For entry's normalised address, port and whether it is trusted; None when it
+        is not an address (see :func:`_x_node` for the forms)."""
+        try:
+            return self.nodes[entry]
+        except KeyError:
+            pass
+        try:
+            ip, port = _x_node(entry)
+            verdict: tuple[str, int, bool] | None = (str(ip), port, self.trusts(ip))
+        except ValueError:
+            verdict = None
+        if len(self.nodes) >= MAX_CACHED_PEERS:
+            self.nodes.clear()
+        self.nodes[entry] = verdict
         return verdict
 
     def trusts(self, ip: IPAddress) -> bool:
@@ -279,6 +300,14 @@ def host_name(host: str) -> str:
 # -- Resolution -------------------------------------------------------------------------------------------
 
 
+def carries_proxy_headers(headers: Headers) -> bool:
+    """Whether any of ``headers`` is a proxy header (the cheap test before :func:`resolve`)."""
+    for name, _ in headers:  # noqa: SIM110 - any() over a generator costs more, on every request
+        if name in NAMES:
+            return True
+    return False
+
+
 def resolve(headers: Headers, peer: tuple[str, int] | None, trust: AllowList) -> Forwarded | None:
     """What the proxy headers of a request from the trusted ``peer`` say, or None if it has none.
 
@@ -315,12 +344,11 @@ def _resolve_x(
     if X_FOR in found:
         entries = _split(found[X_FOR])[-MAX_HOPS:]
         for hop, entry in enumerate(reversed(entries)):  # noqa: B007 - hop is read after the loop
-            try:
-                ip, port = _x_node(entry)
-            except ValueError:
-                raise ForwardedError(f"malformed x-forwarded-for entry {entry[:64]!r}") from None
-            client = (str(ip), port)
-            if not trust.trusts(ip):
+            node = trust.node(entry)
+            if node is None:
+                raise ForwardedError(f"malformed x-forwarded-for entry {entry[:64]!r}")
+            client = (node[0], node[1])
+            if not node[2]:
                 break
     scheme = _pick(found, X_PROTO, hop)
     if scheme is not None:

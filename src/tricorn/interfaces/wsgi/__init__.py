@@ -22,6 +22,7 @@ from tricorn.interfaces.wsgi.environ import (
 )
 from tricorn.interfaces.wsgi.streams import ErrorStream, FileWrapper, WSGIInput
 from tricorn.interfaces.wsgi.threads import Mailbox, WorkerPool
+from tricorn.proto.forwarded import carries_proxy_headers
 from tricorn.proto.h1 import Request
 
 if TYPE_CHECKING:
@@ -89,7 +90,8 @@ class WSGIServer:
     def new_cycle(self, stream: Stream, request: Request) -> WSGICycle:
         cycle = WSGICycle(self, stream, request)
         trust = stream.proxy_trust
-        if trust is not None:  # a trusted proxy's headers, read once for the environ and the access log
+        if trust is not None and carries_proxy_headers(request.headers):
+            # a trusted proxy's headers, read once for the environ and the access log
             cycle.forwarded = forwarded(request.headers, stream.client, trust)
         return cycle
 
