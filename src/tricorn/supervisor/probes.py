@@ -29,6 +29,9 @@ MAX_HEAD = 8192
 # its head (or taken its answer) in 10 s is not a probe.
 TIMEOUT = 10.0
 MAX_CONNECTIONS = 64
+# After its answer, what a client still sends is read and dropped (up to this much) until it closes: closing
+# with unread input would reset the connection, and the answer with it.
+MAX_LINGER = 65536
 
 # (status, body, content type)
 Page = tuple[int, bytes, str]
@@ -126,13 +129,14 @@ class LoopReactor:
 
 
 class _Connection:
-    __slots__ = ("buffer", "out", "since", "sock")
+    __slots__ = ("buffer", "out", "since", "sock", "unread")
 
     def __init__(self, sock: socket.socket, now: float) -> None:
         self.sock = sock
         self.since = now
         self.buffer = b""
         self.out = b""
+        self.unread = MAX_LINGER
 
 
 class ProbeServer:
@@ -229,6 +233,25 @@ class ProbeServer:
             return
         conn.out = conn.out[sent:]
         if not conn.out:
+            try:
+                conn.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                self._close(fd)
+                return
+            self.reactor.watch(fd, False, lambda: self._linger(fd))
+
+    def _linger(self, fd: int) -> None:
+        conn = self.connections.get(fd)
+        if conn is None:
+            return
+        try:
+            data = conn.sock.recv(MAX_HEAD)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        conn.unread -= len(data)
+        if not data or conn.unread <= 0:
             self._close(fd)
 
     def _close(self, fd: int) -> None:
