@@ -114,8 +114,14 @@ def test_the_page_parses_and_a_dead_workers_counters_stay_but_not_its_gauges() -
         samples = parse(page)
         assert samples[("http_server_requests_total", labels("GET", "200"))] == 2
         assert samples[("http_server_request_duration_seconds_count", labels("GET", "200"))] == 2
-        assert samples[("http_server_request_duration_seconds_bucket", (*labels("GET", "200"), ("le", "0.025")))] == 1
-        assert samples[("http_server_request_duration_seconds_bucket", (*labels("GET", "200"), ("le", "+Inf")))] == 2
+        assert (
+            samples[("http_server_request_duration_seconds_bucket", (*labels("GET", "200"), ("le", "0.025")))]
+            == 1
+        )
+        assert (
+            samples[("http_server_request_duration_seconds_bucket", (*labels("GET", "200"), ("le", "+Inf")))]
+            == 2
+        )
         assert samples[("http_server_requests_total", labels("HEAD", "404"))] == 1
         assert samples[("http_server_active_requests", ())] == 3  # the dead worker's gauge is gone
         assert samples[("tricorn_websocket_sessions_open", ())] == 0
