@@ -418,32 +418,22 @@ def _json_header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
     return b",".join(values).decode("utf-8", "backslashreplace") if values else None
 
 
-def _json_access(
-    client: tuple[str, int] | None,
-    method: str,
-    path: str,
-    query: str,
-    http_version: str,
-    status: int,
-    response_bytes: int,
-    request_headers: list[tuple[bytes, bytes]],
-    duration: float,
-    now: float,
-) -> str:
+def _json_access(r: _Request) -> str:
+    client = r.client
     return _json_line(
         {
-            "time": _iso_time(now),
+            "time": _iso_time(r.now),
             "client": client[0] if client else None,
             "client_port": client[1] if client else None,
-            "method": method,
-            "path": path,
-            "query": query,
-            "protocol": http_version if http_version.startswith("HTTP/") else f"HTTP/{http_version}",
-            "status": status,
-            "bytes": response_bytes,
-            "duration": round(duration, 6),
-            "referer": _json_header(request_headers, b"referer"),
-            "user_agent": _json_header(request_headers, b"user-agent"),
+            "method": r.method,
+            "path": r.path,
+            "query": r.query,
+            "protocol": r.http_version if r.http_version.startswith("HTTP/") else f"HTTP/{r.http_version}",
+            "status": r.status,
+            "bytes": r.response_bytes,
+            "duration": round(r.duration, 6),
+            "referer": _json_header(r.request_headers, b"referer"),
+            "user_agent": _json_header(r.request_headers, b"user-agent"),
             "pid": os.getpid(),
         }
     )
@@ -534,19 +524,6 @@ class AccessLogFormatter:
         """
         if now is None:
             now = time.time()
-        if self._json:
-            return _json_access(
-                client,
-                method,
-                path,
-                query,
-                http_version,
-                status,
-                response_bytes,
-                request_headers,
-                duration,
-                now,
-            )
         request = _Request(
             client,
             method,
@@ -560,6 +537,8 @@ class AccessLogFormatter:
             duration,
             now,
         )
+        if self._json:
+            return _json_access(request)
         values = {key: atom(request) for key, atom in self._atoms}
         if self._uses_time:
             # Formatting the time is the priciest atom and changes once a second: cache it.

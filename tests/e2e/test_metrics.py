@@ -62,6 +62,23 @@ def _status(server: Server, path: str) -> int | None:
         return None
 
 
+def wait_unready(server: Server, path: str = "/readyz") -> str:
+    """Wait until ``path`` answers 503; its body."""
+    seen: list[str] = []
+
+    def unready() -> bool:
+        try:
+            response = server.probe(path)
+        except httpx.HTTPError:
+            return False
+        if response.status_code == 503:
+            seen.append(response.text)
+        return bool(seen)
+
+    wait_for(unready, what=f"{path} 503")
+    return seen[0]
+
+
 @pytest.fixture
 def serve(tricorn: type[TricornProcess]) -> Iterator[object]:
     def start(*args: str, env: dict[str, str] | None = None, app: str = APP) -> Server:
@@ -198,9 +215,9 @@ def test_term_turns_readiness_false_while_a_request_is_still_served(serve: objec
     wait_for(lambda: "metrics app: slow started" in server.proc.output(), what="the slow request")
     wait_for(lambda: server.value("http_server_active_requests") == 1, what="one request in flight")
     server.proc.send_signal(signal.SIGTERM)
-    wait_for(lambda: _status(server, "/readyz") == 503, what="/readyz 503")
+    reason = wait_unready(server)
     assert slow.is_alive()  # readiness went first: the request in flight is still being answered
-    assert "shutting down" in server.probe("/readyz").text
+    assert "shutting down" in reason
     slow.join(30)
     assert result[0].status_code == 200
     assert result[0].text == "slow done"
@@ -209,14 +226,13 @@ def test_term_turns_readiness_false_while_a_request_is_still_served(serve: objec
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_hup_turns_readiness_false_until_the_new_app_is_ready(serve: object, workers: str) -> None:
-    # Each lifespan startup takes a second: a window the probe cannot miss.
-    env = {"TRICORN_TEST_STARTUP_DELAY": "1"}
+    # Each lifespan startup takes two seconds: a window the probe cannot miss.
+    env = {"TRICORN_TEST_STARTUP_DELAY": "2"}
     server: Server = serve("--workers", workers, env=env)  # type: ignore[operator]
     server.wait_ready()
     server.proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: _status(server, "/readyz") == 503, what="/readyz 503 on HUP")
-    reason = server.probe("/readyz").text
-    assert ("reloading" in reason) if workers == "2" else ("restarting in place" in reason)
+    reason = wait_unready(server)
+    assert ("reloading" in reason) if workers == "2" else ("restarting in place" in reason), reason
     assert httpx.get(server.url + "/").status_code == 200  # the previous app serves meanwhile
     server.wait_ready()
     if workers == "2":
@@ -228,8 +244,7 @@ def test_livez_fails_while_a_workers_event_loop_is_blocked(serve: object) -> Non
     server.wait_ready()
     blocked = threading.Thread(target=lambda: httpx.get(server.url + "/block?seconds=4", timeout=30))
     blocked.start()
-    wait_for(lambda: _status(server, "/livez") == 503, what="/livez 503")
-    assert "silent for" in server.probe("/livez").text
+    assert "silent for" in wait_unready(server, "/livez")
     assert server.probe("/readyz").status_code == 200  # the other worker serves
     blocked.join(30)
     wait_for(lambda: _status(server, "/livez") == 200, what="/livez 200 again")

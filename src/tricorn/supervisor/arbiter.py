@@ -42,7 +42,7 @@ from tricorn.logs import configure_logging
 from tricorn.supervisor import metrics
 from tricorn.supervisor import policy as p
 from tricorn.supervisor.heartbeat import BEAT, DRAIN, READY, RETIRING, STUCK, channel_pair, late_after
-from tricorn.supervisor.probes import Page, ProbeServer, SelectorReactor, probe_page
+from tricorn.supervisor.probes import Page, ProbeServer, SelectorReactor, open_probes, probe_page
 from tricorn.supervisor.process import (
     PidFile,
     ProcessError,
@@ -52,7 +52,7 @@ from tricorn.supervisor.process import (
     set_title,
 )
 from tricorn.supervisor.reloader import Reloader
-from tricorn.supervisor.sockets import BindError, bind_metrics, describe, open_listeners
+from tricorn.supervisor.sockets import BindError, describe, open_listeners
 
 error_log = logging.getLogger("tricorn.error")
 
@@ -144,7 +144,6 @@ class Arbiter:
         self._unix_paths: list[str] = []
         self._stopping_signal: int | None = None
         # --metrics-bind: the listener, and what the workers that are gone had counted (and their CPU).
-        self._metrics_socket: socket.socket | None = None
         self.probes: ProbeServer | None = None
         self.retired: MetricsSlot | None = None
         self.reaped_cpu = 0.0
@@ -184,8 +183,10 @@ class Arbiter:
                     os.getpid(),
                     config.workers,
                 )
-            if self._metrics_socket is not None:
-                self._start_probes(self._metrics_socket)
+            if self.probes is not None:
+                assert self.selector is not None
+                self.retired = MetricsSlot()
+                self.probes.start(SelectorReactor(self.selector))
             if config.reload:
                 self.reloader = Reloader(
                     list(config.reload_dir),
@@ -229,9 +230,11 @@ class Arbiter:
         if inherited or not from_systemd:  # the socket files are ours to remove on exit
             self._unix_paths = [b.path for b in config.binds if b.kind == "unix" and b.path is not None]
         try:
-            self._metrics_socket = bind_metrics(config)
-            if self._metrics_socket is not None and self._metrics_socket.family == socket.AF_UNIX:
-                self._unix_paths.append(self._metrics_socket.getsockname())
+            self.probes = open_probes(
+                config, {"/metrics": self._metrics_page, "/livez": self._livez, "/readyz": self._readyz}
+            )
+            if self.probes is not None and self.probes.unix_path is not None:
+                self._unix_paths.append(self.probes.unix_path)
             if config.pid is not None:
                 self.pidfile = PidFile(config.pid)
             drop_privileges(identity)
@@ -239,9 +242,9 @@ class Arbiter:
             for sock in self.sockets:
                 sock.close()
             self.sockets = []
-            if self._metrics_socket is not None:
-                self._metrics_socket.close()
-                self._metrics_socket = None
+            if self.probes is not None:
+                self.probes.close()
+                self.probes = None
             raise
         assert self.selector is not None
         for handle in adopted:
@@ -275,16 +278,6 @@ class Arbiter:
         # started is delivered now.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
 
-    def _start_probes(self, sock: socket.socket) -> None:
-        assert self.selector is not None
-        self.retired = MetricsSlot()
-        self.probes = ProbeServer(
-            sock,
-            SelectorReactor(self.selector),
-            {"/metrics": self._metrics_page, "/livez": self._livez, "/readyz": self._readyz},
-        )
-        error_log.info("metrics and probes on %s", describe(sock))
-
     def _metrics_page(self) -> Page:
         handles = list(self.handles.values())
         processes = metrics.ProcessTotals(
@@ -311,9 +304,6 @@ class Arbiter:
         if self.probes is not None:
             self.probes.close()
             self.probes = None
-        elif self._metrics_socket is not None:
-            self._metrics_socket.close()
-        self._metrics_socket = None
         if self.reloader is not None:
             self.reloader.stop()
         if self._previous_handlers:
@@ -548,7 +538,7 @@ class Arbiter:
             self._kill(wid, signal.SIGTERM)  # a graceful stop, without the lame-duck courtesy
 
     def _spawn(self, wid: int) -> None:
-        slot = MetricsSlot() if self.probes is not None else None
+        slot = MetricsSlot() if self.retired is not None else None
         master_end, worker_end = channel_pair()
         _flush_output()
         # The signals wait while we fork, until the child has the default handlers: one that reached it

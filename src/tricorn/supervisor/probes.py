@@ -19,7 +19,12 @@ import selectors
 import socket
 import time
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from tricorn.supervisor.sockets import bind_metrics, describe
+
+if TYPE_CHECKING:
+    from tricorn.config import Config
 
 error_log = logging.getLogger("tricorn.error")
 
@@ -140,22 +145,31 @@ class _Connection:
 
 
 class ProbeServer:
-    """Serves ``routes`` (path -> page) on the listening socket ``sock``, driven by ``reactor``.
-    :meth:`sweep` (call it now and then) closes the connections past their time."""
+    """Serves ``routes`` (path -> page) on the listening socket ``sock`` once :meth:`start` gives it the
+    reactor that drives it. :meth:`sweep` (call it now and then) closes the connections past their time;
+    :meth:`close` closes everything, the socket too, whether it started or not."""
 
-    def __init__(self, sock: socket.socket, reactor: Reactor, routes: Mapping[str, Route]) -> None:
+    def __init__(self, sock: socket.socket, routes: Mapping[str, Route]) -> None:
         self.sock = sock
-        self.reactor = reactor
         self.routes = routes
+        self.reactor: Reactor | None = None
         self.connections: dict[int, _Connection] = {}
         sock.setblocking(False)
-        reactor.watch(sock.fileno(), False, self._accept)
+        # A unix socket's file, for the host to remove when it stops.
+        name = sock.getsockname() if sock.family == socket.AF_UNIX else None
+        self.unix_path = name if isinstance(name, str) and name else None
+
+    def start(self, reactor: Reactor) -> None:
+        self.reactor = reactor
+        reactor.watch(self.sock.fileno(), False, self._accept)
+        error_log.info("metrics and probes on %s", describe(self.sock))
 
     def close(self) -> None:
         for fd in list(self.connections):
             self._close(fd)
         if self.sock.fileno() >= 0:
-            self.reactor.unwatch(self.sock.fileno())
+            if self.reactor is not None:
+                self.reactor.unwatch(self.sock.fileno())
             self.sock.close()
 
     def drop(self) -> None:
@@ -186,18 +200,25 @@ class ProbeServer:
             sock.setblocking(False)
             fd = sock.fileno()
             self.connections[fd] = _Connection(sock, time.monotonic())
-            self.reactor.watch(fd, False, lambda fd=fd: self._readable(fd))  # type: ignore[misc]
+            self._watch(fd, False, lambda fd=fd: self._readable(fd))  # type: ignore[misc]
 
-    def _readable(self, fd: int) -> None:
+    def _receive(self, fd: int) -> tuple[_Connection, bytes] | None:
+        """The connection and what it sent (b"" at its end or on an error); None if nothing came."""
         conn = self.connections.get(fd)
         if conn is None:
-            return
+            return None
         try:
-            data = conn.sock.recv(MAX_HEAD)
+            return conn, conn.sock.recv(MAX_HEAD)
         except (BlockingIOError, InterruptedError):
-            return
+            return None
         except OSError:
-            data = b""
+            return conn, b""
+
+    def _readable(self, fd: int) -> None:
+        received = self._receive(fd)
+        if received is None:
+            return
+        conn, data = received
         if not data:
             self._close(fd)
             return
@@ -217,7 +238,7 @@ class ProbeServer:
                     "metrics listener: cannot answer %r", conn.buffer.split(b"\r\n", 1)[0][:80]
                 )
                 conn.out = _response(503, b"internal error\n", TEXT)
-        self.reactor.watch(fd, True, lambda: self._writable(fd))
+        self._watch(fd, True, lambda: self._writable(fd))
         self._writable(fd)
 
     def _writable(self, fd: int) -> None:
@@ -238,24 +259,30 @@ class ProbeServer:
             except OSError:
                 self._close(fd)
                 return
-            self.reactor.watch(fd, False, lambda: self._linger(fd))
+            self._watch(fd, False, lambda: self._linger(fd))
 
     def _linger(self, fd: int) -> None:
-        conn = self.connections.get(fd)
-        if conn is None:
+        received = self._receive(fd)
+        if received is None:
             return
-        try:
-            data = conn.sock.recv(MAX_HEAD)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
+        conn, data = received
         conn.unread -= len(data)
         if not data or conn.unread <= 0:
             self._close(fd)
 
+    def _watch(self, fd: int, writable: bool, callback: Callable[[], None]) -> None:
+        assert self.reactor is not None  # (connections come only once started)
+        self.reactor.watch(fd, writable, callback)
+
     def _close(self, fd: int) -> None:
         conn = self.connections.pop(fd, None)
         if conn is not None:
-            self.reactor.unwatch(fd)
+            if self.reactor is not None:
+                self.reactor.unwatch(fd)
             conn.sock.close()
+
+
+def open_probes(config: Config, routes: Mapping[str, Route]) -> ProbeServer | None:
+    """The ``--metrics-bind`` listener, bound (not serving yet), or None. Raises BindError."""
+    sock = bind_metrics(config)
+    return None if sock is None else ProbeServer(sock, routes)

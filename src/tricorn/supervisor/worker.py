@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING
 from tricorn.io.metrics import MetricsSlot
 from tricorn.supervisor import metrics
 from tricorn.supervisor.heartbeat import RETIRING, STUCK, Heartbeat, beat_interval, stuck_threads
-from tricorn.supervisor.probes import TIMEOUT, LoopReactor, Page, ProbeServer, probe_page
+from tricorn.supervisor.probes import TIMEOUT, LoopReactor, Page, ProbeServer, open_probes, probe_page
 from tricorn.supervisor.process import PidFile, drop_privileges, reopen_log_files, resolve_identity
-from tricorn.supervisor.sockets import bind_metrics, describe, open_listeners
+from tricorn.supervisor.sockets import describe, open_listeners
 
 if TYPE_CHECKING:
     from tricorn.config import Config
@@ -77,7 +77,6 @@ class Standalone:
         # is set by tricorn.run.serve: serving, and not in a restart in place.
         self.metrics = MetricsSlot() if config.metrics_bind is not None else None
         self.ready = False
-        self._metrics_socket: socket.socket | None = None
         self._probes: ProbeServer | None = None
         self._sweep: asyncio.TimerHandle | None = None
         self._started = time.time()
@@ -104,17 +103,19 @@ class Standalone:
         if not (from_systemd and "LISTEN_FDS" not in os.environ):  # the socket files are ours
             self._unix_paths = [b.path for b in config.binds if b.kind == "unix" and b.path is not None]
         try:
-            self._metrics_socket = bind_metrics(config)
-            if self._metrics_socket is not None and self._metrics_socket.family == socket.AF_UNIX:
-                self._unix_paths.append(self._metrics_socket.getsockname())
+            self._probes = open_probes(
+                config, {"/metrics": self._metrics_page, "/livez": self._livez, "/readyz": self._readyz}
+            )
+            if self._probes is not None and self._probes.unix_path is not None:
+                self._unix_paths.append(self._probes.unix_path)
             if config.pid is not None:
                 self.pidfile = PidFile(config.pid)
             drop_privileges(identity)
         except BaseException:
             for sock in self.sockets:
                 sock.close()
-            if self._metrics_socket is not None:
-                self._metrics_socket.close()
+            if self._probes is not None:
+                self._probes.close()
             raise
         return self.sockets
 
@@ -127,13 +128,8 @@ class Standalone:
                 backend,
                 loop_name,
             )
-        if self._metrics_socket is not None and self._loop is not None:
-            self._probes = ProbeServer(
-                self._metrics_socket,
-                LoopReactor(self._loop),
-                {"/metrics": self._metrics_page, "/livez": self._livez, "/readyz": self._readyz},
-            )
-            error_log.info("metrics and probes on %s", describe(self._metrics_socket))
+        if self._probes is not None and self._loop is not None:
+            self._probes.start(LoopReactor(self._loop))
             self._sweep_probes()
 
     def _sweep_probes(self) -> None:
@@ -164,9 +160,6 @@ class Standalone:
         if self._probes is not None:
             self._probes.close()
             self._probes = None
-        elif self._metrics_socket is not None:
-            self._metrics_socket.close()
-        self._metrics_socket = None
         if self._loop is not None:
             for signum in self._handled:
                 self._loop.remove_signal_handler(signum)
