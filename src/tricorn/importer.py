@@ -75,6 +75,32 @@ def detect_interface(app: Any) -> Interface:
 def load_app(spec: str, factory: bool, app_dir: str, interface: str) -> tuple[Any, Interface]:
     if app_dir and app_dir not in sys.path:
         sys.path.insert(0, app_dir)
-    app = import_from_string(spec, factory)
+    return _with_interface(import_from_string(spec, factory), interface)
+
+
+def app_from_object(app: Any, factory: bool, interface: str) -> tuple[Any, Interface]:
+    """An application given as an object (``tricorn.run(app)``), as :func:`load_app` would return it:
+    called first when ``factory``, checked callable, its interface detected unless given."""
+    shown = object_name(app)
+    if factory:
+        if not callable(app):
+            raise AppLoadError(f"app factory {shown!r} is not callable")
+        try:
+            app = app()
+        except Exception as exc:
+            raise AppLoadError(f"app factory {shown!r} raised {type(exc).__name__}: {exc}") from exc
+    if not callable(app):
+        raise AppLoadError(f"app {shown!r} is not callable (got {type(app).__name__})")
+    return _with_interface(app, interface)
+
+
+def object_name(app: Any) -> str:
+    """``module:name`` of an application object, for logs and process titles (an instance is named
+    after its class)."""
+    named = app if hasattr(app, "__qualname__") else type(app)
+    return f"{getattr(named, '__module__', '?')}:{named.__qualname__}"
+
+
+def _with_interface(app: Any, interface: str) -> tuple[Any, Interface]:
     kind: Interface = detect_interface(app) if interface == "auto" else interface  # type: ignore[assignment]
     return app, kind

@@ -36,6 +36,7 @@ from typing import Any
 from tricorn import supervisor
 from tricorn.config import Config
 from tricorn.errors import AppLoadError, ConfigError
+from tricorn.importer import load_app, object_name
 from tricorn.io import tls
 from tricorn.logs import configure_logging
 from tricorn.supervisor import policy as p
@@ -63,7 +64,7 @@ EXIT_APP = 3
 UPGRADE_ENV = "TRICORN_UPGRADE"
 # Run before re-executing: the new code must import and accept the settings, or the master stays as is.
 PREFLIGHT = (
-    "import sys; import tricorn.run, tricorn.supervisor.arbiter; from tricorn.config import Config; "
+    "import sys; import tricorn.serving, tricorn.supervisor.arbiter; from tricorn.config import Config; "
     "Config.load(sys.argv[1:])"
 )
 # The longest the master sleeps between two looks at the time (deadlines come from the policy).
@@ -112,11 +113,15 @@ class Arbiter:
 
     ``argv`` are the command-line arguments to re-read on SIGHUP and re-execute with on SIGUSR2
     (default: :data:`tricorn.supervisor.command_line`); without them SIGHUP keeps the settings and
-    SIGUSR2 is refused.
+    SIGUSR2 is refused. ``app`` is an application object given from Python (:func:`tricorn.run`): the
+    workers inherit it through the fork, as they inherit a preloaded one, and every worker, a
+    SIGHUP's new ones included, serves that object.
     """
 
-    def __init__(self, config: Config, argv: list[str] | None = None) -> None:
+    def __init__(self, config: Config, argv: list[str] | None = None, app: Any = None) -> None:
         self.config = config
+        self.app = app
+        self.app_name = config.app if app is None else object_name(app)
         self.argv = argv if argv is not None else supervisor.command_line
         self.sockets: list[socket.socket] = []
         self.handles: dict[int, WorkerHandle] = {}
@@ -157,8 +162,8 @@ class Arbiter:
             except (BindError, ProcessError) as exc:
                 error_log.error("%s", exc)
                 return EXIT_FAILURE
-            set_title(f"tricorn: master [{config.app}]")
-            if config.preload:
+            set_title(f"tricorn: master [{self.app_name}]")
+            if config.preload and self.app is None:
                 code = self._preload()
                 if code:
                     return code
@@ -227,8 +232,6 @@ class Arbiter:
         return adopted
 
     def _preload(self) -> int:
-        from tricorn.importer import load_app
-
         try:
             load_app(self.config.app, self.config.factory, self.config.app_dir, self.config.interface)
         except AppLoadError as exc:
@@ -522,7 +525,7 @@ class Arbiter:
                 os.close(fd)
 
     def _worker_main(self, channel: socket.socket, mask: set[int | signal.Signals]) -> int:
-        """In the forked child: shed the master's state, then serve (tricorn.run.run) as a worker.
+        """In the forked child: shed the master's state, then serve (tricorn.serving.run) as a worker.
         ``mask`` is the signal mask to restore once the master's handlers are gone."""
         signal.set_wakeup_fd(-1)
         for signum in SIGNALS:
@@ -534,13 +537,13 @@ class Arbiter:
         # A stop that came since the fork is delivered now, with its default action.
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self._close_event_fds()
-        set_title(f"tricorn: worker [{self.config.app}]")
+        set_title(f"tricorn: worker [{self.app_name}]")
         # SIGABRT from the master (a worker that stopped beating) dumps every thread's stack to stderr.
         faulthandler.enable(all_threads=True)
-        from tricorn.run import run
+        from tricorn.serving import run
         from tricorn.supervisor.worker import Worker
 
-        return run(self.config, Worker(self.config, self.sockets, channel))
+        return run(self.config, Worker(self.config, self.sockets, channel), self.app)
 
     def _upgrade(self) -> None:
         """SIGUSR2: check the new code, then re-execute this process with it, handing over the sockets
