@@ -139,6 +139,7 @@ class Arbiter:
         self._previous_wakeup = -1
         self._unix_paths: list[str] = []
         self._stopping_signal: int | None = None
+        self._init = os.getpid() == 1  # a container's entry point: orphans are ours to reap
 
     # -- setup and teardown
 
@@ -350,22 +351,45 @@ class Arbiter:
             self.selector.unregister(handle.channel)
 
     def _reap(self) -> None:
+        if self._init:
+            self._reap_as_init()
+            return
         for handle in list(self.handles.values()):
             try:
                 pid, status = os.waitpid(handle.pid, os.WNOHANG)
             except ChildProcessError:
-                pid, code = handle.pid, None
+                self._worker_gone(handle, None)
+                continue
+            if pid != 0:
+                self._worker_gone(handle, os.waitstatus_to_exitcode(status))
+
+    def _reap_as_init(self) -> None:
+        """As PID 1 (a container's entry point), every process orphaned in the container becomes our
+        child: an app's subprocess whose worker died, say. Reap them all, or they stay zombies; the master
+        runs no app code that waits for children of its own, so waiting for any child steals nothing."""
+        workers = {handle.pid: handle for handle in self.handles.values()}
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:  # no child at all: a worker still listed was waited for elsewhere
+                for handle in workers.values():
+                    self._worker_gone(handle, None)
+                break
+            if pid == 0:
+                break
+            if pid in workers:
+                self._worker_gone(workers.pop(pid), os.waitstatus_to_exitcode(status))
             else:
-                if pid == 0:
-                    continue
-                code = os.waitstatus_to_exitcode(status)
-            self._close_channel(handle)
-            handle.channel.close()
-            del self.handles[handle.wid]
-            if code is not None and code < 0:
-                self._feed(p.WorkerExited(handle.wid, signal=-code))
-            else:
-                self._feed(p.WorkerExited(handle.wid, code=code))
+                error_log.debug("reaped process %d, orphaned in the container", pid)
+
+    def _worker_gone(self, handle: WorkerHandle, code: int | None) -> None:
+        self._close_channel(handle)
+        handle.channel.close()
+        del self.handles[handle.wid]
+        if code is not None and code < 0:
+            self._feed(p.WorkerExited(handle.wid, signal=-code))
+        else:
+            self._feed(p.WorkerExited(handle.wid, code=code))
 
     def _on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
