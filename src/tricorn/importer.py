@@ -34,15 +34,20 @@ def import_from_string(spec: str, factory: bool = False) -> Any:
             obj = getattr(obj, part)
         except AttributeError:
             raise AppLoadError(f"attribute {attrs!r} not found in module {module_name!r}") from None
+    return _made(obj, factory, spec)
+
+
+def _made(obj: Any, factory: bool, shown: str) -> Any:
+    """``obj``, or what it returns when it is a ``factory``, checked callable; ``shown`` names it."""
     if factory:
         if not callable(obj):
-            raise AppLoadError(f"app factory {spec!r} is not callable")
+            raise AppLoadError(f"app factory {shown!r} is not callable")
         try:
             obj = obj()
         except Exception as exc:
-            raise AppLoadError(f"app factory {spec!r} raised {type(exc).__name__}: {exc}") from exc
+            raise AppLoadError(f"app factory {shown!r} raised {type(exc).__name__}: {exc}") from exc
     if not callable(obj):
-        raise AppLoadError(f"app {spec!r} is not callable (got {type(obj).__name__})")
+        raise AppLoadError(f"app {shown!r} is not callable (got {type(obj).__name__})")
     return obj
 
 
@@ -81,17 +86,7 @@ def load_app(spec: str, factory: bool, app_dir: str, interface: str) -> tuple[An
 def app_from_object(app: Any, factory: bool, interface: str) -> tuple[Any, Interface]:
     """An application given as an object (``tricorn.run(app)``), as :func:`load_app` would return it:
     called first when ``factory``, checked callable, its interface detected unless given."""
-    shown = object_name(app)
-    if factory:
-        if not callable(app):
-            raise AppLoadError(f"app factory {shown!r} is not callable")
-        try:
-            app = app()
-        except Exception as exc:
-            raise AppLoadError(f"app factory {shown!r} raised {type(exc).__name__}: {exc}") from exc
-    if not callable(app):
-        raise AppLoadError(f"app {shown!r} is not callable (got {type(app).__name__})")
-    return _with_interface(app, interface)
+    return _with_interface(_made(app, factory, object_name(app)), interface)
 
 
 def object_name(app: Any) -> str:

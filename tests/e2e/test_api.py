@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 import tricorn
-from tests.conftest import ROOT, die_with_parent, free_port, wait_for
+from tests.conftest import ROOT, child_process, free_port, wait_for
 from tricorn.errors import AppLoadError, ConfigError, LifespanFailure
 from tricorn.supervisor.sockets import BindError
 
@@ -320,23 +320,8 @@ def program(tmp_path: Path, call: str) -> Iterator[subprocess.Popen[str]]:
     script = tmp_path / "prog.py"
     script.write_text(SCRIPT.format(call=call))
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    proc = subprocess.Popen(
-        die_with_parent([sys.executable, str(script)]),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        start_new_session=True,
-    )
-    try:
+    with child_process([sys.executable, str(script)], env, tmp_path) as proc:
         yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
 
 
 def get_pids(port: int, count: int) -> set[str]:
@@ -397,3 +382,20 @@ def test_serve_in_a_program_stops_on_sigterm(tmp_path: Path) -> None:
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert "received SIGTERM, shutting down gracefully" in out and "app: lifespan shutdown" in out, out
+
+
+def test_a_factory_object_and_an_object_that_is_no_app() -> None:
+    app = App()
+
+    async def main() -> None:
+        server = tricorn.Server(lambda: app, factory=True, port=0)
+        task = await serving(server)
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            assert (await client.get("/")).text == "hello"
+        server.shutdown()
+        await task
+        assert app.events == ["startup", "shutdown"]
+        with pytest.raises(AppLoadError, match=r"^app 'builtins:int' is not callable \(got int\)$"):
+            await tricorn.serve(42, port=0)
+
+    asyncio.run(main())

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import die_with_parent, free_port, wait_for
+from tests.conftest import child_process, free_port, wait_for
 from tests.unit.test_deploy_files import DEPLOY, dockerfile_env, dockerfile_instructions
 
 pytestmark = pytest.mark.e2e
@@ -95,16 +95,7 @@ def container(tmp_path: Path, workers: int) -> Iterator[tuple[subprocess.Popen[s
         WEB_CONCURRENCY=str(workers),
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
     )
-    proc = subprocess.Popen(
-        die_with_parent(["unshare", "--pid", "--fork", "--kill-child", *argv]),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        start_new_session=True,
-    )
-    try:
+    with child_process(["unshare", "--pid", "--fork", "--kill-child", *argv], env, tmp_path) as proc:
         wait_for(lambda: proc.poll() is not None or children(proc.pid), what="the namespace's PID 1")
         if proc.poll() is not None:
             out = proc.communicate()[0]
@@ -113,10 +104,6 @@ def container(tmp_path: Path, workers: int) -> Iterator[tuple[subprocess.Popen[s
             raise AssertionError(out)
         (pid1,) = children(proc.pid)
         yield proc, pid1, port
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
 
 
 def get(port: int, path: str, timeout: float = 10.0) -> httpx.Response:
