@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+import trustme
 
 import tricorn
 from tests.conftest import ROOT, child_process, free_port, wait_for
@@ -341,10 +343,13 @@ def test_run_an_object_with_two_workers(tmp_path: Path) -> None:
     with program(tmp_path, f"tricorn.run(app, port={port}, workers=2)") as proc:
         pids = get_pids(port, 2)
         assert len(pids) == 2 and str(proc.pid) not in pids
+        # SIGHUP: new workers, forked from the master with the same object, then the old ones drain.
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: not pids & get_pids(port, 2), what="new workers serving")
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
-    assert out.count("app: lifespan startup") == 2 and out.count("app: lifespan shutdown") == 2, out
+    assert out.count("app: lifespan startup") == 4 and out.count("app: lifespan shutdown") == 4, out
     assert "app: run returned" in out
 
 
@@ -399,3 +404,44 @@ def test_a_factory_object_and_an_object_that_is_no_app() -> None:
             await tricorn.serve(42, port=0)
 
     asyncio.run(main())
+
+
+def test_a_server_over_tls_with_http2(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+
+    async def main() -> None:
+        server = tricorn.Server(
+            App(), port=0, ssl_certfile=str(tmp_path / "cert.pem"), ssl_keyfile=str(tmp_path / "key.pem")
+        )
+        task = await serving(server)
+        assert server.url.startswith("https://127.0.0.1:")
+        verify = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+        async with httpx.AsyncClient(verify=verify, http2=True) as client:
+            response = await client.get(server.url)
+        assert (response.http_version, response.text) == ("HTTP/2", "hello")
+        server.shutdown()
+        await task
+
+    asyncio.run(main())
+
+
+def test_a_loop_that_ends_under_a_server_stops_it() -> None:
+    """asyncio.run() ending with the server still serving cancels every task left, the app's lifespan
+    task with the server's: the server stops gracefully and does not wait for a lifespan shutdown that
+    no one can answer (timeout_lifespan, 600 s here, would outlast the test's own timeout)."""
+    app = App()
+    port = free_port()
+
+    async def main() -> None:
+        server = tricorn.Server(app, port=port, timeout_lifespan=600)
+        asyncio.get_running_loop().create_task(server.serve())
+        await server.wait_started()
+
+    asyncio.run(main())
+    assert app.events == ["startup"]
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/")
