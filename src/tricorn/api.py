@@ -15,6 +15,7 @@ import asyncio
 import difflib
 import logging
 import socket
+import threading
 from typing import Any
 
 from tricorn import serving
@@ -93,7 +94,8 @@ def run(app: Any = None, /, **settings: Any) -> None:
     the same object (give ``"module:attribute"`` for a reload that imports new code). Returns after a
     stop. Raises ConfigError for a bad setting, before anything starts; SystemExit with the command's exit
     status (1: a socket, pid file or user; 2: a setting; 3: the application) when the server cannot
-    start, its reason logged. Inside a running event loop, use :func:`serve`.
+    start, its reason logged. Inside a running event loop, use :func:`serve`; in a thread other than the
+    main one, :meth:`Server.run`.
     """
     config, obj = configure(app, settings)
     try:
@@ -104,6 +106,11 @@ def run(app: Any = None, /, **settings: Any) -> None:
         raise RuntimeError(
             "tricorn.run() runs an event loop of its own and cannot inside a running one (a notebook, "
             "an async test): use 'await tricorn.serve(app, ...)' there"
+        )
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError(
+            "tricorn.run() answers the process's signals, which only the main thread can: in another "
+            "thread, use tricorn.Server(app, ...).run()"
         )
     code = serving.run(config, app=obj)
     if code:

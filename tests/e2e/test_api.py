@@ -103,6 +103,20 @@ def test_run_inside_a_running_loop_says_to_await_serve() -> None:
     with pytest.raises(RuntimeError, match=r"use 'await tricorn.serve\(app, ...\)'"):
         asyncio.run(main())
 
+    errors: list[BaseException] = []
+
+    def in_a_thread() -> None:
+        try:
+            tricorn.run(App(), port=0)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=in_a_thread)
+    thread.start()
+    thread.join()
+    (error,) = errors
+    assert isinstance(error, RuntimeError) and "use tricorn.Server(app, ...).run()" in str(error)
+
 
 def test_settings_file_then_keywords(tmp_path: Path) -> None:
     settings = tmp_path / "tricorn.toml"
