@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -222,8 +223,6 @@ def test_start_failures_raise_from_serve_and_wait_started() -> None:
     taken = free_port()
 
     async def main() -> None:
-        import socket
-
         with socket.socket() as holder:
             holder.bind(("127.0.0.1", taken))
             holder.listen()
@@ -459,3 +458,23 @@ def test_a_loop_that_ends_under_a_server_stops_it() -> None:
     assert app.events == ["startup"]
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/")
+
+
+def test_an_ipv6_address_in_the_url() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+
+    async def main() -> None:
+        server = tricorn.Server(App(), bind="[::1]:0")
+        try:
+            task = await serving(server)
+        except BindError as exc:
+            pytest.skip(f"no IPv6 loopback here: {exc}")
+        (address,) = server.addresses
+        assert server.url == f"http://[::1]:{address.port}"
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            assert (await client.get("/")).text == "hello"
+        server.shutdown()
+        await task
+
+    asyncio.run(main())
