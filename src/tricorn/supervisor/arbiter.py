@@ -36,6 +36,7 @@ from typing import Any
 from tricorn import supervisor
 from tricorn.config import Config
 from tricorn.errors import AppLoadError, ConfigError
+from tricorn.importer import load_apps, object_name
 from tricorn.io import tls
 from tricorn.io.metrics import MetricsSlot
 from tricorn.logs import configure_logging
@@ -66,7 +67,7 @@ EXIT_APP = 3
 UPGRADE_ENV = "TRICORN_UPGRADE"
 # Run before re-executing: the new code must import and accept the settings, or the master stays as is.
 PREFLIGHT = (
-    "import sys; import tricorn.run, tricorn.supervisor.arbiter; from tricorn.config import Config; "
+    "import sys; import tricorn.serving, tricorn.supervisor.arbiter; from tricorn.config import Config; "
     "Config.load(sys.argv[1:])"
 )
 # The longest the master sleeps between two looks at the time (deadlines come from the policy).
@@ -117,11 +118,15 @@ class Arbiter:
 
     ``argv`` are the command-line arguments to re-read on SIGHUP and re-execute with on SIGUSR2
     (default: :data:`tricorn.supervisor.command_line`); without them SIGHUP keeps the settings and
-    SIGUSR2 is refused.
+    SIGUSR2 is refused. ``app`` is an application object given from Python (:func:`tricorn.run`): the
+    workers inherit it through the fork, as they inherit a preloaded one, and every worker, a
+    SIGHUP's new ones included, serves that object.
     """
 
-    def __init__(self, config: Config, argv: list[str] | None = None) -> None:
+    def __init__(self, config: Config, argv: list[str] | None = None, app: Any = None) -> None:
         self.config = config
+        self.app = app
+        self.app_name = config.app if app is None else object_name(app)
         self.argv = argv if argv is not None else supervisor.command_line
         self.sockets: list[socket.socket] = []
         self.handles: dict[int, WorkerHandle] = {}
@@ -148,6 +153,7 @@ class Arbiter:
         self.retired: MetricsSlot | None = None
         self.reaped_cpu = 0.0
         self.started = time.time()
+        self._init = os.getpid() == 1  # a container's entry point: orphans are ours to reap
 
     # -- setup and teardown
 
@@ -171,8 +177,8 @@ class Arbiter:
             except (BindError, ProcessError) as exc:
                 error_log.error("%s", exc)
                 return EXIT_FAILURE
-            set_title(f"tricorn: master [{config.app}]")
-            if config.preload:
+            set_title(f"tricorn: master [{self.app_name}]")
+            if config.preload and self.app is None:
                 code = self._preload()
                 if code:
                     return code
@@ -253,8 +259,6 @@ class Arbiter:
         return adopted
 
     def _preload(self) -> int:
-        from tricorn.importer import load_apps
-
         try:
             load_apps(self.config)
         except AppLoadError as exc:
@@ -402,28 +406,52 @@ class Arbiter:
             self.selector.unregister(handle.channel)
 
     def _reap(self) -> None:
+        if self._init:
+            self._reap_as_init()
+            return
         for handle in list(self.handles.values()):
             try:
                 pid, status, usage = os.wait4(handle.pid, os.WNOHANG)
             except ChildProcessError:
-                pid, code = handle.pid, None
+                self._worker_gone(handle, None, 0.0)
+                continue
+            if pid != 0:
+                self._worker_gone(handle, os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime)
+
+    def _reap_as_init(self) -> None:
+        """As PID 1 (a container's entry point), every process orphaned in the container becomes our
+        child: an app's subprocess whose worker died, say. Reap them all, or they stay zombies; the master
+        runs no app code that waits for children of its own, so waiting for any child steals nothing."""
+        workers = {handle.pid: handle for handle in self.handles.values()}
+        while True:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:  # no child at all: a worker still listed was waited for elsewhere
+                for handle in workers.values():
+                    self._worker_gone(handle, None, 0.0)
+                break
+            if pid == 0:
+                break
+            if pid in workers:
+                cpu = usage.ru_utime + usage.ru_stime
+                self._worker_gone(workers.pop(pid), os.waitstatus_to_exitcode(status), cpu)
             else:
-                if pid == 0:
-                    continue
-                code = os.waitstatus_to_exitcode(status)
-                self.reaped_cpu += usage.ru_utime + usage.ru_stime
-            self._close_channel(handle)
-            handle.channel.close()
-            if handle.metrics is not None:
-                # Its counters are kept, so the totals never go backwards; its gauges go with it.
-                if self.retired is not None:
-                    self.retired.add(handle.metrics)
-                handle.metrics.close()
-            del self.handles[handle.wid]
-            if code is not None and code < 0:
-                self._feed(p.WorkerExited(handle.wid, signal=-code))
-            else:
-                self._feed(p.WorkerExited(handle.wid, code=code))
+                error_log.debug("reaped process %d, orphaned in the container", pid)
+
+    def _worker_gone(self, handle: WorkerHandle, code: int | None, cpu: float) -> None:
+        self.reaped_cpu += cpu
+        self._close_channel(handle)
+        handle.channel.close()
+        if handle.metrics is not None:
+            # Its counters are kept, so the totals never go backwards; its gauges go with it.
+            if self.retired is not None:
+                self.retired.add(handle.metrics)
+            handle.metrics.close()
+        del self.handles[handle.wid]
+        if code is not None and code < 0:
+            self._feed(p.WorkerExited(handle.wid, signal=-code))
+        else:
+            self._feed(p.WorkerExited(handle.wid, code=code))
 
     def _on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
@@ -590,7 +618,7 @@ class Arbiter:
     def _worker_main(
         self, channel: socket.socket, mask: set[int | signal.Signals], slot: MetricsSlot | None
     ) -> int:
-        """In the forked child: shed the master's state, then serve (tricorn.run.run) as a worker.
+        """In the forked child: shed the master's state, then serve (tricorn.serving.run) as a worker.
         ``mask`` is the signal mask to restore once the master's handlers are gone; ``slot`` is where it
         counts for the master's metrics."""
         signal.set_wakeup_fd(-1)
@@ -610,13 +638,13 @@ class Arbiter:
         if self.retired is not None:
             self.retired.close()
         self._close_event_fds()
-        set_title(f"tricorn: worker [{self.config.app}]")
+        set_title(f"tricorn: worker [{self.app_name}]")
         # SIGABRT from the master (a worker that stopped beating) dumps every thread's stack to stderr.
         faulthandler.enable(all_threads=True)
-        from tricorn.run import run
+        from tricorn.serving import run
         from tricorn.supervisor.worker import Worker
 
-        return run(self.config, Worker(self.config, self.sockets, channel, slot))
+        return run(self.config, Worker(self.config, self.sockets, channel, slot), self.app)
 
     def _upgrade(self) -> None:
         """SIGUSR2: check the new code, then re-execute this process with it, handing over the sockets
