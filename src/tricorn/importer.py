@@ -12,6 +12,36 @@ from tricorn.errors import AppLoadError
 Interface = Literal["asgi", "wsgi"]
 
 
+# The attributes a module named without one is searched for, in order: gunicorn's default (and Django's
+# wsgi.py and asgi.py), then the name FastAPI's, Starlette's and Flask's docs give.
+DEFAULT_ATTRIBUTES = ("application", "app")
+
+
+def resolve_spec(spec: str) -> str:
+    """``spec`` with its attribute: a module alone gets the first of :data:`DEFAULT_ATTRIBUTES` it has
+    (importing it); ``module:attribute`` is returned as it is. Raises AppLoadError."""
+    if ":" in spec:
+        return spec
+    module = _import_module(spec)
+    for attribute in DEFAULT_ATTRIBUTES:
+        if hasattr(module, attribute):
+            return f"{spec}:{attribute}"
+    raise AppLoadError(
+        f"module {spec!r} has neither 'application' nor 'app': name the application as {spec}:ATTRIBUTE"
+    )
+
+
+def _import_module(module_name: str) -> Any:
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name or (exc.name and module_name.startswith(exc.name + ".")):
+            raise AppLoadError(f"could not import module {module_name!r}: {exc}") from None
+        raise AppLoadError(f"error while importing {module_name!r}: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        raise AppLoadError(f"error while importing {module_name!r}: {type(exc).__name__}: {exc}") from exc
+
+
 def import_from_string(spec: str, factory: bool = False) -> Any:
     """Import ``module:attribute`` (attribute may be dotted; ``module:factory()`` calls a factory)."""
     module_name, sep, attrs = spec.partition(":")
@@ -20,15 +50,7 @@ def import_from_string(spec: str, factory: bool = False) -> Any:
     if attrs.endswith("()"):
         attrs = attrs[:-2]
         factory = True
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name or (exc.name and module_name.startswith(exc.name + ".")):
-            raise AppLoadError(f"could not import module {module_name!r}: {exc}") from None
-        raise AppLoadError(f"error while importing {module_name!r}: {type(exc).__name__}: {exc}") from exc
-    except Exception as exc:
-        raise AppLoadError(f"error while importing {module_name!r}: {type(exc).__name__}: {exc}") from exc
-    obj: Any = module
+    obj: Any = _import_module(module_name)
     for part in attrs.split("."):
         try:
             obj = getattr(obj, part)
@@ -72,9 +94,30 @@ def detect_interface(app: Any) -> Interface:
     return "asgi"
 
 
-def load_app(spec: str, factory: bool, app_dir: str, interface: str) -> tuple[Any, Interface]:
+DEMO = "tricorn.demo:app"
+
+
+def load_app(spec: str, factory: bool, app_dir: str, interface: str) -> tuple[Any, Interface, str]:
+    """The application, its interface and what it is, for the startup log (``myproject.wsgi:application``,
+    or the built-in demo). ``interface`` is the setting: auto detects; asgi3 is asgi; asgi2 wraps an ASGI
+    2 application (called with the scope, returning an instance called with receive and send)."""
     if app_dir and app_dir not in sys.path:
         sys.path.insert(0, app_dir)
-    app = import_from_string(spec, factory)
-    kind: Interface = detect_interface(app) if interface == "auto" else interface  # type: ignore[assignment]
-    return app, kind
+    resolved = resolve_spec(spec)
+    app = import_from_string(resolved, factory)
+    if interface == "asgi2":
+        app = _asgi2_to_asgi3(app)
+    if interface == "auto":
+        kind: Interface = detect_interface(app)
+    else:
+        kind = "wsgi" if interface == "wsgi" else "asgi"
+    shown = "the built-in demo app (no APP given)" if spec == DEMO else resolved
+    return app, kind, shown
+
+
+def _asgi2_to_asgi3(app: Any) -> Any:
+    async def asgi3(scope: Any, receive: Any, send: Any) -> None:
+        instance = app(scope)
+        await instance(receive, send)
+
+    return asgi3

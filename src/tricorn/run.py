@@ -13,8 +13,9 @@ from tricorn.importer import load_app
 from tricorn.io import tls
 from tricorn.io.loop import http_backend, new_event_loop
 from tricorn.logs import configure_logging
-from tricorn.supervisor import needs_master, restart
-from tricorn.supervisor.process import ProcessError
+from tricorn.supervisor import log_startup_notes, needs_master, restart
+from tricorn.supervisor.hooks import with_request_hooks
+from tricorn.supervisor.process import ProcessError, prepare_process
 from tricorn.supervisor.sockets import BindError
 from tricorn.supervisor.worker import Standalone
 
@@ -40,9 +41,11 @@ def run(config: Config, worker: Worker | None = None) -> int:
     answers SIGHUP with a restart in place (:mod:`tricorn.supervisor.restart`).
     """
     if worker is None:
-        # The TLS context is made before any fork (and before privileges are dropped); a bad certificate,
+        # The environment, working directory and sys.path first (a master's workers inherit them); then
+        # the TLS context, made before any fork (and before privileges are dropped): a bad certificate,
         # key or password stops the start with one line naming the setting.
         try:
+            prepare_process(config)
             tls.prepare(config)
         except ConfigError as exc:
             configure_logging(config)
@@ -54,16 +57,24 @@ def run(config: Config, worker: Worker | None = None) -> int:
         return Arbiter(config).run()
     try:
         configure_logging(config)
+        log_startup_notes()
         backend = http_backend(config.http)
         loop = new_event_loop(config.loop)
     except ConfigError as exc:
         error_log.error("%s", exc)
         return EXIT_CONFIG
     try:
-        app, interface = load_app(config.app, config.factory, config.app_dir, config.interface)
+        app, interface, shown = load_app(config.app, config.factory, config.app_dir, config.interface)
     except AppLoadError as exc:
         error_log.error("%s", exc, exc_info=exc.__cause__ is not None)
         return EXIT_APP
+    error_log.info("serving %s (%s)", shown, interface.upper())
+    if worker is not None and worker.hooks:
+        worker.hooks.run("post_worker_init", worker.hook_worker)
+        if interface == "wsgi":
+            app = with_request_hooks(app, worker.hooks, worker.hook_worker)
+        elif "pre_request" in worker.hooks or "post_request" in worker.hooks:
+            error_log.warning("hooks pre_request and post_request run for WSGI applications only")
     asyncio.set_event_loop(loop)
     try:
         return loop.run_until_complete(serve(config, app, loop, backend, interface, worker))

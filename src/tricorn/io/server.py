@@ -111,6 +111,15 @@ class ServerState:
                 multiprocess=config.workers > 1,
                 timeout_send=config.timeout_send,
             )
+        # The server's own response headers (--server-header, --date-header, --header), once per process.
+        h1.set_default_headers(
+            config.server_header,
+            config.date_header,
+            [
+                (name.strip().lower().encode("latin-1"), value.strip().encode("latin-1"))
+                for name, _, value in (line.partition(":") for line in config.header)
+            ],
+        )
         # Upgrades the HTTP/1.1 core hands over: WebSocket for ASGI apps unless `ws` is none.
         self.upgrades: frozenset[bytes] = frozenset()
         if interface != "wsgi":

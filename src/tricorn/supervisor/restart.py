@@ -124,7 +124,7 @@ async def reimport(config: Config, loop: asyncio.AbstractEventLoop, backend: str
         return None
     dropped = forget_app_modules(config)
     try:
-        app, interface = load_app(config.app, config.factory, config.app_dir, config.interface)
+        app, interface, _ = load_app(config.app, config.factory, config.app_dir, config.interface)
         return await load(config, loop, backend, app, interface)
     except AppLoadError as exc:
         error_log.error("%s", exc, exc_info=exc.__cause__ is not None)
