@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from tricorn import __version__, supervisor
-from tricorn.config import SETTINGS, Config, Loaded, add_arguments, check_options, load
+from tricorn.config import SETTINGS, Config, Loaded, add_arguments, check_options, load, spell_booleans
 from tricorn.errors import AppLoadError, ConfigError, UsageError
 
 __all__ = ["build_parser", "main"]
@@ -27,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
     def parse_known_args(  # type: ignore[override]  # the same call, checked first
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
-        given = sys.argv[1:] if args is None else list(args)
+        given = spell_booleans(self, sys.argv[1:] if args is None else list(args))
         if not {"-h", "--help", "--version"} & set(given):
             try:
                 check_options(self, given)

@@ -1720,9 +1720,49 @@ def check_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
         i += 1
 
 
+_BOOLEAN_WORDS = {
+    "true": "--",
+    "yes": "--",
+    "on": "--",
+    "1": "--",
+    "false": "--no-",
+    "no": "--no-",
+    "off": "--no-",
+    "0": "--no-",
+}
+
+
+def spell_booleans(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """``argv`` with boolean options given a value, as uvicorn's ``--ws-per-message-deflate false``
+    (or ``=false``), spelled as tricorn's ``--x`` / ``--no-x``."""
+    flags = {
+        flag
+        for action in parser._actions
+        if isinstance(action, argparse.BooleanOptionalAction)
+        for flag in action.option_strings
+        if flag.startswith("--") and not flag.startswith("--no-")
+    }
+    spelled: list[str] = []
+    words = iter(argv)
+    for word in words:
+        flag, equals, value = word.partition("=")
+        if flag in flags and equals and value.lower() in _BOOLEAN_WORDS:
+            spelled.append(_BOOLEAN_WORDS[value.lower()] + flag[2:])
+            continue
+        spelled.append(word)
+        if word in flags:
+            following = next(words, None)
+            if following is not None and following.lower() in _BOOLEAN_WORDS:
+                spelled[-1] = _BOOLEAN_WORDS[following.lower()] + word[2:]
+            elif following is not None:
+                spelled.append(following)
+    return spelled
+
+
 def _read_argv(argv: Sequence[str], notes: list[Note]) -> _Layer:
     parser = _ArgvParser(prog="tricorn", add_help=False, allow_abbrev=False)
     add_arguments(parser)
+    argv = spell_booleans(parser, argv)
     check_options(parser, argv)
     given = vars(parser.parse_args(list(argv)))
     for flag in given.pop(_IGNORED, []):
@@ -1884,6 +1924,8 @@ def _read_python_config(shown: str, cwd: str, notes: list[Note]) -> _Layer:
 def _execute_python_config(shown: str, cwd: str) -> dict[str, Any]:
     if shown.startswith("python:"):
         module_name = shown.removeprefix("python:")
+        if cwd not in sys.path:  # gunicorn imports it from the working directory too
+            sys.path.insert(0, cwd)
         try:
             return dict(vars(importlib.import_module(module_name)))
         except Exception as exc:
