@@ -91,3 +91,12 @@ class Asgi2:
 
     async def __call__(self, receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         await asgi(self.scope, receive, send)
+
+
+async def blocking(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+    """An ASGI app whose /block stops its event loop (a synchronous sleep): the master's timeout aborts it."""
+    if scope["type"] == "http" and scope["path"] == "/block":
+        import time
+
+        time.sleep(120)
+    await asgi(scope, receive, send)
