@@ -285,6 +285,8 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
 
 def _protocol(r: _Request) -> str:
     version = r.http_version
+    if version == "-":  # a refused request whose version was not understood
+        return "-"
     return escape_for_log(version if version.startswith("HTTP/") else f"HTTP/{version}")
 
 

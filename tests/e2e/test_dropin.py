@@ -829,3 +829,36 @@ def test_each_line_serves_with_its_settings(batch: list[Case], sites: Path) -> N
         for server in servers:
             server.stop()
     assert not failures, "\n\n".join(failures)
+
+
+# -- Requests refused before the app: in the access log too ---------------------------------------------
+
+REFUSED = [
+    (b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", 400),
+    (b"BREW / HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+    (b"GET /" + b"a" * 300 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 300 + b"\r\n\r\n", 431),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n", 413),
+    (b"GET / HTTP/3.0\r\nHost: x\r\n\r\n", 505),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n", 408),  # the rest of the head never comes
+]
+
+
+def test_refused_requests_have_an_access_line(sites: Path) -> None:
+    from tests.conftest import raw_request
+
+    case = Case(
+        "tricorn myapp:app --limit-request-line 100 --limit-request-field-size 100 --limit-request-body 10 "
+        "--timeout-request-header 0.5 --access-logfile access.log",
+        "this test",
+    )
+    server = Server(case, sites / "wsgi")
+    try:
+        server.probe(time.monotonic() + 30)
+        for data, status in REFUSED:
+            answer = raw_request(server.port, data)
+            assert answer.startswith(b"HTTP/1.1 %d " % status), (status, answer[:80])
+        wanted = [f'"- - -" {status} ' for _, status in REFUSED]
+        file_has("access.log", *wanted)(Probe({}, httpx.Headers(), "", server.site))
+    finally:
+        server.stop()

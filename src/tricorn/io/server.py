@@ -282,6 +282,28 @@ class ServerState:
             )
         )
 
+    def log_refused(self, conn: Connection, status: int, response_bytes: int) -> None:
+        """The access line of a request refused before it reached the application (bad syntax, a head or
+        body too large, too slow, an unsupported version: 400, 408, 413, 414, 431, 501, 505), so a count of
+        4xx and 5xx in the access log sees it. Its request line was not understood: ``-`` for its parts."""
+        formatter = self.access_log
+        if formatter is None:
+            return
+        access_log.info(
+            formatter.format(
+                client=conn.client,
+                method="-",
+                path="-",
+                query="",
+                http_version="-",
+                status=status,
+                response_bytes=response_bytes,
+                request_headers=[],
+                response_headers=[],
+                duration=0.0,
+            )
+        )
+
     def log_protocol_error(self, conn: Connection, exc: ProtocolError) -> None:
         client = f"{conn.client[0]}:{conn.client[1]}" if conn.client else "-"
         error_log.info("%s %d %s", client, exc.status, escape_for_log(str(exc)))
