@@ -40,6 +40,7 @@ __all__ = [
     "AccessLogFormatter",
     "EscapingFormatter",
     "configure_logging",
+    "escape_controls",
     "escape_for_log",
     "format_exception_for_log",
 ]
@@ -122,6 +123,13 @@ def _escape_unprintable(text: str, keep_line_feeds: bool) -> str:
         char if char.isprintable() or (keep_line_feeds and char == "\n") else _escape_char(char)
         for char in text
     )
+
+
+def escape_controls(text: str, keep_line_feeds: bool = False) -> str:
+    """``text`` with control and other unprintable characters escaped as :func:`escape_for_log` does, and
+    nothing else: quotes and backslashes stay as they are (an app's message, a traceback). With
+    ``keep_line_feeds``, line feeds stay too (a multi-line message the app wrote on purpose)."""
+    return _escape_unprintable(text, keep_line_feeds)
 
 
 def _safe_str(value: object, func: Callable[[object], str] = str) -> str:

@@ -14,7 +14,7 @@ from tricorn.errors import ProtocolError
 from tricorn.interfaces.stream import RESPONSE_DONE
 from tricorn.io.accept import Listener, TLSListener
 from tricorn.io.tls import serving_context
-from tricorn.logs import AccessLogFormatter, escape_for_log
+from tricorn.logs import AccessLogFormatter, escape_controls, escape_for_log
 from tricorn.proto import h1
 from tricorn.proto.h1 import H1Limits
 
@@ -314,7 +314,10 @@ class ServerState:
         error_log.info("%s %s", client, message)
 
     def log_app_error(self, message: str, exc: BaseException | None) -> None:
+        # One header line, as gunicorn's and uvicorn's: the exception's repr keeps its quotes and
+        # backslashes (only control characters, which could break the line, are escaped); the traceback
+        # follows with its own line breaks (tricorn.logs.format_exception_for_log).
         if exc is not None:
-            error_log.error(escape_for_log(message), exc_info=exc)
+            error_log.error("%s", escape_controls(message), exc_info=exc)
         else:
-            error_log.error(escape_for_log(message))
+            error_log.error("%s", escape_controls(message))
