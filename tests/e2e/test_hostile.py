@@ -18,7 +18,7 @@ Transfer-Encoding, duplicated or malformed; unknown or non-final transfer coding
 and terminators; request smuggling with a second request hidden in the body (CL.TE, TE.CL, TE.TE with
 obfuscated Transfer-Encoding, chunk-size overflow, bare-LF terminators, ``0\\n\\n``: the classes behind
 gunicorn CVE-2024-1135 and CVE-2024-6827, h11 CVE-2025-43859 and the llhttp CVEs); limits; and every
-``invalid/*`` case of the shared corpus. Then heads trickled in (slowloris, 408), idle connections,
+``invalid/*`` case of the corpus (tests/corpus/http1). Then heads trickled in (slowloris, 408), idle connections,
 oversized heads streamed (refused early, without buffering), response splitting by the app (500) and
 control bytes in logged paths (escaped).
 """
@@ -683,17 +683,15 @@ def test_tls_client_hello_on_plain_port_is_named_and_closed(served: Served) -> N
 
 # ------------------------------------------------------------------------------------------ the corpus
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "http1"
-CORPUS_CASES: dict[str, bytes] = {}
-if (CORPUS / "cases.json").is_file():
-    for _case in json.loads((CORPUS / "cases.json").read_text()):
-        if _case["name"].startswith("invalid/"):
-            CORPUS_CASES[_case["name"]] = base64.b64decode(_case["raw_b64"])
-    # The deviations from gunicorn's expectations, with their reasons, live with the core's corpus test.
-    from tests.unit.test_corpus import CASES as CORPUS_INFO
-    from tests.unit.test_corpus import EXCEPTIONS, Accepted, Incomplete, decode_escapes
-else:  # pragma: no cover - the corpus is shared by the project's checkouts
-    CORPUS_INFO, EXCEPTIONS = {}, {}
+CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "http1"
+CORPUS_CASES: dict[str, bytes] = {
+    case["name"]: base64.b64decode(case["raw_b64"])
+    for case in json.loads((CORPUS / "cases.json").read_text())
+    if case["name"].startswith("invalid/")
+}
+# The deviations from gunicorn's expectations, with their reasons, live with the core's corpus test.
+from tests.unit.test_corpus import CASES as CORPUS_INFO  # noqa: E402
+from tests.unit.test_corpus import EXCEPTIONS, Accepted, Incomplete, decode_escapes  # noqa: E402
 
 # Refused with 400 unless listed here (the reason after each).
 CORPUS_STATUS = {
