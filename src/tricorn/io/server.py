@@ -94,7 +94,7 @@ class ServerState:
         # Set on a pre-fork worker retiring while others keep serving: see shutdown().
         self.lame_duck = False
         self.lifespan_state: dict[str, Any] | None = None
-        self.servers: list[asyncio.AbstractServer | TLSListener] = []
+        self.servers: list[Listener] = []
         self.pid = os.getpid()
         # The app's interface: connections make WSGI cycles when `wsgi` is set (one attribute check on
         # the ASGI path).
@@ -120,6 +120,12 @@ class ServerState:
                 for name, _, value in (line.partition(":") for line in config.header)
             ],
         )
+        # Which target serves a request, and how its cycle is made and started (io/dispatch.py): bound once.
+        from tricorn.io.dispatch import build_dispatch
+
+        self.dispatch = build_dispatch(self, app, [])
+        self.new_cycle = self.dispatch.new_cycle
+        self.start_cycle = self.dispatch.start_cycle
         # Upgrades the HTTP/1.1 core hands over: WebSocket for ASGI apps unless `ws` is none.
         self.upgrades: frozenset[bytes] = frozenset()
         if interface != "wsgi":
@@ -172,10 +178,11 @@ class ServerState:
 
         self._refresh_date()
         for sock in sockets:
+            listener: Listener
             if self.ssl_context is not None:
-                self.servers.append(TLSListener(self, sock))
-                continue
-            listener = Listener(self.loop, sock, lambda: H1Protocol(self), self.config.backlog)
+                listener = TLSListener(self, sock)
+            else:
+                listener = Listener(self.loop, sock, lambda: H1Protocol(self), self.config.backlog)
             await listener.start_serving()
             self.servers.append(listener)
         self._tick_handle = self.loop.call_later(self._tick, self._on_tick)

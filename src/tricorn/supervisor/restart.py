@@ -34,7 +34,6 @@ from tricorn.errors import AppLoadError, ConfigError, LifespanFailure
 from tricorn.importer import load_app
 from tricorn.interfaces.lifespan import Lifespan
 from tricorn.io import tls
-from tricorn.io.accept import Listener, TLSListener
 from tricorn.io.server import ServerState
 
 if TYPE_CHECKING:
@@ -139,11 +138,6 @@ async def hand_over(old: Serving, new: Serving) -> None:
     """Move the listening sockets from ``old``'s server to ``new``'s, which accepts from now on."""
     sockets = []
     for server in old.state.servers:
-        if isinstance(server, TLSListener):
-            server.close()  # it stops accepting, and leaves its socket open
-            sockets.append(server.sock)
-            continue
-        assert isinstance(server, Listener)
         sock = server.detach()
         if sock is not None:
             sockets.append(sock)

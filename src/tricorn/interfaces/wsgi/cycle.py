@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 
 from tricorn.errors import ClientDisconnected, ClientTimeout, LocalProtocolError
 from tricorn.interfaces.asgi import build_scope
+from tricorn.interfaces.files import FileSend
 from tricorn.interfaces.stream import (
     ABORTED,
     HIGH_WATER,
@@ -83,9 +84,6 @@ error_log = logging.getLogger("tricorn.error")
 # Response bytes a worker may hand to the loop before it waits for them to be written (and, when the
 # client is slow, for the transport to drain): one socket buffer's worth.
 WRITE_HIGH_WATER = 65536
-
-# The largest os.sendfile() call (Linux caps one call at 2 GiB - 4 KiB anyway).
-SENDFILE_CHUNK = 1 << 30
 
 # -- the cycle ------------------------------------------------------------------------------------------
 
@@ -576,32 +574,15 @@ def _sendfile_all(
     """Send ``head`` then ``count`` bytes of ``fileno`` from ``offset`` on the non-blocking ``sock``,
     waiting for it to be writable in this (worker) thread; return the file bytes sent (fewer than
     ``count`` when the client went away or the file shrank)."""
-    fd = sock.fileno()
+    job = FileSend(sock.fileno(), head, fileno, offset, count)
     poller = select.poll()
-    poller.register(fd, select.POLLOUT)
-    sent = 0
-    view = memoryview(head)
+    poller.register(job.sock_fd, select.POLLOUT)
     try:
-        while view:
-            try:
-                n = os.write(fd, view)
-            except BlockingIOError:
-                n = 0
-            view = view[n:]
-            if view:
-                _wait_writable(poller, cycle)
-        while sent < count:
-            try:
-                n = os.sendfile(fd, fileno, offset + sent, min(count - sent, SENDFILE_CHUNK))
-            except BlockingIOError:
-                _wait_writable(poller, cycle)
-                continue
-            if n == 0:  # the file is shorter than it was
-                break
-            sent += n
-    except OSError:  # the client went away (EPIPE, ECONNRESET) or the loop shut the socket down
+        while not job.step():
+            _wait_writable(poller, cycle)
+    except OSError:  # gone or timed out while waiting (ClientDisconnected, ClientTimeout)
         pass
-    return sent
+    return job.sent
 
 
 def _wait_writable(poller: select.poll, cycle: WSGICycle) -> None:
