@@ -485,8 +485,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.receiving = None
         refusal = self.refusal
         if refusal is not None:  # every request before the bad input is answered: now its answer
-            self.transport.write(error_response(refusal.status, str(refusal)))
-            self.close()
+            self._refuse(refusal.status, str(refusal))
             return
         self.phase = PHASE_IDLE
         self.deadline = self.state.loop.time() + self.state.timeout_keep_alive
@@ -592,8 +591,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.state.log_protocol_error(self, exc)
         self.pause_reading()
         if self.cycle is None and not isinstance(exc, LocalProtocolError):
-            self.transport.write(error_response(exc.status, str(exc)))
-            self.close()
+            self._refuse(exc.status, str(exc))
         else:
             # A response is in progress for an earlier request: let it finish, then close.
             self.closing = True
@@ -618,10 +616,16 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         if self.phase is PHASE_CLOSED:
             return
         if self.cycle is None and not self.pipeline:  # those requests were all answered already
-            self.transport.write(error_response(exc.status, str(exc)))
-            self.close()
+            self._refuse(exc.status, str(exc))
             return
         self.refusal = exc
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer input that is no request the app can see with ``status``, log it, and close."""
+        body = error_response(status, message)
+        self.transport.write(body)
+        self.state.log_refused(self, status, len(body))
+        self.close()
 
     def timeout(self, now: float) -> None:
         """Called by the server's tick when ``deadline`` has passed."""
@@ -630,8 +634,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
             self.close()
         elif phase is PHASE_HEAD:
             self.state.log_protocol_error(self, RemoteProtocolError("request head timed out", status=408))
-            self.transport.write(error_response(408, "request head not received in time"))
-            self.close()
+            self._refuse(408, "request head not received in time")
         elif phase is PHASE_ACTIVE:
             if self.read_deadline <= now:
                 self._read_timeout()
