@@ -62,6 +62,9 @@ CERT_REQS: tuple[str, ...] = get_args(CertReqs)
 
 # -- Named defaults, each with its precedent -------------------------------------------------------------
 
+# The built-in demo, served when no APP is given (and not mounted when static files take '/').
+DEFAULT_APP = "tricorn.demo:app"
+
 # gunicorn's default; uvicorn's too. The kernel caps it at net.core.somaxconn anyway.
 DEFAULT_BACKLOG = 2048
 # uvicorn's timeout_keep_alive is 5 s; gunicorn's keepalive 2 s; nginx keepalive_timeout 75 s.
@@ -267,6 +270,66 @@ def to_app_spec(name: str, value: object) -> str:
     return text
 
 
+# A mount's URL prefix: a plain path (no percent escape, no dot segment), matched on segment boundaries.
+_PREFIX = re.compile(r"/(?:[A-Za-z0-9._~!$&'()*+,;:@-]+/?)*")
+
+
+def check_prefix(name: str, entry: str, prefix: str) -> str:
+    """``prefix`` as the dispatch table keys it ("/" or "/a/b", no trailing slash), or a ConfigError."""
+    if not _PREFIX.fullmatch(prefix) or any(part in (".", "..") for part in prefix.split("/")):
+        raise ConfigError(name, f"{entry!r}: the prefix {prefix!r} must be a plain path starting with '/'")
+    return prefix.rstrip("/") or "/"
+
+
+def split_mount(entry: str) -> tuple[str, str, str]:
+    """``PREFIX=module:app[@INTERFACE]`` -> (prefix as keyed, app spec, interface); checked by
+    :func:`to_app_mounts`."""
+    prefix, _, rest = entry.partition("=")
+    spec, _, interface = rest.partition("@")
+    return prefix.rstrip("/") or "/", spec.strip(), interface or "auto"
+
+
+def to_app_mounts(name: str, value: object) -> tuple[str, ...]:
+    """``PREFIX=module:app[@asgi|@wsgi]`` entries (``module:factory()`` for a factory), each PREFIX once;
+    from a TOML table, ``PREFIX = "module:app"`` or ``PREFIX = {app = "...", interface = "...",
+    factory = true}``. Returned as ``PREFIX=SPEC@INTERFACE`` strings."""
+    if isinstance(value, Mapping):
+        items = []
+        for prefix, target in value.items():
+            if isinstance(target, Mapping):
+                unknown = set(target) - {"app", "interface", "factory"}
+                if unknown or "app" not in target:
+                    raise ConfigError(
+                        name,
+                        f"{prefix!r}: a mount table takes app, interface and factory (got {sorted(target)})",
+                    )
+                spec = to_str(name, target["app"])
+                if to_bool(name, target.get("factory", False)) and not spec.endswith("()"):
+                    spec += "()"
+                items.append(f"{prefix}={spec}@{to_str(name, target.get('interface', 'auto'))}")
+            else:
+                items.append(f"{prefix}={to_str(name, target)}")
+        value = items
+    entries = to_str_tuple(name, value)
+    seen: set[str] = set()
+    normal = []
+    for entry in entries:
+        raw_prefix, eq, rest = entry.partition("=")
+        if not eq or not rest:
+            raise ConfigError(name, f"{entry!r} is not PREFIX=module:app (e.g. /ws=chat.asgi:application)")
+        key = check_prefix(name, entry, raw_prefix)
+        _, spec, interface = split_mount(entry)
+        if not _APP_SPEC.fullmatch(spec):
+            raise ConfigError(name, f"{entry!r}: {spec!r} is not in the form module:attribute")
+        if interface not in INTERFACES:
+            raise ConfigError(name, f"{entry!r}: the interface must be one of {', '.join(INTERFACES)}")
+        if key in seen:
+            raise ConfigError(name, f"{entry!r}: the prefix {key!r} is given twice")
+        seen.add(key)
+        normal.append(f"{key}={spec}@{interface}")
+    return tuple(normal)
+
+
 _HOSTNAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
 
 
@@ -386,6 +449,23 @@ def to_ciphers(name: str, value: object) -> str:
     if not text:
         raise ConfigError(name, "'' is not a cipher list (e.g. ECDHE+AESGCM:ECDHE+CHACHA20)")
     return text
+
+
+def to_allow_list(name: str, value: object) -> tuple[str, ...]:
+    """Peers to trust: IP addresses, CIDR networks, ``*`` and ``unix``, separated by commas or spaces
+    (in one string or several; a repeated flag adds to the list)."""
+    from tricorn.proto.forwarded import AllowList
+
+    entries = tuple(
+        entry for item in to_str_tuple(name, value) for entry in re.split(r"[\s,]+", item) if entry
+    )
+    if not entries:
+        raise ConfigError(name, "the list is empty (give 127.0.0.1, a network like 10.0.0.0/8, * or unix)")
+    try:
+        AllowList(entries)
+    except ValueError as exc:
+        raise ConfigError(name, str(exc)) from None
+    return entries
 
 
 def to_identity(name: str, value: object) -> str:
@@ -530,6 +610,7 @@ def _same_listener(a: BindAddress, b: BindAddress) -> bool:
 _APPLICATION = "Application"
 _BINDING = "Binding"
 _TLS = "TLS"
+_PROXIES = "Proxies"
 _PROTOCOL = "Protocol"
 _HTTP2 = "HTTP/2"
 _WEBSOCKET = "WebSocket"
@@ -552,7 +633,7 @@ class Config:
 
     # Application
     app: str = field(
-        default="tricorn.demo:app",
+        default=DEFAULT_APP,
         metadata=_setting(
             group=_APPLICATION,
             help="the application to serve, as module:attribute (the attribute may be dotted); "
@@ -614,6 +695,19 @@ class Config:
             flags=("--root-path",),
             metavar="PATH",
             convert=to_root_path,
+        ),
+    )
+    mount: tuple[str, ...] = field(
+        default=(),
+        metadata=_setting(
+            group=_APPLICATION,
+            help="serve another application under the URL path PREFIX (the longest matching prefix wins, "
+            "on segment boundaries; the app sees PREFIX as its root_path or SCRIPT_NAME); @asgi or @wsgi "
+            "forces its interface; repeat for several; the APP, if given, is the / mount",
+            env="TRICORN_MOUNT",
+            flags=("--mount",),
+            metavar="PREFIX=APP[@INTERFACE]",
+            convert=to_app_mounts,
         ),
     )
     app_dir: str = field(
@@ -694,6 +788,57 @@ class Config:
             flags=("--unix-socket-permissions",),
             metavar="MODE",
             convert=optional(to_file_mode),
+        ),
+    )
+
+    # Proxies
+    proxy_headers: bool = field(
+        default=True,
+        metadata=_setting(
+            group=_PROXIES,
+            help="believe X-Forwarded-For/-Proto/-Host/-Port and Forwarded (RFC 7239) from the peers in "
+            "--forwarded-allow-ips: the client address, scheme and Host the application sees are the ones "
+            "the proxy reports",
+            env="TRICORN_PROXY_HEADERS",
+            flags=("--proxy-headers",),
+            convert=to_bool,
+        ),
+    )
+    forwarded_allow_ips: tuple[str, ...] = field(
+        default=("127.0.0.1", "::1"),
+        metadata=_setting(
+            group=_PROXIES,
+            help="the proxies whose headers are believed: IP addresses, networks (10.0.0.0/8), unix for "
+            "peers on a unix socket (never trusted otherwise), * for every peer; separate with commas",
+            env="TRICORN_FORWARDED_ALLOW_IPS",
+            env_fallbacks=("FORWARDED_ALLOW_IPS",),
+            flags=("--forwarded-allow-ips",),
+            metavar="LIST",
+            convert=to_allow_list,
+        ),
+    )
+    proxy_protocol: bool = field(
+        default=False,
+        metadata=_setting(
+            group=_PROXIES,
+            help="every connection starts with a PROXY protocol header (v1 or v2, as haproxy's send-proxy "
+            "and cloud load balancers send it) naming the client; a connection without a valid one, or "
+            "from a peer outside --proxy-allow-from, is closed",
+            env="TRICORN_PROXY_PROTOCOL",
+            flags=("--proxy-protocol",),
+            convert=to_bool,
+        ),
+    )
+    proxy_allow_from: tuple[str, ...] = field(
+        default=("127.0.0.1", "::1"),
+        metadata=_setting(
+            group=_PROXIES,
+            help="the peers allowed to send a PROXY protocol header: IP addresses, networks, unix, *; "
+            "separate with commas",
+            env="TRICORN_PROXY_ALLOW_FROM",
+            flags=("--proxy-allow-from",),
+            metavar="LIST",
+            convert=to_allow_list,
         ),
     )
 
@@ -1303,6 +1448,15 @@ class Config:
                 object.__setattr__(self, name, converted)
         self._check_tls()
         self._check_metrics_bind()
+        if self.app != DEFAULT_APP and any(prefix == "/" for prefix, _, _ in self.app_mounts):
+            raise ConfigError(
+                "mount", f"'/' is mounted, and {self.app!r} is given as APP (the / mount): give one of them"
+            )
+
+    @property
+    def app_mounts(self) -> tuple[tuple[str, str, str], ...]:
+        """The ``mount`` entries as (prefix as keyed: "/" or "/a/b"; module:app spec; interface)."""
+        return tuple(split_mount(entry) for entry in self.mount)
 
     def _check_metrics_bind(self) -> None:
         # The probes must answer for the server, not be the server: on an application port, /readyz would
