@@ -60,6 +60,13 @@ CERT_REQS: tuple[str, ...] = get_args(CertReqs)
 
 # -- Named defaults, each with its precedent -------------------------------------------------------------
 
+# The built-in demo, served when no APP is given (and not mounted when static files take '/').
+DEFAULT_APP = "tricorn.demo:app"
+
+# Static files' Cache-Control max-age: WhiteNoise's default (60 s); nginx sends none unless told. A year is
+# the most a cache is asked to keep anything (RFC 9111 §5.2: "a value greater than a year" is discouraged).
+DEFAULT_STATIC_MAX_AGE = 60
+MAX_STATIC_MAX_AGE = 31536000
 # gunicorn's default; uvicorn's too. The kernel caps it at net.core.somaxconn anyway.
 DEFAULT_BACKLOG = 2048
 # uvicorn's timeout_keep_alive is 5 s; gunicorn's keepalive 2 s; nginx keepalive_timeout 75 s.
@@ -308,6 +315,31 @@ def to_root_path(name: str, value: object) -> str:
     return text
 
 
+_STATIC_PREFIX = re.compile(r"/(?:[A-Za-z0-9._~!$&'()*+,;:@-]+/?)*")
+
+
+def to_static_mounts(name: str, value: object) -> tuple[str, ...]:
+    """``PREFIX=DIR`` entries: PREFIX a plain URL path (no dot segment, no percent escape), DIR an
+    existing directory, each PREFIX once."""
+    entries = to_str_tuple(name, value)
+    seen: set[str] = set()
+    for entry in entries:
+        prefix, eq, directory = entry.partition("=")
+        if not eq or not directory:
+            raise ConfigError(name, f"{entry!r} is not PREFIX=DIR (e.g. /static=./staticfiles)")
+        if not _STATIC_PREFIX.fullmatch(prefix) or any(part in (".", "..") for part in prefix.split("/")):
+            raise ConfigError(
+                name, f"{entry!r}: the prefix {prefix!r} must be a plain path starting with '/'"
+            )
+        key = prefix.rstrip("/") or "/"
+        if key in seen:
+            raise ConfigError(name, f"{entry!r}: the prefix {key!r} is given twice")
+        seen.add(key)
+        if not os.path.isdir(directory):
+            raise ConfigError(name, f"{entry!r}: {directory!r} is not a directory")
+    return entries
+
+
 def to_path(name: str, value: object) -> str:
     text = to_str(name, value)
     if not text:
@@ -499,6 +531,7 @@ class BindAddress:
 # -- The configuration -----------------------------------------------------------------------------------
 
 _APPLICATION = "Application"
+_STATIC = "Static files"
 _BINDING = "Binding"
 _TLS = "TLS"
 _PROTOCOL = "Protocol"
@@ -522,7 +555,7 @@ class Config:
 
     # Application
     app: str = field(
-        default="tricorn.demo:app",
+        default=DEFAULT_APP,
         metadata=_setting(
             group=_APPLICATION,
             help="the application to serve, as module:attribute (the attribute may be dotted); "
@@ -595,6 +628,54 @@ class Config:
             flags=("--app-dir",),
             metavar="DIR",
             convert=to_path,
+        ),
+    )
+
+    # Static files
+    static: tuple[str, ...] = field(
+        default=(),
+        metadata=_setting(
+            group=_STATIC,
+            help="serve the files of DIR under the URL path PREFIX, before the application is called "
+            "(a miss under PREFIX is a 404, never the app's); repeat for several; /=DIR with no APP "
+            "serves the directory alone",
+            env="TRICORN_STATIC",
+            flags=("--static",),
+            metavar="PREFIX=DIR",
+            convert=to_static_mounts,
+        ),
+    )
+    static_list: bool = field(
+        default=False,
+        metadata=_setting(
+            group=_STATIC,
+            help="list a directory that has no index.html (else 404)",
+            env="TRICORN_STATIC_LIST",
+            flags=("--static-list",),
+            convert=to_bool,
+        ),
+    )
+    static_max_age: int = field(
+        default=DEFAULT_STATIC_MAX_AGE,
+        metadata=_setting(
+            group=_STATIC,
+            help="seconds browsers may cache a static file (Cache-Control max-age; 0 sends no-cache); "
+            "hashed names (name.0123456789ab.css, as Django's ManifestStaticFilesStorage makes) get a "
+            "year and immutable",
+            env="TRICORN_STATIC_MAX_AGE",
+            flags=("--static-max-age",),
+            metavar="SECONDS",
+            convert=to_int(0, MAX_STATIC_MAX_AGE),
+        ),
+    )
+    static_follow_symlinks: bool = field(
+        default=False,
+        metadata=_setting(
+            group=_STATIC,
+            help="serve files through symlinks that lead outside DIR (else 403)",
+            env="TRICORN_STATIC_FOLLOW_SYMLINKS",
+            flags=("--static-follow-symlinks",),
+            convert=to_bool,
         ),
     )
 
@@ -1250,6 +1331,21 @@ class Config:
             if converted is not value:
                 object.__setattr__(self, name, converted)
         self._check_tls()
+        if self.app != DEFAULT_APP and any(prefix == "/" for prefix, _ in self.static_mounts):
+            raise ConfigError(
+                "static",
+                f"'/' is served by static files, which leaves no path for {self.app!r} "
+                "(give the files a prefix, or no APP to serve the directory alone)",
+            )
+
+    @property
+    def static_mounts(self) -> tuple[tuple[str, str], ...]:
+        """The ``static`` entries as (prefix without its trailing slash, or "/"; directory)."""
+        mounts = []
+        for entry in self.static:
+            prefix, _, directory = entry.partition("=")
+            mounts.append((prefix.rstrip("/") or "/", directory))
+        return tuple(mounts)
 
     def _check_tls(self) -> None:
         # A TLS setting without a certificate would silently serve plain HTTP to someone who meant HTTPS.

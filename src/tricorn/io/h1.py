@@ -14,7 +14,13 @@ from collections import deque
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from tricorn.errors import ClientTimeout, LocalProtocolError, ProtocolError, RemoteProtocolError
+from tricorn.errors import (
+    ClientDisconnected,
+    ClientTimeout,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+)
 from tricorn.interfaces.asgi import HTTPCycle
 from tricorn.interfaces.files import FileSend
 from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, WAIT_READ, WAIT_SEND, Headers
@@ -333,8 +339,10 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         # Zero copy on a cleartext connection with nothing queued before the file (interfaces/files.py).
         transport = self.transport
         room = self.conn.body_room
-        if self.tls is not None or room is None or self.pending is not None or self.phase is PHASE_CLOSED:
+        if self.tls is not None or room is None or self.phase is PHASE_CLOSED:
             return None
+        if self.pending is not None:
+            self._flush()  # body parts before the file (a multipart/byteranges part's head)
         if count > room:
             raise LocalProtocolError("response body longer than its content-length")
         sock = transport.get_extra_info("socket")
@@ -346,6 +354,8 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         if not job.step():
             await self._sendfile_wait(job)
         self.conn.response_body_sent(job.sent)
+        if job.gone or self.phase is PHASE_CLOSED:
+            raise ClientDisconnected("client disconnected")
         return job.sent
 
     async def _sendfile_wait(self, job: FileSend) -> None:
