@@ -459,7 +459,7 @@ def test_a_slow_reader_of_a_huge_file_holds_bounded_memory(
         peak = start
         while received < (2 << 20 if mode != "h2" else 60000):
             chunk = sock.recv(16384)
-            assert chunk
+            assert chunk, server.output()
             received += len(chunk)
             peak = max(peak, rss_kib(server.proc.pid))
         for _ in range(50):  # the server has had every chance to read ahead
