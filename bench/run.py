@@ -168,7 +168,9 @@ SERVERS: dict[str, Server] = {
         Server(
             "tricorn-static",
             "tricorn",
-            {"static": "{py} -m tricorn --static /={docroot} --port {port} --no-access-log --log-level warning"},
+            {
+                "static": "{py} -m tricorn --static /={docroot} --port {port} --no-access-log --log-level warning"
+            },
         ),
         Server("nginx", "nginx", {"static": "{py} bench/nginx_static.py {port} {docroot}"}),
         # Not a peer: the ceiling of a Python WSGI server on tricorn's own parts, with no validation at

@@ -166,9 +166,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         if cycle is not None and cycle.body_complete and cycle.state is not ABORTED:
             self.closing = True
             cycle.peer_closed()  # an app waiting in receive() learns the client is gone (it may still send)
-            # Keeping the connection half-open works on a plain transport only: asyncio's and uvloop's TLS
-            # transports shut down on the client's EOF whatever this returns (and warn when it is True).
-            return self.tls is None
+            return True  # half-open until the response is out (on TLS too: io/tlsconn.py)
         return False
 
     def data_received(self, data: bytes) -> None:
