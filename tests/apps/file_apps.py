@@ -20,13 +20,7 @@ def _dir() -> str:
 
 async def raw(scope: Scope, receive: Any, send: Any) -> None:
     """/pathsend/NAME, /zerocopy/NAME (the whole file), /zerocopy-part/NAME?OFFSET,COUNT (a slice, then a
-    trailer of body bytes after it), /extensions (the scope's extension names)."""
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            await send({"type": message["type"] + ".complete"})
-            if message["type"] == "lifespan.shutdown":
-                return
+    trailer of body bytes after it), /extensions (the scope's extension names). Run with --lifespan off."""
     path: str = scope["path"]
     if path == "/extensions":
         body = " ".join(sorted(scope["extensions"])).encode()

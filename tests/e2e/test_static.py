@@ -385,16 +385,26 @@ def test_bad_static_settings_stop_the_start_with_one_line(
 # -- other protocols and processes
 
 
+class Certs:
+    """A server certificate for 127.0.0.1; ``context()`` a fresh client context trusting it (httpx sets
+    ALPN on the context it is given, so each client gets its own)."""
+
+    def __init__(self, root: Path) -> None:
+        self.ca = trustme.CA()
+        cert = self.ca.issue_cert("127.0.0.1")
+        cert.private_key_pem.write_to_path(str(root / "key.pem"))
+        cert.cert_chain_pems[0].write_to_path(str(root / "cert.pem"))
+        self.args = ["--ssl-certfile", str(root / "cert.pem"), "--ssl-keyfile", str(root / "key.pem")]
+
+    def context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        self.ca.configure_trust(context)
+        return context
+
+
 @pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], ssl.SSLContext]:
-    root = tmp_path_factory.mktemp("certs")
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    cert.private_key_pem.write_to_path(str(root / "key.pem"))
-    cert.cert_chain_pems[0].write_to_path(str(root / "cert.pem"))
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return ["--ssl-certfile", str(root / "cert.pem"), "--ssl-keyfile", str(root / "key.pem")], context
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return Certs(tmp_path_factory.mktemp("certs"))
 
 
 def _check_client(client: httpx.Client, base: str) -> None:
@@ -408,10 +418,8 @@ def _check_client(client: httpx.Client, base: str) -> None:
     assert client.get(f"{base}/static/../x").status_code in (400, 404)  # httpx normalises the path
 
 
-def test_over_http2_tls_and_workers(
-    docroot: Path, tricorn: type[TricornProcess], certs: tuple[list[str], ssl.SSLContext]
-) -> None:
-    args, context = certs
+def test_over_http2_tls_and_workers(docroot: Path, tricorn: type[TricornProcess], certs: Certs) -> None:
+    args = certs.args
     plain = tricorn(["tests.apps.basic:app", "--static", f"/static={docroot}", "--workers", "2"]).wait_ready()
     with httpx.Client(http1=False, http2=True) as client:  # h2c by prior knowledge
         _check_client(client, plain.url)
@@ -421,7 +429,7 @@ def test_over_http2_tls_and_workers(
     tls = tricorn(["tests.apps.basic:app", "--static", f"/static={docroot}", *args]).wait_ready()
     base = f"https://127.0.0.1:{tls.port}"
     for http2 in (False, True):
-        with httpx.Client(verify=context, http1=not http2, http2=http2) as client:
+        with httpx.Client(verify=certs.context(), http1=not http2, http2=http2) as client:
             _check_client(client, base)
             assert client.get(f"{base}/static/app.css").http_version == ("HTTP/2" if http2 else "HTTP/1.1")
 
@@ -430,16 +438,17 @@ def test_over_http2_tls_and_workers(
 def test_a_slow_reader_of_a_huge_file_holds_bounded_memory(
     tmp_path: Path,
     tricorn: type[TricornProcess],
-    certs: tuple[list[str], ssl.SSLContext],
+    certs: Certs,
     mode: str,
 ) -> None:
     with open(tmp_path / "huge.bin", "wb") as file:
         file.truncate(1 << 30)  # a sparse 1 GiB file
-    args, context = certs
-    server = tricorn(["--static", f"/={tmp_path}", *(args if mode == "tls" else [])]).wait_ready()
+    server = tricorn(["--static", f"/={tmp_path}", *(certs.args if mode == "tls" else [])]).wait_ready()
     start = rss_kib(server.proc.pid)
     raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-    sock: socket.socket = context.wrap_socket(raw, server_hostname="127.0.0.1") if mode == "tls" else raw
+    sock: socket.socket = (
+        certs.context().wrap_socket(raw, server_hostname="127.0.0.1") if mode == "tls" else raw
+    )
     with sock:
         if mode == "h2":
             import h2.connection
@@ -469,18 +478,17 @@ def test_a_slow_reader_of_a_huge_file_holds_bounded_memory(
 
 
 def test_pathsend_zerocopysend_and_starlette(
-    docroot: Path, tricorn: type[TricornProcess], certs: tuple[list[str], ssl.SSLContext]
+    docroot: Path, tricorn: type[TricornProcess], certs: Certs
 ) -> None:
-    args, context = certs
     env = {"FILE_DIR": str(docroot)}
-    plain = tricorn(["tests.apps.file_apps:raw"], env=env).wait_ready()
-    tls = tricorn(["tests.apps.file_apps:raw", *args], env=env).wait_ready()
+    plain = tricorn(["tests.apps.file_apps:raw", "--lifespan", "off"], env=env).wait_ready()
+    tls = tricorn(["tests.apps.file_apps:raw", "--lifespan", "off", *certs.args], env=env).wait_ready()
     star = tricorn(["tests.apps.file_apps:starlette_app"], env=env).wait_ready()
     for base, verify, http2 in (
         (plain.url, True, False),
         (plain.url, True, True),
-        (f"https://127.0.0.1:{tls.port}", context, False),
-        (f"https://127.0.0.1:{tls.port}", context, True),
+        (f"https://127.0.0.1:{tls.port}", certs.context(), False),
+        (f"https://127.0.0.1:{tls.port}", certs.context(), True),
     ):
         with httpx.Client(verify=verify, http1=not http2, http2=http2) as client:
             names = client.get(f"{base}/extensions").text.split()
