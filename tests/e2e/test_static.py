@@ -506,3 +506,26 @@ def test_pathsend_zerocopysend_and_starlette(
             response = client.get(f"{star.url}/big.bin")
             assert response.status_code == 200 and response.content == BIG
             assert client.get(f"{star.url}/big.bin", headers={"Range": "bytes=5-9"}).content == BIG[5:10]
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_a_client_that_stops_reading_is_cut_after_timeout_send(
+    tmp_path: Path, tricorn: type[TricornProcess], certs: Certs, tls: bool
+) -> None:
+    with open(tmp_path / "big.bin", "wb") as file:
+        file.truncate(256 << 20)
+    server = tricorn(
+        ["--static", f"/={tmp_path}", "--timeout-send", "1", *(certs.args if tls else [])]
+    ).wait_ready()
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    sock = certs.context().wrap_socket(raw, server_hostname="127.0.0.1") if tls else raw
+    with sock:
+        sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        wait_for(
+            lambda: "response not taken by the client in time" in server.output(), what="the send timeout"
+        )
+    base = f"https://127.0.0.1:{server.port}" if tls else server.url
+    response = httpx.get(f"{base}/big.bin", headers={"Range": "bytes=0-9"}, verify=certs.context())
+    assert response.content == bytes(10)
+    assert server.output().count("response not taken by the client in time") == 1

@@ -357,24 +357,27 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         return job.sent
 
     async def _sendfile_wait(self, job: FileSend) -> None:
-        """Step ``job`` each time the socket has room, until it is done or the connection closes; the
-        client's stall counts against --timeout-send. The loop watches a duplicate of the socket's
-        descriptor (the transport's own is registered with the loop already)."""
+        """Step ``job`` each time the socket has room, until it is done or the connection closes; a
+        client that takes nothing for --timeout-send is cut. The loop watches a duplicate of the socket's
+        descriptor (the transport's own is registered with the loop already), and steps the job in its
+        callback: one sendfile per wakeup, no coroutine resumed until the end (bench static "file1m")."""
         loop = self.state.loop
+        waiter = self._drain_waiter = loop.create_future()  # (connection_lost sets it too)
+
+        def writable() -> None:
+            if self.phase is PHASE_CLOSED or job.step():
+                _wake(waiter)
+            else:
+                self.wait_started(WAIT_SEND)  # the client took more: its deadline starts again
+
         fd = os.dup(job.sock_fd)
         try:
-            while self.phase is not PHASE_CLOSED:
-                waiter = self._drain_waiter = loop.create_future()  # (connection_lost sets it too)
-                loop.add_writer(fd, _wake, waiter)
-                self.wait_started(WAIT_SEND)
-                try:
-                    await waiter
-                finally:
-                    self.wait_ended(WAIT_SEND)
-                    loop.remove_writer(fd)
-                if self.phase is PHASE_CLOSED or job.step():
-                    return
+            loop.add_writer(fd, writable)
+            self.wait_started(WAIT_SEND)
+            await waiter
         finally:
+            self.wait_ended(WAIT_SEND)
+            loop.remove_writer(fd)
             os.close(fd)
 
     def sendfile_start(self, status: int, headers: Headers) -> tuple[socket.socket, bytes] | None:
