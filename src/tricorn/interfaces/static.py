@@ -39,6 +39,7 @@ import re
 import secrets
 import stat
 import time
+import zlib
 from email.utils import formatdate, parsedate_tz
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -408,7 +409,7 @@ class StaticFiles:
             f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head>'
             f"<body><h1>{title}</h1><ul>{''.join(rows)}</ul></body></html>\n"
         ).encode()
-        etag = b'"l-%x"' % (hash(body) & 0xFFFFFFFFFFFF)
+        etag = b'"l-%x"' % zlib.crc32(body)  # the same in every worker (hash() is salted per process)
         resource.content_type = b"text/html; charset=utf-8"
         headers = [
             (b"content-type", resource.content_type),
