@@ -67,6 +67,10 @@ CERT_REQS: tuple[str, ...] = get_args(CertReqs)
 # The built-in demo, served when no APP is given (and not mounted when static files take '/').
 DEFAULT_APP = "tricorn.demo:app"
 
+# Static files' Cache-Control max-age: WhiteNoise's default (60 s); nginx sends none unless told. A year is
+# the most a cache is asked to keep anything (RFC 9111 §5.2: "a value greater than a year" is discouraged).
+DEFAULT_STATIC_MAX_AGE = 60
+MAX_STATIC_MAX_AGE = 31536000
 # gunicorn's default; uvicorn's too. The kernel caps it at net.core.somaxconn anyway.
 DEFAULT_BACKLOG = 2048
 # uvicorn's timeout_keep_alive is 5 s; gunicorn's keepalive 2 s; nginx keepalive_timeout 75 s.
@@ -469,6 +473,31 @@ def to_root_path(name: str, value: object) -> str:
     return text
 
 
+_STATIC_PREFIX = re.compile(r"/(?:[A-Za-z0-9._~!$&'()*+,;:@-]+/?)*")
+
+
+def to_static_mounts(name: str, value: object) -> tuple[str, ...]:
+    """``PREFIX=DIR`` entries: PREFIX a plain URL path (no dot segment, no percent escape), DIR an
+    existing directory, each PREFIX once."""
+    entries = to_str_tuple(name, value)
+    seen: set[str] = set()
+    for entry in entries:
+        prefix, eq, directory = entry.partition("=")
+        if not eq or not directory:
+            raise ConfigError(name, f"{entry!r} is not PREFIX=DIR (e.g. /static=./staticfiles)")
+        if not _STATIC_PREFIX.fullmatch(prefix) or any(part in (".", "..") for part in prefix.split("/")):
+            raise ConfigError(
+                name, f"{entry!r}: the prefix {prefix!r} must be a plain path starting with '/'"
+            )
+        key = prefix.rstrip("/") or "/"
+        if key in seen:
+            raise ConfigError(name, f"{entry!r}: the prefix {key!r} is given twice")
+        seen.add(key)
+        if not os.path.isdir(directory):
+            raise ConfigError(name, f"{entry!r}: {directory!r} is not a directory")
+    return entries
+
+
 def to_path(name: str, value: object) -> str:
     text = to_str(name, value)
     if not text:
@@ -718,6 +747,7 @@ def _same_listener(a: BindAddress, b: BindAddress) -> bool:
 # -- The configuration -----------------------------------------------------------------------------------
 
 _APPLICATION = "Application"
+_STATIC = "Static files"
 _BINDING = "Binding"
 _TLS = "TLS"
 _PROXIES = "Proxies"
@@ -890,6 +920,54 @@ class Config:
             flags=("--env-file",),
             metavar="FILE",
             convert=optional(to_path),
+        ),
+    )
+
+    # Static files
+    static: tuple[str, ...] = field(
+        default=(),
+        metadata=_setting(
+            group=_STATIC,
+            help="serve the files of DIR under the URL path PREFIX, before the application is called "
+            "(a miss under PREFIX is a 404, never the app's); repeat for several; /=DIR with no APP "
+            "serves the directory alone",
+            env="TRICORN_STATIC",
+            flags=("--static",),
+            metavar="PREFIX=DIR",
+            convert=to_static_mounts,
+        ),
+    )
+    static_list: bool = field(
+        default=False,
+        metadata=_setting(
+            group=_STATIC,
+            help="list a directory that has no index.html (else 404)",
+            env="TRICORN_STATIC_LIST",
+            flags=("--static-list",),
+            convert=to_bool,
+        ),
+    )
+    static_max_age: int = field(
+        default=DEFAULT_STATIC_MAX_AGE,
+        metadata=_setting(
+            group=_STATIC,
+            help="seconds browsers may cache a static file (Cache-Control max-age; 0 sends no-cache); "
+            "hashed names (name.0123456789ab.css, as Django's ManifestStaticFilesStorage makes) get a "
+            "year and immutable",
+            env="TRICORN_STATIC_MAX_AGE",
+            flags=("--static-max-age",),
+            metavar="SECONDS",
+            convert=to_int(0, MAX_STATIC_MAX_AGE),
+        ),
+    )
+    static_follow_symlinks: bool = field(
+        default=False,
+        metadata=_setting(
+            group=_STATIC,
+            help="serve files through symlinks that lead outside DIR (else 403)",
+            env="TRICORN_STATIC_FOLLOW_SYMLINKS",
+            flags=("--static-follow-symlinks",),
+            convert=to_bool,
         ),
     )
 
@@ -1738,11 +1816,32 @@ class Config:
             raise ConfigError(
                 "mount", f"'/' is mounted, and {self.app!r} is given as APP (the / mount): give one of them"
             )
+        static = {prefix for prefix, _ in self.static_mounts}
+        both = static & {prefix for prefix, _, _ in self.app_mounts}
+        if both:
+            raise ConfigError(
+                "static", f"{min(both)!r} is given both as a static directory and as a mount: give one"
+            )
+        if self.app != DEFAULT_APP and "/" in static:
+            raise ConfigError(
+                "static",
+                f"'/' is served by static files, which leaves no path for {self.app!r} "
+                "(give the files a prefix, or no APP to serve the directory alone)",
+            )
 
     @property
     def app_mounts(self) -> tuple[tuple[str, str, str], ...]:
         """The ``mount`` entries as (prefix as keyed: "/" or "/a/b"; module:app spec; interface)."""
         return tuple(split_mount(entry) for entry in self.mount)
+
+    @property
+    def static_mounts(self) -> tuple[tuple[str, str], ...]:
+        """The ``static`` entries as (prefix without its trailing slash, or "/"; directory)."""
+        mounts = []
+        for entry in self.static:
+            prefix, _, directory = entry.partition("=")
+            mounts.append((prefix.rstrip("/") or "/", directory))
+        return tuple(mounts)
 
     def _check_metrics_bind(self) -> None:
         # The probes must answer for the server, not be the server: on an application port, /readyz would

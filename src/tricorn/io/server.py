@@ -131,9 +131,10 @@ class ServerState:
         # shutdown closes it): the APP's, else the first mounted WSGI app's.
         self.wsgi_pool_owner: WSGIServer | None = self.wsgi
         # Which target serves a request, and how its cycle is made and started (io/dispatch.py): bound once.
-        from tricorn.io.dispatch import build_dispatch, mount_targets
+        from tricorn.io.dispatch import build_dispatch, mount_targets, static_targets
 
-        self.dispatch = build_dispatch(self, app, mount_targets(self, list(mounts)))
+        extra = [*static_targets(self, config), *mount_targets(self, list(mounts))]
+        self.dispatch = build_dispatch(self, app, extra)
         self.new_cycle = self.dispatch.new_cycle
         self.start_cycle = self.dispatch.start_cycle
         # Upgrades the HTTP/1.1 core hands over: WebSocket when an ASGI app is served, unless `ws` is none
