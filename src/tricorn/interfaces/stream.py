@@ -70,6 +70,10 @@ class Stream(Protocol):
     @property
     def client(self) -> tuple[str, int] | None: ...
     @property
+    def tls(self) -> Any:
+        """The ASGI ``tls`` extension's dict on a TLS connection, else None."""
+
+    @property
     def server(self) -> tuple[str, int] | None: ...
 
     @property

@@ -15,7 +15,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from tricorn.errors import ClientTimeout, LocalProtocolError, ProtocolError, RemoteProtocolError
-from tricorn.interfaces.asgi import HTTPCycle, build_scope
+from tricorn.interfaces.asgi import HTTPCycle
 from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, WAIT_READ, Headers
 from tricorn.io.flow import WriteFlow
 from tricorn.io.runner import AppRunner
@@ -170,7 +170,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
             # The fast lane: one whole bodyless request while the connection waits (see receive_simple).
             request = conn.receive_simple(data)
             if request is not None:
-                cycle = self._new_cycle(request)
+                cycle = self.state.new_cycle(self, request)
                 cycle.body_complete = True  # no body: end_body() with nobody yet to wake
                 self.receiving = cycle
                 self._start(cycle)
@@ -232,7 +232,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
                     # The core stops after an accepted upgrade (WebSocket), so this is the last request.
                     self._upgrade(event, start)  # type: ignore[arg-type]
                     return
-                cycle = self._new_cycle(event)  # type: ignore[arg-type]
+                cycle = self.state.new_cycle(self, event)  # type: ignore[arg-type]
                 self.receiving = cycle
                 if self.cycle is None and start is None:
                     start = cycle
@@ -249,18 +249,6 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         if start is not None:
             self._start(start)
 
-    def _new_cycle(self, request: Request) -> HTTPCycle:
-        state = self.state
-        if state.wsgi is not None:
-            # A WSGICycle offers the shell HTTPCycle's interface (duck-typed): the one interface check.
-            return state.wsgi.new_cycle(self, request)  # type: ignore[return-value]
-        scope = build_scope(
-            request, self.server, self.client, self.scheme, state.root_path, state.lifespan_state
-        )
-        if self.tls is not None:
-            scope["extensions"]["tls"] = self.tls
-        return HTTPCycle(self, request, scope)
-
     def _start(self, cycle: HTTPCycle) -> None:
         state = self.state
         if self.phase is PHASE_CLOSED:
@@ -275,11 +263,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         if not state.admit(cycle):
             self._reply_error(cycle, 503, "service unavailable: too many requests in progress")
             return
-        wsgi = state.wsgi
-        if wsgi is not None:
-            wsgi.start(cycle)  # type: ignore[arg-type]  # a WSGI cycle runs on the pool: no coroutine
-        else:
-            self.runner.run(cycle.run(state.app))
+        state.start_cycle(cycle, self.runner)  # (io/dispatch.py: bound once to the target's own start)
 
     # -- the Stream of the request being answered (interfaces/stream.py)
     def response_start(self, status: int, headers: Headers) -> None:
@@ -506,7 +490,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.closing = True
         self.conn.keep_alive = False
         request.upgrade = None
-        cycle = self._new_cycle(request)
+        cycle = self.state.new_cycle(self, request)
         cycle.body_complete = True
         self._start(cycle)
 

@@ -111,6 +111,12 @@ class ServerState:
                 multiprocess=config.workers > 1,
                 timeout_send=config.timeout_send,
             )
+        # Which target serves a request, and how its cycle is made and started (io/dispatch.py): bound once.
+        from tricorn.io.dispatch import build_dispatch
+
+        self.dispatch = build_dispatch(self, app, [])
+        self.new_cycle = self.dispatch.new_cycle
+        self.start_cycle = self.dispatch.start_cycle
         # Upgrades the HTTP/1.1 core hands over: WebSocket for ASGI apps unless `ws` is none.
         self.upgrades: frozenset[bytes] = frozenset()
         if interface != "wsgi":

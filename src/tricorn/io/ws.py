@@ -319,8 +319,22 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         self.reading_paused = reading_paused
         if held:
             self.buffer += held
+        target = state.dispatch.match(self.request.path)  # (io/dispatch.py)
+        app = target.websocket
+        if app is None:
+            # A path served by static files or CGI: no WebSocket there, and the client is told so.
+            state.log_protocol_error(
+                self, RemoteProtocolError(f"websocket to a {target.kind} path", status=404)
+            )
+            self._refuse(404, "not found: no websocket endpoint at this path")
+            return
         scope = build_scope(
-            self.request, self.server, self.client, self.scheme, state.root_path, state.lifespan_state
+            self.request,
+            self.server,
+            self.client,
+            self.scheme,
+            target.root_path,
+            state.lifespan_state,
         )
         scope = build_ws_scope(scope, self.handshake.subprotocols)
         max_size = config.ws_max_size
@@ -336,7 +350,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         self.counted = True
         if reading_paused and len(self.buffer) < HANDSHAKE_BUFFER:
             self.resume_reading()
-        self.runner.run(self.session.run(state.app))
+        self.runner.run(self.session.run(app))
 
     # -- asyncio callbacks
     def data_received(self, data: bytes) -> None:
