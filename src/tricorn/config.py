@@ -98,6 +98,11 @@ MAX_LIMIT_REQUEST_FIELD_SIZE = 65536
 # that never blocks runs on one or two of them (see tricorn.interfaces.wsgi.WorkerPool).
 DEFAULT_THREADS = 10
 MAX_THREADS = 1024
+# CGI. Apache's Timeout (how long a script may stay silent) is 60 s, lighttpd's cgi.read-timeout has no
+# default bound; 60 s is also our read and send deadline. The cap on running scripts catches a typo before
+# it lets a worker fork thousands of processes.
+DEFAULT_CGI_TIMEOUT = 60.0
+MAX_CGI_MAX_CONCURRENT = 4096
 # WebSocket. uvicorn: ws_max_size 16 MiB, ws_max_queue 32, ws_ping_interval and ws_ping_timeout 20 s;
 # the websockets library: max_size 1 MiB, max_queue 16, ping_interval/ping_timeout 20 s, close_timeout 10 s.
 DEFAULT_WS_MAX_SIZE = 16 * 1024 * 1024
@@ -298,6 +303,35 @@ def to_binds(name: str, value: object) -> tuple[str, ...]:
         if address in seen:
             raise ConfigError(name, f"{entry!r} is given twice (as {seen[address]!r} and {entry!r})")
         seen[address] = entry
+    return entries
+
+
+_MOUNT_PREFIX = re.compile(r"/(?:[A-Za-z0-9._~!$&'()*+,;:@-]+/?)*")
+
+
+def parse_mount(entry: str) -> tuple[str, str]:
+    """``PREFIX=DIR`` as ``(prefix, directory)``, the prefix without a trailing slash (``/`` is ``""``)."""
+    prefix, _, directory = entry.partition("=")
+    return prefix.rstrip("/"), directory
+
+
+def to_mounts(name: str, value: object) -> tuple[str, ...]:
+    """A list of ``PREFIX=DIR``: a URL path prefix (plain characters, no dot segments) and an existing
+    directory; no prefix given twice."""
+    entries = to_str_tuple(name, value)
+    seen: set[str] = set()
+    for entry in entries:
+        prefix, equals, directory = entry.partition("=")
+        if not equals or not directory:
+            raise ConfigError(name, f"{entry!r} is not PREFIX=DIR (e.g. /cgi-bin=./cgi-bin)")
+        if not _MOUNT_PREFIX.fullmatch(prefix) or any(part in (".", "..") for part in prefix.split("/")):
+            raise ConfigError(name, f"{entry!r}: the prefix must be a URL path such as /cgi-bin")
+        if not os.path.isdir(directory):
+            raise ConfigError(name, f"{entry!r}: {directory!r} is not a directory")
+        key = parse_mount(entry)[0]
+        if key in seen:
+            raise ConfigError(name, f"{entry!r}: the prefix {prefix!r} is given twice")
+        seen.add(key)
     return entries
 
 
@@ -506,6 +540,7 @@ _HTTP2 = "HTTP/2"
 _WEBSOCKET = "WebSocket"
 _TIMEOUTS = "Timeouts"
 _LIMITS = "Limits"
+_CGI = "CGI"
 _LOGGING = "Logging"
 _PROCESSES = "Processes"
 _RELOAD = "Reload"
@@ -1040,6 +1075,44 @@ class Config:
             flags=("--limit-concurrency",),
             metavar="N",
             convert=optional(to_int(1)),
+        ),
+    )
+
+    # CGI
+    cgi: tuple[str, ...] = field(
+        default=(),
+        metadata=_setting(
+            group=_CGI,
+            help="run the executable files of DIR as CGI/1.1 scripts (RFC 3875) for requests under the URL "
+            "path PREFIX: --cgi /cgi-bin=./cgi-bin; repeat for several",
+            env="TRICORN_CGI",
+            flags=("--cgi",),
+            metavar="PREFIX=DIR",
+            convert=to_mounts,
+        ),
+    )
+    cgi_timeout: float = field(
+        default=DEFAULT_CGI_TIMEOUT,
+        metadata=_setting(
+            group=_CGI,
+            help="seconds a CGI script may run; then it is killed with its process group (504 if it sent "
+            "nothing yet, else its response is cut)",
+            env="TRICORN_CGI_TIMEOUT",
+            flags=("--cgi-timeout",),
+            metavar="SECONDS",
+            convert=to_float(0, positive=True),
+        ),
+    )
+    cgi_max_concurrent: int | None = field(
+        default=None,
+        metadata=_setting(
+            group=_CGI,
+            help="CGI scripts running at once in each worker process; past it, 503 with Retry-After "
+            "(none: the --threads count)",
+            env="TRICORN_CGI_MAX_CONCURRENT",
+            flags=("--cgi-max-concurrent",),
+            metavar="N",
+            convert=optional(to_int(1, MAX_CGI_MAX_CONCURRENT)),
         ),
     )
 

@@ -146,13 +146,13 @@ def start_cgi(
     max_concurrent: int | None = None,
     env: dict[str, str] | None = None,
 ) -> TricornProcess:
-    """A server with ``cgi_dir`` at /cgi-bin and a small app elsewhere."""
-    full_env = {"TRICORN_TEST_CGI_DIR": str(cgi_dir), **(env or {})}
+    """A server with ``cgi_dir`` at /cgi-bin (``--cgi``) in front of a small app."""
+    argv = ["tests.apps.cgi_apps:app", "--cgi", f"/cgi-bin={cgi_dir}", *args]
     if timeout is not None:
-        full_env["TRICORN_TEST_CGI_TIMEOUT"] = str(timeout)
+        argv += ["--cgi-timeout", str(timeout)]
     if max_concurrent is not None:
-        full_env["TRICORN_TEST_CGI_MAX"] = str(max_concurrent)
-    return TricornProcess(["tests.apps.cgi_apps:app", *args], env=full_env).wait_ready()
+        argv += ["--cgi-max-concurrent", str(max_concurrent)]
+    return TricornProcess(argv, env=env).wait_ready()
 
 
 @pytest.fixture

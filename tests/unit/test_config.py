@@ -17,6 +17,7 @@ from tricorn.config import (
     BindAddress,
     Config,
     Setting,
+    parse_mount,
 )
 from tricorn.errors import ConfigError
 
@@ -691,3 +692,33 @@ def test_config_and_bind_addresses_pickle() -> None:
     config = Config(port=1, bind=("[::1]:2", "unix:/s"))
     assert pickle.loads(pickle.dumps(config)) == config
     assert pickle.loads(pickle.dumps(config.binds)) == config.binds
+
+
+def test_cgi_settings(tmp_path: Path) -> None:
+    config = Config(cgi=f"/cgi-bin={tmp_path}, /=.", cgi_timeout="5", cgi_max_concurrent="3")  # type: ignore[arg-type]
+    assert config.cgi == (f"/cgi-bin={tmp_path}", "/=.")
+    assert (config.cgi_timeout, config.cgi_max_concurrent) == (5.0, 3)
+    assert (Config().cgi, Config().cgi_timeout, Config().cgi_max_concurrent) == ((), 60.0, None)
+    assert parse_mount(f"/cgi-bin/={tmp_path}") == ("/cgi-bin", str(tmp_path))
+    assert parse_mount("/=.") == ("", ".")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("/cgi-bin", "cgi: '/cgi-bin' is not PREFIX=DIR (e.g. /cgi-bin=./cgi-bin)"),
+        ("/cgi-bin=", "cgi: '/cgi-bin=' is not PREFIX=DIR (e.g. /cgi-bin=./cgi-bin)"),
+        ("cgi-bin=.", "cgi: 'cgi-bin=.': the prefix must be a URL path such as /cgi-bin"),
+        ("/a/../b=.", "cgi: '/a/../b=.': the prefix must be a URL path such as /cgi-bin"),
+        ("/a%2f=.", "cgi: '/a%2f=.': the prefix must be a URL path such as /cgi-bin"),
+        ("/x=/no/such/dir", "cgi: '/x=/no/such/dir': '/no/such/dir' is not a directory"),
+        ("/x=. /x/=.", "cgi: '/x/=.': the prefix '/x/' is given twice"),
+    ],
+)
+def test_cgi_mount_errors(value: str, message: str) -> None:
+    assert error_of(lambda: Config(cgi=value)) == message  # type: ignore[arg-type]
+
+
+def test_cgi_limits_errors() -> None:
+    assert error_of(lambda: Config(cgi_timeout=0)) == "cgi_timeout: 0 is out of range (must be more than 0)"
+    assert error_of(lambda: Config(cgi_max_concurrent=0)).startswith("cgi_max_concurrent: 0 is out of range")

@@ -50,7 +50,7 @@ from tricorn.proto.cgi import (
     meta_variables,
 )
 
-__all__ = ["BUFFERED_BODY_LIMIT", "CGIMount", "CGIScripts"]
+__all__ = ["BUFFERED_BODY_LIMIT", "CGIMount", "CGIScripts", "redirect_client"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -270,10 +270,11 @@ class CGIMount:
             return
         path, _, query = location.partition(b"?")
         new = dict(scope)
+        new["root_path"] = ""
         new[_REDIRECTS_KEY] = count
         new["method"] = "GET"
         new["raw_path"] = path
-        new["path"] = scope.get("root_path", "") + unquote_to_bytes(path).decode("utf-8", "replace")
+        new["path"] = unquote_to_bytes(path).decode("utf-8", "replace")
         new["query_string"] = query
         new["headers"] = [
             (name, value)
@@ -659,6 +660,12 @@ async def _answer(
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def redirect_client(scope: Scope, receive: Receive, send: Send) -> None:
+    """A local redirect the server cannot follow itself, as a 302 to the same path and query."""
+    location = scope["raw_path"] + (b"?" + scope["query_string"] if scope["query_string"] else b"")
+    await _answer(send, 302, "found", ((b"location", location),))
 
 
 def _bodyless(receive: Receive) -> Receive:
