@@ -36,6 +36,7 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -72,6 +73,9 @@ RETRY_AFTER = b"1"
 # A stderr line longer than this is logged in pieces (the log stays one bounded line per entry).
 MAX_STDERR_LINE = 4096
 READ_SIZE = 65536
+# A script still running after this long has its stderr read as it comes and its client watched for a
+# disconnect; a shorter one is spared the cost (its stderr waits in the pipe, read when it ends).
+WATCH_DELAY = 0.05
 
 _REDIRECTS_KEY = "tricorn.cgi.redirects"
 
@@ -98,8 +102,7 @@ class CGIScripts:
 
     def close(self) -> None:
         for script in list(self.running.values()):
-            script.kill()
-            script.reap(block=True)
+            script.close()
         if self._devnull >= 0:
             os.close(self._devnull)
             self._devnull = -1
@@ -286,12 +289,21 @@ class CGIMount:
 
 
 class _Script:
-    """One running script: its descriptors, its process and how it ends."""
+    """One running script: its descriptors, its process and how it ends.
+
+    What a short script costs is kept small (bench "cgi"): its stderr is read, and the client watched
+    for a disconnect, only once it has run for ``WATCH_DELAY`` (before that, stderr waits in its pipe and
+    is read when the script's output ends); its exit is waited for with a pidfd only if it has not
+    exited already when its output ends; a response whose end is already in the pipe goes out in one
+    send, with its length known.
+    """
 
     __slots__ = (
         "body",
+        "deferred",
         "err",
         "err_line",
+        "err_watched",
         "exit_waiter",
         "killed",
         "loop",
@@ -300,6 +312,7 @@ class _Script:
         "path",
         "pid",
         "pidfd",
+        "receive",
         "scripts",
         "stdin",
         "timed_out",
@@ -317,11 +330,14 @@ class _Script:
         self.pidfd = -1
         self.out = self.err = self.stdin = -1
         self.err_line = b""
+        self.err_watched = False
         self.killed = False
         self.timed_out = False
         self.timer: asyncio.TimerHandle | None = None
+        self.deferred: asyncio.TimerHandle | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.watcher: asyncio.Task[None] | None = None
+        self.receive: Receive | None = None
         self.body: bytes | None = None
         self.exit_waiter: asyncio.Future[None] | None = None
 
@@ -340,46 +356,36 @@ class _Script:
         self.body = body
         self.out, self.err = out_r, err_r
         try:
-            # subprocess's vfork path: a working directory (§7.2), every other descriptor closed with
-            # close_range, the signals Python ignores restored, a new session (setsid). os.posix_spawn
-            # costs less CPU but cannot change directory.
-            process = subprocess.Popen(
-                [self.path],
-                executable=self.path,
-                stdin=stdin,
-                stdout=out_w,
-                stderr=err_w,
-                env=env,
-                cwd=os.path.dirname(self.path),
-                start_new_session=True,
-            )
+            self.pid = spawn(self.path, env, stdin, out_w, err_w)
         except BaseException:
+            self.pid = 0
             self._close_fds()
             raise
         finally:
             for fd in child:
                 os.close(fd)
-        process.returncode = 0  # reaped here, not by subprocess (whose __del__ would warn, or reap it)
-        self.pid = process.pid
         self.scripts.running[self.pid] = self
         os.set_blocking(out_r, False)
         os.set_blocking(err_r, False)
         loop = self.loop
-        loop.add_reader(err_r, self._on_stderr)
-        try:
-            self.pidfd = os.pidfd_open(self.pid)
-        except (AttributeError, OSError):  # before Linux 5.3: reaped when its stdout ends (see finish)
-            self.pidfd = -1
-        else:
-            loop.add_reader(self.pidfd, self.reap)
         self.timer = loop.call_later(self.scripts.timeout, self._on_timeout)
+        self.deferred = loop.call_later(WATCH_DELAY, self._watch)
+
+    def _watch(self) -> None:
+        """The script runs on: read its stderr as it comes, and notice the client leaving."""
+        self.deferred = None
+        self._watch_stderr()
+        if self.watcher is None and self.receive is not None:
+            self.watcher = asyncio.ensure_future(self._feed(self.receive, 0))
 
     # -- the exchange
     async def respond(self, scope: Scope, receive: Receive, send: Send, length: int) -> ScriptResponse | None:
         """Run the exchange; return the script's answer when it is a local redirect, else None."""
-        nph = os.path.basename(self.path).startswith("nph-")
-        self.watcher = asyncio.ensure_future(self._feed(receive, length))
-        parser = OutputParser(nph)
+        if length > 0 or self.body:
+            self.watcher = asyncio.ensure_future(self._feed(receive, length))
+        else:
+            self.receive = receive  # (watched from WATCH_DELAY on)
+        parser = OutputParser(os.path.basename(self.path).startswith("nph-"))
         started = False
         out = self.out
         while True:
@@ -389,17 +395,24 @@ class _Script:
                 if self.killed:
                     break
                 continue
-            if not data:
-                break
+            eof = not data
+            if data:
+                # A script that wrote its whole answer has often exited already: its end is in the pipe.
+                more = self._read(out)
+                if more is not None:
+                    eof = not more
+                    data += more
             if not started:
                 try:
-                    response = parser.feed(data)
+                    response = parser.feed(data) if data else None
                 except ScriptOutputError as exc:
                     self.kill()
                     self._log_error(f"malformed output: {exc}")
                     await _answer(send, 502, "the cgi script's answer was malformed")
                     return None
                 if response is None:
+                    if eof:
+                        break
                     continue
                 if response.kind is ResponseKind.LOCAL_REDIRECT:
                     return response
@@ -408,13 +421,15 @@ class _Script:
                 )
                 started = True
                 data = parser.body
-                if not data:
+                if not data and not eof:
                     continue
             try:
-                await send({"type": "http.response.body", "body": data, "more_body": True})
+                await send({"type": "http.response.body", "body": data, "more_body": not eof})
             except LocalProtocolError as exc:  # more than its own content-length
                 self._log_error(str(exc))
                 raise ClientDisconnected("cgi response cut") from None  # (HTTPCycle: ABORTED)
+            if eof:
+                return None
         if self.killed:
             if self.timed_out:
                 self._log_error(f"killed after --cgi-timeout {self.scripts.timeout:g}s")
@@ -423,23 +438,11 @@ class _Script:
                     return None
                 raise ClientDisconnected("cgi script timed out")  # cuts the response (HTTPCycle: ABORTED)
             return None  # the client left
-        if not started:
-            try:
-                parser.eof()
-            except ScriptOutputError as exc:
-                self._log_error(f"{exc}{self._exit_note()}")
-                await _answer(send, 502, "the cgi script did not answer")
-                return None
-            response = parser.response
-            assert response is not None
-            if response.kind is ResponseKind.LOCAL_REDIRECT:
-                return response
-            await send(
-                {"type": "http.response.start", "status": response.status, "headers": response.headers}
-            )
-        await send(
-            {"type": "http.response.body", "body": parser.body if not started else b"", "more_body": False}
-        )
+        try:
+            parser.eof()  # (raises: the output ended before its header block did)
+        except ScriptOutputError as exc:
+            self._log_error(f"{exc}{self._exit_note()}")
+            await _answer(send, 502, "the cgi script did not answer")
         return None
 
     async def _feed(self, receive: Receive, length: int) -> None:
@@ -529,7 +532,11 @@ class _Script:
                 waiter.set_result(None)
 
     def finish(self) -> None:
-        """The exchange is over (answered, redirected, cut or failed): stop everything but the reaping."""
+        """The exchange is over (answered, redirected, cut or failed): stop everything but the reaping,
+        and reap the script now if it has exited, else when it does."""
+        if self.deferred is not None:
+            self.deferred.cancel()
+            self.deferred = None
         watcher = self.watcher
         if watcher is not None and not watcher.done():
             watcher.cancel()
@@ -537,11 +544,18 @@ class _Script:
             self.timer.cancel()
             self.timer = None
         self._close_fds()
-        if self.pidfd < 0 and self.pid:
-            self.reap()
-            if self.pid in self.scripts.running:
-                # No pidfd to wait on: poll for the exit (a script usually exits as its stdout ends).
+        if not self.pid:
+            return
+        self._drain_stderr()
+        self.reap()
+        if self.pid in self.scripts.running:
+            self._watch_stderr()
+            try:
+                self.pidfd = os.pidfd_open(self.pid)
+            except (AttributeError, OSError):  # before Linux 5.3: polled (see _poll_reap)
                 self.loop.call_later(0.05, self._poll_reap)
+            else:
+                self.loop.add_reader(self.pidfd, self.reap)
 
     async def exited(self) -> None:
         """Wait until the script has been reaped (its timeout still runs)."""
@@ -571,17 +585,24 @@ class _Script:
             self.loop.remove_reader(self.pidfd)
             os.close(self.pidfd)
             self.pidfd = -1
-        if self.err >= 0:
-            self._on_stderr()  # what it wrote last, before the exit
+        self._drain_stderr()  # what it wrote last, before the exit
         code = os.waitstatus_to_exitcode(status)
         if code != 0 and not self.killed:
             self._log_error(f"exited with status {code}" if code > 0 else f"killed by signal {-code}")
 
     def _exit_note(self) -> str:
-        if self.pid not in self.scripts.running:
-            return ""
         self.reap()
         return "" if self.pid in self.scripts.running else " (the script has exited)"
+
+    def close(self) -> None:
+        """The server stops: kill the script, reap it, drop its descriptors."""
+        self.kill()
+        self.reap(block=True)
+        if self.err >= 0:
+            if self.err_watched:
+                self.loop.remove_reader(self.err)
+            os.close(self.err)
+            self.err = -1
 
     def _close_fds(self) -> None:
         self._close_stdin()
@@ -593,24 +614,36 @@ class _Script:
             self.err = -1
 
     # -- stderr: to the error log, one line each
-    def _on_stderr(self) -> None:
+    def _watch_stderr(self) -> None:
+        if self.err >= 0 and not self.err_watched:
+            self.err_watched = True
+            self.loop.add_reader(self.err, self._on_stderr)
+
+    def _drain_stderr(self) -> None:
+        for _ in range(16):  # (at most 1 MiB here: a script still writing is read as it comes)
+            if not self._on_stderr():
+                return
+
+    def _on_stderr(self) -> bool:
+        """Read what the script wrote on stderr; False once nothing more is there for now."""
         err = self.err
         if err < 0:
-            return
+            return False
         try:
             data = os.read(err, READ_SIZE)
         except BlockingIOError:
-            return
+            return False
         except OSError:
             data = b""
         if not data:
-            self.loop.remove_reader(err)
+            if self.err_watched:
+                self.loop.remove_reader(err)
             os.close(err)
             self.err = -1
             if self.err_line:
                 self._log_stderr(self.err_line)
                 self.err_line = b""
-            return
+            return False
         lines = (self.err_line + data).split(b"\n")
         self.err_line = lines.pop()
         for line in lines:
@@ -618,6 +651,7 @@ class _Script:
         while len(self.err_line) > MAX_STDERR_LINE:
             self._log_stderr(self.err_line[:MAX_STDERR_LINE])
             self.err_line = self.err_line[MAX_STDERR_LINE:]
+        return True
 
     def _log_stderr(self, line: bytes) -> None:
         if line.endswith(b"\r"):
@@ -628,6 +662,102 @@ class _Script:
 
     def _log_error(self, message: str) -> None:
         error_log.error("cgi script %s: %s", escape_for_log(self.name), escape_for_log(message))
+
+
+# -- Starting a script: subprocess's vfork path (a working directory, §7.2; every other descriptor closed
+# with close_range; the signals Python ignores restored; a new session). os.posix_spawn costs less but
+# cannot change directory. On the CPython versions whose signature is known here, _posixsubprocess is
+# called directly: Popen's own Python code around it was a third of a script's cost in the server
+# (bench "cgi", measured with cProfile).
+
+
+def spawn(path: str, env: dict[bytes, bytes], stdin: int, stdout: int, stderr: int) -> int:
+    """Start ``path`` with exactly ``env``, in its directory and a session of its own; return its pid.
+    Raises OSError when it cannot be started (not executable, no interpreter...)."""
+    if _fork_exec is not None:
+        errpipe_read, errpipe_write = os.pipe2(os.O_CLOEXEC)
+        if errpipe_write > 2:  # (0-2 are the child's: a server started with one of them closed)
+            return _fast_spawn(path, env, stdin, stdout, stderr, errpipe_read, errpipe_write)
+        os.close(errpipe_read)
+        os.close(errpipe_write)
+    process = subprocess.Popen(
+        [path],
+        executable=path,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        env=env,
+        cwd=os.path.dirname(path),
+        start_new_session=True,
+    )
+    process.returncode = 0  # reaped by the caller, not by subprocess (whose __del__ would warn, or reap it)
+    return process.pid
+
+
+def _fast_spawn(
+    path: str,
+    env: dict[bytes, bytes],
+    stdin: int,
+    stdout: int,
+    stderr: int,
+    errpipe_read: int,
+    errpipe_write: int,
+) -> int:
+    executable = os.fsencode(path)
+    try:
+        assert _fork_exec is not None
+        pid: int = _fork_exec(
+            [executable],
+            (executable,),
+            True,  # close_fds
+            (errpipe_write,),  # fds kept open until exec (CLOEXEC then closes it: success)
+            os.path.dirname(path),
+            [name + b"=" + value for name, value in env.items()],
+            stdin,
+            -1,
+            -1,
+            stdout,
+            -1,
+            stderr,
+            errpipe_read,
+            errpipe_write,
+            True,  # restore_signals
+            True,  # start_new_session
+            -1,  # process_group
+            None,  # gid
+            None,  # extra groups
+            None,  # uid
+            -1,  # umask
+            None,  # preexec_fn
+            True,  # allow_vfork
+        )
+    except BaseException:
+        os.close(errpipe_read)
+        raise
+    finally:
+        os.close(errpipe_write)
+    try:
+        failure = os.read(errpipe_read, 50000)  # empty once the exec succeeded
+    finally:
+        os.close(errpipe_read)
+    if failure:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        # The child writes "OSError:<hex errno>:<noexec when the chdir failed>" (Modules/_posixsubprocess.c).
+        try:
+            number = int(failure.split(b":", 2)[1], 16)
+        except (IndexError, ValueError):
+            number = 0
+        raise OSError(number, os.strerror(number) if number else failure.decode("ascii", "replace"))
+    return pid
+
+
+_fork_exec: Callable[..., int] | None = None
+if sys.version_info[:2] == (3, 11):  # the signature of 3.11's _posixsubprocess.fork_exec, as above
+    try:
+        from _posixsubprocess import fork_exec as _fork_exec
+    except ImportError:  # pragma: no cover
+        _fork_exec = None
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
