@@ -61,7 +61,8 @@ class Certs:
 @dataclass(frozen=True)
 class Server:
     """A server under test. ``commands`` maps an interface ("asgi", "wsgi", ...) to a command
-    template (split with shlex); ``{py}``, ``{app}``, ``{host}`` and ``{port}`` are substituted.
+    template (split with shlex); ``{py}``, ``{app}``, ``{host}``, ``{port}`` and ``{root}`` (the
+    repository) are substituted.
     ``tls`` holds the options that serve TLS (``{certfile}``, ``{keyfile}``), appended for a
     case with ``tls=True``. ``src``, when set, is put first on the server's PYTHONPATH, so that
     ``python -m tricorn`` imports the package there (``--baseline``: a git worktree of another
@@ -74,7 +75,7 @@ class Server:
     src: str = ""
 
     def argv(self, interface: str, app: str, port: int, certs: Certs | None = None) -> list[str]:
-        subst = {"py": PY, "app": app, "host": HOST, "port": str(port)}
+        subst = {"py": PY, "app": app, "host": HOST, "port": str(port), "root": str(ROOT)}
         template = self.commands[interface]
         if certs is not None:
             template += " " + self.tls
@@ -98,6 +99,9 @@ SERVERS: dict[str, Server] = {
                 "wsgi": "{py} -m tricorn {app} --interface wsgi --port {port} --no-access-log --log-level warning",
                 # HTTP/2 is on by default: h2c by prior knowledge on a cleartext port, ALPN h2 over TLS.
                 "http2": "{py} -m tricorn {app} --port {port} --no-access-log --log-level warning",
+                # (--cgi is newer than the commands above: a --baseline before it cannot run this section.)
+                "cgi": "{py} -m tricorn {app} --cgi /cgi-bin={root}/bench/cgi/cgi-bin --port {port}"
+                " --no-access-log --log-level warning",
             },
             tls="--ssl-certfile {certfile} --ssl-keyfile {keyfile}",
         ),
@@ -162,6 +166,15 @@ SERVERS: dict[str, Server] = {
             "gunicorn-sync",
             "gunicorn",
             {"wsgi": "{py} -m gunicorn -w 1 -k sync -b {host}:{port} --log-level warning {app}"},
+        ),
+        # Debian's lighttpd, one process, mod_cgi (bench/cgi/lighttpd.conf).
+        Server(
+            "lighttpd",
+            "lighttpd",
+            {
+                "cgi": "env BENCH_PORT={port} BENCH_CGI_ROOT={root}/bench/cgi"
+                " lighttpd -D -f {root}/bench/cgi/lighttpd.conf"
+            },
         ),
         # Not a peer: the ceiling of a Python WSGI server on tricorn's own parts, with no validation at
         # all (bench/minimal_wsgi.py). Run only when asked for: --servers tricorn,granian,minimal-wsgi.
@@ -426,6 +439,29 @@ SECTIONS: dict[str, Section] = {
                     tls=True,
                     connections=16,
                     wrk_args=("-m10",),
+                    check=expect_body(b"Hello, world!", chunked=False),
+                ),
+            ),
+        ),
+        Section(
+            key="cgi",
+            title="CGI",
+            interface="cgi",
+            servers=("tricorn", "lighttpd"),
+            intro="The same CGI/1.1 script, `bench/cgi/cgi-bin/hello.sh` (POSIX sh, Debian's dash), run once "
+            "per request: tricorn `--cgi /cgi-bin=bench/cgi/cgi-bin` (in front of the ASGI `hello` app, "
+            "which serves no request here) against Debian's lighttpd with `mod_cgi` "
+            "(`bench/cgi/lighttpd.conf`: one process, no access log). 8 keep-alive connections, under "
+            "tricorn's default `--cgi-max-concurrent` (10). Starting a process dominates: the rate is "
+            "mostly the kernel's fork and exec and the shell's start-up, on the server's CPU.",
+            cases=(
+                Case(
+                    "hello",
+                    "bench.apps:hello",
+                    "GET /cgi-bin/hello.sh, a sh script printing 200 text/plain `Hello, world!` with "
+                    "content-length",
+                    path="/cgi-bin/hello.sh",
+                    connections=8,
                     check=expect_body(b"Hello, world!", chunked=False),
                 ),
             ),
@@ -1087,6 +1123,9 @@ def pkg_version(name: str) -> str:
         init = ROOT / "src" / "tricorn" / "__init__.py"
         m = re.search(r'__version__\s*=\s*"([^"]+)"', init.read_text()) if init.exists() else None
         return f"{m.group(1)} (src checkout)" if m else "not installed"
+    if shutil.which(name):  # a server that is not a Python package (lighttpd): its own -v line
+        out = subprocess.run([name, "-v"], capture_output=True, text=True, check=False)
+        return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else "?"
     return "not installed"
 
 
