@@ -107,6 +107,13 @@ SCRIPTS = {
         echo $$ > "$QUERY_STRING.pid"
         sleep 1000
         """,
+    "waiting.sh": """\
+        #!/bin/sh
+        sleep 0.2
+        echo "still waiting" >&2
+        while [ ! -e "$QUERY_STRING.go" ]; do sleep 0.02; done
+        printf 'Content-Type: text/plain\\n\\ndone\\n'
+        """,
     "quick.sh": """\
         #!/bin/sh
         echo $$ > "$QUERY_STRING.pid"
@@ -383,6 +390,15 @@ def test_refused_paths(server: TricornProcess, target: str, status: int) -> None
     assert reply.startswith(f"HTTP/1.1 {status} ".encode()), reply[:200]
 
 
+def test_websocket_under_the_prefix_is_404(server: TricornProcess) -> None:
+    reply = raw_request(
+        server.port,
+        b"GET /cgi-bin/hello.sh HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    assert reply.startswith(b"HTTP/1.1 404 "), reply[:100]
+
+
 def test_symlink_inside_is_followed(server: TricornProcess) -> None:
     assert httpx.get(f"{server.url}/cgi-bin/inside.sh").text == "hello from sh\n"
 
@@ -394,6 +410,11 @@ def test_large_upload_streams_to_stdin(server: TricornProcess) -> None:
     data = os.urandom(1 << 20) * 24
     r = httpx.post(f"{server.url}/cgi-bin/echo.py", content=data, timeout=60)
     assert r.text == f"{len(data)} {len(data)} {hashlib.sha256(data).hexdigest()}"
+
+
+def test_a_script_that_reads_no_body_still_answers(server: TricornProcess) -> None:
+    r = httpx.post(f"{server.url}/cgi-bin/hello.sh", content=b"x" * 3_000_000, timeout=30)
+    assert r.status_code == 200 and r.text == "hello from sh\n"
 
 
 def test_chunked_upload_gets_its_content_length(server: TricornProcess) -> None:
@@ -471,6 +492,28 @@ def test_client_disconnect_kills_the_process_group(server: TricornProcess, tmp_p
     wait_for(lambda: gone(pid) and gone(child), what="the script and its child killed and reaped")
 
 
+def test_client_leaving_during_the_upload_kills_the_script(server: TricornProcess, tmp_path: Path) -> None:
+    marker = tmp_path / "u"
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.sendall(
+        f"POST /cgi-bin/slow.sh?{marker} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n".encode()
+        + b"x" * 1000
+    )
+    pid, child = read_pid(marker.with_suffix(".pid")), read_pid(marker.with_suffix(".child"))
+    sock.close()
+    wait_for(lambda: gone(pid) and gone(child), what="the script and its child killed and reaped")
+
+
+def test_stderr_of_a_running_script_is_logged_as_it_comes(server: TricornProcess, tmp_path: Path) -> None:
+    marker = tmp_path / "e"
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.sendall(f"GET /cgi-bin/waiting.sh?{marker} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    wait_for(lambda: "waiting.sh: stderr: still waiting" in server.output(), what="the line, while it runs")
+    marker.with_suffix(".go").touch()
+    assert b"done" in sock.recv(65536) + sock.recv(65536)
+    sock.close()
+
+
 def test_concurrency_limit_is_503(cgi_dir: Path, servers: list[TricornProcess], tmp_path: Path) -> None:
     server = start_cgi(cgi_dir, max_concurrent=1)
     servers.append(server)
@@ -531,6 +574,17 @@ def test_over_http2(server: TricornProcess) -> None:
         r = client.post("/cgi-bin/echo.py", content=iter([data[:1000], data[1000:2000]]))  # no length
         assert r.text == f"2000 2000 {hashlib.sha256(data[:2000]).hexdigest()}"
         assert client.get("/cgi-bin/big.sh?3000000").content == b"\0" * 3_000_000
+
+
+def test_local_redirect_to_a_wsgi_app_redirects_the_client(
+    cgi_dir: Path, servers: list[TricornProcess]
+) -> None:
+    server = TricornProcess(["tests.apps.wsgi_basic:app", "--cgi", f"/cgi-bin={cgi_dir}"]).wait_ready()
+    servers.append(server)
+    r = httpx.get(f"{server.url}/cgi-bin/toapp.sh")
+    assert r.status_code == 302
+    assert r.headers["location"] == "/somewhere/else?q=1"
+    assert httpx.get(f"{server.url}/cgi-bin/hello.pl").status_code == 201
 
 
 def test_over_tls_with_curl(cgi_dir: Path, servers: list[TricornProcess], tmp_path: Path) -> None:
