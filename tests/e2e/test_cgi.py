@@ -147,6 +147,7 @@ def cgi_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def start_cgi(
+    start: type[TricornProcess],
     cgi_dir: Path,
     *args: str,
     timeout: float | None = None,
@@ -159,20 +160,12 @@ def start_cgi(
         argv += ["--cgi-timeout", str(timeout)]
     if max_concurrent is not None:
         argv += ["--cgi-max-concurrent", str(max_concurrent)]
-    return TricornProcess(argv, env=env).wait_ready()
-
-
-@pytest.fixture
-def servers() -> Iterator[list[TricornProcess]]:
-    started: list[TricornProcess] = []
-    yield started
-    for server in started:
-        server.close()
+    return start(argv, env=env).wait_ready()
 
 
 @pytest.fixture(scope="module")
 def server(cgi_dir: Path) -> Iterator[TricornProcess]:
-    proc = start_cgi(cgi_dir, env={"TRICORN_TEST_SECRET": "s3cret-value"})
+    proc = start_cgi(TricornProcess, cgi_dir, env={"TRICORN_TEST_SECRET": "s3cret-value"})
     yield proc
     proc.close()
 
@@ -458,10 +451,9 @@ def test_large_download_to_a_slow_reader_holds_bounded_memory(server: TricornPro
 
 
 def test_timeout_before_the_answer_is_504(
-    cgi_dir: Path, servers: list[TricornProcess], tmp_path: Path
+    cgi_dir: Path, tricorn: type[TricornProcess], tmp_path: Path
 ) -> None:
-    server = start_cgi(cgi_dir, timeout=1)
-    servers.append(server)
+    server = start_cgi(tricorn, cgi_dir, timeout=1)
     marker = tmp_path / "t"
     r = httpx.get(f"{server.url}/cgi-bin/slow.sh?{marker}", timeout=30)
     assert r.status_code == 504
@@ -471,10 +463,9 @@ def test_timeout_before_the_answer_is_504(
 
 
 def test_timeout_after_the_answer_began_cuts_it(
-    cgi_dir: Path, servers: list[TricornProcess], tmp_path: Path
+    cgi_dir: Path, tricorn: type[TricornProcess], tmp_path: Path
 ) -> None:
-    server = start_cgi(cgi_dir, timeout=1)
-    servers.append(server)
+    server = start_cgi(tricorn, cgi_dir, timeout=1)
     marker = tmp_path / "b"
     with pytest.raises(httpx.RemoteProtocolError):
         httpx.get(f"{server.url}/cgi-bin/slowbody.sh?{marker}", timeout=30)
@@ -514,9 +505,8 @@ def test_stderr_of_a_running_script_is_logged_as_it_comes(server: TricornProcess
     sock.close()
 
 
-def test_concurrency_limit_is_503(cgi_dir: Path, servers: list[TricornProcess], tmp_path: Path) -> None:
-    server = start_cgi(cgi_dir, max_concurrent=1)
-    servers.append(server)
+def test_concurrency_limit_is_503(cgi_dir: Path, tricorn: type[TricornProcess], tmp_path: Path) -> None:
+    server = start_cgi(tricorn, cgi_dir, max_concurrent=1)
     marker = tmp_path / "c"
     sock = socket.create_connection(("127.0.0.1", server.port))
     sock.sendall(f"GET /cgi-bin/quick.sh?{marker} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
@@ -531,10 +521,9 @@ def test_concurrency_limit_is_503(cgi_dir: Path, servers: list[TricornProcess], 
 
 
 def test_graceful_shutdown_finishes_quick_scripts_and_kills_the_rest(
-    cgi_dir: Path, servers: list[TricornProcess], tmp_path: Path
+    cgi_dir: Path, tricorn: type[TricornProcess], tmp_path: Path
 ) -> None:
-    server = start_cgi(cgi_dir, "--timeout-graceful-shutdown", "2")
-    servers.append(server)
+    server = start_cgi(tricorn, cgi_dir, "--timeout-graceful-shutdown", "2")
     quick, slow = tmp_path / "q", tmp_path / "s"
     a = socket.create_connection(("127.0.0.1", server.port))
     a.sendall(f"GET /cgi-bin/quick.sh?{quick} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
@@ -577,22 +566,26 @@ def test_over_http2(server: TricornProcess) -> None:
 
 
 def test_local_redirect_to_a_wsgi_app_redirects_the_client(
-    cgi_dir: Path, servers: list[TricornProcess]
+    cgi_dir: Path, tricorn: type[TricornProcess]
 ) -> None:
-    server = TricornProcess(["tests.apps.wsgi_basic:app", "--cgi", f"/cgi-bin={cgi_dir}"]).wait_ready()
-    servers.append(server)
+    server = tricorn(["tests.apps.wsgi_basic:app", "--cgi", f"/cgi-bin={cgi_dir}"]).wait_ready()
     r = httpx.get(f"{server.url}/cgi-bin/toapp.sh")
     assert r.status_code == 302
     assert r.headers["location"] == "/somewhere/else?q=1"
     assert httpx.get(f"{server.url}/cgi-bin/hello.pl").status_code == 201
 
 
-def test_over_tls_with_curl(cgi_dir: Path, servers: list[TricornProcess], tmp_path: Path) -> None:
+def test_script_name_under_a_root_path(cgi_dir: Path, tricorn: type[TricornProcess]) -> None:
+    server = start_cgi(tricorn, cgi_dir, "--root-path", "/mounted")
+    env = env_of(server, "/cgi-bin/env.sh/x")
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/mounted/cgi-bin/env.sh", "/x")
+
+
+def test_over_tls_with_curl(cgi_dir: Path, tricorn: type[TricornProcess], tmp_path: Path) -> None:
     from tests.e2e.test_tls import Certs
 
     certs = Certs(tmp_path)
-    server = start_cgi(cgi_dir, *certs.args())
-    servers.append(server)
+    server = start_cgi(tricorn, cgi_dir, *certs.args())
     for flag in ("--http1.1", "--http2"):
         out = subprocess.run(
             ["curl", "-s", "--cacert", str(certs.ca_file), flag,
@@ -602,9 +595,8 @@ def test_over_tls_with_curl(cgi_dir: Path, servers: list[TricornProcess], tmp_pa
         assert "HTTPS=on" in out and "REQUEST_SCHEME=https" in out
 
 
-def test_under_two_workers(cgi_dir: Path, servers: list[TricornProcess], tmp_path: Path) -> None:
-    server = start_cgi(cgi_dir, "--workers", "2")
-    servers.append(server)
+def test_under_two_workers(cgi_dir: Path, tricorn: type[TricornProcess], tmp_path: Path) -> None:
+    server = start_cgi(tricorn, cgi_dir, "--workers", "2")
     with httpx.Client(base_url=server.url) as client:
         for _ in range(20):
             assert client.get("/cgi-bin/hello.sh").text == "hello from sh\n"

@@ -132,7 +132,7 @@ class CGIMount:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
             return
-        found = self._resolve(scope["raw_path"])
+        found = self._resolve(scope["raw_path"], scope.get("root_path", ""))
         if len(found) == 2:
             status, reason = found
             shown = escape_for_log(scope["raw_path"].decode("latin-1"))
@@ -193,8 +193,9 @@ class CGIMount:
             await self._redirect(scope, response.location, receive, send)
 
     # -- the script and its path
-    def _resolve(self, raw_path: bytes) -> tuple[str, bytes, bytes] | tuple[int, str]:
-        """``(file, SCRIPT_NAME, PATH_INFO)``, or ``(status, reason)`` when there is no script to run."""
+    def _resolve(self, raw_path: bytes, root_path: str) -> tuple[str, bytes, bytes] | tuple[int, str]:
+        """``(file, SCRIPT_NAME, PATH_INFO)``, or ``(status, reason)`` when there is no script to run.
+        SCRIPT_NAME begins with ``root_path`` (``--root-path``: where a proxy mounts this server)."""
         prefix = self.prefix
         if not raw_path.startswith(prefix) or raw_path[len(prefix) : len(prefix) + 1] not in (b"/", b""):
             return 404, "is not under this cgi prefix"
@@ -233,7 +234,10 @@ class CGIMount:
             path_info = b""
             if index + 1 < len(segments):
                 path_info = b"/" + (unquote_to_bytes(rest) if b"%" in rest else rest)
-            return current, b"/".join((prefix, *names)), path_info
+            script_name = b"/".join((prefix, *names))
+            if root_path:
+                script_name = root_path.encode("utf-8", "surrogateescape") + script_name
+            return current, script_name, path_info
         return 403, "is a directory"
 
     async def _body_plan(self, scope: Scope, receive: Receive) -> tuple[int | None, bytes | None]:

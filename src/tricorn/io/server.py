@@ -169,7 +169,8 @@ class ServerState:
         for entry in config.cgi:
             prefix, directory = parse_mount(entry)
             mount = CGIMount(prefix, directory, self.cgi, self._local_redirect)
-            targets.append((prefix or "/", ASGITarget(self, mount, "", kind="cgi", websocket=False)))
+            target = ASGITarget(self, mount, config.root_path, kind="cgi", websocket=False)
+            targets.append((prefix or "/", target))
         return targets
 
     def _local_redirect(self, scope: Scope) -> ASGIApp:
