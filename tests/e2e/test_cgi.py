@@ -581,6 +581,22 @@ def test_script_name_under_a_root_path(cgi_dir: Path, tricorn: type[TricornProce
     assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/mounted/cgi-bin/env.sh", "/x")
 
 
+def test_http2_stream_reset_kills_the_script_and_the_connection_serves_on(
+    server: TricornProcess, tmp_path: Path
+) -> None:
+    from tests.e2e.test_http2 import H2Client
+
+    marker = tmp_path / "h2"
+    client = H2Client(server.port)
+    stream = client.send_headers(f"/cgi-bin/slow.sh?{marker}")
+    pid, child = read_pid(marker.with_suffix(".pid")), read_pid(marker.with_suffix(".child"))
+    client.reset(stream)
+    wait_for(lambda: gone(pid) and gone(child), what="the script and its child killed and reaped")
+    with httpx.Client(base_url=server.url, http1=False, http2=True) as other:
+        assert other.get("/cgi-bin/hello.sh").text == "hello from sh\n"
+    client.sock.close()
+
+
 def test_over_tls_with_curl(cgi_dir: Path, tricorn: type[TricornProcess], tmp_path: Path) -> None:
     from tests.e2e.test_tls import Certs
 
