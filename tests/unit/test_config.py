@@ -694,13 +694,61 @@ def test_config_and_bind_addresses_pickle() -> None:
     assert pickle.loads(pickle.dumps(config.binds)) == config.binds
 
 
+# -- Mounts -------------------------------------------------------------------------------------------------
+
+
+def test_mounts_from_the_command_line_are_normalised() -> None:
+    config = make(mount=("/ws/=chat:app@asgi", "/api=svc.main:create()", "/=site.wsgi:application"))
+    assert config.mount == (
+        "/ws=chat:app@asgi",
+        "/api=svc.main:create()@auto",
+        "/=site.wsgi:application@auto",
+    )
+    assert config.app_mounts == (
+        ("/ws", "chat:app", "asgi"),
+        ("/api", "svc.main:create()", "auto"),
+        ("/", "site.wsgi:application", "auto"),
+    )
+
+
+def test_mounts_from_a_toml_table(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.tricorn.mount]\n"
+        '"/" = "mysite.wsgi:application"\n'
+        '"/rt" = { app = "chat.asgi:make", interface = "asgi", factory = true }\n'
+    )
+    assert load(tmp_path).app_mounts == (
+        ("/", "mysite.wsgi:application", "auto"),
+        ("/rt", "chat.asgi:make()", "asgi"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("mount", "expected"),
+    [
+        (("/a=x:y", "/a/=z:w"), "the prefix '/a' is given twice"),
+        (("/a%2Fb=x:y",), "must be a plain path"),
+        (({"/a": {"app": "x:y", "threads": 2}},), "a mount table takes app, interface and factory"),
+    ],
+)
+def test_bad_mounts(mount: object, expected: str) -> None:
+    value = mount[0] if isinstance(mount, tuple) and isinstance(mount[0], dict) else mount
+    assert expected in error_of(lambda: make(mount=value))
+
+
+def test_an_app_and_a_root_mount_are_refused() -> None:
+    assert "'/' is mounted" in error_of(lambda: make(app="a:b", mount=("/=c:d",)))
+
+
 def test_cgi_settings(tmp_path: Path) -> None:
     config = Config(cgi=f"/cgi-bin={tmp_path}, /=.", cgi_timeout="5", cgi_max_concurrent="3")  # type: ignore[arg-type]
     assert config.cgi == (f"/cgi-bin={tmp_path}", "/=.")
     assert (config.cgi_timeout, config.cgi_max_concurrent) == (5.0, 3)
     assert (Config().cgi, Config().cgi_timeout, Config().cgi_max_concurrent) == ((), 60.0, None)
     assert parse_mount(f"/cgi-bin/={tmp_path}") == ("/cgi-bin", str(tmp_path))
-    assert parse_mount("/=.") == ("", ".")
+    assert parse_mount("/=.") == ("/", ".")
+    message = "cgi: '/api=.': an app is mounted at '/api' too"
+    assert error_of(lambda: Config(cgi="/api=.", mount="/api=a:b")) == message  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -708,11 +756,11 @@ def test_cgi_settings(tmp_path: Path) -> None:
     [
         ("/cgi-bin", "cgi: '/cgi-bin' is not PREFIX=DIR (e.g. /cgi-bin=./cgi-bin)"),
         ("/cgi-bin=", "cgi: '/cgi-bin=' is not PREFIX=DIR (e.g. /cgi-bin=./cgi-bin)"),
-        ("cgi-bin=.", "cgi: 'cgi-bin=.': the prefix must be a URL path such as /cgi-bin"),
-        ("/a/../b=.", "cgi: '/a/../b=.': the prefix must be a URL path such as /cgi-bin"),
-        ("/a%2f=.", "cgi: '/a%2f=.': the prefix must be a URL path such as /cgi-bin"),
+        ("cgi-bin=.", "cgi: 'cgi-bin=.': the prefix 'cgi-bin' must be a plain path starting with '/'"),
+        ("/a/../b=.", "cgi: '/a/../b=.': the prefix '/a/../b' must be a plain path starting with '/'"),
+        ("/a%2f=.", "cgi: '/a%2f=.': the prefix '/a%2f' must be a plain path starting with '/'"),
         ("/x=/no/such/dir", "cgi: '/x=/no/such/dir': '/no/such/dir' is not a directory"),
-        ("/x=. /x/=.", "cgi: '/x/=.': the prefix '/x/' is given twice"),
+        ("/x=. /x/=.", "cgi: '/x/=.': the prefix '/x' is given twice"),
     ],
 )
 def test_cgi_mount_errors(value: str, message: str) -> None:

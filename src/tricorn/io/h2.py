@@ -273,6 +273,9 @@ class H2Stream:
     def response_informational(self, status: int, headers: Headers) -> None:
         self.response_start(status, headers)  # (a 1xx goes out at once)
 
+    async def sendfile(self, fd: int, offset: int, count: int) -> int | None:
+        return None  # DATA frames: the cycle sends the file in pieces (interfaces/files.py)
+
     def response_trailers(self, headers: Headers) -> None:
         fields = trailer_fields(headers)
         if self.reset:

@@ -19,13 +19,13 @@ from tricorn.proto import h1
 from tricorn.proto.h1 import H1Limits
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from tricorn.config import Config
     from tricorn.interfaces.asgi import ASGIApp, HTTPCycle, Scope
     from tricorn.interfaces.cgi import CGIScripts
     from tricorn.interfaces.wsgi import WSGIServer
-    from tricorn.io.dispatch import Target
+    from tricorn.io.dispatch import MountedApp, Target
 
 error_log = logging.getLogger("tricorn.error")
 
@@ -62,10 +62,12 @@ class ServerState:
     def __init__(
         self,
         config: Config,
-        app: ASGIApp,
+        app: ASGIApp | None,
         loop: asyncio.AbstractEventLoop,
         backend: str,
         interface: str = "asgi",
+        mounts: Sequence[MountedApp] = (),
+        lifespan_state: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.app = app
@@ -95,8 +97,8 @@ class ServerState:
         self.shutting_down = False
         # Set on a pre-fork worker retiring while others keep serving: see shutdown().
         self.lame_duck = False
-        self.lifespan_state: dict[str, Any] | None = None
-        self.servers: list[asyncio.AbstractServer | TLSListener] = []
+        self.lifespan_state = lifespan_state  # the APP's (each mounted app has its own: io/dispatch.py)
+        self.servers: list[Listener] = []
         self.pid = os.getpid()
         # The app's interface: connections make WSGI cycles when `wsgi` is set (one attribute check on
         # the ASGI path).
@@ -113,15 +115,20 @@ class ServerState:
                 multiprocess=config.workers > 1,
                 timeout_send=config.timeout_send,
             )
+        # The WSGI server whose thread pool every WSGI app of the worker shares (the heartbeat watches it,
+        # shutdown closes it): the APP's, else the first mounted WSGI app's.
+        self.wsgi_pool_owner: WSGIServer | None = self.wsgi
         # Which target serves a request, and how its cycle is made and started (io/dispatch.py): bound once.
-        from tricorn.io.dispatch import build_dispatch
+        from tricorn.io.dispatch import build_dispatch, mount_targets
 
-        self.dispatch = build_dispatch(self, app, self._cgi_targets(config))
+        targets = mount_targets(self, list(mounts)) + self._cgi_targets(config)
+        self.dispatch = build_dispatch(self, app, targets)
         self.new_cycle = self.dispatch.new_cycle
         self.start_cycle = self.dispatch.start_cycle
-        # Upgrades the HTTP/1.1 core hands over: WebSocket for ASGI apps unless `ws` is none.
+        # Upgrades the HTTP/1.1 core hands over: WebSocket when an ASGI app is served, unless `ws` is none
+        # (a WebSocket to a path of another kind is answered 404: io/ws.py).
         self.upgrades: frozenset[bytes] = frozenset()
-        if interface != "wsgi":
+        if any(target.websocket is not None for _, target in self.dispatch.entries):
             from tricorn.io.ws import ws_implementation
 
             if ws_implementation(config.ws) is not None:
@@ -170,7 +177,7 @@ class ServerState:
             prefix, directory = parse_mount(entry)
             mount = CGIMount(prefix, directory, self.cgi, self._local_redirect)
             target = ASGITarget(self, mount, config.root_path, kind="cgi", websocket=False)
-            targets.append((prefix or "/", target))
+            targets.append((prefix, target))
         return targets
 
     def _local_redirect(self, scope: Scope) -> ASGIApp:
@@ -183,9 +190,8 @@ class ServerState:
         target = self.dispatch.match(scope["raw_path"])
         if not isinstance(target, ASGITarget):
             return redirect_client
-        if target.root_path:
-            scope["root_path"] = target.root_path
-            scope["path"] = target.root_path + scope["path"]
+        scope["root_path"] = target.root_path
+        scope["path"] = target.path_root + scope["path"]
         return target.app
 
     # -- addresses
@@ -204,10 +210,11 @@ class ServerState:
 
         self._refresh_date()
         for sock in sockets:
+            listener: Listener
             if self.ssl_context is not None:
-                self.servers.append(TLSListener(self, sock))
-                continue
-            listener = Listener(self.loop, sock, lambda: H1Protocol(self), self.config.backlog)
+                listener = TLSListener(self, sock)
+            else:
+                listener = Listener(self.loop, sock, lambda: H1Protocol(self), self.config.backlog)
             await listener.start_serving()
             self.servers.append(listener)
         self._tick_handle = self.loop.call_later(self._tick, self._on_tick)
@@ -267,9 +274,9 @@ class ServerState:
                 await asyncio.sleep(0.01)
         if self.cgi is not None:
             self.cgi.close()  # scripts still running (their clients gone): killed with their groups, reaped
-        if self.wsgi is not None:
+        if self.wsgi_pool_owner is not None:
             # Requests still running in threads (their clients may be gone) get the rest of the time.
-            await self.wsgi.close(max(0.2, deadline - self.loop.time()))
+            await self.wsgi_pool_owner.close(max(0.2, deadline - self.loop.time()))
         for server in self.servers:
             await server.wait_closed()
         if self._tick_handle is not None:
@@ -313,6 +320,7 @@ class ServerState:
                 request_headers=scope["headers"],
                 response_headers=cycle.response_headers,
                 duration=self.loop.time() - cycle.start_time,
+                mount=getattr(getattr(cycle, "dispatch_target", None), "prefix", "/"),
             )
         )
 
