@@ -68,6 +68,10 @@ SCRIPTS = {
         #!/bin/sh
         printf 'Location: /somewhere/else?q=1\\n\\n'
         """,
+    "toapi.sh": """\
+        #!/bin/sh
+        printf 'Location: /api/x%%20y?q=1\\n\\n'
+        """,
     "loop.sh": """\
         #!/bin/sh
         printf 'Location: /cgi-bin/loop.sh\\n\\n'
@@ -595,6 +599,13 @@ def test_http2_stream_reset_kills_the_script_and_the_connection_serves_on(
     with httpx.Client(base_url=server.url, http1=False, http2=True) as other:
         assert other.get("/cgi-bin/hello.sh").text == "hello from sh\n"
     client.sock.close()
+
+
+def test_local_redirect_to_a_mounted_app(cgi_dir: Path, tricorn: type[TricornProcess]) -> None:
+    server = start_cgi(tricorn, cgi_dir, "--mount", "/api=tests.apps.mounts:api")
+    facts = httpx.get(f"{server.url}/cgi-bin/toapi.sh").json()
+    assert (facts["app"], facts["root_path"], facts["path"]) == ("api", "/api", "/api/x y")
+    assert facts["state_owner"] == "api"  # the mounted app's own lifespan state
 
 
 def test_over_tls_with_curl(cgi_dir: Path, tricorn: type[TricornProcess], tmp_path: Path) -> None:

@@ -192,6 +192,9 @@ class ServerState:
             return redirect_client
         scope["root_path"] = target.root_path
         scope["path"] = target.path_root + scope["path"]
+        state = target.lifespan_state if target.mount else self.lifespan_state
+        if state is not None:
+            scope["state"] = state.copy()
         return target.app
 
     # -- addresses
