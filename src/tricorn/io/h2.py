@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from tricorn.io.server import ServerState
     from tricorn.io.tls import TLSInfo
     from tricorn.io.ws import WSProtocol
+    from tricorn.proto.forwarded import AllowList
 
 error_log = logging.getLogger("tricorn.error")
 
@@ -167,6 +168,10 @@ class H2Stream:
     @property
     def server(self) -> tuple[str, int] | None:
         return self.proto.server
+
+    @property
+    def proxy_trust(self) -> AllowList | None:
+        return self.proto.proxy_trust
 
     @property
     def wsgi_environ(self) -> dict[str, Any] | None:
@@ -461,6 +466,7 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         "last_request",
         "last_stream_id",
         "linger",
+        "proxy_trust",
         "reset_count",
         "reset_window",
         "runner",
@@ -502,6 +508,7 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         self.linger: int | None = None  # bytes still read and dropped while closing after an error
         self.wsgi_environ: dict[str, Any] | None = None
         self.tls: TLSInfo | None = None  # the ASGI tls extension, on a TLS connection
+        self.proxy_trust: AllowList | None = None  # set by the H1Protocol that hands over
         self.reset_count = 0
         self.reset_window = 0.0
         self.control_count = 0
