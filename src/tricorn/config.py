@@ -109,6 +109,11 @@ MAX_LIMIT_REQUEST_FIELD_SIZE = 65536
 # that never blocks runs on one or two of them (see tricorn.interfaces.wsgi.WorkerPool).
 DEFAULT_THREADS = 10
 MAX_THREADS = 1024
+# CGI. Apache's Timeout (how long a script may stay silent) is 60 s, lighttpd's cgi.read-timeout has no
+# default bound; 60 s is also our read and send deadline. The cap on running scripts catches a typo before
+# it lets a worker fork thousands of processes.
+DEFAULT_CGI_TIMEOUT = 60.0
+MAX_CGI_MAX_CONCURRENT = 4096
 # WebSocket. uvicorn: ws_max_size 16 MiB, ws_max_queue 32, ws_ping_interval and ws_ping_timeout 20 s;
 # the websockets library: max_size 1 MiB, max_queue 16, ping_interval/ping_timeout 20 s, close_timeout 10 s.
 DEFAULT_WS_MAX_SIZE = 16 * 1024 * 1024
@@ -454,6 +459,30 @@ def to_binds(name: str, value: object) -> tuple[str, ...]:
     return entries
 
 
+def parse_mount(entry: str) -> tuple[str, str]:
+    """``PREFIX=DIR`` as ``(prefix as keyed: "/" or "/a/b", directory)``; checked by :func:`to_mounts`."""
+    prefix, _, directory = entry.partition("=")
+    return prefix.rstrip("/") or "/", directory
+
+
+def to_mounts(name: str, value: object) -> tuple[str, ...]:
+    """A list of ``PREFIX=DIR``: a URL path prefix (plain characters, no dot segments) and an existing
+    directory; no prefix given twice."""
+    entries = to_str_tuple(name, value)
+    seen: set[str] = set()
+    for entry in entries:
+        prefix, equals, directory = entry.partition("=")
+        if not equals or not directory:
+            raise ConfigError(name, f"{entry!r} is not PREFIX=DIR (e.g. /cgi-bin=./cgi-bin)")
+        key = check_prefix(name, entry, prefix)
+        if not os.path.isdir(directory):
+            raise ConfigError(name, f"{entry!r}: {directory!r} is not a directory")
+        if key in seen:
+            raise ConfigError(name, f"{entry!r}: the prefix {key!r} is given twice")
+        seen.add(key)
+    return entries
+
+
 def to_metrics_bind(name: str, value: object) -> str:
     """One listening address for the metrics and probes (``HOST:PORT``, ``[IPV6]:PORT`` or ``unix:PATH``)."""
     text = to_str(name, value).strip()
@@ -756,6 +785,7 @@ _HTTP2 = "HTTP/2"
 _WEBSOCKET = "WebSocket"
 _TIMEOUTS = "Timeouts"
 _LIMITS = "Limits"
+_CGI = "CGI"
 _LOGGING = "Logging"
 _PROCESSES = "Processes"
 _METRICS = "Metrics and probes"
@@ -1509,6 +1539,44 @@ class Config:
         ),
     )
 
+    # CGI
+    cgi: tuple[str, ...] = field(
+        default=(),
+        metadata=_setting(
+            group=_CGI,
+            help="run the executable files of DIR as CGI/1.1 scripts (RFC 3875) for requests under the URL "
+            "path PREFIX: --cgi /cgi-bin=./cgi-bin; repeat for several",
+            env="TRICORN_CGI",
+            flags=("--cgi",),
+            metavar="PREFIX=DIR",
+            convert=to_mounts,
+        ),
+    )
+    cgi_timeout: float = field(
+        default=DEFAULT_CGI_TIMEOUT,
+        metadata=_setting(
+            group=_CGI,
+            help="seconds a CGI script may run; then it is killed with its process group (504 if it sent "
+            "nothing yet, else its response is cut)",
+            env="TRICORN_CGI_TIMEOUT",
+            flags=("--cgi-timeout",),
+            metavar="SECONDS",
+            convert=to_float(0, positive=True),
+        ),
+    )
+    cgi_max_concurrent: int | None = field(
+        default=None,
+        metadata=_setting(
+            group=_CGI,
+            help="CGI scripts running at once in each worker process; past it, 503 with Retry-After "
+            "(none: the --threads count)",
+            env="TRICORN_CGI_MAX_CONCURRENT",
+            flags=("--cgi-max-concurrent",),
+            metavar="N",
+            convert=optional(to_int(1, MAX_CGI_MAX_CONCURRENT)),
+        ),
+    )
+
     # Logging
     log_level: LogLevel = field(
         default="info",
@@ -1817,11 +1885,18 @@ class Config:
                 "mount", f"'/' is mounted, and {self.app!r} is given as APP (the / mount): give one of them"
             )
         static = {prefix for prefix, _ in self.static_mounts}
-        both = static & {prefix for prefix, _, _ in self.app_mounts}
+        mounted = {prefix for prefix, _, _ in self.app_mounts}
+        both = static & mounted
         if both:
             raise ConfigError(
                 "static", f"{min(both)!r} is given both as a static directory and as a mount: give one"
             )
+        for entry in self.cgi:
+            prefix = parse_mount(entry)[0]
+            if prefix in mounted:
+                raise ConfigError("cgi", f"{entry!r}: an app is mounted at {prefix!r} too")
+            if prefix in static:
+                raise ConfigError("cgi", f"{entry!r}: static files are served at {prefix!r} too")
         if self.app != DEFAULT_APP and "/" in static:
             raise ConfigError(
                 "static",

@@ -25,9 +25,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from tricorn.config import Config
-    from tricorn.interfaces.asgi import ASGIApp, HTTPCycle
+    from tricorn.interfaces.asgi import ASGIApp, HTTPCycle, Scope
+    from tricorn.interfaces.cgi import CGIScripts
     from tricorn.interfaces.wsgi import WSGIServer
-    from tricorn.io.dispatch import MountedApp
+    from tricorn.io.dispatch import MountedApp, Target
     from tricorn.io.metrics import MetricsSlot
 
 error_log = logging.getLogger("tricorn.error")
@@ -133,7 +134,11 @@ class ServerState:
         # Which target serves a request, and how its cycle is made and started (io/dispatch.py): bound once.
         from tricorn.io.dispatch import build_dispatch, mount_targets, static_targets
 
-        extra = [*static_targets(self, config), *mount_targets(self, list(mounts))]
+        extra = [
+            *static_targets(self, config),
+            *mount_targets(self, list(mounts)),
+            *self._cgi_targets(config),
+        ]
         self.dispatch = build_dispatch(self, app, extra)
         self.new_cycle = self.dispatch.new_cycle
         self.start_cycle = self.dispatch.start_cycle
@@ -181,6 +186,41 @@ class ServerState:
         )
         self._tick = max(0.05, min(1.0, *(t / 4 for t in timeouts)))
         self._last_date = 0
+
+    def _cgi_targets(self, config: Config) -> list[tuple[str, Target]]:
+        """The ``--cgi`` directories as dispatch targets (interfaces/cgi.py), sharing one CGIScripts."""
+        self.cgi: CGIScripts | None = None
+        if not config.cgi:
+            return []
+        from tricorn.config import parse_mount
+        from tricorn.interfaces.cgi import CGIMount, CGIScripts
+        from tricorn.io.dispatch import ASGITarget
+
+        self.cgi = CGIScripts(config.cgi_timeout, config.cgi_max_concurrent or config.threads)
+        targets: list[tuple[str, Target]] = []
+        for entry in config.cgi:
+            prefix, directory = parse_mount(entry)
+            mount = CGIMount(prefix, directory, self.cgi, self._local_redirect)
+            target = ASGITarget(self, mount, config.root_path, kind="cgi", websocket=False)
+            targets.append((prefix, target))
+        return targets
+
+    def _local_redirect(self, scope: Scope) -> ASGIApp:
+        """The app that serves a CGI script's local redirect (RFC 3875 §6.2.2): the table's target for
+        the new path. A WSGI app cannot be called from inside an ASGI one: the client is redirected to
+        it instead (the same GET, one round trip later)."""
+        from tricorn.interfaces.cgi import redirect_client
+        from tricorn.io.dispatch import ASGITarget
+
+        target = self.dispatch.match(scope["raw_path"])
+        if not isinstance(target, ASGITarget):
+            return redirect_client
+        scope["root_path"] = target.root_path
+        scope["path"] = target.path_root + scope["path"]
+        state = target.lifespan_state if target.mount else self.lifespan_state
+        if state is not None:
+            scope["state"] = state.copy()
+        return target.app
 
     # -- addresses
     def server_address(self, sockname: object) -> tuple[str, int] | None:
@@ -271,6 +311,8 @@ class ServerState:
                 if not any(c.cycle is not None for c in self.connections):
                     break
                 await asyncio.sleep(0.01)
+        if self.cgi is not None:
+            self.cgi.close()  # scripts still running (their clients gone): killed with their groups, reaped
         if self.wsgi_pool_owner is not None:
             # Requests still running in threads (their clients may be gone) get the rest of the time.
             await self.wsgi_pool_owner.close(max(0.2, deadline - self.loop.time()))
