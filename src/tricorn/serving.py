@@ -199,6 +199,11 @@ async def serve(
 async def _shut_down(
     config: Config, serving: restart.Serving, retiring: dict[asyncio.Task[None], ServerState]
 ) -> None:
+    # Behind a proxy that keeps connections to us (nginx's upstream keepalive, a load balancer), an idle
+    # one closed now races with the request the proxy may be writing on it, which the proxy cannot send
+    # elsewhere if it is a POST. As a lame duck, the next request on each is answered, with Connection:
+    # close, for LAME_DUCK_IDLE seconds (io/server.py); tests/e2e/test_hosts.py's rolling restart.
+    serving.state.lame_duck = True
     await serving.state.shutdown(config.timeout_graceful_shutdown)
     await serving.lifespan.shutdown()
     if retiring:
