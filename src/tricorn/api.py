@@ -21,6 +21,7 @@ from typing import Any
 from tricorn import serving
 from tricorn.config import SETTINGS, BindAddress, Config
 from tricorn.errors import ConfigError
+from tricorn.importer import load_apps
 from tricorn.io import tls
 from tricorn.io.loop import http_backend, new_event_loop
 from tricorn.logs import configure_logging
@@ -183,9 +184,9 @@ class Server:
             configure_logging(config, handlers=not logging.getLogger().handlers)
             tls.prepare(config)
             backend = http_backend(config.http)
-            app, interface = serving.resolve_app(config, self._app)
+            apps = load_apps(config, self._app)
             self._host = Embedded(config, self._on_serving)
-            await serving.serve(config, app, backend, interface, self._host, reimport=False, freeze=False)
+            await serving.serve(config, apps, backend, self._host, reimport=False, freeze=False)
         except BaseException as exc:
             if not self.started:
                 self._failure = exc

@@ -9,7 +9,7 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 from tricorn.errors import AppLoadError, ConfigError, LifespanFailure
-from tricorn.importer import app_from_object, load_app
+from tricorn.importer import load_apps
 from tricorn.io import tls
 from tricorn.io.loop import http_backend, new_event_loop
 from tricorn.logs import configure_logging
@@ -20,6 +20,7 @@ from tricorn.supervisor.worker import Standalone
 
 if TYPE_CHECKING:
     from tricorn.config import Config
+    from tricorn.importer import Mounted
     from tricorn.io.server import ServerState
     from tricorn.supervisor.worker import Host, Worker
 
@@ -63,16 +64,14 @@ def run(config: Config, worker: Worker | None = None, app: Any = None) -> int:
         error_log.error("%s", exc)
         return EXIT_CONFIG
     try:
-        served, interface = resolve_app(config, app)
+        apps = load_apps(config, app)
     except AppLoadError as exc:
         error_log.error("%s", exc, exc_info=exc.__cause__ is not None)
         return EXIT_APP
     host = worker if worker is not None else Standalone(config)
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(
-            serve(config, served, backend, interface, host, reimport=app is None, freeze=True)
-        )
+        loop.run_until_complete(serve(config, apps, backend, host, reimport=app is None, freeze=True))
     except LifespanFailure as exc:
         error_log.error("application startup failed: %s", exc)
         return EXIT_APP
@@ -88,34 +87,25 @@ def run(config: Config, worker: Worker | None = None, app: Any = None) -> int:
     return EXIT_OK
 
 
-def resolve_app(config: Config, app: Any = None) -> tuple[Any, str]:
-    """The application and its interface: ``app`` if given (called first with ``factory``), else
-    ``config.app`` imported. Raises AppLoadError."""
-    if app is None:
-        return load_app(config.app, config.factory, config.app_dir, config.interface)
-    return app_from_object(app, config.factory, config.interface)
-
-
 async def serve(
     config: Config,
-    app: Any,
+    apps: list[Mounted],
     backend: str,
-    interface: str,
     host: Host,
     *,
     reimport: bool,
     freeze: bool,
 ) -> None:
-    """Serve ``app`` on the running loop until ``host`` sets the stop event, or the task is cancelled.
+    """Serve ``apps`` on the running loop until ``host`` sets the stop event, or the task is cancelled.
 
     ``host`` (:mod:`tricorn.supervisor.worker`) owns the process: the sockets, the signals, the pid file.
-    ``reimport``: SIGHUP may import ``config.app`` again (not for an application given as an object).
+    ``reimport``: SIGHUP may import the applications again (not when the APP was given as an object).
     ``freeze``: keep the objects made at startup away from the cyclic collector (a process of our own).
     A cancelled task stops like a graceful stop, then re-raises. Raises LifespanFailure when the
     application's startup fails, BindError or ProcessError when ``host`` cannot listen.
     """
     loop = asyncio.get_running_loop()
-    serving = await restart.load(config, loop, backend, app, interface)
+    serving = await restart.load(config, loop, backend, apps)
     if freeze:
         restart.freeze_startup_objects()
     stop = asyncio.Event()
@@ -141,6 +131,7 @@ async def serve(
                 )
             else:
                 error_log.info("received SIGHUP, restarting in place: importing the application again")
+                host.ready = False  # /readyz: a load balancer stops sending before the old app retires
                 reload.set()
         elif signum == signal.SIGQUIT:
             error_log.warning("received SIGQUIT, stopping now")
@@ -158,6 +149,8 @@ async def serve(
         del retiring[task]
         restart.refreeze()
 
+    if host.metrics is not None:
+        serving.state.attach_metrics(host.metrics)
     # Before the sockets listen: a client (or a supervisor's probe) may connect, and a signal follow,
     # from the moment listen() returns; the default SIGTERM action would kill us without a shutdown.
     host.add_signal_handlers(loop, on_signal, serving.state, stop)
@@ -170,6 +163,7 @@ async def serve(
     try:
         await serving.state.start(sockets)
         host.serving(serving.state, stop, backend, _loop_name(loop))
+        host.ready = True
         try:
             while not stop.is_set():
                 await _first_of(stop, reload)
@@ -177,12 +171,16 @@ async def serve(
                     reload.clear()
                     new = await restart.reimport(config, loop, backend)
                     if new is None:
+                        host.ready = True  # the previous app serves on
                         continue
+                    if host.metrics is not None:
+                        new.state.attach_metrics(host.metrics)
                     await restart.hand_over(serving, new)
                     task = loop.create_task(restart.retire(serving, config.timeout_graceful_shutdown))
                     retiring[task] = serving.state
                     task.add_done_callback(retired)
                     serving = new
+                    host.ready = True
                     error_log.info("restarted: serving the application imported again (pid %d)", os.getpid())
         except asyncio.CancelledError:
             # The task serving us was cancelled (an embedding program, asyncio.run's Ctrl-C): stop as

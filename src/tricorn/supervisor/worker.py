@@ -8,6 +8,8 @@ points (:class:`Host`): ``add_signal_handlers`` (before the sockets listen), ``l
 - Standalone binds the sockets itself (or takes systemd's), writes the pid file, drops privileges and
   answers SIGINT and SIGTERM (graceful stop), SIGQUIT (fast stop), SIGHUP (restart in place, see
   :mod:`tricorn.supervisor.restart`), SIGUSR1 (reopen log files).
+- Both count requests in a :class:`~tricorn.io.metrics.MetricsSlot` when ``--metrics-bind`` is set;
+  Standalone serves the metrics and the probes itself (a Worker's master does).
 - Worker serves the sockets its master bound, answers SIGTERM (graceful; a second one changes nothing),
   SIGQUIT (fast) and SIGUSR1, ignores SIGINT (the master, which gets the terminal's Ctrl-C too, decides), reports READY and beats
   through its channel, asks to be replaced after max-requests or when its WSGI threads are all stuck, and
@@ -32,7 +34,10 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+from tricorn.io.metrics import MetricsSlot
+from tricorn.supervisor import metrics
 from tricorn.supervisor.heartbeat import RETIRING, STUCK, Heartbeat, beat_interval, stuck_threads
+from tricorn.supervisor.probes import TIMEOUT, LoopReactor, Page, ProbeServer, open_probes, probe_page
 from tricorn.supervisor.process import PidFile, drop_privileges, reopen_log_files, resolve_identity
 from tricorn.supervisor.sockets import describe, open_listeners
 
@@ -61,6 +66,9 @@ def _reopen_logs() -> None:
 class Host(Protocol):
     """What :func:`tricorn.serving.serve` asks of the process around it."""
 
+    metrics: MetricsSlot | None  # where this process counts, with --metrics-bind
+    ready: bool  # /readyz: serving, and not restarting in place
+
     def add_signal_handlers(
         self, loop: asyncio.AbstractEventLoop, on_signal: OnSignal, state: ServerState, stop: asyncio.Event
     ) -> None: ...
@@ -81,11 +89,19 @@ class Standalone:
         self._handled: list[int] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unix_paths: list[str] = []
+        self._stop: asyncio.Event | None = None
+        # --metrics-bind: this process counts, and answers /metrics, /livez and /readyz itself. `ready`
+        # is set by tricorn.serving.serve: serving, and not in a restart in place.
+        self.metrics = MetricsSlot() if config.metrics_bind is not None else None
+        self.ready = False
+        self._probes: ProbeServer | None = None
+        self._sweep: asyncio.TimerHandle | None = None
+        self._started = time.time()
 
     def add_signal_handlers(
         self, loop: asyncio.AbstractEventLoop, on_signal: OnSignal, state: ServerState, stop: asyncio.Event
     ) -> None:
-        self._loop = loop
+        self._loop, self._stop = loop, stop
         # QUIT and HUP too: the server that serves changes on a restart in place (tricorn.serving.serve).
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP):
             loop.add_signal_handler(signum, on_signal, signum)
@@ -104,12 +120,19 @@ class Standalone:
         if not (from_systemd and "LISTEN_FDS" not in os.environ):  # the socket files are ours
             self._unix_paths = [b.path for b in config.binds if b.kind == "unix" and b.path is not None]
         try:
+            self._probes = open_probes(
+                config, {"/metrics": self._metrics_page, "/livez": self._livez, "/readyz": self._readyz}
+            )
+            if self._probes is not None and self._probes.unix_path is not None:
+                self._unix_paths.append(self._probes.unix_path)
             if config.pid is not None:
                 self.pidfile = PidFile(config.pid)
             drop_privileges(identity)
         except BaseException:
             for sock in self.sockets:
                 sock.close()
+            if self._probes is not None:
+                self._probes.close()
             raise
         return self.sockets
 
@@ -122,8 +145,38 @@ class Standalone:
                 backend,
                 loop_name,
             )
+        if self._probes is not None and self._loop is not None:
+            self._probes.start(LoopReactor(self._loop))
+            self._sweep_probes()
+
+    def _sweep_probes(self) -> None:
+        assert self._loop is not None and self._probes is not None
+        self._probes.sweep(time.monotonic())
+        self._sweep = self._loop.call_later(TIMEOUT / 2, self._sweep_probes)
+
+    def _metrics_page(self) -> Page:
+        assert self.metrics is not None
+        self.metrics.sample()
+        processes = metrics.ProcessTotals([os.getpid()], start_time=self._started)
+        return 200, metrics.render([self.metrics], None, processes), metrics.CONTENT_TYPE
+
+    def _livez(self) -> Page:
+        return probe_page(True, "live: the event loop answers")
+
+    def _readyz(self) -> Page:
+        if self._stop is not None and self._stop.is_set():
+            return probe_page(False, "not ready: shutting down")
+        if not self.ready:
+            return probe_page(False, "not ready: starting, or restarting in place")
+        return probe_page(True, "ready")
 
     def close(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        if self._probes is not None:
+            self._probes.close()
+            self._probes = None
         if self._loop is not None:
             for signum in self._handled:
                 self._loop.remove_signal_handler(signum)
@@ -149,13 +202,16 @@ class Embedded(Standalone):
 
     def __init__(self, config: Config, on_serving: Callable[[], None]) -> None:
         super().__init__(config)
-        self.stop: asyncio.Event | None = None
         self._on_serving = on_serving
+
+    @property
+    def stop(self) -> asyncio.Event | None:
+        return self._stop
 
     def add_signal_handlers(
         self, loop: asyncio.AbstractEventLoop, on_signal: OnSignal, state: ServerState, stop: asyncio.Event
     ) -> None:
-        self._loop, self.stop = loop, stop
+        self._loop, self._stop = loop, stop
         if threading.current_thread() is not threading.main_thread():
             return
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -180,10 +236,18 @@ class Worker:
 
     SIGNALS = (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1)
 
-    def __init__(self, config: Config, sockets: list[socket.socket], channel: socket.socket) -> None:
+    def __init__(
+        self,
+        config: Config,
+        sockets: list[socket.socket],
+        channel: socket.socket,
+        metrics: MetricsSlot | None = None,
+    ) -> None:
         self.config = config
         self.sockets = sockets
         self.channel = channel
+        self.metrics = metrics  # shared with the master, which serves the page
+        self.ready = False
         self.max_requests: int | None = None
         if config.max_requests is not None:
             self.max_requests = config.max_requests + random.randint(0, config.max_requests_jitter)
@@ -248,15 +312,17 @@ class Worker:
     def _on_beat(self) -> None:
         self._check_requests()
         self._check_threads()
+        if self.metrics is not None:
+            self.metrics.sample()  # the gauges the master reads are at most one beat old
 
     def _check_threads(self) -> None:
         """A WSGI pool whose every thread has been on one request past --timeout-worker serves no one,
         while the loop (and so the heartbeat) runs on: log where the threads are, and ask for a
         replacement, as max-requests does (this worker drains: the requests that can finish, do)."""
         state = self._state
-        if self.retiring or state is None or state.wsgi is None:
+        if self.retiring or state is None or state.wsgi_pool_owner is None:
             return
-        pool = state.wsgi.pool
+        pool = state.wsgi_pool_owner.pool
         timeout = self.config.timeout_worker
         stuck = stuck_threads(pool.running_since(), pool.size, time.monotonic(), timeout)
         if not stuck:
