@@ -120,8 +120,9 @@ def load_apps(config: Config, app: Any = None) -> list[Mounted]:
     """The APP and every ``--mount``, each imported and its interface told on its own, the APP first.
     ``app`` is the APP given as an object (``tricorn.run(app)``), served at ``/`` instead of ``config.app``.
 
-    The APP is the ``/`` mount. With mounts and no APP given, no app serves ``/``: a path outside every
-    mount is answered 404 by the server (the built-in demo is never mounted beside real apps). Raises
+    The APP is ``app`` when given as an object from Python (:func:`tricorn.run`), else ``config.app``;
+    it is the ``/`` mount. With mounts and no APP given, no app serves ``/``: a path outside every mount
+    is answered 404 by the server (the built-in demo is never mounted beside real apps). Raises
     AppLoadError, naming the mount that failed.
     """
     from tricorn.config import DEFAULT_APP
@@ -129,11 +130,11 @@ def load_apps(config: Config, app: Any = None) -> list[Mounted]:
     mounts = config.app_mounts
     loaded: list[Mounted] = []
     if app is not None:
-        obj, interface = app_from_object(app, config.factory, config.interface)
-        loaded.append(Mounted("/", object_name(app), obj, interface))
+        served, interface = app_from_object(app, config.factory, config.interface)
+        loaded.append(Mounted("/", object_name(app), served, interface))
     elif not any(prefix == "/" for prefix, _, _ in mounts) and (config.app != DEFAULT_APP or not mounts):
-        obj, interface = load_app(config.app, config.factory, config.app_dir, config.interface)
-        loaded.append(Mounted("/", config.app, obj, interface))
+        served, interface = load_app(config.app, config.factory, config.app_dir, config.interface)
+        loaded.append(Mounted("/", config.app, served, interface))
     for prefix, spec, wanted in mounts:
         try:
             app, interface = load_app(spec, False, config.app_dir, wanted)

@@ -148,12 +148,12 @@ class Arbiter:
         self._previous_wakeup = -1
         self._unix_paths: list[str] = []
         self._stopping_signal: int | None = None
-        self._init = os.getpid() == 1  # a container's entry point: orphans are ours to reap
         # --metrics-bind: the listener, and what the workers that are gone had counted (and their CPU).
         self.probes: ProbeServer | None = None
         self.retired: MetricsSlot | None = None
         self.reaped_cpu = 0.0
         self.started = time.time()
+        self._init = os.getpid() == 1  # a container's entry point: orphans are ours to reap
 
     # -- setup and teardown
 
@@ -413,7 +413,7 @@ class Arbiter:
             try:
                 pid, status, usage = os.wait4(handle.pid, os.WNOHANG)
             except ChildProcessError:
-                self._worker_gone(handle, None)
+                self._worker_gone(handle, None, 0.0)
                 continue
             if pid != 0:
                 self._worker_gone(handle, os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime)
@@ -428,7 +428,7 @@ class Arbiter:
                 pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:  # no child at all: a worker still listed was waited for elsewhere
                 for handle in workers.values():
-                    self._worker_gone(handle, None)
+                    self._worker_gone(handle, None, 0.0)
                 break
             if pid == 0:
                 break
@@ -438,7 +438,7 @@ class Arbiter:
             else:
                 error_log.debug("reaped process %d, orphaned in the container", pid)
 
-    def _worker_gone(self, handle: WorkerHandle, code: int | None, cpu: float = 0.0) -> None:
+    def _worker_gone(self, handle: WorkerHandle, code: int | None, cpu: float) -> None:
         self.reaped_cpu += cpu
         self._close_channel(handle)
         handle.channel.close()

@@ -66,8 +66,8 @@ def _reopen_logs() -> None:
 class Host(Protocol):
     """What :func:`tricorn.serving.serve` asks of the process around it."""
 
-    metrics: MetricsSlot | None  # where this process counts, with --metrics-bind
-    ready: bool  # /readyz: serving, and not restarting in place
+    metrics: MetricsSlot | None  # where it counts for --metrics-bind, or None
+    ready: bool  # /readyz: serving, and not in a restart in place
 
     def add_signal_handlers(
         self, loop: asyncio.AbstractEventLoop, on_signal: OnSignal, state: ServerState, stop: asyncio.Event
