@@ -118,7 +118,6 @@ class Mounted:
 
 def load_apps(config: Config, app: Any = None) -> list[Mounted]:
     """The APP and every ``--mount``, each imported and its interface told on its own, the APP first.
-    ``app`` is the APP given as an object (``tricorn.run(app)``), served at ``/`` instead of ``config.app``.
 
     The APP is ``app`` when given as an object from Python (:func:`tricorn.run`), else ``config.app``;
     it is the ``/`` mount. With mounts and no APP given, no app serves ``/``: a path outside every mount

@@ -96,7 +96,8 @@ async def serve(
     reimport: bool,
     freeze: bool,
 ) -> None:
-    """Serve ``apps`` (the APP and its mounts: :func:`tricorn.importer.load_apps`) on the running loop until ``host`` sets the stop event, or the task is cancelled.
+    """Serve ``apps`` (the APP and its mounts: :func:`tricorn.importer.load_apps`) on the running loop
+    until ``host`` sets the stop event, or the task is cancelled.
 
     ``host`` (:mod:`tricorn.supervisor.worker`) owns the process: the sockets, the signals, the pid file.
     ``reimport``: SIGHUP may import the applications again (not when the APP was given as an object).
