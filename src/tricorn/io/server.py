@@ -99,7 +99,8 @@ class ServerState:
         self.request_limit = 0
         self.on_request_limit: Callable[[], None] = _nothing
         self.shutting_down = False
-        # Set on a pre-fork worker retiring while others keep serving: see shutdown().
+        # Set on a graceful stop (and on a pre-fork worker retiring while others keep serving): see
+        # shutdown().
         self.lame_duck = False
         self.lifespan_state = lifespan_state  # the APP's (each mounted app has its own: io/dispatch.py)
         self.servers: list[Listener] = []
@@ -272,9 +273,10 @@ class ServerState:
     async def shutdown(self, timeout: float) -> None:
         """Stop accepting, let in-flight requests finish within ``timeout``, then cut what is left.
 
-        As a ``lame_duck`` (other workers go on accepting), an idle keep-alive connection is not closed at
-        once, which would race with a request its client may be sending: its next request is answered,
-        with ``Connection: close``, if it comes within LAME_DUCK_IDLE seconds; then it is closed.
+        As a ``lame_duck`` (a graceful stop, while other workers or hosts go on accepting), an idle
+        keep-alive connection is not closed at once, which would race with a request its client may be
+        sending: its next request is answered, with ``Connection: close``, if it comes within
+        LAME_DUCK_IDLE seconds; then it is closed.
         """
         from tricorn.io.h1 import H1Protocol
 
