@@ -35,6 +35,7 @@ from tricorn.importer import load_app
 from tricorn.interfaces.lifespan import Lifespan
 from tricorn.io import tls
 from tricorn.io.accept import Listener, TLSListener
+from tricorn.io.quic import QuicEndpoint
 from tricorn.io.server import ServerState
 
 if TYPE_CHECKING:
@@ -138,7 +139,14 @@ async def reimport(config: Config, loop: asyncio.AbstractEventLoop, backend: str
 async def hand_over(old: Serving, new: Serving) -> None:
     """Move the listening sockets from ``old``'s server to ``new``'s, which accepts from now on."""
     sockets = []
-    for server in old.state.servers:
+    endpoints = []
+    for server in list(old.state.servers):
+        if isinstance(server, QuicEndpoint):
+            # The UDP socket cannot be read by two endpoints: the endpoint itself goes over. Its new
+            # connections are the new app's; those it has keep the old one until they finish.
+            old.state.servers.remove(server)
+            endpoints.append(server)
+            continue
         if isinstance(server, TLSListener):
             server.close()  # it stops accepting, and leaves its socket open
             sockets.append(server.sock)
@@ -148,6 +156,9 @@ async def hand_over(old: Serving, new: Serving) -> None:
         if sock is not None:
             sockets.append(sock)
     await new.state.start(sockets)
+    for endpoint in endpoints:
+        endpoint.adopt(new.state)
+        new.state.servers.append(endpoint)
 
 
 async def retire(old: Serving, timeout: float) -> None:

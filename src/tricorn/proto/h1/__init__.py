@@ -35,7 +35,15 @@ from tricorn.proto.h1.events import (
 )
 from tricorn.proto.h1.head import KNOWN_METHODS, check_head
 from tricorn.proto.h1.parsers import available_backends
-from tricorn.proto.h1.response import CONTINUE_RESPONSE, date_header, error_response, set_date, status_line
+from tricorn.proto.h1.response import (
+    CONTINUE_RESPONSE,
+    alt_svc_value,
+    date_header,
+    error_response,
+    set_alt_svc,
+    set_date,
+    status_line,
+)
 
 __all__ = [
     "CONTINUE_RESPONSE",
@@ -61,10 +69,12 @@ __all__ = [
     "Headers",
     "Request",
     "ResponseState",
+    "alt_svc_value",
     "available_backends",
     "check_head",
     "date_header",
     "error_response",
+    "set_alt_svc",
     "set_date",
     "status_line",
 ]

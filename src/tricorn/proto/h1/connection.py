@@ -35,7 +35,14 @@ from tricorn.errors import LocalProtocolError, RemoteProtocolError
 from tricorn.proto.h1.events import Backend, EndOfMessage, Event, H1Limits, Headers, Request
 from tricorn.proto.h1.head import _BAD_TARGET, _HOST, KNOWN_METHODS, _has_token
 from tricorn.proto.h1.parsers import _BODY_METHODS, _HttptoolsParser, _llhttp, _PythonParser, _Scout
-from tricorn.proto.h1.response import _PAIR_LINES, _STATUS_LINES, _date_header, _pair_line, status_line
+from tricorn.proto.h1.response import (
+    _PAIR_LINES,
+    _STATUS_LINES,
+    _alt_svc_line,
+    _date_header,
+    _pair_line,
+    status_line,
+)
 
 try:  # the fast path; the pure-Python backend is the fallback
     import httptools
@@ -281,7 +288,9 @@ class H1Connection:
         if not has_server:
             out.append(b"server: tricorn\r\n")
         if not has_date:
-            out.append(_date_header[0])
+            out.append(_date_header[0])  # (and Alt-Svc, when HTTP/3 is served)
+        else:
+            out.append(_alt_svc_line[0])
 
         if status < 200:
             # 1xx carries no body and does not end the exchange; 101 belongs to upgrades, not apps.
