@@ -9,17 +9,26 @@ Lower-level pieces let a test misbehave: ``open_stream`` sends a head and leaves
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aioquic.asyncio.client import connect
+from aioquic._buffer import Buffer, BufferReadError
 from aioquic.asyncio.protocol import QuicConnectionProtocol
-from aioquic.h3.connection import H3_ALPN, H3Connection
+from aioquic.h3.connection import H3_ALPN, FrameType, H3Connection
 from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.events import ConnectionTerminated, QuicEvent, StopSendingReceived, StreamReset
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.events import (
+    ConnectionTerminated,
+    QuicEvent,
+    StopSendingReceived,
+    StreamDataReceived,
+    StreamReset,
+)
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -28,13 +37,17 @@ Headers = list[tuple[bytes, bytes]]
 class H3Response:
     status: int = 0
     headers: Headers = field(default_factory=list)
-    body: bytes = b""
+    received: bytearray = field(default_factory=bytearray)
     trailers: Headers = field(default_factory=list)
     informational: list[tuple[int, Headers]] = field(default_factory=list)
     reset_code: int | None = None  # RESET_STREAM from the server
     stop_code: int | None = None  # STOP_SENDING from the server
     done: asyncio.Event = field(default_factory=asyncio.Event)
     chunks: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
+
+    @property
+    def body(self) -> bytes:
+        return bytes(self.received)
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:
@@ -43,10 +56,39 @@ class H3Response:
         return None
 
 
+class _H3(H3Connection):
+    """aioquic's client H3Connection, which also reads GOAWAY (aioquic drops its payload): the server's
+    control stream is read a second time here, frame by frame."""
+
+    goaway: int | None = None
+    _control = b""
+
+    def handle_event(self, event: QuicEvent) -> list[Any]:
+        if isinstance(event, StreamDataReceived) and event.stream_id % 4 == 3:
+            self._read_control(event.stream_id, event.data)
+        return super().handle_event(event)
+
+    def _read_control(self, stream_id: int, data: bytes) -> None:
+        if stream_id != self._peer_control_stream_id and self._peer_control_stream_id is not None:
+            return
+        self._control += data
+        buf = Buffer(data=self._control)
+        try:
+            if buf.pull_uint_var() != 0:  # not the control stream (QPACK's)
+                return
+            while True:  # (the whole stream again each time: it is a few small frames)
+                frame_type, length = buf.pull_uint_var(), buf.pull_uint_var()
+                payload = buf.pull_bytes(length)
+                if frame_type == FrameType.GOAWAY:
+                    self.goaway = Buffer(data=payload).pull_uint_var()
+        except BufferReadError:
+            pass  # (a frame not complete yet)
+
+
 class _Protocol(QuicConnectionProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.h3 = H3Connection(self._quic)
+        self.h3 = _H3(self._quic)
         self.responses: dict[int, H3Response] = {}
         self.terminated: ConnectionTerminated | None = None
 
@@ -78,7 +120,7 @@ class _Protocol(QuicConnectionProtocol):
                 else:
                     response.trailers = h3_event.headers
             elif isinstance(h3_event, DataReceived):
-                response.body += h3_event.data
+                response.received += h3_event.data
                 if h3_event.data:
                     response.chunks.put_nowait(h3_event.data)
             if getattr(h3_event, "stream_ended", False):
@@ -103,24 +145,36 @@ class H3Client:
         configuration.load_verify_locations(cafile)
         configuration.server_name = "localhost"
         self.configuration = configuration
-        self._context: Any = None
+        self._transport: Any = None
         self.protocol: _Protocol = None  # type: ignore[assignment]
 
     async def __aenter__(self) -> H3Client:
-        self._context = connect(
-            self.host, self.port, configuration=self.configuration, create_protocol=_Protocol
+        # (aioquic's connect() is an async generator: one left unfinished by a vanished client would be
+        # finalised after the loop is gone; the same steps by hand.)
+        loop = asyncio.get_running_loop()
+        connection = QuicConnection(configuration=self.configuration)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        self._transport, self.protocol = await loop.create_datagram_endpoint(
+            lambda: _Protocol(connection), sock=sock
         )
-        self.protocol = await asyncio.wait_for(self._context.__aenter__(), 10)
+        self.protocol.connect((self.host, self.port))
+        await asyncio.wait_for(self.protocol.wait_connected(), 10)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._context.__aexit__(*exc)
+        self.protocol.close()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.protocol.wait_closed(), 5)
+        self._transport.close()
 
     def vanish(self) -> None:
         """Stop at once without a word: the socket closes, the server hears nothing more."""
-        transport = self.protocol._transport
-        if transport is not None:
-            transport.abort() if hasattr(transport, "abort") else transport.close()
+        self.protocol._quic._close_pending = False
+        timer = self.protocol._timer
+        if timer is not None:
+            timer.cancel()
+        self._transport.close()
 
     # -- requests
     def open_stream(
@@ -168,6 +222,11 @@ class H3Client:
         quic.stop_stream(stream_id, code)
         self.protocol.transmit()
 
+    @property
+    def goaway(self) -> int | None:
+        """The stream id of the server's last GOAWAY (new requests belong on a new connection), or None."""
+        return self.protocol.h3.goaway
+
     async def request(
         self,
         method: str,
@@ -177,6 +236,8 @@ class H3Client:
         trailers: Headers | None = None,
         timeout: float = 30.0,
     ) -> H3Response:
+        if self.protocol.terminated is not None:
+            raise ConnectionError(f"the connection is closed ({self.protocol.terminated})")
         bodiless = body is None and trailers is None
         stream_id, response = self.open_stream(method, path, headers, end_stream=bodiless)
         if isinstance(body, bytes):

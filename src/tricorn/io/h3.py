@@ -47,6 +47,7 @@ from aioquic.quic.events import (
     StreamDataReceived,
     StreamReset,
 )
+from aioquic.quic.packet import QuicErrorCode
 
 from tricorn.errors import ClientTimeout, LocalProtocolError, RemoteProtocolError
 from tricorn.interfaces.asgi import HTTPCycle, build_scope
@@ -396,7 +397,10 @@ class H3Protocol:
         quic.credit = {}
         quic.uni_buffered = self._uni_buffered
         # The streams a client may open at once (initial_max_streams_bidi); aioquic adds one as each closes.
-        quic._local_max_streams_bidi.value = state.config.h3_max_concurrent_streams
+        limit = quic._local_max_streams_bidi
+        limit.value = limit.sent = (
+            state.config.h3_max_concurrent_streams
+        )  # (sent: in the transport parameters)
         self.h3: H3Connection = None  # type: ignore[assignment]  # made once ALPN says h3
         self.client: tuple[str, int] | None = (str(addr[0]), int(addr[1]))
         sockname = endpoint.sock.getsockname()
@@ -470,6 +474,9 @@ class H3Protocol:
                 self.timer.cancel()
             self.timer_at = timer_at
             self.timer = loop.call_at(timer_at, self._on_timer) if timer_at is not None else None
+        if self.closing and not self.streams and self.goaway_timer is None and self._all_acknowledged():
+            self.close()  # every response is out and acknowledged: CONNECTION_CLOSE can go
+            return
         if self.blocked:
             for stream in list(self.blocked):
                 if not stream.write_paused:
@@ -741,7 +748,11 @@ class H3Protocol:
 
     def _maybe_done(self) -> None:
         if self.closing and not self.streams and self.goaway_timer is None:
-            self.close()
+            # Closed once what is queued is acknowledged (a CONNECTION_CLOSE now would drop it): see transmit().
+            self.schedule_transmit()
+
+    def _all_acknowledged(self) -> bool:
+        return not any(stream.sender._buffer for stream in self.quic._streams.values())
 
     # -- errors, timeouts and closing
     def _calm(self, reason: str) -> None:
@@ -832,13 +843,19 @@ class H3Protocol:
         """CONNECTION_CLOSE now; the connection is done with (what the client sends after is dropped)."""
         if self.closed:
             return
-        self.quic.close(error_code=code, reason_phrase=reason)
-        self.transmit()
+        quic = self.quic
+        quic.close(error_code=code, reason_phrase=reason)
+        sendto = self.endpoint.sendto
+        for data, addr in quic.datagrams_to_send(now=self.state.loop.time()):
+            sendto(data, addr)
         self._finish()
 
     def _terminated(self, event: ConnectionTerminated) -> None:
         code = event.error_code
-        if code not in (0, ErrorCode.H3_NO_ERROR) and not self.closed:
+        # (aioquic ends a connection silent past the idle timeout with INTERNAL_ERROR "Idle timeout": the
+        # client went away, which is no error to log)
+        idle = event.reason_phrase == "Idle timeout" and code == QuicErrorCode.INTERNAL_ERROR
+        if code not in (0, ErrorCode.H3_NO_ERROR) and not idle and not self.closed:
             reason = event.reason_phrase or "no reason given"
             self.state.log_protocol_error(
                 self,

@@ -12,13 +12,14 @@ what a server needs around it and aioquic's own asyncio server does not give:
   header) is dropped without an answer: the cheapest thing to do with a datagram that may be spoofed.
   Dropped datagrams are counted and summarised in one log line a second at most, so a flood is visible
   without flooding the log.
-- **Several workers** share one UDP socket per address (the master binds it, each worker reads it). A
-  datagram can reach any of them, so each worker also binds a unix datagram socket of its own, named after
-  the master and itself (:class:`Relay`), and a datagram for a connection id it does not know is passed to
-  its peers, the one that owns the connection takes it; the others drop it. A retiring worker stops reading
-  the shared socket (new connections go to the workers that stay) and keeps sending through it, its
-  connections' datagrams reaching it through the relay until they have finished. docs/deployment.md
-  measures what the relay costs.
+- **Several workers** share one UDP socket per address (the master binds it, each worker reads it), and
+  a datagram can reach any of them. So the connection ids a worker issues carry its process id (the first
+  3 bytes, masked with a key of the master's: :func:`cid_prefix`), and each worker binds a unix datagram
+  socket named after the master and itself (:class:`Relay`): a datagram whose connection id names another
+  live worker is passed to that worker, which takes it as if it had read it. An Initial for no known
+  connection starts one where it lands. A retiring worker stops reading the shared socket (new connections
+  go to the workers that stay) and keeps sending through it, its connections' datagrams reaching it
+  through the relay until they have finished. docs/deployment.md measures what the relay costs.
 - **Stream credit follows the app** (:class:`ServerQuicConnection`): aioquic gives a peer more stream
   credit as soon as half of it is used, so a client can make the server buffer a request body as fast as
   it sends. Here a request stream's credit is what the app has taken plus one window, as on HTTP/2: a slow
@@ -91,10 +92,18 @@ class QuicCredentials:
         self.certificate = base.certificate
         self.certificate_chain = base.certificate_chain
         self.private_key = base.private_key
-        self.retry = QuicRetryTokenHandler()  # its key: one per master, so shared by the workers
+        # Made once per master and kept across reloads: every worker, old or new, reads the others'
+        # connection ids (the key masks a worker's process id in its ids) and honours their Retry tokens.
+        global _retry_handler, _cid_key
+        if _retry_handler is None:
+            _retry_handler, _cid_key = QuicRetryTokenHandler(), os.urandom(3)
+        self.retry = _retry_handler
+        self.cid_key = _cid_key
 
 
 _prepared: dict[int, QuicCredentials | None] = {}
+_retry_handler: Any = None
+_cid_key = b""
 
 
 def prepare(config: Config) -> QuicCredentials | None:
@@ -135,12 +144,22 @@ def bind_udp(host: str, port: int) -> socket.socket:
     return sock
 
 
+def cid_prefix(key: bytes, pid: int) -> bytes:
+    """The first bytes of the connection ids process ``pid`` issues (Linux pids fit in 22 bits)."""
+    return bytes(a ^ b for a, b in zip((pid & 0xFFFFFF).to_bytes(3, "big"), key, strict=True))
+
+
+def cid_owner(key: bytes, cid: bytes) -> int:
+    """The process id a connection id of :data:`CID_LENGTH` bytes names (see :func:`cid_prefix`)."""
+    return int.from_bytes(bytes(a ^ b for a, b in zip(cid[:3], key, strict=True)), "big")
+
+
 def server_connection_class() -> type[Any]:
     """:class:`aioquic.quic.connection.QuicConnection` with tricorn's stream credit (see the module doc)."""
     global _ServerQuicConnection
     if _ServerQuicConnection is not None:
         return _ServerQuicConnection
-    from aioquic.quic.connection import MAX_STREAM_DATA_FRAME_CAPACITY, QuicConnection
+    from aioquic.quic.connection import MAX_STREAM_DATA_FRAME_CAPACITY, QuicConnection, QuicConnectionId
     from aioquic.quic.packet import QuicFrameType
 
     class ServerQuicConnection(QuicConnection):
@@ -153,6 +172,27 @@ def server_connection_class() -> type[Any]:
 
         credit: dict[int, int]
         uni_buffered: Any
+        cid_prefix = b""  # this process's (set by the endpoint)
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            cid = self._new_cid()
+            self._host_cids[0].cid = self.host_cid = self._local_initial_source_connection_id = cid
+
+        def _new_cid(self) -> bytes:
+            return self.cid_prefix + os.urandom(CID_LENGTH - len(self.cid_prefix))
+
+        def _replenish_connection_ids(self) -> None:
+            # aioquic's, with ids that name this worker (see the module docstring).
+            while len(self._host_cids) < min(8, self._remote_active_connection_id_limit):
+                self._host_cids.append(
+                    QuicConnectionId(
+                        cid=self._new_cid(),
+                        sequence_number=self._host_cid_seq,
+                        stateless_reset_token=os.urandom(16),
+                    )
+                )
+                self._host_cid_seq += 1
 
         def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
             stream_id = stream.stream_id
@@ -191,7 +231,8 @@ class Relay(asyncio.DatagramProtocol):
         self.prefix = f"tricorn-quic-{master}-"
         self.name = f"\0{self.prefix}{os.getpid()}"
         self.transport: asyncio.DatagramTransport | None = None
-        self._peers: list[str] = []
+        self.sock: socket.socket = None  # type: ignore[assignment]  # set by start()
+        self._peers: set[int] = set()
         self._peers_at = 0.0
 
     async def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -201,34 +242,38 @@ class Relay(asyncio.DatagramProtocol):
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        # Sent with the socket's own sendto (uvloop's datagram transport takes no abstract unix address).
+        self.sock = sock.dup()
         await loop.create_datagram_endpoint(lambda: self, sock=sock)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def peers(self) -> list[str]:
-        """The other workers' relay sockets, from /proc/net/unix, read again at most once a second."""
+    def peers(self) -> set[int]:
+        """The other workers' process ids, from their relay sockets in /proc/net/unix (read again at most
+        once a second)."""
         now = time.monotonic()
         if now - self._peers_at > 1.0:
             self._peers_at = now
-            found = []
+            found = set()
+            mine = "@" + self.name[1:]
             with contextlib.suppress(OSError), open("/proc/net/unix") as table:
                 for line in table:
                     name = line.rsplit(None, 1)[-1]
-                    if name.startswith("@" + self.prefix) and name != "@" + self.name[1:]:
-                        found.append("\0" + name[1:])
+                    if name.startswith("@" + self.prefix) and name != mine:
+                        with contextlib.suppress(ValueError):
+                            found.add(int(name[len(self.prefix) + 1 :]))
             self._peers = found
         return self._peers
 
-    def forward(self, index: int, data: bytes, addr: Any) -> None:
-        transport = self.transport
-        if transport is None:
-            return
+    def forward(self, pid: int, index: int, data: bytes, addr: Any) -> bool:
+        """Pass a datagram to worker ``pid``, if it is one of ours; False if it is not."""
+        if self.transport is None or pid not in self.peers():
+            return False
         head = b"%s%d %s %d\n" % (_RELAY_MAGIC, index, str(addr[0]).encode(), addr[1])
-        message = head + data
-        for peer in self.peers():
-            with contextlib.suppress(OSError):
-                transport.sendto(message, peer)
+        with contextlib.suppress(OSError):  # (gone meanwhile, or its buffer full: QUIC sends it again)
+            self.sock.sendto(head + data, f"\0{self.prefix}{pid}")
+        return True
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if not data.startswith(_RELAY_MAGIC):
@@ -249,6 +294,7 @@ class Relay(asyncio.DatagramProtocol):
         if self.transport is not None:
             self.transport.close()
             self.transport = None
+            self.sock.close()
 
 
 class QuicEndpoint(asyncio.DatagramProtocol):
@@ -261,6 +307,8 @@ class QuicEndpoint(asyncio.DatagramProtocol):
         self.relay = relay
         self.configuration: Any = None
         self.retry: Any = None
+        self.credentials: QuicCredentials = None  # type: ignore[assignment]  # set by adopt()
+        self.pid = 0
         self.adopt(state)
         self.connection_class = server_connection_class()
         self.connections: dict[
@@ -296,6 +344,9 @@ class QuicEndpoint(asyncio.DatagramProtocol):
             private_key=credentials.private_key,
         )
         self.retry = credentials.retry if config.quic_retry else None
+        self.credentials = credentials
+        self.pid = os.getpid()
+        server_connection_class().cid_prefix = cid_prefix(credentials.cid_key, self.pid)
 
     async def start(self) -> None:
         await self.state.loop.create_datagram_endpoint(lambda: self, sock=self.sock)
@@ -339,7 +390,8 @@ class QuicEndpoint(asyncio.DatagramProtocol):
         except ValueError:
             self._drop()
             return
-        conn = self.connections.get(header.destination_cid)
+        dcid = header.destination_cid
+        conn = self.connections.get(dcid)
         if conn is not None:
             conn.datagram_received(data, addr)
             return
@@ -355,22 +407,20 @@ class QuicEndpoint(asyncio.DatagramProtocol):
             if len(data) >= MIN_INITIAL_SIZE:
                 self.sendto(
                     encode_quic_version_negotiation(
-                        source_cid=header.destination_cid,
+                        source_cid=dcid,
                         destination_cid=header.source_cid,
                         supported_versions=self.configuration.supported_versions,
                     ),
                     addr,
                 )
             return
-        if packet_type == QuicPacketType.INITIAL and len(data) >= MIN_INITIAL_SIZE:
-            if direct and self.relay is not None and not self.accepting:
-                self.relay.forward(self.index, data, addr)  # a retiring worker: a peer takes it
-                return
-            if self.accepting:
-                self._new_connection(data, addr, header)
-                return
-        if direct and self.relay is not None:
-            self.relay.forward(self.index, data, addr)  # perhaps another worker's connection
+        relay = self.relay
+        if direct and relay is not None and len(dcid) == CID_LENGTH:
+            owner = cid_owner(self.credentials.cid_key, dcid)
+            if owner != self.pid and relay.forward(owner, self.index, data, addr):
+                return  # another worker's connection
+        if packet_type == QuicPacketType.INITIAL and len(data) >= MIN_INITIAL_SIZE and self.accepting:
+            self._new_connection(data, addr, header)
             return
         self._drop()
 
@@ -399,9 +449,8 @@ class QuicEndpoint(asyncio.DatagramProtocol):
         retry_scid = None
         retry = self.retry
         if retry is not None:
-            now = self.state.loop.time()
             if not header.token:
-                source_cid = os.urandom(CID_LENGTH)
+                source_cid = cid_prefix(self.credentials.cid_key, self.pid) + os.urandom(CID_LENGTH - 3)
                 token = retry.create_token(addr, header.destination_cid, source_cid, now=time.time())
                 transport.sendto(
                     encode_quic_retry(
@@ -430,7 +479,6 @@ class QuicEndpoint(asyncio.DatagramProtocol):
                 )
                 return
             retry_scid = header.destination_cid
-            del now
         quic = self.connection_class(
             configuration=self.configuration,
             original_destination_connection_id=original_dcid,
