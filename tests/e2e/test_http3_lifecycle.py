@@ -281,3 +281,31 @@ def test_two_workers_serve_every_connection_and_a_hup_under_load_fails_none(
 def _worker_pids(proc: TricornProcess) -> set[int]:
     children = Path(f"/proc/{proc.proc.pid}/task/{proc.proc.pid}/children")
     return {int(pid) for pid in children.read_text().split()} if children.exists() else set()
+
+
+def test_hup_in_one_process_hands_the_quic_socket_to_the_new_app(
+    certs: Certs, procs: list[TricornProcess]
+) -> None:
+    proc = start_h3(certs)
+    procs.append(proc)
+
+    async def go() -> tuple[H3Response, int | None, H3Response]:
+        async with H3Client(proc.port, str(certs.ca)) as old:
+            _, before = old.open_stream("GET", "/slow?delay=2", end_stream=True)
+            await wait_until(lambda: _events_count(proc, certs, "slow started") > 0, "the slow request")
+            proc.send_signal(signal.SIGHUP)
+            await wait_until(lambda: "restarted: serving" in proc.output(), "the restart in place")
+            # The connection made before is the previous app's: GOAWAY, its request finishes, it closes ...
+            await wait_until(lambda: old.goaway is not None, "GOAWAY on the old connection")
+            await asyncio.wait_for(before.done.wait(), 10)
+            await wait_until(lambda: old.protocol.terminated is not None, "the old connection's close")
+            code = old.protocol.terminated.error_code  # type: ignore[union-attr]
+        # ... and a new connection is served by the new app on the same UDP socket.
+        async with H3Client(proc.port, str(certs.ca)) as new:
+            return before, code, await new.request("GET", "/")
+
+    before, code, after = run(go())
+    assert before.status == 200 and before.body == b"slow done"
+    assert code == H3_NO_ERROR
+    assert after.status == 200 and after.body == b"hello, world"
+    assert "Traceback" not in proc.output()

@@ -319,6 +319,7 @@ class QuicEndpoint(asyncio.DatagramProtocol):
         self.reading = True
         self.port = sock.getsockname()[1]
         self.dropped = 0
+        self.read = self.relayed_out = 0  # datagrams read from the socket, and passed to another worker
         self._dropped_logged_at = 0.0
         self._send_sock: socket.socket | None = None  # a retiring worker's: sends, never reads
         self._closed = asyncio.get_running_loop().create_future()
@@ -366,6 +367,7 @@ class QuicEndpoint(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if not self.reading:
             return  # a retiring worker: its datagrams come through the relay
+        self.read += 1
         self._datagram(data, addr, True)
 
     def relayed(self, data: bytes, addr: Any) -> None:
@@ -418,6 +420,7 @@ class QuicEndpoint(asyncio.DatagramProtocol):
         if direct and relay is not None and len(dcid) == CID_LENGTH:
             owner = cid_owner(self.credentials.cid_key, dcid)
             if owner != self.pid and relay.forward(owner, self.index, data, addr):
+                self.relayed_out += 1
                 return  # another worker's connection
         if packet_type == QuicPacketType.INITIAL and len(data) >= MIN_INITIAL_SIZE and self.accepting:
             self._new_connection(data, addr, header)
@@ -520,6 +523,15 @@ class QuicEndpoint(asyncio.DatagramProtocol):
             self.transport.close()
 
     async def wait_closed(self) -> None:
+        if self.relay is not None and self.read:
+            error_log.info(
+                "quic: port %d: %d datagram(s) read, %d of them (%.0f%%) relayed to the worker of their "
+                "connection",
+                self.port,
+                self.read,
+                self.relayed_out,
+                100.0 * self.relayed_out / self.read,
+            )
         if self.transport is not None:
             self.transport.close()
             await self._closed
