@@ -60,6 +60,9 @@ CERT_REQS: tuple[str, ...] = get_args(CertReqs)
 
 # -- Named defaults, each with its precedent -------------------------------------------------------------
 
+# The built-in demo, served when no APP is given (and not mounted when static files take '/').
+DEFAULT_APP = "tricorn.demo:app"
+
 # gunicorn's default; uvicorn's too. The kernel caps it at net.core.somaxconn anyway.
 DEFAULT_BACKLOG = 2048
 # uvicorn's timeout_keep_alive is 5 s; gunicorn's keepalive 2 s; nginx keepalive_timeout 75 s.
@@ -272,6 +275,66 @@ def to_app_spec(name: str, value: object) -> str:
             "(e.g. myproject.main:app, or myproject.main:create_app() for a factory)",
         )
     return text
+
+
+# A mount's URL prefix: a plain path (no percent escape, no dot segment), matched on segment boundaries.
+_PREFIX = re.compile(r"/(?:[A-Za-z0-9._~!$&'()*+,;:@-]+/?)*")
+
+
+def check_prefix(name: str, entry: str, prefix: str) -> str:
+    """``prefix`` as the dispatch table keys it ("/" or "/a/b", no trailing slash), or a ConfigError."""
+    if not _PREFIX.fullmatch(prefix) or any(part in (".", "..") for part in prefix.split("/")):
+        raise ConfigError(name, f"{entry!r}: the prefix {prefix!r} must be a plain path starting with '/'")
+    return prefix.rstrip("/") or "/"
+
+
+def split_mount(entry: str) -> tuple[str, str, str]:
+    """``PREFIX=module:app[@INTERFACE]`` -> (prefix as keyed, app spec, interface); checked by
+    :func:`to_app_mounts`."""
+    prefix, _, rest = entry.partition("=")
+    spec, _, interface = rest.partition("@")
+    return prefix.rstrip("/") or "/", spec.strip(), interface or "auto"
+
+
+def to_app_mounts(name: str, value: object) -> tuple[str, ...]:
+    """``PREFIX=module:app[@asgi|@wsgi]`` entries (``module:factory()`` for a factory), each PREFIX once;
+    from a TOML table, ``PREFIX = "module:app"`` or ``PREFIX = {app = "...", interface = "...",
+    factory = true}``. Returned as ``PREFIX=SPEC@INTERFACE`` strings."""
+    if isinstance(value, Mapping):
+        items = []
+        for prefix, target in value.items():
+            if isinstance(target, Mapping):
+                unknown = set(target) - {"app", "interface", "factory"}
+                if unknown or "app" not in target:
+                    raise ConfigError(
+                        name,
+                        f"{prefix!r}: a mount table takes app, interface and factory (got {sorted(target)})",
+                    )
+                spec = to_str(name, target["app"])
+                if to_bool(name, target.get("factory", False)) and not spec.endswith("()"):
+                    spec += "()"
+                items.append(f"{prefix}={spec}@{to_str(name, target.get('interface', 'auto'))}")
+            else:
+                items.append(f"{prefix}={to_str(name, target)}")
+        value = items
+    entries = to_str_tuple(name, value)
+    seen: set[str] = set()
+    normal = []
+    for entry in entries:
+        raw_prefix, eq, rest = entry.partition("=")
+        if not eq or not rest:
+            raise ConfigError(name, f"{entry!r} is not PREFIX=module:app (e.g. /ws=chat.asgi:application)")
+        key = check_prefix(name, entry, raw_prefix)
+        _, spec, interface = split_mount(entry)
+        if not _APP_SPEC.fullmatch(spec):
+            raise ConfigError(name, f"{entry!r}: {spec!r} is not in the form module:attribute")
+        if interface not in INTERFACES:
+            raise ConfigError(name, f"{entry!r}: the interface must be one of {', '.join(INTERFACES)}")
+        if key in seen:
+            raise ConfigError(name, f"{entry!r}: the prefix {key!r} is given twice")
+        seen.add(key)
+        normal.append(f"{key}={spec}@{interface}")
+    return tuple(normal)
 
 
 _HOSTNAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
@@ -549,7 +612,7 @@ class Config:
 
     # Application
     app: str = field(
-        default="tricorn.demo:app",
+        default=DEFAULT_APP,
         metadata=_setting(
             group=_APPLICATION,
             help="the application to serve, as module:attribute (the attribute may be dotted); "
@@ -611,6 +674,19 @@ class Config:
             flags=("--root-path",),
             metavar="PATH",
             convert=to_root_path,
+        ),
+    )
+    mount: tuple[str, ...] = field(
+        default=(),
+        metadata=_setting(
+            group=_APPLICATION,
+            help="serve another application under the URL path PREFIX (the longest matching prefix wins, "
+            "on segment boundaries; the app sees PREFIX as its root_path or SCRIPT_NAME); @asgi or @wsgi "
+            "forces its interface; repeat for several; the APP, if given, is the / mount",
+            env="TRICORN_MOUNT",
+            flags=("--mount",),
+            metavar="PREFIX=APP[@INTERFACE]",
+            convert=to_app_mounts,
         ),
     )
     app_dir: str = field(
@@ -1327,6 +1403,15 @@ class Config:
             if converted is not value:
                 object.__setattr__(self, name, converted)
         self._check_tls()
+        if self.app != DEFAULT_APP and any(prefix == "/" for prefix, _, _ in self.app_mounts):
+            raise ConfigError(
+                "mount", f"'/' is mounted, and {self.app!r} is given as APP (the / mount): give one of them"
+            )
+
+    @property
+    def app_mounts(self) -> tuple[tuple[str, str, str], ...]:
+        """The ``mount`` entries as (prefix as keyed: "/" or "/a/b"; module:app spec; interface)."""
+        return tuple(split_mount(entry) for entry in self.mount)
 
     def _check_tls(self) -> None:
         # A TLS setting without a certificate would silently serve plain HTTP to someone who meant HTTPS.

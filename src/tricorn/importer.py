@@ -5,9 +5,13 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 from tricorn.errors import AppLoadError
+
+if TYPE_CHECKING:
+    from tricorn.config import Config
 
 Interface = Literal["asgi", "wsgi"]
 
@@ -78,3 +82,37 @@ def load_app(spec: str, factory: bool, app_dir: str, interface: str) -> tuple[An
     app = import_from_string(spec, factory)
     kind: Interface = detect_interface(app) if interface == "auto" else interface  # type: ignore[assignment]
     return app, kind
+
+
+@dataclass(slots=True)
+class Mounted:
+    """One application of the dispatch table: its prefix ("/" for the APP), its spec and the loaded app."""
+
+    prefix: str
+    spec: str
+    app: Any
+    interface: Interface
+    lifespan_state: dict[str, Any] | None = None  # what its lifespan startup left (ASGI), for its scopes
+
+
+def load_apps(config: Config) -> list[Mounted]:
+    """The APP and every ``--mount``, each imported and its interface told on its own, the APP first.
+
+    The APP is the ``/`` mount. With mounts and no APP given, no app serves ``/``: a path outside every
+    mount is answered 404 by the server (the built-in demo is never mounted beside real apps). Raises
+    AppLoadError, naming the mount that failed.
+    """
+    from tricorn.config import DEFAULT_APP
+
+    mounts = config.app_mounts
+    loaded: list[Mounted] = []
+    if not any(prefix == "/" for prefix, _, _ in mounts) and (config.app != DEFAULT_APP or not mounts):
+        app, interface = load_app(config.app, config.factory, config.app_dir, config.interface)
+        loaded.append(Mounted("/", config.app, app, interface))
+    for prefix, spec, wanted in mounts:
+        try:
+            app, interface = load_app(spec, False, config.app_dir, wanted)
+        except AppLoadError as exc:
+            raise AppLoadError(f"mount {prefix} ({spec}): {exc}") from exc.__cause__
+        loaded.append(Mounted(prefix, spec, app, interface))
+    return loaded

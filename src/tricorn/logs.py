@@ -239,6 +239,7 @@ class _Request:
         "duration",
         "http_version",
         "method",
+        "mount",
         "now",
         "path",
         "query",
@@ -261,7 +262,9 @@ class _Request:
         response_headers: list[tuple[bytes, bytes]],
         duration: float,
         now: float,
+        mount: str = "/",
     ) -> None:
+        self.mount = mount
         self.client = client
         self.method = method
         self.path = path
@@ -342,6 +345,7 @@ _ATOMS: dict[str, _Atom] = {
     "D": lambda r: int(r.duration * 1_000_000),
     "L": lambda r: f"{r.duration:.6f}",
     "p": lambda r: f"<{os.getpid()}>",
+    "mount": lambda r: r.mount,  # the prefix of the app, static or CGI directory that served it (--mount)
 }
 
 # %(name)X conversions and %% in a format string; anything else after a % is an error.
@@ -439,6 +443,7 @@ class AccessLogFormatter:
         response_headers: list[tuple[bytes, bytes]],
         duration: float,
         now: float | None = None,
+        mount: str = "/",
     ) -> str:
         """One access-log line. ``http_version`` as in ASGI (``"1.1"``); header names lowercase bytes;
         ``duration`` in seconds; ``now`` (the time to log, default the current time) in epoch seconds.
@@ -457,6 +462,7 @@ class AccessLogFormatter:
             response_headers,
             duration,
             now,
+            mount,
         )
         values = {key: atom(request) for key, atom in self._atoms}
         if self._uses_time:

@@ -6,10 +6,10 @@ import asyncio
 import logging
 import os
 import signal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tricorn.errors import AppLoadError, ConfigError, LifespanFailure
-from tricorn.importer import load_app
+from tricorn.importer import load_apps
 from tricorn.io import tls
 from tricorn.io.loop import http_backend, new_event_loop
 from tricorn.logs import configure_logging
@@ -20,6 +20,7 @@ from tricorn.supervisor.worker import Standalone
 
 if TYPE_CHECKING:
     from tricorn.config import Config
+    from tricorn.importer import Mounted
     from tricorn.io.server import ServerState
     from tricorn.supervisor.worker import Worker
 
@@ -60,13 +61,13 @@ def run(config: Config, worker: Worker | None = None) -> int:
         error_log.error("%s", exc)
         return EXIT_CONFIG
     try:
-        app, interface = load_app(config.app, config.factory, config.app_dir, config.interface)
+        apps = load_apps(config)
     except AppLoadError as exc:
         error_log.error("%s", exc, exc_info=exc.__cause__ is not None)
         return EXIT_APP
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(serve(config, app, loop, backend, interface, worker))
+        return loop.run_until_complete(serve(config, apps, loop, backend, worker))
     finally:
         try:
             loop.run_until_complete(loop.shutdown_asyncgens())
@@ -77,14 +78,13 @@ def run(config: Config, worker: Worker | None = None) -> int:
 
 async def serve(
     config: Config,
-    app: Any,
+    apps: list[Mounted],
     loop: asyncio.AbstractEventLoop,
     backend: str,
-    interface: str = "asgi",
     worker: Worker | None = None,
 ) -> int:
     try:
-        serving = await restart.load(config, loop, backend, app, interface)
+        serving = await restart.load(config, loop, backend, apps)
     except LifespanFailure as exc:
         error_log.error("application startup failed: %s", exc)
         return EXIT_APP

@@ -369,3 +369,19 @@ def test_wsgi_app_over_http3(certs: Certs) -> None:
         assert b"wsgi body" in response.body
     finally:
         proc.close()
+
+
+def test_mounted_apps_are_dispatched_over_http3(certs: Certs) -> None:
+    # The dispatch table (io/dispatch.py) routes HTTP/3 streams as it routes HTTP/1.1 and HTTP/2 requests.
+    proc = start_h3(certs, "--mount", "/w=tests.apps.wsgi_basic:app")
+    try:
+
+        async def go() -> tuple[H3Response, H3Response]:
+            async with client(proc, certs) as c:
+                return await c.request("POST", "/w/echo", body=b"mounted"), await c.request("GET", "/")
+
+        mounted, root = run(go())
+        assert mounted.status == 200 and b"mounted" in mounted.body
+        assert root.body == b"hello, world"
+    finally:
+        proc.close()

@@ -41,8 +41,12 @@ class Lifespan:
     after ``timeout`` seconds without an answer it cancels the app's lifespan task and returns.
     """
 
-    def __init__(self, app: ASGIApp, mode: Literal["auto", "on", "off"], timeout: float) -> None:
+    def __init__(
+        self, app: ASGIApp, mode: Literal["auto", "on", "off"], timeout: float, name: str = "application"
+    ) -> None:
         self.app = app
+        self.name = name  # in log lines: "application", or "mount /ws (chat:app)"
+        self.prefix = "" if name == "application" else f"{name}: "
         self.mode = mode
         self.timeout = timeout
         self.phase = LifespanPhase.IDLE
@@ -82,13 +86,14 @@ class Lifespan:
         if not await self._wait_answer():
             self.phase = LifespanPhase.DONE
             error_log.error(
-                "application shutdown failed: did not complete within %ss (--timeout-lifespan)",
+                "%s shutdown failed: did not complete within %ss (--timeout-lifespan)",
+                self.name,
                 f"{self.timeout:g}",
             )
             await self._abandon()
             return
         if self._failure:
-            error_log.error("application shutdown failed: %s", self._failure)
+            error_log.error("%s shutdown failed: %s", self.name, self._failure)
         if self._task is not None:
             await asyncio.wait([self._task], timeout=TASK_GRACE)
 
@@ -120,19 +125,19 @@ class Lifespan:
                 # worker goes on (docs/deployment.md, "When an app raises SystemExit").
                 self.phase = LifespanPhase.FAILED
                 self._failure = f"{type(exc).__name__}: {exc}"
-                error_log.error("lifespan startup raised an exception", exc_info=exc)
+                error_log.error("%slifespan startup raised an exception", self.prefix, exc_info=exc)
             elif phase is LifespanPhase.STARTING:
                 self.phase = LifespanPhase.UNSUPPORTED
                 self._failure = f"{type(exc).__name__}: {exc}"
                 if self.mode == "on":
-                    error_log.error("lifespan startup raised an exception", exc_info=exc)
+                    error_log.error("%slifespan startup raised an exception", self.prefix, exc_info=exc)
                 else:
-                    error_log.info("asgi lifespan not supported by the application (%s)", self._failure)
+                    error_log.info("asgi lifespan not supported by the %s (%s)", self.name, self._failure)
             elif phase is LifespanPhase.SHUTTING_DOWN:
                 self._failure = f"{type(exc).__name__}: {exc}"
-                error_log.error("lifespan shutdown raised an exception", exc_info=exc)
+                error_log.error("%slifespan shutdown raised an exception", self.prefix, exc_info=exc)
             else:
-                error_log.error("lifespan task raised an exception", exc_info=exc)
+                error_log.error("%slifespan task raised an exception", self.prefix, exc_info=exc)
         else:
             if self.phase is LifespanPhase.STARTING:
                 self.phase = LifespanPhase.UNSUPPORTED
@@ -159,3 +164,29 @@ class Lifespan:
         else:
             raise RuntimeError(f"unexpected lifespan message {kind!r} in phase {phase.name.lower()}")
         self._answered.set()
+
+
+class Lifespans:
+    """The lifespans of every ASGI app a worker serves (the APP and its ``--mount`` apps), one each with
+    its own state: started in mount order (the APP first), shut down in the reverse order, like nested
+    context managers. A failed startup shuts down the ones already started, and names the app."""
+
+    def __init__(self, lifespans: list[Lifespan]) -> None:
+        self.lifespans = lifespans
+        self._started: list[Lifespan] = []
+
+    async def startup(self) -> None:
+        for lifespan in self.lifespans:
+            try:
+                await lifespan.startup()
+            except LifespanFailure as exc:
+                await self.shutdown()
+                if lifespan.name == "application":
+                    raise
+                raise LifespanFailure(f"{lifespan.name}: {exc}") from None
+            self._started.append(lifespan)
+
+    async def shutdown(self) -> None:
+        started, self._started = self._started, []
+        for lifespan in reversed(started):
+            await lifespan.shutdown()

@@ -70,6 +70,10 @@ class Stream(Protocol):
     @property
     def client(self) -> tuple[str, int] | None: ...
     @property
+    def tls(self) -> Any:
+        """The ASGI ``tls`` extension's dict on a TLS connection, else None."""
+
+    @property
     def server(self) -> tuple[str, int] | None: ...
 
     @property
@@ -104,6 +108,12 @@ class Stream(Protocol):
 
     def pause_reading(self) -> None: ...
     def resume_reading(self) -> None: ...
+
+    async def sendfile(self, fd: int, offset: int, count: int) -> int | None:
+        """Send ``count`` bytes of ``fd`` from ``offset`` as body bytes with zero copy (after the held
+        head), waiting for the client as needed; the bytes sent (fewer if the client left or the file
+        shrank), or None when this stream cannot (TLS, HTTP/2, a chunked body): then the cycle sends the
+        file in pieces through ``response_body``. The response stays open (the cycle ends it)."""
 
     def sendfile_start(self, status: int, headers: Headers) -> tuple[socket.socket, bytes] | None:
         """Validate the head of a response whose body a worker thread will send from a file: a private

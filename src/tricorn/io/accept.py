@@ -16,13 +16,12 @@ h2c``, ``Upgrade: websocket``, and a TLS ClientHello told apart from a bad reque
 ``connect_accepted_socket`` builds the transport, the same one ``create_server`` would, in a task, as
 asyncio's own accept loop does.
 
-A TLS listener is a :class:`TLSListener`: it accepts itself and runs each handshake with the loop's
-``connect_accepted_socket(ssl=...)``, whose failure is raised here, so a failed or stalled handshake is
-logged in one line (the loop's own TLS server mode drops them silently, and ``start_tls`` after a plain
-accept loses a ClientHello that uvloop read before the TLS layer was in place). The protocol it creates
-learns the ALPN protocol in ``connection_made`` and hands over to HTTP/2 for "h2" (RFC 7301; RFC 9113
-§3.2), so the choice of a connection's protocol is made in :meth:`H1Protocol.connection_made` and its
-in-band switches, nowhere else.
+A TLS listener is a :class:`TLSListener`: the same accept loop, with each connection's TLS run by
+tricorn over the plain transport (:mod:`tricorn.io.tlsconn`), so that a failed or stalled handshake is
+logged in one line (the loop's own TLS server mode drops them silently) and a client that half-closes
+still gets its response. The HTTP protocol learns the ALPN protocol in ``connection_made`` and hands over
+to HTTP/2 for "h2" (RFC 7301; RFC 9113 §3.2), so the choice of a connection's protocol is made in
+:meth:`H1Protocol.connection_made` and its in-band switches, nowhere else.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from tricorn.io.tls import describe_handshake_error
+from tricorn.io.tlsconn import TLSConnection
 
 if TYPE_CHECKING:
     from tricorn.io.server import ServerState
@@ -86,89 +85,6 @@ def warn_paused(exc: OSError) -> None:
     )
     _Warnings.last, _Warnings.unreported = now, 0
     error_log.warning("%s: pausing accept for %gs%s", _describe(exc), ACCEPT_PAUSE, also)
-
-
-class TLSListener:
-    """One listening socket whose connections are TLS (see the module docstring)."""
-
-    def __init__(self, state: ServerState, sock: socket.socket) -> None:
-        self.state = state
-        self.sock = sock
-        self.loop = state.loop
-        self.closed = False
-        self.handshakes: set[asyncio.Task[None]] = set()
-        sock.setblocking(False)
-        self.loop.add_reader(sock.fileno(), self._accept)
-
-    def _accept(self) -> None:
-        for _ in range(ACCEPT_BATCH):
-            try:
-                conn, _ = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except ConnectionAbortedError:
-                continue
-            except OSError as exc:
-                if exc.errno in _RESOURCE_ERRORS:
-                    self._pause(exc)
-                    return
-                raise
-            conn.setblocking(False)
-            task = self.loop.create_task(self._handshake(conn))
-            self.handshakes.add(task)
-            task.add_done_callback(self.handshakes.discard)
-
-    def _pause(self, exc: OSError) -> None:
-        warn_paused(exc)
-        self.loop.remove_reader(self.sock.fileno())
-        self.loop.call_later(ACCEPT_PAUSE, self._resume)
-
-    def _resume(self) -> None:
-        if not self.closed:
-            self.loop.add_reader(self.sock.fileno(), self._accept)
-
-    async def _handshake(self, conn: socket.socket) -> None:
-        from tricorn.io.h1 import H1Protocol, address
-
-        state = self.state
-        assert state.ssl_context is not None
-        try:
-            peer = address(conn.getpeername())
-        except OSError:
-            peer = None
-        try:
-            await self.loop.connect_accepted_socket(
-                lambda: H1Protocol(state),
-                conn,
-                ssl=state.ssl_context,
-                ssl_handshake_timeout=state.timeout_ssl_handshake,
-            )
-        except asyncio.CancelledError:
-            conn.close()
-            raise
-        except Exception as exc:  # every failure of a client's handshake is this client's alone
-            client = f"{peer[0]}:{peer[1]}" if peer else "-"
-            error_log.info("%s %s", client, describe_handshake_error(exc))
-            conn.close()
-
-    # -- the asyncio.AbstractServer calls ServerState uses
-    def close(self) -> None:
-        """Stop accepting. Handshakes under way go on (a client that connected is served: its
-        connection learns of the shutdown and closes after its request, or gets GOAWAY)."""
-        if not self.closed:
-            self.closed = True
-            self.loop.remove_reader(self.sock.fileno())
-
-    async def wait_handshakes(self, timeout: float) -> None:
-        """Wait (at most ``timeout``) for the handshakes under way, so their connections are counted."""
-        if self.handshakes:
-            await asyncio.wait(list(self.handshakes), timeout=timeout)
-
-    async def wait_closed(self) -> None:
-        for task in list(self.handshakes):  # still in a handshake after the graceful timeout: dropped
-            task.cancel()
-        if self.handshakes:
-            await asyncio.gather(*self.handshakes, return_exceptions=True)
 
 
 class Listener(asyncio.AbstractServer):
@@ -280,3 +196,39 @@ def _connected(task: asyncio.Task[Any]) -> None:
     exc = task.exception()
     if exc is not None:  # the transport could not be set up (the loop closes the socket then)
         error_log.debug("could not set up an accepted connection: %s", exc)
+
+
+class TLSListener(Listener):
+    """A :class:`Listener` whose connections are TLS: each accepted socket gets a
+    :class:`~tricorn.io.tlsconn.TLSConnection`, which runs the handshake (logging a failed or stalled
+    one in one line) and then serves the HTTP protocol over it."""
+
+    def __init__(self, state: ServerState, sock: socket.socket) -> None:
+        super().__init__(state.loop, sock, self._new_connection, state.config.backlog)
+        self.state = state
+        self.handshakes: set[TLSConnection] = set()
+
+    def _new_connection(self) -> TLSConnection:
+        from tricorn.io.h1 import H1Protocol
+
+        state = self.state
+        assert state.ssl_context is not None
+        conn = TLSConnection(
+            state.ssl_context,
+            lambda: H1Protocol(state),
+            state.timeout_ssl_handshake,
+            self.handshakes.discard,
+        )
+        self.handshakes.add(conn)
+        return conn
+
+    async def wait_handshakes(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) for the handshakes under way, so their connections are counted."""
+        deadline = self.loop.time() + timeout
+        while self.handshakes and self.loop.time() < deadline:
+            await asyncio.sleep(0.02)
+
+    async def wait_closed(self) -> None:
+        for conn in list(self.handshakes):  # still in a handshake after the graceful timeout: dropped
+            if conn.transport is not None:
+                conn.transport.abort()

@@ -15,8 +15,9 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from tricorn.errors import ClientTimeout, LocalProtocolError, ProtocolError, RemoteProtocolError
-from tricorn.interfaces.asgi import HTTPCycle, build_scope
-from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, WAIT_READ, Headers
+from tricorn.interfaces.asgi import HTTPCycle
+from tricorn.interfaces.files import FileSend
+from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, WAIT_READ, WAIT_SEND, Headers
 from tricorn.io.flow import WriteFlow
 from tricorn.io.runner import AppRunner
 from tricorn.io.tls import alpn_protocol, looks_like_tls_client_hello, tls_scope_info
@@ -159,9 +160,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         if cycle is not None and cycle.body_complete and cycle.state is not ABORTED:
             self.closing = True
             cycle.peer_closed()  # an app waiting in receive() learns the client is gone (it may still send)
-            # Keeping the connection half-open works on a plain transport only: asyncio's and uvloop's TLS
-            # transports shut down on the client's EOF whatever this returns (and warn when it is True).
-            return self.tls is None
+            return True  # half-open until the response is out (on TLS too: io/tlsconn.py)
         return False
 
     def data_received(self, data: bytes) -> None:
@@ -170,7 +169,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
             # The fast lane: one whole bodyless request while the connection waits (see receive_simple).
             request = conn.receive_simple(data)
             if request is not None:
-                cycle = self._new_cycle(request)
+                cycle = self.state.new_cycle(self, request)
                 cycle.body_complete = True  # no body: end_body() with nobody yet to wake
                 self.receiving = cycle
                 self._start(cycle)
@@ -232,7 +231,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
                     # The core stops after an accepted upgrade (WebSocket), so this is the last request.
                     self._upgrade(event, start)  # type: ignore[arg-type]
                     return
-                cycle = self._new_cycle(event)  # type: ignore[arg-type]
+                cycle = self.state.new_cycle(self, event)  # type: ignore[arg-type]
                 self.receiving = cycle
                 if self.cycle is None and start is None:
                     start = cycle
@@ -249,18 +248,6 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         if start is not None:
             self._start(start)
 
-    def _new_cycle(self, request: Request) -> HTTPCycle:
-        state = self.state
-        if state.wsgi is not None:
-            # A WSGICycle offers the shell HTTPCycle's interface (duck-typed): the one interface check.
-            return state.wsgi.new_cycle(self, request)  # type: ignore[return-value]
-        scope = build_scope(
-            request, self.server, self.client, self.scheme, state.root_path, state.lifespan_state
-        )
-        if self.tls is not None:
-            scope["extensions"]["tls"] = self.tls
-        return HTTPCycle(self, request, scope)
-
     def _start(self, cycle: HTTPCycle) -> None:
         state = self.state
         if self.phase is PHASE_CLOSED:
@@ -275,11 +262,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         if not state.admit(cycle):
             self._reply_error(cycle, 503, "service unavailable: too many requests in progress")
             return
-        wsgi = state.wsgi
-        if wsgi is not None:
-            wsgi.start(cycle)  # type: ignore[arg-type]  # a WSGI cycle runs on the pool: no coroutine
-        else:
-            self.runner.run(cycle.run(state.app))
+        state.start_cycle(cycle, self.runner)  # (io/dispatch.py: bound once to the target's own start)
 
     # -- the Stream of the request being answered (interfaces/stream.py)
     def response_start(self, status: int, headers: Headers) -> None:
@@ -343,6 +326,46 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
             self.transport.writelines(pending)
         elif data:
             self.transport.write(data)
+
+    async def sendfile(self, fd: int, offset: int, count: int) -> int | None:
+        # Zero copy on a cleartext connection with nothing queued before the file (interfaces/files.py).
+        transport = self.transport
+        room = self.conn.body_room
+        if self.tls is not None or room is None or self.pending is not None or self.phase is PHASE_CLOSED:
+            return None
+        if count > room:
+            raise LocalProtocolError("response body longer than its content-length")
+        sock = transport.get_extra_info("socket")
+        if sock is None or transport.get_write_buffer_size():
+            return None
+        head = self.head
+        self.head = b""
+        job = FileSend(sock.fileno(), head, fd, offset, count)
+        if not job.step():
+            await self._sendfile_wait(job)
+        self.conn.response_body_sent(job.sent)
+        return job.sent
+
+    async def _sendfile_wait(self, job: FileSend) -> None:
+        """Step ``job`` each time the socket has room, until it is done or the connection closes; the
+        client's stall counts against --timeout-send. The loop watches a duplicate of the socket's
+        descriptor (the transport's own is registered with the loop already)."""
+        loop = self.state.loop
+        fd = os.dup(job.sock_fd)
+        try:
+            while self.phase is not PHASE_CLOSED:
+                waiter = self._drain_waiter = loop.create_future()  # (connection_lost sets it too)
+                loop.add_writer(fd, _wake, waiter)
+                self.wait_started(WAIT_SEND)
+                try:
+                    await waiter
+                finally:
+                    self.wait_ended(WAIT_SEND)
+                    loop.remove_writer(fd)
+                if self.phase is PHASE_CLOSED or job.step():
+                    return
+        finally:
+            os.close(fd)
 
     def sendfile_start(self, status: int, headers: Headers) -> tuple[socket.socket, bytes] | None:
         head = self.conn.response_head(status, headers)
@@ -506,7 +529,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.closing = True
         self.conn.keep_alive = False
         request.upgrade = None
-        cycle = self._new_cycle(request)
+        cycle = self.state.new_cycle(self, request)
         cycle.body_complete = True
         self._start(cycle)
 
@@ -659,6 +682,11 @@ def _check_h2_settings(value: bytes) -> None:
         raise ValueError("invalid http2-settings") from exc
     if len(payload) % 6:
         raise ValueError("invalid http2-settings")
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def address(value: object) -> tuple[str, int] | None:

@@ -36,7 +36,6 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from tricorn.errors import ClientTimeout, LocalProtocolError, RemoteProtocolError
-from tricorn.interfaces.asgi import HTTPCycle, build_scope
 from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, WAIT_READ, Headers
 from tricorn.io.flow import WriteFlow
 from tricorn.io.runner import AppRunner
@@ -162,6 +161,10 @@ class H2Stream:
         return self.proto.client
 
     @property
+    def tls(self) -> TLSInfo | None:
+        return self.proto.tls
+
+    @property
     def server(self) -> tuple[str, int] | None:
         return self.proto.server
 
@@ -269,6 +272,9 @@ class H2Stream:
 
     def response_informational(self, status: int, headers: Headers) -> None:
         self.response_start(status, headers)  # (a 1xx goes out at once)
+
+    async def sendfile(self, fd: int, offset: int, count: int) -> int | None:
+        return None  # DATA frames: the cycle sends the file in pieces (interfaces/files.py)
 
     def response_trailers(self, headers: Headers) -> None:
         fields = trailer_fields(headers)
@@ -663,15 +669,7 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
 
             start_websocket_h2(self, stream, request)
             return
-        if state.wsgi is not None:
-            cycle: Any = state.wsgi.new_cycle(stream, request)
-        else:
-            scope = build_scope(
-                request, self.server, self.client, self.scheme, state.root_path, state.lifespan_state
-            )
-            if self.tls is not None:
-                scope["extensions"]["tls"] = self.tls
-            cycle = HTTPCycle(stream, request, scope)
+        cycle = state.new_cycle(stream, request)  # (io/dispatch.py)
         stream.cycle = cycle
         if stream.ended:
             cycle.body_complete = True
@@ -680,10 +678,7 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         if not state.admit(cycle):
             self.reply_error(stream, cycle, 503, "service unavailable: too many requests in progress")
             return
-        if state.wsgi is not None:
-            state.wsgi.start(cycle)
-        else:
-            self.runner.run(cycle.run(state.app))
+        state.start_cycle(cycle, self.runner)
 
     def _window_updated(self, stream_id: int) -> None:
         if stream_id:

@@ -50,7 +50,6 @@ from aioquic.quic.events import (
 from aioquic.quic.packet import QuicErrorCode
 
 from tricorn.errors import ClientTimeout, LocalProtocolError, RemoteProtocolError
-from tricorn.interfaces.asgi import HTTPCycle, build_scope
 from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, WAIT_READ, Headers
 from tricorn.io.quic import STREAM_WINDOW
 from tricorn.io.runner import AppRunner
@@ -149,6 +148,10 @@ class H3Stream:
     @property
     def server(self) -> tuple[str, int] | None:
         return self.proto.server
+
+    @property
+    def tls(self) -> TLSInfo | None:
+        return self.proto.tls
 
     @property
     def wsgi_environ(self) -> dict[str, Any] | None:
@@ -265,9 +268,12 @@ class H3Stream:
             self.proto.credit(self.id, held)
             self.proto.schedule_transmit()
 
+    async def sendfile(self, fd: int, offset: int, count: int) -> int | None:
+        return None  # QUIC encrypts every byte: the cycle sends the file in pieces (interfaces/files.py)
+
     def sendfile_start(self, status: int, headers: Headers) -> tuple[socket.socket, bytes] | None:
         self.response_start(status, headers)
-        return None  # QUIC encrypts every byte: the body goes through response_body
+        return None  # (the same: the body goes through response_body)
 
     def sendfile_done(self, sent: int) -> None:  # pragma: no cover - sendfile_start never offers it
         raise LocalProtocolError("sendfile on an http/3 stream")
@@ -616,15 +622,7 @@ class H3Protocol:
             # H3Protocol and H3Stream offer what the RFC 8441 path uses of H2Protocol and H2Stream.
             start_websocket_h2(self, stream, request)  # type: ignore[arg-type]
             return
-        if state.wsgi is not None:
-            cycle: Any = state.wsgi.new_cycle(stream, request)
-        else:
-            scope = build_scope(
-                request, self.server, self.client, "https", state.root_path, state.lifespan_state
-            )
-            if self.tls is not None:
-                scope["extensions"]["tls"] = self.tls
-            cycle = HTTPCycle(stream, request, scope)
+        cycle = state.new_cycle(stream, request)  # (io/dispatch.py: the app, a mount, static files, CGI)
         stream.cycle = cycle
         if stream.ended:
             cycle.body_complete = True
@@ -633,10 +631,7 @@ class H3Protocol:
         if not state.admit(cycle):
             self.reply_error(stream, cycle, 503, "service unavailable: too many requests in progress")
             return
-        if state.wsgi is not None:
-            state.wsgi.start(cycle)
-        else:
-            self.runner.run(cycle.run(state.app))
+        state.start_cycle(cycle, self.runner)
 
     def _stream_reset(self, event: StreamReset | StopSendingReceived) -> None:
         h3 = self.h3

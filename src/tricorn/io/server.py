@@ -19,11 +19,12 @@ from tricorn.proto import h1
 from tricorn.proto.h1 import H1Limits
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from tricorn.config import Config
     from tricorn.interfaces.asgi import ASGIApp, HTTPCycle
     from tricorn.interfaces.wsgi import WSGIServer
+    from tricorn.io.dispatch import MountedApp
 
 error_log = logging.getLogger("tricorn.error")
 
@@ -60,10 +61,12 @@ class ServerState:
     def __init__(
         self,
         config: Config,
-        app: ASGIApp,
+        app: ASGIApp | None,
         loop: asyncio.AbstractEventLoop,
         backend: str,
         interface: str = "asgi",
+        mounts: Sequence[MountedApp] = (),
+        lifespan_state: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.app = app
@@ -93,8 +96,8 @@ class ServerState:
         self.shutting_down = False
         # Set on a pre-fork worker retiring while others keep serving: see shutdown().
         self.lame_duck = False
-        self.lifespan_state: dict[str, Any] | None = None
-        self.servers: list[Any] = []  # Listener, TLSListener, QuicEndpoint: close() and wait_closed()
+        self.lifespan_state = lifespan_state  # the APP's (each mounted app has its own: io/dispatch.py)
+        self.servers: list[Any] = []  # Listener, QuicEndpoint: close() and wait_closed()
         # A pre-fork worker's master (set by supervisor/worker.py): its workers share each QUIC socket and
         # relay each other's datagrams (io/quic.py).
         self.master_pid: int | None = None
@@ -115,9 +118,19 @@ class ServerState:
                 multiprocess=config.workers > 1,
                 timeout_send=config.timeout_send,
             )
-        # Upgrades the HTTP/1.1 core hands over: WebSocket for ASGI apps unless `ws` is none.
+        # The WSGI server whose thread pool every WSGI app of the worker shares (the heartbeat watches it,
+        # shutdown closes it): the APP's, else the first mounted WSGI app's.
+        self.wsgi_pool_owner: WSGIServer | None = self.wsgi
+        # Which target serves a request, and how its cycle is made and started (io/dispatch.py): bound once.
+        from tricorn.io.dispatch import build_dispatch, mount_targets
+
+        self.dispatch = build_dispatch(self, app, mount_targets(self, list(mounts)))
+        self.new_cycle = self.dispatch.new_cycle
+        self.start_cycle = self.dispatch.start_cycle
+        # Upgrades the HTTP/1.1 core hands over: WebSocket when an ASGI app is served, unless `ws` is none
+        # (a WebSocket to a path of another kind is answered 404: io/ws.py).
         self.upgrades: frozenset[bytes] = frozenset()
-        if interface != "wsgi":
+        if any(target.websocket is not None for _, target in self.dispatch.entries):
             from tricorn.io.ws import ws_implementation
 
             if ws_implementation(config.ws) is not None:
@@ -172,10 +185,11 @@ class ServerState:
         for sock in sockets:
             if sock.type == socket.SOCK_DGRAM:
                 continue
+            listener: Listener
             if self.ssl_context is not None:
-                self.servers.append(TLSListener(self, sock))
-                continue
-            listener = Listener(self.loop, sock, lambda: H1Protocol(self), self.config.backlog)
+                listener = TLSListener(self, sock)
+            else:
+                listener = Listener(self.loop, sock, lambda: H1Protocol(self), self.config.backlog)
             await listener.start_serving()
             self.servers.append(listener)
         self._tick_handle = self.loop.call_later(self._tick, self._on_tick)
@@ -250,9 +264,9 @@ class ServerState:
                 if not any(c.cycle is not None for c in self.connections):
                     break
                 await asyncio.sleep(0.01)
-        if self.wsgi is not None:
+        if self.wsgi_pool_owner is not None:
             # Requests still running in threads (their clients may be gone) get the rest of the time.
-            await self.wsgi.close(max(0.2, deadline - self.loop.time()))
+            await self.wsgi_pool_owner.close(max(0.2, deadline - self.loop.time()))
         for server in self.servers:
             await server.wait_closed()
         if self.quic_relay is not None:
@@ -298,6 +312,7 @@ class ServerState:
                 request_headers=scope["headers"],
                 response_headers=cycle.response_headers,
                 duration=self.loop.time() - cycle.start_time,
+                mount=getattr(getattr(cycle, "dispatch_target", None), "prefix", "/"),
             )
         )
 

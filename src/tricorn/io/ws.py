@@ -25,9 +25,9 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from tricorn.errors import LocalProtocolError, RemoteProtocolError
-from tricorn.interfaces.asgi import build_scope
 from tricorn.interfaces.asgi_ws import CLOSED as SESSION_CLOSED
 from tricorn.interfaces.asgi_ws import WebSocketSession, build_ws_scope
+from tricorn.io.dispatch import ASGITarget
 from tricorn.io.flow import WriteFlow
 from tricorn.io.runner import AppRunner
 from tricorn.proto.h1 import H1Connection, Request, error_response
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from tricorn.io.h1 import H1Protocol
     from tricorn.io.h2 import H2Protocol, H2Stream
     from tricorn.io.server import ServerState
+    from tricorn.io.tls import TLSInfo
 
 IMPLEMENTATIONS = ("websockets",)
 # Bytes held from a client that sends frames before the application has accepted; reading pauses past
@@ -108,6 +109,7 @@ def start_websocket(h1: H1Protocol, request: Request) -> None:
     ws.client = h1.client
     ws.server = h1.server
     ws.scheme = h1.scheme
+    ws.tls = h1.tls
     # The HTTP/1.1 shell is done with this transport: it no longer reads, times out or closes it.
     h1.close_for_upgrade()
     state.connections.add(ws)
@@ -131,6 +133,7 @@ def start_websocket_h2(h2: H2Protocol, stream: H2Stream, request: Request) -> No
     ws.client = h2.client
     ws.server = h2.server
     ws.scheme = h2.scheme
+    ws.tls = h2.tls
     stream.tunnel = ws
     state.connections.add(ws)
     ws.start(b"", False)
@@ -268,6 +271,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         "session",
         "start_time",
         "state",
+        "tls",
         "transport",
         "write_paused",
     )
@@ -286,6 +290,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         self.transport = transport
         self.reply = reply
         self.scheme = "http"
+        self.tls: TLSInfo | None = None  # the ASGI tls extension, on a TLS connection
         self.request = request
         self.handshake = handshake
         self.extensions_header = extensions_header
@@ -319,10 +324,17 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         self.reading_paused = reading_paused
         if held:
             self.buffer += held
-        scope = build_scope(
-            self.request, self.server, self.client, self.scheme, state.root_path, state.lifespan_state
-        )
-        scope = build_ws_scope(scope, self.handshake.subprotocols)
+        target = state.dispatch.match(self.request.path)  # (io/dispatch.py)
+        app = target.websocket
+        if app is None:
+            # A path served by static files or CGI: no WebSocket there, and the client is told so.
+            state.log_protocol_error(
+                self, RemoteProtocolError(f"websocket to a {target.kind} path", status=404)
+            )
+            self._refuse(404, "not found: no websocket endpoint at this path")
+            return
+        assert isinstance(target, ASGITarget)  # the one kind that takes WebSocket scopes
+        scope = build_ws_scope(target.scope(self, self.request), self.handshake.subprotocols)
         max_size = config.ws_max_size
         self.session = WebSocketSession(self, scope, config.ws_max_queue, max(max_size, 1 << 20))
         if state.shutting_down:
@@ -336,7 +348,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         self.counted = True
         if reading_paused and len(self.buffer) < HANDSHAKE_BUFFER:
             self.resume_reading()
-        self.runner.run(self.session.run(state.app))
+        self.runner.run(self.session.run(app))
 
     # -- asyncio callbacks
     def data_received(self, data: bytes) -> None:

@@ -227,10 +227,10 @@ class Arbiter:
         return adopted
 
     def _preload(self) -> int:
-        from tricorn.importer import load_app
+        from tricorn.importer import load_apps
 
         try:
-            load_app(self.config.app, self.config.factory, self.config.app_dir, self.config.interface)
+            load_apps(self.config)
         except AppLoadError as exc:
             error_log.error("%s", exc, exc_info=exc.__cause__ is not None)
             return EXIT_APP

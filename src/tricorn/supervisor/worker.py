@@ -206,9 +206,9 @@ class Worker:
         while the loop (and so the heartbeat) runs on: log where the threads are, and ask for a
         replacement, as max-requests does (this worker drains: the requests that can finish, do)."""
         state = self._state
-        if self.retiring or state is None or state.wsgi is None:
+        if self.retiring or state is None or state.wsgi_pool_owner is None:
             return
-        pool = state.wsgi.pool
+        pool = state.wsgi_pool_owner.pool
         timeout = self.config.timeout_worker
         stuck = stuck_threads(pool.running_since(), pool.size, time.monotonic(), timeout)
         if not stuck:

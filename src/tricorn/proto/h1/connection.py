@@ -382,6 +382,14 @@ class H1Connection:
         self._remaining -= size
 
     @property
+    def body_room(self) -> int | None:
+        """The body bytes a Content-Length response still owes, or None when the body is framed
+        otherwise (chunked, close-delimited) or none is due."""
+        if self.response_state is not RS_BODY or self._framing is not FRAMING_LENGTH:
+            return None
+        return self._remaining
+
+    @property
     def response_complete_short(self) -> bool:
         """True when a Content-Length response ended before its length."""
         return self._framing is FRAMING_LENGTH and self._remaining > 0
