@@ -50,7 +50,8 @@ from aioquic.quic.events import (
 from aioquic.quic.packet import QuicErrorCode
 
 from tricorn.errors import ClientTimeout, LocalProtocolError, RemoteProtocolError
-from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, WAIT_READ, Headers
+from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, Headers
+from tricorn.io.mux import INF, MuxProtocol, MuxStream
 from tricorn.io.quic import STREAM_WINDOW
 from tricorn.io.runner import AppRunner
 from tricorn.proto.h2 import request_from_headers, response_headers, trailer_fields
@@ -65,8 +66,6 @@ if TYPE_CHECKING:
     from tricorn.proto.h1 import Request
 
 error_log = logging.getLogger("tricorn.error")
-
-INF = float("inf")
 # Response bytes a client may leave unacknowledged on one stream before its app waits (HTTP/2's
 # equivalent is the stream window, 64 KiB by default; QUIC's pacing wants a little more in hand).
 SEND_HIGH = 256 * 1024
@@ -96,27 +95,20 @@ class _QuicInfo:
         return default
 
 
-class H3Stream:
+class H3Stream(MuxStream):
     """One request on an HTTP/3 connection: the Stream its cycle answers through. It offers what
     io/ws.py's H2Reply and H2Tunnel use of an HTTP/2 stream, so WebSocket (RFC 9220) rides it the same way."""
 
     __slots__ = (
         "conn",
-        "cycle",
         "ended",
         "h3",
         "head",
         "held",
         "id",
-        "length",
-        "proto",
-        "read_deadline",
         "reading_paused",
         "received",
-        "reset",
-        "send_deadline",
         "tunnel",
-        "waiter",
     )
 
     def __init__(self, proto: H3Protocol, stream_id: int) -> None:
@@ -136,31 +128,7 @@ class H3Stream:
         self.read_deadline = INF
         self.send_deadline = INF
 
-    # -- what the cycle reads
-    @property
-    def scheme(self) -> str:
-        return "https"
-
-    @property
-    def client(self) -> tuple[str, int] | None:
-        return self.proto.client
-
-    @property
-    def server(self) -> tuple[str, int] | None:
-        return self.proto.server
-
-    @property
-    def tls(self) -> TLSInfo | None:
-        return self.proto.tls
-
-    @property
-    def wsgi_environ(self) -> dict[str, Any] | None:
-        return self.proto.wsgi_environ
-
-    @wsgi_environ.setter
-    def wsgi_environ(self, value: dict[str, Any] | None) -> None:
-        self.proto.wsgi_environ = value
-
+    # -- what the cycle reads (and io/mux.py's MuxStream)
     @property
     def write_paused(self) -> bool:
         return not self.reset and self.proto.unacked(self.id) > SEND_HIGH
@@ -173,15 +141,7 @@ class H3Stream:
                 self.h3.send_headers(self.id, fields)
                 self.proto.schedule_transmit()
             return
-        cycle = self.cycle
-        if cycle is not None and (status == 204 or status == 304 or cycle.request.method == b"HEAD"):
-            self.length = -1  # no body goes out (RFC 9110 §6.4.1)
-        else:
-            self.length = None
-            for name, value in fields:
-                if name == b"content-length":
-                    self.length = int(value) if value.isdigit() else None
-                    break
+        self.set_length(status, fields)
         self.head = fields
 
     def response_body(self, data: bytes, more: bool) -> None:
@@ -208,9 +168,6 @@ class H3Stream:
             h3.send_data(self.id, data, end_stream=not more)
         self.proto.schedule_transmit()
 
-    def response_informational(self, status: int, headers: Headers) -> None:
-        self.response_start(status, headers)
-
     def response_trailers(self, headers: Headers) -> None:
         fields = trailer_fields(headers)
         if self.reset:
@@ -232,31 +189,6 @@ class H3Stream:
                 waiter = self.waiter = self.proto.state.loop.create_future()
                 self.proto.blocked.add(self)
             await waiter
-
-    def wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def wait_started(self, kind: int) -> None:
-        if self.reset:
-            return
-        proto = self.proto
-        state = proto.state
-        if kind == WAIT_READ:
-            deadline = self.read_deadline = state.loop.time() + state.timeout_read
-        else:
-            deadline = self.send_deadline = state.loop.time() + state.timeout_send
-        if deadline < proto.deadline:
-            proto.deadline = deadline
-
-    def wait_ended(self, kind: int) -> None:
-        if kind == WAIT_READ:
-            self.read_deadline = INF
-        else:
-            self.send_deadline = INF
 
     def pause_reading(self) -> None:
         self.reading_paused = True
@@ -288,16 +220,6 @@ class H3Stream:
             # sending (STOP_SENDING H3_NO_ERROR), and the response stands.
             proto.stop_receiving(self, ErrorCode.H3_NO_ERROR)
         proto.stream_done(self)
-
-    def app_error(self, cycle: Any, message: str, exc: BaseException | None) -> None:
-        proto = self.proto
-        proto.state.log_app_error(message, exc)
-        if cycle.state is RESPONSE_START and not self.reset:
-            cycle.state = RESPONSE_DONE
-            proto.reply_error(self, cycle, 500, "internal server error")
-        elif cycle.state is not RESPONSE_DONE:
-            cycle.state = ABORTED
-            self.cycle_complete(cycle)
 
     # -- a WebSocket tunnel (io/ws.py H2Tunnel, H2Reply)
     def send_tunnel_head(self, headers: Headers) -> None:
@@ -365,7 +287,7 @@ class H3Stream:
             tunnel.connection_lost(None)
 
 
-class H3Protocol:
+class H3Protocol(MuxProtocol):
     """One QUIC connection speaking HTTP/3 (see the module docstring)."""
 
     __slots__ = (
@@ -672,15 +594,7 @@ class H3Protocol:
             "cipher_suite": cipher,
         }
 
-    # -- used by the streams
-    def reply_error(self, stream: H3Stream, cycle: Any, status: int, message: str) -> None:
-        cycle.state = RESPONSE_DONE
-        cycle.status = status
-        body = (message + "\n").encode()
-        cycle.response_bytes = len(body)
-        self.error_response(stream, status, body)
-        stream.cycle_complete(cycle)
-
+    # -- used by the streams (and MuxProtocol.reply_error)
     def error_response(self, stream: H3Stream, status: int, body: bytes) -> None:
         if stream.reset or self.closed:
             return
