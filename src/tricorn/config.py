@@ -463,6 +463,23 @@ def to_ciphers(name: str, value: object) -> str:
     return text
 
 
+def to_allow_list(name: str, value: object) -> tuple[str, ...]:
+    """Peers to trust: IP addresses, CIDR networks, ``*`` and ``unix``, separated by commas or spaces
+    (in one string or several; a repeated flag adds to the list)."""
+    from tricorn.proto.forwarded import AllowList
+
+    entries = tuple(
+        entry for item in to_str_tuple(name, value) for entry in re.split(r"[\s,]+", item) if entry
+    )
+    if not entries:
+        raise ConfigError(name, "the list is empty (give 127.0.0.1, a network like 10.0.0.0/8, * or unix)")
+    try:
+        AllowList(entries)
+    except ValueError as exc:
+        raise ConfigError(name, str(exc)) from None
+    return entries
+
+
 def to_identity(name: str, value: object) -> str:
     """A user or group: a name, or a numeric id (whether it exists is checked when it is used)."""
     text = to_str(name, value).strip()
@@ -590,6 +607,7 @@ class BindAddress:
 _APPLICATION = "Application"
 _BINDING = "Binding"
 _TLS = "TLS"
+_PROXIES = "Proxies"
 _PROTOCOL = "Protocol"
 _HTTP2 = "HTTP/2"
 _HTTP3 = "HTTP/3"
@@ -767,6 +785,57 @@ class Config:
             flags=("--unix-socket-permissions",),
             metavar="MODE",
             convert=optional(to_file_mode),
+        ),
+    )
+
+    # Proxies
+    proxy_headers: bool = field(
+        default=True,
+        metadata=_setting(
+            group=_PROXIES,
+            help="believe X-Forwarded-For/-Proto/-Host/-Port and Forwarded (RFC 7239) from the peers in "
+            "--forwarded-allow-ips: the client address, scheme and Host the application sees are the ones "
+            "the proxy reports",
+            env="TRICORN_PROXY_HEADERS",
+            flags=("--proxy-headers",),
+            convert=to_bool,
+        ),
+    )
+    forwarded_allow_ips: tuple[str, ...] = field(
+        default=("127.0.0.1", "::1"),
+        metadata=_setting(
+            group=_PROXIES,
+            help="the proxies whose headers are believed: IP addresses, networks (10.0.0.0/8), unix for "
+            "peers on a unix socket (never trusted otherwise), * for every peer; separate with commas",
+            env="TRICORN_FORWARDED_ALLOW_IPS",
+            env_fallbacks=("FORWARDED_ALLOW_IPS",),
+            flags=("--forwarded-allow-ips",),
+            metavar="LIST",
+            convert=to_allow_list,
+        ),
+    )
+    proxy_protocol: bool = field(
+        default=False,
+        metadata=_setting(
+            group=_PROXIES,
+            help="every connection starts with a PROXY protocol header (v1 or v2, as haproxy's send-proxy "
+            "and cloud load balancers send it) naming the client; a connection without a valid one, or "
+            "from a peer outside --proxy-allow-from, is closed",
+            env="TRICORN_PROXY_PROTOCOL",
+            flags=("--proxy-protocol",),
+            convert=to_bool,
+        ),
+    )
+    proxy_allow_from: tuple[str, ...] = field(
+        default=("127.0.0.1", "::1"),
+        metadata=_setting(
+            group=_PROXIES,
+            help="the peers allowed to send a PROXY protocol header: IP addresses, networks, unix, *; "
+            "separate with commas",
+            env="TRICORN_PROXY_ALLOW_FROM",
+            flags=("--proxy-allow-from",),
+            metavar="LIST",
+            convert=to_allow_list,
         ),
     )
 

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from tricorn.io.server import ServerState
     from tricorn.io.tls import TLSInfo
     from tricorn.io.ws import WSProtocol
+    from tricorn.proto.forwarded import AllowList
 
 error_log = logging.getLogger("tricorn.error")
 
@@ -381,6 +382,7 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
         "last_request",
         "last_stream_id",
         "linger",
+        "proxy_trust",
         "reset_count",
         "reset_window",
         "runner",
@@ -422,6 +424,7 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
         self.linger: int | None = None  # bytes still read and dropped while closing after an error
         self.wsgi_environ: dict[str, Any] | None = None
         self.tls: TLSInfo | None = None  # the ASGI tls extension, on a TLS connection
+        self.proxy_trust: AllowList | None = None  # set by the H1Protocol that hands over
         self.reset_count = 0
         self.reset_window = 0.0
         self.control_count = 0

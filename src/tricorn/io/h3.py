@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from tricorn.io.quic import QuicEndpoint
     from tricorn.io.tls import TLSInfo
     from tricorn.io.ws import WSProtocol
+    from tricorn.proto.forwarded import AllowList
     from tricorn.proto.h1 import Request
 
 error_log = logging.getLogger("tricorn.error")
@@ -300,6 +301,7 @@ class H3Protocol(MuxProtocol):
         "goaway_timer",
         "h3",
         "last_stream_id",
+        "proxy_trust",
         "quic",
         "reset_count",
         "reset_window",
@@ -349,6 +351,11 @@ class H3Protocol(MuxProtocol):
         self.goaway_timer: asyncio.TimerHandle | None = None
         self.wsgi_environ: dict[str, Any] | None = None
         self.tls: TLSInfo | None = None
+        # Whether this peer's proxy headers are believed (--forwarded-allow-ips), once for the connection.
+        self.proxy_trust: AllowList | None = None
+        allow = state.forwarded_allow
+        if allow is not None and allow.trusts_peer(self.client[0]):
+            self.proxy_trust = allow
         self.reset_count = 0
         self.reset_window = 0.0
         state.connections.add(self)

@@ -15,6 +15,7 @@ from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, WA
 
 if TYPE_CHECKING:
     from tricorn.io.tls import TLSInfo
+    from tricorn.proto.forwarded import AllowList
 
 INF = float("inf")
 
@@ -48,6 +49,10 @@ class MuxStream:
     @property
     def tls(self) -> TLSInfo | None:
         return self.proto.tls  # type: ignore[no-any-return]
+
+    @property
+    def proxy_trust(self) -> AllowList | None:
+        return self.proto.proxy_trust  # type: ignore[no-any-return]
 
     @property
     def wsgi_environ(self) -> dict[str, Any] | None:

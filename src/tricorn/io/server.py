@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -12,10 +13,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from tricorn.errors import ProtocolError
 from tricorn.interfaces.stream import RESPONSE_DONE
-from tricorn.io.accept import Listener, TLSListener
+from tricorn.io.accept import Listener, TLSListener, read_proxy_header
 from tricorn.io.tls import serving_context
 from tricorn.logs import AccessLogFormatter, escape_for_log
 from tricorn.proto import h1
+from tricorn.proto.forwarded import AllowList
 from tricorn.proto.h1 import H1Limits
 
 if TYPE_CHECKING:
@@ -150,6 +152,10 @@ class ServerState:
             self.upgrades = self.upgrades | {b"h2c"}
             if b"websocket" in self.upgrades:
                 self.h2_connect_protocols = frozenset((b"websocket",))
+        # Proxies: whose headers are believed (each connection decides once, in connection_made), and
+        # who may open a connection with a PROXY protocol header (read before anything else, io/accept.py).
+        self.forwarded_allow = AllowList(config.forwarded_allow_ips) if config.proxy_headers else None
+        self.proxy_protocol = AllowList(config.proxy_allow_from) if config.proxy_protocol else None
         # Access lines are built only when the logger would emit them (hot path: bench "hello").
         self.access_log: AccessLogFormatter | None = None
         if config.access_log and access_log.isEnabledFor(logging.INFO):
@@ -182,14 +188,17 @@ class ServerState:
         quic = [sock for sock in sockets if sock.type == socket.SOCK_DGRAM]
         if quic:
             await self._start_quic(quic)
+        # --proxy-protocol: each connection's PROXY header is read first, before HTTP or TLS (io/accept.py).
+        prelude = functools.partial(read_proxy_header, self) if self.proxy_protocol is not None else None
         for sock in sockets:
             if sock.type == socket.SOCK_DGRAM:
                 continue
             listener: Listener
             if self.ssl_context is not None:
-                listener = TLSListener(self, sock)
+                listener = TLSListener(self, sock, prelude)
             else:
-                listener = Listener(self.loop, sock, lambda: H1Protocol(self), self.config.backlog)
+                factory = functools.partial(H1Protocol, self)  # (and the connection's PROXY header, if any)
+                listener = Listener(self.loop, sock, factory, self.config.backlog, prelude)
             await listener.start_serving()
             self.servers.append(listener)
         self._tick_handle = self.loop.call_later(self._tick, self._on_tick)
@@ -239,6 +248,8 @@ class ServerState:
         for server in self.servers:
             if isinstance(server, TLSListener):
                 await server.wait_handshakes(min(timeout, self.timeout_ssl_handshake))
+            if isinstance(server, Listener):  # PROXY protocol headers on their way
+                await server.wait_preludes(min(timeout, self.timeout_request_header))
         idle_deadline = self.loop.time() + LAME_DUCK_IDLE
         for conn in list(self.connections):
             if self.lame_duck and type(conn) is H1Protocol and conn.cycle is None:
@@ -302,7 +313,7 @@ class ServerState:
         scope = cycle.scope
         access_log.info(
             formatter.format(
-                client=conn.client,
+                client=scope["client"],  # behind a trusted proxy, the client it names
                 method=scope["method"],
                 path=scope["path"],
                 query=scope["query_string"].decode("latin-1"),

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from tricorn.io.h2 import H2Protocol, H2Stream
     from tricorn.io.server import ServerState
     from tricorn.io.tls import TLSInfo
+    from tricorn.proto.forwarded import AllowList
 
 IMPLEMENTATIONS = ("websockets",)
 # Bytes held from a client that sends frames before the application has accepted; reading pauses past
@@ -110,6 +111,7 @@ def start_websocket(h1: H1Protocol, request: Request) -> None:
     ws.server = h1.server
     ws.scheme = h1.scheme
     ws.tls = h1.tls
+    ws.proxy_trust = h1.proxy_trust
     # The HTTP/1.1 shell is done with this transport: it no longer reads, times out or closes it.
     h1.close_for_upgrade()
     state.connections.add(ws)
@@ -134,6 +136,7 @@ def start_websocket_h2(h2: H2Protocol, stream: H2Stream, request: Request) -> No
     ws.server = h2.server
     ws.scheme = h2.scheme
     ws.tls = h2.tls
+    ws.proxy_trust = h2.proxy_trust
     stream.tunnel = ws
     state.connections.add(ws)
     ws.start(b"", False)
@@ -262,6 +265,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         "extensions_header",
         "handshake",
         "phase",
+        "proxy_trust",
         "reading_paused",
         "reply",
         "request",
@@ -305,6 +309,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         self._timer_at = math.inf
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
+        self.proxy_trust: AllowList | None = None
         self.runner = AppRunner(state.loop)
         self.counted = False
         self.start_time = state.loop.time()
@@ -596,7 +601,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
 
         access_log.info(
             formatter.format(
-                client=self.client,
+                client=scope["client"],  # behind a trusted proxy, the client it names
                 method=self.reply.method,
                 path=scope["path"],
                 query=scope["query_string"].decode("latin-1"),
