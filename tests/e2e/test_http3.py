@@ -385,3 +385,19 @@ def test_mounted_apps_are_dispatched_over_http3(certs: Certs) -> None:
         assert root.body == b"hello, world"
     finally:
         proc.close()
+
+
+def test_quic_retry_validates_the_address_first(certs: Certs) -> None:
+    # --quic-retry: the first Initial gets a Retry with a token, the connection starts when it comes back.
+    proc = start_h3(certs, "--quic-retry")
+    try:
+
+        async def go() -> tuple[int, H3Response]:
+            async with client(proc, certs) as c:
+                return c.protocol._quic._retry_count, await c.request("GET", "/")
+
+        retries, response = run(go())
+        assert retries == 1
+        assert response.body == b"hello, world"
+    finally:
+        proc.close()

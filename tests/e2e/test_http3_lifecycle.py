@@ -309,3 +309,30 @@ def test_hup_in_one_process_hands_the_quic_socket_to_the_new_app(
     assert code == H3_NO_ERROR
     assert after.status == 200 and after.body == b"hello, world"
     assert "Traceback" not in proc.output()
+
+
+def test_a_flood_of_reset_streams_ends_the_connection_with_excessive_load(
+    certs: Certs, procs: list[TricornProcess]
+) -> None:
+    # Streams reset before their response faster than the server can serve them (CVE-2023-44487's
+    # pattern): the connection is closed with H3_EXCESSIVE_LOAD; other clients are served.
+    proc = start_h3(certs, "--h3-max-concurrent-streams", "1000")
+    procs.append(proc)
+
+    async def go() -> tuple[int | None, H3Response]:
+        async with H3Client(proc.port, str(certs.ca)) as c:
+            for _ in range(400):
+                if c.protocol.terminated is not None:
+                    break
+                stream_id, _ = c.open_stream("POST", "/slow?delay=5")
+                c.reset(stream_id)
+                await asyncio.sleep(0)
+            await wait_until(lambda: c.protocol.terminated is not None, "the connection's close")
+            code = c.protocol.terminated.error_code  # type: ignore[union-attr]
+        async with H3Client(proc.port, str(certs.ca)) as other:
+            return code, await other.request("GET", "/")
+
+    code, response = run(go())
+    assert code == 0x107  # H3_EXCESSIVE_LOAD
+    assert response.body == b"hello, world"
+    assert "too many streams reset" in proc.output()

@@ -39,6 +39,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from tricorn.errors import ConfigError
+from tricorn.logs import escape_for_log
 
 if TYPE_CHECKING:
     from tricorn.config import Config
@@ -368,10 +369,26 @@ class QuicEndpoint(asyncio.DatagramProtocol):
         if not self.reading:
             return  # a retiring worker: its datagrams come through the relay
         self.read += 1
-        self._datagram(data, addr, True)
+        try:
+            self._datagram(data, addr, True)
+        except Exception as exc:  # a fault of the QUIC stack on some input: that datagram, not the worker
+            self._failed(exc, addr)
 
     def relayed(self, data: bytes, addr: Any) -> None:
-        self._datagram(data, addr, False)
+        try:
+            self._datagram(data, addr, False)
+        except Exception as exc:
+            self._failed(exc, addr)
+
+    def _failed(self, exc: Exception, addr: Any) -> None:
+        error_log.error(
+            "%s:%s quic: datagram dropped: %s: %s",
+            addr[0],
+            addr[1],
+            type(exc).__name__,
+            escape_for_log(str(exc)),
+            exc_info=error_log.isEnabledFor(logging.DEBUG),
+        )
 
     def _datagram(self, data: bytes, addr: Any, direct: bool) -> None:
         from aioquic._buffer import Buffer
@@ -454,7 +471,12 @@ class QuicEndpoint(asyncio.DatagramProtocol):
         if retry is not None:
             if not header.token:
                 source_cid = cid_prefix(self.credentials.cid_key, self.pid) + os.urandom(CID_LENGTH - 3)
-                token = retry.create_token(addr, header.destination_cid, source_cid, now=time.time())
+                token = retry.create_token(
+                    address=addr,
+                    original_destination_connection_id=header.destination_cid,
+                    retry_source_connection_id=source_cid,
+                    now=time.time(),
+                )
                 transport.sendto(
                     encode_quic_retry(
                         version=header.version,
@@ -468,7 +490,7 @@ class QuicEndpoint(asyncio.DatagramProtocol):
                 return
             try:
                 original_dcid = retry.validate_token(
-                    addr, header.destination_cid, header.token, now=time.time()
+                    address=addr, destination_cid=header.destination_cid, token=header.token, now=time.time()
                 )
             except ValueError:
                 # RFC 9000 §8.1.3: a token that does not validate closes with INVALID_TOKEN.
