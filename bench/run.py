@@ -805,6 +805,14 @@ def run_ws(case: Case, port: int, opts: argparse.Namespace) -> dict[str, Any]:
     """bench/wsload.py: WebSocket echo clients on the client CPU; the warm-up is part of its run."""
     cpus = getattr(opts, "client_cpus", CLIENT_CPU)  # set per section by bench_one
     argv = ws_argv(case, port, opts.connections, opts.duration, opts.warmup, cpus)
+    res = run_json_client(argv, "wsload", opts)
+    if "failed" not in res and res.get("errors", {}).get("mismatch"):
+        res["failed"] = "echo mismatch: the server did not send back what it received"
+    return res
+
+
+def run_json_client(argv: list[str], name: str, opts: argparse.Namespace) -> dict[str, Any]:
+    """Run one of bench/'s own load generators, which print one JSON object of results last."""
     proc = subprocess.run(
         argv, capture_output=True, text=True, check=False, timeout=opts.duration + opts.warmup + 90
     )
@@ -812,14 +820,12 @@ def run_ws(case: Case, port: int, opts: argparse.Namespace) -> dict[str, Any]:
     try:
         res.update(json.loads(proc.stdout.strip().splitlines()[-1]))
     except (IndexError, ValueError):
-        res["failed"] = f"wsload exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-500:]}"
+        res["failed"] = f"{name} exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-500:]}"
     res["errors_total"] = sum((res.get("errors") or {}).values())
     res["wrk_cmd"] = " ".join(argv)
     res["wrk_output"] = proc.stdout + proc.stderr
-    if "failed" not in res and (proc.returncode != 0 or res["rps"] is None):
-        res["failed"] = f"wsload exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-500:]}"
-    elif res.get("errors", {}).get("mismatch"):
-        res["failed"] = "echo mismatch: the server did not send back what it received"
+    if "failed" not in res and (proc.returncode != 0 or not res["rps"]):
+        res["failed"] = f"{name} exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-500:]}"
     return res
 
 
@@ -946,20 +952,8 @@ def run_h3(case: Case, port: int, opts: argparse.Namespace) -> dict[str, Any]:
         "--connections", str(case.connections or opts.connections), "--duration", f"{opts.duration:g}",
         "--warmup", f"{opts.warmup:g}", "--path", case.path, *case.wrk_args,
     ]  # fmt: skip
-    proc = subprocess.run(
-        argv, capture_output=True, text=True, check=False, timeout=opts.duration + opts.warmup + 90
-    )
-    res: dict[str, Any] = {"rps": None}
-    try:
-        res.update(json.loads(proc.stdout.strip().splitlines()[-1]))
-    except (IndexError, ValueError):
-        res["failed"] = f"h3load exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-500:]}"
-    res["errors_total"] = sum((res.get("errors") or {}).values())
-    res["wrk_cmd"] = " ".join(argv)
-    res["wrk_output"] = proc.stdout + proc.stderr
-    if "failed" not in res and (proc.returncode != 0 or not res["rps"]):
-        res["failed"] = f"h3load exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-500:]}"
-    elif res.get("errors", {}).get("mismatch"):
+    res = run_json_client(argv, "h3load", opts)
+    if "failed" not in res and res.get("errors", {}).get("mismatch"):
         res["failed"] = "response mismatch: the first response was not the expected body"
     return res
 

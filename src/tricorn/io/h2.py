@@ -162,15 +162,7 @@ class H2Stream(MuxStream):
         self.head = fields
 
     def response_body(self, data: bytes, more: bool) -> None:
-        length = self.length
-        if length is not None:
-            if length < 0:
-                data = b""  # HEAD, 204, 304: the body is not sent
-            else:
-                length -= len(data)
-                if length < 0:
-                    raise LocalProtocolError("response body longer than its content-length")
-                self.length = length
+        data = self.count_body(data)
         if self.reset:
             return
         head = self.head

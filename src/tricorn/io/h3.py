@@ -146,15 +146,7 @@ class H3Stream(MuxStream):
         self.head = fields
 
     def response_body(self, data: bytes, more: bool) -> None:
-        length = self.length
-        if length is not None:
-            if length < 0:
-                data = b""
-            else:
-                length -= len(data)
-                if length < 0:
-                    raise LocalProtocolError("response body longer than its content-length")
-                self.length = length
+        data = self.count_body(data)
         if self.reset:
             return
         head = self.head

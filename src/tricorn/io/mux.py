@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from tricorn.errors import LocalProtocolError
 from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, WAIT_READ, Headers
 
 if TYPE_CHECKING:
@@ -74,6 +75,19 @@ class MuxStream:
             if name == b"content-length":
                 self.length = int(value) if value.isdigit() else None
                 return
+
+    def count_body(self, data: bytes) -> bytes:
+        """``data`` as the response may carry it: nothing after a bodiless head; LocalProtocolError past
+        its Content-Length."""
+        length = self.length
+        if length is not None:
+            if length < 0:
+                return b""  # HEAD, 204, 304: the body is not sent
+            length -= len(data)
+            if length < 0:
+                raise LocalProtocolError("response body longer than its content-length")
+            self.length = length
+        return data
 
     def response_start(self, status: int, headers: Headers) -> None:  # (each protocol's own)
         raise NotImplementedError
