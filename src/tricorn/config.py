@@ -48,6 +48,7 @@ HttpImplementation = Literal["auto", "httptools", "h11"]
 LoopImplementation = Literal["auto", "uvloop", "asyncio"]
 WsImplementation = Literal["auto", "none", "websockets"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+LogFormat = Literal["text", "json"]
 CertReqs = Literal["none", "optional", "required"]
 # The choices of each closed setting, read from its Literal type so they are written once.
 INTERFACES: tuple[str, ...] = get_args(Interface)
@@ -56,6 +57,7 @@ HTTP_IMPLEMENTATIONS: tuple[str, ...] = get_args(HttpImplementation)
 LOOP_IMPLEMENTATIONS: tuple[str, ...] = get_args(LoopImplementation)
 WS_IMPLEMENTATIONS: tuple[str, ...] = get_args(WsImplementation)
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
+LOG_FORMATS: tuple[str, ...] = get_args(LogFormat)
 CERT_REQS: tuple[str, ...] = get_args(CertReqs)
 
 # -- Named defaults, each with its precedent -------------------------------------------------------------
@@ -390,6 +392,18 @@ def to_quic_binds(name: str, value: object) -> tuple[str, ...]:
     return entries
 
 
+def to_metrics_bind(name: str, value: object) -> str:
+    """One listening address for the metrics and probes (``HOST:PORT``, ``[IPV6]:PORT`` or ``unix:PATH``)."""
+    text = to_str(name, value).strip()
+    try:
+        address = BindAddress.parse(text)
+    except ConfigError as exc:
+        raise ConfigError(name, str(exc).partition(": ")[2]) from None
+    if address.kind == "fd":
+        raise ConfigError(name, f"{text!r}: the metrics listener takes HOST:PORT or unix:PATH, not fd://")
+    return text
+
+
 def to_root_path(name: str, value: object) -> str:
     text = to_str(name, value)
     if text and not text.startswith("/"):
@@ -602,6 +616,21 @@ class BindAddress:
         return f"http://{host}:{self.port}"
 
 
+def _same_listener(a: BindAddress, b: BindAddress) -> bool:
+    """Whether ``a`` and ``b`` would listen on the same socket address (a wildcard host covers all)."""
+    if a.kind == "unix" or b.kind == "unix":
+        return (
+            a.kind == b.kind
+            and a.path is not None
+            and b.path is not None
+            and (os.path.abspath(a.path) == os.path.abspath(b.path))
+        )
+    if a.kind != "tcp" or b.kind != "tcp" or a.port != b.port or a.port == 0:
+        return False
+    wildcards = ("0.0.0.0", "::", "")
+    return a.host == b.host or a.host in wildcards or b.host in wildcards
+
+
 # -- The configuration -----------------------------------------------------------------------------------
 
 _APPLICATION = "Application"
@@ -616,6 +645,7 @@ _TIMEOUTS = "Timeouts"
 _LIMITS = "Limits"
 _LOGGING = "Logging"
 _PROCESSES = "Processes"
+_METRICS = "Metrics and probes"
 _RELOAD = "Reload"
 _CONFIGURATION = "Configuration"
 
@@ -1297,6 +1327,16 @@ class Config:
             convert=to_percent_format,
         ),
     )
+    log_format: LogFormat = field(
+        default="text",
+        metadata=_setting(
+            group=_LOGGING,
+            help="text: gunicorn's lines; json: every error-log and access-log record as one JSON object a line",
+            env="TRICORN_LOG_FORMAT",
+            flags=("--log-format",),
+            choices=LOG_FORMATS,
+        ),
+    )
     log_config: str | None = field(
         default=None,
         metadata=_setting(
@@ -1406,6 +1446,18 @@ class Config:
     )
 
     # Reload
+    metrics_bind: str | None = field(
+        default=None,
+        metadata=_setting(
+            group=_METRICS,
+            help="an address of its own (HOST:PORT or unix:PATH, never an application --bind) that serves "
+            "Prometheus metrics at /metrics and the probes /livez and /readyz; none for no such listener",
+            env="TRICORN_METRICS_BIND",
+            flags=("--metrics-bind",),
+            metavar="ADDR",
+            convert=optional(to_metrics_bind),
+        ),
+    )
     reload: bool = field(
         default=False,
         metadata=_setting(
@@ -1472,6 +1524,7 @@ class Config:
             if converted is not value:
                 object.__setattr__(self, name, converted)
         self._check_tls()
+        self._check_metrics_bind()
         if self.app != DEFAULT_APP and any(prefix == "/" for prefix, _, _ in self.app_mounts):
             raise ConfigError(
                 "mount", f"'/' is mounted, and {self.app!r} is given as APP (the / mount): give one of them"
@@ -1481,6 +1534,21 @@ class Config:
     def app_mounts(self) -> tuple[tuple[str, str, str], ...]:
         """The ``mount`` entries as (prefix as keyed: "/" or "/a/b"; module:app spec; interface)."""
         return tuple(split_mount(entry) for entry in self.mount)
+
+    def _check_metrics_bind(self) -> None:
+        # The probes must answer for the server, not be the server: on an application port, /readyz would
+        # be an app's route and the metrics would be served to every client.
+        if self.metrics_bind is None:
+            return
+        metrics = self.metrics_address
+        assert metrics is not None
+        for bind in self.binds:
+            if _same_listener(metrics, bind):
+                raise ConfigError(
+                    "metrics_bind",
+                    f"{self.metrics_bind!r} is also where the application listens ({bind}); "
+                    "give the metrics and probes an address of their own",
+                )
 
     def _check_tls(self) -> None:
         # A TLS setting without a certificate would silently serve plain HTTP to someone who meant HTTPS.
@@ -1524,6 +1592,11 @@ class Config:
         if self.bind:
             return tuple(BindAddress.parse(entry) for entry in self.bind)
         return (BindAddress("tcp", host=self.host, port=self.port),)
+
+    @property
+    def metrics_address(self) -> BindAddress | None:
+        """The parsed ``metrics_bind``, or None."""
+        return None if self.metrics_bind is None else BindAddress.parse(self.metrics_bind)
 
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied, validated like a new Config."""

@@ -9,13 +9,14 @@ import os
 import socket
 import time
 from email.utils import formatdate
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tricorn.errors import ProtocolError
 from tricorn.interfaces.stream import RESPONSE_DONE
 from tricorn.io.accept import Listener, TLSListener, read_proxy_header
 from tricorn.io.tls import serving_context
-from tricorn.logs import AccessLogFormatter, escape_for_log
+from tricorn.logs import AccessLogFormatter, access_log_formatter, escape_for_log
 from tricorn.proto import h1
 from tricorn.proto.forwarded import AllowList
 from tricorn.proto.h1 import H1Limits
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from tricorn.interfaces.asgi import ASGIApp, HTTPCycle
     from tricorn.interfaces.wsgi import WSGIServer
     from tricorn.io.dispatch import MountedApp
+    from tricorn.io.metrics import MetricsSlot
 
 error_log = logging.getLogger("tricorn.error")
 
@@ -159,7 +161,11 @@ class ServerState:
         # Access lines are built only when the logger would emit them (hot path: bench "hello").
         self.access_log: AccessLogFormatter | None = None
         if config.access_log and access_log.isEnabledFor(logging.INFO):
-            self.access_log = AccessLogFormatter(config.access_log_format)
+            self.access_log = access_log_formatter(config)
+        # --metrics-bind: this process's counters (io/metrics.py), set by attach_metrics. A request's start
+        # time is read only when `timed` (the access log or the metrics want its duration).
+        self.metrics: MetricsSlot | None = None
+        self.timed = self.access_log is not None
         self._tick_handle: asyncio.TimerHandle | None = None
         timeouts = (
             config.timeout_keep_alive,
@@ -177,6 +183,12 @@ class ServerState:
         if isinstance(sockname, str) and sockname:
             return (sockname, None)  # type: ignore[return-value]  # ASGI: unix socket path, port None
         return None
+
+    def attach_metrics(self, slot: MetricsSlot) -> None:
+        """Count this server's requests and connections in ``slot`` (before it starts serving)."""
+        self.metrics = slot
+        self.timed = True
+        slot.states.append(self)
 
     # -- serving
     async def start(self, sockets: list[socket.socket]) -> None:
@@ -284,6 +296,8 @@ class ServerState:
             self.quic_relay.close()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
+        if self.metrics is not None and self in self.metrics.states:
+            self.metrics.states.remove(self)
 
     # -- requests, on any protocol
     def admit(self, cycle: Any) -> bool:
@@ -303,6 +317,9 @@ class ServerState:
             if self.completed == self.request_limit:  # a pre-fork worker's max-requests
                 self.on_request_limit()
             cycle.counted = False
+            metrics = self.metrics
+            if metrics is not None:
+                metrics.request_done(cycle, perf_counter())
         if self.access_log is not None and cycle.state is RESPONSE_DONE:
             self.log_access(conn, cycle)
 
@@ -322,7 +339,7 @@ class ServerState:
                 response_bytes=cycle.response_bytes,
                 request_headers=scope["headers"],
                 response_headers=cycle.response_headers,
-                duration=self.loop.time() - cycle.start_time,
+                duration=perf_counter() - cycle.start_time,
                 mount=getattr(getattr(cycle, "dispatch_target", None), "prefix", "/"),
             )
         )

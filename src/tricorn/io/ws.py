@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 from enum import Enum
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from tricorn.errors import LocalProtocolError, RemoteProtocolError
@@ -252,6 +253,7 @@ class H2Tunnel:
 class WSProtocol(WriteFlow, asyncio.Protocol):
     """One WebSocket connection's transport side; the channel of its WebSocketSession."""
 
+    websocket = True  # counted among the WebSocket sessions open (io/metrics.py)
     __slots__ = (
         "_drain_waiter",
         "_timer",
@@ -265,6 +267,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         "extensions_header",
         "handshake",
         "phase",
+        "protocol_label",
         "proxy_trust",
         "reading_paused",
         "reply",
@@ -293,6 +296,8 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         self.state = state
         self.transport = transport
         self.reply = reply
+        # Its kind among the open connections; over an HTTP/2 stream it is no connection of its own.
+        self.protocol_label = "websocket" if type(reply) is H1Reply else None
         self.scheme = "http"
         self.tls: TLSInfo | None = None  # the ASGI tls extension, on a TLS connection
         self.request = request
@@ -312,7 +317,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         self.proxy_trust: AllowList | None = None
         self.runner = AppRunner(state.loop)
         self.counted = False
-        self.start_time = state.loop.time()
+        self.start_time = perf_counter()
         # The server's tick times out idle HTTP connections by `deadline`; a WebSocket has its own timers.
         self.deadline = math.inf
         self.session: WebSocketSession = None  # type: ignore[assignment]  # set in start()
@@ -351,6 +356,8 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
             return
         state.active += 1
         self.counted = True
+        if state.metrics is not None:
+            state.metrics.websocket_started()
         if reading_paused and len(self.buffer) < HANDSHAKE_BUFFER:
             self.resume_reading()
         self.runner.run(self.session.run(app))
@@ -610,6 +617,6 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
                 response_bytes=size,
                 request_headers=scope["headers"],
                 response_headers=[],
-                duration=self.state.loop.time() - self.start_time,
+                duration=perf_counter() - self.start_time,
             )
         )
