@@ -109,6 +109,9 @@ SERVERS: dict[str, Server] = {
                 # (--cgi is newer than the commands above: a --baseline before it cannot run this section.)
                 "cgi": "{py} -m tricorn {app} --cgi /cgi-bin={root}/bench/cgi/cgi-bin --port {port}"
                 " --no-access-log --log-level warning",
+                # HTTP/3 on the same port number over UDP (the TCP listener answers the readiness poll).
+                "http3": "{py} -m tricorn {app} --port {port} --quic-bind {host}:{port} --no-access-log"
+                " --log-level warning",
             },
             tls="--ssl-certfile {certfile} --ssl-keyfile {keyfile}",
         ),
@@ -158,6 +161,8 @@ SERVERS: dict[str, Server] = {
                 "asgi": "{py} -m hypercorn -w 1 -k uvloop -b {host}:{port} --log-level warning {app}",
                 # The same command: hypercorn serves h2c by prior knowledge beside HTTP/1.1, and ALPN h2.
                 "http2": "{py} -m hypercorn -w 1 -k uvloop -b {host}:{port} --log-level warning {app}",
+                "http3": "{py} -m hypercorn -w 1 -k uvloop -b {host}:{port} --quic-bind {host}:{port}"
+                " --log-level warning {app}",
             },
             tls="--certfile {certfile} --keyfile {keyfile}",
         ),
@@ -547,6 +552,30 @@ SECTIONS: dict[str, Section] = {
                 ),
             ),
         ),
+        Section(
+            key="http3",
+            title="HTTP/3",
+            interface="http3",
+            servers=("tricorn", "hypercorn"),
+            intro="The ASGI `hello` app over HTTP/3 (QUIC on UDP, `--quic-bind` on the TLS port's number), "
+            "loaded by `bench/h3load.py`: aioquic's client, the QUIC stack both servers are built on, so "
+            "the two sides of each exchange do the same packet and crypto work. Python QUIC clients are "
+            "slow, so the client's share of its CPU is shown: near 100% the client, not the server, sets "
+            "the rate. hypercorn is the only other Python server with HTTP/3.",
+            cases=(
+                # For the "h3" client, wrk_args are bench/h3load.py's own arguments.
+                Case(
+                    "hello",
+                    "bench.apps:hello",
+                    "GET / over HTTP/3, 8 connections x 10 streams",
+                    client="h3",
+                    tls=True,
+                    connections=8,
+                    wrk_args=("--streams", "10", "--expect", "Hello, world!"),
+                    check=expect_body(b"Hello, world!", chunked=False),
+                ),
+            ),
+        ),
     )
 }
 
@@ -883,6 +912,14 @@ def run_ws(case: Case, port: int, opts: argparse.Namespace) -> dict[str, Any]:
     """bench/wsload.py: WebSocket echo clients on the client CPU; the warm-up is part of its run."""
     cpus = getattr(opts, "client_cpus", CLIENT_CPU)  # set per section by bench_one
     argv = ws_argv(case, port, opts.connections, opts.duration, opts.warmup, cpus)
+    res = run_json_client(argv, "wsload", opts)
+    if "failed" not in res and res.get("errors", {}).get("mismatch"):
+        res["failed"] = "echo mismatch: the server did not send back what it received"
+    return res
+
+
+def run_json_client(argv: list[str], name: str, opts: argparse.Namespace) -> dict[str, Any]:
+    """Run one of bench/'s own load generators, which print one JSON object of results last."""
     proc = subprocess.run(
         argv, capture_output=True, text=True, check=False, timeout=opts.duration + opts.warmup + 90
     )
@@ -890,14 +927,12 @@ def run_ws(case: Case, port: int, opts: argparse.Namespace) -> dict[str, Any]:
     try:
         res.update(json.loads(proc.stdout.strip().splitlines()[-1]))
     except (IndexError, ValueError):
-        res["failed"] = f"wsload exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-500:]}"
+        res["failed"] = f"{name} exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-500:]}"
     res["errors_total"] = sum((res.get("errors") or {}).values())
     res["wrk_cmd"] = " ".join(argv)
     res["wrk_output"] = proc.stdout + proc.stderr
-    if "failed" not in res and (proc.returncode != 0 or res["rps"] is None):
-        res["failed"] = f"wsload exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-500:]}"
-    elif res.get("errors", {}).get("mismatch"):
-        res["failed"] = "echo mismatch: the server did not send back what it received"
+    if "failed" not in res and (proc.returncode != 0 or not res["rps"]):
+        res["failed"] = f"{name} exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-500:]}"
     return res
 
 
@@ -1016,11 +1051,26 @@ def run_h2load(case: Case, port: int, opts: argparse.Namespace) -> dict[str, Any
     return res
 
 
+def run_h3(case: Case, port: int, opts: argparse.Namespace) -> dict[str, Any]:
+    """bench/h3load.py: aioquic's HTTP/3 client on the client CPU; the warm-up is part of its run."""
+    cpus = getattr(opts, "client_cpus", CLIENT_CPU)  # set per section by bench_one
+    argv = [
+        "taskset", "-c", cpus, PY, str(BENCH / "h3load.py"), "--port", str(port),
+        "--connections", str(case.connections or opts.connections), "--duration", f"{opts.duration:g}",
+        "--warmup", f"{opts.warmup:g}", "--path", case.path, *case.wrk_args,
+    ]  # fmt: skip
+    res = run_json_client(argv, "h3load", opts)
+    if "failed" not in res and res.get("errors", {}).get("mismatch"):
+        res["failed"] = "response mismatch: the first response was not the expected body"
+    return res
+
+
 # Load generators by Case.client.
 CLIENTS: dict[str, Callable[[Case, int, argparse.Namespace], dict[str, Any]]] = {
     "wrk": run_wrk,
     "ws": run_ws,
     "h2load": run_h2load,
+    "h3": run_h3,
 }
 
 
@@ -1048,6 +1098,7 @@ class Result:
     wrk_cmd: str = ""
     wrk_output: str = ""
     runs: list[float] = field(default_factory=list)  # req/s of every run (--rounds), this one the median
+    client_cpu: float | None = None  # the load generator's share of its CPU, where it reports it (h3)
 
 
 def median_result(runs: list[Result]) -> Result:
@@ -1109,6 +1160,7 @@ def bench_one(
             "wrk_cmd",
             "wrk_output",
             "cpu_us",
+            "client_cpu",
         ):
             setattr(res, key, out.get(key))
         res.protocol = out.get("protocol") or (tls_probe(port, context) if context is not None else "")
@@ -1173,6 +1225,9 @@ def table_rows(section: Section, case: Case, results: list[Result]) -> tuple[lis
     cpu = case.cpu_per_request
     if cpu:
         header.insert(-1, "CPU µs/req")
+    client_cpu = any(r.client_cpu is not None for r in by_server.values())
+    if client_cpu:
+        header.insert(len(header) - 1, "client CPU")
     rows = []
     for name in shown_servers(section, results):
         r = by_server.get(name)
@@ -1180,7 +1235,16 @@ def table_rows(section: Section, case: Case, results: list[Result]) -> tuple[lis
             continue
         if not r.ok and r.rps is None:
             rows.append(
-                [name, "FAILED", *(["-"] if spread else []), "-", "-", *(["-"] if cpu else []), "n/a"]
+                [
+                    name,
+                    "FAILED",
+                    *(["-"] if spread else []),
+                    "-",
+                    "-",
+                    *(["-"] if cpu else []),
+                    *(["-"] if client_cpu else []),
+                    "n/a",
+                ]
             )
             continue
         row = [
@@ -1194,6 +1258,8 @@ def table_rows(section: Section, case: Case, results: list[Result]) -> tuple[lis
             row.insert(2, f"{fmt_rps(min(r.runs))}-{fmt_rps(max(r.runs))}" if r.runs else "-")
         if cpu:
             row.insert(-1, "-" if r.cpu_us is None else f"{r.cpu_us:,.0f}")
+        if client_cpu:
+            row.insert(len(row) - 1, f"{r.client_cpu:.0%}" if r.client_cpu is not None else "-")
         rows.append(row)
     return header, rows
 
@@ -1385,13 +1451,34 @@ def render_section(
             else line
             for line in out
         ]
+    if all(c.client == "h3" for c in section.cases):
+        h3_method = (
+            f"- **Method:** each server runs one worker pinned to CPU {section.server_cpus} "
+            f"(`taskset -c {section.server_cpus}`), access logs off, TLS and HTTP/3 on the same port number "
+            f"with a self-signed ECDSA P-256 certificate made with `openssl` at run time; `bench/h3load.py` "
+            f"(aioquic's client, asyncio) pinned to CPU {section.client_cpus}, a closed loop of requests per "
+            f"stream, {o['duration']:g}s measured after a {o['warmup']:g}s warm-up; each server is started on "
+            "a fresh port per case, polled until it answers HTTPS on TCP, sanity-checked with one request, and "
+            "the first HTTP/3 response is compared with the expected body. **client CPU** is the client's CPU "
+            "time over the measured run's wall time." + rounds_note(o)
+        )
+        out = [
+            h3_method
+            if line.startswith("- **Method:**")
+            else "- **Errors:** requests whose stream was reset, whose connection closed under them, that got "
+            "a status other than 2xx, or that were not answered within 10 s (a lost datagram is sent again by "
+            "QUIC: it is an error only if the request fails)."
+            if line.startswith("- **Errors:**")
+            else line
+            for line in out
+        ]
     commands: dict[str, dict[str, list[str]]] = {}  # server -> command -> cases
     for r in results:
         if not r.server_cmd:
             continue
         cmd = r.server_cmd.replace(PY, "python").replace(str(ROOT) + "/", "")
         cmd = re.sub(r"bench\.apps:\w+", "{app}", cmd)
-        cmd = re.sub(r"(--port |-b 127\.0\.0\.1:|BENCH_PORT=)\d+", r"\g<1>P", cmd)
+        cmd = re.sub(r"(--port |-b 127\.0\.0\.1:|BENCH_PORT=|--quic-bind 127\.0\.0\.1:)\d+", r"\g<1>P", cmd)
         cmd = re.sub(r"\S+/cert\.pem", "CERT", re.sub(r"\S+/key\.pem", "KEY", cmd))
         cmd = re.sub(r"PYTHONPATH=\S+/baseline-(\w+)/src", r"PYTHONPATH=WORKTREE-\1/src", cmd)
         commands.setdefault(r.server, {}).setdefault(cmd, []).append(r.case)
@@ -1743,6 +1830,10 @@ def run_section(
 ) -> int:
     load = {
         "ws": lambda c: f"bench/wsload.py -d{opts.duration:g}s",
+        "h3": lambda c: (
+            f"bench/h3load.py --connections {c.connections or opts.connections} "
+            f"{' '.join(c.wrk_args[:2])} --duration {opts.duration:g}"
+        ),
         "h2load": lambda c: (
             f"h2load -t{opts.threads} -c{c.connections or opts.connections} "
             f"{' '.join(c.wrk_args)} -D{opts.duration:g}s"

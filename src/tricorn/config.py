@@ -159,6 +159,15 @@ MAX_H2_INITIAL_WINDOW_SIZE = 2**31 - 1
 DEFAULT_H2_MAX_FRAME_SIZE = 16384
 MIN_H2_MAX_FRAME_SIZE = 2**14
 MAX_H2_MAX_FRAME_SIZE = 2**24 - 1
+# HTTP/3 (RFC 9114) over QUIC (RFC 9000). Idle timeout: Chrome's and quiche's default is 30 s, nginx uses
+# keepalive_timeout (75 s), hypercorn none of its own (aioquic's 60 s). A connection silent this long is
+# gone (a vanished client: its streams' apps are told http.disconnect); the smaller of the two sides'
+# values applies (RFC 9000 §10.1).
+DEFAULT_QUIC_IDLE_TIMEOUT = 30.0
+# Concurrent request streams a client may open (initial_max_streams_bidi): nginx
+# http3_max_concurrent_streams 128; aioquic's own default 128; the same 100 as HTTP/2 here.
+DEFAULT_H3_MAX_CONCURRENT_STREAMS = 100
+MAX_H3_MAX_CONCURRENT_STREAMS = 2**16
 # gunicorn's default access_log_format.
 DEFAULT_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 
@@ -483,6 +492,23 @@ def to_mounts(name: str, value: object) -> tuple[str, ...]:
     return entries
 
 
+def to_quic_binds(name: str, value: object) -> tuple[str, ...]:
+    """UDP addresses for QUIC: HOST:PORT or [IPV6]:PORT only (no unix sockets or inherited descriptors)."""
+    entries = to_str_tuple(name, value)
+    seen: dict[BindAddress, str] = {}
+    for entry in entries:
+        try:
+            address = BindAddress.parse(entry)
+        except ConfigError as exc:
+            raise ConfigError(name, str(exc).removeprefix("bind: ")) from None
+        if address.kind != "tcp":
+            raise ConfigError(name, f"{entry!r} is not a UDP address (use HOST:PORT or [IPV6]:PORT)")
+        if address in seen:
+            raise ConfigError(name, f"{entry!r} is given twice (as {seen[address]!r} and {entry!r})")
+        seen[address] = entry
+    return entries
+
+
 def to_metrics_bind(name: str, value: object) -> str:
     """One listening address for the metrics and probes (``HOST:PORT``, ``[IPV6]:PORT`` or ``unix:PATH``)."""
     text = to_str(name, value).strip()
@@ -782,6 +808,7 @@ _TLS = "TLS"
 _PROXIES = "Proxies"
 _PROTOCOL = "Protocol"
 _HTTP2 = "HTTP/2"
+_HTTP3 = "HTTP/3"
 _WEBSOCKET = "WebSocket"
 _TIMEOUTS = "Timeouts"
 _LIMITS = "Limits"
@@ -1312,6 +1339,56 @@ class Config:
             flags=("--h2-max-frame-size",),
             metavar="BYTES",
             convert=to_int(MIN_H2_MAX_FRAME_SIZE, MAX_H2_MAX_FRAME_SIZE),
+        ),
+    )
+
+    # HTTP/3
+    quic_bind: tuple[str, ...] = field(
+        default=(),
+        metadata=_setting(
+            group=_HTTP3,
+            help="serve HTTP/3 over QUIC on this UDP address, HOST:PORT or [IPV6]:PORT, usually the TLS "
+            "port (needs --ssl-certfile and the http3 extra: pip install tricorn[http3]); repeat for "
+            "several; TCP responses then advertise it with Alt-Svc",
+            env="TRICORN_QUIC_BIND",
+            flags=("--quic-bind",),
+            metavar="ADDRESS",
+            convert=to_quic_binds,
+        ),
+    )
+    quic_retry: bool = field(
+        default=False,
+        metadata=_setting(
+            group=_HTTP3,
+            help="validate a client's address with a QUIC Retry before any handshake work (one more round "
+            "trip per new connection; a guard against floods from spoofed addresses)",
+            env="TRICORN_QUIC_RETRY",
+            flags=("--quic-retry",),
+            convert=to_bool,
+        ),
+    )
+    quic_idle_timeout: float = field(
+        default=DEFAULT_QUIC_IDLE_TIMEOUT,
+        metadata=_setting(
+            group=_HTTP3,
+            help="seconds a QUIC connection may stay silent before it is dropped (the client's own value "
+            "applies if smaller); the apps of its open streams are told the client left",
+            env="TRICORN_QUIC_IDLE_TIMEOUT",
+            flags=("--quic-idle-timeout",),
+            metavar="SECONDS",
+            convert=to_float(0.0, positive=True),
+        ),
+    )
+    h3_max_concurrent_streams: int = field(
+        default=DEFAULT_H3_MAX_CONCURRENT_STREAMS,
+        metadata=_setting(
+            group=_HTTP3,
+            help="the requests a client may have open at once on one HTTP/3 connection "
+            "(initial_max_streams_bidi; a closed stream gives the client one more)",
+            env="TRICORN_H3_MAX_CONCURRENT_STREAMS",
+            flags=("--h3-max-concurrent-streams",),
+            metavar="N",
+            convert=to_int(1, MAX_H3_MAX_CONCURRENT_STREAMS),
         ),
     )
 
@@ -1947,6 +2024,11 @@ class Config:
                     raise ConfigError(
                         name, f"{shown} is given without ssl_certfile (TLS needs a certificate)"
                     )
+            if self.quic_bind:
+                # QUIC is TLS 1.3 inside: there is no HTTP/3 without a certificate (RFC 9001).
+                raise ConfigError(
+                    "quic_bind", "HTTP/3 needs a certificate: give --ssl-certfile and --ssl-keyfile too"
+                )
         elif self.ssl_cert_reqs != "none" and self.ssl_ca_certs is None:
             raise ConfigError(
                 "ssl_cert_reqs",
@@ -1958,6 +2040,11 @@ class Config:
     def tls(self) -> bool:
         """Whether the server speaks HTTPS (``ssl_certfile`` is set)."""
         return self.ssl_certfile is not None
+
+    @property
+    def quic_binds(self) -> tuple[BindAddress, ...]:
+        """The UDP addresses to serve HTTP/3 on."""
+        return tuple(BindAddress.parse(entry) for entry in self.quic_bind)
 
     @property
     def binds(self) -> tuple[BindAddress, ...]:

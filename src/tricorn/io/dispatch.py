@@ -1,7 +1,7 @@
 """Request dispatch: which target serves a request, and the one place where its cycle is made and started.
 
 Every protocol (HTTP/1.1 in :mod:`tricorn.io.h1`, HTTP/2 in :mod:`tricorn.io.h2`, WebSocket in
-:mod:`tricorn.io.ws`, HTTP/3 later) hands each request it has parsed to the worker's :class:`Dispatch`,
+:mod:`tricorn.io.ws`, HTTP/3 in :mod:`tricorn.io.h3`) hands each request it has parsed to the worker's :class:`Dispatch`,
 through two attributes bound on :class:`~tricorn.io.server.ServerState` once, at start:
 
 - ``state.new_cycle(stream, request) -> cycle``: the cycle (ASGI ``HTTPCycle``, ``WSGICycle``, or a

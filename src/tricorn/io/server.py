@@ -103,7 +103,11 @@ class ServerState:
         # shutdown().
         self.lame_duck = False
         self.lifespan_state = lifespan_state  # the APP's (each mounted app has its own: io/dispatch.py)
-        self.servers: list[Listener] = []
+        self.servers: list[Any] = []  # Listener, QuicEndpoint: close() and wait_closed()
+        # A pre-fork worker's master (set by supervisor/worker.py): its workers share each QUIC socket and
+        # relay each other's datagrams (io/quic.py).
+        self.master_pid: int | None = None
+        self.quic_relay: Any = None
         self.pid = os.getpid()
         # The app's interface: connections make WSGI cycles when `wsgi` is set (one attribute check on
         # the ASGI path).
@@ -244,9 +248,14 @@ class ServerState:
         from tricorn.io.h1 import H1Protocol
 
         self._refresh_date()
+        quic = [sock for sock in sockets if sock.type == socket.SOCK_DGRAM]
+        if quic:
+            await self._start_quic(quic)
         # --proxy-protocol: each connection's PROXY header is read first, before HTTP or TLS (io/accept.py).
         prelude = functools.partial(read_proxy_header, self) if self.proxy_protocol is not None else None
         for sock in sockets:
+            if sock.type == socket.SOCK_DGRAM:
+                continue
             listener: Listener
             if self.ssl_context is not None:
                 listener = TLSListener(self, sock, prelude)
@@ -256,6 +265,23 @@ class ServerState:
             await listener.start_serving()
             self.servers.append(listener)
         self._tick_handle = self.loop.call_later(self._tick, self._on_tick)
+
+    async def _start_quic(self, sockets: list[socket.socket]) -> None:
+        """HTTP/3 on the UDP sockets (io/quic.py), advertised to TCP clients with Alt-Svc (bound once here:
+        the date line carries it, so responses pay nothing for it)."""
+        from tricorn.io.quic import QuicEndpoint, Relay
+
+        endpoints: list[QuicEndpoint] = []
+        if self.master_pid is not None and self.quic_relay is None:
+            self.quic_relay = Relay(endpoints, self.master_pid)
+            await self.quic_relay.start(self.loop)
+        for index, sock in enumerate(sockets):
+            endpoint = QuicEndpoint(self, sock, index, self.quic_relay)
+            await endpoint.start()
+            endpoints.append(endpoint)
+            self.servers.append(endpoint)
+        ports = dict.fromkeys(endpoint.port for endpoint in endpoints)
+        h1.set_alt_svc(b", ".join(b'h3=":%d"; ma=86400' % port for port in ports))
 
     def _refresh_date(self) -> None:
         now = int(time.time())
@@ -320,6 +346,8 @@ class ServerState:
             await self.wsgi_pool_owner.close(max(0.2, deadline - self.loop.time()))
         for server in self.servers:
             await server.wait_closed()
+        if self.quic_relay is not None:
+            self.quic_relay.close()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
         if self.metrics is not None and self in self.metrics.states:

@@ -272,6 +272,7 @@ class Worker:
         self, loop: asyncio.AbstractEventLoop, on_signal: OnSignal, state: ServerState, stop: asyncio.Event
     ) -> None:
         self._loop, self._state, self._stop = loop, state, stop
+        state.master_pid = os.getppid()  # QUIC: the workers of one master relay each other's datagrams
 
         def on_term() -> None:
             # Once is enough: the master escalates with SIGQUIT. A second SIGTERM is the same stop sent
