@@ -471,3 +471,19 @@ def test_peer_verdicts_are_remembered_and_bounded(monkeypatch: pytest.MonkeyPatc
     ]
     assert allow.peers == {"10.0.0.1": True, "11.0.0.1": False, "bogus": False}
     assert allow.trusts_peer("10.9.9.9") and len(allow.peers) == 1  # full: emptied, then this one
+
+
+def test_resolutions_are_remembered_but_not_errors() -> None:
+    allow = AllowList(["127.0.0.1"])
+    pairs = headers(("host", "h"), ("x-forwarded-for", "203.0.113.7"), ("x-forwarded-proto", "https"))
+    first = resolve(pairs, PEER, allow)
+    assert first == Forwarded(("203.0.113.7", 0), "https", None)
+    assert resolve(list(pairs), PEER, allow) is first  # the same headers from the same peer: looked up
+    assert resolve(pairs, ("127.0.0.1", 1), allow) is not first  # another connection: worked out
+    assert resolve(headers(("x-forwarded-for", "203.0.113.8")), PEER, allow) == Forwarded(
+        ("203.0.113.8", 0), None, None
+    )
+    bad = headers(("x-forwarded-for", "nope"))
+    for _ in range(2):  # raised every time
+        with pytest.raises(ForwardedError):
+            resolve(bad, PEER, allow)
