@@ -48,6 +48,7 @@ HttpImplementation = Literal["auto", "httptools", "h11"]
 LoopImplementation = Literal["auto", "uvloop", "asyncio"]
 WsImplementation = Literal["auto", "none", "websockets"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+LogFormat = Literal["text", "json"]
 CertReqs = Literal["none", "optional", "required"]
 # The choices of each closed setting, read from its Literal type so they are written once.
 INTERFACES: tuple[str, ...] = get_args(Interface)
@@ -56,9 +57,13 @@ HTTP_IMPLEMENTATIONS: tuple[str, ...] = get_args(HttpImplementation)
 LOOP_IMPLEMENTATIONS: tuple[str, ...] = get_args(LoopImplementation)
 WS_IMPLEMENTATIONS: tuple[str, ...] = get_args(WsImplementation)
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
+LOG_FORMATS: tuple[str, ...] = get_args(LogFormat)
 CERT_REQS: tuple[str, ...] = get_args(CertReqs)
 
 # -- Named defaults, each with its precedent -------------------------------------------------------------
+
+# The built-in demo, served when no APP is given (and not mounted when static files take '/').
+DEFAULT_APP = "tricorn.demo:app"
 
 # gunicorn's default; uvicorn's too. The kernel caps it at net.core.somaxconn anyway.
 DEFAULT_BACKLOG = 2048
@@ -265,6 +270,66 @@ def to_app_spec(name: str, value: object) -> str:
     return text
 
 
+# A mount's URL prefix: a plain path (no percent escape, no dot segment), matched on segment boundaries.
+_PREFIX = re.compile(r"/(?:[A-Za-z0-9._~!$&'()*+,;:@-]+/?)*")
+
+
+def check_prefix(name: str, entry: str, prefix: str) -> str:
+    """``prefix`` as the dispatch table keys it ("/" or "/a/b", no trailing slash), or a ConfigError."""
+    if not _PREFIX.fullmatch(prefix) or any(part in (".", "..") for part in prefix.split("/")):
+        raise ConfigError(name, f"{entry!r}: the prefix {prefix!r} must be a plain path starting with '/'")
+    return prefix.rstrip("/") or "/"
+
+
+def split_mount(entry: str) -> tuple[str, str, str]:
+    """``PREFIX=module:app[@INTERFACE]`` -> (prefix as keyed, app spec, interface); checked by
+    :func:`to_app_mounts`."""
+    prefix, _, rest = entry.partition("=")
+    spec, _, interface = rest.partition("@")
+    return prefix.rstrip("/") or "/", spec.strip(), interface or "auto"
+
+
+def to_app_mounts(name: str, value: object) -> tuple[str, ...]:
+    """``PREFIX=module:app[@asgi|@wsgi]`` entries (``module:factory()`` for a factory), each PREFIX once;
+    from a TOML table, ``PREFIX = "module:app"`` or ``PREFIX = {app = "...", interface = "...",
+    factory = true}``. Returned as ``PREFIX=SPEC@INTERFACE`` strings."""
+    if isinstance(value, Mapping):
+        items = []
+        for prefix, target in value.items():
+            if isinstance(target, Mapping):
+                unknown = set(target) - {"app", "interface", "factory"}
+                if unknown or "app" not in target:
+                    raise ConfigError(
+                        name,
+                        f"{prefix!r}: a mount table takes app, interface and factory (got {sorted(target)})",
+                    )
+                spec = to_str(name, target["app"])
+                if to_bool(name, target.get("factory", False)) and not spec.endswith("()"):
+                    spec += "()"
+                items.append(f"{prefix}={spec}@{to_str(name, target.get('interface', 'auto'))}")
+            else:
+                items.append(f"{prefix}={to_str(name, target)}")
+        value = items
+    entries = to_str_tuple(name, value)
+    seen: set[str] = set()
+    normal = []
+    for entry in entries:
+        raw_prefix, eq, rest = entry.partition("=")
+        if not eq or not rest:
+            raise ConfigError(name, f"{entry!r} is not PREFIX=module:app (e.g. /ws=chat.asgi:application)")
+        key = check_prefix(name, entry, raw_prefix)
+        _, spec, interface = split_mount(entry)
+        if not _APP_SPEC.fullmatch(spec):
+            raise ConfigError(name, f"{entry!r}: {spec!r} is not in the form module:attribute")
+        if interface not in INTERFACES:
+            raise ConfigError(name, f"{entry!r}: the interface must be one of {', '.join(INTERFACES)}")
+        if key in seen:
+            raise ConfigError(name, f"{entry!r}: the prefix {key!r} is given twice")
+        seen.add(key)
+        normal.append(f"{key}={spec}@{interface}")
+    return tuple(normal)
+
+
 _HOSTNAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
 
 
@@ -299,6 +364,18 @@ def to_binds(name: str, value: object) -> tuple[str, ...]:
             raise ConfigError(name, f"{entry!r} is given twice (as {seen[address]!r} and {entry!r})")
         seen[address] = entry
     return entries
+
+
+def to_metrics_bind(name: str, value: object) -> str:
+    """One listening address for the metrics and probes (``HOST:PORT``, ``[IPV6]:PORT`` or ``unix:PATH``)."""
+    text = to_str(name, value).strip()
+    try:
+        address = BindAddress.parse(text)
+    except ConfigError as exc:
+        raise ConfigError(name, str(exc).partition(": ")[2]) from None
+    if address.kind == "fd":
+        raise ConfigError(name, f"{text!r}: the metrics listener takes HOST:PORT or unix:PATH, not fd://")
+    return text
 
 
 def to_root_path(name: str, value: object) -> str:
@@ -513,6 +590,21 @@ class BindAddress:
         return f"http://{host}:{self.port}"
 
 
+def _same_listener(a: BindAddress, b: BindAddress) -> bool:
+    """Whether ``a`` and ``b`` would listen on the same socket address (a wildcard host covers all)."""
+    if a.kind == "unix" or b.kind == "unix":
+        return (
+            a.kind == b.kind
+            and a.path is not None
+            and b.path is not None
+            and (os.path.abspath(a.path) == os.path.abspath(b.path))
+        )
+    if a.kind != "tcp" or b.kind != "tcp" or a.port != b.port or a.port == 0:
+        return False
+    wildcards = ("0.0.0.0", "::", "")
+    return a.host == b.host or a.host in wildcards or b.host in wildcards
+
+
 # -- The configuration -----------------------------------------------------------------------------------
 
 _APPLICATION = "Application"
@@ -526,6 +618,7 @@ _TIMEOUTS = "Timeouts"
 _LIMITS = "Limits"
 _LOGGING = "Logging"
 _PROCESSES = "Processes"
+_METRICS = "Metrics and probes"
 _RELOAD = "Reload"
 _CONFIGURATION = "Configuration"
 
@@ -540,7 +633,7 @@ class Config:
 
     # Application
     app: str = field(
-        default="tricorn.demo:app",
+        default=DEFAULT_APP,
         metadata=_setting(
             group=_APPLICATION,
             help="the application to serve, as module:attribute (the attribute may be dotted); "
@@ -602,6 +695,19 @@ class Config:
             flags=("--root-path",),
             metavar="PATH",
             convert=to_root_path,
+        ),
+    )
+    mount: tuple[str, ...] = field(
+        default=(),
+        metadata=_setting(
+            group=_APPLICATION,
+            help="serve another application under the URL path PREFIX (the longest matching prefix wins, "
+            "on segment boundaries; the app sees PREFIX as its root_path or SCRIPT_NAME); @asgi or @wsgi "
+            "forces its interface; repeat for several; the APP, if given, is the / mount",
+            env="TRICORN_MOUNT",
+            flags=("--mount",),
+            metavar="PREFIX=APP[@INTERFACE]",
+            convert=to_app_mounts,
         ),
     )
     app_dir: str = field(
@@ -1144,6 +1250,16 @@ class Config:
             convert=to_percent_format,
         ),
     )
+    log_format: LogFormat = field(
+        default="text",
+        metadata=_setting(
+            group=_LOGGING,
+            help="text: gunicorn's lines; json: every error-log and access-log record as one JSON object a line",
+            env="TRICORN_LOG_FORMAT",
+            flags=("--log-format",),
+            choices=LOG_FORMATS,
+        ),
+    )
     log_config: str | None = field(
         default=None,
         metadata=_setting(
@@ -1253,6 +1369,18 @@ class Config:
     )
 
     # Reload
+    metrics_bind: str | None = field(
+        default=None,
+        metadata=_setting(
+            group=_METRICS,
+            help="an address of its own (HOST:PORT or unix:PATH, never an application --bind) that serves "
+            "Prometheus metrics at /metrics and the probes /livez and /readyz; none for no such listener",
+            env="TRICORN_METRICS_BIND",
+            flags=("--metrics-bind",),
+            metavar="ADDR",
+            convert=optional(to_metrics_bind),
+        ),
+    )
     reload: bool = field(
         default=False,
         metadata=_setting(
@@ -1319,6 +1447,31 @@ class Config:
             if converted is not value:
                 object.__setattr__(self, name, converted)
         self._check_tls()
+        self._check_metrics_bind()
+        if self.app != DEFAULT_APP and any(prefix == "/" for prefix, _, _ in self.app_mounts):
+            raise ConfigError(
+                "mount", f"'/' is mounted, and {self.app!r} is given as APP (the / mount): give one of them"
+            )
+
+    @property
+    def app_mounts(self) -> tuple[tuple[str, str, str], ...]:
+        """The ``mount`` entries as (prefix as keyed: "/" or "/a/b"; module:app spec; interface)."""
+        return tuple(split_mount(entry) for entry in self.mount)
+
+    def _check_metrics_bind(self) -> None:
+        # The probes must answer for the server, not be the server: on an application port, /readyz would
+        # be an app's route and the metrics would be served to every client.
+        if self.metrics_bind is None:
+            return
+        metrics = self.metrics_address
+        assert metrics is not None
+        for bind in self.binds:
+            if _same_listener(metrics, bind):
+                raise ConfigError(
+                    "metrics_bind",
+                    f"{self.metrics_bind!r} is also where the application listens ({bind}); "
+                    "give the metrics and probes an address of their own",
+                )
 
     def _check_tls(self) -> None:
         # A TLS setting without a certificate would silently serve plain HTTP to someone who meant HTTPS.
@@ -1352,6 +1505,11 @@ class Config:
         if self.bind:
             return tuple(BindAddress.parse(entry) for entry in self.bind)
         return (BindAddress("tcp", host=self.host, port=self.port),)
+
+    @property
+    def metrics_address(self) -> BindAddress | None:
+        """The parsed ``metrics_bind``, or None."""
+        return None if self.metrics_bind is None else BindAddress.parse(self.metrics_bind)
 
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied, validated like a new Config."""

@@ -5,9 +5,13 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 from tricorn.errors import AppLoadError
+
+if TYPE_CHECKING:
+    from tricorn.config import Config
 
 Interface = Literal["asgi", "wsgi"]
 
@@ -34,15 +38,20 @@ def import_from_string(spec: str, factory: bool = False) -> Any:
             obj = getattr(obj, part)
         except AttributeError:
             raise AppLoadError(f"attribute {attrs!r} not found in module {module_name!r}") from None
+    return _made(obj, factory, spec)
+
+
+def _made(obj: Any, factory: bool, shown: str) -> Any:
+    """``obj``, or what it returns when it is a ``factory``, checked callable; ``shown`` names it."""
     if factory:
         if not callable(obj):
-            raise AppLoadError(f"app factory {spec!r} is not callable")
+            raise AppLoadError(f"app factory {shown!r} is not callable")
         try:
             obj = obj()
         except Exception as exc:
-            raise AppLoadError(f"app factory {spec!r} raised {type(exc).__name__}: {exc}") from exc
+            raise AppLoadError(f"app factory {shown!r} raised {type(exc).__name__}: {exc}") from exc
     if not callable(obj):
-        raise AppLoadError(f"app {spec!r} is not callable (got {type(obj).__name__})")
+        raise AppLoadError(f"app {shown!r} is not callable (got {type(obj).__name__})")
     return obj
 
 
@@ -75,6 +84,60 @@ def detect_interface(app: Any) -> Interface:
 def load_app(spec: str, factory: bool, app_dir: str, interface: str) -> tuple[Any, Interface]:
     if app_dir and app_dir not in sys.path:
         sys.path.insert(0, app_dir)
-    app = import_from_string(spec, factory)
+    return _with_interface(import_from_string(spec, factory), interface)
+
+
+def app_from_object(app: Any, factory: bool, interface: str) -> tuple[Any, Interface]:
+    """An application given as an object (``tricorn.run(app)``), as :func:`load_app` would return it:
+    called first when ``factory``, checked callable, its interface detected unless given."""
+    return _with_interface(_made(app, factory, object_name(app)), interface)
+
+
+def object_name(app: Any) -> str:
+    """``module:name`` of an application object, for logs and process titles (an instance is named
+    after its class)."""
+    named = app if hasattr(app, "__qualname__") else type(app)
+    return f"{getattr(named, '__module__', '?')}:{named.__qualname__}"
+
+
+def _with_interface(app: Any, interface: str) -> tuple[Any, Interface]:
     kind: Interface = detect_interface(app) if interface == "auto" else interface  # type: ignore[assignment]
     return app, kind
+
+
+@dataclass(slots=True)
+class Mounted:
+    """One application of the dispatch table: its prefix ("/" for the APP), its spec and the loaded app."""
+
+    prefix: str
+    spec: str
+    app: Any
+    interface: Interface
+    lifespan_state: dict[str, Any] | None = None  # what its lifespan startup left (ASGI), for its scopes
+
+
+def load_apps(config: Config, app: Any = None) -> list[Mounted]:
+    """The APP and every ``--mount``, each imported and its interface told on its own, the APP first.
+
+    The APP is ``app`` when given as an object from Python (:func:`tricorn.run`), else ``config.app``;
+    it is the ``/`` mount. With mounts and no APP given, no app serves ``/``: a path outside every mount
+    is answered 404 by the server (the built-in demo is never mounted beside real apps). Raises
+    AppLoadError, naming the mount that failed.
+    """
+    from tricorn.config import DEFAULT_APP
+
+    mounts = config.app_mounts
+    loaded: list[Mounted] = []
+    if app is not None:
+        served, interface = app_from_object(app, config.factory, config.interface)
+        loaded.append(Mounted("/", object_name(app), served, interface))
+    elif not any(prefix == "/" for prefix, _, _ in mounts) and (config.app != DEFAULT_APP or not mounts):
+        served, interface = load_app(config.app, config.factory, config.app_dir, config.interface)
+        loaded.append(Mounted("/", config.app, served, interface))
+    for prefix, spec, wanted in mounts:
+        try:
+            app, interface = load_app(spec, False, config.app_dir, wanted)
+        except AppLoadError as exc:
+            raise AppLoadError(f"mount {prefix} ({spec}): {exc}") from exc.__cause__
+        loaded.append(Mounted(prefix, spec, app, interface))
+    return loaded

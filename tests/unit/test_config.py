@@ -691,3 +691,49 @@ def test_config_and_bind_addresses_pickle() -> None:
     config = Config(port=1, bind=("[::1]:2", "unix:/s"))
     assert pickle.loads(pickle.dumps(config)) == config
     assert pickle.loads(pickle.dumps(config.binds)) == config.binds
+
+
+# -- Mounts -------------------------------------------------------------------------------------------------
+
+
+def test_mounts_from_the_command_line_are_normalised() -> None:
+    config = make(mount=("/ws/=chat:app@asgi", "/api=svc.main:create()", "/=site.wsgi:application"))
+    assert config.mount == (
+        "/ws=chat:app@asgi",
+        "/api=svc.main:create()@auto",
+        "/=site.wsgi:application@auto",
+    )
+    assert config.app_mounts == (
+        ("/ws", "chat:app", "asgi"),
+        ("/api", "svc.main:create()", "auto"),
+        ("/", "site.wsgi:application", "auto"),
+    )
+
+
+def test_mounts_from_a_toml_table(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.tricorn.mount]\n"
+        '"/" = "mysite.wsgi:application"\n'
+        '"/rt" = { app = "chat.asgi:make", interface = "asgi", factory = true }\n'
+    )
+    assert load(tmp_path).app_mounts == (
+        ("/", "mysite.wsgi:application", "auto"),
+        ("/rt", "chat.asgi:make()", "asgi"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("mount", "expected"),
+    [
+        (("/a=x:y", "/a/=z:w"), "the prefix '/a' is given twice"),
+        (("/a%2Fb=x:y",), "must be a plain path"),
+        (({"/a": {"app": "x:y", "threads": 2}},), "a mount table takes app, interface and factory"),
+    ],
+)
+def test_bad_mounts(mount: object, expected: str) -> None:
+    value = mount[0] if isinstance(mount, tuple) and isinstance(mount[0], dict) else mount
+    assert expected in error_of(lambda: make(mount=value))
+
+
+def test_an_app_and_a_root_mount_are_refused() -> None:
+    assert "'/' is mounted" in error_of(lambda: make(app="a:b", mount=("/=c:d",)))

@@ -30,14 +30,14 @@ the same way.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tricorn.interfaces.asgi import HTTPCycle, build_scope
 from tricorn.interfaces.forwarded import proxied_scope
 
 if TYPE_CHECKING:
-    from tricorn.interfaces.asgi import ASGIApp
+    from tricorn.interfaces.asgi import ASGIApp, Message, Scope
     from tricorn.interfaces.stream import Stream
     from tricorn.interfaces.wsgi import WSGIServer
     from tricorn.io.runner import AppRunner
@@ -49,6 +49,7 @@ class Target(Protocol):
     """What the dispatch table maps a prefix to (see the module docstring)."""
 
     kind: str  # "app", "static", "cgi": named in logs and errors
+    prefix: str  # where the table put it ("/" or "/a/b"), set by Dispatch
     root_path: str  # the ASGI root_path / WSGI SCRIPT_NAME its requests see
     websocket: ASGIApp | None  # the app WebSocket handshakes under this prefix go to, or None (404)
 
@@ -66,29 +67,36 @@ class ASGITarget:
         root_path: str,
         kind: str = "app",
         websocket: bool = True,
+        mount: str = "",
+        lifespan_state: dict[str, Any] | None = None,
     ) -> None:
         self.state = state
         self.app = app
-        self.root_path = root_path
+        self.path_root = root_path  # put before every path (--root-path: a proxy stripped it)
+        self.root_path = root_path + mount  # the scope's root_path: a mounted app sees its prefix there
         self.kind = kind
+        self.prefix = "/"
+        self.mount = mount
+        self.lifespan_state = lifespan_state
         self.websocket: ASGIApp | None = app if websocket else None
 
-    def new_cycle(self, stream: Stream, request: Request) -> HTTPCycle:
-        scope = build_scope(
-            request,
-            stream.server,
-            stream.client,
-            stream.scheme,
-            self.root_path,
-            self.state.lifespan_state,
-        )
-        tls = stream.tls
+    def scope(self, conn: Any, request: Request) -> Scope:
+        """The HTTP scope of ``request`` on ``conn`` (a stream or a WebSocket connection): ``path`` is the
+        full path, ``root_path`` the prefix the app is mounted under (ASGI spec 2.4 and later)."""
+        state = self.lifespan_state if self.mount else self.state.lifespan_state
+        scope = build_scope(request, conn.server, conn.client, conn.scheme, self.path_root, state)
+        if self.mount:
+            scope["root_path"] = self.root_path
+        tls = conn.tls
         if tls is not None:
             scope["extensions"]["tls"] = tls
-        trust = stream.proxy_trust
+        trust = conn.proxy_trust
         if trust is not None:  # a trusted proxy's client, scheme and Host (interfaces/forwarded.py)
             proxied_scope(scope, trust)
-        return HTTPCycle(stream, request, scope)
+        return scope
+
+    def new_cycle(self, stream: Stream, request: Request) -> HTTPCycle:
+        return HTTPCycle(stream, request, self.scope(stream, request))
 
     def start(self, cycle: HTTPCycle, runner: AppRunner) -> None:
         runner.run(cycle.run(self.app))
@@ -98,6 +106,7 @@ class WSGITarget:
     """A WSGI app: its cycles run on the worker's thread pool (there is no coroutine to step)."""
 
     kind = "app"
+    prefix = "/"
     websocket: ASGIApp | None = None
 
     def __init__(self, wsgi: WSGIServer) -> None:
@@ -122,6 +131,7 @@ class Dispatch:
             if key in table:
                 raise ValueError(f"the prefix {prefix!r} is given twice")
             table[key] = target
+            target.prefix = prefix.rstrip("/") or "/"  # named in the access log (%(mount)s)
         if b"" not in table:
             raise ValueError("no target serves '/'")
         # Longest first: the first match is the longest prefix.
@@ -162,11 +172,74 @@ def _start_routed(cycle: Any, runner: AppRunner) -> None:
 
 
 def build_dispatch(state: ServerState, app: Any, extra: list[tuple[str, Target]]) -> Dispatch:
-    """The worker's table: ``app`` (ASGI, or WSGI when ``state.wsgi`` is set) at ``/``, unless one of
-    ``extra`` (static or CGI directories) takes ``/`` itself."""
+    """The worker's table: ``app`` (ASGI, or WSGI when ``state.wsgi`` is set; None when only mounted
+    apps were given: a path outside them is a 404) at ``/``, unless one of ``extra`` (mounted apps,
+    static or CGI directories) takes ``/`` itself."""
     wsgi = state.wsgi
-    root: Target = WSGITarget(wsgi) if wsgi is not None else ASGITarget(state, app, state.root_path)
+    root: Target
+    if wsgi is not None:
+        root = WSGITarget(wsgi)
+    elif app is None:
+        root = ASGITarget(state, not_found, "", kind="none", websocket=False)
+    else:
+        root = ASGITarget(state, app, state.root_path)
     entries = list(extra)
     if not any(prefix.rstrip("/") == "" for prefix, _ in entries):
         entries.append(("/", root))
     return Dispatch(entries)
+
+
+def mount_targets(state: ServerState, mounts: list[MountedApp]) -> list[tuple[str, Target]]:
+    """One target per ``--mount PREFIX=APP``: ASGI apps with their own lifespan state; WSGI apps on the
+    worker's one thread pool (that of the first WSGI app, made here if the APP is not WSGI)."""
+    targets: list[tuple[str, Target]] = []
+    config = state.config
+    for mount in mounts:
+        if mount.interface == "wsgi":
+            from tricorn.interfaces.wsgi import WSGIServer
+
+            wsgi = WSGIServer(
+                mount.app,
+                state.loop,
+                config.threads,
+                config.root_path,
+                multiprocess=config.workers > 1,
+                timeout_send=config.timeout_send,
+                mount=mount.prefix,
+                share=state.wsgi_pool_owner,
+            )
+            if state.wsgi_pool_owner is None:
+                state.wsgi_pool_owner = wsgi
+            targets.append((mount.prefix, WSGITarget(wsgi)))
+        else:
+            target = ASGITarget(
+                state,
+                mount.app,
+                config.root_path,
+                mount=mount.prefix,
+                lifespan_state=mount.lifespan_state,
+            )
+            targets.append((mount.prefix, target))
+    return targets
+
+
+async def not_found(
+    scope: Scope, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
+) -> None:
+    """``/`` when only mounted apps were given: a path outside every mount."""
+    body = b"not found: no application is mounted at this path\n"
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 404, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class MountedApp(Protocol):
+    """What :func:`mount_targets` needs of a mounted app (:class:`tricorn.importer.Mounted`, with the
+    state its lifespan startup left)."""
+
+    prefix: str
+    app: Any
+    lifespan_state: dict[str, Any] | None
+
+    @property
+    def interface(self) -> str: ...

@@ -12,6 +12,7 @@ import os
 import socket
 from collections import deque
 from enum import Enum
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 from tricorn.errors import ClientTimeout, LocalProtocolError, ProtocolError, RemoteProtocolError
@@ -62,6 +63,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
     """One HTTP/1.1 connection, and the :class:`~tricorn.interfaces.stream.Stream` of the request it is
     answering (requests are answered one at a time, in order)."""
 
+    protocol_label = "http/1.1"  # its kind among the open connections (io/metrics.py)
     __slots__ = (
         "_drain_waiter",
         "client",
@@ -274,8 +276,8 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.conn.start_request(cycle.request)
         if self.closing:
             self.conn.keep_alive = False
-        if state.access_log is not None:
-            cycle.start_time = state.loop.time()
+        if state.timed:
+            cycle.start_time = perf_counter()  # (uvloop's loop.time() is per loop turn, in ms)
         if not state.admit(cycle):
             self._reply_error(cycle, 503, "service unavailable: too many requests in progress")
             return

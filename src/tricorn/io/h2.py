@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from tricorn.errors import ClientTimeout, LocalProtocolError, RemoteProtocolError
@@ -451,6 +452,7 @@ class H2Stream:
 class H2Protocol(WriteFlow, asyncio.Protocol):
     """One HTTP/2 connection (see the module docstring)."""
 
+    protocol_label = "h2"  # its kind among the open connections (io/metrics.py)
     __slots__ = (
         "_drain_waiter",
         "client",
@@ -680,8 +682,8 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         stream.cycle = cycle
         if stream.ended:
             cycle.body_complete = True
-        if state.access_log is not None:
-            cycle.start_time = state.loop.time()
+        if state.timed:
+            cycle.start_time = perf_counter()
         if not state.admit(cycle):
             self.reply_error(stream, cycle, 503, "service unavailable: too many requests in progress")
             return

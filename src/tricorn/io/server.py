@@ -9,23 +9,26 @@ import os
 import socket
 import time
 from email.utils import formatdate
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tricorn.errors import ProtocolError
 from tricorn.interfaces.stream import RESPONSE_DONE
 from tricorn.io.accept import Listener, TLSListener, read_proxy_header
 from tricorn.io.tls import serving_context
-from tricorn.logs import AccessLogFormatter, escape_for_log
+from tricorn.logs import AccessLogFormatter, access_log_formatter, escape_for_log
 from tricorn.proto import h1
 from tricorn.proto.forwarded import AllowList
 from tricorn.proto.h1 import H1Limits
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from tricorn.config import Config
     from tricorn.interfaces.asgi import ASGIApp, HTTPCycle
     from tricorn.interfaces.wsgi import WSGIServer
+    from tricorn.io.dispatch import MountedApp
+    from tricorn.io.metrics import MetricsSlot
 
 error_log = logging.getLogger("tricorn.error")
 
@@ -62,10 +65,12 @@ class ServerState:
     def __init__(
         self,
         config: Config,
-        app: ASGIApp,
+        app: ASGIApp | None,
         loop: asyncio.AbstractEventLoop,
         backend: str,
         interface: str = "asgi",
+        mounts: Sequence[MountedApp] = (),
+        lifespan_state: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.app = app
@@ -95,7 +100,7 @@ class ServerState:
         self.shutting_down = False
         # Set on a pre-fork worker retiring while others keep serving: see shutdown().
         self.lame_duck = False
-        self.lifespan_state: dict[str, Any] | None = None
+        self.lifespan_state = lifespan_state  # the APP's (each mounted app has its own: io/dispatch.py)
         self.servers: list[Listener] = []
         self.pid = os.getpid()
         # The app's interface: connections make WSGI cycles when `wsgi` is set (one attribute check on
@@ -113,15 +118,19 @@ class ServerState:
                 multiprocess=config.workers > 1,
                 timeout_send=config.timeout_send,
             )
+        # The WSGI server whose thread pool every WSGI app of the worker shares (the heartbeat watches it,
+        # shutdown closes it): the APP's, else the first mounted WSGI app's.
+        self.wsgi_pool_owner: WSGIServer | None = self.wsgi
         # Which target serves a request, and how its cycle is made and started (io/dispatch.py): bound once.
-        from tricorn.io.dispatch import build_dispatch
+        from tricorn.io.dispatch import build_dispatch, mount_targets
 
-        self.dispatch = build_dispatch(self, app, [])
+        self.dispatch = build_dispatch(self, app, mount_targets(self, list(mounts)))
         self.new_cycle = self.dispatch.new_cycle
         self.start_cycle = self.dispatch.start_cycle
-        # Upgrades the HTTP/1.1 core hands over: WebSocket for ASGI apps unless `ws` is none.
+        # Upgrades the HTTP/1.1 core hands over: WebSocket when an ASGI app is served, unless `ws` is none
+        # (a WebSocket to a path of another kind is answered 404: io/ws.py).
         self.upgrades: frozenset[bytes] = frozenset()
-        if interface != "wsgi":
+        if any(target.websocket is not None for _, target in self.dispatch.entries):
             from tricorn.io.ws import ws_implementation
 
             if ws_implementation(config.ws) is not None:
@@ -148,7 +157,11 @@ class ServerState:
         # Access lines are built only when the logger would emit them (hot path: bench "hello").
         self.access_log: AccessLogFormatter | None = None
         if config.access_log and access_log.isEnabledFor(logging.INFO):
-            self.access_log = AccessLogFormatter(config.access_log_format)
+            self.access_log = access_log_formatter(config)
+        # --metrics-bind: this process's counters (io/metrics.py), set by attach_metrics. A request's start
+        # time is read only when `timed` (the access log or the metrics want its duration).
+        self.metrics: MetricsSlot | None = None
+        self.timed = self.access_log is not None
         self._tick_handle: asyncio.TimerHandle | None = None
         timeouts = (
             config.timeout_keep_alive,
@@ -166,6 +179,12 @@ class ServerState:
         if isinstance(sockname, str) and sockname:
             return (sockname, None)  # type: ignore[return-value]  # ASGI: unix socket path, port None
         return None
+
+    def attach_metrics(self, slot: MetricsSlot) -> None:
+        """Count this server's requests and connections in ``slot`` (before it starts serving)."""
+        self.metrics = slot
+        self.timed = True
+        slot.states.append(self)
 
     # -- serving
     async def start(self, sockets: list[socket.socket]) -> None:
@@ -242,13 +261,15 @@ class ServerState:
                 if not any(c.cycle is not None for c in self.connections):
                     break
                 await asyncio.sleep(0.01)
-        if self.wsgi is not None:
+        if self.wsgi_pool_owner is not None:
             # Requests still running in threads (their clients may be gone) get the rest of the time.
-            await self.wsgi.close(max(0.2, deadline - self.loop.time()))
+            await self.wsgi_pool_owner.close(max(0.2, deadline - self.loop.time()))
         for server in self.servers:
             await server.wait_closed()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
+        if self.metrics is not None and self in self.metrics.states:
+            self.metrics.states.remove(self)
 
     # -- requests, on any protocol
     def admit(self, cycle: Any) -> bool:
@@ -268,6 +289,9 @@ class ServerState:
             if self.completed == self.request_limit:  # a pre-fork worker's max-requests
                 self.on_request_limit()
             cycle.counted = False
+            metrics = self.metrics
+            if metrics is not None:
+                metrics.request_done(cycle, perf_counter())
         if self.access_log is not None and cycle.state is RESPONSE_DONE:
             self.log_access(conn, cycle)
 
@@ -287,7 +311,8 @@ class ServerState:
                 response_bytes=cycle.response_bytes,
                 request_headers=scope["headers"],
                 response_headers=cycle.response_headers,
-                duration=self.loop.time() - cycle.start_time,
+                duration=perf_counter() - cycle.start_time,
+                mount=getattr(getattr(cycle, "dispatch_target", None), "prefix", "/"),
             )
         )
 

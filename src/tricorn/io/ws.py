@@ -22,13 +22,13 @@ from __future__ import annotations
 import asyncio
 import math
 from enum import Enum
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from tricorn.errors import LocalProtocolError, RemoteProtocolError
-from tricorn.interfaces.asgi import build_scope
 from tricorn.interfaces.asgi_ws import CLOSED as SESSION_CLOSED
 from tricorn.interfaces.asgi_ws import WebSocketSession, build_ws_scope
-from tricorn.interfaces.forwarded import proxied_scope
+from tricorn.io.dispatch import ASGITarget
 from tricorn.io.flow import WriteFlow
 from tricorn.io.runner import AppRunner
 from tricorn.proto.h1 import H1Connection, Request, error_response
@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from tricorn.io.h1 import H1Protocol
     from tricorn.io.h2 import H2Protocol, H2Stream
     from tricorn.io.server import ServerState
+    from tricorn.io.tls import TLSInfo
     from tricorn.proto.forwarded import AllowList
 
 IMPLEMENTATIONS = ("websockets",)
@@ -110,6 +111,7 @@ def start_websocket(h1: H1Protocol, request: Request) -> None:
     ws.client = h1.client
     ws.server = h1.server
     ws.scheme = h1.scheme
+    ws.tls = h1.tls
     ws.proxy_trust = h1.proxy_trust
     # The HTTP/1.1 shell is done with this transport: it no longer reads, times out or closes it.
     h1.close_for_upgrade()
@@ -134,6 +136,7 @@ def start_websocket_h2(h2: H2Protocol, stream: H2Stream, request: Request) -> No
     ws.client = h2.client
     ws.server = h2.server
     ws.scheme = h2.scheme
+    ws.tls = h2.tls
     ws.proxy_trust = h2.proxy_trust
     stream.tunnel = ws
     state.connections.add(ws)
@@ -250,6 +253,7 @@ class H2Tunnel:
 class WSProtocol(WriteFlow, asyncio.Protocol):
     """One WebSocket connection's transport side; the channel of its WebSocketSession."""
 
+    websocket = True  # counted among the WebSocket sessions open (io/metrics.py)
     __slots__ = (
         "_drain_waiter",
         "_timer",
@@ -263,6 +267,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         "extensions_header",
         "handshake",
         "phase",
+        "protocol_label",
         "proxy_trust",
         "reading_paused",
         "reply",
@@ -273,6 +278,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         "session",
         "start_time",
         "state",
+        "tls",
         "transport",
         "write_paused",
     )
@@ -290,7 +296,10 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         self.state = state
         self.transport = transport
         self.reply = reply
+        # Its kind among the open connections; over an HTTP/2 stream it is no connection of its own.
+        self.protocol_label = "websocket" if type(reply) is H1Reply else None
         self.scheme = "http"
+        self.tls: TLSInfo | None = None  # the ASGI tls extension, on a TLS connection
         self.request = request
         self.handshake = handshake
         self.extensions_header = extensions_header
@@ -308,7 +317,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         self.proxy_trust: AllowList | None = None
         self.runner = AppRunner(state.loop)
         self.counted = False
-        self.start_time = state.loop.time()
+        self.start_time = perf_counter()
         # The server's tick times out idle HTTP connections by `deadline`; a WebSocket has its own timers.
         self.deadline = math.inf
         self.session: WebSocketSession = None  # type: ignore[assignment]  # set in start()
@@ -334,17 +343,8 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
             )
             self._refuse(404, "not found: no websocket endpoint at this path")
             return
-        scope = build_scope(
-            self.request,
-            self.server,
-            self.client,
-            self.scheme,
-            target.root_path,
-            state.lifespan_state,
-        )
-        scope = build_ws_scope(scope, self.handshake.subprotocols)
-        if self.proxy_trust is not None:
-            proxied_scope(scope, self.proxy_trust)
+        assert isinstance(target, ASGITarget)  # the one kind that takes WebSocket scopes
+        scope = build_ws_scope(target.scope(self, self.request), self.handshake.subprotocols)
         max_size = config.ws_max_size
         self.session = WebSocketSession(self, scope, config.ws_max_queue, max(max_size, 1 << 20))
         if state.shutting_down:
@@ -356,6 +356,8 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
             return
         state.active += 1
         self.counted = True
+        if state.metrics is not None:
+            state.metrics.websocket_started()
         if reading_paused and len(self.buffer) < HANDSHAKE_BUFFER:
             self.resume_reading()
         self.runner.run(self.session.run(app))
@@ -615,6 +617,6 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
                 response_bytes=size,
                 request_headers=scope["headers"],
                 response_headers=[],
-                duration=self.state.loop.time() - self.start_time,
+                duration=perf_counter() - self.start_time,
             )
         )

@@ -18,16 +18,22 @@ command_line: list[str] | None = None
 
 
 def needs_master(config: Config) -> bool:
-    """Whether ``config`` is served by a master and workers (else by one process, :mod:`tricorn.run`).
+    """Whether ``config`` is served by a master and workers (else by one process, :mod:`tricorn.serving`).
 
     More than one worker needs a master, and so do the settings that only a master can honour, even for
     one worker: ``reload``, ``max_requests``, and a ``timeout_worker`` set to something other than its
     default (a process cannot watch its own blocked event loop). Given explicitly means different from the
     default: ``--timeout-worker 30`` is the default and starts no master, and 0 turns the check off.
     """
-    return (
-        config.workers > 1
-        or config.reload
-        or config.max_requests is not None
-        or config.timeout_worker not in (0.0, DEFAULT_TIMEOUT_WORKER)
-    )
+    return bool(master_settings(config))
+
+
+def master_settings(config: Config) -> list[str]:
+    """The settings of ``config`` that need a master (see :func:`needs_master`), by name."""
+    wanted = {
+        "workers": config.workers > 1,
+        "reload": config.reload,
+        "max_requests": config.max_requests is not None,
+        "timeout_worker": config.timeout_worker not in (0.0, DEFAULT_TIMEOUT_WORKER),
+    }
+    return [name for name, given in wanted.items() if given]

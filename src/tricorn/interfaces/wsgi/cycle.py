@@ -70,7 +70,7 @@ from tricorn.interfaces.stream import (
     WAIT_READ,
     WAIT_SEND,
 )
-from tricorn.interfaces.wsgi.environ import ExcInfo, _parse_start, connection_environ, request_environ
+from tricorn.interfaces.wsgi.environ import ExcInfo, _parse_start, connection_environ
 from tricorn.interfaces.wsgi.streams import NO_BODY, FileWrapper, WSGIInput
 from tricorn.logs import escape_for_log
 from tricorn.proto.h1 import Request
@@ -146,7 +146,7 @@ class WSGICycle:
         """The request as an ASGI-style scope, for the access log."""
         stream = self.stream
         scope = build_scope(
-            self.request, stream.server, stream.client, stream.scheme, self.server.root_path, None
+            self.request, stream.server, stream.client, stream.scheme, self.server.path_root, None
         )
         if self.forwarded is not None:
             apply_scope(scope, self.forwarded)
@@ -219,7 +219,7 @@ class WSGICycle:
                 )
             # Complete with no byte received: the body is empty, and nothing is left to wait for.
             wsgi_input = NO_BODY if self.body_complete and self.chunks is None else WSGIInput(self)
-            environ = request_environ(self.request, shared, wsgi_input)
+            environ = self.server.request_environ(self.request, shared, wsgi_input)
             if self.forwarded is not None:
                 apply_environ(environ, self.forwarded)
             result = self.server.app(environ, self.start_response)
