@@ -487,3 +487,14 @@ def test_resolutions_are_remembered_but_not_errors() -> None:
     for _ in range(2):  # raised every time
         with pytest.raises(ForwardedError):
             resolve(bad, PEER, allow)
+
+
+def test_only_short_headers_are_remembered() -> None:
+    allow = AllowList(["127.0.0.1"])
+    long_chain = ", ".join(f"198.51.100.{i % 250}" for i in range(200)) + ", 203.0.113.7"
+    result = resolve(headers(("x-forwarded-for", long_chain)), PEER, allow)
+    assert result is not None and result.client == ("203.0.113.7", 0)
+    assert allow.results == {}  # a client's long list is not kept
+    with pytest.raises(ForwardedError):
+        resolve(headers(("x-forwarded-for", "x" * 1000)), PEER, allow)
+    assert all(len(entry) <= 64 for entry in allow.nodes)

@@ -55,6 +55,11 @@ NAMES = frozenset((X_FOR, X_PROTO, X_HOST, X_PORT, FORWARDED))
 # set_real_ip_from walk has no bound; Cloudflare and AWS chains are a handful of hops).
 MAX_HOPS = 64
 MAX_CACHED_PEERS = 4096
+# Only short keys are kept, so the caches stay small whatever a client appends to its headers: an
+# X-Forwarded-For entry that is an address is at most 47 characters ("[ipv6]:port"); a proxy's headers for
+# one request are a few dozen bytes.
+MAX_CACHED_ENTRY = 64
+MAX_CACHED_HEADERS = 512
 
 
 class ForwardedError(ValueError):
@@ -131,9 +136,10 @@ class AllowList:
             verdict: tuple[str, int, bool] | None = (str(ip), port, self.trusts(ip))
         except ValueError:
             verdict = None
-        if len(self.nodes) >= MAX_CACHED_PEERS:
-            self.nodes.clear()
-        self.nodes[entry] = verdict
+        if len(entry) <= MAX_CACHED_ENTRY:
+            if len(self.nodes) >= MAX_CACHED_PEERS:
+                self.nodes.clear()
+            self.nodes[entry] = verdict
         return verdict
 
     def trusts(self, ip: IPAddress) -> bool:
@@ -320,12 +326,14 @@ def resolve(headers: Headers, peer: tuple[str, int] | None, trust: AllowList) ->
     """
     pairs: list[tuple[bytes, bytes]] | None = None
     host = None
+    size = 0
     for pair in headers:
         name = pair[0]
         if name in NAMES:
             if pairs is None:
                 pairs = []
             pairs.append(pair)
+            size += len(pair[1])
         elif name == b"host":
             host = pair[1]
     if pairs is None:
@@ -344,9 +352,10 @@ def resolve(headers: Headers, peer: tuple[str, int] | None, trust: AllowList) ->
             result = _resolve_x(found, peer, trust, host.decode("latin-1") if host is not None else None)
         else:
             result = _resolve_rfc7239(found[FORWARDED], peer, trust)
-        if len(results) >= MAX_CACHED_PEERS:
-            results.clear()
-        results[key] = result
+        if size <= MAX_CACHED_HEADERS:
+            if len(results) >= MAX_CACHED_PEERS:
+                results.clear()
+            results[key] = result
     return result
 
 
