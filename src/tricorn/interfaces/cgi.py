@@ -42,6 +42,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from tricorn.errors import ClientDisconnected, LocalProtocolError
+from tricorn.interfaces.asgi import send_plain
 from tricorn.logs import escape_for_log
 from tricorn.proto.cgi import (
     OutputParser,
@@ -137,7 +138,7 @@ class CGIMount:
             status, reason = found
             shown = escape_for_log(scope["raw_path"].decode("latin-1"))
             error_log.info("%s %d cgi: %s %s", _client(scope), status, shown, reason)
-            await _answer(send, status, "not found" if status == 404 else "forbidden")
+            await send_plain(send, status, "not found" if status == 404 else "forbidden")
             return
         path, script_name, path_info = found
         scripts = self.scripts
@@ -147,7 +148,7 @@ class CGIMount:
                 len(scripts.running),
                 escape_for_log(script_name.decode("latin-1")),
             )
-            await _answer(send, 503, "too many cgi scripts running", ((b"retry-after", RETRY_AFTER),))
+            await send_plain(send, 503, "too many cgi scripts running", ((b"retry-after", RETRY_AFTER),))
             return
         length, body = await self._body_plan(scope, receive)
         if length is None:
@@ -156,7 +157,7 @@ class CGIMount:
                 _client(scope),
                 BUFFERED_BODY_LIMIT,
             )
-            await _answer(send, 411, "a body this long needs a content-length")
+            await send_plain(send, 411, "a body this long needs a content-length")
             return
         env = meta_variables(
             method=scope["method"],
@@ -179,7 +180,7 @@ class CGIMount:
             error_log.error(
                 "cgi script %s cannot be started: %s", escape_for_log(script.name), exc.strerror or exc
             )
-            await _answer(send, 502, "the cgi script could not be started")
+            await send_plain(send, 502, "the cgi script could not be started")
             return
         try:
             response = await script.respond(scope, receive, send, length if body is None else 0)
@@ -273,7 +274,7 @@ class CGIMount:
                 MAX_LOCAL_REDIRECTS,
                 escape_for_log(location.decode("latin-1")),
             )
-            await _answer(send, 502, "too many local redirects")
+            await send_plain(send, 502, "too many local redirects")
             return
         path, _, query = location.partition(b"?")
         new = dict(scope)
@@ -412,7 +413,7 @@ class _Script:
                 except ScriptOutputError as exc:
                     self.kill()
                     self._log_error(f"malformed output: {exc}")
-                    await _answer(send, 502, "the cgi script's answer was malformed")
+                    await send_plain(send, 502, "the cgi script's answer was malformed")
                     return None
                 if response is None:
                     if eof:
@@ -438,7 +439,7 @@ class _Script:
             if self.timed_out:
                 self._log_error(f"killed after --cgi-timeout {self.scripts.timeout:g}s")
                 if not started:
-                    await _answer(send, 504, "the cgi script did not answer in time")
+                    await send_plain(send, 504, "the cgi script did not answer in time")
                     return None
                 raise ClientDisconnected("cgi script timed out")  # cuts the response (HTTPCycle: ABORTED)
             return None  # the client left
@@ -446,7 +447,7 @@ class _Script:
             parser.eof()  # (raises: the output ended before its header block did)
         except ScriptOutputError as exc:
             self._log_error(f"{exc}{self._exit_note()}")
-            await _answer(send, 502, "the cgi script did not answer")
+            await send_plain(send, 502, "the cgi script did not answer")
         return None
 
     async def _feed(self, receive: Receive, length: int) -> None:
@@ -778,28 +779,10 @@ def _client(scope: Scope) -> str:
     return f"{client[0]}:{client[1]}" if client else "-"
 
 
-async def _answer(
-    send: Send, status: int, reason: str, headers: tuple[tuple[bytes, bytes], ...] = ()
-) -> None:
-    body = f"{status} {reason}\n".encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", b"%d" % len(body)),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
 async def redirect_client(scope: Scope, receive: Receive, send: Send) -> None:
     """A local redirect the server cannot follow itself, as a 302 to the same path and query."""
     location = scope["raw_path"] + (b"?" + scope["query_string"] if scope["query_string"] else b"")
-    await _answer(send, 302, "found", ((b"location", location),))
+    await send_plain(send, 302, "found", ((b"location", location),))
 
 
 def _bodyless(receive: Receive) -> Receive:
