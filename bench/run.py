@@ -61,7 +61,8 @@ class Certs:
 @dataclass(frozen=True)
 class Server:
     """A server under test. ``commands`` maps an interface ("asgi", "wsgi", ...) to a command
-    template (split with shlex); ``{py}``, ``{app}``, ``{host}`` and ``{port}`` are substituted.
+    template (split with shlex); ``{py}``, ``{app}``, ``{host}``, ``{port}`` and ``{root}`` (the
+    repository) are substituted.
     ``tls`` holds the options that serve TLS (``{certfile}``, ``{keyfile}``), appended for a
     case with ``tls=True``. ``src``, when set, is put first on the server's PYTHONPATH, so that
     ``python -m tricorn`` imports the package there (``--baseline``: a git worktree of another
@@ -74,7 +75,14 @@ class Server:
     src: str = ""
 
     def argv(self, interface: str, app: str, port: int, certs: Certs | None = None) -> list[str]:
-        subst = {"py": PY, "app": app, "host": HOST, "port": str(port)}
+        subst = {
+            "py": PY,
+            "app": app,
+            "host": HOST,
+            "port": str(port),
+            "docroot": str(STATIC_ROOT),
+            "root": str(ROOT),
+        }
         template = self.commands[interface]
         if certs is not None:
             template += " " + self.tls
@@ -101,6 +109,9 @@ SERVERS: dict[str, Server] = {
                 # HTTP/3 on the same port number over UDP (the TCP listener answers the readiness poll).
                 "http3": "{py} -m tricorn {app} --port {port} --quic-bind {host}:{port} --no-access-log"
                 " --log-level warning",
+                # (--cgi is newer than the commands above: a --baseline before it cannot run this section.)
+                "cgi": "{py} -m tricorn {app} --cgi /cgi-bin={root}/bench/cgi/cgi-bin --port {port}"
+                " --no-access-log --log-level warning",
             },
             tls="--ssl-certfile {certfile} --ssl-keyfile {keyfile}",
         ),
@@ -167,6 +178,25 @@ SERVERS: dict[str, Server] = {
             "gunicorn-sync",
             "gunicorn",
             {"wsgi": "{py} -m gunicorn -w 1 -k sync -b {host}:{port} --log-level warning {app}"},
+        ),
+        # The "static" section: a directory of files ({docroot}), made at run time (make_static_root).
+        # --static is newer than --baseline's older revisions may know: the section is its own interface.
+        Server(
+            "tricorn-static",
+            "tricorn",
+            {
+                "static": "{py} -m tricorn --static /={docroot} --port {port} --no-access-log --log-level warning"
+            },
+        ),
+        Server("nginx", "nginx", {"static": "{py} bench/nginx_static.py {port} {docroot}"}),
+        # Debian's lighttpd, one process, mod_cgi (bench/cgi/lighttpd.conf).
+        Server(
+            "lighttpd",
+            "lighttpd",
+            {
+                "cgi": "env BENCH_PORT={port} BENCH_CGI_ROOT={root}/bench/cgi"
+                " lighttpd -D -f {root}/bench/cgi/lighttpd.conf"
+            },
         ),
         # Not a peer: tricorn with its proxy headers off. wrk connects from 127.0.0.1, a trusted proxy by
         # default, so "tricorn" reads each request's headers for X-Forwarded-*; this one does not (the
@@ -246,6 +276,18 @@ def expect_body(expected: bytes, chunked: bool | None = None) -> CheckFn:
 
 ONE_MIB = b"a" * (1024 * 1024)  # must match bench/post1m.lua
 
+# The files of the "static" section, written into the run's temporary directory by main().
+STATIC_FILES = {"1k.bin": bytes(range(256)) * 4, "1m.bin": bytes(range(256)) * 4096}
+STATIC_ROOT: Path | None = None
+
+
+def make_static_root(directory: Path) -> Path:
+    root = directory / "static"
+    root.mkdir()
+    for name, data in STATIC_FILES.items():
+        (root / name).write_bytes(data)
+    return root
+
 
 @dataclass(frozen=True)
 class Case:
@@ -261,6 +303,9 @@ class Case:
     check_method: str = "GET"
     check_body: bytes | None = None
     check: CheckFn | None = None
+    # Also report the CPU the server spent per request, its reaped children (CGI scripts) included, from
+    # /proc: unlike the rate, it hardly moves when other processes share the machine.
+    cpu_per_request: bool = False
 
 
 @dataclass(frozen=True)
@@ -422,6 +467,31 @@ SECTIONS: dict[str, Section] = {
             ),
         ),
         Section(
+            key="static",
+            title="Static files",
+            interface="static",
+            servers=("tricorn-static", "nginx"),
+            intro="A directory served by `tricorn --static /=DIR` (no app) and by nginx (Debian's package, "
+            "`worker_processes 1`, `sendfile on`, `tcp_nopush on`, no access log; `bench/nginx_static.py`), "
+            "each pinned to CPU 0 like every other section. Files of 1 KiB and 1 MiB, GET with keep-alive.",
+            cases=(
+                Case(
+                    "file1k",
+                    "",
+                    "GET /1k.bin, a 1 KiB file (tricorn: held in memory, one write)",
+                    path="/1k.bin",
+                    check=expect_body(STATIC_FILES["1k.bin"], chunked=False),
+                ),
+                Case(
+                    "file1m",
+                    "",
+                    "GET /1m.bin, a 1 MiB file (both: sendfile)",
+                    path="/1m.bin",
+                    check=expect_body(STATIC_FILES["1m.bin"], chunked=False),
+                ),
+            ),
+        ),
+        Section(
             key="http2",
             title="HTTP/2",
             interface="http2",
@@ -475,6 +545,33 @@ SECTIONS: dict[str, Section] = {
                     tls=True,
                     connections=8,
                     wrk_args=("--streams", "10", "--expect", "Hello, world!"),
+                    check=expect_body(b"Hello, world!", chunked=False),
+                ),
+            ),
+        ),
+        Section(
+            key="cgi",
+            title="CGI",
+            interface="cgi",
+            servers=("tricorn", "lighttpd"),
+            intro="The same CGI/1.1 script, `bench/cgi/cgi-bin/hello.sh` (POSIX sh, Debian's dash), run once "
+            "per request: tricorn `--cgi /cgi-bin=bench/cgi/cgi-bin` (in front of the ASGI `hello` app, "
+            "which serves no request here) against Debian's lighttpd with `mod_cgi` "
+            "(`bench/cgi/lighttpd.conf`: one process, no access log). 8 keep-alive connections, under "
+            "tricorn's default `--cgi-max-concurrent` (10). Starting a process dominates: the rate is "
+            "mostly the kernel's fork and exec and the shell's start-up, on the server's CPU, where the "
+            "scripts run too (they inherit its pinning). `CPU µs/req` is the CPU time the server and its "
+            "scripts spent per request during the measured run (`/proc/PID/stat`: utime, stime, cutime, "
+            "cstime): it hardly depends on what else the machine runs, where the rate does.",
+            cases=(
+                Case(
+                    "hello",
+                    "bench.apps:hello",
+                    "GET /cgi-bin/hello.sh, a sh script printing 200 text/plain `Hello, world!` with "
+                    "content-length",
+                    path="/cgi-bin/hello.sh",
+                    connections=8,
+                    cpu_per_request=True,
                     check=expect_body(b"Hello, world!", chunked=False),
                 ),
             ),
@@ -782,13 +879,23 @@ def run_wrk(case: Case, port: int, opts: argparse.Namespace) -> dict[str, Any]:
             timeout=opts.warmup + 60,
         )
     argv = wrk_argv(case, port, opts.threads, opts.connections, opts.duration, latency=True, cpus=cpus)
+    pid = getattr(opts, "cpu_pid", 0)  # set by bench_one for a case with cpu_per_request
+    before = cpu_ticks(pid) if pid else 0
     proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=opts.duration + 60)
     res = parse_wrk(proc.stdout)
+    if pid and res.get("requests"):
+        res["cpu_us"] = (cpu_ticks(pid) - before) * 1e6 / os.sysconf("SC_CLK_TCK") / res["requests"]
     res["wrk_cmd"] = " ".join(argv)
     res["wrk_output"] = proc.stdout + proc.stderr
     if proc.returncode != 0 or res["rps"] is None:
         res["failed"] = f"wrk exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-500:]}"
     return res
+
+
+def cpu_ticks(pid: int) -> int:
+    """User and system time of ``pid`` and of its children it has reaped, in clock ticks (/proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime (fields 14-17 of stat)
 
 
 def ws_argv(
@@ -985,6 +1092,7 @@ class Result:
     errors: dict[str, int] = field(default_factory=dict)
     errors_total: int = 0
     error: str | None = None  # why this server failed for this case
+    cpu_us: float | None = None  # server CPU per request, reaped children included (Case.cpu_per_request)
     protocol: str = ""  # what was negotiated, where the client says (h2load; TLS sanity checks)
     server_cmd: str = ""
     wrk_cmd: str = ""
@@ -1038,11 +1146,22 @@ def bench_one(
                 err += f": {tail.splitlines()[-1].strip()}"  # usually why it exited
             res.error = f"{err}\n--- server output (tail) ---\n{tail}"
             return res
-        section_opts = argparse.Namespace(**vars(opts), client_cpus=section.client_cpus)
+        section_opts = argparse.Namespace(
+            **vars(opts), client_cpus=section.client_cpus, cpu_pid=srv.pid if case.cpu_per_request else 0
+        )
         out = CLIENTS[case.client](case, port, section_opts)
         for key in (
-            "rps", "p99_ms", "p50_ms", "requests", "errors", "errors_total", "wrk_cmd", "wrk_output", "client_cpu"
-        ):  # fmt: skip
+            "rps",
+            "p99_ms",
+            "p50_ms",
+            "requests",
+            "errors",
+            "errors_total",
+            "wrk_cmd",
+            "wrk_output",
+            "cpu_us",
+            "client_cpu",
+        ):
             setattr(res, key, out.get(key))
         res.protocol = out.get("protocol") or (tls_probe(port, context) if context is not None else "")
         if out.get("failed"):
@@ -1106,15 +1225,17 @@ def table_rows(section: Section, case: Case, results: list[Result]) -> tuple[lis
     client_cpu = any(r.client_cpu is not None for r in by_server.values())
     if client_cpu:
         header.insert(len(header) - 1, "client CPU")
+    cpu = case.cpu_per_request
+    if cpu:
+        header.insert(-1, "CPU µs/req")
     rows = []
     for name in shown_servers(section, results):
         r = by_server.get(name)
         if r is None:
             continue
         if not r.ok and r.rps is None:
-            rows.append(
-                [name, "FAILED", *(["-"] if spread else []), "-", "-", *(["-"] if client_cpu else []), "n/a"]
-            )
+            extra = ["-"] * (client_cpu + cpu)
+            rows.append([name, "FAILED", *(["-"] if spread else []), "-", "-", *extra, "n/a"])
             continue
         row = [
             name,
@@ -1127,6 +1248,8 @@ def table_rows(section: Section, case: Case, results: list[Result]) -> tuple[lis
             row.insert(2, f"{fmt_rps(min(r.runs))}-{fmt_rps(max(r.runs))}" if r.runs else "-")
         if client_cpu:
             row.insert(len(row) - 1, f"{r.client_cpu:.0%}" if r.client_cpu is not None else "-")
+        if cpu:
+            row.insert(-1, "-" if r.cpu_us is None else f"{r.cpu_us:,.0f}")
         rows.append(row)
     return header, rows
 
@@ -1163,10 +1286,16 @@ def pkg_version(name: str) -> str:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
         pass
+    if name == "nginx" and shutil.which("nginx"):
+        out = subprocess.run(["nginx", "-v"], capture_output=True, text=True, check=False).stderr
+        return out.strip().rpartition("/")[2] or "unknown"
     if name == "tricorn":
         init = ROOT / "src" / "tricorn" / "__init__.py"
         m = re.search(r'__version__\s*=\s*"([^"]+)"', init.read_text()) if init.exists() else None
         return f"{m.group(1)} (src checkout)" if m else "not installed"
+    if shutil.which(name):  # a server that is not a Python package (lighttpd): its own -v line
+        out = subprocess.run([name, "-v"], capture_output=True, text=True, check=False)
+        return (out.stdout or out.stderr or "?").split()[0]  # "lighttpd/1.4.69 (ssl) - a light..."
     return "not installed"
 
 
@@ -1240,6 +1369,8 @@ def render_section(
     ref = section.servers[0]
     if any(c.tls for c in section.cases):
         versions += f"; Python's ssl: {m.get('openssl', '?')}"
+    # The cases' own connection counts where they set one (the WSGI "blocking" case, the CGI section).
+    conns = " | ".join(dict.fromkeys(str(c.connections or o["connections"]) for c in cases))
     out = [
         f"## {section.title}",
         "",
@@ -1254,8 +1385,8 @@ def render_section(
         f"- **Method:** each server runs "
         f"{section.setup or f'one worker pinned to CPU {section.server_cpus}'} "
         f"(`taskset -c {section.server_cpus}`), access logs off; {m['wrk']} pinned to CPU {section.client_cpus}: "
-        f"`taskset -c {section.client_cpus} wrk -t{o['threads']} -c{o['connections']} -d{o['duration']:g}s --latency`, "
-        f"{o['connections']} keep-alive connections, after a {o['warmup']:g}s warm-up; each server is started "
+        f"`taskset -c {section.client_cpus} wrk -t{o['threads']} -c{conns} -d{o['duration']:g}s --latency`, "
+        f"{conns} keep-alive connections, after a {o['warmup']:g}s warm-up; each server is started "
         "on a fresh port per case, polled until it answers, sanity-checked with one request, then killed."
         + rounds_note(o),
         f"- **Ratio:** {ref} req/s ÷ that server's req/s (above 1.00x means {ref} is faster).",
@@ -1338,6 +1469,7 @@ def render_section(
         cmd = r.server_cmd.replace(PY, "python").replace(str(ROOT) + "/", "")
         cmd = re.sub(r"bench\.apps:\w+", "{app}", cmd)
         cmd = re.sub(r"(--port |-b 127\.0\.0\.1:|--quic-bind 127\.0\.0\.1:)\d+", r"\g<1>P", cmd)
+        cmd = re.sub(r"(--port |-b 127\.0\.0\.1:|BENCH_PORT=)\d+", r"\g<1>P", cmd)
         cmd = re.sub(r"\S+/cert\.pem", "CERT", re.sub(r"\S+/key\.pem", "KEY", cmd))
         cmd = re.sub(r"PYTHONPATH=\S+/baseline-(\w+)/src", r"PYTHONPATH=WORKTREE-\1/src", cmd)
         commands.setdefault(r.server, {}).setdefault(cmd, []).append(r.case)
@@ -1579,6 +1711,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tools |= {"wrk": "wrk"} if any(c.client == "wrk" for c in chosen) else {}
     tools |= {"h2load": "nghttp2-client"} if any(c.client == "h2load" for c in chosen) else {}
     tools |= {"openssl": "openssl"} if any(c.tls for c in chosen) else {}
+    tools |= {"nginx": "nginx"} if "static" in opts.section else {}
     missing = {cmd: pkg for cmd, pkg in tools.items() if not shutil.which(cmd)}
     if missing:
         print(
@@ -1618,6 +1751,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # One certificate for the whole run, in the temporary directory removed at exit.
         opts.certs = make_certs(log_dir) if any(c.tls for c in chosen) else None
+        global STATIC_ROOT
+        STATIC_ROOT = make_static_root(log_dir)
         if opts.baseline:
             try:
                 baseline = add_baseline(opts.baseline, log_dir)

@@ -16,7 +16,7 @@ from tricorn.errors import ProtocolError
 from tricorn.interfaces.stream import RESPONSE_DONE
 from tricorn.io.accept import Listener, TLSListener, read_proxy_header
 from tricorn.io.tls import serving_context
-from tricorn.logs import AccessLogFormatter, access_log_formatter, escape_for_log
+from tricorn.logs import AccessLogFormatter, access_log_formatter, escape_controls, escape_for_log
 from tricorn.proto import h1
 from tricorn.proto.forwarded import AllowList
 from tricorn.proto.h1 import H1Limits
@@ -25,9 +25,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from tricorn.config import Config
-    from tricorn.interfaces.asgi import ASGIApp, HTTPCycle
+    from tricorn.interfaces.asgi import ASGIApp, HTTPCycle, Scope
+    from tricorn.interfaces.cgi import CGIScripts
     from tricorn.interfaces.wsgi import WSGIServer
-    from tricorn.io.dispatch import MountedApp
+    from tricorn.io.dispatch import MountedApp, Target
     from tricorn.io.metrics import MetricsSlot
 
 error_log = logging.getLogger("tricorn.error")
@@ -98,7 +99,8 @@ class ServerState:
         self.request_limit = 0
         self.on_request_limit: Callable[[], None] = _nothing
         self.shutting_down = False
-        # Set on a pre-fork worker retiring while others keep serving: see shutdown().
+        # Set on a graceful stop (and on a pre-fork worker retiring while others keep serving): see
+        # shutdown().
         self.lame_duck = False
         self.lifespan_state = lifespan_state  # the APP's (each mounted app has its own: io/dispatch.py)
         self.servers: list[Any] = []  # Listener, QuicEndpoint: close() and wait_closed()
@@ -122,13 +124,27 @@ class ServerState:
                 multiprocess=config.workers > 1,
                 timeout_send=config.timeout_send,
             )
+        # The server's own response headers (--server-header, --date-header, --header), once per process.
+        h1.set_default_headers(
+            config.server_header,
+            config.date_header,
+            [
+                (name.strip().lower().encode("latin-1"), value.strip().encode("latin-1"))
+                for name, _, value in (line.partition(":") for line in config.header)
+            ],
+        )
         # The WSGI server whose thread pool every WSGI app of the worker shares (the heartbeat watches it,
         # shutdown closes it): the APP's, else the first mounted WSGI app's.
         self.wsgi_pool_owner: WSGIServer | None = self.wsgi
         # Which target serves a request, and how its cycle is made and started (io/dispatch.py): bound once.
-        from tricorn.io.dispatch import build_dispatch, mount_targets
+        from tricorn.io.dispatch import build_dispatch, mount_targets, static_targets
 
-        self.dispatch = build_dispatch(self, app, mount_targets(self, list(mounts)))
+        extra = [
+            *static_targets(self, config),
+            *mount_targets(self, list(mounts)),
+            *self._cgi_targets(config),
+        ]
+        self.dispatch = build_dispatch(self, app, extra)
         self.new_cycle = self.dispatch.new_cycle
         self.start_cycle = self.dispatch.start_cycle
         # Upgrades the HTTP/1.1 core hands over: WebSocket when an ASGI app is served, unless `ws` is none
@@ -175,6 +191,41 @@ class ServerState:
         )
         self._tick = max(0.05, min(1.0, *(t / 4 for t in timeouts)))
         self._last_date = 0
+
+    def _cgi_targets(self, config: Config) -> list[tuple[str, Target]]:
+        """The ``--cgi`` directories as dispatch targets (interfaces/cgi.py), sharing one CGIScripts."""
+        self.cgi: CGIScripts | None = None
+        if not config.cgi:
+            return []
+        from tricorn.config import parse_mount
+        from tricorn.interfaces.cgi import CGIMount, CGIScripts
+        from tricorn.io.dispatch import ASGITarget
+
+        self.cgi = CGIScripts(config.cgi_timeout, config.cgi_max_concurrent or config.threads)
+        targets: list[tuple[str, Target]] = []
+        for entry in config.cgi:
+            prefix, directory = parse_mount(entry)
+            mount = CGIMount(prefix, directory, self.cgi, self._local_redirect)
+            target = ASGITarget(self, mount, config.root_path, kind="cgi", websocket=False)
+            targets.append((prefix, target))
+        return targets
+
+    def _local_redirect(self, scope: Scope) -> ASGIApp:
+        """The app that serves a CGI script's local redirect (RFC 3875 §6.2.2): the table's target for
+        the new path. A WSGI app cannot be called from inside an ASGI one: the client is redirected to
+        it instead (the same GET, one round trip later)."""
+        from tricorn.interfaces.cgi import redirect_client
+        from tricorn.io.dispatch import ASGITarget
+
+        target = self.dispatch.match(scope["raw_path"])
+        if not isinstance(target, ASGITarget):
+            return redirect_client
+        scope["root_path"] = target.root_path
+        scope["path"] = target.path_root + scope["path"]
+        state = target.lifespan_state if target.mount else self.lifespan_state
+        if state is not None:
+            scope["state"] = state.copy()
+        return target.app
 
     # -- addresses
     def server_address(self, sockname: object) -> tuple[str, int] | None:
@@ -248,9 +299,10 @@ class ServerState:
     async def shutdown(self, timeout: float) -> None:
         """Stop accepting, let in-flight requests finish within ``timeout``, then cut what is left.
 
-        As a ``lame_duck`` (other workers go on accepting), an idle keep-alive connection is not closed at
-        once, which would race with a request its client may be sending: its next request is answered,
-        with ``Connection: close``, if it comes within LAME_DUCK_IDLE seconds; then it is closed.
+        As a ``lame_duck`` (a graceful stop, while other workers or hosts go on accepting), an idle
+        keep-alive connection is not closed at once, which would race with a request its client may be
+        sending: its next request is answered, with ``Connection: close``, if it comes within
+        LAME_DUCK_IDLE seconds; then it is closed.
         """
         from tricorn.io.h1 import H1Protocol
 
@@ -287,6 +339,8 @@ class ServerState:
                 if not any(c.cycle is not None for c in self.connections):
                     break
                 await asyncio.sleep(0.01)
+        if self.cgi is not None:
+            self.cgi.close()  # scripts still running (their clients gone): killed with their groups, reaped
         if self.wsgi_pool_owner is not None:
             # Requests still running in threads (their clients may be gone) get the rest of the time.
             await self.wsgi_pool_owner.close(max(0.2, deadline - self.loop.time()))
@@ -344,6 +398,28 @@ class ServerState:
             )
         )
 
+    def log_refused(self, conn: Connection, status: int, response_bytes: int) -> None:
+        """The access line of a request refused before it reached the application (bad syntax, a head or
+        body too large, too slow, an unsupported version: 400, 408, 413, 414, 431, 501, 505), so a count of
+        4xx and 5xx in the access log sees it. Its request line was not understood: ``-`` for its parts."""
+        formatter = self.access_log
+        if formatter is None:
+            return
+        access_log.info(
+            formatter.format(
+                client=conn.client,
+                method="-",
+                path="-",
+                query="",
+                http_version="-",
+                status=status,
+                response_bytes=response_bytes,
+                request_headers=[],
+                response_headers=[],
+                duration=0.0,
+            )
+        )
+
     def log_protocol_error(self, conn: Connection, exc: ProtocolError) -> None:
         client = f"{conn.client[0]}:{conn.client[1]}" if conn.client else "-"
         error_log.info("%s %d %s", client, exc.status, escape_for_log(str(exc)))
@@ -354,7 +430,10 @@ class ServerState:
         error_log.info("%s %s", client, message)
 
     def log_app_error(self, message: str, exc: BaseException | None) -> None:
+        # One header line, as gunicorn's and uvicorn's: the exception's repr keeps its quotes and
+        # backslashes (only control characters, which could break the line, are escaped); the traceback
+        # follows with its own line breaks (tricorn.logs.format_exception_for_log).
         if exc is not None:
-            error_log.error(escape_for_log(message), exc_info=exc)
+            error_log.error("%s", escape_controls(message), exc_info=exc)
         else:
-            error_log.error(escape_for_log(message))
+            error_log.error("%s", escape_controls(message))

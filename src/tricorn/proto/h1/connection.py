@@ -38,9 +38,10 @@ from tricorn.proto.h1.parsers import _BODY_METHODS, _HttptoolsParser, _llhttp, _
 from tricorn.proto.h1.response import (
     _PAIR_LINES,
     _STATUS_LINES,
-    _alt_svc_line,
     _date_header,
+    _extra_lines,
     _pair_line,
+    _server_line,
     status_line,
 )
 
@@ -286,11 +287,10 @@ class H1Connection:
                 f"response headers must be pairs of bytes, got {headers!r:.80}"
             ) from None
         if not has_server:
-            out.append(b"server: tricorn\r\n")
+            out.append(_server_line[0])
         if not has_date:
-            out.append(_date_header[0])  # (and Alt-Svc, when HTTP/3 is served)
-        else:
-            out.append(_alt_svc_line[0])
+            out.append(_date_header[0])
+        out.append(_extra_lines[0])  # b"" unless --header
 
         if status < 200:
             # 1xx carries no body and does not end the exchange; 101 belongs to upgrades, not apps.
