@@ -106,12 +106,12 @@ SERVERS: dict[str, Server] = {
                 "wsgi": "{py} -m tricorn {app} --interface wsgi --port {port} --no-access-log --log-level warning",
                 # HTTP/2 is on by default: h2c by prior knowledge on a cleartext port, ALPN h2 over TLS.
                 "http2": "{py} -m tricorn {app} --port {port} --no-access-log --log-level warning",
-                # (--cgi is newer than the commands above: a --baseline before it cannot run this section.)
-                "cgi": "{py} -m tricorn {app} --cgi /cgi-bin={root}/bench/cgi/cgi-bin --port {port}"
-                " --no-access-log --log-level warning",
                 # HTTP/3 on the same port number over UDP (the TCP listener answers the readiness poll).
                 "http3": "{py} -m tricorn {app} --port {port} --quic-bind {host}:{port} --no-access-log"
                 " --log-level warning",
+                # (--cgi is newer than the commands above: a --baseline before it cannot run this section.)
+                "cgi": "{py} -m tricorn {app} --cgi /cgi-bin={root}/bench/cgi/cgi-bin --port {port}"
+                " --no-access-log --log-level warning",
             },
             tls="--ssl-certfile {certfile} --ssl-keyfile {keyfile}",
         ),
@@ -526,6 +526,30 @@ SECTIONS: dict[str, Section] = {
             ),
         ),
         Section(
+            key="http3",
+            title="HTTP/3",
+            interface="http3",
+            servers=("tricorn", "hypercorn"),
+            intro="The ASGI `hello` app over HTTP/3 (QUIC on UDP, `--quic-bind` on the TLS port's number), "
+            "loaded by `bench/h3load.py`: aioquic's client, the QUIC stack both servers are built on, so "
+            "the two sides of each exchange do the same packet and crypto work. Python QUIC clients are "
+            "slow, so the client's share of its CPU is shown: near 100% the client, not the server, sets "
+            "the rate. hypercorn is the only other Python server with HTTP/3.",
+            cases=(
+                # For the "h3" client, wrk_args are bench/h3load.py's own arguments.
+                Case(
+                    "hello",
+                    "bench.apps:hello",
+                    "GET / over HTTP/3, 8 connections x 10 streams",
+                    client="h3",
+                    tls=True,
+                    connections=8,
+                    wrk_args=("--streams", "10", "--expect", "Hello, world!"),
+                    check=expect_body(b"Hello, world!", chunked=False),
+                ),
+            ),
+        ),
+        Section(
             key="cgi",
             title="CGI",
             interface="cgi",
@@ -548,30 +572,6 @@ SECTIONS: dict[str, Section] = {
                     path="/cgi-bin/hello.sh",
                     connections=8,
                     cpu_per_request=True,
-                    check=expect_body(b"Hello, world!", chunked=False),
-                ),
-            ),
-        ),
-        Section(
-            key="http3",
-            title="HTTP/3",
-            interface="http3",
-            servers=("tricorn", "hypercorn"),
-            intro="The ASGI `hello` app over HTTP/3 (QUIC on UDP, `--quic-bind` on the TLS port's number), "
-            "loaded by `bench/h3load.py`: aioquic's client, the QUIC stack both servers are built on, so "
-            "the two sides of each exchange do the same packet and crypto work. Python QUIC clients are "
-            "slow, so the client's share of its CPU is shown: near 100% the client, not the server, sets "
-            "the rate. hypercorn is the only other Python server with HTTP/3.",
-            cases=(
-                # For the "h3" client, wrk_args are bench/h3load.py's own arguments.
-                Case(
-                    "hello",
-                    "bench.apps:hello",
-                    "GET / over HTTP/3, 8 connections x 10 streams",
-                    client="h3",
-                    tls=True,
-                    connections=8,
-                    wrk_args=("--streams", "10", "--expect", "Hello, world!"),
                     check=expect_body(b"Hello, world!", chunked=False),
                 ),
             ),
@@ -1222,30 +1222,20 @@ def table_rows(section: Section, case: Case, results: list[Result]) -> tuple[lis
     spread = any(len(r.runs) > 1 for r in by_server.values())
     if spread:
         header.insert(2, "runs (min-max)")
-    cpu = case.cpu_per_request
-    if cpu:
-        header.insert(-1, "CPU µs/req")
     client_cpu = any(r.client_cpu is not None for r in by_server.values())
     if client_cpu:
         header.insert(len(header) - 1, "client CPU")
+    cpu = case.cpu_per_request
+    if cpu:
+        header.insert(-1, "CPU µs/req")
     rows = []
     for name in shown_servers(section, results):
         r = by_server.get(name)
         if r is None:
             continue
         if not r.ok and r.rps is None:
-            rows.append(
-                [
-                    name,
-                    "FAILED",
-                    *(["-"] if spread else []),
-                    "-",
-                    "-",
-                    *(["-"] if cpu else []),
-                    *(["-"] if client_cpu else []),
-                    "n/a",
-                ]
-            )
+            extra = ["-"] * (client_cpu + cpu)
+            rows.append([name, "FAILED", *(["-"] if spread else []), "-", "-", *extra, "n/a"])
             continue
         row = [
             name,
@@ -1256,10 +1246,10 @@ def table_rows(section: Section, case: Case, results: list[Result]) -> tuple[lis
         ]
         if spread:
             row.insert(2, f"{fmt_rps(min(r.runs))}-{fmt_rps(max(r.runs))}" if r.runs else "-")
-        if cpu:
-            row.insert(-1, "-" if r.cpu_us is None else f"{r.cpu_us:,.0f}")
         if client_cpu:
             row.insert(len(row) - 1, f"{r.client_cpu:.0%}" if r.client_cpu is not None else "-")
+        if cpu:
+            row.insert(-1, "-" if r.cpu_us is None else f"{r.cpu_us:,.0f}")
         rows.append(row)
     return header, rows
 
@@ -1478,7 +1468,8 @@ def render_section(
             continue
         cmd = r.server_cmd.replace(PY, "python").replace(str(ROOT) + "/", "")
         cmd = re.sub(r"bench\.apps:\w+", "{app}", cmd)
-        cmd = re.sub(r"(--port |-b 127\.0\.0\.1:|BENCH_PORT=|--quic-bind 127\.0\.0\.1:)\d+", r"\g<1>P", cmd)
+        cmd = re.sub(r"(--port |-b 127\.0\.0\.1:|--quic-bind 127\.0\.0\.1:)\d+", r"\g<1>P", cmd)
+        cmd = re.sub(r"(--port |-b 127\.0\.0\.1:|BENCH_PORT=)\d+", r"\g<1>P", cmd)
         cmd = re.sub(r"\S+/cert\.pem", "CERT", re.sub(r"\S+/key\.pem", "KEY", cmd))
         cmd = re.sub(r"PYTHONPATH=\S+/baseline-(\w+)/src", r"PYTHONPATH=WORKTREE-\1/src", cmd)
         commands.setdefault(r.server, {}).setdefault(cmd, []).append(r.case)

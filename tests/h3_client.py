@@ -42,6 +42,7 @@ class H3Response:
     informational: list[tuple[int, Headers]] = field(default_factory=list)
     reset_code: int | None = None  # RESET_STREAM from the server
     stop_code: int | None = None  # STOP_SENDING from the server
+    stream_id: int = -1
     done: asyncio.Event = field(default_factory=asyncio.Event)
     chunks: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
 
@@ -187,7 +188,7 @@ class H3Client:
     ) -> tuple[int, H3Response]:
         protocol = self.protocol
         stream_id = protocol._quic.get_next_available_stream_id()
-        response = H3Response()
+        response = H3Response(stream_id=stream_id)
         protocol.responses[stream_id] = response
         head = (
             list(pseudo)

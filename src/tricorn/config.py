@@ -468,6 +468,23 @@ def to_binds(name: str, value: object) -> tuple[str, ...]:
     return entries
 
 
+def to_quic_binds(name: str, value: object) -> tuple[str, ...]:
+    """UDP addresses for QUIC: HOST:PORT or [IPV6]:PORT only (no unix sockets or inherited descriptors)."""
+    entries = to_str_tuple(name, value)
+    seen: dict[BindAddress, str] = {}
+    for entry in entries:
+        try:
+            address = BindAddress.parse(entry)
+        except ConfigError as exc:
+            raise ConfigError(name, str(exc).removeprefix("bind: ")) from None
+        if address.kind != "tcp":
+            raise ConfigError(name, f"{entry!r} is not a UDP address (use HOST:PORT or [IPV6]:PORT)")
+        if address in seen:
+            raise ConfigError(name, f"{entry!r} is given twice (as {seen[address]!r} and {entry!r})")
+        seen[address] = entry
+    return entries
+
+
 def parse_mount(entry: str) -> tuple[str, str]:
     """``PREFIX=DIR`` as ``(prefix as keyed: "/" or "/a/b", directory)``; checked by :func:`to_mounts`."""
     prefix, _, directory = entry.partition("=")
@@ -489,23 +506,6 @@ def to_mounts(name: str, value: object) -> tuple[str, ...]:
         if key in seen:
             raise ConfigError(name, f"{entry!r}: the prefix {key!r} is given twice")
         seen.add(key)
-    return entries
-
-
-def to_quic_binds(name: str, value: object) -> tuple[str, ...]:
-    """UDP addresses for QUIC: HOST:PORT or [IPV6]:PORT only (no unix sockets or inherited descriptors)."""
-    entries = to_str_tuple(name, value)
-    seen: dict[BindAddress, str] = {}
-    for entry in entries:
-        try:
-            address = BindAddress.parse(entry)
-        except ConfigError as exc:
-            raise ConfigError(name, str(exc).removeprefix("bind: ")) from None
-        if address.kind != "tcp":
-            raise ConfigError(name, f"{entry!r} is not a UDP address (use HOST:PORT or [IPV6]:PORT)")
-        if address in seen:
-            raise ConfigError(name, f"{entry!r} is given twice (as {seen[address]!r} and {entry!r})")
-        seen[address] = entry
     return entries
 
 

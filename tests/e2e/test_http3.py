@@ -401,3 +401,19 @@ def test_quic_retry_validates_the_address_first(certs: Certs) -> None:
         assert response.body == b"hello, world"
     finally:
         proc.close()
+
+
+def test_static_files_ride_http3(certs: Certs, tmp_path: Path) -> None:
+    (tmp_path / "page.txt").write_bytes(b"static over quic\n" * 5000)
+    proc = start_h3(certs, "--static", f"/s={tmp_path}")
+    try:
+
+        async def go() -> H3Response:
+            async with client(proc, certs) as c:
+                return await c.request("GET", "/s/page.txt")
+
+        response = run(go())
+        assert response.status == 200
+        assert response.body == b"static over quic\n" * 5000
+    finally:
+        proc.close()

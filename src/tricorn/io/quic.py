@@ -17,7 +17,8 @@ what a server needs around it and aioquic's own asyncio server does not give:
   3 bytes, masked with a key of the master's: :func:`cid_prefix`), and each worker binds a unix datagram
   socket named after the master and itself (:class:`Relay`): a datagram whose connection id names another
   live worker is passed to that worker, which takes it as if it had read it. An Initial for no known
-  connection starts one where it lands. A retiring worker stops reading the shared socket (new connections
+  connection goes to the worker its client-chosen id picks among those taking new connections (the same
+  pick on every worker, so a client's repeated Initials meet one worker), which starts the connection. A retiring worker stops reading the shared socket (new connections
   go to the workers that stay) and keeps sending through it, its connections' datagrams reaching it
   through the relay until they have finished. docs/deployment.md measures what the relay costs.
 - **Stream credit follows the app** (:class:`ServerQuicConnection`): aioquic gives a peer more stream
@@ -234,7 +235,26 @@ class Relay(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self.sock: socket.socket = None  # type: ignore[assignment]  # set by start()
         self._peers: set[int] = set()
+        self._accepting: list[int] = []  # the workers (this one too) that take new connections, in order
         self._peers_at = 0.0
+        # A second name says "this worker takes new connections"; a retiring worker closes it.
+        self.accepting_sock: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.accepting_sock.bind(f"\0{self.prefix}a{os.getpid()}")
+
+    def retire(self) -> None:
+        if self.accepting_sock is not None:
+            self.accepting_sock.close()
+            self.accepting_sock = None
+            self._peers_at = 0.0
+
+    def initial_owner(self, dcid: bytes) -> int | None:
+        """The worker that takes a new connection whose client chose ``dcid``: the same on every worker, so
+        a client's repeated Initials all reach the one that answered the first (None: no worker takes it)."""
+        self.peers()
+        accepting = self._accepting
+        if not accepting:
+            return None
+        return accepting[int.from_bytes(dcid[:4].ljust(4, b"\0"), "big") % len(accepting)]
 
     async def start(self, loop: asyncio.AbstractEventLoop) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -257,13 +277,19 @@ class Relay(asyncio.DatagramProtocol):
         if now - self._peers_at > 1.0:
             self._peers_at = now
             found = set()
+            accepting = set()
             mine = "@" + self.name[1:]
+            start = len(self.prefix) + 1
             with contextlib.suppress(OSError), open("/proc/net/unix") as table:
                 for line in table:
                     name = line.rsplit(None, 1)[-1]
                     if name.startswith("@" + self.prefix) and name != mine:
                         with contextlib.suppress(ValueError):
-                            found.add(int(name[len(self.prefix) + 1 :]))
+                            if name[start] == "a":
+                                accepting.add(int(name[start + 1 :]))
+                            else:
+                                found.add(int(name[start:]))
+            self._accepting = sorted(accepting)
             self._peers = found
         return self._peers
 
@@ -292,6 +318,7 @@ class Relay(asyncio.DatagramProtocol):
         pass
 
     def close(self) -> None:
+        self.retire()
         if self.transport is not None:
             self.transport.close()
             self.transport = None
@@ -434,12 +461,20 @@ class QuicEndpoint(asyncio.DatagramProtocol):
                 )
             return
         relay = self.relay
-        if direct and relay is not None and len(dcid) == CID_LENGTH:
-            owner = cid_owner(self.credentials.cid_key, dcid)
-            if owner != self.pid and relay.forward(owner, self.index, data, addr):
+        initial = packet_type == QuicPacketType.INITIAL and len(data) >= MIN_INITIAL_SIZE
+        if direct and relay is not None:
+            owner = cid_owner(self.credentials.cid_key, dcid) if len(dcid) == CID_LENGTH else None
+            if owner != self.pid and owner is not None and relay.forward(owner, self.index, data, addr):
                 self.relayed_out += 1
                 return  # another worker's connection
-        if packet_type == QuicPacketType.INITIAL and len(data) >= MIN_INITIAL_SIZE and self.accepting:
+            if initial:
+                # A client's first Initials (its own connection id, repeated until the answer arrives)
+                # all go to one worker, chosen from the id; it may be this one.
+                owner = relay.initial_owner(dcid)
+                if owner is not None and owner != self.pid and relay.forward(owner, self.index, data, addr):
+                    self.relayed_out += 1
+                    return
+        if initial and self.accepting:
             self._new_connection(data, addr, header)
             return
         self._drop()
@@ -543,6 +578,7 @@ class QuicEndpoint(asyncio.DatagramProtocol):
             self._send_sock.setblocking(False)
             self.reading = False
             self.transport.close()
+            self.relay.retire()
 
     async def wait_closed(self) -> None:
         if self.relay is not None and self.read:

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from tricorn.errors import LocalProtocolError, RemoteProtocolError
-from tricorn.proto.h1 import KNOWN_METHODS, H1Limits, Request, alt_svc_value, date_header
+from tricorn.proto.h1 import KNOWN_METHODS, H1Limits, Request, date_header
 from tricorn.proto.h1.head import _BAD_TARGET, _CONTENT_LENGTH, _HOST
 from tricorn.proto.h1.response import EXTRA_PAIRS, SERVER_PAIR
 
@@ -172,6 +172,4 @@ def response_headers(status: int, headers: Iterable[tuple[bytes, bytes]]) -> lis
     if not has_date and date_header():
         out.append((b"date", date_header()[6:-2]))
     out.extend(EXTRA_PAIRS[0])
-    if alt_svc_value[0]:
-        out.append((b"alt-svc", alt_svc_value[0]))
     return out

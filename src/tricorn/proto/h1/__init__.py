@@ -37,7 +37,6 @@ from tricorn.proto.h1.head import KNOWN_METHODS, check_head
 from tricorn.proto.h1.parsers import available_backends
 from tricorn.proto.h1.response import (
     CONTINUE_RESPONSE,
-    alt_svc_value,
     date_header,
     error_response,
     set_alt_svc,
@@ -70,7 +69,6 @@ __all__ = [
     "Headers",
     "Request",
     "ResponseState",
-    "alt_svc_value",
     "available_backends",
     "check_head",
     "date_header",

@@ -113,13 +113,7 @@ def error_response(status: int, message: str = "") -> bytes:
 
 
 # The date header is refreshed by the shell once a second (hot path: formatting a date per request costs).
-# With HTTP/3 served (--quic-bind), the Alt-Svc line that advertises it rides in the same cached bytes, so
-# a response that carries it costs nothing more (bench "hello"); `_alt_svc_line` is added on its own only
-# to a response whose app sent its own date.
-_date_line = [b"date: Thu, 01 Jan 1970 00:00:00 GMT\r\n"]
-_date_header = [_date_line[0]]
-_alt_svc_line = [b""]
-alt_svc_value = [b""]  # the field's value, for HTTP/2 responses (proto/h2.py)
+_date_header = [b"date: Thu, 01 Jan 1970 00:00:00 GMT\r\n"]
 # The server's own headers, set once per process by set_default_headers (--server-header, --date-header,
 # --header): the line sent when the app sends no server header, whether to send a date, and the lines
 # sent with every response (uvicorn's --header: the app's own headers do not replace them), as lines
@@ -131,6 +125,25 @@ SERVER_PAIR: list[tuple[bytes, bytes] | None] = [(b"server", b"tricorn")]
 EXTRA_PAIRS: list[tuple[tuple[bytes, bytes], ...]] = [()]
 
 
+# With HTTP/3 served (--quic-bind), Alt-Svc (bound once, at start) rides with the extra lines: nothing
+# more per response.
+_user_extra: list[tuple[tuple[bytes, bytes], ...]] = [()]
+_alt_svc: list[tuple[bytes, bytes] | None] = [None]
+
+
+def _apply_extra() -> None:
+    alt_svc = _alt_svc[0]
+    pairs = _user_extra[0] + ((alt_svc,) if alt_svc is not None else ())
+    EXTRA_PAIRS[0] = pairs
+    _extra_lines[0] = b"".join(b"%s: %s\r\n" % pair for pair in pairs)
+
+
+def set_alt_svc(value: bytes) -> None:
+    """Advertise ``value`` (``h3=":443"; ma=86400``) in every response over TCP; b"" advertises nothing."""
+    _alt_svc[0] = (b"alt-svc", value) if value else None
+    _apply_extra()
+
+
 def set_default_headers(server: bool, date: bool, extra: list[tuple[bytes, bytes]]) -> None:
     """Set the headers the server adds to responses: ``server: tricorn`` (unless ``server`` is false or
     ``extra`` has a server header, which takes its place), ``date`` (unless ``date`` is false), and the
@@ -140,27 +153,17 @@ def set_default_headers(server: bool, date: bool, extra: list[tuple[bytes, bytes
     server_pair = own[0] if own else ((b"server", b"tricorn") if server else None)
     _server_line[0] = b"%s: %s\r\n" % server_pair if server_pair else b""
     SERVER_PAIR[0] = server_pair
-    EXTRA_PAIRS[0] = others
-    _extra_lines[0] = b"".join(b"%s: %s\r\n" % pair for pair in others)
+    _user_extra[0] = others
+    _apply_extra()
     _send_date[0] = date
     if not date:
-        _date_line[0] = b""
-        _date_header[0] = _alt_svc_line[0]
+        _date_header[0] = b""
 
 
 def set_date(value: bytes) -> None:
     if _send_date[0]:
-        _date_line[0] = b"date: %s\r\n" % value
-        _date_header[0] = _date_line[0] + _alt_svc_line[0]
-
-
-def set_alt_svc(value: bytes) -> None:
-    """Advertise ``value`` (``h3=":443"; ma=86400``) in every response over TCP; b"" advertises nothing."""
-    alt_svc_value[0] = value
-    _alt_svc_line[0] = b"alt-svc: %s\r\n" % value if value else b""
-    _date_header[0] = _date_line[0] + _alt_svc_line[0]
+        _date_header[0] = b"date: %s\r\n" % value
 
 
 def date_header() -> bytes:
-    """The date header line alone."""
-    return _date_line[0]
+    return _date_header[0]
