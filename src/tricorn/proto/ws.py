@@ -37,9 +37,10 @@ import hashlib
 import logging
 import re
 import struct
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Generator, Sequence
 from enum import Enum
-from typing import Final, cast
+from typing import Any, Final, cast
 
 from websockets.exceptions import InvalidHeader, InvalidState, NegotiationError
 from websockets.extensions.base import Extension
@@ -275,8 +276,113 @@ def accept_headers(
 # ------------------------------------------------------------------------------------------- framing
 
 
+class _Reads:
+    """What websockets' Protocol reads frames from (its ``StreamReader``), with fewer copies.
+
+    The library's reader appends every read to one bytearray, slices each payload out of it, and the
+    frame parser unmasks that slice into a new bytes object: three passes over every byte received, and
+    more while the bytearray grows. This one keeps the reads as they came: a payload inside one read is
+    handed to the unmasking as a view of it, so the unmasking (the library's C ``apply_mask``) is the one
+    copy; a payload spanning reads is joined once, then unmasked (bench "websocket echo64k").
+
+    Small reads are merged as they come (up to ``_MERGE`` bytes), so a client trickling a frame a few
+    bytes per read costs a bytes object per ``_MERGE`` bytes at most, not per read.
+    """
+
+    __slots__ = ("eof", "offset", "reads", "size")
+
+    def __init__(self) -> None:
+        self.reads: deque[bytes] = deque()
+        self.offset = 0  # bytes of reads[0] already consumed
+        self.size = 0  # bytes not consumed yet
+        self.eof = False
+
+    def feed_data(self, data: bytes) -> None:
+        if self.eof:
+            raise EOFError("stream ended")
+        n = len(data)
+        if not n:
+            return
+        reads = self.reads
+        if n < _MERGE and reads and len(reads[-1]) < _MERGE:
+            reads[-1] += data
+        else:
+            reads.append(bytes(data))  # a bytearray (a test, a tunnel) must not change under a view
+        self.size += n
+
+    def feed_eof(self) -> None:
+        if self.eof:
+            raise EOFError("stream ended")
+        self.eof = True
+
+    def discard(self) -> None:
+        self.reads.clear()
+        self.offset = self.size = 0
+
+    def at_eof(self) -> Generator[None, None, bool]:
+        while True:
+            if self.size:
+                return False
+            if self.eof:
+                return True
+            yield
+
+    def read_exact(self, n: int) -> Generator[None, None, bytes | memoryview]:
+        while self.size < n:
+            if self.eof:
+                raise EOFError(f"stream ends after {self.size} bytes, expected {n} bytes")
+            yield
+        if not n:
+            return b""
+        self.size -= n
+        reads = self.reads
+        first = reads[0]
+        start = self.offset
+        end = start + n
+        if end < len(first):
+            self.offset = end
+            return first[start:end] if n < _VIEW else memoryview(first)[start:end]
+        if end == len(first):
+            reads.popleft()
+            self.offset = 0
+            if not start:
+                return first
+            return first[start:] if n < _VIEW else memoryview(first)[start:]
+        # The bytes span reads: joined once.
+        parts: list[bytes | memoryview] = [memoryview(first)[start:]]
+        reads.popleft()
+        left = end - len(first)
+        while left:
+            chunk = reads[0]
+            if len(chunk) <= left:
+                parts.append(chunk)
+                reads.popleft()
+                left -= len(chunk)
+            else:
+                parts.append(memoryview(chunk)[:left])
+                self.offset = left
+                break
+        else:
+            self.offset = 0
+        return b"".join(parts)
+
+
+# Reads smaller than this are merged into the read before (_Reads); payloads at least this long are
+# handed out as views of the read that holds them, shorter ones as slices (a view costs two objects).
+_MERGE = 4096
+_VIEW = 512
+
+
 class _ServerProtocol(Protocol):
-    """websockets' Protocol, with one rule relaxed to match RFC 6455."""
+    """websockets' Protocol, reading from :class:`_Reads`, with one rule relaxed to match RFC 6455."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The parser started on the library's reader: start it again on ours.
+        self.parser.close()
+        self.reader = _Reads()  # type: ignore[assignment]  # the methods Protocol uses, same signatures
+        self.parser = self.parse()
+        next(self.parser)
 
     def recv_frame(self, frame: Frame) -> None:
         if frame.opcode is Opcode.CLOSE and self.current_size is not None:
