@@ -285,16 +285,18 @@ class _Reads:
     handed to the unmasking as a view of it, so the unmasking (the library's C ``apply_mask``) is the one
     copy; a payload spanning reads is joined once, then unmasked (bench "websocket echo64k").
 
-    Small reads are merged as they come (up to ``_MERGE`` bytes), so a client trickling a frame a few
-    bytes per read costs a bytes object per ``_MERGE`` bytes at most, not per read.
+    ``buf[pos:]`` is the read being consumed, ``more`` the reads after it. Small reads are merged as they
+    come (up to ``_MERGE`` bytes), so a client trickling a frame a few bytes per read costs a bytes object
+    per ``_MERGE`` bytes at most, not per read.
     """
 
-    __slots__ = ("eof", "offset", "reads", "size")
+    __slots__ = ("buf", "eof", "more", "more_size", "pos")
 
     def __init__(self) -> None:
-        self.reads: deque[bytes] = deque()
-        self.offset = 0  # bytes of reads[0] already consumed
-        self.size = 0  # bytes not consumed yet
+        self.buf = b""
+        self.pos = 0
+        self.more: deque[bytes] = deque()
+        self.more_size = 0
         self.eof = False
 
     def feed_data(self, data: bytes) -> None:
@@ -303,12 +305,27 @@ class _Reads:
         n = len(data)
         if not n:
             return
-        reads = self.reads
-        if n < _MERGE and reads and len(reads[-1]) < _MERGE:
-            reads[-1] += data
+        if type(data) is not bytes:
+            data = bytes(data)  # a bytearray must not change under a view
+        more = self.more
+        if more:
+            if n < _MERGE and len(more[-1]) < _MERGE:
+                more[-1] += data
+            else:
+                more.append(data)
+            self.more_size += n
+            return
+        buf = self.buf
+        pos = self.pos
+        if pos == len(buf):  # the usual case: the reads before are consumed
+            self.buf = data
+            self.pos = 0
+        elif n < _MERGE and len(buf) - pos < _MERGE:
+            self.buf = buf[pos:] + data
+            self.pos = 0
         else:
-            reads.append(bytes(data))  # a bytearray (a test, a tunnel) must not change under a view
-        self.size += n
+            more.append(data)
+            self.more_size = n
 
     def feed_eof(self) -> None:
         if self.eof:
@@ -316,61 +333,62 @@ class _Reads:
         self.eof = True
 
     def discard(self) -> None:
-        self.reads.clear()
-        self.offset = self.size = 0
+        self.buf = b""
+        self.pos = self.more_size = 0
+        self.more.clear()
 
     def at_eof(self) -> Generator[None, None, bool]:
         while True:
-            if self.size:
+            if self.pos < len(self.buf) or self.more:
                 return False
             if self.eof:
                 return True
             yield
 
     def read_exact(self, n: int) -> Generator[None, None, bytes | memoryview]:
-        while self.size < n:
+        buf = self.buf
+        pos = self.pos
+        end = pos + n
+        if end > len(buf):
+            return (yield from self._read_across(n))
+        self.pos = end
+        if n < _VIEW:
+            return buf[pos:end]
+        return buf if n == len(buf) else memoryview(buf)[pos:end]
+
+    def _read_across(self, n: int) -> Generator[None, None, bytes | memoryview]:
+        """``read_exact`` for bytes not (yet) in the current read: wait for them, then join them once."""
+        while len(self.buf) - self.pos + self.more_size < n:
             if self.eof:
-                raise EOFError(f"stream ends after {self.size} bytes, expected {n} bytes")
+                raise EOFError(
+                    f"stream ends after {len(self.buf) - self.pos + self.more_size} bytes, expected {n}"
+                )
             yield
-        if not n:
-            return b""
-        self.size -= n
-        reads = self.reads
-        first = reads[0]
-        start = self.offset
-        end = start + n
-        if end < len(first):
-            self.offset = end
-            return first[start:end] if n < _VIEW else memoryview(first)[start:end]
-        if end == len(first):
-            reads.popleft()
-            self.offset = 0
-            if not start:
-                return first
-            return first[start:] if n < _VIEW else memoryview(first)[start:]
-        # The bytes span reads: joined once.
-        parts: list[bytes | memoryview] = [memoryview(first)[start:]]
-        reads.popleft()
-        left = end - len(first)
-        while left:
-            chunk = reads[0]
-            if len(chunk) <= left:
-                parts.append(chunk)
-                reads.popleft()
-                left -= len(chunk)
-            else:
+        more = self.more
+        if self.pos == len(self.buf):
+            self.buf = more.popleft()
+            self.pos = 0
+            self.more_size -= len(self.buf)
+        if self.pos + n <= len(self.buf):  # in one read after all (a new one, or merged reads)
+            return (yield from self.read_exact(n))
+        parts: list[bytes | memoryview] = [memoryview(self.buf)[self.pos :]]
+        left = n - (len(self.buf) - self.pos)
+        while True:
+            chunk = more.popleft()
+            self.more_size -= len(chunk)
+            if len(chunk) >= left:
                 parts.append(memoryview(chunk)[:left])
-                self.offset = left
-                break
-        else:
-            self.offset = 0
-        return b"".join(parts)
+                self.buf = chunk
+                self.pos = left
+                return b"".join(parts)
+            parts.append(chunk)
+            left -= len(chunk)
 
 
 # Reads smaller than this are merged into the read before (_Reads); payloads at least this long are
 # handed out as views of the read that holds them, shorter ones as slices (a view costs two objects).
 _MERGE = 4096
-_VIEW = 512
+_VIEW = 8192
 
 
 class _ServerProtocol(Protocol):
