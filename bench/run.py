@@ -163,6 +163,18 @@ SERVERS: dict[str, Server] = {
             "gunicorn",
             {"wsgi": "{py} -m gunicorn -w 1 -k sync -b {host}:{port} --log-level warning {app}"},
         ),
+        # Not a peer: tricorn with its proxy headers off. wrk connects from 127.0.0.1, a trusted proxy by
+        # default, so "tricorn" reads each request's headers for X-Forwarded-*; this one does not (the
+        # cost of the check: --servers tricorn,tricorn-no-proxy-headers --only hello hello-proxied).
+        Server(
+            "tricorn-no-proxy-headers",
+            "tricorn",
+            {
+                "asgi": "{py} -m tricorn {app} --port {port} --no-access-log --log-level warning --no-proxy-headers",
+                "wsgi": "{py} -m tricorn {app} --interface wsgi --port {port} --no-access-log --log-level warning"
+                " --no-proxy-headers",
+            },
+        ),
         # Not peers: ceilings, run as references of the cases that name them (Case.references). The
         # ceiling of a Python WSGI server on tricorn's own parts, with no validation at all
         # (bench/minimal_wsgi.py), and uvloop answering every request head with fixed bytes: no parsing,
@@ -294,6 +306,14 @@ SECTIONS: dict[str, Section] = {
                     connections=32,
                     check=expect_body(b"Hello, world!", chunked=False),
                     references=("canned",),
+                ),
+                Case(
+                    "hello-proxied",
+                    "bench.apps:hello",
+                    "hello as a proxy sends it: with X-Forwarded-For and X-Forwarded-Proto (believed from "
+                    "127.0.0.1 by tricorn and uvicorn)",
+                    wrk_args=("-H", "X-Forwarded-For: 203.0.113.7", "-H", "X-Forwarded-Proto: https"),
+                    check=expect_body(b"Hello, world!", chunked=False),
                 ),
                 Case(
                     "stream",

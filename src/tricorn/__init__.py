@@ -1,4 +1,5 @@
-"""tricorn: one Python application server for ASGI, WSGI and CGI apps."""
+"""tricorn: a Python application server for ASGI and WSGI apps (HTTP/1.1, WebSocket, HTTP/2, TLS, pre-fork
+workers), started with gunicorn's or uvicorn's command lines as well as its own."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from tricorn.api import Server, run, serve
     from tricorn.config import Config
-    from tricorn.run import run
 
-__all__ = ["Config", "__version__", "run"]
+__all__ = ["Config", "Server", "__version__", "run", "serve"]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,8 +20,8 @@ def __getattr__(name: str) -> Any:
         from tricorn.config import Config
 
         return Config
-    if name == "run":
-        from tricorn.run import run
+    if name in ("Server", "run", "serve"):
+        from tricorn import api
 
-        return run
+        return getattr(api, name)
     raise AttributeError(f"module 'tricorn' has no attribute {name!r}")

@@ -7,6 +7,10 @@ Loggers:
 * ``tricorn.access``: stdout, the message only (an :class:`AccessLogFormatter` line), level INFO,
   disabled when ``access_log`` is off. The access log is independent of ``log_level``, as in gunicorn.
 
+With ``log_format = json`` both write one JSON object a line instead (:class:`JSONFormatter` for the
+error log, an access log format of ``json``), for log pipelines; ``access_log_format = json`` does it for
+the access log alone. A traceback is a field of its record's object, never lines of its own.
+
 Anything a client controls (path, query, header values, even the client address behind a proxy) goes
 through :func:`escape_for_log` before it reaches a log line, so a request cannot forge log lines or send
 escape sequences to the terminal of whoever reads the log. Tracebacks are made safe the same way, keeping
@@ -18,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import configparser
+import importlib
 import json
 import logging
 import logging.config
@@ -38,7 +43,9 @@ __all__ = [
     "TRACE",
     "AccessLogFormatter",
     "EscapingFormatter",
+    "JSONFormatter",
     "configure_logging",
+    "escape_controls",
     "escape_for_log",
     "format_exception_for_log",
 ]
@@ -121,6 +128,13 @@ def _escape_unprintable(text: str, keep_line_feeds: bool) -> str:
         char if char.isprintable() or (keep_line_feeds and char == "\n") else _escape_char(char)
         for char in text
     )
+
+
+def escape_controls(text: str, keep_line_feeds: bool = False) -> str:
+    """``text`` with control and other unprintable characters escaped as :func:`escape_for_log` does, and
+    nothing else: quotes and backslashes stay as they are (an app's message, a traceback). With
+    ``keep_line_feeds``, line feeds stay too (a multi-line message the app wrote on purpose)."""
+    return _escape_unprintable(text, keep_line_feeds)
 
 
 def _safe_str(value: object, func: Callable[[object], str] = str) -> str:
@@ -207,6 +221,44 @@ class EscapingFormatter(logging.Formatter):
         return _escape_unprintable(stack_info, keep_line_feeds=True)
 
 
+def _iso_time(now: float) -> str:
+    """``now`` (epoch seconds) as local ISO 8601 with the UTC offset, to the millisecond."""
+    t = time.localtime(now)
+    offset = t.tm_gmtoff // 60
+    sign = "-" if offset < 0 else "+"
+    hours, minutes = divmod(abs(offset), 60)
+    millis = int((now % 1) * 1000)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', t)}.{millis:03d}{sign}{hours:02d}:{minutes:02d}"
+
+
+def _json_line(entry: dict[str, object]) -> str:
+    # ensure_ascii: every control character, line separator and non-ASCII character is a \u escape, so
+    # no value can end the line or reach a terminal raw.
+    return json.dumps(entry, ensure_ascii=True, separators=(",", ":"), default=str)
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object a line: ``time``, ``level``, ``pid``, ``logger``, ``message`` and, when the record
+    carries them, ``exception`` (the whole traceback, one string) and ``stack``. A ``log_config`` can name
+    it: ``"()": "tricorn.logs.JSONFormatter"``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": _iso_time(record.created),
+            "level": record.levelname,
+            "pid": record.process,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = format_exception_for_log(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = record.stack_info
+        return _json_line(entry)
+
+
 class _EscapeTracebacks(logging.Filter):
     """Puts the escaped traceback on each record that carries one, before any handler sees it.
 
@@ -239,6 +291,7 @@ class _Request:
         "duration",
         "http_version",
         "method",
+        "mount",
         "now",
         "path",
         "query",
@@ -261,7 +314,9 @@ class _Request:
         response_headers: list[tuple[bytes, bytes]],
         duration: float,
         now: float,
+        mount: str = "/",
     ) -> None:
+        self.mount = mount
         self.client = client
         self.method = method
         self.path = path
@@ -284,6 +339,8 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
 
 def _protocol(r: _Request) -> str:
     version = r.http_version
+    if version == "-":  # a refused request whose version was not understood
+        return "-"
     return escape_for_log(version if version.startswith("HTTP/") else f"HTTP/{version}")
 
 
@@ -342,6 +399,7 @@ _ATOMS: dict[str, _Atom] = {
     "D": lambda r: int(r.duration * 1_000_000),
     "L": lambda r: f"{r.duration:.6f}",
     "p": lambda r: f"<{os.getpid()}>",
+    "mount": lambda r: r.mount,  # the prefix of the app, static or CGI directory that served it (--mount)
 }
 
 # %(name)X conversions and %% in a format string; anything else after a % is an error.
@@ -366,6 +424,41 @@ def _atom(key: str) -> _Atom:
     return lambda r: "-"
 
 
+# The access_log_format that writes each record as a JSON object (see _json_access).
+JSON_ACCESS_LOG = "json"
+
+
+def _json_header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    values = [value for key, value in headers if key == name]
+    return b",".join(values).decode("utf-8", "backslashreplace") if values else None
+
+
+def _json_access(r: _Request) -> str:
+    client = r.client
+    return _json_line(
+        {
+            "time": _iso_time(r.now),
+            "client": client[0] if client else None,
+            "client_port": client[1] if client else None,
+            "method": r.method,
+            "path": r.path,
+            "query": r.query,
+            "protocol": r.http_version if r.http_version.startswith("HTTP/") else f"HTTP/{r.http_version}",
+            "status": r.status,
+            "bytes": r.response_bytes,
+            "duration": round(r.duration, 6),
+            "referer": _json_header(r.request_headers, b"referer"),
+            "user_agent": _json_header(r.request_headers, b"user-agent"),
+            "pid": os.getpid(),
+        }
+    )
+
+
+def access_log_formatter(config: Config) -> AccessLogFormatter:
+    """The access-log formatter ``config`` asks for (JSON objects under ``log_format = json``)."""
+    return AccessLogFormatter(JSON_ACCESS_LOG if config.log_format == "json" else config.access_log_format)
+
+
 class AccessLogFormatter:
     """Formats one access-log line per request from a gunicorn-style ``access_log_format``.
 
@@ -379,9 +472,10 @@ class AccessLogFormatter:
     Client-controlled text is passed through :func:`escape_for_log`.
     """
 
-    __slots__ = ("_atoms", "_format", "_time", "_time_second", "_uses_time")
+    __slots__ = ("_atoms", "_format", "_json", "_time", "_time_second", "_uses_time")
 
     def __init__(self, access_log_format: str) -> None:
+        self._json = access_log_format == JSON_ACCESS_LOG
         atoms: dict[str, _Atom] = {}
         uses_time = False
         position = 0
@@ -439,6 +533,7 @@ class AccessLogFormatter:
         response_headers: list[tuple[bytes, bytes]],
         duration: float,
         now: float | None = None,
+        mount: str = "/",
     ) -> str:
         """One access-log line. ``http_version`` as in ASGI (``"1.1"``); header names lowercase bytes;
         ``duration`` in seconds; ``now`` (the time to log, default the current time) in epoch seconds.
@@ -457,7 +552,10 @@ class AccessLogFormatter:
             response_headers,
             duration,
             now,
+            mount,
         )
+        if self._json:
+            return _json_access(request)
         values = {key: atom(request) for key, atom in self._atoms}
         if self._uses_time:
             # Formatting the time is the priciest atom and changes once a second: cache it.
@@ -472,11 +570,17 @@ class AccessLogFormatter:
 # -- Setup ------------------------------------------------------------------------------------------------
 
 
-def configure_logging(config: Config) -> None:
+def configure_logging(config: Config, handlers: bool = True) -> None:
     """Set up logging for ``config``; safe to call again (it replaces what it set up before).
 
-    With ``log_config``, that file is the whole logging setup: ``.json`` and ``.toml`` files are
-    dictConfig dictionaries (``disable_existing_loggers`` defaults to false), anything else is a
+    ``handlers=False`` is for a server inside a program of its own (``tricorn.serve``): tricorn's loggers
+    get their levels but no handlers, and their records go to the program's own logging setup (pytest's
+    capture, a notebook's), as a library's should.
+
+    Without ``log_config``, ``error_log_file`` and ``access_log_file`` name files to write to instead of
+    stderr and stdout (``capture_output`` sends the process's own stdout and stderr to the error log file
+    too). With ``log_config``, that file is the whole logging setup: ``.json``, ``.toml`` and ``.yaml``
+    files are dictConfig dictionaries (``disable_existing_loggers`` defaults to false), anything else is a
     fileConfig ini file; a missing or bad file raises ConfigError("log_config", ...). Without it, tricorn
     logs as described in this module's docstring. Either way, ``access_log = false`` disables
     ``tricorn.access``, and the records tricorn logs with an exception carry its traceback escaped
@@ -485,35 +589,77 @@ def configure_logging(config: Config) -> None:
     access = logging.getLogger("tricorn.access")
     if config.log_config is not None:
         _load_log_config(config.log_config)
+    elif not handlers:
+        logging.getLogger("tricorn").setLevel(LOG_LEVELS[config.log_level])
     else:
         error = logging.getLogger("tricorn")
-        _replace_handler(error, sys.stderr, EscapingFormatter(ERROR_LOG_FORMAT, ERROR_LOG_DATEFMT))
+        formatter: logging.Formatter = (
+            JSONFormatter()
+            if config.log_format == "json"
+            else EscapingFormatter(ERROR_LOG_FORMAT, ERROR_LOG_DATEFMT)
+        )
+        error_handler = _handler(config.error_log_file, sys.stderr, "error_log_file")
+        _replace_handler(error, error_handler, formatter)
         error.setLevel(LOG_LEVELS[config.log_level])
         logging.getLogger("tricorn.error").setLevel(logging.NOTSET)
-        _replace_handler(access, sys.stdout, logging.Formatter("%(message)s"))
+        access_handler = _handler(config.access_log_file, sys.stdout, "access_log_file")
+        _replace_handler(access, access_handler, logging.Formatter("%(message)s"))
         access.setLevel(logging.INFO)
+        if (
+            config.capture_output
+            and isinstance(error_handler, logging.FileHandler)
+            and error_handler.stream is not None
+        ):
+            # gunicorn's capture_output: what the application prints goes to the error log file too.
+            error_handler.flush()
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+                os.dup2(error_handler.stream.fileno(), stream.fileno())
     access.disabled = not config.access_log
     for name in _EXCEPTION_LOGGERS:
         logging.getLogger(name).addFilter(_ESCAPE_TRACEBACKS)  # once: addFilter skips a filter it has
 
 
-def _replace_handler(logger: logging.Logger, stream: Any, formatter: logging.Formatter) -> None:
-    for handler in logger.handlers[:]:
-        logger.removeHandler(handler)
-    handler = logging.StreamHandler(stream)
+def _handler(path: str | None, stream: Any, setting: str) -> logging.Handler:
+    """A handler writing to ``path`` (appended to; reopened on SIGUSR1), or to ``stream`` for None or
+    ``-``."""
+    if path is None or path == "-":
+        return logging.StreamHandler(stream)
+    try:
+        return logging.FileHandler(path, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(setting, f"cannot open {path!r}: {exc.strerror}") from None
+
+
+def _replace_handler(logger: logging.Logger, handler: logging.Handler, formatter: logging.Formatter) -> None:
+    for old in logger.handlers[:]:
+        logger.removeHandler(old)
+        if isinstance(old, logging.FileHandler):
+            old.close()
     handler.setFormatter(formatter)
     logger.addHandler(handler)
     logger.propagate = False
 
 
+def check_log_config(path: str) -> None:
+    """Load the ``log_config`` file once, so that a bad one is reported before anything starts (raises
+    ConfigError("log_config", ...)); :func:`configure_logging` loads it again in the serving process."""
+    _load_log_config(path)
+
+
 def _load_log_config(path: str) -> None:
     if not os.path.isfile(path):
         raise ConfigError("log_config", f"{path!r} does not exist or is not a file")
-    _, extension = os.path.splitext(path)
+    extension = os.path.splitext(path)[1].lower()
     try:
-        if extension.lower() in (".json", ".toml"):
+        if extension in (".json", ".toml", ".yaml", ".yml"):
             with open(path, "rb") as file:
-                loaded = json.load(file) if extension.lower() == ".json" else tomllib.load(file)
+                if extension == ".json":
+                    loaded = json.load(file)
+                elif extension == ".toml":
+                    loaded = tomllib.load(file)
+                else:
+                    loaded = _load_yaml(path, file.read())
             if not isinstance(loaded, dict):
                 raise ValueError("the file does not hold a dictConfig dictionary")
             loaded.setdefault("disable_existing_loggers", False)
@@ -534,3 +680,18 @@ def _load_log_config(path: str) -> None:
         # fileConfig lets KeyError (missing section), configparser errors and, for an empty file,
         # RuntimeError through.
         raise ConfigError("log_config", f"cannot load {path!r}: {exc!r}") from None
+
+
+def _load_yaml(path: str, text: bytes) -> object:
+    # uvicorn's --log-config takes YAML too; PyYAML is an optional extra, as there.
+    try:
+        yaml = importlib.import_module("yaml")
+    except ImportError:
+        raise ConfigError(
+            "log_config", f"{path!r} is YAML, which needs PyYAML: pip install 'tricorn[yaml]'"
+        ) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        message = " ".join(str(exc).split())
+        raise ConfigError("log_config", f"{path!r} is not valid YAML: {message}") from None

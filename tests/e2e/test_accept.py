@@ -69,7 +69,8 @@ def accept_log_lines(log: str) -> list[str]:
 def test_out_of_file_descriptors_pauses_accepting_and_warns_once_a_second(
     tricorn: type[TricornProcess], extra_connections: list[socket.socket], loop: str
 ) -> None:
-    server = tricorn([APP, "--loop", loop, "--no-access-log"]).wait_ready()
+    # A long keep-alive: `first` is probed again after waits that can take seconds on a loaded machine.
+    server = tricorn([APP, "--loop", loop, "--no-access-log", "--timeout-keep-alive", "120"]).wait_ready()
     pid = server.proc.pid
     first = socket.create_connection((server.host, server.port), timeout=10)
     extra_connections.append(first)

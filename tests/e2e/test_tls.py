@@ -259,35 +259,81 @@ def test_hup_with_broken_certificate_files_keeps_serving_the_old_one(
     assert server.output().count("worker ready") == 2  # no new worker was started (and failed)
 
 
-def test_tls_half_close_ends_the_connection_quietly(certs: Certs, servers: list[TricornProcess]) -> None:
-    """A TLS client that half-closes (TCP FIN after its request) cannot be kept half-open: asyncio's and
-    uvloop's TLS transports shut down on EOF. The connection ends at once, without a warning in the log, the
-    app still runs to its end, and the server serves on."""
+def _tls_client(certs: Certs, raw: socket.socket) -> tuple[ssl.SSLObject, ssl.MemoryBIO, ssl.MemoryBIO]:
+    """A client TLS session over ``raw``, its handshake done, run by hand so the test decides when each
+    side ends."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = certs.client_context().wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            raw.sendall(outgoing.read())
+            incoming.write(raw.recv(65536))
+    raw.sendall(outgoing.read())
+    return tls, incoming, outgoing
+
+
+def _read_all(tls: ssl.SSLObject, incoming: ssl.MemoryBIO, raw: socket.socket) -> bytes:
+    """Everything the server sends until it closes, decrypted."""
+    received = b""
+    while data := raw.recv(65536):
+        incoming.write(data)
+        try:
+            while chunk := tls.read(65536):
+                received += chunk
+        except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+            pass
+    return received
+
+
+@pytest.mark.parametrize("how", ["fin", "close_notify"])
+def test_tls_half_closed_client_still_gets_its_response(
+    certs: Certs, servers: list[TricornProcess], how: str
+) -> None:
+    """A TLS client that ends its side after its request, with a TCP FIN or with a TLS close_notify
+    (a half-close in TLS 1.3, RFC 8446 §6.1), gets its response, as a cleartext one does (RFC 9112 §9.6);
+    then the server closes, with no warning in the log, and serves on."""
     server = start("tests.apps.basic:app", *certs.args())
     servers.append(server)
-    context = certs.client_context()
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = context.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
-        while True:
-            try:
-                tls.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                raw.sendall(outgoing.read())
-                incoming.write(raw.recv(65536))
-        raw.sendall(outgoing.read())
-        tls.write(b"GET /work?delay=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        tls, incoming, outgoing = _tls_client(certs, raw)
+        tls.write(b"GET /work?delay=0.5 HTTP/1.1\r\nHost: x\r\n\r\n")
         raw.sendall(outgoing.read())
         with httpx.Client(verify=certs.client_context()) as probe:
             url = f"https://127.0.0.1:{server.port}/events"
             wait_for(lambda: "work started" in probe.get(url).json()["events"], what="the app to start")
-        raw.shutdown(socket.SHUT_WR)  # the request is being served: now the half-close
-        started = time.monotonic()
-        while raw.recv(65536):
-            pass
-        assert time.monotonic() - started < 8
-    wait_for(lambda: "basic app: work finished" in server.output(), what="the app to finish its work")
+        if how == "close_notify":
+            with pytest.raises(ssl.SSLWantReadError):
+                tls.unwrap()  # writes close_notify, then would wait for the server's
+            raw.sendall(outgoing.read())
+        else:
+            raw.shutdown(socket.SHUT_WR)
+        response = _read_all(tls, incoming, raw)
+    assert response.startswith(b"HTTP/1.1 200 "), response[:200]
+    assert response.endswith(b"work done")
     assert "eof_received" not in server.output()
+    assert "Traceback" not in server.output()
+    with httpx.Client(verify=certs.client_context()) as client:
+        assert client.get(f"https://127.0.0.1:{server.port}/").status_code == 200
+
+
+def test_corrupt_record_after_the_handshake_is_one_line(certs: Certs, servers: list[TricornProcess]) -> None:
+    """A record that fails to decrypt (bit flipped on the wire) ends that connection with one log line
+    and no traceback; the server serves on."""
+    server = start("tests.apps.basic:app", *certs.args())
+    servers.append(server)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        tls, _, outgoing = _tls_client(certs, raw)
+        tls.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        record = bytearray(outgoing.read())
+        record[-1] ^= 0xFF  # the authentication tag no longer matches
+        raw.sendall(bytes(record))
+        while raw.recv(65536):  # the server's alert, then its close
+            pass
+    wait_for(lambda: "TLS error, connection closed" in server.output(), what="the log line")
+    assert server.output().count("TLS error") == 1
+    assert "Traceback" not in server.output()
     with httpx.Client(verify=certs.client_context()) as client:
         assert client.get(f"https://127.0.0.1:{server.port}/").status_code == 200

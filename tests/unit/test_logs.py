@@ -209,7 +209,7 @@ def test_format_specs_and_literal_percent() -> None:
     [
         (
             "%(zz)s",
-            "access_log_format: unknown atom 'zz' (known: t, h, l, u, r, m, U, q, H, s, B, b, f, a, T, M, D, L, p, {header}i, {header}o)",
+            "access_log_format: unknown atom 'zz' (known: t, h, l, u, r, m, U, q, H, s, B, b, f, a, T, M, D, L, p, mount, {header}i, {header}o)",
         ),
         (
             "%(h)s 100%",

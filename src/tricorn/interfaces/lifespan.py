@@ -29,6 +29,7 @@ class LifespanPhase(Enum):
 
 # The phases a timed-out startup or shutdown leaves behind when it cancels the app (see _abandon).
 _ABANDONED = (LifespanPhase.FAILED, LifespanPhase.DONE)
+_SERVING = (LifespanPhase.STARTED, LifespanPhase.SHUTTING_DOWN)
 
 
 class Lifespan:
@@ -41,8 +42,12 @@ class Lifespan:
     after ``timeout`` seconds without an answer it cancels the app's lifespan task and returns.
     """
 
-    def __init__(self, app: ASGIApp, mode: Literal["auto", "on", "off"], timeout: float) -> None:
+    def __init__(
+        self, app: ASGIApp, mode: Literal["auto", "on", "off"], timeout: float, name: str = "application"
+    ) -> None:
         self.app = app
+        self.name = name  # in log lines: "application", or "mount /ws (chat:app)"
+        self.prefix = "" if name == "application" else f"{name}: "
         self.mode = mode
         self.timeout = timeout
         self.phase = LifespanPhase.IDLE
@@ -76,19 +81,25 @@ class Lifespan:
     async def shutdown(self) -> None:
         if self.phase is not LifespanPhase.STARTED:
             return
+        if self._task is not None and self._task.done():
+            # The app's lifespan task has ended already (returned, raised, or cancelled with every task
+            # of an embedding program's loop, as asyncio.run does on its way out): no one will answer.
+            self.phase = LifespanPhase.DONE
+            return
         self.phase = LifespanPhase.SHUTTING_DOWN
         self._answered.clear()
         await self._inbox.put({"type": "lifespan.shutdown"})
         if not await self._wait_answer():
             self.phase = LifespanPhase.DONE
             error_log.error(
-                "application shutdown failed: did not complete within %ss (--timeout-lifespan)",
+                "%s shutdown failed: did not complete within %ss (--timeout-lifespan)",
+                self.name,
                 f"{self.timeout:g}",
             )
             await self._abandon()
             return
         if self._failure:
-            error_log.error("application shutdown failed: %s", self._failure)
+            error_log.error("%s shutdown failed: %s", self.name, self._failure)
         if self._task is not None:
             await asyncio.wait([self._task], timeout=TASK_GRACE)
 
@@ -114,25 +125,29 @@ class Lifespan:
             phase = self.phase
             if isinstance(exc, asyncio.CancelledError) and phase in _ABANDONED:
                 pass  # cancelled by _abandon once the phase timed out, which is logged already
+            elif isinstance(exc, asyncio.CancelledError) and phase in _SERVING:
+                # Cancelled from outside: the loop of a program that embeds the server is ending
+                # (asyncio.run cancels every task left), not a failure of the application.
+                error_log.info("lifespan task cancelled: the application's lifespan shutdown did not run")
             elif phase is LifespanPhase.STARTING and isinstance(exc, (SystemExit, KeyboardInterrupt)):
                 # The app asked the process to stop: a startup failure (exit code 3) in every mode, not a
                 # sign that it does not speak lifespan. Elsewhere it is logged like any exception and the
                 # worker goes on (docs/deployment.md, "When an app raises SystemExit").
                 self.phase = LifespanPhase.FAILED
                 self._failure = f"{type(exc).__name__}: {exc}"
-                error_log.error("lifespan startup raised an exception", exc_info=exc)
+                error_log.error("%slifespan startup raised an exception", self.prefix, exc_info=exc)
             elif phase is LifespanPhase.STARTING:
                 self.phase = LifespanPhase.UNSUPPORTED
                 self._failure = f"{type(exc).__name__}: {exc}"
                 if self.mode == "on":
-                    error_log.error("lifespan startup raised an exception", exc_info=exc)
+                    error_log.error("%slifespan startup raised an exception", self.prefix, exc_info=exc)
                 else:
-                    error_log.info("asgi lifespan not supported by the application (%s)", self._failure)
+                    error_log.info("asgi lifespan not supported by the %s (%s)", self.name, self._failure)
             elif phase is LifespanPhase.SHUTTING_DOWN:
                 self._failure = f"{type(exc).__name__}: {exc}"
-                error_log.error("lifespan shutdown raised an exception", exc_info=exc)
+                error_log.error("%slifespan shutdown raised an exception", self.prefix, exc_info=exc)
             else:
-                error_log.error("lifespan task raised an exception", exc_info=exc)
+                error_log.error("%slifespan task raised an exception", self.prefix, exc_info=exc)
         else:
             if self.phase is LifespanPhase.STARTING:
                 self.phase = LifespanPhase.UNSUPPORTED
@@ -159,3 +174,29 @@ class Lifespan:
         else:
             raise RuntimeError(f"unexpected lifespan message {kind!r} in phase {phase.name.lower()}")
         self._answered.set()
+
+
+class Lifespans:
+    """The lifespans of every ASGI app a worker serves (the APP and its ``--mount`` apps), one each with
+    its own state: started in mount order (the APP first), shut down in the reverse order, like nested
+    context managers. A failed startup shuts down the ones already started, and names the app."""
+
+    def __init__(self, lifespans: list[Lifespan]) -> None:
+        self.lifespans = lifespans
+        self._started: list[Lifespan] = []
+
+    async def startup(self) -> None:
+        for lifespan in self.lifespans:
+            try:
+                await lifespan.startup()
+            except LifespanFailure as exc:
+                await self.shutdown()
+                if lifespan.name == "application":
+                    raise
+                raise LifespanFailure(f"{lifespan.name}: {exc}") from None
+            self._started.append(lifespan)
+
+    async def shutdown(self) -> None:
+        started, self._started = self._started, []
+        for lifespan in reversed(started):
+            await lifespan.shutdown()

@@ -28,7 +28,10 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterable
 from enum import Enum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from tricorn.proto.forwarded import AllowList
 
 # A slow app lets body bytes pile up to this much before the stream stops reading (uvicorn: 64 KiB).
 HIGH_WATER = 65536
@@ -64,11 +67,20 @@ class Stream(Protocol):
     wsgi_environ: dict[str, Any] | None  # the WSGI adapter's per-connection environ keys
 
     @property
+    def proxy_trust(self) -> AllowList | None:
+        """The allow list when the connection's peer is a trusted proxy, else None
+        (interfaces/forwarded.py)."""
+
+    @property
     def scheme(self) -> str:
         """``http`` or ``https``."""
 
     @property
     def client(self) -> tuple[str, int] | None: ...
+    @property
+    def tls(self) -> Any:
+        """The ASGI ``tls`` extension's dict on a TLS connection, else None."""
+
     @property
     def server(self) -> tuple[str, int] | None: ...
 
@@ -104,6 +116,12 @@ class Stream(Protocol):
 
     def pause_reading(self) -> None: ...
     def resume_reading(self) -> None: ...
+
+    async def sendfile(self, fd: int, offset: int, count: int) -> int | None:
+        """Send ``count`` bytes of ``fd`` from ``offset`` as body bytes with zero copy (after the held
+        head), waiting for the client as needed; the bytes sent (fewer if the client left or the file
+        shrank), or None when this stream cannot (TLS, HTTP/2, a chunked body): then the cycle sends the
+        file in pieces through ``response_body``. The response stays open (the cycle ends it)."""
 
     def sendfile_start(self, status: int, headers: Headers) -> tuple[socket.socket, bytes] | None:
         """Validate the head of a response whose body a worker thread will send from a file: a private

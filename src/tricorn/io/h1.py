@@ -12,14 +12,16 @@ import os
 import socket
 from collections import deque
 from enum import Enum
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 from tricorn.errors import ClientTimeout, LocalProtocolError, ProtocolError, RemoteProtocolError
-from tricorn.interfaces.asgi import HTTPCycle, build_scope
-from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, WAIT_READ, Headers
+from tricorn.interfaces.asgi import HTTPCycle
+from tricorn.interfaces.files import FileSend
+from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, WAIT_READ, WAIT_SEND, Headers
 from tricorn.io.flow import WriteFlow
 from tricorn.io.runner import AppRunner
-from tricorn.io.tls import alpn_protocol, looks_like_tls_client_hello, tls_scope_info
+from tricorn.io.tls import alpn_protocol, looks_like_tls_client_hello, proxied_tls_info, tls_scope_info
 from tricorn.proto.h1 import (
     CONTINUE_RESPONSE,
     RS_HEAD,
@@ -33,6 +35,8 @@ from tricorn.proto.h1 import (
 if TYPE_CHECKING:
     from tricorn.io.server import ServerState
     from tricorn.io.tls import TLSInfo
+    from tricorn.proto.forwarded import AllowList
+    from tricorn.proto.proxy_protocol import ProxyHeader
 
 
 class Phase(Enum):
@@ -59,6 +63,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
     """One HTTP/1.1 connection, and the :class:`~tricorn.interfaces.stream.Stream` of the request it is
     answering (requests are answered one at a time, in order)."""
 
+    protocol_label = "http/1.1"  # its kind among the open connections (io/metrics.py)
     __slots__ = (
         "_drain_waiter",
         "client",
@@ -67,12 +72,14 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         "cycle",
         "deadline",
         "head",
+        "origin",
         "pending",
         "pending_size",
         "pending_upgrade",
         "phase",
         "pipeline",
         "preface_part",
+        "proxy_trust",
         "read_deadline",
         "reading_paused",
         "receiving",
@@ -88,8 +95,10 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         "wsgi_environ",
     )
 
-    def __init__(self, state: ServerState) -> None:
+    def __init__(self, state: ServerState, origin: ProxyHeader | None = None) -> None:
         self.state = state
+        self.origin = origin  # the connection's PROXY protocol header (io/accept.py), if it had to send one
+        self.proxy_trust: AllowList | None = None  # see connection_made
         self.conn = H1Connection(state.limits, state.backend, state.upgrades)  # type: ignore[arg-type]  # checked by io.loop.http_backend
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
         self.cycle: HTTPCycle | None = None  # the cycle whose app is running (responses go in order)
@@ -127,6 +136,17 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         state.connections.add(self)
         self.client = address(transport.get_extra_info("peername"))
         self.server = state.server_address(transport.get_extra_info("sockname"))
+        origin = self.origin
+        if origin is not None:
+            if origin.client is not None:  # (None: a LOCAL or UNKNOWN header, the socket's addresses hold)
+                self.client, self.server = origin.client, origin.server
+            if origin.ssl is not None:  # the client's TLS, ended by the proxy in front
+                self.scheme = "https"
+                self.tls = proxied_tls_info(origin.ssl)
+        # Whether this peer's proxy headers are believed: decided once for all the connection's requests.
+        allow = state.forwarded_allow
+        if allow is not None and allow.trusts_peer(self.client[0] if self.client is not None else None):
+            self.proxy_trust = allow
         self.deadline = state.loop.time() + state.timeout_keep_alive
         if state.shutting_down:
             self.closing = True
@@ -161,9 +181,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         if cycle is not None and cycle.body_complete and cycle.state is not ABORTED:
             self.closing = True
             cycle.peer_closed()  # an app waiting in receive() learns the client is gone (it may still send)
-            # Keeping the connection half-open works on a plain transport only: asyncio's and uvloop's TLS
-            # transports shut down on the client's EOF whatever this returns (and warn when it is True).
-            return self.tls is None
+            return True  # half-open until the response is out (on TLS too: io/tlsconn.py)
         return False
 
     def data_received(self, data: bytes) -> None:
@@ -172,7 +190,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
             # The fast lane: one whole bodyless request while the connection waits (see receive_simple).
             request = conn.receive_simple(data)
             if request is not None:
-                cycle = self._new_cycle(request)
+                cycle = self.state.new_cycle(self, request)
                 cycle.body_complete = True  # no body: end_body() with nobody yet to wake
                 self.receiving = cycle
                 self._start(cycle)
@@ -234,7 +252,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
                     # The core stops after an accepted upgrade (WebSocket), so this is the last request.
                     self._upgrade(event, start)  # type: ignore[arg-type]
                     return
-                cycle = self._new_cycle(event)  # type: ignore[arg-type]
+                cycle = self.state.new_cycle(self, event)  # type: ignore[arg-type]
                 self.receiving = cycle
                 if self.cycle is None and start is None:
                     start = cycle
@@ -251,18 +269,6 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         if start is not None:
             self._start(start)
 
-    def _new_cycle(self, request: Request) -> HTTPCycle:
-        state = self.state
-        if state.wsgi is not None:
-            # A WSGICycle offers the shell HTTPCycle's interface (duck-typed): the one interface check.
-            return state.wsgi.new_cycle(self, request)  # type: ignore[return-value]
-        scope = build_scope(
-            request, self.server, self.client, self.scheme, state.root_path, state.lifespan_state
-        )
-        if self.tls is not None:
-            scope["extensions"]["tls"] = self.tls
-        return HTTPCycle(self, request, scope)
-
     def _start(self, cycle: HTTPCycle) -> None:
         state = self.state
         if self.phase is PHASE_CLOSED:
@@ -272,16 +278,12 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.conn.start_request(cycle.request)
         if self.closing:
             self.conn.keep_alive = False
-        if state.access_log is not None:
-            cycle.start_time = state.loop.time()
+        if state.timed:
+            cycle.start_time = perf_counter()  # (uvloop's loop.time() is per loop turn, in ms)
         if not state.admit(cycle):
             self._reply_error(cycle, 503, "service unavailable: too many requests in progress")
             return
-        wsgi = state.wsgi
-        if wsgi is not None:
-            wsgi.start(cycle)  # type: ignore[arg-type]  # a WSGI cycle runs on the pool: no coroutine
-        else:
-            self.runner.run(cycle.run(state.app))
+        state.start_cycle(cycle, self.runner)  # (io/dispatch.py: bound once to the target's own start)
 
     # -- the Stream of the request being answered (interfaces/stream.py)
     def response_start(self, status: int, headers: Headers) -> None:
@@ -346,11 +348,56 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         elif data:
             self.transport.write(data)
 
+    async def sendfile(self, fd: int, offset: int, count: int) -> int | None:
+        # Zero copy on a cleartext connection with nothing queued before the file (interfaces/files.py).
+        transport = self.transport
+        room = self.conn.body_room
+        if (
+            self.state.ssl_context is not None
+            or room is None
+            or self.pending is not None
+            or self.phase is PHASE_CLOSED
+        ):
+            return None
+        if count > room:
+            raise LocalProtocolError("response body longer than its content-length")
+        sock = transport.get_extra_info("socket")
+        if sock is None or transport.get_write_buffer_size():
+            return None
+        head = self.head
+        self.head = b""
+        job = FileSend(sock.fileno(), head, fd, offset, count)
+        if not job.step():
+            await self._sendfile_wait(job)
+        self.conn.response_body_sent(job.sent)
+        return job.sent
+
+    async def _sendfile_wait(self, job: FileSend) -> None:
+        """Step ``job`` each time the socket has room, until it is done or the connection closes; the
+        client's stall counts against --timeout-send. The loop watches a duplicate of the socket's
+        descriptor (the transport's own is registered with the loop already)."""
+        loop = self.state.loop
+        fd = os.dup(job.sock_fd)
+        try:
+            while self.phase is not PHASE_CLOSED:
+                waiter = self._drain_waiter = loop.create_future()  # (connection_lost sets it too)
+                loop.add_writer(fd, _wake, waiter)
+                self.wait_started(WAIT_SEND)
+                try:
+                    await waiter
+                finally:
+                    self.wait_ended(WAIT_SEND)
+                    loop.remove_writer(fd)
+                if self.phase is PHASE_CLOSED or job.step():
+                    return
+        finally:
+            os.close(fd)
+
     def sendfile_start(self, status: int, headers: Headers) -> tuple[socket.socket, bytes] | None:
         head = self.conn.response_head(status, headers)
         transport = self.transport
         sock = transport.get_extra_info("socket")
-        if sock is not None and self.scheme == "http" and transport.get_write_buffer_size() == 0:
+        if sock is not None and self.state.ssl_context is None and transport.get_write_buffer_size() == 0:
             try:
                 # The worker sends on its own descriptor of the socket: it stays valid even if the
                 # transport closes meanwhile (a closed and reused descriptor number would be another
@@ -440,8 +487,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.receiving = None
         refusal = self.refusal
         if refusal is not None:  # every request before the bad input is answered: now its answer
-            self.transport.write(error_response(refusal.status, str(refusal)))
-            self.close()
+            self._refuse(refusal.status, str(refusal))
             return
         self.phase = PHASE_IDLE
         self.deadline = self.state.loop.time() + self.state.timeout_keep_alive
@@ -462,6 +508,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.close_for_upgrade()
         transport.set_protocol(h2)
         h2.tls = self.tls
+        h2.proxy_trust = self.proxy_trust
         h2.start(transport, self.client, self.server, self.scheme, upgrade)
         if self.reading_paused:
             transport.resume_reading()
@@ -508,7 +555,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.closing = True
         self.conn.keep_alive = False
         request.upgrade = None
-        cycle = self._new_cycle(request)
+        cycle = self.state.new_cycle(self, request)
         cycle.body_complete = True
         self._start(cycle)
 
@@ -547,8 +594,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.state.log_protocol_error(self, exc)
         self.pause_reading()
         if self.cycle is None and not isinstance(exc, LocalProtocolError):
-            self.transport.write(error_response(exc.status, str(exc)))
-            self.close()
+            self._refuse(exc.status, str(exc))
         else:
             # A response is in progress for an earlier request: let it finish, then close.
             self.closing = True
@@ -573,10 +619,16 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         if self.phase is PHASE_CLOSED:
             return
         if self.cycle is None and not self.pipeline:  # those requests were all answered already
-            self.transport.write(error_response(exc.status, str(exc)))
-            self.close()
+            self._refuse(exc.status, str(exc))
             return
         self.refusal = exc
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer input that is no request the app can see with ``status``, log it, and close."""
+        body = error_response(status, message)
+        self.transport.write(body)
+        self.state.log_refused(self, status, len(body))
+        self.close()
 
     def timeout(self, now: float) -> None:
         """Called by the server's tick when ``deadline`` has passed."""
@@ -585,8 +637,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
             self.close()
         elif phase is PHASE_HEAD:
             self.state.log_protocol_error(self, RemoteProtocolError("request head timed out", status=408))
-            self.transport.write(error_response(408, "request head not received in time"))
-            self.close()
+            self._refuse(408, "request head not received in time")
         elif phase is PHASE_ACTIVE:
             if self.read_deadline <= now:
                 self._read_timeout()
@@ -662,6 +713,11 @@ def _check_h2_settings(value: bytes) -> None:
         raise ValueError("invalid http2-settings") from exc
     if len(payload) % 6:
         raise ValueError("invalid http2-settings")
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def address(value: object) -> tuple[str, int] | None:

@@ -33,10 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from tricorn.errors import ClientTimeout, LocalProtocolError, RemoteProtocolError
-from tricorn.interfaces.asgi import HTTPCycle, build_scope
 from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, WAIT_READ, Headers
 from tricorn.io.flow import WriteFlow
 from tricorn.io.runner import AppRunner
@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from tricorn.io.server import ServerState
     from tricorn.io.tls import TLSInfo
     from tricorn.io.ws import WSProtocol
+    from tricorn.proto.forwarded import AllowList
 
 error_log = logging.getLogger("tricorn.error")
 
@@ -162,8 +163,16 @@ class H2Stream:
         return self.proto.client
 
     @property
+    def tls(self) -> TLSInfo | None:
+        return self.proto.tls
+
+    @property
     def server(self) -> tuple[str, int] | None:
         return self.proto.server
+
+    @property
+    def proxy_trust(self) -> AllowList | None:
+        return self.proto.proxy_trust
 
     @property
     def wsgi_environ(self) -> dict[str, Any] | None:
@@ -269,6 +278,9 @@ class H2Stream:
 
     def response_informational(self, status: int, headers: Headers) -> None:
         self.response_start(status, headers)  # (a 1xx goes out at once)
+
+    async def sendfile(self, fd: int, offset: int, count: int) -> int | None:
+        return None  # DATA frames: the cycle sends the file in pieces (interfaces/files.py)
 
     def response_trailers(self, headers: Headers) -> None:
         fields = trailer_fields(headers)
@@ -440,6 +452,7 @@ class H2Stream:
 class H2Protocol(WriteFlow, asyncio.Protocol):
     """One HTTP/2 connection (see the module docstring)."""
 
+    protocol_label = "h2"  # its kind among the open connections (io/metrics.py)
     __slots__ = (
         "_drain_waiter",
         "client",
@@ -455,6 +468,7 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         "last_request",
         "last_stream_id",
         "linger",
+        "proxy_trust",
         "reset_count",
         "reset_window",
         "runner",
@@ -496,6 +510,7 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         self.linger: int | None = None  # bytes still read and dropped while closing after an error
         self.wsgi_environ: dict[str, Any] | None = None
         self.tls: TLSInfo | None = None  # the ASGI tls extension, on a TLS connection
+        self.proxy_trust: AllowList | None = None  # set by the H1Protocol that hands over
         self.reset_count = 0
         self.reset_window = 0.0
         self.control_count = 0
@@ -663,27 +678,16 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
 
             start_websocket_h2(self, stream, request)
             return
-        if state.wsgi is not None:
-            cycle: Any = state.wsgi.new_cycle(stream, request)
-        else:
-            scope = build_scope(
-                request, self.server, self.client, self.scheme, state.root_path, state.lifespan_state
-            )
-            if self.tls is not None:
-                scope["extensions"]["tls"] = self.tls
-            cycle = HTTPCycle(stream, request, scope)
+        cycle = state.new_cycle(stream, request)  # (io/dispatch.py)
         stream.cycle = cycle
         if stream.ended:
             cycle.body_complete = True
-        if state.access_log is not None:
-            cycle.start_time = state.loop.time()
+        if state.timed:
+            cycle.start_time = perf_counter()
         if not state.admit(cycle):
             self.reply_error(stream, cycle, 503, "service unavailable: too many requests in progress")
             return
-        if state.wsgi is not None:
-            state.wsgi.start(cycle)
-        else:
-            self.runner.run(cycle.run(state.app))
+        state.start_cycle(cycle, self.runner)
 
     def _window_updated(self, stream_id: int) -> None:
         if stream_id:

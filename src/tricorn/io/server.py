@@ -3,27 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
 import time
 from email.utils import formatdate
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tricorn.errors import ProtocolError
 from tricorn.interfaces.stream import RESPONSE_DONE
-from tricorn.io.accept import Listener, TLSListener
+from tricorn.io.accept import Listener, TLSListener, read_proxy_header
 from tricorn.io.tls import serving_context
-from tricorn.logs import AccessLogFormatter, escape_for_log
+from tricorn.logs import AccessLogFormatter, access_log_formatter, escape_controls, escape_for_log
 from tricorn.proto import h1
+from tricorn.proto.forwarded import AllowList
 from tricorn.proto.h1 import H1Limits
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from tricorn.config import Config
     from tricorn.interfaces.asgi import ASGIApp, HTTPCycle
     from tricorn.interfaces.wsgi import WSGIServer
+    from tricorn.io.dispatch import MountedApp
+    from tricorn.io.metrics import MetricsSlot
 
 error_log = logging.getLogger("tricorn.error")
 
@@ -60,10 +65,12 @@ class ServerState:
     def __init__(
         self,
         config: Config,
-        app: ASGIApp,
+        app: ASGIApp | None,
         loop: asyncio.AbstractEventLoop,
         backend: str,
         interface: str = "asgi",
+        mounts: Sequence[MountedApp] = (),
+        lifespan_state: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.app = app
@@ -93,8 +100,8 @@ class ServerState:
         self.shutting_down = False
         # Set on a pre-fork worker retiring while others keep serving: see shutdown().
         self.lame_duck = False
-        self.lifespan_state: dict[str, Any] | None = None
-        self.servers: list[asyncio.AbstractServer | TLSListener] = []
+        self.lifespan_state = lifespan_state  # the APP's (each mounted app has its own: io/dispatch.py)
+        self.servers: list[Listener] = []
         self.pid = os.getpid()
         # The app's interface: connections make WSGI cycles when `wsgi` is set (one attribute check on
         # the ASGI path).
@@ -111,9 +118,28 @@ class ServerState:
                 multiprocess=config.workers > 1,
                 timeout_send=config.timeout_send,
             )
-        # Upgrades the HTTP/1.1 core hands over: WebSocket for ASGI apps unless `ws` is none.
+        # The server's own response headers (--server-header, --date-header, --header), once per process.
+        h1.set_default_headers(
+            config.server_header,
+            config.date_header,
+            [
+                (name.strip().lower().encode("latin-1"), value.strip().encode("latin-1"))
+                for name, _, value in (line.partition(":") for line in config.header)
+            ],
+        )
+        # The WSGI server whose thread pool every WSGI app of the worker shares (the heartbeat watches it,
+        # shutdown closes it): the APP's, else the first mounted WSGI app's.
+        self.wsgi_pool_owner: WSGIServer | None = self.wsgi
+        # Which target serves a request, and how its cycle is made and started (io/dispatch.py): bound once.
+        from tricorn.io.dispatch import build_dispatch, mount_targets
+
+        self.dispatch = build_dispatch(self, app, mount_targets(self, list(mounts)))
+        self.new_cycle = self.dispatch.new_cycle
+        self.start_cycle = self.dispatch.start_cycle
+        # Upgrades the HTTP/1.1 core hands over: WebSocket when an ASGI app is served, unless `ws` is none
+        # (a WebSocket to a path of another kind is answered 404: io/ws.py).
         self.upgrades: frozenset[bytes] = frozenset()
-        if interface != "wsgi":
+        if any(target.websocket is not None for _, target in self.dispatch.entries):
             from tricorn.io.ws import ws_implementation
 
             if ws_implementation(config.ws) is not None:
@@ -133,10 +159,18 @@ class ServerState:
             self.upgrades = self.upgrades | {b"h2c"}
             if b"websocket" in self.upgrades:
                 self.h2_connect_protocols = frozenset((b"websocket",))
+        # Proxies: whose headers are believed (each connection decides once, in connection_made), and
+        # who may open a connection with a PROXY protocol header (read before anything else, io/accept.py).
+        self.forwarded_allow = AllowList(config.forwarded_allow_ips) if config.proxy_headers else None
+        self.proxy_protocol = AllowList(config.proxy_allow_from) if config.proxy_protocol else None
         # Access lines are built only when the logger would emit them (hot path: bench "hello").
         self.access_log: AccessLogFormatter | None = None
         if config.access_log and access_log.isEnabledFor(logging.INFO):
-            self.access_log = AccessLogFormatter(config.access_log_format)
+            self.access_log = access_log_formatter(config)
+        # --metrics-bind: this process's counters (io/metrics.py), set by attach_metrics. A request's start
+        # time is read only when `timed` (the access log or the metrics want its duration).
+        self.metrics: MetricsSlot | None = None
+        self.timed = self.access_log is not None
         self._tick_handle: asyncio.TimerHandle | None = None
         timeouts = (
             config.timeout_keep_alive,
@@ -155,6 +189,12 @@ class ServerState:
             return (sockname, None)  # type: ignore[return-value]  # ASGI: unix socket path, port None
         return None
 
+    def attach_metrics(self, slot: MetricsSlot) -> None:
+        """Count this server's requests and connections in ``slot`` (before it starts serving)."""
+        self.metrics = slot
+        self.timed = True
+        slot.states.append(self)
+
     # -- serving
     async def start(self, sockets: list[socket.socket]) -> None:
         # Listeners of tricorn's own, not loop.create_server: out of file descriptors, they pause and warn,
@@ -162,11 +202,15 @@ class ServerState:
         from tricorn.io.h1 import H1Protocol
 
         self._refresh_date()
+        # --proxy-protocol: each connection's PROXY header is read first, before HTTP or TLS (io/accept.py).
+        prelude = functools.partial(read_proxy_header, self) if self.proxy_protocol is not None else None
         for sock in sockets:
+            listener: Listener
             if self.ssl_context is not None:
-                self.servers.append(TLSListener(self, sock))
-                continue
-            listener = Listener(self.loop, sock, lambda: H1Protocol(self), self.config.backlog)
+                listener = TLSListener(self, sock, prelude)
+            else:
+                factory = functools.partial(H1Protocol, self)  # (and the connection's PROXY header, if any)
+                listener = Listener(self.loop, sock, factory, self.config.backlog, prelude)
             await listener.start_serving()
             self.servers.append(listener)
         self._tick_handle = self.loop.call_later(self._tick, self._on_tick)
@@ -199,6 +243,8 @@ class ServerState:
         for server in self.servers:
             if isinstance(server, TLSListener):
                 await server.wait_handshakes(min(timeout, self.timeout_ssl_handshake))
+            if isinstance(server, Listener):  # PROXY protocol headers on their way
+                await server.wait_preludes(min(timeout, self.timeout_request_header))
         idle_deadline = self.loop.time() + LAME_DUCK_IDLE
         for conn in list(self.connections):
             if self.lame_duck and type(conn) is H1Protocol and conn.cycle is None:
@@ -224,13 +270,15 @@ class ServerState:
                 if not any(c.cycle is not None for c in self.connections):
                     break
                 await asyncio.sleep(0.01)
-        if self.wsgi is not None:
+        if self.wsgi_pool_owner is not None:
             # Requests still running in threads (their clients may be gone) get the rest of the time.
-            await self.wsgi.close(max(0.2, deadline - self.loop.time()))
+            await self.wsgi_pool_owner.close(max(0.2, deadline - self.loop.time()))
         for server in self.servers:
             await server.wait_closed()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
+        if self.metrics is not None and self in self.metrics.states:
+            self.metrics.states.remove(self)
 
     # -- requests, on any protocol
     def admit(self, cycle: Any) -> bool:
@@ -250,6 +298,9 @@ class ServerState:
             if self.completed == self.request_limit:  # a pre-fork worker's max-requests
                 self.on_request_limit()
             cycle.counted = False
+            metrics = self.metrics
+            if metrics is not None:
+                metrics.request_done(cycle, perf_counter())
         if self.access_log is not None and cycle.state is RESPONSE_DONE:
             self.log_access(conn, cycle)
 
@@ -260,7 +311,7 @@ class ServerState:
         scope = cycle.scope
         access_log.info(
             formatter.format(
-                client=conn.client,
+                client=scope["client"],  # behind a trusted proxy, the client it names
                 method=scope["method"],
                 path=scope["path"],
                 query=scope["query_string"].decode("latin-1"),
@@ -269,7 +320,30 @@ class ServerState:
                 response_bytes=cycle.response_bytes,
                 request_headers=scope["headers"],
                 response_headers=cycle.response_headers,
-                duration=self.loop.time() - cycle.start_time,
+                duration=perf_counter() - cycle.start_time,
+                mount=getattr(getattr(cycle, "dispatch_target", None), "prefix", "/"),
+            )
+        )
+
+    def log_refused(self, conn: Connection, status: int, response_bytes: int) -> None:
+        """The access line of a request refused before it reached the application (bad syntax, a head or
+        body too large, too slow, an unsupported version: 400, 408, 413, 414, 431, 501, 505), so a count of
+        4xx and 5xx in the access log sees it. Its request line was not understood: ``-`` for its parts."""
+        formatter = self.access_log
+        if formatter is None:
+            return
+        access_log.info(
+            formatter.format(
+                client=conn.client,
+                method="-",
+                path="-",
+                query="",
+                http_version="-",
+                status=status,
+                response_bytes=response_bytes,
+                request_headers=[],
+                response_headers=[],
+                duration=0.0,
             )
         )
 
@@ -283,7 +357,10 @@ class ServerState:
         error_log.info("%s %s", client, message)
 
     def log_app_error(self, message: str, exc: BaseException | None) -> None:
+        # One header line, as gunicorn's and uvicorn's: the exception's repr keeps its quotes and
+        # backslashes (only control characters, which could break the line, are escaped); the traceback
+        # follows with its own line breaks (tricorn.logs.format_exception_for_log).
         if exc is not None:
-            error_log.error(escape_for_log(message), exc_info=exc)
+            error_log.error("%s", escape_controls(message), exc_info=exc)
         else:
-            error_log.error(escape_for_log(message))
+            error_log.error("%s", escape_controls(message))

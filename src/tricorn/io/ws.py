@@ -22,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import math
 from enum import Enum
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from tricorn.errors import LocalProtocolError, RemoteProtocolError
-from tricorn.interfaces.asgi import build_scope
 from tricorn.interfaces.asgi_ws import CLOSED as SESSION_CLOSED
 from tricorn.interfaces.asgi_ws import WebSocketSession, build_ws_scope
+from tricorn.io.dispatch import ASGITarget
 from tricorn.io.flow import WriteFlow
 from tricorn.io.runner import AppRunner
 from tricorn.proto.h1 import H1Connection, Request, error_response
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
     from tricorn.io.h1 import H1Protocol
     from tricorn.io.h2 import H2Protocol, H2Stream
     from tricorn.io.server import ServerState
+    from tricorn.io.tls import TLSInfo
+    from tricorn.proto.forwarded import AllowList
 
 IMPLEMENTATIONS = ("websockets",)
 # Bytes held from a client that sends frames before the application has accepted; reading pauses past
@@ -108,6 +111,8 @@ def start_websocket(h1: H1Protocol, request: Request) -> None:
     ws.client = h1.client
     ws.server = h1.server
     ws.scheme = h1.scheme
+    ws.tls = h1.tls
+    ws.proxy_trust = h1.proxy_trust
     # The HTTP/1.1 shell is done with this transport: it no longer reads, times out or closes it.
     h1.close_for_upgrade()
     state.connections.add(ws)
@@ -131,6 +136,8 @@ def start_websocket_h2(h2: H2Protocol, stream: H2Stream, request: Request) -> No
     ws.client = h2.client
     ws.server = h2.server
     ws.scheme = h2.scheme
+    ws.tls = h2.tls
+    ws.proxy_trust = h2.proxy_trust
     stream.tunnel = ws
     state.connections.add(ws)
     ws.start(b"", False)
@@ -246,6 +253,7 @@ class H2Tunnel:
 class WSProtocol(WriteFlow, asyncio.Protocol):
     """One WebSocket connection's transport side; the channel of its WebSocketSession."""
 
+    websocket = True  # counted among the WebSocket sessions open (io/metrics.py)
     __slots__ = (
         "_drain_waiter",
         "_timer",
@@ -259,6 +267,8 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         "extensions_header",
         "handshake",
         "phase",
+        "protocol_label",
+        "proxy_trust",
         "reading_paused",
         "reply",
         "request",
@@ -268,6 +278,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         "session",
         "start_time",
         "state",
+        "tls",
         "transport",
         "write_paused",
     )
@@ -285,7 +296,10 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         self.state = state
         self.transport = transport
         self.reply = reply
+        # Its kind among the open connections; over an HTTP/2 stream it is no connection of its own.
+        self.protocol_label = "websocket" if type(reply) is H1Reply else None
         self.scheme = "http"
+        self.tls: TLSInfo | None = None  # the ASGI tls extension, on a TLS connection
         self.request = request
         self.handshake = handshake
         self.extensions_header = extensions_header
@@ -300,9 +314,10 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         self._timer_at = math.inf
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
+        self.proxy_trust: AllowList | None = None
         self.runner = AppRunner(state.loop)
         self.counted = False
-        self.start_time = state.loop.time()
+        self.start_time = perf_counter()
         # The server's tick times out idle HTTP connections by `deadline`; a WebSocket has its own timers.
         self.deadline = math.inf
         self.session: WebSocketSession = None  # type: ignore[assignment]  # set in start()
@@ -319,10 +334,17 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         self.reading_paused = reading_paused
         if held:
             self.buffer += held
-        scope = build_scope(
-            self.request, self.server, self.client, self.scheme, state.root_path, state.lifespan_state
-        )
-        scope = build_ws_scope(scope, self.handshake.subprotocols)
+        target = state.dispatch.match(self.request.path)  # (io/dispatch.py)
+        app = target.websocket
+        if app is None:
+            # A path served by static files or CGI: no WebSocket there, and the client is told so.
+            state.log_protocol_error(
+                self, RemoteProtocolError(f"websocket to a {target.kind} path", status=404)
+            )
+            self._refuse(404, "not found: no websocket endpoint at this path")
+            return
+        assert isinstance(target, ASGITarget)  # the one kind that takes WebSocket scopes
+        scope = build_ws_scope(target.scope(self, self.request), self.handshake.subprotocols)
         max_size = config.ws_max_size
         self.session = WebSocketSession(self, scope, config.ws_max_queue, max(max_size, 1 << 20))
         if state.shutting_down:
@@ -334,9 +356,11 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
             return
         state.active += 1
         self.counted = True
+        if state.metrics is not None:
+            state.metrics.websocket_started()
         if reading_paused and len(self.buffer) < HANDSHAKE_BUFFER:
             self.resume_reading()
-        self.runner.run(self.session.run(state.app))
+        self.runner.run(self.session.run(app))
 
     # -- asyncio callbacks
     def data_received(self, data: bytes) -> None:
@@ -584,7 +608,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
 
         access_log.info(
             formatter.format(
-                client=self.client,
+                client=scope["client"],  # behind a trusted proxy, the client it names
                 method=self.reply.method,
                 path=scope["path"],
                 query=scope["query_string"].decode("latin-1"),
@@ -593,6 +617,6 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
                 response_bytes=size,
                 request_headers=scope["headers"],
                 response_headers=[],
-                duration=self.state.loop.time() - self.start_time,
+                duration=perf_counter() - self.start_time,
             )
         )

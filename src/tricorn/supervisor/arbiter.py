@@ -36,10 +36,15 @@ from typing import Any
 from tricorn import supervisor
 from tricorn.config import Config
 from tricorn.errors import AppLoadError, ConfigError
+from tricorn.importer import load_apps, object_name
 from tricorn.io import tls
+from tricorn.io.metrics import MetricsSlot
 from tricorn.logs import configure_logging
+from tricorn.supervisor import metrics
 from tricorn.supervisor import policy as p
-from tricorn.supervisor.heartbeat import BEAT, DRAIN, READY, RETIRING, STUCK, channel_pair
+from tricorn.supervisor.heartbeat import BEAT, DRAIN, READY, RETIRING, STUCK, channel_pair, late_after
+from tricorn.supervisor.hooks import HookServer, HookWorker, hooks_of
+from tricorn.supervisor.probes import Page, ProbeServer, SelectorReactor, open_probes, probe_page
 from tricorn.supervisor.process import (
     PidFile,
     ProcessError,
@@ -63,7 +68,7 @@ EXIT_APP = 3
 UPGRADE_ENV = "TRICORN_UPGRADE"
 # Run before re-executing: the new code must import and accept the settings, or the master stays as is.
 PREFLIGHT = (
-    "import sys; import tricorn.run, tricorn.supervisor.arbiter; from tricorn.config import Config; "
+    "import sys; import tricorn.serving, tricorn.supervisor.arbiter; from tricorn.config import Config; "
     "Config.load(sys.argv[1:])"
 )
 # The longest the master sleeps between two looks at the time (deadlines come from the policy).
@@ -85,6 +90,7 @@ RESTART_SETTINGS = (
     "reload_dir",
     "reload_include",
     "reload_exclude",
+    "metrics_bind",
 )
 SIGNALS = (
     signal.SIGINT,
@@ -105,6 +111,7 @@ class WorkerHandle:
     pid: int
     channel: socket.socket
     open: bool = True  # the channel is registered with the selector
+    metrics: MetricsSlot | None = None  # its counters (--metrics-bind), shared memory it writes
 
 
 class Arbiter:
@@ -112,16 +119,24 @@ class Arbiter:
 
     ``argv`` are the command-line arguments to re-read on SIGHUP and re-execute with on SIGUSR2
     (default: :data:`tricorn.supervisor.command_line`); without them SIGHUP keeps the settings and
-    SIGUSR2 is refused.
+    SIGUSR2 is refused. ``app`` is an application object given from Python (:func:`tricorn.run`): the
+    workers inherit it through the fork, as they inherit a preloaded one, and every worker, a
+    SIGHUP's new ones included, serves that object.
     """
 
-    def __init__(self, config: Config, argv: list[str] | None = None) -> None:
+    def __init__(self, config: Config, argv: list[str] | None = None, app: Any = None) -> None:
         self.config = config
+        self.app = app
+        self.app_name = config.app if app is None else object_name(app)
         self.argv = argv if argv is not None else supervisor.command_line
         self.sockets: list[socket.socket] = []
         self.handles: dict[int, WorkerHandle] = {}
         self.policy = p.Policy(
-            config.workers, config.timeout_worker, config.timeout_graceful_shutdown, dev_reload=config.reload
+            config.workers,
+            config.timeout_worker,
+            config.timeout_graceful_shutdown,
+            dev_reload=config.reload,
+            late_after=late_after(config.timeout_worker),
         )
         self.exit_code: int | None = None
         self.pidfile: PidFile | None = None
@@ -134,6 +149,18 @@ class Arbiter:
         self._previous_wakeup = -1
         self._unix_paths: list[str] = []
         self._stopping_signal: int | None = None
+        # --metrics-bind: the listener, and what the workers that are gone had counted (and their CPU).
+        self.probes: ProbeServer | None = None
+        self.retired: MetricsSlot | None = None
+        self.reaped_cpu = 0.0
+        self.started = time.time()
+        self._init = os.getpid() == 1  # a container's entry point: orphans are ours to reap
+        # gunicorn's server hooks, if a gunicorn config file has any, and the objects they are given.
+        self.hooks = hooks_of(config)
+        self.hook_server = HookServer(config, lambda: self.policy.target, lambda: self.hook_workers.values())
+        self.hook_workers: dict[int, HookWorker] = {}
+        self._forked = 0
+        self._worker_count: int | None = None
 
     # -- setup and teardown
 
@@ -144,6 +171,7 @@ class Arbiter:
         except ConfigError as exc:
             error_log.error("%s", exc)
             return EXIT_CONFIG
+        supervisor.log_startup_notes()
         if config.preload and config.reload:
             error_log.error("preload: cannot be combined with reload (a reload must import the code anew)")
             return EXIT_CONFIG
@@ -152,13 +180,14 @@ class Arbiter:
             # follow, from the moment listen() returns; the default SIGTERM action would kill the master
             # without a word (a TERM sent while it starts is handled once it runs its loop).
             self._setup_signals()
+            self.hooks.run("on_starting", self.hook_server)
             try:
                 adopted = self._setup_sockets()
             except (BindError, ProcessError) as exc:
                 error_log.error("%s", exc)
                 return EXIT_FAILURE
-            set_title(f"tricorn: master [{config.app}]")
-            if config.preload:
+            set_title(f"tricorn: master [{config.proc_name or self.app_name}]")
+            if config.preload and self.app is None:
                 code = self._preload()
                 if code:
                     return code
@@ -169,6 +198,10 @@ class Arbiter:
                     os.getpid(),
                     config.workers,
                 )
+            if self.probes is not None:
+                assert self.selector is not None
+                self.retired = MetricsSlot()
+                self.probes.start(SelectorReactor(self.selector))
             if config.reload:
                 self.reloader = Reloader(
                     list(config.reload_dir),
@@ -177,8 +210,12 @@ class Arbiter:
                     self._on_files_changed,
                 )
                 self.reloader.start()
+            self._count_workers()
+            self.hooks.run("when_ready", self.hook_server)
             self._feed(p.Boot(adopted=len(adopted)))
-            return self._loop()
+            code = self._loop()
+            self.hooks.run("on_exit", self.hook_server)
+            return code
         finally:
             self._teardown()
 
@@ -212,13 +249,21 @@ class Arbiter:
         if inherited or not from_systemd:  # the socket files are ours to remove on exit
             self._unix_paths = [b.path for b in config.binds if b.kind == "unix" and b.path is not None]
         try:
+            self.probes = open_probes(
+                config, {"/metrics": self._metrics_page, "/livez": self._livez, "/readyz": self._readyz}
+            )
+            if self.probes is not None and self.probes.unix_path is not None:
+                self._unix_paths.append(self.probes.unix_path)
             if config.pid is not None:
                 self.pidfile = PidFile(config.pid)
             drop_privileges(identity)
-        except ProcessError:
+        except (BindError, ProcessError):
             for sock in self.sockets:
                 sock.close()
             self.sockets = []
+            if self.probes is not None:
+                self.probes.close()
+                self.probes = None
             raise
         assert self.selector is not None
         for handle in adopted:
@@ -227,10 +272,8 @@ class Arbiter:
         return adopted
 
     def _preload(self) -> int:
-        from tricorn.importer import load_app
-
         try:
-            load_app(self.config.app, self.config.factory, self.config.app_dir, self.config.interface)
+            load_apps(self.config)
         except AppLoadError as exc:
             error_log.error("%s", exc, exc_info=exc.__cause__ is not None)
             return EXIT_APP
@@ -252,7 +295,32 @@ class Arbiter:
         # started is delivered now.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
 
+    def _metrics_page(self) -> Page:
+        handles = list(self.handles.values())
+        processes = metrics.ProcessTotals(
+            [os.getpid(), *(h.pid for h in handles)], self.reaped_cpu, start_time=self.started
+        )
+        supervision = metrics.Supervision(self.policy.restarts, self.policy.heartbeat_misses, len(handles))
+        page = metrics.render(
+            [h.metrics for h in handles if h.metrics is not None], self.retired, processes, supervision
+        )
+        return 200, page, metrics.CONTENT_TYPE
+
+    def _livez(self) -> Page:
+        late = self.policy.late(time.monotonic())
+        if late:
+            names = ", ".join(f"{name} silent for {silent:.1f}s" for name, silent in late)
+            return probe_page(False, f"not live: {names}")
+        return probe_page(True, f"live: the master and {len(self.policy.workers)} worker(s) beating")
+
+    def _readyz(self) -> Page:
+        ready, why = self.policy.readiness()
+        return probe_page(ready, ("ready: " if ready else "not ready: ") + why)
+
     def _teardown(self) -> None:
+        if self.probes is not None:
+            self.probes.close()
+            self.probes = None
         if self.reloader is not None:
             self.reloader.stop()
         if self._previous_handlers:
@@ -293,8 +361,12 @@ class Arbiter:
                     with contextlib.suppress(OSError):
                         while os.read(self._wakeup[0], 4096):
                             pass
+                elif callable(key.data):  # the metrics listener and its connections
+                    key.data()
                 else:
                     self._read_channel(key.data)
+            if self.probes is not None:
+                self.probes.sweep(time.monotonic())
             # Exits, then signals, then the Tick: a worker that exited on a TERM sent to the whole process
             # group is reaped after the master's own TERM was delivered (the kernel signals the group at
             # once), so its handler has queued it by now, and the policy, which replaces such a worker only
@@ -314,6 +386,13 @@ class Arbiter:
     def _feed(self, event: p.Event) -> None:
         for action in self.policy.on_event(event, time.monotonic()):
             self._do(action)
+        self._count_workers()
+
+    def _count_workers(self) -> None:
+        # gunicorn's nworkers_changed: at the start (from None), then on every change of the target.
+        if self.policy.target != self._worker_count:
+            old, self._worker_count = self._worker_count, self.policy.target
+            self.hooks.run("nworkers_changed", self.hook_server, self.policy.target, old)
 
     def _read_channel(self, wid: int) -> None:
         handle = self.handles.get(wid)
@@ -339,7 +418,7 @@ class Arbiter:
         if RETIRING in data:
             self._feed(p.WorkerRetiring(wid))
         if STUCK in data:
-            self._feed(p.WorkerRetiring(wid, "has every wsgi thread stuck on one request"))
+            self._feed(p.WorkerRetiring(wid, "has every wsgi thread stuck on one request", "wsgi_stuck"))
 
     def _close_channel(self, handle: WorkerHandle) -> None:
         if handle.open and self.selector is not None:
@@ -347,22 +426,56 @@ class Arbiter:
             self.selector.unregister(handle.channel)
 
     def _reap(self) -> None:
+        if self._init:
+            self._reap_as_init()
+            return
         for handle in list(self.handles.values()):
             try:
-                pid, status = os.waitpid(handle.pid, os.WNOHANG)
+                pid, status, usage = os.wait4(handle.pid, os.WNOHANG)
             except ChildProcessError:
-                pid, code = handle.pid, None
+                self._worker_gone(handle, None, 0.0)
+                continue
+            if pid != 0:
+                self._worker_gone(handle, os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime)
+
+    def _reap_as_init(self) -> None:
+        """As PID 1 (a container's entry point), every process orphaned in the container becomes our
+        child: an app's subprocess whose worker died, say. Reap them all, or they stay zombies; the master
+        runs no app code that waits for children of its own, so waiting for any child steals nothing."""
+        workers = {handle.pid: handle for handle in self.handles.values()}
+        while True:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:  # no child at all: a worker still listed was waited for elsewhere
+                for handle in workers.values():
+                    self._worker_gone(handle, None, 0.0)
+                break
+            if pid == 0:
+                break
+            if pid in workers:
+                cpu = usage.ru_utime + usage.ru_stime
+                self._worker_gone(workers.pop(pid), os.waitstatus_to_exitcode(status), cpu)
             else:
-                if pid == 0:
-                    continue
-                code = os.waitstatus_to_exitcode(status)
-            self._close_channel(handle)
-            handle.channel.close()
-            del self.handles[handle.wid]
-            if code is not None and code < 0:
-                self._feed(p.WorkerExited(handle.wid, signal=-code))
-            else:
-                self._feed(p.WorkerExited(handle.wid, code=code))
+                error_log.debug("reaped process %d, orphaned in the container", pid)
+
+    def _worker_gone(self, handle: WorkerHandle, code: int | None, cpu: float) -> None:
+        self.reaped_cpu += cpu
+        self._close_channel(handle)
+        handle.channel.close()
+        if handle.metrics is not None:
+            # Its counters are kept, so the totals never go backwards; its gauges go with it.
+            if self.retired is not None:
+                self.retired.add(handle.metrics)
+            handle.metrics.close()
+        del self.handles[handle.wid]
+        hook_worker = self.hook_workers.pop(handle.wid, None)
+        if hook_worker is not None:
+            hook_worker.alive = False
+            self.hooks.run("child_exit", self.hook_server, hook_worker)
+        if code is not None and code < 0:
+            self._feed(p.WorkerExited(handle.wid, signal=-code))
+        else:
+            self._feed(p.WorkerExited(handle.wid, code=code))
 
     def _on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
@@ -381,6 +494,7 @@ class Arbiter:
             self._feed(p.StopRequested(fast=fast))
         elif signum == signal.SIGHUP:
             error_log.info("received SIGHUP, reloading")
+            self.hooks.run("on_reload", self.hook_server)
             config = self._reread_config()
             if config is not None:
                 self._feed(p.ReloadRequested(config.workers, "reload (SIGHUP)"))
@@ -407,6 +521,7 @@ class Arbiter:
             if self.argv is not None:
                 new = Config.load(self.argv)
                 configure_logging(new)
+                self.hooks = hooks_of(new)
         except ConfigError as exc:
             error_log.error("cannot re-read the settings (%s): not reloading", exc)
             return None
@@ -425,7 +540,9 @@ class Arbiter:
             error_log.error("cannot read the TLS files again (%s): not reloading", exc)
             return None
         self.config = new
-        self.policy.set_timeouts(new.timeout_worker, new.timeout_graceful_shutdown)
+        self.policy.set_timeouts(
+            new.timeout_worker, new.timeout_graceful_shutdown, late_after(new.timeout_worker)
+        )
         return new
 
     # -- actions
@@ -475,6 +592,10 @@ class Arbiter:
             self._kill(wid, signal.SIGTERM)  # a graceful stop, without the lame-duck courtesy
 
     def _spawn(self, wid: int) -> None:
+        slot = MetricsSlot() if self.retired is not None else None
+        self._forked += 1
+        hook_worker = HookWorker(self.config, self._forked)
+        self.hooks.run("pre_fork", self.hook_server, hook_worker)
         master_end, worker_end = channel_pair()
         _flush_output()
         # The signals wait while we fork, until the child has the default handlers: one that reached it
@@ -487,6 +608,8 @@ class Arbiter:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             master_end.close()
             worker_end.close()
+            if slot is not None:
+                slot.close()
             error_log.error("cannot fork a worker: %s", exc.strerror or exc)
             self._feed(p.WorkerExited(wid, code=EXIT_FAILURE))
             return
@@ -494,18 +617,23 @@ class Arbiter:
             code = EXIT_FAILURE
             try:
                 master_end.close()
-                code = self._worker_main(worker_end, mask)
+                hook_worker.pid, hook_worker.ppid = os.getpid(), os.getppid()
+                code = self._worker_main(worker_end, mask, slot, hook_worker)
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else EXIT_FAILURE
             except BaseException:
                 traceback.print_exc()
             finally:
+                hook_worker.alive = False
+                self.hooks.run("worker_exit", self.hook_server, hook_worker)
                 _flush_output()
                 os._exit(code)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         worker_end.close()
-        handle = WorkerHandle(wid, pid, master_end)
+        handle = WorkerHandle(wid, pid, master_end, metrics=slot)
         self.handles[wid] = handle
+        hook_worker.pid = pid
+        self.hook_workers[wid] = hook_worker
         assert self.selector is not None
         self.selector.register(master_end, selectors.EVENT_READ, wid)
         self._feed(p.WorkerForked(wid, pid))
@@ -521,9 +649,16 @@ class Arbiter:
             for fd in self._wakeup:
                 os.close(fd)
 
-    def _worker_main(self, channel: socket.socket, mask: set[int | signal.Signals]) -> int:
-        """In the forked child: shed the master's state, then serve (tricorn.run.run) as a worker.
-        ``mask`` is the signal mask to restore once the master's handlers are gone."""
+    def _worker_main(
+        self,
+        channel: socket.socket,
+        mask: set[int | signal.Signals],
+        slot: MetricsSlot | None,
+        hook_worker: HookWorker,
+    ) -> int:
+        """In the forked child: shed the master's state, then serve (tricorn.serving.run) as a worker.
+        ``mask`` is the signal mask to restore once the master's handlers are gone; ``slot`` is where it
+        counts for the master's metrics; ``hook_worker`` is what gunicorn's hooks are given of it."""
         signal.set_wakeup_fd(-1)
         for signum in SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
@@ -533,14 +668,23 @@ class Arbiter:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         # A stop that came since the fork is delivered now, with its default action.
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if self.probes is not None:
+            self.probes.drop()
+        for handle in self.handles.values():  # the other workers' counters are not this one's business
+            if handle.metrics is not None:
+                handle.metrics.close()
+        if self.retired is not None:
+            self.retired.close()
         self._close_event_fds()
-        set_title(f"tricorn: worker [{self.config.app}]")
+        self.hooks.run("post_fork", self.hook_server, hook_worker)
+        set_title(f"tricorn: worker [{self.config.proc_name or self.app_name}]")
         # SIGABRT from the master (a worker that stopped beating) dumps every thread's stack to stderr.
         faulthandler.enable(all_threads=True)
-        from tricorn.run import run
+        from tricorn.serving import run
         from tricorn.supervisor.worker import Worker
 
-        return run(self.config, Worker(self.config, self.sockets, channel))
+        worker = Worker(self.config, self.sockets, channel, slot, self.hooks, hook_worker, self.hook_server)
+        return run(self.config, worker, self.app)
 
     def _upgrade(self) -> None:
         """SIGUSR2: check the new code, then re-execute this process with it, handing over the sockets
@@ -578,6 +722,7 @@ class Arbiter:
         env[UPGRADE_ENV] = json.dumps(state)
         argv = [sys.executable, "-m", "tricorn", *self.argv]
         error_log.info("re-executing the master (pid %d) with %d worker(s)", os.getpid(), len(handles))
+        self.hooks.run("pre_exec", self.hook_server)
         _flush_output()
         # The signal mask survives exec: a signal sent while the new interpreter starts stays pending
         # until it can handle it, instead of meeting the default action (SIGTERM would kill it and

@@ -27,14 +27,13 @@ import site
 import sys
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import tricorn
 from tricorn.errors import AppLoadError, ConfigError, LifespanFailure
-from tricorn.importer import load_app
-from tricorn.interfaces.lifespan import Lifespan
+from tricorn.importer import Mounted, load_apps
+from tricorn.interfaces.lifespan import Lifespan, Lifespans
 from tricorn.io import tls
-from tricorn.io.accept import Listener, TLSListener
 from tricorn.io.server import ServerState
 
 if TYPE_CHECKING:
@@ -45,11 +44,10 @@ error_log = logging.getLogger("tricorn.error")
 
 @dataclass(slots=True)
 class Serving:
-    """One imported app and what serves it."""
+    """The imported apps (the APP and its mounts) and what serves them."""
 
-    app: Any
-    interface: str
-    lifespan: Lifespan
+    apps: list[Mounted]
+    lifespan: Lifespans
     state: ServerState
 
 
@@ -101,16 +99,31 @@ def restore_app_modules(config: Config, dropped: dict[str, ModuleType]) -> None:
     sys.modules.update(dropped)
 
 
-async def load(
-    config: Config, loop: asyncio.AbstractEventLoop, backend: str, app: Any, interface: str
-) -> Serving:
-    """Run ``app``'s lifespan startup and make its server (not started). Raises LifespanFailure."""
+async def load(config: Config, loop: asyncio.AbstractEventLoop, backend: str, apps: list[Mounted]) -> Serving:
+    """Run the lifespan startup of each ASGI app in ``apps`` and make their server (not started). Raises
+    LifespanFailure, naming the mount whose startup failed."""
     # Lifespan is an ASGI protocol: a WSGI app has no startup or shutdown events.
-    lifespan = Lifespan(app, config.lifespan if interface == "asgi" else "off", config.timeout_lifespan)
-    await lifespan.startup()
-    state = ServerState(config, app, loop, backend, interface)
-    state.lifespan_state = lifespan.shared_state
-    return Serving(app, interface, lifespan, state)
+    lifespans: dict[str, Lifespan] = {}
+    for mounted in apps:
+        if mounted.interface == "asgi":
+            name = "application" if mounted.prefix == "/" else f"mount {mounted.prefix} ({mounted.spec})"
+            lifespans[mounted.prefix] = Lifespan(mounted.app, config.lifespan, config.timeout_lifespan, name)
+    group = Lifespans(list(lifespans.values()))
+    await group.startup()
+    for mounted in apps:
+        if mounted.prefix in lifespans:
+            mounted.lifespan_state = lifespans[mounted.prefix].shared_state
+    root = next((m for m in apps if m.prefix == "/"), None)
+    state = ServerState(
+        config,
+        root.app if root is not None else None,
+        loop,
+        backend,
+        root.interface if root is not None else "asgi",
+        mounts=[m for m in apps if m is not root],
+        lifespan_state=root.lifespan_state if root is not None else None,
+    )
+    return Serving(apps, group, state)
 
 
 async def reimport(config: Config, loop: asyncio.AbstractEventLoop, backend: str) -> Serving | None:
@@ -124,8 +137,7 @@ async def reimport(config: Config, loop: asyncio.AbstractEventLoop, backend: str
         return None
     dropped = forget_app_modules(config)
     try:
-        app, interface = load_app(config.app, config.factory, config.app_dir, config.interface)
-        return await load(config, loop, backend, app, interface)
+        return await load(config, loop, backend, load_apps(config))
     except AppLoadError as exc:
         error_log.error("%s", exc, exc_info=exc.__cause__ is not None)
     except LifespanFailure as exc:
@@ -139,11 +151,6 @@ async def hand_over(old: Serving, new: Serving) -> None:
     """Move the listening sockets from ``old``'s server to ``new``'s, which accepts from now on."""
     sockets = []
     for server in old.state.servers:
-        if isinstance(server, TLSListener):
-            server.close()  # it stops accepting, and leaves its socket open
-            sockets.append(server.sock)
-            continue
-        assert isinstance(server, Listener)
         sock = server.detach()
         if sock is not None:
             sockets.append(sock)

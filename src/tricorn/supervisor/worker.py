@@ -1,22 +1,28 @@
-"""The process around a server: alone (:class:`Standalone`) or as a pre-fork worker (:class:`Worker`).
+"""The process around a server: alone (:class:`Standalone`), as a pre-fork worker (:class:`Worker`), or
+inside a program of its own (:class:`Embedded`).
 
-:func:`tricorn.run.serve` loads the app, starts its lifespan and serves; it calls its host at four
-points: ``add_signal_handlers`` (before the sockets listen), ``listen`` (the sockets), ``serving`` (the
-server accepts) and ``close`` (after the shutdown). The two hosts differ in what they own:
+:func:`tricorn.serving.serve` loads the app, starts its lifespan and serves; it calls its host at four
+points (:class:`Host`): ``add_signal_handlers`` (before the sockets listen), ``listen`` (the sockets),
+``serving`` (the server accepts) and ``close`` (after the shutdown). The hosts differ in what they own:
 
 - Standalone binds the sockets itself (or takes systemd's), writes the pid file, drops privileges and
   answers SIGINT and SIGTERM (graceful stop), SIGQUIT (fast stop), SIGHUP (restart in place, see
   :mod:`tricorn.supervisor.restart`), SIGUSR1 (reopen log files).
+- Both count requests in a :class:`~tricorn.io.metrics.MetricsSlot` when ``--metrics-bind`` is set;
+  Standalone serves the metrics and the probes itself (a Worker's master does).
 - Worker serves the sockets its master bound, answers SIGTERM (graceful; a second one changes nothing),
   SIGQUIT (fast) and SIGUSR1, ignores SIGINT (the master, which gets the terminal's Ctrl-C too, decides), reports READY and beats
   through its channel, asks to be replaced after max-requests or when its WSGI threads are all stuck, and
   drains when the master says so.
+- Embedded serves on an event loop that a program of its own runs (``tricorn.serve``, ``tricorn.Server``):
+  it binds as Standalone does, but handles only SIGINT and SIGTERM, and only when nobody else does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import os
 import random
@@ -27,9 +33,13 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
+from tricorn.io.metrics import MetricsSlot
+from tricorn.supervisor import metrics
 from tricorn.supervisor.heartbeat import RETIRING, STUCK, Heartbeat, beat_interval, stuck_threads
+from tricorn.supervisor.hooks import Hooks, HookServer, HookWorker
+from tricorn.supervisor.probes import TIMEOUT, LoopReactor, Page, ProbeServer, open_probes, probe_page
 from tricorn.supervisor.process import PidFile, drop_privileges, reopen_log_files, resolve_identity
 from tricorn.supervisor.sockets import describe, open_listeners
 
@@ -55,6 +65,20 @@ def _reopen_logs() -> None:
     error_log.info("received SIGUSR1: reopened %d log file(s)", count)
 
 
+class Host(Protocol):
+    """What :func:`tricorn.serving.serve` asks of the process around it."""
+
+    metrics: MetricsSlot | None  # where it counts for --metrics-bind, or None
+    ready: bool  # /readyz: serving, and not in a restart in place
+
+    def add_signal_handlers(
+        self, loop: asyncio.AbstractEventLoop, on_signal: OnSignal, state: ServerState, stop: asyncio.Event
+    ) -> None: ...
+    def listen(self) -> list[socket.socket]: ...
+    def serving(self, state: ServerState, stop: asyncio.Event, backend: str, loop_name: str) -> None: ...
+    def close(self) -> None: ...
+
+
 class Standalone:
     """One process that is its own master and its only worker (``workers = 1``, no reload)."""
 
@@ -67,12 +91,20 @@ class Standalone:
         self._handled: list[int] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unix_paths: list[str] = []
+        self._stop: asyncio.Event | None = None
+        # --metrics-bind: this process counts, and answers /metrics, /livez and /readyz itself. `ready`
+        # is set by tricorn.serving.serve: serving, and not in a restart in place.
+        self.metrics = MetricsSlot() if config.metrics_bind is not None else None
+        self.ready = False
+        self._probes: ProbeServer | None = None
+        self._sweep: asyncio.TimerHandle | None = None
+        self._started = time.time()
 
     def add_signal_handlers(
         self, loop: asyncio.AbstractEventLoop, on_signal: OnSignal, state: ServerState, stop: asyncio.Event
     ) -> None:
-        self._loop = loop
-        # QUIT and HUP too: the server that serves changes on a restart in place (tricorn.run.serve).
+        self._loop, self._stop = loop, stop
+        # QUIT and HUP too: the server that serves changes on a restart in place (tricorn.serving.serve).
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP):
             loop.add_signal_handler(signum, on_signal, signum)
         loop.add_signal_handler(signal.SIGUSR1, _reopen_logs)
@@ -90,12 +122,19 @@ class Standalone:
         if not (from_systemd and "LISTEN_FDS" not in os.environ):  # the socket files are ours
             self._unix_paths = [b.path for b in config.binds if b.kind == "unix" and b.path is not None]
         try:
+            self._probes = open_probes(
+                config, {"/metrics": self._metrics_page, "/livez": self._livez, "/readyz": self._readyz}
+            )
+            if self._probes is not None and self._probes.unix_path is not None:
+                self._unix_paths.append(self._probes.unix_path)
             if config.pid is not None:
                 self.pidfile = PidFile(config.pid)
             drop_privileges(identity)
         except BaseException:
             for sock in self.sockets:
                 sock.close()
+            if self._probes is not None:
+                self._probes.close()
             raise
         return self.sockets
 
@@ -108,8 +147,38 @@ class Standalone:
                 backend,
                 loop_name,
             )
+        if self._probes is not None and self._loop is not None:
+            self._probes.start(LoopReactor(self._loop))
+            self._sweep_probes()
+
+    def _sweep_probes(self) -> None:
+        assert self._loop is not None and self._probes is not None
+        self._probes.sweep(time.monotonic())
+        self._sweep = self._loop.call_later(TIMEOUT / 2, self._sweep_probes)
+
+    def _metrics_page(self) -> Page:
+        assert self.metrics is not None
+        self.metrics.sample()
+        processes = metrics.ProcessTotals([os.getpid()], start_time=self._started)
+        return 200, metrics.render([self.metrics], None, processes), metrics.CONTENT_TYPE
+
+    def _livez(self) -> Page:
+        return probe_page(True, "live: the event loop answers")
+
+    def _readyz(self) -> Page:
+        if self._stop is not None and self._stop.is_set():
+            return probe_page(False, "not ready: shutting down")
+        if not self.ready:
+            return probe_page(False, "not ready: starting, or restarting in place")
+        return probe_page(True, "ready")
 
     def close(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        if self._probes is not None:
+            self._probes.close()
+            self._probes = None
         if self._loop is not None:
             for signum in self._handled:
                 self._loop.remove_signal_handler(signum)
@@ -123,18 +192,68 @@ class Standalone:
         self._unix_paths = []
 
 
+class Embedded(Standalone):
+    """A server inside a program that owns the process and the event loop.
+
+    It binds (and writes a pid file, and drops privileges, when asked to) as Standalone does. Of the
+    signals it takes SIGINT and SIGTERM (a graceful stop; a second one cuts the requests in progress), and
+    only when serving from the main thread and when the signal still has Python's default handler: a
+    program, or ``asyncio.run``, that handles a signal itself keeps it. ``stop`` is the event that stops
+    the server, once :func:`tricorn.serving.serve` has made it; ``on_serving`` is called once it accepts.
+    """
+
+    def __init__(self, config: Config, on_serving: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.stop: asyncio.Event | None = None
+        self._on_serving = on_serving
+
+    def add_signal_handlers(
+        self, loop: asyncio.AbstractEventLoop, on_signal: OnSignal, state: ServerState, stop: asyncio.Event
+    ) -> None:
+        self._loop, self.stop = loop, stop
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) not in (signal.SIG_DFL, signal.default_int_handler):
+                continue
+            try:
+                loop.add_signal_handler(signum, on_signal, signum)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue  # a loop without signal support (Windows' proactor, some embedders' loops)
+            self._handled.append(signum)
+
+    def serving(self, state: ServerState, stop: asyncio.Event, backend: str, loop_name: str) -> None:
+        super().serving(state, stop, backend, loop_name)
+        self._on_serving()
+
+
 class Worker:
     """A pre-fork worker: serves ``sockets`` (inherited from the master) and talks to it over ``channel``.
 
-    ``max_requests`` is this worker's own limit (the setting plus its jitter), or None.
+    ``max_requests`` is this worker's own limit (the setting plus its jitter), or None. ``hooks`` are the
+    gunicorn config file's (tricorn.supervisor.hooks), run with ``hook_worker`` as gunicorn's worker.
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1)
 
-    def __init__(self, config: Config, sockets: list[socket.socket], channel: socket.socket) -> None:
+    def __init__(
+        self,
+        config: Config,
+        sockets: list[socket.socket],
+        channel: socket.socket,
+        metrics: MetricsSlot | None = None,
+        hooks: Hooks | None = None,
+        hook_worker: HookWorker | None = None,
+        hook_server: HookServer | None = None,
+    ) -> None:
         self.config = config
         self.sockets = sockets
         self.channel = channel
+        self.metrics = metrics  # shared with the master, which serves the page
+        self.ready = False
+        self.hooks = hooks if hooks is not None else Hooks({})
+        self.hook_worker = hook_worker if hook_worker is not None else HookWorker(config, 0, os.getpid())
+        self.hook_server = hook_server
         self.max_requests: int | None = None
         if config.max_requests is not None:
             self.max_requests = config.max_requests + random.randint(0, config.max_requests_jitter)
@@ -158,10 +277,29 @@ class Worker:
                 self._terminated = True
                 on_signal(signal.SIGTERM)
 
+        def on_quit() -> None:
+            self.hooks.run("worker_int", self.hook_worker)
+            quit_now(state, stop)
+
         loop.add_signal_handler(signal.SIGTERM, on_term)
-        loop.add_signal_handler(signal.SIGQUIT, quit_now, state, stop)
+        loop.add_signal_handler(signal.SIGQUIT, on_quit)
         loop.add_signal_handler(signal.SIGUSR1, _reopen_logs)
         self._handled = list(self.SIGNALS)
+        if "worker_abort" in self.hooks:
+            # The master's SIGABRT (this worker stopped answering): a Python handler, not the loop's, as the
+            # loop is the thing that is stuck; it runs once the main thread runs Python again (a blocked
+            # sleep or a busy loop in Python, not a call stuck in C: the master's SIGKILL follows then).
+            signal.signal(signal.SIGABRT, self._on_abort)
+
+    def _on_abort(self, signum: int, frame: object) -> None:
+        faulthandler.dump_traceback(all_threads=True)
+        self.hook_worker.alive = False
+        self.hooks.run("worker_abort", self.hook_worker)
+        self.hooks.run("worker_exit", self.hook_server, self.hook_worker)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(1)
 
     def listen(self) -> list[socket.socket]:
         return self.sockets
@@ -199,15 +337,17 @@ class Worker:
     def _on_beat(self) -> None:
         self._check_requests()
         self._check_threads()
+        if self.metrics is not None:
+            self.metrics.sample()  # the gauges the master reads are at most one beat old
 
     def _check_threads(self) -> None:
         """A WSGI pool whose every thread has been on one request past --timeout-worker serves no one,
         while the loop (and so the heartbeat) runs on: log where the threads are, and ask for a
         replacement, as max-requests does (this worker drains: the requests that can finish, do)."""
         state = self._state
-        if self.retiring or state is None or state.wsgi is None:
+        if self.retiring or state is None or state.wsgi_pool_owner is None:
             return
-        pool = state.wsgi.pool
+        pool = state.wsgi_pool_owner.pool
         timeout = self.config.timeout_worker
         stuck = stuck_threads(pool.running_since(), pool.size, time.monotonic(), timeout)
         if not stuck:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from tricorn.interfaces.forwarded import forwarded
 from tricorn.interfaces.wsgi.cycle import WSGICycle
 from tricorn.interfaces.wsgi.environ import (
     WSGIApp,
@@ -21,6 +22,7 @@ from tricorn.interfaces.wsgi.environ import (
 )
 from tricorn.interfaces.wsgi.streams import ErrorStream, FileWrapper, WSGIInput
 from tricorn.interfaces.wsgi.threads import Mailbox, WorkerPool
+from tricorn.proto.forwarded import carries_proxy_headers
 from tricorn.proto.h1 import Request
 
 if TYPE_CHECKING:
@@ -54,16 +56,30 @@ class WSGIServer:
         root_path: str = "",
         multiprocess: bool = False,
         timeout_send: float = 60.0,
+        mount: str = "",
+        share: WSGIServer | None = None,
     ) -> None:
         self.app = app
         self.loop = loop
-        self.root_path = root_path
         self.timeout_send = timeout_send  # for a worker's sendfile, the one wait the loop does not see
-        self.pool = WorkerPool(threads)
-        self.mailbox = Mailbox(loop)
+        # A mounted app (--mount PREFIX=...) shares the thread pool and the mailbox of the worker's first
+        # WSGI app, and sees PREFIX in SCRIPT_NAME, not in PATH_INFO (PEP 3333).
+        self.pool: WorkerPool = share.pool if share is not None else WorkerPool(threads)
+        self.mailbox: Mailbox = share.mailbox if share is not None else Mailbox(loop)
         self.post = self.mailbox.post
         self.base = base_environ(threads > 1, multiprocess, root_path)
+        self.mount = mount
+        self.path_root = root_path  # --root-path: what a proxy stripped, put back before every path
+        self.root_path = root_path + mount  # SCRIPT_NAME
+        self.request_environ = self._mounted_environ if mount else request_environ
         self._starting: list[WSGICycle] = []
+
+    def _mounted_environ(self, request: Request, shared: dict[str, Any], wsgi_input: Any) -> dict[str, Any]:
+        environ = request_environ(request, shared, wsgi_input)
+        environ["SCRIPT_NAME"] = self.root_path
+        # The prefix was matched on the raw path and holds no percent escape: decoding left it as it was.
+        environ["PATH_INFO"] = environ["PATH_INFO"][len(self.mount) :]
+        return environ
 
     def start(self, cycle: WSGICycle) -> None:
         """Run ``cycle``'s app on a thread. Loop thread.
@@ -86,7 +102,12 @@ class WSGIServer:
         self.pool.submit([cycle.execute for cycle in starting])
 
     def new_cycle(self, stream: Stream, request: Request) -> WSGICycle:
-        return WSGICycle(self, stream, request)
+        cycle = WSGICycle(self, stream, request)
+        trust = stream.proxy_trust
+        if trust is not None and carries_proxy_headers(request.headers):
+            # a trusted proxy's headers, read once for the environ and the access log
+            cycle.forwarded = forwarded(request.headers, stream.client, trust)
+        return cycle
 
     async def close(self, timeout: float) -> None:
         """Graceful stop: wait up to ``timeout`` for requests still running in threads (the loop keeps

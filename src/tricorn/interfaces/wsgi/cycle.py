@@ -59,6 +59,8 @@ from typing import TYPE_CHECKING, Any
 
 from tricorn.errors import ClientDisconnected, ClientTimeout, LocalProtocolError
 from tricorn.interfaces.asgi import build_scope
+from tricorn.interfaces.files import FileSend
+from tricorn.interfaces.forwarded import apply_environ, apply_scope
 from tricorn.interfaces.stream import (
     ABORTED,
     HIGH_WATER,
@@ -68,7 +70,7 @@ from tricorn.interfaces.stream import (
     WAIT_READ,
     WAIT_SEND,
 )
-from tricorn.interfaces.wsgi.environ import ExcInfo, _parse_start, connection_environ, request_environ
+from tricorn.interfaces.wsgi.environ import ExcInfo, _parse_start, connection_environ
 from tricorn.interfaces.wsgi.streams import NO_BODY, FileWrapper, WSGIInput
 from tricorn.logs import escape_for_log
 from tricorn.proto.h1 import Request
@@ -77,15 +79,13 @@ if TYPE_CHECKING:
     from tricorn.interfaces.asgi import Scope
     from tricorn.interfaces.stream import Stream
     from tricorn.interfaces.wsgi import WSGIServer
+    from tricorn.proto.forwarded import Forwarded
 
 error_log = logging.getLogger("tricorn.error")
 
 # Response bytes a worker may hand to the loop before it waits for them to be written (and, when the
 # client is slow, for the transport to drain): one socket buffer's worth.
 WRITE_HIGH_WATER = 65536
-
-# The largest os.sendfile() call (Linux caps one call at 2 GiB - 4 KiB anyway).
-SENDFILE_CHUNK = 1 << 30
 
 # -- the cycle ------------------------------------------------------------------------------------------
 
@@ -114,6 +114,7 @@ class WSGICycle:
     abandoned = False  # the loop takes no more output: client gone, or the response was refused
     reason: ClientDisconnected | None = None  # why the server gave up on the client (a ClientTimeout)
     read_armed = False  # the stream's read deadline runs (the worker waits for body bytes)
+    forwarded: Forwarded | None = None  # what a trusted proxy's headers say (set by WSGIServer.new_cycle)
     # loop -> worker
     received = 0
     written = 0
@@ -144,9 +145,12 @@ class WSGICycle:
     def scope(self) -> Scope:
         """The request as an ASGI-style scope, for the access log."""
         stream = self.stream
-        return build_scope(
-            self.request, stream.server, stream.client, stream.scheme, self.server.root_path, None
+        scope = build_scope(
+            self.request, stream.server, stream.client, stream.scheme, self.server.path_root, None
         )
+        if self.forwarded is not None:
+            apply_scope(scope, self.forwarded)
+        return scope
 
     # -- events from the connection (loop thread)
     def feed_body(self, data: bytes) -> None:
@@ -215,7 +219,9 @@ class WSGICycle:
                 )
             # Complete with no byte received: the body is empty, and nothing is left to wait for.
             wsgi_input = NO_BODY if self.body_complete and self.chunks is None else WSGIInput(self)
-            environ = request_environ(self.request, shared, wsgi_input)
+            environ = self.server.request_environ(self.request, shared, wsgi_input)
+            if self.forwarded is not None:
+                apply_environ(environ, self.forwarded)
             result = self.server.app(environ, self.start_response)
             try:
                 if type(result) is list or type(result) is tuple:
@@ -576,32 +582,15 @@ def _sendfile_all(
     """Send ``head`` then ``count`` bytes of ``fileno`` from ``offset`` on the non-blocking ``sock``,
     waiting for it to be writable in this (worker) thread; return the file bytes sent (fewer than
     ``count`` when the client went away or the file shrank)."""
-    fd = sock.fileno()
+    job = FileSend(sock.fileno(), head, fileno, offset, count)
     poller = select.poll()
-    poller.register(fd, select.POLLOUT)
-    sent = 0
-    view = memoryview(head)
+    poller.register(job.sock_fd, select.POLLOUT)
     try:
-        while view:
-            try:
-                n = os.write(fd, view)
-            except BlockingIOError:
-                n = 0
-            view = view[n:]
-            if view:
-                _wait_writable(poller, cycle)
-        while sent < count:
-            try:
-                n = os.sendfile(fd, fileno, offset + sent, min(count - sent, SENDFILE_CHUNK))
-            except BlockingIOError:
-                _wait_writable(poller, cycle)
-                continue
-            if n == 0:  # the file is shorter than it was
-                break
-            sent += n
-    except OSError:  # the client went away (EPIPE, ECONNRESET) or the loop shut the socket down
+        while not job.step():
+            _wait_writable(poller, cycle)
+    except OSError:  # gone or timed out while waiting (ClientDisconnected, ClientTimeout)
         pass
-    return sent
+    return job.sent
 
 
 def _wait_writable(poller: select.poll, cycle: WSGICycle) -> None:
