@@ -28,7 +28,6 @@ import asyncio
 import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -44,7 +43,6 @@ UPGRADE = (
     b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 )
-MASK = b"\x5a\x17\xc3\x81"
 
 
 class Transport:
@@ -83,19 +81,6 @@ class Transport:
         data = b"".join(self.out)
         self.out.clear()
         return data
-
-
-def masked_frame(payload: bytes) -> bytes:
-    n = len(payload)
-    if n < 126:
-        head = struct.pack("!BB", 0x82, 0x80 | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", 0x82, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x82, 0x80 | 127, n)
-    key = (MASK * (n // 4 + 1))[:n]
-    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
-    return head + MASK + masked
 
 
 async def settle() -> None:
@@ -145,6 +130,7 @@ async def run_close(count: int) -> None:
 
 
 async def run_ws(count: int, size: int, pieces: int) -> None:
+    from bench.wsload import masked_frame
     from tricorn.io.h1 import H1Protocol
 
     state = state_for("ws_echo")

@@ -17,6 +17,7 @@ from typing import Any
 import httptools
 import pytest
 
+from tests.unit.test_timeouts import Transport  # the stand-in transport
 from tricorn.config import Config
 from tricorn.io.h1 import H1Protocol
 from tricorn.io.server import ServerState
@@ -25,26 +26,6 @@ from tricorn.proto.h1 import H1Connection
 HELLO = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
 CLOSE = b"GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"
 POST = b"POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 3\r\n\r\nabc"
-
-
-class Transport:
-    def __init__(self) -> None:
-        self.closed = False
-
-    def write(self, data: bytes) -> None: ...
-    def writelines(self, parts: Any) -> None: ...
-
-    def close(self) -> None:
-        self.closed = True
-
-    def pause_reading(self) -> None: ...
-    def resume_reading(self) -> None: ...
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
 
 
 async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
