@@ -210,9 +210,12 @@ SERVERS: dict[str, Server] = {
                 " --no-proxy-headers",
             },
         ),
-        # Not a peer: the ceiling of a Python WSGI server on tricorn's own parts, with no validation at
-        # all (bench/minimal_wsgi.py). Run only when asked for: --servers tricorn,granian,minimal-wsgi.
+        # Not peers: ceilings, run as references of the cases that name them (Case.references). The
+        # ceiling of a Python WSGI server on tricorn's own parts, with no validation at all
+        # (bench/minimal_wsgi.py), and uvloop answering every request head with fixed bytes: no parsing,
+        # no app (bench/canned.py; it ignores {app} and answers as bench.apps:hello does).
         Server("minimal-wsgi", "httptools", {"wsgi": "{py} bench/minimal_wsgi.py {app} {port}"}),
+        Server("canned", "uvloop", {"asgi": "{py} bench/canned.py {port}"}),
         # -- pre-fork workers (section "workers"): each server with 1 and with 2 worker processes.
         # tricorn with one worker is a single process (no master), as it is deployed that way.
         *(
@@ -306,6 +309,9 @@ class Case:
     # Also report the CPU the server spent per request, its reaped children (CGI scripts) included, from
     # /proc: unlike the rate, it hardly moves when other processes share the machine.
     cpu_per_request: bool = False
+    # Reference servers (ceilings, not peers) run for this case after the section's servers, unless
+    # --servers leaves them out; shown last, with the same ratio column.
+    references: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -336,8 +342,20 @@ SECTIONS: dict[str, Section] = {
                 Case(
                     "hello",
                     "bench.apps:hello",
-                    "GET /, 200 text/plain `Hello, world!` with content-length",
+                    "GET /, 200 text/plain `Hello, world!` with content-length; `canned` is the ceiling "
+                    "(`bench/canned.py`: uvloop writing fixed bytes per request head, no parsing, no app)",
                     check=expect_body(b"Hello, world!", chunked=False),
+                    references=("canned",),
+                ),
+                Case(
+                    "close",
+                    "bench.apps:hello",
+                    "GET / with `Connection: close`, 32 connections: a new connection per request (accept, "
+                    "answer, close); `canned` is the ceiling",
+                    wrk_args=("-H", "Connection: close"),
+                    connections=32,
+                    check=expect_body(b"Hello, world!", chunked=False),
+                    references=("canned",),
                 ),
                 Case(
                     "hello-proxied",
@@ -377,8 +395,10 @@ SECTIONS: dict[str, Section] = {
                 Case(
                     "hello",
                     "bench.apps:wsgi_hello",
-                    "GET /, 200 text/plain `Hello, world!` with content-length",
+                    "GET /, 200 text/plain `Hello, world!` with content-length; `minimal-wsgi` is the "
+                    "ceiling (`bench/minimal_wsgi.py`: the same parts, no validation)",
                     check=expect_body(b"Hello, world!", chunked=False),
+                    references=("minimal-wsgi",),
                 ),
                 Case(
                     "blocking",
@@ -1254,6 +1274,20 @@ def table_rows(section: Section, case: Case, results: list[Result]) -> tuple[lis
     return header, rows
 
 
+def reference_notes(section: Section, case: Case, results: list[Result]) -> list[str]:
+    """One line per reference server of ``case`` that ran: what share of its ceiling the first server
+    reaches."""
+    ref_name = section.servers[0]
+    by_server = {r.server: r for r in results if r.case == case.name}
+    ref = by_server.get(ref_name)
+    notes = []
+    for name in case.references:
+        r = by_server.get(name)
+        if r is not None and ref is not None and ref.ok and r.ok and ref.rps and r.rps:
+            notes.append(f"{name} is a ceiling, not a peer: {ref_name} reaches {ref.rps / r.rps:.2f} of it")
+    return notes
+
+
 def print_table(section: Section, case: Case, results: list[Result]) -> None:
     header, rows = table_rows(section, case, results)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
@@ -1267,6 +1301,8 @@ def print_table(section: Section, case: Case, results: list[Result]) -> None:
                 for i, (c, w) in enumerate(zip(row, widths, strict=False))
             )
         )
+    for note in reference_notes(section, case, results):
+        print(f"  {note}")
     for r in results:
         if r.case == case.name and r.error:
             print(f"  {r.server}: {r.error.splitlines()[0]}")
@@ -1488,6 +1524,7 @@ def render_section(
             "",
         ]
         out += [md_table(section, case, results), ""]
+        out += [f"- {note}." for note in reference_notes(section, case, results)]
         for r in results:
             if r.case == case.name and r.error:
                 first = r.error.splitlines()[0]
@@ -1770,6 +1807,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             cases = [c for c in section.cases if not opts.only or c.name in opts.only]
             names = [s for s in section.servers if wanted_servers is None or s in wanted_servers]
             names += [s for s in wanted_servers or () if s not in section.servers]  # opt-in servers
+            if wanted_servers is None:
+                names += [r for r in dict.fromkeys(r for c in cases for r in c.references) if r not in names]
             if baseline is not None:
                 names = [m for n in names for m in (n, baseline.name(n)) if m in SERVERS]
             servers = [SERVERS[n] for n in names if section.interface in SERVERS[n].commands]
@@ -1838,12 +1877,17 @@ def run_section(
         flush=True,
     )
     results: list[Result] = []
+    references = {r for c in cases for r in c.references}
     for case in cases:
-        runs: dict[str, list[Result]] = {server.name: [] for server in servers}
+        # A reference server runs only for the cases that name it (it may serve nothing else).
+        case_servers = [s for s in servers if s.name not in references or s.name in case.references]
+        if not case_servers:
+            continue
+        runs: dict[str, list[Result]] = {server.name: [] for server in case_servers}
         for round_no in range(opts.rounds):
             # Interleaved and rotated, so a slow spell of the machine does not fall on one server only.
-            shift = round_no % len(servers)
-            for server in servers[shift:] + servers[:shift]:
+            shift = round_no % len(case_servers)
+            for server in case_servers[shift:] + case_servers[:shift]:
                 label = f" (round {round_no + 1})" if opts.rounds > 1 else ""
                 print(f"  {case.name} / {server.name}{label} ...", end=" ", flush=True)
                 r = bench_one(section, case, server, opts, log_dir)
@@ -1853,7 +1897,7 @@ def run_section(
                 else:
                     print("FAILED", flush=True)
                     print("    " + (r.error or "").replace("\n", "\n    "), flush=True)
-        results += [median_result(runs[server.name]) for server in servers]
+        results += [median_result(runs[server.name]) for server in case_servers]
         print_table(section, case, results)
         print(flush=True)
 

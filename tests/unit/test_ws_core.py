@@ -15,6 +15,9 @@ import zlib
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from websockets.protocol import Protocol, Side, State
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage as WsprotoBytes
 from wsproto.events import CloseConnection, Ping
@@ -360,6 +363,33 @@ def test_framing(name: str) -> None:
         if expected[-1][0] in ("CloseReceived", "ConnectionFailed"):
             assert core.close_transport
             assert core.receive_data(masked(1, b"more")) == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 70_000), min_size=1, max_size=4),
+    cuts=st.lists(st.integers(1, 140_000), max_size=12),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_frames_in_any_reads_are_what_the_librarys_own_reader_gives(
+    sizes: list[int], cuts: list[int], seed: int
+) -> None:
+    """The core reads frames through its own reader (one copy per payload inside a read); split into
+    reads of any sizes (small ones merged, large ones viewed, payloads spanning reads joined), the
+    messages are those the websockets library gives reading the same bytes with its own reader."""
+    rng = random.Random(seed)
+    payloads = [rng.randbytes(n) for n in sizes]
+    data = b"".join(masked(2, payload, key=rng.randbytes(4)) for payload in payloads)
+    points = sorted({cut % len(data) for cut in cuts} - {0})
+    reads = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+    library = Protocol(Side.SERVER, state=State.OPEN, max_size=None)
+    for read in reads:
+        library.receive_data(read)
+    expected = [("BytesMessage", bytes(frame.data)) for frame in library.events_received()]
+    core = WSConnection(0.0, max_size=None)
+    got = describe(feed(core, reads))
+    assert got == expected == [("BytesMessage", payload) for payload in payloads]
+    assert all(type(data) is bytes for _, data in got)
 
 
 def test_ping_is_answered_and_close_is_echoed() -> None:

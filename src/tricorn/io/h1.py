@@ -169,12 +169,14 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.phase = PHASE_CLOSED
+        self.conn.release()
         self.runner.close()
         self.state.connections.discard(self)
         for cycle in (self.cycle, *self.pipeline):
             if cycle is not None:
                 cycle.disconnect()
         self.pipeline.clear()
+        self.receiving = None  # it refers back to this protocol: freed now, not by the cyclic collector
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -568,6 +570,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
     def close_for_upgrade(self) -> None:
         """The transport now belongs to another protocol: this one lets go of it without closing it."""
         self.phase = PHASE_CLOSED
+        self.conn.release()
         self.state.connections.discard(self)
         self.runner.close()
 

@@ -37,9 +37,10 @@ import hashlib
 import logging
 import re
 import struct
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Generator, Sequence
 from enum import Enum
-from typing import Final, cast
+from typing import Any, Final, cast
 
 from websockets.exceptions import InvalidHeader, InvalidState, NegotiationError
 from websockets.extensions.base import Extension
@@ -275,8 +276,131 @@ def accept_headers(
 # ------------------------------------------------------------------------------------------- framing
 
 
+class _Reads:
+    """What websockets' Protocol reads frames from (its ``StreamReader``), with fewer copies.
+
+    The library's reader appends every read to one bytearray, slices each payload out of it, and the
+    frame parser unmasks that slice into a new bytes object: three passes over every byte received, and
+    more while the bytearray grows. This one keeps the reads as they came: a payload inside one read is
+    handed to the unmasking as a view of it, so the unmasking (the library's C ``apply_mask``) is the one
+    copy; a payload spanning reads is joined once, then unmasked (bench "websocket echo64k").
+
+    ``buf[pos:]`` is the read being consumed, ``more`` the reads after it. Small reads are merged as they
+    come (up to ``_MERGE`` bytes), so a client trickling a frame a few bytes per read costs a bytes object
+    per ``_MERGE`` bytes at most, not per read.
+    """
+
+    __slots__ = ("buf", "eof", "more", "more_size", "pos")
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.pos = 0
+        self.more: deque[bytes] = deque()
+        self.more_size = 0
+        self.eof = False
+
+    def feed_data(self, data: bytes) -> None:
+        if self.eof:
+            raise EOFError("stream ended")
+        n = len(data)
+        if not n:
+            return
+        if type(data) is not bytes:
+            data = bytes(data)  # a bytearray must not change under a view
+        more = self.more
+        if more:
+            if n < _MERGE and len(more[-1]) < _MERGE:
+                more[-1] += data
+            else:
+                more.append(data)
+            self.more_size += n
+            return
+        buf = self.buf
+        pos = self.pos
+        if pos == len(buf):  # the usual case: the reads before are consumed
+            self.buf = data
+            self.pos = 0
+        elif n < _MERGE and len(buf) - pos < _MERGE:
+            self.buf = buf[pos:] + data
+            self.pos = 0
+        else:
+            more.append(data)
+            self.more_size = n
+
+    def feed_eof(self) -> None:
+        if self.eof:
+            raise EOFError("stream ended")
+        self.eof = True
+
+    def discard(self) -> None:
+        self.buf = b""
+        self.pos = self.more_size = 0
+        self.more.clear()
+
+    def at_eof(self) -> Generator[None, None, bool]:
+        while True:
+            if self.pos < len(self.buf) or self.more:
+                return False
+            if self.eof:
+                return True
+            yield
+
+    def read_exact(self, n: int) -> Generator[None, None, bytes | memoryview]:
+        buf = self.buf
+        pos = self.pos
+        end = pos + n
+        if end > len(buf):
+            return (yield from self._read_across(n))
+        self.pos = end
+        if n < _VIEW:
+            return buf[pos:end]
+        return buf if n == len(buf) else memoryview(buf)[pos:end]
+
+    def _read_across(self, n: int) -> Generator[None, None, bytes | memoryview]:
+        """``read_exact`` for bytes not (yet) in the current read: wait for them, then join them once."""
+        while len(self.buf) - self.pos + self.more_size < n:
+            if self.eof:
+                raise EOFError(
+                    f"stream ends after {len(self.buf) - self.pos + self.more_size} bytes, expected {n}"
+                )
+            yield
+        more = self.more
+        if self.pos == len(self.buf):
+            self.buf = more.popleft()
+            self.pos = 0
+            self.more_size -= len(self.buf)
+        if self.pos + n <= len(self.buf):  # in one read after all (a new one, or merged reads)
+            return (yield from self.read_exact(n))
+        parts: list[bytes | memoryview] = [memoryview(self.buf)[self.pos :]]
+        left = n - (len(self.buf) - self.pos)
+        while True:
+            chunk = more.popleft()
+            self.more_size -= len(chunk)
+            if len(chunk) >= left:
+                parts.append(memoryview(chunk)[:left])
+                self.buf = chunk
+                self.pos = left
+                return b"".join(parts)
+            parts.append(chunk)
+            left -= len(chunk)
+
+
+# Reads smaller than this are merged into the read before (_Reads); payloads at least this long are
+# handed out as views of the read that holds them, shorter ones as slices (a view costs two objects).
+_MERGE = 4096
+_VIEW = 8192
+
+
 class _ServerProtocol(Protocol):
-    """websockets' Protocol, with one rule relaxed to match RFC 6455."""
+    """websockets' Protocol, reading from :class:`_Reads`, with one rule relaxed to match RFC 6455."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The parser started on the library's reader: start it again on ours.
+        self.parser.close()
+        self.reader = _Reads()  # type: ignore[assignment]  # the methods Protocol uses, same signatures
+        self.parser = self.parse()
+        next(self.parser)
 
     def recv_frame(self, frame: Frame) -> None:
         if frame.opcode is Opcode.CLOSE and self.current_size is not None:

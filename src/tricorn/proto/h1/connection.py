@@ -119,6 +119,19 @@ class H1Connection:
         self.trailing_data = b""
         self.their_error: RemoteProtocolError | None = None
 
+    def release(self) -> None:
+        """Nothing more is read on this connection (it is closed, or another protocol took it over): let
+        llhttp's parsers go now. Each holds its callbacks, bound methods of the object that holds it: a
+        reference cycle that only a full run of the cyclic collector would free, so a worker kept the
+        parsers of thousands of closed connections. Only the response side may be used after this."""
+        parser = self._parser
+        if type(parser) is _HttptoolsParser:
+            parser.release()
+        scout = self._scout
+        if scout is not None:
+            self._scout = None
+            scout.release()
+
     # -- receiving
     def receive_data(self, data: bytes) -> list[Event]:
         """Parse ``data``; return the events it completes. Raises RemoteProtocolError on bad input.

@@ -107,6 +107,10 @@ class _HttptoolsParser:
     def in_head(self) -> bool:
         return len(self.head) > 0
 
+    def release(self) -> None:
+        """Break the cycle with llhttp's parser (see H1Connection.release)."""
+        del self.parser
+
     # -- callbacks (called from inside feed_data)
     def on_message_begin(self) -> None:
         if self.synthetic:
@@ -355,6 +359,10 @@ class _Scout:
 
     def reset(self) -> None:
         self.parser = httptools.HttpRequestParser(self)
+
+    def release(self) -> None:
+        """Break the cycle with llhttp's parser (see H1Connection.release)."""
+        del self.parser
 
 
 # States of the pure-Python backend.

@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""Instructions per request (or message) of tricorn's hot paths, counted with callgrind: repeatable where
+wall-clock runs on a shared machine are not.
+
+    .venv/bin/python bench/instructions.py [SCENARIO ...] [--count N] [--baseline REV]
+
+Each scenario drives tricorn in process, over a stand-in transport (no sockets, no kernel), with the
+bytes a client would send, and checks the answers; it runs under ``valgrind --tool=callgrind`` twice,
+with N and 2N iterations, and the difference divided by N is one iteration's instructions (start-up,
+imports and warm-up cancel out). ``--baseline REV`` counts tricorn at git revision REV too (a detached
+worktree, removed at exit), in the same way, for a before/after ratio.
+
+Scenarios:
+  hello      ASGI hello on a keep-alive connection (``bench.apps:hello``), one request per read
+  close      the same on a new connection per request: connection_made, the request with
+             ``Connection: close``, the close, connection_lost
+  ws1k       WebSocket echo (``bench.apps:ws_echo``) of a 1 KiB binary message, one frame per read
+  ws64k      the same with 64 KiB messages (on loopback, uvloop too reads each frame whole)
+
+Needs valgrind (apt-get install valgrind). Counts are of user-space instructions only: the kernel's TCP
+work, the same for every server, is not in them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ("hello", "close", "ws1k", "ws64k")
+
+HELLO = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
+CLOSE = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench\r\nConnection: close\r\n\r\n"
+UPGRADE = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+class Transport:
+    """What the shells use of a transport; keeps what was written (and lets a test look at it)."""
+
+    def __init__(self) -> None:
+        self.out: list[bytes] = []
+        self.closed = False
+        self.protocol: Any = None
+
+    def write(self, data: bytes) -> None:
+        self.out.append(data)
+
+    def writelines(self, parts: Any) -> None:
+        self.out.extend(parts)  # kept as they are: a copy here would be counted as the server's
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+    def take(self) -> bytes:
+        data = b"".join(self.out)
+        self.out.clear()
+        return data
+
+
+async def settle() -> None:
+    """A few loop turns: the shell starts apps and flushes in a callback of the turn after a read."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+def state_for(app_name: str) -> Any:
+    import bench.apps
+    from tricorn.config import Config
+    from tricorn.io.server import ServerState
+
+    app = getattr(bench.apps, app_name)
+    # No keepalive pings: under callgrind a run outlasts their interval, and they are not the hot path.
+    config = Config(access_log=False, ws_ping_interval=None)
+    return ServerState(config, app, asyncio.get_running_loop(), "httptools")
+
+
+async def run_hello(count: int) -> None:
+    from tricorn.io.h1 import H1Protocol
+
+    state = state_for("hello")
+    proto = H1Protocol(state)
+    transport = Transport()
+    proto.connection_made(transport)  # type: ignore[arg-type]
+    for _ in range(count):
+        proto.data_received(HELLO)
+        await settle()
+        if not transport.take().endswith(b"Hello, world!"):
+            raise SystemExit("hello: no response")
+
+
+async def run_close(count: int) -> None:
+    from tricorn.io.h1 import H1Protocol
+
+    state = state_for("hello")
+    for _ in range(count):
+        proto = H1Protocol(state)
+        transport = Transport()
+        proto.connection_made(transport)  # type: ignore[arg-type]
+        proto.data_received(CLOSE)
+        await settle()
+        if not transport.closed or not transport.take().endswith(b"Hello, world!"):
+            raise SystemExit("close: no response, or the connection stayed open")
+        proto.connection_lost(None)
+
+
+async def run_ws(count: int, size: int, pieces: int) -> None:
+    from bench.wsload import masked_frame
+    from tricorn.io.h1 import H1Protocol
+
+    state = state_for("ws_echo")
+    proto = H1Protocol(state)
+    transport = Transport()
+    proto.connection_made(transport)  # type: ignore[arg-type]
+    proto.data_received(UPGRADE)
+    await settle()
+    if not transport.take().startswith(b"HTTP/1.1 101 "):
+        raise SystemExit("websocket: no 101")
+    ws = transport.protocol
+    payload = bytes(range(256)) * (size // 256)
+    frame = masked_frame(payload)
+    step = -(-len(frame) // pieces)
+    parts = [frame[i : i + step] for i in range(0, len(frame), step)]
+    for _ in range(count):
+        for part in parts:
+            ws.data_received(part)
+        await settle()
+        echo = transport.out[-1]  # the payload is written as it is, or after its frame head
+        if echo != payload and echo[-size:] != payload:
+            raise SystemExit(
+                f"websocket: the echo differs from the message: {len(transport.out)} writes, "
+                f"the last {len(echo)} bytes, {echo[:20]!r}"
+            )
+        transport.out.clear()
+    ws.connection_lost(None)
+    await settle()
+
+
+def run_scenario(name: str, count: int) -> None:
+    import uvloop
+
+    runs = {
+        "hello": lambda: run_hello(count),
+        "close": lambda: run_close(count),
+        "ws1k": lambda: run_ws(count, 1024, 1),
+        "ws64k": lambda: run_ws(count, 65536, 1),
+    }
+    uvloop.run(runs[name]())
+
+
+def callgrind(src: str, name: str, count: int, workdir: Path) -> int:
+    out = workdir / f"callgrind.{name}.{count}.{abs(hash(src)) % 10000}"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, str(ROOT)]), PYTHONHASHSEED="0")
+    proc = subprocess.run(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, __file__,
+         "--inner", name, str(count)],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} under callgrind failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    m = re.search(r"Collected : (\d+)", proc.stderr)
+    if not m:
+        raise SystemExit(f"no instruction count in callgrind's output:\n{proc.stderr[-2000:]}")
+    return int(m.group(1))
+
+
+def per_iteration(src: str, name: str, count: int, workdir: Path) -> float:
+    return (callgrind(src, name, 2 * count, workdir) - callgrind(src, name, count, workdir)) / count
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("scenarios", nargs="*", metavar="SCENARIO", help=f"of {', '.join(SCENARIOS)} (all)")
+    p.add_argument("--count", type=int, default=2000, help="iterations of the smaller run (2000)")
+    p.add_argument("--baseline", metavar="REV", help="also count tricorn at git revision REV")
+    p.add_argument("--inner", nargs=2, metavar=("SCENARIO", "N"), help=argparse.SUPPRESS)
+    opts = p.parse_args()
+    if opts.inner:
+        sys.path.append(str(ROOT))  # bench.apps
+        run_scenario(opts.inner[0], int(opts.inner[1]))
+        return 0
+    unknown = set(opts.scenarios) - set(SCENARIOS)
+    if unknown:
+        p.error(f"unknown scenario(s) {', '.join(sorted(unknown))}; known: {', '.join(SCENARIOS)}")
+    if not shutil.which("valgrind"):
+        print("valgrind required (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="tricorn-instructions-") as tmp:
+        workdir = Path(tmp)
+        sources = {"tricorn": str(ROOT / "src")}
+        if opts.baseline:
+            worktree = workdir / "baseline"
+            subprocess.run(
+                ["git", "worktree", "add", "--detach", str(worktree), opts.baseline],
+                cwd=ROOT, check=True, capture_output=True,
+            )  # fmt: skip
+            sources[f"tricorn@{opts.baseline}"] = str(worktree / "src")
+        try:
+            for name in opts.scenarios or SCENARIOS:
+                counts = {
+                    label: per_iteration(src, name, opts.count, workdir) for label, src in sources.items()
+                }
+                line = "  ".join(f"{label} {n:,.0f}" for label, n in counts.items())
+                if len(counts) == 2:
+                    now, before = counts.values()
+                    line += f"  ({now / before - 1:+.1%})"
+                print(f"{name}: instructions per iteration: {line}", flush=True)
+        finally:
+            if opts.baseline:
+                subprocess.run(
+                    ["git", "worktree", "remove", "--force", str(workdir / "baseline")],
+                    cwd=ROOT, check=False, capture_output=True,
+                )  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
