@@ -163,6 +163,18 @@ SERVERS: dict[str, Server] = {
             "gunicorn",
             {"wsgi": "{py} -m gunicorn -w 1 -k sync -b {host}:{port} --log-level warning {app}"},
         ),
+        # Not a peer: tricorn with its proxy headers off. wrk connects from 127.0.0.1, a trusted proxy by
+        # default, so "tricorn" reads each request's headers for X-Forwarded-*; this one does not (the
+        # cost of the check: --servers tricorn,tricorn-no-proxy-headers --only hello hello-proxied).
+        Server(
+            "tricorn-no-proxy-headers",
+            "tricorn",
+            {
+                "asgi": "{py} -m tricorn {app} --port {port} --no-access-log --log-level warning --no-proxy-headers",
+                "wsgi": "{py} -m tricorn {app} --interface wsgi --port {port} --no-access-log --log-level warning"
+                " --no-proxy-headers",
+            },
+        ),
         # Not a peer: the ceiling of a Python WSGI server on tricorn's own parts, with no validation at
         # all (bench/minimal_wsgi.py). Run only when asked for: --servers tricorn,granian,minimal-wsgi.
         Server("minimal-wsgi", "httptools", {"wsgi": "{py} bench/minimal_wsgi.py {app} {port}"}),
@@ -275,6 +287,14 @@ SECTIONS: dict[str, Section] = {
                     "hello",
                     "bench.apps:hello",
                     "GET /, 200 text/plain `Hello, world!` with content-length",
+                    check=expect_body(b"Hello, world!", chunked=False),
+                ),
+                Case(
+                    "hello-proxied",
+                    "bench.apps:hello",
+                    "hello as a proxy sends it: with X-Forwarded-For and X-Forwarded-Proto (believed from "
+                    "127.0.0.1 by tricorn and uvicorn)",
+                    wrk_args=("-H", "X-Forwarded-For: 203.0.113.7", "-H", "X-Forwarded-Proto: https"),
                     check=expect_body(b"Hello, world!", chunked=False),
                 ),
                 Case(

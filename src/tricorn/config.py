@@ -50,6 +50,7 @@ HttpImplementation = Literal["auto", "httptools", "h11"]
 LoopImplementation = Literal["auto", "uvloop", "asyncio"]
 WsImplementation = Literal["auto", "none", "websockets", "wsproto", "websockets-sansio"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+LogFormat = Literal["text", "json"]
 CertReqs = Literal["none", "optional", "required"]
 # The choices of each closed setting, read from its Literal type so they are written once.
 INTERFACES: tuple[str, ...] = get_args(Interface)
@@ -58,6 +59,7 @@ HTTP_IMPLEMENTATIONS: tuple[str, ...] = get_args(HttpImplementation)
 LOOP_IMPLEMENTATIONS: tuple[str, ...] = get_args(LoopImplementation)
 WS_IMPLEMENTATIONS: tuple[str, ...] = get_args(WsImplementation)
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
+LOG_FORMATS: tuple[str, ...] = get_args(LogFormat)
 CERT_REQS: tuple[str, ...] = get_args(CertReqs)
 
 # -- Named defaults, each with its precedent -------------------------------------------------------------
@@ -448,6 +450,18 @@ def to_binds(name: str, value: object) -> tuple[str, ...]:
     return entries
 
 
+def to_metrics_bind(name: str, value: object) -> str:
+    """One listening address for the metrics and probes (``HOST:PORT``, ``[IPV6]:PORT`` or ``unix:PATH``)."""
+    text = to_str(name, value).strip()
+    try:
+        address = BindAddress.parse(text)
+    except ConfigError as exc:
+        raise ConfigError(name, str(exc).partition(": ")[2]) from None
+    if address.kind == "fd":
+        raise ConfigError(name, f"{text!r}: the metrics listener takes HOST:PORT or unix:PATH, not fd://")
+    return text
+
+
 def to_root_path(name: str, value: object) -> str:
     text = to_str(name, value)
     if text and not text.startswith("/"):
@@ -519,6 +533,23 @@ def to_ciphers(name: str, value: object) -> str:
     if not text:
         raise ConfigError(name, "'' is not a cipher list (e.g. ECDHE+AESGCM:ECDHE+CHACHA20)")
     return text
+
+
+def to_allow_list(name: str, value: object) -> tuple[str, ...]:
+    """Peers to trust: IP addresses, CIDR networks, ``*`` and ``unix``, separated by commas or spaces
+    (in one string or several; a repeated flag adds to the list)."""
+    from tricorn.proto.forwarded import AllowList
+
+    entries = tuple(
+        entry for item in to_str_tuple(name, value) for entry in re.split(r"[\s,]+", item) if entry
+    )
+    if not entries:
+        raise ConfigError(name, "the list is empty (give 127.0.0.1, a network like 10.0.0.0/8, * or unix)")
+    try:
+        AllowList(entries)
+    except ValueError as exc:
+        raise ConfigError(name, str(exc)) from None
+    return entries
 
 
 def to_identity(name: str, value: object) -> str:
@@ -669,11 +700,27 @@ class BindAddress:
         return f"http://{host}:{self.port}"
 
 
+def _same_listener(a: BindAddress, b: BindAddress) -> bool:
+    """Whether ``a`` and ``b`` would listen on the same socket address (a wildcard host covers all)."""
+    if a.kind == "unix" or b.kind == "unix":
+        return (
+            a.kind == b.kind
+            and a.path is not None
+            and b.path is not None
+            and (os.path.abspath(a.path) == os.path.abspath(b.path))
+        )
+    if a.kind != "tcp" or b.kind != "tcp" or a.port != b.port or a.port == 0:
+        return False
+    wildcards = ("0.0.0.0", "::", "")
+    return a.host == b.host or a.host in wildcards or b.host in wildcards
+
+
 # -- The configuration -----------------------------------------------------------------------------------
 
 _APPLICATION = "Application"
 _BINDING = "Binding"
 _TLS = "TLS"
+_PROXIES = "Proxies"
 _PROTOCOL = "Protocol"
 _HTTP2 = "HTTP/2"
 _WEBSOCKET = "WebSocket"
@@ -681,6 +728,7 @@ _TIMEOUTS = "Timeouts"
 _LIMITS = "Limits"
 _LOGGING = "Logging"
 _PROCESSES = "Processes"
+_METRICS = "Metrics and probes"
 _RELOAD = "Reload"
 _CONFIGURATION = "Configuration"
 
@@ -912,6 +960,58 @@ class Config:
             flags=("--unix-socket-permissions",),
             metavar="MODE",
             convert=optional(to_file_mode),
+        ),
+    )
+
+    # Proxies
+    proxy_headers: bool = field(
+        default=True,
+        metadata=_setting(
+            group=_PROXIES,
+            help="believe X-Forwarded-For/-Proto/-Host/-Port and Forwarded (RFC 7239) from the peers in "
+            "--forwarded-allow-ips: the client address, scheme and Host the application sees are the ones "
+            "the proxy reports",
+            env="TRICORN_PROXY_HEADERS",
+            flags=("--proxy-headers",),
+            convert=to_bool,
+        ),
+    )
+    forwarded_allow_ips: tuple[str, ...] = field(
+        default=("127.0.0.1", "::1"),
+        metadata=_setting(
+            group=_PROXIES,
+            help="the proxies whose headers are believed: IP addresses, networks (10.0.0.0/8), unix for "
+            "peers on a unix socket (never trusted otherwise), * for every peer; separate with commas",
+            env="TRICORN_FORWARDED_ALLOW_IPS",
+            env_fallbacks=("FORWARDED_ALLOW_IPS",),
+            flags=("--forwarded-allow-ips",),
+            metavar="LIST",
+            convert=to_allow_list,
+        ),
+    )
+    proxy_protocol: bool = field(
+        default=False,
+        metadata=_setting(
+            group=_PROXIES,
+            help="every connection starts with a PROXY protocol header (v1 or v2, as haproxy's send-proxy "
+            "and cloud load balancers send it) naming the client; a connection without a valid one, or "
+            "from a peer outside --proxy-allow-from, is closed",
+            env="TRICORN_PROXY_PROTOCOL",
+            flags=("--proxy-protocol",),
+            convert=to_bool,
+        ),
+    )
+    proxy_allow_from: tuple[str, ...] = field(
+        default=("127.0.0.1", "::1"),
+        metadata=_setting(
+            group=_PROXIES,
+            help="the peers allowed to send a PROXY protocol header: IP addresses, networks, unix, *; "
+            "separate with commas",
+            env="TRICORN_PROXY_ALLOW_FROM",
+            flags=("--proxy-allow-from",),
+            aliases=("proxy_allow_ips",),
+            metavar="LIST",
+            convert=to_allow_list,
         ),
     )
 
@@ -1400,6 +1500,16 @@ class Config:
             convert=to_bool,
         ),
     )
+    log_format: LogFormat = field(
+        default="text",
+        metadata=_setting(
+            group=_LOGGING,
+            help="text: gunicorn's lines; json: every error-log and access-log record as one JSON object a line",
+            env="TRICORN_LOG_FORMAT",
+            flags=("--log-format",),
+            choices=LOG_FORMATS,
+        ),
+    )
     log_config: str | None = field(
         default=None,
         metadata=_setting(
@@ -1530,6 +1640,18 @@ class Config:
     )
 
     # Reload
+    metrics_bind: str | None = field(
+        default=None,
+        metadata=_setting(
+            group=_METRICS,
+            help="an address of its own (HOST:PORT or unix:PATH, never an application --bind) that serves "
+            "Prometheus metrics at /metrics and the probes /livez and /readyz; none for no such listener",
+            env="TRICORN_METRICS_BIND",
+            flags=("--metrics-bind",),
+            metavar="ADDR",
+            convert=optional(to_metrics_bind),
+        ),
+    )
     reload: bool = field(
         default=False,
         metadata=_setting(
@@ -1612,6 +1734,7 @@ class Config:
             if converted is not value:
                 object.__setattr__(self, name, converted)
         self._check_tls()
+        self._check_metrics_bind()
         if self.app != DEFAULT_APP and any(prefix == "/" for prefix, _, _ in self.app_mounts):
             raise ConfigError(
                 "mount", f"'/' is mounted, and {self.app!r} is given as APP (the / mount): give one of them"
@@ -1621,6 +1744,21 @@ class Config:
     def app_mounts(self) -> tuple[tuple[str, str, str], ...]:
         """The ``mount`` entries as (prefix as keyed: "/" or "/a/b"; module:app spec; interface)."""
         return tuple(split_mount(entry) for entry in self.mount)
+
+    def _check_metrics_bind(self) -> None:
+        # The probes must answer for the server, not be the server: on an application port, /readyz would
+        # be an app's route and the metrics would be served to every client.
+        if self.metrics_bind is None:
+            return
+        metrics = self.metrics_address
+        assert metrics is not None
+        for bind in self.binds:
+            if _same_listener(metrics, bind):
+                raise ConfigError(
+                    "metrics_bind",
+                    f"{self.metrics_bind!r} is also where the application listens ({bind}); "
+                    "give the metrics and probes an address of their own",
+                )
 
     def _check_tls(self) -> None:
         # A TLS setting without a certificate would silently serve plain HTTP to someone who meant HTTPS.
@@ -1654,6 +1792,11 @@ class Config:
         if self.bind:
             return tuple(BindAddress.parse(entry) for entry in self.bind)
         return (BindAddress("tcp", host=self.host, port=self.port),)
+
+    @property
+    def metrics_address(self) -> BindAddress | None:
+        """The parsed ``metrics_bind``, or None."""
+        return None if self.metrics_bind is None else BindAddress.parse(self.metrics_bind)
 
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied, validated like a new Config."""

@@ -7,6 +7,10 @@ Loggers:
 * ``tricorn.access``: stdout, the message only (an :class:`AccessLogFormatter` line), level INFO,
   disabled when ``access_log`` is off. The access log is independent of ``log_level``, as in gunicorn.
 
+With ``log_format = json`` both write one JSON object a line instead (:class:`JSONFormatter` for the
+error log, an access log format of ``json``), for log pipelines; ``access_log_format = json`` does it for
+the access log alone. A traceback is a field of its record's object, never lines of its own.
+
 Anything a client controls (path, query, header values, even the client address behind a proxy) goes
 through :func:`escape_for_log` before it reaches a log line, so a request cannot forge log lines or send
 escape sequences to the terminal of whoever reads the log. Tracebacks are made safe the same way, keeping
@@ -39,6 +43,7 @@ __all__ = [
     "TRACE",
     "AccessLogFormatter",
     "EscapingFormatter",
+    "JSONFormatter",
     "configure_logging",
     "escape_controls",
     "escape_for_log",
@@ -216,6 +221,44 @@ class EscapingFormatter(logging.Formatter):
         return _escape_unprintable(stack_info, keep_line_feeds=True)
 
 
+def _iso_time(now: float) -> str:
+    """``now`` (epoch seconds) as local ISO 8601 with the UTC offset, to the millisecond."""
+    t = time.localtime(now)
+    offset = t.tm_gmtoff // 60
+    sign = "-" if offset < 0 else "+"
+    hours, minutes = divmod(abs(offset), 60)
+    millis = int((now % 1) * 1000)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', t)}.{millis:03d}{sign}{hours:02d}:{minutes:02d}"
+
+
+def _json_line(entry: dict[str, object]) -> str:
+    # ensure_ascii: every control character, line separator and non-ASCII character is a \u escape, so
+    # no value can end the line or reach a terminal raw.
+    return json.dumps(entry, ensure_ascii=True, separators=(",", ":"), default=str)
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object a line: ``time``, ``level``, ``pid``, ``logger``, ``message`` and, when the record
+    carries them, ``exception`` (the whole traceback, one string) and ``stack``. A ``log_config`` can name
+    it: ``"()": "tricorn.logs.JSONFormatter"``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": _iso_time(record.created),
+            "level": record.levelname,
+            "pid": record.process,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = format_exception_for_log(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = record.stack_info
+        return _json_line(entry)
+
+
 class _EscapeTracebacks(logging.Filter):
     """Puts the escaped traceback on each record that carries one, before any handler sees it.
 
@@ -381,6 +424,41 @@ def _atom(key: str) -> _Atom:
     return lambda r: "-"
 
 
+# The access_log_format that writes each record as a JSON object (see _json_access).
+JSON_ACCESS_LOG = "json"
+
+
+def _json_header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    values = [value for key, value in headers if key == name]
+    return b",".join(values).decode("utf-8", "backslashreplace") if values else None
+
+
+def _json_access(r: _Request) -> str:
+    client = r.client
+    return _json_line(
+        {
+            "time": _iso_time(r.now),
+            "client": client[0] if client else None,
+            "client_port": client[1] if client else None,
+            "method": r.method,
+            "path": r.path,
+            "query": r.query,
+            "protocol": r.http_version if r.http_version.startswith("HTTP/") else f"HTTP/{r.http_version}",
+            "status": r.status,
+            "bytes": r.response_bytes,
+            "duration": round(r.duration, 6),
+            "referer": _json_header(r.request_headers, b"referer"),
+            "user_agent": _json_header(r.request_headers, b"user-agent"),
+            "pid": os.getpid(),
+        }
+    )
+
+
+def access_log_formatter(config: Config) -> AccessLogFormatter:
+    """The access-log formatter ``config`` asks for (JSON objects under ``log_format = json``)."""
+    return AccessLogFormatter(JSON_ACCESS_LOG if config.log_format == "json" else config.access_log_format)
+
+
 class AccessLogFormatter:
     """Formats one access-log line per request from a gunicorn-style ``access_log_format``.
 
@@ -394,9 +472,10 @@ class AccessLogFormatter:
     Client-controlled text is passed through :func:`escape_for_log`.
     """
 
-    __slots__ = ("_atoms", "_format", "_time", "_time_second", "_uses_time")
+    __slots__ = ("_atoms", "_format", "_json", "_time", "_time_second", "_uses_time")
 
     def __init__(self, access_log_format: str) -> None:
+        self._json = access_log_format == JSON_ACCESS_LOG
         atoms: dict[str, _Atom] = {}
         uses_time = False
         position = 0
@@ -475,6 +554,8 @@ class AccessLogFormatter:
             now,
             mount,
         )
+        if self._json:
+            return _json_access(request)
         values = {key: atom(request) for key, atom in self._atoms}
         if self._uses_time:
             # Formatting the time is the priciest atom and changes once a second: cache it.
@@ -506,8 +587,13 @@ def configure_logging(config: Config) -> None:
         _load_log_config(config.log_config)
     else:
         error = logging.getLogger("tricorn")
+        formatter: logging.Formatter = (
+            JSONFormatter()
+            if config.log_format == "json"
+            else EscapingFormatter(ERROR_LOG_FORMAT, ERROR_LOG_DATEFMT)
+        )
         error_handler = _handler(config.error_log_file, sys.stderr, "error_log_file")
-        _replace_handler(error, error_handler, EscapingFormatter(ERROR_LOG_FORMAT, ERROR_LOG_DATEFMT))
+        _replace_handler(error, error_handler, formatter)
         error.setLevel(LOG_LEVELS[config.log_level])
         logging.getLogger("tricorn.error").setLevel(logging.NOTSET)
         access_handler = _handler(config.access_log_file, sys.stdout, "access_log_file")

@@ -123,6 +123,7 @@ async def serve(
                 error_log.info("received SIGHUP while stopping: ignored")
             else:
                 error_log.info("received SIGHUP, restarting in place: importing the application again")
+                host.ready = False  # /readyz: a load balancer stops sending before the old app retires
                 reload.set()
         elif signum == signal.SIGQUIT:
             error_log.warning("received SIGQUIT, stopping now")
@@ -143,6 +144,8 @@ async def serve(
     # The process around the server (tricorn.supervisor.worker): alone, it binds, writes the pid file and
     # drops privileges; as a pre-fork worker, it serves its master's sockets and reports to it.
     host = worker if worker is not None else Standalone(config)
+    if host.metrics is not None:
+        serving.state.attach_metrics(host.metrics)
     # Before the sockets listen: a client (or a supervisor's probe) may connect, and a signal follow,
     # from the moment listen() returns; the default SIGTERM action would kill us without a shutdown.
     host.add_signal_handlers(loop, on_signal, serving.state, stop)
@@ -155,6 +158,7 @@ async def serve(
         return 1
     await serving.state.start(sockets)
     host.serving(serving.state, stop, backend, _loop_name(loop))
+    host.ready = True
     try:
         while not stop.is_set():
             await _first_of(stop, reload)
@@ -162,12 +166,16 @@ async def serve(
                 reload.clear()
                 new = await restart.reimport(config, loop, backend)
                 if new is None:
+                    host.ready = True  # the previous app serves on
                     continue
+                if host.metrics is not None:
+                    new.state.attach_metrics(host.metrics)
                 await restart.hand_over(serving, new)
                 task = loop.create_task(restart.retire(serving, config.timeout_graceful_shutdown))
                 retiring[task] = serving.state
                 task.add_done_callback(retired)
                 serving = new
+                host.ready = True
                 error_log.info("restarted: serving the application imported again (pid %d)", os.getpid())
         await serving.state.shutdown(config.timeout_graceful_shutdown)
         await serving.lifespan.shutdown()

@@ -26,6 +26,7 @@ class FakeStream:
     scheme = "http"
     client = ("10.0.0.1", 5555)
     server = ("127.0.0.1", 8000)
+    proxy_trust = None  # not a trusted proxy
 
     def __init__(self, request: Request) -> None:
         self.conn = H1Connection()

@@ -28,7 +28,10 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterable
 from enum import Enum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from tricorn.proto.forwarded import AllowList
 
 # A slow app lets body bytes pile up to this much before the stream stops reading (uvicorn: 64 KiB).
 HIGH_WATER = 65536
@@ -62,6 +65,11 @@ class Stream(Protocol):
     """
 
     wsgi_environ: dict[str, Any] | None  # the WSGI adapter's per-connection environ keys
+
+    @property
+    def proxy_trust(self) -> AllowList | None:
+        """The allow list when the connection's peer is a trusted proxy, else None
+        (interfaces/forwarded.py)."""
 
     @property
     def scheme(self) -> str:

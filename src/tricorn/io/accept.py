@@ -22,6 +22,11 @@ logged in one line (the loop's own TLS server mode drops them silently) and a cl
 still gets its response. The HTTP protocol learns the ALPN protocol in ``connection_made`` and hands over
 to HTTP/2 for "h2" (RFC 7301; RFC 9113 §3.2), so the choice of a connection's protocol is made in
 :meth:`H1Protocol.connection_made` and its in-band switches, nowhere else.
+
+With ``--proxy-protocol``, both listeners read each connection's PROXY protocol header
+(:func:`read_proxy_header`) before anything else, the TLS handshake included, and give it to the
+connection's protocol; a peer outside ``--proxy-allow-from``, or a connection whose header is missing,
+malformed or late, is closed with one log line before any protocol sees it.
 """
 
 from __future__ import annotations
@@ -32,10 +37,12 @@ import logging
 import resource
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from tricorn.io.tlsconn import TLSConnection
+from tricorn.logs import escape_for_log
+from tricorn.proto.proxy_protocol import ProxyHeader, ProxyProtocolError, parse
 
 if TYPE_CHECKING:
     from tricorn.io.server import ServerState
@@ -87,22 +94,118 @@ def warn_paused(exc: OSError) -> None:
     error_log.warning("%s: pausing accept for %gs%s", _describe(exc), ACCEPT_PAUSE, also)
 
 
+# -- The PROXY protocol ------------------------------------------------------------------------------------
+
+# Bytes looked at (MSG_PEEK) per read of a PROXY protocol header: a v1 line is at most 107 bytes, a v2
+# header from haproxy or a cloud load balancer a few hundred.
+PROXY_PEEK = 4096
+
+
+async def read_proxy_header(state: ServerState, conn: socket.socket) -> ProxyHeader | None:
+    """Take the PROXY protocol header off the accepted socket ``conn``, exactly (what follows stays for the
+    protocol after it), within ``--timeout-request-header``. None when the connection is refused: then
+    it is closed, and one line says why."""
+    allow = state.proxy_protocol
+    assert allow is not None
+    peer = _peer(conn)
+    if not allow.trusts_peer(peer[0] if peer else None):
+        _refuse(conn, peer, "peer not in --proxy-allow-from")
+        return None
+    try:
+        async with asyncio.timeout(state.timeout_request_header):
+            return await _receive_proxy_header(state.loop, conn)
+    except TimeoutError:
+        _refuse(conn, peer, f"no PROXY protocol header within {state.timeout_request_header:g}s")
+    except ProxyProtocolError as exc:
+        _refuse(conn, peer, str(exc))
+    except OSError as exc:
+        _refuse(conn, peer, f"connection failed before its PROXY protocol header: {exc.strerror or exc}")
+    return None
+
+
+async def _receive_proxy_header(loop: asyncio.AbstractEventLoop, conn: socket.socket) -> ProxyHeader:
+    received = b""
+    while True:
+        await _readable(loop, conn.fileno())
+        try:
+            peeked = conn.recv(PROXY_PEEK, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            continue
+        if not peeked:
+            raise ProxyProtocolError(
+                "the client closed the connection in the middle of its header"
+                if received
+                else "the client closed the connection before sending a header"
+            )
+        data = received + peeked
+        header = parse(data)
+        if header is None:  # incomplete: every byte seen is the header's (bounded by parse's limits)
+            _take(conn, len(peeked))
+            received = data
+            continue
+        _take(conn, header.length - len(received))
+        return header
+
+
+def _take(conn: socket.socket, count: int) -> None:
+    """Consume ``count`` bytes already seen with MSG_PEEK (so they are in the socket's buffer)."""
+    while count > 0:
+        count -= len(conn.recv(count))
+
+
+def _readable(loop: asyncio.AbstractEventLoop, fd: int) -> asyncio.Future[None]:
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def ready() -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    loop.add_reader(fd, ready)
+    waiter.add_done_callback(lambda _: loop.remove_reader(fd))
+    return waiter
+
+
+def _peer(conn: socket.socket) -> tuple[str, int] | None:
+    try:
+        name = conn.getpeername()
+    except OSError:
+        return None
+    return (str(name[0]), int(name[1])) if isinstance(name, tuple) else None
+
+
+def _refuse(conn: socket.socket, peer: tuple[str, int] | None, reason: str) -> None:
+    shown = f"{peer[0]}:{peer[1]}" if peer else "-"
+    error_log.info("%s PROXY protocol: %s; connection closed", shown, escape_for_log(reason))
+    conn.close()
+
+
+Prelude = Callable[[socket.socket], Coroutine[Any, Any, ProxyHeader | None]]
+
+
 class Listener(asyncio.AbstractServer):
     """Accepts connections on ``sock`` (listening, non-blocking) and serves each with a protocol from
     ``protocol_factory``, until :meth:`close` (which closes the socket, as ``asyncio.Server.close`` does) or
-    :meth:`detach` (which leaves it open and listening for the next server: a restart in place)."""
+    :meth:`detach` (which leaves it open and listening for the next server: a restart in place).
+
+    With a ``prelude`` (the PROXY protocol: :func:`read_proxy_header`), each accepted socket is first
+    given to it, in a task, and its connection is set up with ``protocol_factory(header)`` once it has
+    returned a header (None: it refused the connection and closed it). Preludes still running when the
+    server has finished are cancelled by :meth:`wait_closed`."""
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         sock: socket.socket,
-        protocol_factory: Callable[[], asyncio.Protocol],
+        protocol_factory: Callable[..., asyncio.Protocol],
         backlog: int,
+        prelude: Prelude | None = None,
     ) -> None:
         self.loop = loop
         self.sock: socket.socket | None = sock
         self.protocol_factory = protocol_factory
         self.backlog = backlog
+        self.prelude = prelude
+        self.preludes: set[asyncio.Task[None]] = set()
         self._fd = sock.fileno()
         self._serving = False
         self._reading = False
@@ -136,7 +239,19 @@ class Listener(asyncio.AbstractServer):
             self.sock = None
 
     async def wait_closed(self) -> None:
-        return None
+        await self.cancel_preludes()
+
+    async def cancel_preludes(self) -> None:
+        for task in list(self.preludes):  # still waiting for a PROXY header after the graceful timeout
+            task.cancel()
+        if self.preludes:
+            await asyncio.gather(*self.preludes, return_exceptions=True)
+
+    async def wait_preludes(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) for the PROXY protocol headers on their way, so their connections
+        are counted."""
+        if self.preludes:
+            await asyncio.wait(list(self.preludes), timeout=timeout)
 
     # -- tricorn
 
@@ -186,8 +301,27 @@ class Listener(asyncio.AbstractServer):
                 else:  # a network error on a queued connection (accept(2) lists ENETDOWN, EPROTO...)
                     error_log.warning("accept() failed on %s: %s", sock.getsockname(), exc)
                 return
+            if self.prelude is not None:
+                prelude = self.loop.create_task(self._preluded(self.prelude, conn))
+                self.preludes.add(prelude)
+                prelude.add_done_callback(self.preludes.discard)
+                continue
             task = self.loop.create_task(self.loop.connect_accepted_socket(self.protocol_factory, conn))
             task.add_done_callback(_connected)
+
+    async def _preluded(self, prelude: Prelude, conn: socket.socket) -> None:
+        conn.setblocking(False)
+        try:
+            origin = await prelude(conn)
+        except asyncio.CancelledError:
+            conn.close()
+            raise
+        if origin is not None:
+            factory = self.protocol_factory
+            try:
+                await self.loop.connect_accepted_socket(lambda: factory(origin), conn)
+            except OSError as exc:  # the transport could not be set up (the loop closes the socket then)
+                error_log.debug("could not set up an accepted connection: %s", exc)
 
 
 def _connected(task: asyncio.Task[Any]) -> None:
@@ -203,19 +337,20 @@ class TLSListener(Listener):
     :class:`~tricorn.io.tlsconn.TLSConnection`, which runs the handshake (logging a failed or stalled
     one in one line) and then serves the HTTP protocol over it."""
 
-    def __init__(self, state: ServerState, sock: socket.socket) -> None:
-        super().__init__(state.loop, sock, self._new_connection, state.config.backlog)
+    def __init__(self, state: ServerState, sock: socket.socket, prelude: Prelude | None = None) -> None:
+        super().__init__(state.loop, sock, self._new_connection, state.config.backlog, prelude)
         self.state = state
         self.handshakes: set[TLSConnection] = set()
 
-    def _new_connection(self) -> TLSConnection:
+    def _new_connection(self, origin: ProxyHeader | None = None) -> TLSConnection:
+        """The connection's TLS; ``origin``, its PROXY protocol header, read before the handshake."""
         from tricorn.io.h1 import H1Protocol
 
         state = self.state
         assert state.ssl_context is not None
         conn = TLSConnection(
             state.ssl_context,
-            lambda: H1Protocol(state),
+            lambda: H1Protocol(state, origin),
             state.timeout_ssl_handshake,
             self.handshakes.discard,
         )
@@ -229,6 +364,7 @@ class TLSListener(Listener):
             await asyncio.sleep(0.02)
 
     async def wait_closed(self) -> None:
+        await self.cancel_preludes()
         for conn in list(self.handshakes):  # still in a handshake after the graceful timeout: dropped
             if conn.transport is not None:
                 conn.transport.abort()

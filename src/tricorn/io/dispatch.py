@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tricorn.interfaces.asgi import HTTPCycle, build_scope
+from tricorn.interfaces.forwarded import proxied_scope
 
 if TYPE_CHECKING:
     from tricorn.interfaces.asgi import ASGIApp, Message, Scope
@@ -89,6 +90,9 @@ class ASGITarget:
         tls = conn.tls
         if tls is not None:
             scope["extensions"]["tls"] = tls
+        trust = conn.proxy_trust
+        if trust is not None:  # a trusted proxy's client, scheme and Host (interfaces/forwarded.py)
+            proxied_scope(scope, trust)
         return scope
 
     def new_cycle(self, stream: Stream, request: Request) -> HTTPCycle:

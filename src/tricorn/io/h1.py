@@ -12,6 +12,7 @@ import os
 import socket
 from collections import deque
 from enum import Enum
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 from tricorn.errors import ClientTimeout, LocalProtocolError, ProtocolError, RemoteProtocolError
@@ -20,7 +21,7 @@ from tricorn.interfaces.files import FileSend
 from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, WAIT_READ, WAIT_SEND, Headers
 from tricorn.io.flow import WriteFlow
 from tricorn.io.runner import AppRunner
-from tricorn.io.tls import alpn_protocol, looks_like_tls_client_hello, tls_scope_info
+from tricorn.io.tls import alpn_protocol, looks_like_tls_client_hello, proxied_tls_info, tls_scope_info
 from tricorn.proto.h1 import (
     CONTINUE_RESPONSE,
     RS_HEAD,
@@ -34,6 +35,8 @@ from tricorn.proto.h1 import (
 if TYPE_CHECKING:
     from tricorn.io.server import ServerState
     from tricorn.io.tls import TLSInfo
+    from tricorn.proto.forwarded import AllowList
+    from tricorn.proto.proxy_protocol import ProxyHeader
 
 
 class Phase(Enum):
@@ -60,6 +63,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
     """One HTTP/1.1 connection, and the :class:`~tricorn.interfaces.stream.Stream` of the request it is
     answering (requests are answered one at a time, in order)."""
 
+    protocol_label = "http/1.1"  # its kind among the open connections (io/metrics.py)
     __slots__ = (
         "_drain_waiter",
         "client",
@@ -68,12 +72,14 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         "cycle",
         "deadline",
         "head",
+        "origin",
         "pending",
         "pending_size",
         "pending_upgrade",
         "phase",
         "pipeline",
         "preface_part",
+        "proxy_trust",
         "read_deadline",
         "reading_paused",
         "receiving",
@@ -89,8 +95,10 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         "wsgi_environ",
     )
 
-    def __init__(self, state: ServerState) -> None:
+    def __init__(self, state: ServerState, origin: ProxyHeader | None = None) -> None:
         self.state = state
+        self.origin = origin  # the connection's PROXY protocol header (io/accept.py), if it had to send one
+        self.proxy_trust: AllowList | None = None  # see connection_made
         self.conn = H1Connection(state.limits, state.backend, state.upgrades)  # type: ignore[arg-type]  # checked by io.loop.http_backend
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
         self.cycle: HTTPCycle | None = None  # the cycle whose app is running (responses go in order)
@@ -128,6 +136,17 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         state.connections.add(self)
         self.client = address(transport.get_extra_info("peername"))
         self.server = state.server_address(transport.get_extra_info("sockname"))
+        origin = self.origin
+        if origin is not None:
+            if origin.client is not None:  # (None: a LOCAL or UNKNOWN header, the socket's addresses hold)
+                self.client, self.server = origin.client, origin.server
+            if origin.ssl is not None:  # the client's TLS, ended by the proxy in front
+                self.scheme = "https"
+                self.tls = proxied_tls_info(origin.ssl)
+        # Whether this peer's proxy headers are believed: decided once for all the connection's requests.
+        allow = state.forwarded_allow
+        if allow is not None and allow.trusts_peer(self.client[0] if self.client is not None else None):
+            self.proxy_trust = allow
         self.deadline = state.loop.time() + state.timeout_keep_alive
         if state.shutting_down:
             self.closing = True
@@ -257,8 +276,8 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.conn.start_request(cycle.request)
         if self.closing:
             self.conn.keep_alive = False
-        if state.access_log is not None:
-            cycle.start_time = state.loop.time()
+        if state.timed:
+            cycle.start_time = perf_counter()  # (uvloop's loop.time() is per loop turn, in ms)
         if not state.admit(cycle):
             self._reply_error(cycle, 503, "service unavailable: too many requests in progress")
             return
@@ -331,7 +350,12 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         # Zero copy on a cleartext connection with nothing queued before the file (interfaces/files.py).
         transport = self.transport
         room = self.conn.body_room
-        if self.tls is not None or room is None or self.pending is not None or self.phase is PHASE_CLOSED:
+        if (
+            self.state.ssl_context is not None
+            or room is None
+            or self.pending is not None
+            or self.phase is PHASE_CLOSED
+        ):
             return None
         if count > room:
             raise LocalProtocolError("response body longer than its content-length")
@@ -371,7 +395,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         head = self.conn.response_head(status, headers)
         transport = self.transport
         sock = transport.get_extra_info("socket")
-        if sock is not None and self.scheme == "http" and transport.get_write_buffer_size() == 0:
+        if sock is not None and self.state.ssl_context is None and transport.get_write_buffer_size() == 0:
             try:
                 # The worker sends on its own descriptor of the socket: it stays valid even if the
                 # transport closes meanwhile (a closed and reused descriptor number would be another
@@ -482,6 +506,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.close_for_upgrade()
         transport.set_protocol(h2)
         h2.tls = self.tls
+        h2.proxy_trust = self.proxy_trust
         h2.start(transport, self.client, self.server, self.scheme, upgrade)
         if self.reading_paused:
             transport.resume_reading()

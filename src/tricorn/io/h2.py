@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from tricorn.errors import ClientTimeout, LocalProtocolError, RemoteProtocolError
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
     from tricorn.io.server import ServerState
     from tricorn.io.tls import TLSInfo
     from tricorn.io.ws import WSProtocol
+    from tricorn.proto.forwarded import AllowList
 
 error_log = logging.getLogger("tricorn.error")
 
@@ -167,6 +169,10 @@ class H2Stream:
     @property
     def server(self) -> tuple[str, int] | None:
         return self.proto.server
+
+    @property
+    def proxy_trust(self) -> AllowList | None:
+        return self.proto.proxy_trust
 
     @property
     def wsgi_environ(self) -> dict[str, Any] | None:
@@ -446,6 +452,7 @@ class H2Stream:
 class H2Protocol(WriteFlow, asyncio.Protocol):
     """One HTTP/2 connection (see the module docstring)."""
 
+    protocol_label = "h2"  # its kind among the open connections (io/metrics.py)
     __slots__ = (
         "_drain_waiter",
         "client",
@@ -461,6 +468,7 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         "last_request",
         "last_stream_id",
         "linger",
+        "proxy_trust",
         "reset_count",
         "reset_window",
         "runner",
@@ -502,6 +510,7 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         self.linger: int | None = None  # bytes still read and dropped while closing after an error
         self.wsgi_environ: dict[str, Any] | None = None
         self.tls: TLSInfo | None = None  # the ASGI tls extension, on a TLS connection
+        self.proxy_trust: AllowList | None = None  # set by the H1Protocol that hands over
         self.reset_count = 0
         self.reset_window = 0.0
         self.control_count = 0
@@ -673,8 +682,8 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         stream.cycle = cycle
         if stream.ended:
             cycle.body_complete = True
-        if state.access_log is not None:
-            cycle.start_time = state.loop.time()
+        if state.timed:
+            cycle.start_time = perf_counter()
         if not state.admit(cycle):
             self.reply_error(stream, cycle, 503, "service unavailable: too many requests in progress")
             return

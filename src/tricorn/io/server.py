@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
 import time
 from email.utils import formatdate
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tricorn.errors import ProtocolError
 from tricorn.interfaces.stream import RESPONSE_DONE
-from tricorn.io.accept import Listener, TLSListener
+from tricorn.io.accept import Listener, TLSListener, read_proxy_header
 from tricorn.io.tls import serving_context
-from tricorn.logs import AccessLogFormatter, escape_controls, escape_for_log
+from tricorn.logs import AccessLogFormatter, access_log_formatter, escape_controls, escape_for_log
 from tricorn.proto import h1
+from tricorn.proto.forwarded import AllowList
 from tricorn.proto.h1 import H1Limits
 
 if TYPE_CHECKING:
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
     from tricorn.interfaces.asgi import ASGIApp, HTTPCycle
     from tricorn.interfaces.wsgi import WSGIServer
     from tricorn.io.dispatch import MountedApp
+    from tricorn.io.metrics import MetricsSlot
 
 error_log = logging.getLogger("tricorn.error")
 
@@ -155,10 +159,18 @@ class ServerState:
             self.upgrades = self.upgrades | {b"h2c"}
             if b"websocket" in self.upgrades:
                 self.h2_connect_protocols = frozenset((b"websocket",))
+        # Proxies: whose headers are believed (each connection decides once, in connection_made), and
+        # who may open a connection with a PROXY protocol header (read before anything else, io/accept.py).
+        self.forwarded_allow = AllowList(config.forwarded_allow_ips) if config.proxy_headers else None
+        self.proxy_protocol = AllowList(config.proxy_allow_from) if config.proxy_protocol else None
         # Access lines are built only when the logger would emit them (hot path: bench "hello").
         self.access_log: AccessLogFormatter | None = None
         if config.access_log and access_log.isEnabledFor(logging.INFO):
-            self.access_log = AccessLogFormatter(config.access_log_format)
+            self.access_log = access_log_formatter(config)
+        # --metrics-bind: this process's counters (io/metrics.py), set by attach_metrics. A request's start
+        # time is read only when `timed` (the access log or the metrics want its duration).
+        self.metrics: MetricsSlot | None = None
+        self.timed = self.access_log is not None
         self._tick_handle: asyncio.TimerHandle | None = None
         timeouts = (
             config.timeout_keep_alive,
@@ -177,6 +189,12 @@ class ServerState:
             return (sockname, None)  # type: ignore[return-value]  # ASGI: unix socket path, port None
         return None
 
+    def attach_metrics(self, slot: MetricsSlot) -> None:
+        """Count this server's requests and connections in ``slot`` (before it starts serving)."""
+        self.metrics = slot
+        self.timed = True
+        slot.states.append(self)
+
     # -- serving
     async def start(self, sockets: list[socket.socket]) -> None:
         # Listeners of tricorn's own, not loop.create_server: out of file descriptors, they pause and warn,
@@ -184,12 +202,15 @@ class ServerState:
         from tricorn.io.h1 import H1Protocol
 
         self._refresh_date()
+        # --proxy-protocol: each connection's PROXY header is read first, before HTTP or TLS (io/accept.py).
+        prelude = functools.partial(read_proxy_header, self) if self.proxy_protocol is not None else None
         for sock in sockets:
             listener: Listener
             if self.ssl_context is not None:
-                listener = TLSListener(self, sock)
+                listener = TLSListener(self, sock, prelude)
             else:
-                listener = Listener(self.loop, sock, lambda: H1Protocol(self), self.config.backlog)
+                factory = functools.partial(H1Protocol, self)  # (and the connection's PROXY header, if any)
+                listener = Listener(self.loop, sock, factory, self.config.backlog, prelude)
             await listener.start_serving()
             self.servers.append(listener)
         self._tick_handle = self.loop.call_later(self._tick, self._on_tick)
@@ -222,6 +243,8 @@ class ServerState:
         for server in self.servers:
             if isinstance(server, TLSListener):
                 await server.wait_handshakes(min(timeout, self.timeout_ssl_handshake))
+            if isinstance(server, Listener):  # PROXY protocol headers on their way
+                await server.wait_preludes(min(timeout, self.timeout_request_header))
         idle_deadline = self.loop.time() + LAME_DUCK_IDLE
         for conn in list(self.connections):
             if self.lame_duck and type(conn) is H1Protocol and conn.cycle is None:
@@ -254,6 +277,8 @@ class ServerState:
             await server.wait_closed()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
+        if self.metrics is not None and self in self.metrics.states:
+            self.metrics.states.remove(self)
 
     # -- requests, on any protocol
     def admit(self, cycle: Any) -> bool:
@@ -273,6 +298,9 @@ class ServerState:
             if self.completed == self.request_limit:  # a pre-fork worker's max-requests
                 self.on_request_limit()
             cycle.counted = False
+            metrics = self.metrics
+            if metrics is not None:
+                metrics.request_done(cycle, perf_counter())
         if self.access_log is not None and cycle.state is RESPONSE_DONE:
             self.log_access(conn, cycle)
 
@@ -283,7 +311,7 @@ class ServerState:
         scope = cycle.scope
         access_log.info(
             formatter.format(
-                client=conn.client,
+                client=scope["client"],  # behind a trusted proxy, the client it names
                 method=scope["method"],
                 path=scope["path"],
                 query=scope["query_string"].decode("latin-1"),
@@ -292,7 +320,7 @@ class ServerState:
                 response_bytes=cycle.response_bytes,
                 request_headers=scope["headers"],
                 response_headers=cycle.response_headers,
-                duration=self.loop.time() - cycle.start_time,
+                duration=perf_counter() - cycle.start_time,
                 mount=getattr(getattr(cycle, "dispatch_target", None), "prefix", "/"),
             )
         )

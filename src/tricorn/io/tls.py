@@ -24,6 +24,7 @@ from tricorn.errors import ConfigError
 
 if TYPE_CHECKING:
     from tricorn.config import Config
+    from tricorn.proto.proxy_protocol import ProxySSL
 
 __all__ = [
     "SSLConnection",
@@ -33,6 +34,7 @@ __all__ = [
     "create_ssl_context",
     "describe_handshake_error",
     "looks_like_tls_client_hello",
+    "proxied_tls_info",
     "tls_scope_info",
 ]
 
@@ -314,6 +316,34 @@ def tls_scope_info(ssl_object: SSLConnection) -> TLSInfo:
         "client_cert_error": None,
         "tls_version": _TLS_VERSIONS.get(version) if version else None,
         "cipher_suite": _cipher_suite(cipher[0], context) if cipher else None,
+    }
+
+
+def proxied_tls_info(info: ProxySSL) -> TLSInfo:
+    """The ASGI ``tls`` extension for a client whose TLS a proxy in front ended and described in its PROXY
+    protocol v2 header (haproxy's ``send-proxy-v2-ssl``, ``send-proxy-v2-ssl-cn``). The proxy sends no
+    certificate: ``client_cert_name`` is ``CN=<the client certificate's common name>`` (all of the subject
+    it sends), ``client_cert_error`` says when a certificate was presented and not verified."""
+    name = None
+    if info.cert_presented and info.cert_cn is not None:
+        name = "CN=" + _rfc4514_value(info.cert_cn)
+    error = None
+    if info.cert_presented and not info.cert_verified:
+        error = "the proxy in front did not verify the client certificate"
+    cipher = None
+    if info.cipher is not None:
+        cipher = _CIPHER_SUITES.get(info.cipher)
+        if cipher is None:
+            every = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            every.set_ciphers("ALL:@SECLEVEL=0")
+            cipher = _cipher_suite(info.cipher, every)
+    return {
+        "server_cert": None,
+        "client_cert_chain": [],
+        "client_cert_name": name,
+        "client_cert_error": error,
+        "tls_version": _TLS_VERSIONS.get(info.version) if info.version else None,
+        "cipher_suite": cipher,
     }
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 from enum import Enum
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from tricorn.errors import LocalProtocolError, RemoteProtocolError
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from tricorn.io.h2 import H2Protocol, H2Stream
     from tricorn.io.server import ServerState
     from tricorn.io.tls import TLSInfo
+    from tricorn.proto.forwarded import AllowList
 
 IMPLEMENTATIONS = ("websockets",)
 # Bytes held from a client that sends frames before the application has accepted; reading pauses past
@@ -110,6 +112,7 @@ def start_websocket(h1: H1Protocol, request: Request) -> None:
     ws.server = h1.server
     ws.scheme = h1.scheme
     ws.tls = h1.tls
+    ws.proxy_trust = h1.proxy_trust
     # The HTTP/1.1 shell is done with this transport: it no longer reads, times out or closes it.
     h1.close_for_upgrade()
     state.connections.add(ws)
@@ -134,6 +137,7 @@ def start_websocket_h2(h2: H2Protocol, stream: H2Stream, request: Request) -> No
     ws.server = h2.server
     ws.scheme = h2.scheme
     ws.tls = h2.tls
+    ws.proxy_trust = h2.proxy_trust
     stream.tunnel = ws
     state.connections.add(ws)
     ws.start(b"", False)
@@ -249,6 +253,7 @@ class H2Tunnel:
 class WSProtocol(WriteFlow, asyncio.Protocol):
     """One WebSocket connection's transport side; the channel of its WebSocketSession."""
 
+    websocket = True  # counted among the WebSocket sessions open (io/metrics.py)
     __slots__ = (
         "_drain_waiter",
         "_timer",
@@ -262,6 +267,8 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         "extensions_header",
         "handshake",
         "phase",
+        "protocol_label",
+        "proxy_trust",
         "reading_paused",
         "reply",
         "request",
@@ -289,6 +296,8 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         self.state = state
         self.transport = transport
         self.reply = reply
+        # Its kind among the open connections; over an HTTP/2 stream it is no connection of its own.
+        self.protocol_label = "websocket" if type(reply) is H1Reply else None
         self.scheme = "http"
         self.tls: TLSInfo | None = None  # the ASGI tls extension, on a TLS connection
         self.request = request
@@ -305,9 +314,10 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         self._timer_at = math.inf
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
+        self.proxy_trust: AllowList | None = None
         self.runner = AppRunner(state.loop)
         self.counted = False
-        self.start_time = state.loop.time()
+        self.start_time = perf_counter()
         # The server's tick times out idle HTTP connections by `deadline`; a WebSocket has its own timers.
         self.deadline = math.inf
         self.session: WebSocketSession = None  # type: ignore[assignment]  # set in start()
@@ -346,6 +356,8 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
             return
         state.active += 1
         self.counted = True
+        if state.metrics is not None:
+            state.metrics.websocket_started()
         if reading_paused and len(self.buffer) < HANDSHAKE_BUFFER:
             self.resume_reading()
         self.runner.run(self.session.run(app))
@@ -596,7 +608,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
 
         access_log.info(
             formatter.format(
-                client=self.client,
+                client=scope["client"],  # behind a trusted proxy, the client it names
                 method=self.reply.method,
                 path=scope["path"],
                 query=scope["query_string"].decode("latin-1"),
@@ -605,6 +617,6 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
                 response_bytes=size,
                 request_headers=scope["headers"],
                 response_headers=[],
-                duration=self.state.loop.time() - self.start_time,
+                duration=perf_counter() - self.start_time,
             )
         )

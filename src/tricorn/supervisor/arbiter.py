@@ -37,10 +37,13 @@ from tricorn import supervisor
 from tricorn.config import Config
 from tricorn.errors import AppLoadError, ConfigError
 from tricorn.io import tls
+from tricorn.io.metrics import MetricsSlot
 from tricorn.logs import configure_logging
+from tricorn.supervisor import metrics
 from tricorn.supervisor import policy as p
-from tricorn.supervisor.heartbeat import BEAT, DRAIN, READY, RETIRING, STUCK, channel_pair
+from tricorn.supervisor.heartbeat import BEAT, DRAIN, READY, RETIRING, STUCK, channel_pair, late_after
 from tricorn.supervisor.hooks import HookServer, HookWorker, hooks_of
+from tricorn.supervisor.probes import Page, ProbeServer, SelectorReactor, open_probes, probe_page
 from tricorn.supervisor.process import (
     PidFile,
     ProcessError,
@@ -86,6 +89,7 @@ RESTART_SETTINGS = (
     "reload_dir",
     "reload_include",
     "reload_exclude",
+    "metrics_bind",
 )
 SIGNALS = (
     signal.SIGINT,
@@ -106,6 +110,7 @@ class WorkerHandle:
     pid: int
     channel: socket.socket
     open: bool = True  # the channel is registered with the selector
+    metrics: MetricsSlot | None = None  # its counters (--metrics-bind), shared memory it writes
 
 
 class Arbiter:
@@ -122,7 +127,11 @@ class Arbiter:
         self.sockets: list[socket.socket] = []
         self.handles: dict[int, WorkerHandle] = {}
         self.policy = p.Policy(
-            config.workers, config.timeout_worker, config.timeout_graceful_shutdown, dev_reload=config.reload
+            config.workers,
+            config.timeout_worker,
+            config.timeout_graceful_shutdown,
+            dev_reload=config.reload,
+            late_after=late_after(config.timeout_worker),
         )
         self.exit_code: int | None = None
         self.pidfile: PidFile | None = None
@@ -141,6 +150,11 @@ class Arbiter:
         self.hook_workers: dict[int, HookWorker] = {}
         self._forked = 0
         self._worker_count: int | None = None
+        # --metrics-bind: the listener, and what the workers that are gone had counted (and their CPU).
+        self.probes: ProbeServer | None = None
+        self.retired: MetricsSlot | None = None
+        self.reaped_cpu = 0.0
+        self.started = time.time()
 
     # -- setup and teardown
 
@@ -178,6 +192,10 @@ class Arbiter:
                     os.getpid(),
                     config.workers,
                 )
+            if self.probes is not None:
+                assert self.selector is not None
+                self.retired = MetricsSlot()
+                self.probes.start(SelectorReactor(self.selector))
             if config.reload:
                 self.reloader = Reloader(
                     list(config.reload_dir),
@@ -225,13 +243,21 @@ class Arbiter:
         if inherited or not from_systemd:  # the socket files are ours to remove on exit
             self._unix_paths = [b.path for b in config.binds if b.kind == "unix" and b.path is not None]
         try:
+            self.probes = open_probes(
+                config, {"/metrics": self._metrics_page, "/livez": self._livez, "/readyz": self._readyz}
+            )
+            if self.probes is not None and self.probes.unix_path is not None:
+                self._unix_paths.append(self.probes.unix_path)
             if config.pid is not None:
                 self.pidfile = PidFile(config.pid)
             drop_privileges(identity)
-        except ProcessError:
+        except (BindError, ProcessError):
             for sock in self.sockets:
                 sock.close()
             self.sockets = []
+            if self.probes is not None:
+                self.probes.close()
+                self.probes = None
             raise
         assert self.selector is not None
         for handle in adopted:
@@ -265,7 +291,32 @@ class Arbiter:
         # started is delivered now.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
 
+    def _metrics_page(self) -> Page:
+        handles = list(self.handles.values())
+        processes = metrics.ProcessTotals(
+            [os.getpid(), *(h.pid for h in handles)], self.reaped_cpu, start_time=self.started
+        )
+        supervision = metrics.Supervision(self.policy.restarts, self.policy.heartbeat_misses, len(handles))
+        page = metrics.render(
+            [h.metrics for h in handles if h.metrics is not None], self.retired, processes, supervision
+        )
+        return 200, page, metrics.CONTENT_TYPE
+
+    def _livez(self) -> Page:
+        late = self.policy.late(time.monotonic())
+        if late:
+            names = ", ".join(f"{name} silent for {silent:.1f}s" for name, silent in late)
+            return probe_page(False, f"not live: {names}")
+        return probe_page(True, f"live: the master and {len(self.policy.workers)} worker(s) beating")
+
+    def _readyz(self) -> Page:
+        ready, why = self.policy.readiness()
+        return probe_page(ready, ("ready: " if ready else "not ready: ") + why)
+
     def _teardown(self) -> None:
+        if self.probes is not None:
+            self.probes.close()
+            self.probes = None
         if self.reloader is not None:
             self.reloader.stop()
         if self._previous_handlers:
@@ -306,8 +357,12 @@ class Arbiter:
                     with contextlib.suppress(OSError):
                         while os.read(self._wakeup[0], 4096):
                             pass
+                elif callable(key.data):  # the metrics listener and its connections
+                    key.data()
                 else:
                     self._read_channel(key.data)
+            if self.probes is not None:
+                self.probes.sweep(time.monotonic())
             # Exits, then signals, then the Tick: a worker that exited on a TERM sent to the whole process
             # group is reaped after the master's own TERM was delivered (the kernel signals the group at
             # once), so its handler has queued it by now, and the policy, which replaces such a worker only
@@ -359,7 +414,7 @@ class Arbiter:
         if RETIRING in data:
             self._feed(p.WorkerRetiring(wid))
         if STUCK in data:
-            self._feed(p.WorkerRetiring(wid, "has every wsgi thread stuck on one request"))
+            self._feed(p.WorkerRetiring(wid, "has every wsgi thread stuck on one request", "wsgi_stuck"))
 
     def _close_channel(self, handle: WorkerHandle) -> None:
         if handle.open and self.selector is not None:
@@ -369,15 +424,21 @@ class Arbiter:
     def _reap(self) -> None:
         for handle in list(self.handles.values()):
             try:
-                pid, status = os.waitpid(handle.pid, os.WNOHANG)
+                pid, status, usage = os.wait4(handle.pid, os.WNOHANG)
             except ChildProcessError:
                 pid, code = handle.pid, None
             else:
                 if pid == 0:
                     continue
                 code = os.waitstatus_to_exitcode(status)
+                self.reaped_cpu += usage.ru_utime + usage.ru_stime
             self._close_channel(handle)
             handle.channel.close()
+            if handle.metrics is not None:
+                # Its counters are kept, so the totals never go backwards; its gauges go with it.
+                if self.retired is not None:
+                    self.retired.add(handle.metrics)
+                handle.metrics.close()
             del self.handles[handle.wid]
             hook_worker = self.hook_workers.pop(handle.wid, None)
             if hook_worker is not None:
@@ -451,7 +512,9 @@ class Arbiter:
             error_log.error("cannot read the TLS files again (%s): not reloading", exc)
             return None
         self.config = new
-        self.policy.set_timeouts(new.timeout_worker, new.timeout_graceful_shutdown)
+        self.policy.set_timeouts(
+            new.timeout_worker, new.timeout_graceful_shutdown, late_after(new.timeout_worker)
+        )
         return new
 
     # -- actions
@@ -504,6 +567,7 @@ class Arbiter:
         self._forked += 1
         hook_worker = HookWorker(self.config, self._forked)
         self.hooks.run("pre_fork", self.hook_server, hook_worker)
+        slot = MetricsSlot() if self.retired is not None else None
         master_end, worker_end = channel_pair()
         _flush_output()
         # The signals wait while we fork, until the child has the default handlers: one that reached it
@@ -516,6 +580,8 @@ class Arbiter:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             master_end.close()
             worker_end.close()
+            if slot is not None:
+                slot.close()
             error_log.error("cannot fork a worker: %s", exc.strerror or exc)
             self._feed(p.WorkerExited(wid, code=EXIT_FAILURE))
             return
@@ -524,7 +590,7 @@ class Arbiter:
             try:
                 master_end.close()
                 hook_worker.pid, hook_worker.ppid = os.getpid(), os.getppid()
-                code = self._worker_main(worker_end, mask, hook_worker)
+                code = self._worker_main(worker_end, mask, slot, hook_worker)
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else EXIT_FAILURE
             except BaseException:
@@ -536,7 +602,7 @@ class Arbiter:
                 os._exit(code)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         worker_end.close()
-        handle = WorkerHandle(wid, pid, master_end)
+        handle = WorkerHandle(wid, pid, master_end, metrics=slot)
         self.handles[wid] = handle
         hook_worker.pid = pid
         self.hook_workers[wid] = hook_worker
@@ -556,10 +622,15 @@ class Arbiter:
                 os.close(fd)
 
     def _worker_main(
-        self, channel: socket.socket, mask: set[int | signal.Signals], hook_worker: HookWorker
+        self,
+        channel: socket.socket,
+        mask: set[int | signal.Signals],
+        slot: MetricsSlot | None,
+        hook_worker: HookWorker,
     ) -> int:
         """In the forked child: shed the master's state, then serve (tricorn.run.run) as a worker.
-        ``mask`` is the signal mask to restore once the master's handlers are gone."""
+        ``mask`` is the signal mask to restore once the master's handlers are gone; ``slot`` is where it
+        counts for the master's metrics."""
         signal.set_wakeup_fd(-1)
         for signum in SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
@@ -569,6 +640,13 @@ class Arbiter:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         # A stop that came since the fork is delivered now, with its default action.
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if self.probes is not None:
+            self.probes.drop()
+        for handle in self.handles.values():  # the other workers' counters are not this one's business
+            if handle.metrics is not None:
+                handle.metrics.close()
+        if self.retired is not None:
+            self.retired.close()
         self._close_event_fds()
         self.hooks.run("post_fork", self.hook_server, hook_worker)
         set_title(f"tricorn: worker [{self.config.proc_name or self.config.app}]")
@@ -577,7 +655,7 @@ class Arbiter:
         from tricorn.run import run
         from tricorn.supervisor.worker import Worker
 
-        worker = Worker(self.config, self.sockets, channel, self.hooks, hook_worker, self.hook_server)
+        worker = Worker(self.config, self.sockets, channel, slot, self.hooks, hook_worker, self.hook_server)
         return run(self.config, worker)
 
     def _upgrade(self) -> None:

@@ -60,6 +60,18 @@ def beat_interval(timeout_worker: float) -> float:
     return min(MAX_BEAT_INTERVAL, max(MIN_BEAT_INTERVAL, timeout_worker / BEATS_PER_TIMEOUT))
 
 
+# Beats a worker may miss before it counts as late (the /livez probe fails, a heartbeat miss is counted):
+# one late beat is scheduling noise, three in a row (1.5 s at the default interval) a blocked loop.
+LATE_BEATS = 3
+
+
+def late_after(timeout_worker: float) -> float:
+    """Seconds of silence after which a worker is late (see the policy): well before it is killed."""
+    interval = beat_interval(timeout_worker)
+    late = LATE_BEATS * interval
+    return late if timeout_worker <= 0 else min(late, timeout_worker - interval)
+
+
 class Heartbeat:
     """The worker's end of the channel, driven by its event loop.
 

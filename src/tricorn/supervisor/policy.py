@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -158,10 +158,12 @@ class WorkerBeat:
 @dataclass(frozen=True, slots=True)
 class WorkerRetiring:
     """The worker asks to be replaced (it keeps serving until drained): it served its max-requests, or
-    every thread of its WSGI pool is stuck; ``reason`` says which, for the log."""
+    every thread of its WSGI pool is stuck; ``reason`` says which, for the log, ``cause`` for the
+    restarts' metric."""
 
     wid: int
     reason: str = "served its max requests"
+    cause: str = "max_requests"
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +323,7 @@ class WorkerRecord:
     ready_at: float | None = None
     deadline: float | None = None  # when the current state escalates (SIGKILL)
     retiring: bool = False  # reached max-requests: replaced, then drained
+    late: bool = False  # its heartbeat is late (counted once as a miss until it beats again)
 
     @property
     def name(self) -> str:
@@ -333,7 +336,11 @@ class Policy:
 
     ``workers`` is the initial target; ``timeout_worker`` (0 disables) the heartbeat timeout;
     ``timeout_graceful_shutdown`` what a stopping worker is allowed; ``dev_reload`` (``--reload``) makes a
-    boot failure wait for the next change instead of stopping the master.
+    boot failure wait for the next change instead of stopping the master. A worker silent for more than
+    ``late_after`` seconds (0: never) is *late*: counted once in ``heartbeat_misses``, logged, and shown by
+    :meth:`late` (the ``/livez`` probe), long before ``timeout_worker`` has it killed.
+
+    ``restarts`` counts the workers replaced, by cause (:mod:`tricorn.supervisor.metrics` names them).
     """
 
     def __init__(
@@ -342,8 +349,12 @@ class Policy:
         timeout_worker: float,
         timeout_graceful_shutdown: float,
         dev_reload: bool = False,
+        late_after: float = 0.0,
     ) -> None:
         self.target = max(1, workers)
+        self.late_after = late_after
+        self.restarts: Counter[str] = Counter()
+        self.heartbeat_misses = 0
         self.timeout_worker = timeout_worker
         self.timeout_graceful_shutdown = timeout_graceful_shutdown
         self.dev_reload = dev_reload
@@ -373,11 +384,44 @@ class Policy:
     def reloading(self) -> bool:
         return self.reload_from is not None
 
-    def set_timeouts(self, timeout_worker: float, timeout_graceful_shutdown: float) -> None:
+    def set_timeouts(
+        self, timeout_worker: float, timeout_graceful_shutdown: float, late_after: float | None = None
+    ) -> None:
         """New timeouts (re-read settings on SIGHUP); they apply to deadlines set from now on."""
+        if late_after is not None:
+            self.late_after = late_after
         self.timeout_worker = timeout_worker
         self.timeout_graceful_shutdown = timeout_graceful_shutdown
         self.boot_timeout = max(timeout_worker, BOOT_TIMEOUT_FLOOR) if timeout_worker > 0 else None
+
+    def late(self, now: float) -> list[tuple[str, float]]:
+        """The serving workers whose heartbeat is late, as (name, seconds since their last beat)."""
+        if self.late_after <= 0:
+            return []
+        return [
+            (w.name, now - w.last_beat)
+            for w in self._workers.values()
+            if w.state in _BEATING and now - w.last_beat > self.late_after
+        ]
+
+    def readiness(self) -> tuple[bool, str]:
+        """Whether the server should be sent traffic (the ``/readyz`` probe), and why not: it is not when
+        stopping, during a reload until the previous workers are gone, or with no worker ready."""
+        if self.phase is not Phase.RUNNING:
+            return False, "shutting down"
+        if self.reload_from is not None or any(
+            w.generation != self.generation and w.state is not WorkerState.BOOTING
+            for w in self._workers.values()
+        ):
+            return False, "reloading: the previous workers are being replaced"
+        ready = sum(
+            1
+            for w in self._workers.values()
+            if w.state is WorkerState.READY and w.generation == self.generation
+        )
+        if not ready:
+            return False, "no worker is ready yet"
+        return True, f"{ready} worker(s) ready"
 
     # -- the entry point
 
@@ -407,6 +451,8 @@ class Policy:
                 times.append(w.spawned_at + self.boot_timeout)
             elif w.state in _BEATING and self.timeout_worker > 0:
                 times.append(w.last_beat + self.timeout_worker)
+            if w.state in _BEATING and self.late_after > 0 and not w.late:
+                times.append(w.last_beat + self.late_after)
         if self.phase is Phase.RUNNING and self._deficit() > 0:
             if self._held:
                 times.append(now)
@@ -451,12 +497,16 @@ class Policy:
         w = self._workers.get(event.wid)
         if w is not None:
             w.last_beat = now
+            if w.late:
+                w.late = False
+                out.append(Log(logging.INFO, f"{w.name} is beating again"))
 
     def _on_WorkerRetiring(self, event: WorkerRetiring, now: float, out: list[Action]) -> None:
         w = self._workers.get(event.wid)
         if w is None or w.retiring or w.state is not WorkerState.READY or self.phase is not Phase.RUNNING:
             return
         w.retiring = True
+        self.restarts[event.cause] += 1
         out.append(Log(logging.INFO, f"{w.name} {event.reason}; starting its replacement"))
 
     def _on_WorkerExited(self, event: WorkerExited, now: float, out: list[Action]) -> None:
@@ -479,7 +529,7 @@ class Policy:
             out.append(Log(logging.WARNING, f"{w.name} {how} unexpectedly; replacing it"))
             self._crashed(now, out)
         elif w.state in (WorkerState.ABORTED, WorkerState.KILLED) and w.ready_at is None:
-            self._boot_crashed(w, f"{w.name} {how} before it was ready", now, out)
+            self._boot_crashed(w, f"{w.name} {how} before it was ready", now, out, cause="boot_timeout")
         elif w.state in (WorkerState.ABORTED, WorkerState.KILLED):
             out.append(Log(logging.WARNING, f"{w.name} {how}"))
         else:
@@ -555,6 +605,7 @@ class Policy:
                     w for w in self._workers.values() if w.generation != self.generation and w.state in _LIVE
                 ]
                 self.reload_from = None
+                self.restarts["reload"] += len(old)
                 out.append(Log(logging.INFO, f"{ready} new worker(s) ready; draining {len(old)} old one(s)"))
                 for w in old:
                     self._retire(w, now, out)
@@ -647,12 +698,22 @@ class Policy:
                 if self.boot_timeout is not None and now - w.spawned_at > self.boot_timeout:
                     self._abort(w, f"{w.name} was not ready after {self.boot_timeout:g}s", now, out)
             elif w.state in _BEATING and self.timeout_worker > 0 and now - w.last_beat > self.timeout_worker:
+                self._count_restart("heartbeat_timeout")
                 self._abort(
                     w,
                     f"{w.name} sent no heartbeat for {self.timeout_worker:g}s "
                     "(a blocked event loop?); dumping its stack and killing it",
                     now,
                     out,
+                )
+            elif w.state in _BEATING and 0 < self.late_after < now - w.last_beat and not w.late:
+                w.late = True
+                self.heartbeat_misses += 1
+                out.append(
+                    Log(
+                        logging.WARNING,
+                        f"{w.name} has sent no heartbeat for {now - w.last_beat:.1f}s (a blocked event loop?)",
+                    )
                 )
 
     def _abort(self, w: WorkerRecord, message: str, now: float, out: list[Action]) -> None:
@@ -673,14 +734,16 @@ class Policy:
             self.exit_code = code
             self._stop(now, out, fast=False)
 
-    def _boot_crashed(self, w: WorkerRecord, reason: str, now: float, out: list[Action]) -> None:
+    def _boot_crashed(
+        self, w: WorkerRecord, reason: str, now: float, out: list[Action], cause: str = "crash"
+    ) -> None:
         self._boot_crashes += 1
         if self._boot_crashes >= MAX_BOOT_CRASHES:
             self._boot_crashes = 0
             self._boot_failed(w, f"{reason}, {MAX_BOOT_CRASHES} times in a row", EXIT_BOOT_FAILED, now, out)
         else:
             out.append(Log(logging.WARNING, f"{reason}; retrying"))
-            self._crashed(now, out)
+            self._crashed(now, out, cause)
 
     def _abandon_reload(self, now: float, out: list[Action]) -> None:
         assert self.reload_from is not None
@@ -691,7 +754,12 @@ class Policy:
         self.generation = good
         self.reload_from = None
 
-    def _crashed(self, now: float, out: list[Action]) -> None:
+    def _count_restart(self, cause: str) -> None:
+        if self.phase is Phase.RUNNING:  # a worker killed while the master stops is not replaced
+            self.restarts[cause] += 1
+
+    def _crashed(self, now: float, out: list[Action], cause: str = "crash") -> None:
+        self.restarts[cause] += 1
         crashes = self._crashes
         crashes.append(now)
         while crashes and crashes[0] < now - CRASH_WINDOW:

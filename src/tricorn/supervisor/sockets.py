@@ -159,6 +159,17 @@ def unix_paths(sockets: Iterable[socket.socket]) -> list[str]:
     return paths
 
 
+def bind_metrics(config: Config) -> socket.socket | None:
+    """The ``--metrics-bind`` listening socket, or None. Raises BindError naming the setting."""
+    address = config.metrics_address
+    if address is None:
+        return None
+    try:
+        return bind_socket(address, 128)
+    except BindError as exc:
+        raise BindError(f"metrics_bind: {exc}") from None
+
+
 def describe(sock: socket.socket, scheme: str = "http") -> str:
     name = sock.getsockname()
     if sock.family == socket.AF_UNIX:

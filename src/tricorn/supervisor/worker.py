@@ -7,6 +7,8 @@ server accepts) and ``close`` (after the shutdown). The two hosts differ in what
 - Standalone binds the sockets itself (or takes systemd's), writes the pid file, drops privileges and
   answers SIGINT and SIGTERM (graceful stop), SIGQUIT (fast stop), SIGHUP (restart in place, see
   :mod:`tricorn.supervisor.restart`), SIGUSR1 (reopen log files).
+- Both count requests in a :class:`~tricorn.io.metrics.MetricsSlot` when ``--metrics-bind`` is set;
+  Standalone serves the metrics and the probes itself (a Worker's master does).
 - Worker serves the sockets its master bound, answers SIGTERM (graceful; a second one changes nothing),
   SIGQUIT (fast) and SIGUSR1, ignores SIGINT (the master, which gets the terminal's Ctrl-C too, decides), reports READY and beats
   through its channel, asks to be replaced after max-requests or when its WSGI threads are all stuck, and
@@ -30,8 +32,11 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from tricorn.io.metrics import MetricsSlot
+from tricorn.supervisor import metrics
 from tricorn.supervisor.heartbeat import RETIRING, STUCK, Heartbeat, beat_interval, stuck_threads
 from tricorn.supervisor.hooks import Hooks, HookServer, HookWorker
+from tricorn.supervisor.probes import TIMEOUT, LoopReactor, Page, ProbeServer, open_probes, probe_page
 from tricorn.supervisor.process import PidFile, drop_privileges, reopen_log_files, resolve_identity
 from tricorn.supervisor.sockets import describe, open_listeners
 
@@ -69,11 +74,19 @@ class Standalone:
         self._handled: list[int] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unix_paths: list[str] = []
+        self._stop: asyncio.Event | None = None
+        # --metrics-bind: this process counts, and answers /metrics, /livez and /readyz itself. `ready`
+        # is set by tricorn.run.serve: serving, and not in a restart in place.
+        self.metrics = MetricsSlot() if config.metrics_bind is not None else None
+        self.ready = False
+        self._probes: ProbeServer | None = None
+        self._sweep: asyncio.TimerHandle | None = None
+        self._started = time.time()
 
     def add_signal_handlers(
         self, loop: asyncio.AbstractEventLoop, on_signal: OnSignal, state: ServerState, stop: asyncio.Event
     ) -> None:
-        self._loop = loop
+        self._loop, self._stop = loop, stop
         # QUIT and HUP too: the server that serves changes on a restart in place (tricorn.run.serve).
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP):
             loop.add_signal_handler(signum, on_signal, signum)
@@ -92,12 +105,19 @@ class Standalone:
         if not (from_systemd and "LISTEN_FDS" not in os.environ):  # the socket files are ours
             self._unix_paths = [b.path for b in config.binds if b.kind == "unix" and b.path is not None]
         try:
+            self._probes = open_probes(
+                config, {"/metrics": self._metrics_page, "/livez": self._livez, "/readyz": self._readyz}
+            )
+            if self._probes is not None and self._probes.unix_path is not None:
+                self._unix_paths.append(self._probes.unix_path)
             if config.pid is not None:
                 self.pidfile = PidFile(config.pid)
             drop_privileges(identity)
         except BaseException:
             for sock in self.sockets:
                 sock.close()
+            if self._probes is not None:
+                self._probes.close()
             raise
         return self.sockets
 
@@ -110,8 +130,38 @@ class Standalone:
                 backend,
                 loop_name,
             )
+        if self._probes is not None and self._loop is not None:
+            self._probes.start(LoopReactor(self._loop))
+            self._sweep_probes()
+
+    def _sweep_probes(self) -> None:
+        assert self._loop is not None and self._probes is not None
+        self._probes.sweep(time.monotonic())
+        self._sweep = self._loop.call_later(TIMEOUT / 2, self._sweep_probes)
+
+    def _metrics_page(self) -> Page:
+        assert self.metrics is not None
+        self.metrics.sample()
+        processes = metrics.ProcessTotals([os.getpid()], start_time=self._started)
+        return 200, metrics.render([self.metrics], None, processes), metrics.CONTENT_TYPE
+
+    def _livez(self) -> Page:
+        return probe_page(True, "live: the event loop answers")
+
+    def _readyz(self) -> Page:
+        if self._stop is not None and self._stop.is_set():
+            return probe_page(False, "not ready: shutting down")
+        if not self.ready:
+            return probe_page(False, "not ready: starting, or restarting in place")
+        return probe_page(True, "ready")
 
     def close(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        if self._probes is not None:
+            self._probes.close()
+            self._probes = None
         if self._loop is not None:
             for signum in self._handled:
                 self._loop.remove_signal_handler(signum)
@@ -139,6 +189,7 @@ class Worker:
         config: Config,
         sockets: list[socket.socket],
         channel: socket.socket,
+        metrics: MetricsSlot | None = None,
         hooks: Hooks | None = None,
         hook_worker: HookWorker | None = None,
         hook_server: HookServer | None = None,
@@ -146,6 +197,8 @@ class Worker:
         self.config = config
         self.sockets = sockets
         self.channel = channel
+        self.metrics = metrics  # shared with the master, which serves the page
+        self.ready = False
         self.hooks = hooks if hooks is not None else Hooks({})
         self.hook_worker = hook_worker if hook_worker is not None else HookWorker(config, 0, os.getpid())
         self.hook_server = hook_server
@@ -232,6 +285,8 @@ class Worker:
     def _on_beat(self) -> None:
         self._check_requests()
         self._check_threads()
+        if self.metrics is not None:
+            self.metrics.sample()  # the gauges the master reads are at most one beat old
 
     def _check_threads(self) -> None:
         """A WSGI pool whose every thread has been on one request past --timeout-worker serves no one,

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from tricorn.interfaces.forwarded import forwarded
 from tricorn.interfaces.wsgi.cycle import WSGICycle
 from tricorn.interfaces.wsgi.environ import (
     WSGIApp,
@@ -21,6 +22,7 @@ from tricorn.interfaces.wsgi.environ import (
 )
 from tricorn.interfaces.wsgi.streams import ErrorStream, FileWrapper, WSGIInput
 from tricorn.interfaces.wsgi.threads import Mailbox, WorkerPool
+from tricorn.proto.forwarded import carries_proxy_headers
 from tricorn.proto.h1 import Request
 
 if TYPE_CHECKING:
@@ -100,7 +102,12 @@ class WSGIServer:
         self.pool.submit([cycle.execute for cycle in starting])
 
     def new_cycle(self, stream: Stream, request: Request) -> WSGICycle:
-        return WSGICycle(self, stream, request)
+        cycle = WSGICycle(self, stream, request)
+        trust = stream.proxy_trust
+        if trust is not None and carries_proxy_headers(request.headers):
+            # a trusted proxy's headers, read once for the environ and the access log
+            cycle.forwarded = forwarded(request.headers, stream.client, trust)
+        return cycle
 
     async def close(self, timeout: float) -> None:
         """Graceful stop: wait up to ``timeout`` for requests still running in threads (the loop keeps

@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 from tricorn.errors import ClientDisconnected, ClientTimeout, LocalProtocolError
 from tricorn.interfaces.asgi import build_scope
 from tricorn.interfaces.files import FileSend
+from tricorn.interfaces.forwarded import apply_environ, apply_scope
 from tricorn.interfaces.stream import (
     ABORTED,
     HIGH_WATER,
@@ -78,6 +79,7 @@ if TYPE_CHECKING:
     from tricorn.interfaces.asgi import Scope
     from tricorn.interfaces.stream import Stream
     from tricorn.interfaces.wsgi import WSGIServer
+    from tricorn.proto.forwarded import Forwarded
 
 error_log = logging.getLogger("tricorn.error")
 
@@ -112,6 +114,7 @@ class WSGICycle:
     abandoned = False  # the loop takes no more output: client gone, or the response was refused
     reason: ClientDisconnected | None = None  # why the server gave up on the client (a ClientTimeout)
     read_armed = False  # the stream's read deadline runs (the worker waits for body bytes)
+    forwarded: Forwarded | None = None  # what a trusted proxy's headers say (set by WSGIServer.new_cycle)
     # loop -> worker
     received = 0
     written = 0
@@ -142,9 +145,12 @@ class WSGICycle:
     def scope(self) -> Scope:
         """The request as an ASGI-style scope, for the access log."""
         stream = self.stream
-        return build_scope(
+        scope = build_scope(
             self.request, stream.server, stream.client, stream.scheme, self.server.path_root, None
         )
+        if self.forwarded is not None:
+            apply_scope(scope, self.forwarded)
+        return scope
 
     # -- events from the connection (loop thread)
     def feed_body(self, data: bytes) -> None:
@@ -214,6 +220,8 @@ class WSGICycle:
             # Complete with no byte received: the body is empty, and nothing is left to wait for.
             wsgi_input = NO_BODY if self.body_complete and self.chunks is None else WSGIInput(self)
             environ = self.server.request_environ(self.request, shared, wsgi_input)
+            if self.forwarded is not None:
+                apply_environ(environ, self.forwarded)
             result = self.server.app(environ, self.start_response)
             try:
                 if type(result) is list or type(result) is tuple:

@@ -1,0 +1,88 @@
+"""Instructions per request on the HTTP/1.1 hot path, in process: for measuring a change where wall-clock
+runs are too noisy (a shared machine). One keep-alive connection, an H1Protocol over a stand-in transport,
+N bench "hello" requests; run it under callgrind twice, with N and with 0 requests, and divide:
+
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null .venv/bin/python bench/hotpath.py 2000
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null .venv/bin/python bench/hotpath.py 0
+    # (Ir of the first - Ir of the second) / 2000: instructions per request
+
+Options after N are tricorn settings (``--no-proxy-headers``, ``--interface wsgi``); ``--header NAME:VALUE``
+adds a request header (``--header "X-Forwarded-For: 203.0.113.7"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+from tricorn.config import Config
+from tricorn.io.h1 import H1Protocol
+from tricorn.io.server import ServerState
+
+
+class Transport:
+    """What H1Protocol uses of a transport; the response bytes are counted and dropped."""
+
+    def __init__(self) -> None:
+        self.written = 0
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+
+    def writelines(self, parts: Any) -> None:
+        for part in parts:
+            self.written += len(part)
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def close(self) -> None: ...
+    def is_closing(self) -> bool:
+        return False
+
+
+def main(argv: list[str]) -> None:
+    count = int(argv[0])
+    extra = b""
+    settings: list[str] = []
+    rest = iter(argv[1:])
+    for arg in rest:
+        if arg == "--header":
+            extra += next(rest).encode("latin-1") + b"\r\n"
+        else:
+            settings.append(arg)
+    interface = "wsgi" if "wsgi" in settings else "asgi"
+    config = Config.load(
+        ["bench.apps:wsgi_hello" if interface == "wsgi" else "bench.apps:hello", *settings], env={}
+    )
+    from bench import apps
+
+    app = apps.wsgi_hello if interface == "wsgi" else apps.hello
+    loop = asyncio.new_event_loop()
+    state = ServerState(config, app, loop, "httptools", interface)  # type: ignore[arg-type]
+    protocol = H1Protocol(state)
+    transport = Transport()
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: wrk\r\n" + extra + b"\r\n"
+
+    async def drive() -> None:
+        for _ in range(count):
+            protocol.data_received(request)
+            await asyncio.sleep(0)  # the response's end-of-turn work (and a WSGI thread's)
+            while protocol.cycle is not None:
+                await asyncio.sleep(0)
+
+    loop.run_until_complete(drive())
+    protocol.connection_lost(None)
+    loop.run_until_complete(asyncio.sleep(0))
+    print(f"{count} requests, {transport.written} bytes answered", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
