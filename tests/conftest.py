@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,7 @@ BACKENDS = ("httptools", "h11")
 # does not reach them), so an interrupted test run would leave them behind: whatever is still alive when
 # the test process exits is killed, group and all. A test process that is killed itself (SIGKILL, a CI
 # timeout) runs no atexit: for that, servers are started through die_with_parent.
-_LIVE: set[subprocess.Popen[bytes]] = set()
+_LIVE: set[subprocess.Popen[Any]] = set()
 
 # Run in the child, between fork and the server's exec: ask the kernel for SIGTERM when the parent dies
 # (prctl(PR_SET_PDEATHSIG), Linux; kept across execve, lost only by set-user-ID programs), then check the
@@ -53,6 +54,30 @@ def die_with_parent(argv: Sequence[str]) -> list[str]:
         return list(argv)
     # -I -S: the launcher needs only ctypes, and starts in about 40 ms instead of 60.
     return [sys.executable, "-I", "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), *argv]
+
+
+@contextlib.contextmanager
+def child_process(argv: Sequence[str], env: dict[str, str], cwd: Path) -> Iterator[subprocess.Popen[str]]:
+    """``argv`` started as the servers of the tests are (it dies with this process, in a session of its
+    own), its output and errors in one text pipe; killed with its process group on the way out."""
+    proc = subprocess.Popen(
+        die_with_parent(argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    _LIVE.add(proc)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.stdout is not None and not proc.stdout.closed:
+            proc.communicate()  # read what is left, and close the pipe
+        proc.wait()
 
 
 @atexit.register

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from tricorn.api import Server, run, serve
     from tricorn.config import Config
-    from tricorn.run import run
 
-__all__ = ["Config", "__version__", "run"]
+__all__ = ["Config", "Server", "__version__", "run", "serve"]
 
 
 def __getattr__(name: str) -> Any:
@@ -20,8 +20,8 @@ def __getattr__(name: str) -> Any:
         from tricorn.config import Config
 
         return Config
-    if name == "run":
-        from tricorn.run import run
+    if name in ("Server", "run", "serve"):
+        from tricorn import api
 
-        return run
+        return getattr(api, name)
     raise AttributeError(f"module 'tricorn' has no attribute {name!r}")

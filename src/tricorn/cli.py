@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(config: Config) -> int:
     # The seam tests replace; imported late so --help and --version do not pay for the server's imports.
-    from tricorn.run import run
+    from tricorn.serving import run
 
     return run(config)
 

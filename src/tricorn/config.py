@@ -1466,6 +1466,16 @@ class Config:
             convert=to_percent_format,
         ),
     )
+    log_format: LogFormat = field(
+        default="text",
+        metadata=_setting(
+            group=_LOGGING,
+            help="text: gunicorn's lines; json: every error-log and access-log record as one JSON object a line",
+            env="TRICORN_LOG_FORMAT",
+            flags=("--log-format",),
+            choices=LOG_FORMATS,
+        ),
+    )
     access_log_file: str | None = field(
         default=None,
         metadata=_setting(
@@ -1498,16 +1508,6 @@ class Config:
             env="TRICORN_CAPTURE_OUTPUT",
             flags=("--capture-output",),
             convert=to_bool,
-        ),
-    )
-    log_format: LogFormat = field(
-        default="text",
-        metadata=_setting(
-            group=_LOGGING,
-            help="text: gunicorn's lines; json: every error-log and access-log record as one JSON object a line",
-            env="TRICORN_LOG_FORMAT",
-            flags=("--log-format",),
-            choices=LOG_FORMATS,
         ),
     )
     log_config: str | None = field(

@@ -60,15 +60,20 @@ def import_from_string(spec: str, factory: bool = False) -> Any:
             obj = getattr(obj, part)
         except AttributeError:
             raise AppLoadError(f"attribute {attrs!r} not found in module {module_name!r}") from None
+    return _made(obj, factory, spec)
+
+
+def _made(obj: Any, factory: bool, shown: str) -> Any:
+    """``obj``, or what it returns when it is a ``factory``, checked callable; ``shown`` names it."""
     if factory:
         if not callable(obj):
-            raise AppLoadError(f"app factory {spec!r} is not callable")
+            raise AppLoadError(f"app factory {shown!r} is not callable")
         try:
             obj = obj()
         except Exception as exc:
-            raise AppLoadError(f"app factory {spec!r} raised {type(exc).__name__}: {exc}") from exc
+            raise AppLoadError(f"app factory {shown!r} raised {type(exc).__name__}: {exc}") from exc
     if not callable(obj):
-        raise AppLoadError(f"app {spec!r} is not callable (got {type(obj).__name__})")
+        raise AppLoadError(f"app {shown!r} is not callable (got {type(obj).__name__})")
     return obj
 
 
@@ -105,17 +110,34 @@ def load_app(spec: str, factory: bool, app_dir: str, interface: str) -> tuple[An
     if app_dir and app_dir not in sys.path:
         sys.path.insert(0, app_dir)
     resolved = resolve_spec(spec)
-    app = import_from_string(resolved, factory)
-    if interface == "asgi2":
-        app = _asgi2_to_asgi3(app)
-    if interface == "auto":
-        kind: Interface = detect_interface(app)
-    else:
-        kind = "wsgi" if interface == "wsgi" else "asgi"
+    app, kind = _with_interface(import_from_string(resolved, factory), interface)
     from tricorn.config import DEFAULT_APP
 
     shown = "the built-in demo app (no APP given)" if spec == DEFAULT_APP else resolved
     return app, kind, shown
+
+
+def app_from_object(app: Any, factory: bool, interface: str) -> tuple[Any, Interface]:
+    """An application given as an object (``tricorn.run(app)``), as :func:`load_app` would return it:
+    called first when ``factory``, checked callable, its interface detected unless given."""
+    return _with_interface(_made(app, factory, object_name(app)), interface)
+
+
+def object_name(app: Any) -> str:
+    """``module:name`` of an application object, for logs and process titles (an instance is named
+    after its class)."""
+    named = app if hasattr(app, "__qualname__") else type(app)
+    return f"{getattr(named, '__module__', '?')}:{named.__qualname__}"
+
+
+def _with_interface(app: Any, interface: str) -> tuple[Any, Interface]:
+    """``app`` and its interface, by the setting: auto detects; asgi3 is asgi; asgi2 wraps an ASGI 2
+    application (called with the scope, returning an instance called with receive and send)."""
+    if interface == "asgi2":
+        app = _asgi2_to_asgi3(app)
+    if interface == "auto":
+        return app, detect_interface(app)
+    return app, "wsgi" if interface == "wsgi" else "asgi"
 
 
 def _asgi2_to_asgi3(app: Any) -> Any:
@@ -138,20 +160,24 @@ class Mounted:
     shown: str = ""  # what the startup log calls it (the spec with its attribute found, or the demo)
 
 
-def load_apps(config: Config) -> list[Mounted]:
+def load_apps(config: Config, app: Any = None) -> list[Mounted]:
     """The APP and every ``--mount``, each imported and its interface told on its own, the APP first.
 
-    The APP is the ``/`` mount. With mounts and no APP given, no app serves ``/``: a path outside every
-    mount is answered 404 by the server (the built-in demo is never mounted beside real apps). Raises
+    The APP is ``app`` when given as an object from Python (:func:`tricorn.run`), else ``config.app``;
+    it is the ``/`` mount. With mounts and no APP given, no app serves ``/``: a path outside every mount
+    is answered 404 by the server (the built-in demo is never mounted beside real apps). Raises
     AppLoadError, naming the mount that failed.
     """
     from tricorn.config import DEFAULT_APP
 
     mounts = config.app_mounts
     loaded: list[Mounted] = []
-    if not any(prefix == "/" for prefix, _, _ in mounts) and (config.app != DEFAULT_APP or not mounts):
-        app, interface, shown = load_app(config.app, config.factory, config.app_dir, config.interface)
-        loaded.append(Mounted("/", config.app, app, interface, shown=shown))
+    if app is not None:
+        served, interface = app_from_object(app, config.factory, config.interface)
+        loaded.append(Mounted("/", object_name(app), served, interface, shown=object_name(app)))
+    elif not any(prefix == "/" for prefix, _, _ in mounts) and (config.app != DEFAULT_APP or not mounts):
+        served, interface, shown = load_app(config.app, config.factory, config.app_dir, config.interface)
+        loaded.append(Mounted("/", config.app, served, interface, shown=shown))
     for prefix, spec, wanted in mounts:
         try:
             app, interface, shown = load_app(spec, False, config.app_dir, wanted)

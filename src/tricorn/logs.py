@@ -570,8 +570,12 @@ class AccessLogFormatter:
 # -- Setup ------------------------------------------------------------------------------------------------
 
 
-def configure_logging(config: Config) -> None:
+def configure_logging(config: Config, handlers: bool = True) -> None:
     """Set up logging for ``config``; safe to call again (it replaces what it set up before).
+
+    ``handlers=False`` is for a server inside a program of its own (``tricorn.serve``): tricorn's loggers
+    get their levels but no handlers, and their records go to the program's own logging setup (pytest's
+    capture, a notebook's), as a library's should.
 
     Without ``log_config``, ``error_log_file`` and ``access_log_file`` name files to write to instead of
     stderr and stdout (``capture_output`` sends the process's own stdout and stderr to the error log file
@@ -585,6 +589,8 @@ def configure_logging(config: Config) -> None:
     access = logging.getLogger("tricorn.access")
     if config.log_config is not None:
         _load_log_config(config.log_config)
+    elif not handlers:
+        logging.getLogger("tricorn").setLevel(LOG_LEVELS[config.log_level])
     else:
         error = logging.getLogger("tricorn")
         formatter: logging.Formatter = (

@@ -16,6 +16,7 @@ must be refused with ``unknown option`` naming the flag; once it exists, it must
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
 import signal
@@ -607,6 +608,12 @@ CASES = [
         needs="proxy_protocol",
         refused="PROXY protocol: peer not in --proxy-allow-from; connection closed",
     ),
+    Case(
+        "tricorn myapp:app --proxy-protocol",
+        GUNICORN_SETTINGS,
+        {"proxy_protocol": True},
+        needs="proxy_protocol",
+    ),
 ]
 assert len(CASES) >= 53
 
@@ -755,6 +762,8 @@ class Server:
 
     def probe(self, deadline: float) -> Probe:
         """The first answer to GET / once the server answers, with every worker ready."""
+        if "--proxy-protocol" in self.case.line:
+            return self._probe_proxied(deadline)
         last: Exception | None = None
         with self.client() as client:
             while time.monotonic() < deadline:
@@ -774,6 +783,32 @@ class Server:
                     return Probe(response.json(), response.headers, self.output(), self.site)
                 time.sleep(0.05)  # the other workers are still booting
         raise AssertionError(f"no answer ({last!r}):\n{self.output()}")
+
+    def _probe_proxied(self, deadline: float) -> Probe:
+        """GET / behind a PROXY protocol v1 header (what haproxy's send-proxy writes), by hand: the server
+        closes a connection that starts without one."""
+        request = (
+            b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 80\r\n"
+            b"GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"
+        )
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+                    sock.sendall(request)
+                    data = b""
+                    while chunk := sock.recv(65536):
+                        data += chunk
+            except OSError:
+                time.sleep(0.05)  # polling for readiness
+                continue
+            head, _, body = data.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            assert lines[0].startswith("HTTP/1.1 200"), data[:300]
+            headers = httpx.Headers([tuple(line.split(": ", 1)) for line in lines[1:]])
+            return Probe(json.loads(body), headers, self.output(), self.site)
+        raise AssertionError(f"no answer:\n{self.output()}")
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -17,12 +17,19 @@ FORBIDDEN = {
         "tricorn.io",
         "tricorn.interfaces",
         "tricorn.supervisor",
-        "tricorn.run",
+        "tricorn.serving",
+        "tricorn.api",
         "tricorn.cli",
         "asyncio",
     ),
-    "tricorn.interfaces": ("tricorn.io", "tricorn.supervisor", "tricorn.run", "tricorn.cli"),
-    "tricorn.io": ("tricorn.supervisor", "tricorn.run", "tricorn.cli"),
+    "tricorn.interfaces": (
+        "tricorn.io",
+        "tricorn.supervisor",
+        "tricorn.serving",
+        "tricorn.api",
+        "tricorn.cli",
+    ),
+    "tricorn.io": ("tricorn.supervisor", "tricorn.serving", "tricorn.api", "tricorn.cli"),
 }
 
 

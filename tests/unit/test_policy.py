@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tricorn import run
+from tricorn import serving as run
 from tricorn.supervisor import policy as p
 from tricorn.supervisor.policy import (
     ABORT_GRACE,

@@ -29,6 +29,7 @@ class LifespanPhase(Enum):
 
 # The phases a timed-out startup or shutdown leaves behind when it cancels the app (see _abandon).
 _ABANDONED = (LifespanPhase.FAILED, LifespanPhase.DONE)
+_SERVING = (LifespanPhase.STARTED, LifespanPhase.SHUTTING_DOWN)
 
 
 class Lifespan:
@@ -80,6 +81,11 @@ class Lifespan:
     async def shutdown(self) -> None:
         if self.phase is not LifespanPhase.STARTED:
             return
+        if self._task is not None and self._task.done():
+            # The app's lifespan task has ended already (returned, raised, or cancelled with every task
+            # of an embedding program's loop, as asyncio.run does on its way out): no one will answer.
+            self.phase = LifespanPhase.DONE
+            return
         self.phase = LifespanPhase.SHUTTING_DOWN
         self._answered.clear()
         await self._inbox.put({"type": "lifespan.shutdown"})
@@ -119,6 +125,10 @@ class Lifespan:
             phase = self.phase
             if isinstance(exc, asyncio.CancelledError) and phase in _ABANDONED:
                 pass  # cancelled by _abandon once the phase timed out, which is logged already
+            elif isinstance(exc, asyncio.CancelledError) and phase in _SERVING:
+                # Cancelled from outside: the loop of a program that embeds the server is ending
+                # (asyncio.run cancels every task left), not a failure of the application.
+                error_log.info("lifespan task cancelled: the application's lifespan shutdown did not run")
             elif phase is LifespanPhase.STARTING and isinstance(exc, (SystemExit, KeyboardInterrupt)):
                 # The app asked the process to stop: a startup failure (exit code 3) in every mode, not a
                 # sign that it does not speak lifespan. Elsewhere it is logged like any exception and the

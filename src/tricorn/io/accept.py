@@ -229,7 +229,7 @@ class Listener(asyncio.AbstractServer):
         self._start_reading()
 
     async def serve_forever(self) -> None:
-        raise NotImplementedError("tricorn's listeners are served by tricorn.run")
+        raise NotImplementedError("tricorn's listeners are served by tricorn.serving")
 
     def close(self) -> None:
         """Stop accepting and close the socket (unless it was detached)."""

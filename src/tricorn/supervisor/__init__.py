@@ -31,7 +31,7 @@ def log_startup_notes() -> None:
 
 
 def needs_master(config: Config) -> bool:
-    """Whether ``config`` is served by a master and workers (else by one process, :mod:`tricorn.run`).
+    """Whether ``config`` is served by a master and workers (else by one process, :mod:`tricorn.serving`).
 
     More than one worker needs a master, and so do the settings that only a master can honour, even for
     one worker: ``reload``, ``max_requests``, and a ``timeout_worker`` set to something other than its
@@ -40,12 +40,18 @@ def needs_master(config: Config) -> bool:
     A gunicorn config file with server hooks needs one too (tricorn.supervisor.hooks): gunicorn always
     has a master, and its hooks their moments in it.
     """
+    return bool(master_settings(config))
+
+
+def master_settings(config: Config) -> list[str]:
+    """The settings of ``config`` that need a master (see :func:`needs_master`), by name."""
     from tricorn.supervisor.hooks import hooks_of
 
-    return (
-        config.workers > 1
-        or config.reload
-        or config.max_requests is not None
-        or config.timeout_worker not in (0.0, DEFAULT_TIMEOUT_WORKER)
-        or bool(hooks_of(config))
-    )
+    wanted = {
+        "workers": config.workers > 1,
+        "reload": config.reload,
+        "max_requests": config.max_requests is not None,
+        "timeout_worker": config.timeout_worker not in (0.0, DEFAULT_TIMEOUT_WORKER),
+        "config": bool(hooks_of(config)),  # a gunicorn config file with server hooks
+    }
+    return [name for name, given in wanted.items() if given]

@@ -36,6 +36,7 @@ from typing import Any
 from tricorn import supervisor
 from tricorn.config import Config
 from tricorn.errors import AppLoadError, ConfigError
+from tricorn.importer import load_apps, object_name
 from tricorn.io import tls
 from tricorn.io.metrics import MetricsSlot
 from tricorn.logs import configure_logging
@@ -67,7 +68,7 @@ EXIT_APP = 3
 UPGRADE_ENV = "TRICORN_UPGRADE"
 # Run before re-executing: the new code must import and accept the settings, or the master stays as is.
 PREFLIGHT = (
-    "import sys; import tricorn.run, tricorn.supervisor.arbiter; from tricorn.config import Config; "
+    "import sys; import tricorn.serving, tricorn.supervisor.arbiter; from tricorn.config import Config; "
     "Config.load(sys.argv[1:])"
 )
 # The longest the master sleeps between two looks at the time (deadlines come from the policy).
@@ -118,11 +119,15 @@ class Arbiter:
 
     ``argv`` are the command-line arguments to re-read on SIGHUP and re-execute with on SIGUSR2
     (default: :data:`tricorn.supervisor.command_line`); without them SIGHUP keeps the settings and
-    SIGUSR2 is refused.
+    SIGUSR2 is refused. ``app`` is an application object given from Python (:func:`tricorn.run`): the
+    workers inherit it through the fork, as they inherit a preloaded one, and every worker, a
+    SIGHUP's new ones included, serves that object.
     """
 
-    def __init__(self, config: Config, argv: list[str] | None = None) -> None:
+    def __init__(self, config: Config, argv: list[str] | None = None, app: Any = None) -> None:
         self.config = config
+        self.app = app
+        self.app_name = config.app if app is None else object_name(app)
         self.argv = argv if argv is not None else supervisor.command_line
         self.sockets: list[socket.socket] = []
         self.handles: dict[int, WorkerHandle] = {}
@@ -144,17 +149,18 @@ class Arbiter:
         self._previous_wakeup = -1
         self._unix_paths: list[str] = []
         self._stopping_signal: int | None = None
+        # --metrics-bind: the listener, and what the workers that are gone had counted (and their CPU).
+        self.probes: ProbeServer | None = None
+        self.retired: MetricsSlot | None = None
+        self.reaped_cpu = 0.0
+        self.started = time.time()
+        self._init = os.getpid() == 1  # a container's entry point: orphans are ours to reap
         # gunicorn's server hooks, if a gunicorn config file has any, and the objects they are given.
         self.hooks = hooks_of(config)
         self.hook_server = HookServer(config, lambda: self.policy.target, lambda: self.hook_workers.values())
         self.hook_workers: dict[int, HookWorker] = {}
         self._forked = 0
         self._worker_count: int | None = None
-        # --metrics-bind: the listener, and what the workers that are gone had counted (and their CPU).
-        self.probes: ProbeServer | None = None
-        self.retired: MetricsSlot | None = None
-        self.reaped_cpu = 0.0
-        self.started = time.time()
 
     # -- setup and teardown
 
@@ -180,8 +186,8 @@ class Arbiter:
             except (BindError, ProcessError) as exc:
                 error_log.error("%s", exc)
                 return EXIT_FAILURE
-            set_title(f"tricorn: master [{config.proc_name or config.app}]")
-            if config.preload:
+            set_title(f"tricorn: master [{config.proc_name or self.app_name}]")
+            if config.preload and self.app is None:
                 code = self._preload()
                 if code:
                     return code
@@ -266,8 +272,6 @@ class Arbiter:
         return adopted
 
     def _preload(self) -> int:
-        from tricorn.importer import load_apps
-
         try:
             load_apps(self.config)
         except AppLoadError as exc:
@@ -422,32 +426,56 @@ class Arbiter:
             self.selector.unregister(handle.channel)
 
     def _reap(self) -> None:
+        if self._init:
+            self._reap_as_init()
+            return
         for handle in list(self.handles.values()):
             try:
                 pid, status, usage = os.wait4(handle.pid, os.WNOHANG)
             except ChildProcessError:
-                pid, code = handle.pid, None
+                self._worker_gone(handle, None, 0.0)
+                continue
+            if pid != 0:
+                self._worker_gone(handle, os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime)
+
+    def _reap_as_init(self) -> None:
+        """As PID 1 (a container's entry point), every process orphaned in the container becomes our
+        child: an app's subprocess whose worker died, say. Reap them all, or they stay zombies; the master
+        runs no app code that waits for children of its own, so waiting for any child steals nothing."""
+        workers = {handle.pid: handle for handle in self.handles.values()}
+        while True:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:  # no child at all: a worker still listed was waited for elsewhere
+                for handle in workers.values():
+                    self._worker_gone(handle, None, 0.0)
+                break
+            if pid == 0:
+                break
+            if pid in workers:
+                cpu = usage.ru_utime + usage.ru_stime
+                self._worker_gone(workers.pop(pid), os.waitstatus_to_exitcode(status), cpu)
             else:
-                if pid == 0:
-                    continue
-                code = os.waitstatus_to_exitcode(status)
-                self.reaped_cpu += usage.ru_utime + usage.ru_stime
-            self._close_channel(handle)
-            handle.channel.close()
-            if handle.metrics is not None:
-                # Its counters are kept, so the totals never go backwards; its gauges go with it.
-                if self.retired is not None:
-                    self.retired.add(handle.metrics)
-                handle.metrics.close()
-            del self.handles[handle.wid]
-            hook_worker = self.hook_workers.pop(handle.wid, None)
-            if hook_worker is not None:
-                hook_worker.alive = False
-                self.hooks.run("child_exit", self.hook_server, hook_worker)
-            if code is not None and code < 0:
-                self._feed(p.WorkerExited(handle.wid, signal=-code))
-            else:
-                self._feed(p.WorkerExited(handle.wid, code=code))
+                error_log.debug("reaped process %d, orphaned in the container", pid)
+
+    def _worker_gone(self, handle: WorkerHandle, code: int | None, cpu: float) -> None:
+        self.reaped_cpu += cpu
+        self._close_channel(handle)
+        handle.channel.close()
+        if handle.metrics is not None:
+            # Its counters are kept, so the totals never go backwards; its gauges go with it.
+            if self.retired is not None:
+                self.retired.add(handle.metrics)
+            handle.metrics.close()
+        del self.handles[handle.wid]
+        hook_worker = self.hook_workers.pop(handle.wid, None)
+        if hook_worker is not None:
+            hook_worker.alive = False
+            self.hooks.run("child_exit", self.hook_server, hook_worker)
+        if code is not None and code < 0:
+            self._feed(p.WorkerExited(handle.wid, signal=-code))
+        else:
+            self._feed(p.WorkerExited(handle.wid, code=code))
 
     def _on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
@@ -564,10 +592,10 @@ class Arbiter:
             self._kill(wid, signal.SIGTERM)  # a graceful stop, without the lame-duck courtesy
 
     def _spawn(self, wid: int) -> None:
+        slot = MetricsSlot() if self.retired is not None else None
         self._forked += 1
         hook_worker = HookWorker(self.config, self._forked)
         self.hooks.run("pre_fork", self.hook_server, hook_worker)
-        slot = MetricsSlot() if self.retired is not None else None
         master_end, worker_end = channel_pair()
         _flush_output()
         # The signals wait while we fork, until the child has the default handlers: one that reached it
@@ -628,9 +656,9 @@ class Arbiter:
         slot: MetricsSlot | None,
         hook_worker: HookWorker,
     ) -> int:
-        """In the forked child: shed the master's state, then serve (tricorn.run.run) as a worker.
+        """In the forked child: shed the master's state, then serve (tricorn.serving.run) as a worker.
         ``mask`` is the signal mask to restore once the master's handlers are gone; ``slot`` is where it
-        counts for the master's metrics."""
+        counts for the master's metrics; ``hook_worker`` is what gunicorn's hooks are given of it."""
         signal.set_wakeup_fd(-1)
         for signum in SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
@@ -649,14 +677,14 @@ class Arbiter:
             self.retired.close()
         self._close_event_fds()
         self.hooks.run("post_fork", self.hook_server, hook_worker)
-        set_title(f"tricorn: worker [{self.config.proc_name or self.config.app}]")
+        set_title(f"tricorn: worker [{self.config.proc_name or self.app_name}]")
         # SIGABRT from the master (a worker that stopped beating) dumps every thread's stack to stderr.
         faulthandler.enable(all_threads=True)
-        from tricorn.run import run
+        from tricorn.serving import run
         from tricorn.supervisor.worker import Worker
 
         worker = Worker(self.config, self.sockets, channel, slot, self.hooks, hook_worker, self.hook_server)
-        return run(self.config, worker)
+        return run(self.config, worker, self.app)
 
     def _upgrade(self) -> None:
         """SIGUSR2: check the new code, then re-execute this process with it, handing over the sockets

@@ -79,7 +79,7 @@ __all__ = [
 
 # -- Named limits, each with its precedent ---------------------------------------------------------------
 
-# Exit statuses of a worker that mean "a new worker would fail the same way": tricorn.run.EXIT_CONFIG (a
+# Exit statuses of a worker that mean "a new worker would fail the same way": tricorn.serving.EXIT_CONFIG (a
 # bad setting) and EXIT_APP (import or lifespan startup failed). gunicorn: WORKER_BOOT_ERROR, APP_LOAD_ERROR.
 BOOT_FAILURE_CODES = (2, 3)
 _BOOT_FAILURES = {2: "a setting is not usable", 3: "the application could not be loaded or started"}

@@ -39,6 +39,7 @@ def bind_socket(
     and ``unix_owner`` (uid, gid; -1 keeps one) are applied after bind and before listen, so no client
     can connect while the socket has the umask's permissions.
     """
+    sock: socket.socket | None = None
     try:
         if address.kind == "fd":
             assert address.fd is not None
@@ -75,6 +76,9 @@ def bind_socket(
         sock.setblocking(False)
         return sock
     except OSError as exc:
+        # A server inside a program of its own (tricorn.serve) must not leave the socket to the collector.
+        if sock is not None and address.kind != "fd":
+            sock.close()
         raise BindError(f"could not bind to {address}: {exc.strerror or exc}") from None
 
 

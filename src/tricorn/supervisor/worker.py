@@ -1,8 +1,9 @@
-"""The process around a server: alone (:class:`Standalone`) or as a pre-fork worker (:class:`Worker`).
+"""The process around a server: alone (:class:`Standalone`), as a pre-fork worker (:class:`Worker`), or
+inside a program of its own (:class:`Embedded`).
 
-:func:`tricorn.run.serve` loads the app, starts its lifespan and serves; it calls its host at four
-points: ``add_signal_handlers`` (before the sockets listen), ``listen`` (the sockets), ``serving`` (the
-server accepts) and ``close`` (after the shutdown). The two hosts differ in what they own:
+:func:`tricorn.serving.serve` loads the app, starts its lifespan and serves; it calls its host at four
+points (:class:`Host`): ``add_signal_handlers`` (before the sockets listen), ``listen`` (the sockets),
+``serving`` (the server accepts) and ``close`` (after the shutdown). The hosts differ in what they own:
 
 - Standalone binds the sockets itself (or takes systemd's), writes the pid file, drops privileges and
   answers SIGINT and SIGTERM (graceful stop), SIGQUIT (fast stop), SIGHUP (restart in place, see
@@ -13,6 +14,8 @@ server accepts) and ``close`` (after the shutdown). The two hosts differ in what
   SIGQUIT (fast) and SIGUSR1, ignores SIGINT (the master, which gets the terminal's Ctrl-C too, decides), reports READY and beats
   through its channel, asks to be replaced after max-requests or when its WSGI threads are all stuck, and
   drains when the master says so.
+- Embedded serves on an event loop that a program of its own runs (``tricorn.serve``, ``tricorn.Server``):
+  it binds as Standalone does, but handles only SIGINT and SIGTERM, and only when nobody else does.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from tricorn.io.metrics import MetricsSlot
 from tricorn.supervisor import metrics
@@ -62,6 +65,20 @@ def _reopen_logs() -> None:
     error_log.info("received SIGUSR1: reopened %d log file(s)", count)
 
 
+class Host(Protocol):
+    """What :func:`tricorn.serving.serve` asks of the process around it."""
+
+    metrics: MetricsSlot | None  # where it counts for --metrics-bind, or None
+    ready: bool  # /readyz: serving, and not in a restart in place
+
+    def add_signal_handlers(
+        self, loop: asyncio.AbstractEventLoop, on_signal: OnSignal, state: ServerState, stop: asyncio.Event
+    ) -> None: ...
+    def listen(self) -> list[socket.socket]: ...
+    def serving(self, state: ServerState, stop: asyncio.Event, backend: str, loop_name: str) -> None: ...
+    def close(self) -> None: ...
+
+
 class Standalone:
     """One process that is its own master and its only worker (``workers = 1``, no reload)."""
 
@@ -76,7 +93,7 @@ class Standalone:
         self._unix_paths: list[str] = []
         self._stop: asyncio.Event | None = None
         # --metrics-bind: this process counts, and answers /metrics, /livez and /readyz itself. `ready`
-        # is set by tricorn.run.serve: serving, and not in a restart in place.
+        # is set by tricorn.serving.serve: serving, and not in a restart in place.
         self.metrics = MetricsSlot() if config.metrics_bind is not None else None
         self.ready = False
         self._probes: ProbeServer | None = None
@@ -87,7 +104,7 @@ class Standalone:
         self, loop: asyncio.AbstractEventLoop, on_signal: OnSignal, state: ServerState, stop: asyncio.Event
     ) -> None:
         self._loop, self._stop = loop, stop
-        # QUIT and HUP too: the server that serves changes on a restart in place (tricorn.run.serve).
+        # QUIT and HUP too: the server that serves changes on a restart in place (tricorn.serving.serve).
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP):
             loop.add_signal_handler(signum, on_signal, signum)
         loop.add_signal_handler(signal.SIGUSR1, _reopen_logs)
@@ -173,6 +190,41 @@ class Standalone:
             with contextlib.suppress(OSError):
                 os.unlink(path)
         self._unix_paths = []
+
+
+class Embedded(Standalone):
+    """A server inside a program that owns the process and the event loop.
+
+    It binds (and writes a pid file, and drops privileges, when asked to) as Standalone does. Of the
+    signals it takes SIGINT and SIGTERM (a graceful stop; a second one cuts the requests in progress), and
+    only when serving from the main thread and when the signal still has Python's default handler: a
+    program, or ``asyncio.run``, that handles a signal itself keeps it. ``stop`` is the event that stops
+    the server, once :func:`tricorn.serving.serve` has made it; ``on_serving`` is called once it accepts.
+    """
+
+    def __init__(self, config: Config, on_serving: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.stop: asyncio.Event | None = None
+        self._on_serving = on_serving
+
+    def add_signal_handlers(
+        self, loop: asyncio.AbstractEventLoop, on_signal: OnSignal, state: ServerState, stop: asyncio.Event
+    ) -> None:
+        self._loop, self.stop = loop, stop
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) not in (signal.SIG_DFL, signal.default_int_handler):
+                continue
+            try:
+                loop.add_signal_handler(signum, on_signal, signum)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue  # a loop without signal support (Windows' proactor, some embedders' loops)
+            self._handled.append(signum)
+
+    def serving(self, state: ServerState, stop: asyncio.Event, backend: str, loop_name: str) -> None:
+        super().serving(state, stop, backend, loop_name)
+        self._on_serving()
 
 
 class Worker:

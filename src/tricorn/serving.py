@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import signal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tricorn.errors import AppLoadError, ConfigError, LifespanFailure
 from tricorn.importer import load_apps
@@ -23,23 +23,26 @@ if TYPE_CHECKING:
     from tricorn.config import Config
     from tricorn.importer import Mounted
     from tricorn.io.server import ServerState
-    from tricorn.supervisor.worker import Worker
+    from tricorn.supervisor.worker import Host, Worker
 
 error_log = logging.getLogger("tricorn.error")
 
 EXIT_OK = 0
+EXIT_FAILURE = 1  # a socket, the pid file or the user could not be used
 EXIT_CONFIG = 2
 EXIT_APP = 3  # the app could not be loaded or failed to start: a respawn would fail the same way
 
 
-def run(config: Config, worker: Worker | None = None) -> int:
-    """Serve ``config.app`` until SIGINT or SIGTERM; return the process exit code.
+def run(config: Config, worker: Worker | None = None, app: Any = None) -> int:
+    """Serve the application until SIGINT or SIGTERM; return the process exit code.
 
-    With more than one worker, or a setting only a master honours (``--reload``, ``--max-requests``, a
-    ``--timeout-worker`` of its own: :func:`tricorn.supervisor.needs_master`), this process becomes the
-    master (:mod:`tricorn.supervisor.arbiter`): it binds, forks the workers and supervises them; each
-    worker comes back here with its ``worker`` host and serves the master's sockets. Alone, this process
-    answers SIGHUP with a restart in place (:mod:`tricorn.supervisor.restart`).
+    The application is ``app``, an object given from Python (:func:`tricorn.run`), else ``config.app``,
+    imported. With more than one worker, or a setting only a master honours (``--reload``,
+    ``--max-requests``, a ``--timeout-worker`` of its own: :func:`tricorn.supervisor.needs_master`), this
+    process becomes the master (:mod:`tricorn.supervisor.arbiter`): it binds, forks the workers and
+    supervises them; each worker comes back here with its ``worker`` host (and the same ``app`` object,
+    inherited by the fork) and serves the master's sockets. Alone, this process answers SIGHUP with a
+    restart in place (:mod:`tricorn.supervisor.restart`), when the application can be imported again.
     """
     if worker is None:
         # The environment, working directory and sys.path first (a master's workers inherit them); then
@@ -55,7 +58,7 @@ def run(config: Config, worker: Worker | None = None) -> int:
     if worker is None and needs_master(config):
         from tricorn.supervisor.arbiter import Arbiter
 
-        return Arbiter(config).run()
+        return Arbiter(config, app=app).run()
     try:
         configure_logging(config)
         log_startup_notes()
@@ -65,7 +68,7 @@ def run(config: Config, worker: Worker | None = None) -> int:
         error_log.error("%s", exc)
         return EXIT_CONFIG
     try:
-        apps = load_apps(config)
+        apps = load_apps(config, app)
     except AppLoadError as exc:
         error_log.error("%s", exc, exc_info=exc.__cause__ is not None)
         return EXIT_APP
@@ -81,30 +84,46 @@ def run(config: Config, worker: Worker | None = None) -> int:
             "pre_request" in worker.hooks or "post_request" in worker.hooks
         ):
             error_log.warning("hooks pre_request and post_request run for WSGI applications only")
+    host = worker if worker is not None else Standalone(config)
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(serve(config, apps, loop, backend, worker))
+        loop.run_until_complete(serve(config, apps, backend, host, reimport=app is None, freeze=True))
+    except LifespanFailure as exc:
+        error_log.error("application startup failed: %s", exc)
+        return EXIT_APP
+    except (BindError, ProcessError) as exc:
+        error_log.error("%s", exc)
+        return EXIT_FAILURE
     finally:
         try:
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             asyncio.set_event_loop(None)
             loop.close()
+    return EXIT_OK
 
 
 async def serve(
     config: Config,
     apps: list[Mounted],
-    loop: asyncio.AbstractEventLoop,
     backend: str,
-    worker: Worker | None = None,
-) -> int:
-    try:
-        serving = await restart.load(config, loop, backend, apps)
-    except LifespanFailure as exc:
-        error_log.error("application startup failed: %s", exc)
-        return EXIT_APP
-    restart.freeze_startup_objects()
+    host: Host,
+    *,
+    reimport: bool,
+    freeze: bool,
+) -> None:
+    """Serve ``apps`` (the APP and its mounts: :func:`tricorn.importer.load_apps`) on the running loop until ``host`` sets the stop event, or the task is cancelled.
+
+    ``host`` (:mod:`tricorn.supervisor.worker`) owns the process: the sockets, the signals, the pid file.
+    ``reimport``: SIGHUP may import ``config.app`` again (not for an application given as an object).
+    ``freeze``: keep the objects made at startup away from the cyclic collector (a process of our own).
+    A cancelled task stops like a graceful stop, then re-raises. Raises LifespanFailure when the
+    application's startup fails, BindError or ProcessError when ``host`` cannot listen.
+    """
+    loop = asyncio.get_running_loop()
+    serving = await restart.load(config, loop, backend, apps)
+    if freeze:
+        restart.freeze_startup_objects()
     stop = asyncio.Event()
     # SIGHUP in a single process (tricorn.supervisor.restart): the previous apps finish their requests.
     reload = asyncio.Event()
@@ -121,6 +140,11 @@ async def serve(
         if signum == signal.SIGHUP:
             if stop.is_set():
                 error_log.info("received SIGHUP while stopping: ignored")
+            elif not reimport:
+                error_log.warning(
+                    "received SIGHUP: ignored, the application was given as an object and cannot be "
+                    "imported again (give it as 'module:attribute' to restart in place)"
+                )
             else:
                 error_log.info("received SIGHUP, restarting in place: importing the application again")
                 host.ready = False  # /readyz: a load balancer stops sending before the old app retires
@@ -141,9 +165,6 @@ async def serve(
         del retiring[task]
         restart.refreeze()
 
-    # The process around the server (tricorn.supervisor.worker): alone, it binds, writes the pid file and
-    # drops privileges; as a pre-fork worker, it serves its master's sockets and reports to it.
-    host = worker if worker is not None else Standalone(config)
     if host.metrics is not None:
         serving.state.attach_metrics(host.metrics)
     # Before the sockets listen: a client (or a supervisor's probe) may connect, and a signal follow,
@@ -151,40 +172,51 @@ async def serve(
     host.add_signal_handlers(loop, on_signal, serving.state, stop)
     try:
         sockets = host.listen()
-    except (BindError, ProcessError) as exc:
-        error_log.error("%s", exc)
+    except (BindError, ProcessError):
         host.close()
         await serving.lifespan.shutdown()
-        return 1
-    await serving.state.start(sockets)
-    host.serving(serving.state, stop, backend, _loop_name(loop))
-    host.ready = True
+        raise
     try:
-        while not stop.is_set():
-            await _first_of(stop, reload)
-            if reload.is_set() and not stop.is_set():
-                reload.clear()
-                new = await restart.reimport(config, loop, backend)
-                if new is None:
-                    host.ready = True  # the previous app serves on
-                    continue
-                if host.metrics is not None:
-                    new.state.attach_metrics(host.metrics)
-                await restart.hand_over(serving, new)
-                task = loop.create_task(restart.retire(serving, config.timeout_graceful_shutdown))
-                retiring[task] = serving.state
-                task.add_done_callback(retired)
-                serving = new
-                host.ready = True
-                error_log.info("restarted: serving the application imported again (pid %d)", os.getpid())
-        await serving.state.shutdown(config.timeout_graceful_shutdown)
-        await serving.lifespan.shutdown()
-        if retiring:
-            await asyncio.wait(list(retiring))
+        await serving.state.start(sockets)
+        host.serving(serving.state, stop, backend, _loop_name(loop))
+        host.ready = True
+        try:
+            while not stop.is_set():
+                await _first_of(stop, reload)
+                if reload.is_set() and not stop.is_set():
+                    reload.clear()
+                    new = await restart.reimport(config, loop, backend)
+                    if new is None:
+                        host.ready = True  # the previous app serves on
+                        continue
+                    if host.metrics is not None:
+                        new.state.attach_metrics(host.metrics)
+                    await restart.hand_over(serving, new)
+                    task = loop.create_task(restart.retire(serving, config.timeout_graceful_shutdown))
+                    retiring[task] = serving.state
+                    task.add_done_callback(retired)
+                    serving = new
+                    host.ready = True
+                    error_log.info("restarted: serving the application imported again (pid %d)", os.getpid())
+        except asyncio.CancelledError:
+            # The task serving us was cancelled (an embedding program, asyncio.run's Ctrl-C): stop as
+            # gracefully as a signal would, then let the cancellation go on.
+            error_log.info("serving task cancelled, shutting down gracefully")
+            await _shut_down(config, serving, retiring)
+            raise
+        await _shut_down(config, serving, retiring)
     finally:
         host.close()
     error_log.info("stopped")
-    return EXIT_OK
+
+
+async def _shut_down(
+    config: Config, serving: restart.Serving, retiring: dict[asyncio.Task[None], ServerState]
+) -> None:
+    await serving.state.shutdown(config.timeout_graceful_shutdown)
+    await serving.lifespan.shutdown()
+    if retiring:
+        await asyncio.wait(list(retiring))
 
 
 async def _first_of(*events: asyncio.Event) -> None:
