@@ -1144,6 +1144,7 @@ class Config:
             "separate with commas",
             env="TRICORN_PROXY_ALLOW_FROM",
             flags=("--proxy-allow-from",),
+            aliases=("proxy_allow_ips",),
             metavar="LIST",
             convert=to_allow_list,
         ),

@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import _LIVE, ROOT, die_with_parent, free_port
+from tests.conftest import _LIVE, ROOT, die_with_parent, free_port, wait_for
 from tricorn.config import SETTINGS, load
 
 pytestmark = pytest.mark.e2e
@@ -73,6 +73,8 @@ class Case:
     workers: int = 0  # the workers a master must boot; 0: one process
     check: Callable[[Probe], None] | None = None
     needs: str | None = None  # a setting other work adds under this spelling
+    headers: dict[str, str] = field(default_factory=dict)  # what the probe sends
+    refused: str | None = None  # the log line that says the probe's connection was refused, as it must be
 
     @property
     def id(self) -> str:
@@ -584,18 +586,34 @@ CASES = [
     Case(
         "tricorn main:app --proxy-headers --forwarded-allow-ips='*'",
         FASTAPI_PROXY,
-        {},
+        {"proxy_headers": True, "forwarded_allow_ips": ("*",)},
         site="asgi",
         serves="asgi",
         needs="proxy_headers",
+        headers={"x-forwarded-proto": "https"},
+        check=body_has("scheme", "https"),  # X-Forwarded-Proto from a trusted peer
     ),
     Case(
-        "tricorn myapp:app --forwarded-allow-ips 127.0.0.1",
+        "tricorn myapp:app --forwarded-allow-ips='10.170.3.217,10.170.3.220'",
         GUNICORN_SETTINGS,
-        {},
+        {"forwarded_allow_ips": ("10.170.3.217", "10.170.3.220")},
         needs="forwarded_allow_ips",
+        headers={"x-forwarded-proto": "https"},
+        check=body_has("scheme", "http"),  # this peer (127.0.0.1, trusted by default) is no longer trusted
     ),
-    Case("tricorn myapp:app --proxy-protocol", GUNICORN_SETTINGS, {}, needs="proxy_protocol"),
+    Case(
+        "tricorn myapp:app --proxy-protocol --proxy-allow-from 10.0.0.1",
+        GUNICORN_SETTINGS,
+        {"proxy_protocol": True, "proxy_allow_from": ("10.0.0.1",)},
+        needs="proxy_protocol",
+        refused="PROXY protocol: peer not in --proxy-allow-from; connection closed",
+    ),
+    Case(
+        "tricorn myapp:app --proxy-protocol",
+        GUNICORN_SETTINGS,
+        {"proxy_protocol": True},
+        needs="proxy_protocol",
+    ),
 ]
 assert len(CASES) >= 53
 
@@ -755,7 +773,7 @@ class Server:
                     time.sleep(0.05)  # polling for readiness (httpx leaks a socket it could not connect)
                     continue
                 try:
-                    response = client.get("/", timeout=5)
+                    response = client.get("/", timeout=5, headers=self.case.headers)
                 except httpx.TransportError as exc:
                     last = exc
                     time.sleep(0.05)  # polling for readiness
@@ -826,6 +844,12 @@ def _verify(server: Server, deadline: float) -> None:
         assert server.proc.wait(30) == 0, server.output()
         assert "ok: myapp:app (wsgi)" in server.output()
         assert "workers" in server.output() and "default" in server.output()
+        return
+    if case.refused is not None:  # a plain request from a peer the setting does not allow
+        wait_for(lambda: "listening on" in server.output(), timeout=30, what=server.output)
+        with contextlib.suppress(httpx.TransportError), server.client() as client:
+            client.get("/", timeout=5)
+        wait_for(lambda: case.refused in server.output(), timeout=30, what=server.output)
         return
     probe = server.probe(deadline)
     assert probe.body["interface"] == case.serves, probe.body
