@@ -74,7 +74,7 @@ class Server:
     src: str = ""
 
     def argv(self, interface: str, app: str, port: int, certs: Certs | None = None) -> list[str]:
-        subst = {"py": PY, "app": app, "host": HOST, "port": str(port)}
+        subst = {"py": PY, "app": app, "host": HOST, "port": str(port), "docroot": str(STATIC_ROOT)}
         template = self.commands[interface]
         if certs is not None:
             template += " " + self.tls
@@ -163,6 +163,16 @@ SERVERS: dict[str, Server] = {
             "gunicorn",
             {"wsgi": "{py} -m gunicorn -w 1 -k sync -b {host}:{port} --log-level warning {app}"},
         ),
+        # The "static" section: a directory of files ({docroot}), made at run time (make_static_root).
+        # --static is newer than --baseline's older revisions may know: the section is its own interface.
+        Server(
+            "tricorn-static",
+            "tricorn",
+            {
+                "static": "{py} -m tricorn --static /={docroot} --port {port} --no-access-log --log-level warning"
+            },
+        ),
+        Server("nginx", "nginx", {"static": "{py} bench/nginx_static.py {port} {docroot}"}),
         # Not a peer: tricorn with its proxy headers off. wrk connects from 127.0.0.1, a trusted proxy by
         # default, so "tricorn" reads each request's headers for X-Forwarded-*; this one does not (the
         # cost of the check: --servers tricorn,tricorn-no-proxy-headers --only hello hello-proxied).
@@ -240,6 +250,18 @@ def expect_body(expected: bytes, chunked: bool | None = None) -> CheckFn:
 
 
 ONE_MIB = b"a" * (1024 * 1024)  # must match bench/post1m.lua
+
+# The files of the "static" section, written into the run's temporary directory by main().
+STATIC_FILES = {"1k.bin": bytes(range(256)) * 4, "1m.bin": bytes(range(256)) * 4096}
+STATIC_ROOT: Path | None = None
+
+
+def make_static_root(directory: Path) -> Path:
+    root = directory / "static"
+    root.mkdir()
+    for name, data in STATIC_FILES.items():
+        (root / name).write_bytes(data)
+    return root
 
 
 @dataclass(frozen=True)
@@ -413,6 +435,31 @@ SECTIONS: dict[str, Section] = {
                     "GET / over TLS, 200 text/plain `Hello, world!` with content-length",
                     tls=True,
                     check=expect_body(b"Hello, world!", chunked=False),
+                ),
+            ),
+        ),
+        Section(
+            key="static",
+            title="Static files",
+            interface="static",
+            servers=("tricorn-static", "nginx"),
+            intro="A directory served by `tricorn --static /=DIR` (no app) and by nginx (Debian's package, "
+            "`worker_processes 1`, `sendfile on`, `tcp_nopush on`, no access log; `bench/nginx_static.py`), "
+            "each pinned to CPU 0 like every other section. Files of 1 KiB and 1 MiB, GET with keep-alive.",
+            cases=(
+                Case(
+                    "file1k",
+                    "",
+                    "GET /1k.bin, a 1 KiB file (tricorn: held in memory, one write)",
+                    path="/1k.bin",
+                    check=expect_body(STATIC_FILES["1k.bin"], chunked=False),
+                ),
+                Case(
+                    "file1m",
+                    "",
+                    "GET /1m.bin, a 1 MiB file (both: sendfile)",
+                    path="/1m.bin",
+                    check=expect_body(STATIC_FILES["1m.bin"], chunked=False),
                 ),
             ),
         ),
@@ -1103,6 +1150,9 @@ def pkg_version(name: str) -> str:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
         pass
+    if name == "nginx" and shutil.which("nginx"):
+        out = subprocess.run(["nginx", "-v"], capture_output=True, text=True, check=False).stderr
+        return out.strip().rpartition("/")[2] or "unknown"
     if name == "tricorn":
         init = ROOT / "src" / "tricorn" / "__init__.py"
         m = re.search(r'__version__\s*=\s*"([^"]+)"', init.read_text()) if init.exists() else None
@@ -1498,6 +1548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tools |= {"wrk": "wrk"} if any(c.client == "wrk" for c in chosen) else {}
     tools |= {"h2load": "nghttp2-client"} if any(c.client == "h2load" for c in chosen) else {}
     tools |= {"openssl": "openssl"} if any(c.tls for c in chosen) else {}
+    tools |= {"nginx": "nginx"} if "static" in opts.section else {}
     missing = {cmd: pkg for cmd, pkg in tools.items() if not shutil.which(cmd)}
     if missing:
         print(
@@ -1537,6 +1588,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # One certificate for the whole run, in the temporary directory removed at exit.
         opts.certs = make_certs(log_dir) if any(c.tls for c in chosen) else None
+        global STATIC_ROOT
+        STATIC_ROOT = make_static_root(log_dir)
         if opts.baseline:
             try:
                 baseline = add_baseline(opts.baseline, log_dir)

@@ -1,4 +1,5 @@
-"""tricorn: one Python application server for ASGI, WSGI and CGI apps."""
+"""tricorn: a Python application server for ASGI and WSGI apps (HTTP/1.1, WebSocket, HTTP/2, TLS, pre-fork
+workers), started with gunicorn's or uvicorn's command lines as well as its own."""
 
 from __future__ import annotations
 

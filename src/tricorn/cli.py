@@ -9,20 +9,32 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from tricorn import __version__, supervisor
-from tricorn.config import Config, add_arguments
-from tricorn.errors import ConfigError
+from tricorn.config import SETTINGS, Config, Loaded, add_arguments, check_options, load, spell_booleans
+from tricorn.errors import AppLoadError, ConfigError, UsageError
 
 __all__ = ["build_parser", "main"]
 
 _DESCRIPTION = "Serve a Python web application (ASGI or WSGI)."
 _EPILOG = (
     "Each setting is taken from, lowest priority first: its default, the config file (--config FILE, "
-    "or [tool.tricorn] in ./pyproject.toml), its TRICORN_* environment variable, the command line. "
-    "See docs/configuration.md."
+    "else ./gunicorn.conf.py, else [tool.tricorn] in ./pyproject.toml), its TRICORN_* environment "
+    "variable, the command line. gunicorn's and uvicorn's spellings of the options are accepted too "
+    "(docs/gunicorn.md, docs/uvicorn.md). See docs/configuration.md."
 )
 
 
 class _Parser(argparse.ArgumentParser):
+    def parse_known_args(  # type: ignore[override]  # the same call, checked first
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        given = spell_booleans(self, sys.argv[1:] if args is None else list(args))
+        if not {"-h", "--help", "--version"} & set(given):
+            try:
+                check_options(self, given)
+            except UsageError as exc:
+                self.error(str(exc))
+        return super().parse_known_args(given, namespace)
+
     def error(self, message: str) -> NoReturn:
         # One line, not argparse's usage dump: the usage of 25 options drowns the actual complaint.
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
@@ -70,10 +82,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
     try:
-        config = Config.load(args)
+        loaded = load(args)
+        config = loaded.config
+        if config.log_config is not None:
+            # A log config that does not load is a settings error like any other, said before serving.
+            from tricorn.logs import check_log_config
+
+            check_log_config(config.log_config)
+        if config.check_config:
+            return _check(loaded)
         # For a master: SIGHUP re-reads the settings from these, SIGUSR2 re-executes with them.
         supervisor.command_line = args
+        supervisor.startup_notes = list(loaded.notes)
         return _run(config)
     except ConfigError as exc:
         print(f"tricorn: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _check(loaded: Loaded) -> int:
+    """--check-config: import the application too, then print every setting, its value and its source."""
+    from tricorn.importer import load_app
+    from tricorn.supervisor.process import prepare_process
+
+    config = loaded.config
+    for level, message in loaded.notes:
+        print(f"{'warning' if level > 20 else 'note'}: {message}")
+    try:
+        prepare_process(config)
+        _, interface, found = load_app(config.app, config.factory, config.app_dir, config.interface)
+    except AppLoadError as exc:
+        print(f"tricorn: error: {exc}", file=sys.stderr)
+        return 3
+    width = max(len(name) for name in SETTINGS)
+    for name in SETTINGS:
+        value = (
+            "********"
+            if name == "ssl_keyfile_password" and config.ssl_keyfile_password
+            else getattr(config, name)
+        )
+        print(f"{name:<{width}} = {value!r:<40} {loaded.sources[name]}")
+    print(f"ok: {found} ({interface})")
+    return 0

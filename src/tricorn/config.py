@@ -21,18 +21,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import importlib
 import ipaddress
 import math
 import os
 import re
 import sys
 import tomllib
+import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, NoReturn, get_args
 
-from tricorn.errors import ConfigError
+from tricorn.errors import ConfigError, UsageError
 
 __all__ = [
     "SETTINGS",
@@ -42,11 +44,11 @@ __all__ = [
     "add_arguments",
 ]
 
-Interface = Literal["auto", "asgi", "wsgi"]
+Interface = Literal["auto", "asgi", "wsgi", "asgi3", "asgi2"]
 Lifespan = Literal["auto", "on", "off"]
 HttpImplementation = Literal["auto", "httptools", "h11"]
 LoopImplementation = Literal["auto", "uvloop", "asyncio"]
-WsImplementation = Literal["auto", "none", "websockets"]
+WsImplementation = Literal["auto", "none", "websockets", "wsproto", "websockets-sansio"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 LogFormat = Literal["text", "json"]
 CertReqs = Literal["none", "optional", "required"]
@@ -65,6 +67,10 @@ CERT_REQS: tuple[str, ...] = get_args(CertReqs)
 # The built-in demo, served when no APP is given (and not mounted when static files take '/').
 DEFAULT_APP = "tricorn.demo:app"
 
+# Static files' Cache-Control max-age: WhiteNoise's default (60 s); nginx sends none unless told. A year is
+# the most a cache is asked to keep anything (RFC 9111 §5.2: "a value greater than a year" is discouraged).
+DEFAULT_STATIC_MAX_AGE = 60
+MAX_STATIC_MAX_AGE = 31536000
 # gunicorn's default; uvicorn's too. The kernel caps it at net.core.somaxconn anyway.
 DEFAULT_BACKLOG = 2048
 # uvicorn's timeout_keep_alive is 5 s; gunicorn's keepalive 2 s; nginx keepalive_timeout 75 s.
@@ -256,7 +262,8 @@ def to_str_tuple(name: str, value: object) -> tuple[str, ...]:
 
 
 _IDENTIFIERS = r"[^\W\d]\w*(?:\.[^\W\d]\w*)*"
-_APP_SPEC = re.compile(rf"{_IDENTIFIERS}:{_IDENTIFIERS}(?:\(\))?")
+# module:attribute, module:factory(), or a module alone (its application, else its app: gunicorn's rule).
+_APP_SPEC = re.compile(rf"{_IDENTIFIERS}(?::{_IDENTIFIERS}(?:\(\))?)?")
 
 
 def to_app_spec(name: str, value: object) -> str:
@@ -268,6 +275,87 @@ def to_app_spec(name: str, value: object) -> str:
             "(e.g. myproject.main:app, or myproject.main:create_app() for a factory)",
         )
     return text
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerClass:
+    """What a gunicorn worker class means here: the settings it stands for (None: left as they are)."""
+
+    interface: str
+    threads: int | None = None
+    http: str | None = None
+    note: str = ""
+
+
+# gunicorn's -k/--worker-class values, by every name they are given in gunicorn's and uvicorn's docs.
+_SYNC = WorkerClass("wsgi", threads=1, note="one request at a time per worker, as gunicorn's sync worker")
+_GTHREAD = WorkerClass("wsgi", note="an event loop and --threads threads per worker")
+_GREEN = WorkerClass("wsgi", note="served on --threads threads per worker, without monkey-patching")
+_UVICORN = WorkerClass("asgi", note="an event loop per worker, as uvicorn's worker")
+_UVICORN_H11 = WorkerClass("asgi", http="h11", note="the pure-Python parser, as uvicorn's h11 worker")
+WORKER_CLASSES: Mapping[str, WorkerClass] = MappingProxyType(
+    {
+        "sync": _SYNC,
+        "gunicorn.workers.sync.SyncWorker": _SYNC,
+        "egg:gunicorn#sync": _SYNC,
+        "gthread": _GTHREAD,
+        "gunicorn.workers.gthread.ThreadWorker": _GTHREAD,
+        "egg:gunicorn#gthread": _GTHREAD,
+        "gevent": _GREEN,
+        "eventlet": _GREEN,
+        "gunicorn.workers.ggevent.GeventWorker": _GREEN,
+        "gunicorn.workers.geventlet.EventletWorker": _GREEN,
+        "tornado": _GTHREAD,
+        "asgi": _UVICORN,
+        "uvicorn.workers.UvicornWorker": _UVICORN,
+        "uvicorn_worker.UvicornWorker": _UVICORN,
+        "uvicorn.workers.UvicornH11Worker": _UVICORN_H11,
+        "uvicorn_worker.UvicornH11Worker": _UVICORN_H11,
+    }
+)
+
+
+def to_worker_class(name: str, value: object) -> str:
+    text = to_str(name, value).strip()
+    if text not in WORKER_CLASSES:
+        close = difflib.get_close_matches(text, WORKER_CLASSES, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(
+            name,
+            f"{value!r} is not a worker class tricorn knows ({hint}sync, gthread, gevent, eventlet, asgi, "
+            "uvicorn.workers.UvicornWorker, uvicorn_worker.UvicornWorker, uvicorn.workers.UvicornH11Worker)",
+        )
+    return text
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def to_env_assignments(name: str, value: object) -> tuple[str, ...]:
+    """NAME=VALUE items: each item whole from a list (the command line, a file), split on commas and
+    whitespace from one string (the environment)."""
+    items = to_str_tuple(name, value)
+    for item in items:
+        key, equals, _ = item.partition("=")
+        if not equals or not _ENV_NAME.fullmatch(key):
+            raise ConfigError(name, f"{item!r} is not in the form NAME=VALUE")
+    return items
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def to_header_lines(name: str, value: object) -> tuple[str, ...]:
+    """NAME:VALUE items (uvicorn's --header): a token name, a value without CR, LF or NUL."""
+    items = (value,) if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ConfigError(name, f"{value!r} is not a list of NAME:VALUE headers")
+    for item in items:
+        text = to_str(name, item)
+        header, colon, content = text.partition(":")
+        if not colon or not _HEADER_NAME.fullmatch(header.strip()) or re.search(r"[\r\n\x00]", content):
+            raise ConfigError(name, f"{item!r} is not a NAME:VALUE header")
+    return tuple(items)
 
 
 # A mount's URL prefix: a plain path (no percent escape, no dot segment), matched on segment boundaries.
@@ -385,6 +473,31 @@ def to_root_path(name: str, value: object) -> str:
     return text
 
 
+_STATIC_PREFIX = re.compile(r"/(?:[A-Za-z0-9._~!$&'()*+,;:@-]+/?)*")
+
+
+def to_static_mounts(name: str, value: object) -> tuple[str, ...]:
+    """``PREFIX=DIR`` entries: PREFIX a plain URL path (no dot segment, no percent escape), DIR an
+    existing directory, each PREFIX once."""
+    entries = to_str_tuple(name, value)
+    seen: set[str] = set()
+    for entry in entries:
+        prefix, eq, directory = entry.partition("=")
+        if not eq or not directory:
+            raise ConfigError(name, f"{entry!r} is not PREFIX=DIR (e.g. /static=./staticfiles)")
+        if not _STATIC_PREFIX.fullmatch(prefix) or any(part in (".", "..") for part in prefix.split("/")):
+            raise ConfigError(
+                name, f"{entry!r}: the prefix {prefix!r} must be a plain path starting with '/'"
+            )
+        key = prefix.rstrip("/") or "/"
+        if key in seen:
+            raise ConfigError(name, f"{entry!r}: the prefix {key!r} is given twice")
+        seen.add(key)
+        if not os.path.isdir(directory):
+            raise ConfigError(name, f"{entry!r}: {directory!r} is not a directory")
+    return entries
+
+
 def to_path(name: str, value: object) -> str:
     text = to_str(name, value)
     if not text:
@@ -488,6 +601,12 @@ class Setting:
     field); ``choices`` lists the allowed values, if the set is closed; ``convert`` validates and converts
     a raw value. A bool setting gets ``--x/--no-x``; a tuple setting is a repeatable option.
     ``env_fallbacks`` are conventional variables read when ``env`` is not set (``WEB_CONCURRENCY``).
+
+    ``aliases`` are gunicorn's and uvicorn's spellings of the same setting, so their command lines and
+    config files carry over: an entry starting with ``-`` is a command-line flag (``--timeout``), any other
+    a key of a gunicorn Python config file (``keepalive``; the flags' own keys, ``timeout`` for
+    ``--timeout``, need no entry). A flag may be followed by a template of the value it stands for
+    (``"--uds unix:{}"``: ``--uds PATH`` is ``--bind unix:PATH``).
     """
 
     group: str
@@ -498,6 +617,25 @@ class Setting:
     metavar: str | None = None
     choices: tuple[str, ...] = ()
     env_fallbacks: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def alias_flags(self) -> dict[str, str]:
+        """The alias flags, each with the template of its value (``"{}"``: the value as given)."""
+        return {
+            entry.split(" ")[0]: (entry.partition(" ")[2] or "{}")
+            for entry in self.aliases
+            if entry.startswith("-")
+        }
+
+    @property
+    def file_keys(self) -> tuple[str, ...]:
+        """The keys a gunicorn Python config file may set this setting by, besides its own name."""
+        from_flags = [
+            flag.lstrip("-").replace("-", "_") for flag in self.alias_flags if flag.startswith("--")
+        ]
+        keys = [*from_flags, *(entry for entry in self.aliases if not entry.startswith("-"))]
+        return tuple(dict.fromkeys(keys))
 
 
 def _setting(
@@ -510,6 +648,7 @@ def _setting(
     choices: tuple[str, ...] = (),
     metavar: str | None = None,
     env_fallbacks: tuple[str, ...] = (),
+    aliases: tuple[str, ...] = (),
 ) -> dict[str, Setting]:
     """The metadata of a Config field: ``field(default=..., metadata=_setting(...))``."""
     if convert is None:
@@ -517,7 +656,7 @@ def _setting(
             raise TypeError("a setting needs a converter or choices")
         convert = one_of(choices)
         metavar = metavar or "{" + ",".join(choices) + "}"
-    return {"tricorn": Setting(group, help, env, convert, flags, metavar, choices, env_fallbacks)}
+    return {"tricorn": Setting(group, help, env, convert, flags, metavar, choices, env_fallbacks, aliases)}
 
 
 # -- Bind addresses --------------------------------------------------------------------------------------
@@ -608,6 +747,7 @@ def _same_listener(a: BindAddress, b: BindAddress) -> bool:
 # -- The configuration -----------------------------------------------------------------------------------
 
 _APPLICATION = "Application"
+_STATIC = "Static files"
 _BINDING = "Binding"
 _TLS = "TLS"
 _PROXIES = "Proxies"
@@ -637,10 +777,12 @@ class Config:
         metadata=_setting(
             group=_APPLICATION,
             help="the application to serve, as module:attribute (the attribute may be dotted); "
-            "module:factory() calls a factory that returns the application",
+            "module:factory() calls a factory that returns the application; a module alone serves its "
+            "'application', else its 'app'",
             env="TRICORN_APP",
             metavar="APP",
             convert=to_app_spec,
+            aliases=("wsgi_app",),
         ),
     )
     factory: bool = field(
@@ -657,10 +799,24 @@ class Config:
         default="auto",
         metadata=_setting(
             group=_APPLICATION,
-            help="the application's interface; auto inspects the application",
+            help="the application's interface; auto inspects the application; asgi3 is asgi, asgi2 wraps an "
+            "ASGI 2 application (a class taking scope, then called with receive and send) as uvicorn does",
             env="TRICORN_INTERFACE",
             flags=("--interface",),
             choices=INTERFACES,
+        ),
+    )
+    worker_class: str | None = field(
+        default=None,
+        metadata=_setting(
+            group=_APPLICATION,
+            help="gunicorn's worker class, mapped to the interface, threads and parser it means (sync, "
+            "gthread, gevent, eventlet, uvicorn.workers.UvicornWorker, uvicorn_worker.UvicornWorker, "
+            "uvicorn.workers.UvicornH11Worker, asgi...); settings given explicitly win",
+            env="TRICORN_WORKER_CLASS",
+            flags=("--worker-class", "-k"),
+            metavar="CLASS",
+            convert=optional(to_worker_class),
         ),
     )
     lifespan: Lifespan = field(
@@ -721,6 +877,99 @@ class Config:
             convert=to_path,
         ),
     )
+    chdir: str | None = field(
+        default=None,
+        metadata=_setting(
+            group=_APPLICATION,
+            help="change to this directory before importing APP (and put it first on sys.path)",
+            env="TRICORN_CHDIR",
+            flags=("--chdir",),
+            metavar="DIR",
+            convert=optional(to_path),
+        ),
+    )
+    pythonpath: tuple[str, ...] = field(
+        default=(),
+        metadata=_setting(
+            group=_APPLICATION,
+            help="directories put first on sys.path before importing APP; repeat, or separate with commas",
+            env="TRICORN_PYTHONPATH",
+            flags=("--pythonpath",),
+            metavar="DIRS",
+            convert=to_str_tuple,
+        ),
+    )
+    env: tuple[str, ...] = field(
+        default=(),
+        metadata=_setting(
+            group=_APPLICATION,
+            help="set an environment variable, NAME=VALUE, before importing APP; repeat for several",
+            env="TRICORN_ENV",
+            flags=("--env",),
+            metavar="NAME=VALUE",
+            convert=to_env_assignments,
+            aliases=("-e", "raw_env"),
+        ),
+    )
+    env_file: str | None = field(
+        default=None,
+        metadata=_setting(
+            group=_APPLICATION,
+            help="a file of NAME=VALUE lines (a .env file) set in the environment before importing APP",
+            env="TRICORN_ENV_FILE",
+            flags=("--env-file",),
+            metavar="FILE",
+            convert=optional(to_path),
+        ),
+    )
+
+    # Static files
+    static: tuple[str, ...] = field(
+        default=(),
+        metadata=_setting(
+            group=_STATIC,
+            help="serve the files of DIR under the URL path PREFIX, before the application is called "
+            "(a miss under PREFIX is a 404, never the app's); repeat for several; /=DIR with no APP "
+            "serves the directory alone",
+            env="TRICORN_STATIC",
+            flags=("--static",),
+            metavar="PREFIX=DIR",
+            convert=to_static_mounts,
+        ),
+    )
+    static_list: bool = field(
+        default=False,
+        metadata=_setting(
+            group=_STATIC,
+            help="list a directory that has no index.html (else 404)",
+            env="TRICORN_STATIC_LIST",
+            flags=("--static-list",),
+            convert=to_bool,
+        ),
+    )
+    static_max_age: int = field(
+        default=DEFAULT_STATIC_MAX_AGE,
+        metadata=_setting(
+            group=_STATIC,
+            help="seconds browsers may cache a static file (Cache-Control max-age; 0 sends no-cache); "
+            "hashed names (name.0123456789ab.css, as Django's ManifestStaticFilesStorage makes) get a "
+            "year and immutable",
+            env="TRICORN_STATIC_MAX_AGE",
+            flags=("--static-max-age",),
+            metavar="SECONDS",
+            convert=to_int(0, MAX_STATIC_MAX_AGE),
+        ),
+    )
+    static_follow_symlinks: bool = field(
+        default=False,
+        metadata=_setting(
+            group=_STATIC,
+            help="serve files through symlinks that lead outside DIR (else 403)",
+            env="TRICORN_STATIC_FOLLOW_SYMLINKS",
+            flags=("--static-follow-symlinks",),
+            convert=to_bool,
+        ),
+    )
 
     # Binding
     host: str = field(
@@ -753,6 +1002,7 @@ class Config:
             "(replaces --host/--port; in the environment or a file, separate with commas or spaces)",
             env="TRICORN_BIND",
             flags=("--bind", "-b"),
+            aliases=("--uds unix:{}", "--fd fd://{}"),
             metavar="ADDRESS",
             convert=to_binds,
         ),
@@ -851,6 +1101,7 @@ class Config:
             "file may hold the private key too",
             env="TRICORN_SSL_CERTFILE",
             flags=("--ssl-certfile", "--certfile"),
+            aliases=("certfile",),
             metavar="FILE",
             convert=optional(to_path),
         ),
@@ -862,6 +1113,7 @@ class Config:
             help="the private key (PEM) of --ssl-certfile, when it is not in that file",
             env="TRICORN_SSL_KEYFILE",
             flags=("--ssl-keyfile", "--keyfile"),
+            aliases=("keyfile",),
             metavar="FILE",
             convert=optional(to_path),
         ),
@@ -887,6 +1139,7 @@ class Config:
             "--ssl-cert-reqs optional or required",
             env="TRICORN_SSL_CA_CERTS",
             flags=("--ssl-ca-certs", "--ca-certs"),
+            aliases=("ca_certs",),
             metavar="FILE",
             convert=optional(to_path),
         ),
@@ -899,6 +1152,7 @@ class Config:
             "ones must be sent (mutual TLS); 0, 1, 2 as in gunicorn and uvicorn",
             env="TRICORN_SSL_CERT_REQS",
             flags=("--ssl-cert-reqs", "--cert-reqs"),
+            aliases=("cert_reqs",),
             metavar="{none,optional,required}",
             choices=CERT_REQS,
             convert=to_cert_reqs,
@@ -912,6 +1166,7 @@ class Config:
             "OpenSSL's, all AEAD)",
             env="TRICORN_SSL_CIPHERS",
             flags=("--ssl-ciphers", "--ciphers"),
+            aliases=("ciphers",),
             metavar="CIPHERS",
             convert=to_ciphers,
         ),
@@ -936,6 +1191,38 @@ class Config:
             env="TRICORN_LOOP",
             flags=("--loop",),
             choices=LOOP_IMPLEMENTATIONS,
+        ),
+    )
+    header: tuple[str, ...] = field(
+        default=(),
+        metadata=_setting(
+            group=_PROTOCOL,
+            help="a default response header, NAME:VALUE, sent unless the application sends one of that "
+            "name; repeat for several (a server header here replaces tricorn's)",
+            env="TRICORN_HEADER",
+            flags=("--header",),
+            metavar="NAME:VALUE",
+            convert=to_header_lines,
+        ),
+    )
+    server_header: bool = field(
+        default=True,
+        metadata=_setting(
+            group=_PROTOCOL,
+            help="send 'server: tricorn' when the application sends no server header",
+            env="TRICORN_SERVER_HEADER",
+            flags=("--server-header",),
+            convert=to_bool,
+        ),
+    )
+    date_header: bool = field(
+        default=True,
+        metadata=_setting(
+            group=_PROTOCOL,
+            help="send a date header when the application sends none",
+            env="TRICORN_DATE_HEADER",
+            flags=("--date-header",),
+            convert=to_bool,
         ),
     )
 
@@ -1087,6 +1374,7 @@ class Config:
             help="seconds to keep an idle keep-alive connection open",
             env="TRICORN_TIMEOUT_KEEP_ALIVE",
             flags=("--timeout-keep-alive",),
+            aliases=("--keep-alive", "keepalive"),
             metavar="SECONDS",
             convert=to_float(0.0),
         ),
@@ -1144,6 +1432,7 @@ class Config:
             help="seconds to let in-flight requests finish on shutdown before closing them",
             env="TRICORN_TIMEOUT_GRACEFUL_SHUTDOWN",
             flags=("--timeout-graceful-shutdown",),
+            aliases=("--graceful-timeout",),
             metavar="SECONDS",
             convert=to_float(0.0),
         ),
@@ -1191,6 +1480,7 @@ class Config:
             help="the maximum size of one request header field in bytes (431 when exceeded)",
             env="TRICORN_LIMIT_REQUEST_FIELD_SIZE",
             flags=("--limit-request-field-size",),
+            aliases=("--limit-request-field_size",),
             metavar="BYTES",
             convert=to_int(1, MAX_LIMIT_REQUEST_FIELD_SIZE),
         ),
@@ -1213,6 +1503,7 @@ class Config:
             help="the maximum number of concurrent connections and tasks before answering 503; none for no limit",
             env="TRICORN_LIMIT_CONCURRENCY",
             flags=("--limit-concurrency",),
+            aliases=("--worker-connections",),
             metavar="N",
             convert=optional(to_int(1)),
         ),
@@ -1226,6 +1517,7 @@ class Config:
             help="the error log's level",
             env="TRICORN_LOG_LEVEL",
             flags=("--log-level",),
+            aliases=("loglevel",),
             choices=LOG_LEVELS,
         ),
     )
@@ -1246,6 +1538,7 @@ class Config:
             help="the access log line, with gunicorn's %(atom)s atoms",
             env="TRICORN_ACCESS_LOG_FORMAT",
             flags=("--access-log-format",),
+            aliases=("--access-logformat",),
             metavar="FORMAT",
             convert=to_percent_format,
         ),
@@ -1260,14 +1553,49 @@ class Config:
             choices=LOG_FORMATS,
         ),
     )
+    access_log_file: str | None = field(
+        default=None,
+        metadata=_setting(
+            group=_LOGGING,
+            help="write the access log to this file instead of stdout ('-' for stdout)",
+            env="TRICORN_ACCESS_LOG_FILE",
+            flags=("--access-log-file",),
+            metavar="FILE",
+            convert=optional(to_path),
+            aliases=("--access-logfile", "accesslog"),
+        ),
+    )
+    error_log_file: str | None = field(
+        default=None,
+        metadata=_setting(
+            group=_LOGGING,
+            help="write the error log to this file instead of stderr ('-' for stderr)",
+            env="TRICORN_ERROR_LOG_FILE",
+            flags=("--error-log-file",),
+            metavar="FILE",
+            convert=optional(to_path),
+            aliases=("--error-logfile", "--log-file", "errorlog"),
+        ),
+    )
+    capture_output: bool = field(
+        default=False,
+        metadata=_setting(
+            group=_LOGGING,
+            help="send what the application prints (stdout and stderr) to the --error-log-file too",
+            env="TRICORN_CAPTURE_OUTPUT",
+            flags=("--capture-output",),
+            convert=to_bool,
+        ),
+    )
     log_config: str | None = field(
         default=None,
         metadata=_setting(
             group=_LOGGING,
-            help="a logging configuration file (.json or .toml for dictConfig, .ini for fileConfig) used "
-            "instead of tricorn's own logging setup",
+            help="a logging configuration file (.json, .toml or .yaml for dictConfig, .ini for fileConfig) "
+            "used instead of tricorn's own logging setup",
             env="TRICORN_LOG_CONFIG",
             flags=("--log-config",),
+            aliases=("--log-config-json", "logconfig"),
             metavar="FILE",
             convert=optional(to_path),
         ),
@@ -1283,6 +1611,7 @@ class Config:
             env="TRICORN_WORKERS",
             env_fallbacks=("WEB_CONCURRENCY",),
             flags=("--workers", "-w"),
+            aliases=("workers",),
             metavar="N",
             convert=to_int(1, MAX_WORKERS),
         ),
@@ -1296,6 +1625,7 @@ class Config:
             "its own starts a master even for one worker",
             env="TRICORN_TIMEOUT_WORKER",
             flags=("--timeout-worker",),
+            aliases=("-t", "--timeout"),
             metavar="SECONDS",
             convert=to_float(0.0),
         ),
@@ -1308,6 +1638,7 @@ class Config:
             "for never",
             env="TRICORN_MAX_REQUESTS",
             flags=("--max-requests",),
+            aliases=("--limit-max-requests",),
             metavar="N",
             convert=optional(to_int(1)),
         ),
@@ -1319,6 +1650,7 @@ class Config:
             help="add a random 0 to N to each worker's max-requests, so workers are not all replaced at once",
             env="TRICORN_MAX_REQUESTS_JITTER",
             flags=("--max-requests-jitter",),
+            aliases=("--limit-max-requests-jitter",),
             metavar="N",
             convert=to_int(0),
         ),
@@ -1331,6 +1663,7 @@ class Config:
             "SIGHUP then restarts workers with the code already loaded",
             env="TRICORN_PRELOAD",
             flags=("--preload",),
+            aliases=("preload_app",),
             convert=to_bool,
         ),
     )
@@ -1341,6 +1674,7 @@ class Config:
             help="write the process id of the master (or of the single process) to this file",
             env="TRICORN_PID",
             flags=("--pid",),
+            aliases=("-p", "pidfile"),
             metavar="FILE",
             convert=optional(to_path),
         ),
@@ -1352,6 +1686,7 @@ class Config:
             help="switch to this user (name or id) after binding the sockets",
             env="TRICORN_USER",
             flags=("--user",),
+            aliases=("-u",),
             metavar="USER",
             convert=optional(to_identity),
         ),
@@ -1363,8 +1698,21 @@ class Config:
             help="switch to this group (name or id) after binding the sockets; default: the user's group",
             env="TRICORN_GROUP",
             flags=("--group",),
+            aliases=("-g",),
             metavar="GROUP",
             convert=optional(to_identity),
+        ),
+    )
+    proc_name: str | None = field(
+        default=None,
+        metadata=_setting(
+            group=_PROCESSES,
+            help="the name in the process titles (tricorn: master [NAME]); default: APP",
+            env="TRICORN_PROC_NAME",
+            flags=("--proc-name",),
+            metavar="NAME",
+            convert=optional(to_str),
+            aliases=("--name", "-n"),
         ),
     )
 
@@ -1398,6 +1746,7 @@ class Config:
             help="a directory to watch with --reload; repeat for several (default: the working directory)",
             env="TRICORN_RELOAD_DIR",
             flags=("--reload-dir",),
+            aliases=("reload_dirs",),
             metavar="DIR",
             convert=to_str_tuple,
         ),
@@ -1409,6 +1758,7 @@ class Config:
             help="a glob of files whose changes restart the workers, besides *.py; repeat for several",
             env="TRICORN_RELOAD_INCLUDE",
             flags=("--reload-include",),
+            aliases=("reload_includes",),
             metavar="GLOB",
             convert=to_str_tuple,
         ),
@@ -1421,6 +1771,7 @@ class Config:
             "repeat for several",
             env="TRICORN_RELOAD_EXCLUDE",
             flags=("--reload-exclude",),
+            aliases=("reload_excludes",),
             metavar="GLOB",
             convert=to_str_tuple,
         ),
@@ -1431,12 +1782,25 @@ class Config:
         default=None,
         metadata=_setting(
             group=_CONFIGURATION,
-            help="a TOML file of settings (keys are setting names, optionally under [tool.tricorn]); "
-            "without it, [tool.tricorn] in ./pyproject.toml is used if present",
+            help="a TOML file of settings (keys are setting names, optionally under [tool.tricorn]), or a "
+            "gunicorn Python config file (FILE.py, or python:MODULE) with its server hooks; without it, "
+            "./gunicorn.conf.py, else [tool.tricorn] in ./pyproject.toml, is used if present",
             env="TRICORN_CONFIG",
             flags=("--config", "-c"),
             metavar="FILE",
             convert=optional(to_path),
+        ),
+    )
+    check_config: bool = field(
+        default=False,
+        metadata=_setting(
+            group=_CONFIGURATION,
+            help="check every setting and import the application, print the effective settings and where "
+            "each came from, and exit (0 when all is well)",
+            env="TRICORN_CHECK_CONFIG",
+            flags=("--check-config",),
+            convert=to_bool,
+            aliases=("--print-config",),
         ),
     )
 
@@ -1452,11 +1816,32 @@ class Config:
             raise ConfigError(
                 "mount", f"'/' is mounted, and {self.app!r} is given as APP (the / mount): give one of them"
             )
+        static = {prefix for prefix, _ in self.static_mounts}
+        both = static & {prefix for prefix, _, _ in self.app_mounts}
+        if both:
+            raise ConfigError(
+                "static", f"{min(both)!r} is given both as a static directory and as a mount: give one"
+            )
+        if self.app != DEFAULT_APP and "/" in static:
+            raise ConfigError(
+                "static",
+                f"'/' is served by static files, which leaves no path for {self.app!r} "
+                "(give the files a prefix, or no APP to serve the directory alone)",
+            )
 
     @property
     def app_mounts(self) -> tuple[tuple[str, str, str], ...]:
         """The ``mount`` entries as (prefix as keyed: "/" or "/a/b"; module:app spec; interface)."""
         return tuple(split_mount(entry) for entry in self.mount)
+
+    @property
+    def static_mounts(self) -> tuple[tuple[str, str], ...]:
+        """The ``static`` entries as (prefix without its trailing slash, or "/"; directory)."""
+        mounts = []
+        for entry in self.static:
+            prefix, _, directory = entry.partition("=")
+            mounts.append((prefix.rstrip("/") or "/", directory))
+        return tuple(mounts)
 
     def _check_metrics_bind(self) -> None:
         # The probes must answer for the server, not be the server: on an application port, /readyz would
@@ -1525,18 +1910,11 @@ class Config:
         """Build a Config from defaults < config file < environment < command line.
 
         ``argv`` defaults to ``sys.argv[1:]``, ``env`` to ``os.environ``, ``cwd`` (where a relative
-        ``--config`` and ``pyproject.toml`` are looked up) to the working directory. Raises ConfigError
-        for a bad value in any layer, even one a higher layer overrides, naming where it came from.
+        ``--config``, ``gunicorn.conf.py`` and ``pyproject.toml`` are looked up) to the working directory.
+        Raises ConfigError for a bad value in any layer, even one a higher layer overrides, naming where
+        it came from. :func:`load` gives the same Config with where each value came from.
         """
-        from_argv = _read_argv(sys.argv[1:] if argv is None else argv)
-        from_env = _read_env(os.environ if env is None else env)
-        config_file = from_argv.get("config") or from_env.get("config")
-        from_file = _read_config_file(config_file, os.getcwd() if cwd is None else cwd)
-        values: dict[str, Any] = {}
-        for layer in (from_file, from_env, from_argv):
-            for name, (raw, source) in layer.items():
-                values[name] = _convert(name, raw, source)
-        return cls(**values)
+        return load(argv, env, cwd).config
 
 
 # The settings in field order, by field name. Field order is --help order, and groups appear in the
@@ -1544,6 +1922,75 @@ class Config:
 SETTINGS: Mapping[str, Setting] = MappingProxyType(
     {f.name: f.metadata["tricorn"] for f in dataclasses.fields(Config)}
 )
+
+# -- Loading ----------------------------------------------------------------------------------------------
+
+# What the startup log says about how the settings were read: (logging level, message), logged once
+# logging is set up (warnings for gunicorn's and uvicorn's options that mean nothing here, the worker
+# class's mapping, the gunicorn config file read).
+Note = tuple[int, str]
+INFO = 20
+WARNING = 30
+
+GUNICORN_CONF = "gunicorn.conf.py"
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A Config with, for each setting, where its value came from (``"default"`` when nothing set it),
+    and the notes for the startup log."""
+
+    config: Config
+    sources: Mapping[str, str]
+    notes: tuple[Note, ...]
+
+
+def load(
+    argv: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+) -> Loaded:
+    """:meth:`Config.load`, with where each value came from and the notes for the startup log."""
+    notes: list[Note] = []
+    from_argv = _read_argv(sys.argv[1:] if argv is None else argv, notes)
+    from_env = _read_env(os.environ if env is None else env)
+    config_file = from_argv.get("config") or from_env.get("config")
+    from_file = _read_config_file(config_file, os.getcwd() if cwd is None else cwd, notes)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for layer in (from_file, from_env, from_argv):
+        for name, (raw, source) in layer.items():
+            values[name] = _convert(name, raw, source)
+            sources[name] = source
+    _apply_worker_class(values, sources, notes)
+    if values.get("ws") in ("wsproto", "websockets-sansio"):
+        notes.append((INFO, f"ws {values['ws']}: WebSocket is served by tricorn's own implementation"))
+    config = Config(**values)
+    return Loaded(config, {name: sources.get(name, "default") for name in SETTINGS}, tuple(notes))
+
+
+def _apply_worker_class(values: dict[str, Any], sources: dict[str, str], notes: list[Note]) -> None:
+    """Set what the worker class stands for, where no layer set it explicitly."""
+    name = values.get("worker_class")
+    if name is None:
+        return
+    meaning = WORKER_CLASSES[name]
+    mapped = []
+    for setting, value in (
+        ("interface", meaning.interface),
+        ("threads", meaning.threads),
+        ("http", meaning.http),
+    ):
+        if value is None:
+            continue
+        if setting in values:
+            mapped.append(f"{setting} {values[setting]} (given)")
+            continue
+        values[setting] = value
+        sources[setting] = f"from worker class {name}"
+        mapped.append(f"{setting} {value}")
+    notes.append((INFO, f"worker class {name}: {', '.join(mapped)}: {meaning.note}"))
+
 
 # -- Reading the layers ------------------------------------------------------------------------------------
 
@@ -1562,13 +2009,90 @@ def _convert(name: str, raw: object, source: str) -> Any:
 class _ArgvParser(argparse.ArgumentParser):
     # Config.load is a library call: a bad argv is a ConfigError, not a SystemExit.
     def error(self, message: str) -> NoReturn:
-        raise ConfigError("command line", message)
+        raise UsageError(message)
 
 
-def _read_argv(argv: Sequence[str]) -> _Layer:
+_NUMBER = re.compile(r"-\d+(?:\.\d*)?")
+
+
+def check_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
+    """Raise UsageError for the first unknown option in ``argv`` (with the closest known one) or an option
+    missing its value, naming the option as typed: whatever follows it is never taken for the APP."""
+    options = {flag: action for action in parser._actions for flag in action.option_strings}
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        i += 1
+        if token == "--":
+            return
+        if not token.startswith("-") or token == "-" or _NUMBER.fullmatch(token):
+            continue
+        flag, equals, _ = token.partition("=")
+        action = options.get(flag)
+        if action is None and not flag.startswith("--") and flag[:2] in options:
+            continue  # -w4: a short option with its value attached
+        if action is None:
+            longs = [option for option in options if option.startswith("--")]
+            close = difflib.get_close_matches(flag, longs, n=1, cutoff=0.75)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise UsageError(f"unknown option {flag}{hint}")
+        if action.nargs == 0 or equals:
+            continue
+        following = argv[i] if i < len(argv) else None
+        if following is None or (
+            following.startswith("-") and following != "-" and not _NUMBER.fullmatch(following)
+        ):
+            raise UsageError(f"option {flag} needs a value ({flag} {action.metavar or 'VALUE'})")
+        i += 1
+
+
+_BOOLEAN_WORDS = {
+    "true": "--",
+    "yes": "--",
+    "on": "--",
+    "1": "--",
+    "false": "--no-",
+    "no": "--no-",
+    "off": "--no-",
+    "0": "--no-",
+}
+
+
+def spell_booleans(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """``argv`` with boolean options given a value, as uvicorn's ``--ws-per-message-deflate false``
+    (or ``=false``), spelled as tricorn's ``--x`` / ``--no-x``."""
+    flags = {
+        flag
+        for action in parser._actions
+        if isinstance(action, argparse.BooleanOptionalAction)
+        for flag in action.option_strings
+        if flag.startswith("--") and not flag.startswith("--no-")
+    }
+    spelled: list[str] = []
+    words = iter(argv)
+    for word in words:
+        flag, equals, value = word.partition("=")
+        if flag in flags and equals and value.lower() in _BOOLEAN_WORDS:
+            spelled.append(_BOOLEAN_WORDS[value.lower()] + flag[2:])
+            continue
+        spelled.append(word)
+        if word in flags:
+            following = next(words, None)
+            if following is not None and following.lower() in _BOOLEAN_WORDS:
+                spelled[-1] = _BOOLEAN_WORDS[following.lower()] + word[2:]
+            elif following is not None:
+                spelled.append(following)
+    return spelled
+
+
+def _read_argv(argv: Sequence[str], notes: list[Note]) -> _Layer:
     parser = _ArgvParser(prog="tricorn", add_help=False, allow_abbrev=False)
     add_arguments(parser)
+    argv = spell_booleans(parser, argv)
+    check_options(parser, argv)
     given = vars(parser.parse_args(list(argv)))
+    for flag in given.pop(_IGNORED, []):
+        notes.append((WARNING, f"{flag} has no meaning for tricorn: ignored ({IGNORED_OPTIONS[flag][1]})"))
     return {name: (raw, _argv_source(name)) for name, raw in given.items()}
 
 
@@ -1582,16 +2106,27 @@ def _read_env(env: Mapping[str, str]) -> _Layer:
     return layer
 
 
-def _read_config_file(given: tuple[object, str] | None, cwd: str) -> _Layer:
-    """The settings of the config file named by ``given`` (raw value, source), else of pyproject.toml.
+def _is_python_config(shown: str) -> bool:
+    return shown.endswith(".py") or shown.startswith("python:")
 
-    ``--config none`` names no file, which also skips pyproject.toml.
+
+def _read_config_file(given: tuple[object, str] | None, cwd: str, notes: list[Note]) -> _Layer:
+    """The settings of the config file named by ``given`` (raw value, source), else of
+    ./gunicorn.conf.py, else of pyproject.toml.
+
+    ``--config none`` names no file, which also skips gunicorn.conf.py and pyproject.toml.
     """
     if given is not None:
         shown = _convert("config", *given)
         if shown is None:
             return {}
+        if _is_python_config(shown):
+            return _read_python_config(shown, cwd, notes)
         document = _load_toml(os.path.join(cwd, shown), shown)
+    elif os.path.isfile(os.path.join(cwd, GUNICORN_CONF)):
+        found = _read_python_config(GUNICORN_CONF, cwd, notes)
+        found["config"] = (GUNICORN_CONF, "found in the working directory (as gunicorn reads it)")
+        return found
     else:
         shown = "pyproject.toml"
         path = os.path.join(cwd, shown)
@@ -1636,9 +2171,221 @@ def _load_toml(path: str, shown: str) -> dict[str, Any]:
         raise ConfigError("config", f"config file {shown} is not valid TOML: {exc}") from None
 
 
+# -- gunicorn Python config files ---------------------------------------------------------------------------
+
+# gunicorn's server hooks: functions of a gunicorn config file, run by tricorn.supervisor.hooks.
+HOOKS = (
+    "on_starting",
+    "on_reload",
+    "when_ready",
+    "pre_fork",
+    "post_fork",
+    "post_worker_init",
+    "worker_int",
+    "worker_abort",
+    "pre_exec",
+    "pre_request",
+    "post_request",
+    "child_exit",
+    "worker_exit",
+    "nworkers_changed",
+    "on_exit",
+)
+
+# The namespaces of the gunicorn config files read by this process, by the name they were given as: the
+# hooks come from here (tricorn.supervisor.hooks), so a file is executed once per reading of the settings.
+PYTHON_CONFIGS: dict[str, dict[str, Any]] = {}
+
+
+def _file_keys() -> dict[str, str]:
+    keys = {name: name for name in SETTINGS}
+    for name, setting in SETTINGS.items():
+        for key in setting.file_keys:
+            keys.setdefault(key, name)
+    return keys
+
+
+def _read_python_config(shown: str, cwd: str, notes: list[Note]) -> _Layer:
+    """The settings of a gunicorn config file (``FILE.py`` or ``python:MODULE``), as gunicorn reads it:
+    its module-level names that are gunicorn settings. Hooks are kept (in :data:`PYTHON_CONFIGS`) for
+    tricorn.supervisor.hooks; settings that mean nothing here are named in a warning."""
+    namespace = _execute_python_config(shown, cwd)
+    PYTHON_CONFIGS[shown] = namespace
+    keys = _file_keys()
+    source = f"in config file {shown}"
+    layer: _Layer = {}
+    skipped: list[str] = []
+    for key, value in namespace.items():
+        if key.startswith("_") or key == "config" or isinstance(value, type | types.ModuleType):
+            continue
+        if key in HOOKS:
+            if not callable(value):
+                raise ConfigError(f"config file {shown}", f"hook {key!r} is not callable")
+            continue
+        name = keys.get(key)
+        if name is not None:
+            if name in layer:
+                raise ConfigError(f"config file {shown}", f"setting {name!r} is given twice (as {key!r})")
+            layer[name] = (list(value) if isinstance(value, tuple | list) else value, source)
+        elif key in IGNORED_KEYS:
+            if value not in (None, False, [], (), {}):
+                skipped.append(f"{key!r} ({IGNORED_KEYS[key]})")
+        elif not callable(value) and key.islower():  # (UPPER_CASE names are the file's own constants)
+            close = difflib.get_close_matches(key, keys, n=1)
+            hint = f", did you mean {close[0]!r}?" if close else ""
+            notes.append(
+                (WARNING, f"{shown}: {key!r} is not a setting gunicorn or tricorn has: ignored{hint}")
+            )
+    for what in skipped:
+        notes.append(
+            (
+                WARNING,
+                f"{shown}: {what.split(' ', 1)[0]} has no meaning for tricorn: ignored {what.split(' ', 1)[1]}",
+            )
+        )
+    notes.append((INFO, f"read settings and hooks from {shown}"))
+    return layer
+
+
+def _execute_python_config(shown: str, cwd: str) -> dict[str, Any]:
+    if shown.startswith("python:"):
+        module_name = shown.removeprefix("python:")
+        if cwd not in sys.path:  # gunicorn imports it from the working directory too
+            sys.path.insert(0, cwd)
+        try:
+            return dict(vars(importlib.import_module(module_name)))
+        except Exception as exc:
+            raise ConfigError(
+                "config", f"cannot import config module {module_name!r}: {type(exc).__name__}: {exc}"
+            ) from None
+    path = os.path.join(cwd, shown)
+    try:
+        with open(path, "rb") as file:
+            source = file.read()
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read config file {shown}: {exc.strerror}") from None
+    namespace: dict[str, Any] = {"__file__": path, "__name__": "__config__"}
+    try:
+        exec(compile(source, path, "exec"), namespace)
+    except Exception as exc:
+        where = f" (line {exc.lineno})" if isinstance(exc, SyntaxError) else ""
+        raise ConfigError(
+            "config", f"config file {shown} raised {type(exc).__name__}: {exc}{where}"
+        ) from None
+    return namespace
+
+
 def _argv_source(name: str) -> str:
     flags = SETTINGS[name].flags
     return f"from {flags[0]}" if flags else "from the command line"
+
+
+# -- gunicorn's and uvicorn's options that mean nothing here -----------------------------------------------
+
+_FOREGROUND = "tricorn runs in the foreground: let systemd, a container runtime or supervisord manage it"
+_STRICT = "requests are parsed strictly, as RFC 9112 says"
+_SYSLOG = "there is no syslog handler: use --log-config"
+_STATSD = "tricorn sends no statsd metrics"
+_TLS_HANDSHAKE = "TLS handshakes are done by asyncio's TLS layer"
+# Accepted, each with one warning naming it: option -> (the values it takes, why it means nothing).
+IGNORED_OPTIONS: Mapping[str, tuple[int, str]] = MappingProxyType(
+    {
+        "--daemon": (0, _FOREGROUND),
+        "-D": (0, _FOREGROUND),
+        "--umask": (1, "the umask is inherited; --unix-socket-permissions sets a unix socket's mode"),
+        "-m": (1, "the umask is inherited; --unix-socket-permissions sets a unix socket's mode"),
+        "--initgroups": (0, "--user switches to the user's groups"),
+        "--worker-tmp-dir": (1, "workers report to the master through a pipe, not a temporary file"),
+        "--tmp-upload-dir": (1, "request bodies are streamed to the application, never stored"),
+        "--reload-engine": (1, "--reload uses watchfiles when it is installed, else polling"),
+        "--reload-extra-file": (1, "use --reload-include GLOB"),
+        "--reload-delay": (1, "changes are batched by the reloader"),
+        "--spew": (0, "there is no line tracer"),
+        "--no-sendfile": (0, "sendfile is used for regular files on plain TCP"),
+        "--sendfile": (0, "sendfile is used for regular files on plain TCP"),
+        "--enable-stdio-inheritance": (0, "workers inherit stdout and stderr anyway"),
+        "-R": (0, "workers inherit stdout and stderr anyway"),
+        "--log-syslog": (0, _SYSLOG),
+        "--log-syslog-to": (1, _SYSLOG),
+        "--log-syslog-prefix": (1, _SYSLOG),
+        "--log-syslog-facility": (1, _SYSLOG),
+        "--disable-redirect-access-to-syslog": (0, _SYSLOG),
+        "--logger-class": (1, "use --log-config"),
+        "--statsd-host": (1, _STATSD),
+        "--statsd-prefix": (1, _STATSD),
+        "--dogstatsd-tags": (1, _STATSD),
+        "--ssl-version": (1, "TLS 1.2 and 1.3 are offered, as OpenSSL allows"),
+        "--do-handshake-on-connect": (0, _TLS_HANDSHAKE),
+        "--suppress-ragged-eofs": (0, _TLS_HANDSHAKE),
+        "--header-map": (1, "header names with an underscore are always dropped (gunicorn's 'drop')"),
+        "--strip-header-spaces": (0, _STRICT),
+        "--permit-obsolete-folding": (0, _STRICT),
+        "--permit-unconventional-http-method": (0, _STRICT),
+        "--permit-unconventional-http-version": (0, _STRICT),
+        "--casefold-http-method": (0, _STRICT),
+        "--tolerate-dangerous-framing": (0, _STRICT),
+        "--use-colors": (0, "log lines are never coloured"),
+        "--no-use-colors": (0, "log lines are never coloured"),
+        "--h11-max-incomplete-event-size": (
+            1,
+            "request heads are bounded by --limit-request-line, --limit-request-fields and "
+            "--limit-request-field-size",
+        ),
+    }
+)
+# The same, as keys of a gunicorn config file, with a few that have no command-line option.
+IGNORED_KEYS: Mapping[str, str] = MappingProxyType(
+    {
+        **{
+            flag.lstrip("-").replace("-", "_"): reason
+            for flag, (_, reason) in IGNORED_OPTIONS.items()
+            if flag.startswith("--")
+        },
+        "syslog": _SYSLOG,
+        "syslog_addr": _SYSLOG,
+        "syslog_prefix": _SYSLOG,
+        "syslog_facility": _SYSLOG,
+        "logconfig_dict": "use logconfig with a .json, .toml or .yaml file",
+        "reload_extra_files": "use reload_include",
+        "ssl_context": "the TLS context comes from the ssl settings",
+        "default_proc_name": "use proc_name",
+        "secure_scheme_headers": "not read",
+        "paste": "name the application as module:attribute",
+        "raw_paste_global_conf": "name the application as module:attribute",
+    }
+)
+_IGNORED = "_ignored_options"
+
+
+class _Ignored(argparse.Action):
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        seen = getattr(namespace, _IGNORED, [])
+        setattr(namespace, _IGNORED, [*seen, option_string])
+
+
+class _Templated(argparse.Action):
+    """An alias flag whose value stands for another (``--uds PATH`` for ``--bind unix:PATH``)."""
+
+    def __init__(self, *args: Any, template: str, repeat: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.template = template
+        self.repeat = repeat
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        value = self.template.format(values)
+        setattr(namespace, self.dest, [*getattr(namespace, self.dest, []), value] if self.repeat else value)
 
 
 # -- The command line ----------------------------------------------------------------------------------------
@@ -1655,7 +2402,9 @@ def _default_text(value: object) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one argument per setting to ``parser``, in argument groups, generated from :data:`SETTINGS`.
+    """Add one argument per setting to ``parser``, in argument groups, generated from :data:`SETTINGS`;
+    then gunicorn's and uvicorn's spellings of them (named in the help of each), and their options that
+    mean nothing here (:data:`IGNORED_OPTIONS`, collected for one warning each), both hidden from the help.
 
     Every argument defaults to ``argparse.SUPPRESS``, so the parsed namespace holds only what was given
     (as raw strings, bools or lists of strings, for the settings' converters), and lower layers show
@@ -1667,31 +2416,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if setting.group not in groups:
             groups[setting.group] = parser.add_argument_group(setting.group)
         group = groups[setting.group]
+        aliases = setting.alias_flags
+        also = f"; also {', '.join(aliases)}" if aliases else ""
         # argparse %-formats help strings, so a literal % must be doubled.
-        text = f"{setting.help} (default: {_default_text(f.default)}; env: {setting.env})"
+        text = f"{setting.help} (default: {_default_text(f.default)}; env: {setting.env}{also})"
         text = text.replace("%", "%%")
         if not setting.flags:
             group.add_argument(
                 f.name, nargs="?", default=argparse.SUPPRESS, metavar=setting.metavar, help=text
             )
-        elif isinstance(f.default, bool):
-            group.add_argument(
-                *setting.flags,
-                dest=f.name,
-                action=argparse.BooleanOptionalAction,
-                default=argparse.SUPPRESS,
-                help=text,
-            )
-        elif isinstance(f.default, tuple):
-            group.add_argument(
-                *setting.flags,
-                dest=f.name,
-                action="append",
-                default=argparse.SUPPRESS,
-                metavar=setting.metavar,
-                help=text,
-            )
-        else:
-            group.add_argument(
-                *setting.flags, dest=f.name, default=argparse.SUPPRESS, metavar=setting.metavar, help=text
-            )
+            continue
+        for flags, shown, template in [(setting.flags, text, "{}")] + [
+            ((flag,), argparse.SUPPRESS, template) for flag, template in aliases.items()
+        ]:
+            common: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": shown}
+            if isinstance(f.default, bool):
+                group.add_argument(*flags, action=argparse.BooleanOptionalAction, **common)
+            elif template != "{}":
+                group.add_argument(
+                    *flags,
+                    action=_Templated,
+                    template=template,
+                    repeat=isinstance(f.default, tuple),
+                    metavar=setting.metavar,
+                    **common,
+                )
+            elif isinstance(f.default, tuple):
+                group.add_argument(*flags, action="append", metavar=setting.metavar, **common)
+            else:
+                group.add_argument(*flags, metavar=setting.metavar, **common)
+    for flag, (count, _) in IGNORED_OPTIONS.items():
+        parser.add_argument(
+            flag, nargs=count, action=_Ignored, default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )

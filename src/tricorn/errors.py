@@ -19,6 +19,14 @@ class ConfigError(TricornError):
         self.setting = setting
 
 
+class UsageError(ConfigError):
+    """The command line itself is wrong (an unknown option, a missing value): ``str(err)`` is the message."""
+
+    def __init__(self, message: str) -> None:
+        Exception.__init__(self, message)
+        self.setting = "command line"
+
+
 class AppLoadError(TricornError):
     """The application named on the command line could not be imported or is not usable."""
 

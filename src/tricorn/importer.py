@@ -16,6 +16,36 @@ if TYPE_CHECKING:
 Interface = Literal["asgi", "wsgi"]
 
 
+# The attributes a module named without one is searched for, in order: gunicorn's default (and Django's
+# wsgi.py and asgi.py), then the name FastAPI's, Starlette's and Flask's docs give.
+DEFAULT_ATTRIBUTES = ("application", "app")
+
+
+def resolve_spec(spec: str) -> str:
+    """``spec`` with its attribute: a module alone gets the first of :data:`DEFAULT_ATTRIBUTES` it has
+    (importing it); ``module:attribute`` is returned as it is. Raises AppLoadError."""
+    if ":" in spec:
+        return spec
+    module = _import_module(spec)
+    for attribute in DEFAULT_ATTRIBUTES:
+        if hasattr(module, attribute):
+            return f"{spec}:{attribute}"
+    raise AppLoadError(
+        f"module {spec!r} has neither 'application' nor 'app': name the application as {spec}:ATTRIBUTE"
+    )
+
+
+def _import_module(module_name: str) -> Any:
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name or (exc.name and module_name.startswith(exc.name + ".")):
+            raise AppLoadError(f"could not import module {module_name!r}: {exc}") from None
+        raise AppLoadError(f"error while importing {module_name!r}: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        raise AppLoadError(f"error while importing {module_name!r}: {type(exc).__name__}: {exc}") from exc
+
+
 def import_from_string(spec: str, factory: bool = False) -> Any:
     """Import ``module:attribute`` (attribute may be dotted; ``module:factory()`` calls a factory)."""
     module_name, sep, attrs = spec.partition(":")
@@ -24,15 +54,7 @@ def import_from_string(spec: str, factory: bool = False) -> Any:
     if attrs.endswith("()"):
         attrs = attrs[:-2]
         factory = True
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name or (exc.name and module_name.startswith(exc.name + ".")):
-            raise AppLoadError(f"could not import module {module_name!r}: {exc}") from None
-        raise AppLoadError(f"error while importing {module_name!r}: {type(exc).__name__}: {exc}") from exc
-    except Exception as exc:
-        raise AppLoadError(f"error while importing {module_name!r}: {type(exc).__name__}: {exc}") from exc
-    obj: Any = module
+    obj: Any = _import_module(module_name)
     for part in attrs.split("."):
         try:
             obj = getattr(obj, part)
@@ -81,10 +103,18 @@ def detect_interface(app: Any) -> Interface:
     return "asgi"
 
 
-def load_app(spec: str, factory: bool, app_dir: str, interface: str) -> tuple[Any, Interface]:
+def load_app(spec: str, factory: bool, app_dir: str, interface: str) -> tuple[Any, Interface, str]:
+    """The application, its interface and what it is, for the startup log (``myproject.wsgi:application``,
+    or the built-in demo). ``interface`` is the setting: auto detects; asgi3 is asgi; asgi2 wraps an ASGI
+    2 application (called with the scope, returning an instance called with receive and send)."""
     if app_dir and app_dir not in sys.path:
         sys.path.insert(0, app_dir)
-    return _with_interface(import_from_string(spec, factory), interface)
+    resolved = resolve_spec(spec)
+    app, kind = _with_interface(import_from_string(resolved, factory), interface)
+    from tricorn.config import DEFAULT_APP
+
+    shown = "the built-in demo app (no APP given)" if spec == DEFAULT_APP else resolved
+    return app, kind, shown
 
 
 def app_from_object(app: Any, factory: bool, interface: str) -> tuple[Any, Interface]:
@@ -101,8 +131,21 @@ def object_name(app: Any) -> str:
 
 
 def _with_interface(app: Any, interface: str) -> tuple[Any, Interface]:
-    kind: Interface = detect_interface(app) if interface == "auto" else interface  # type: ignore[assignment]
-    return app, kind
+    """``app`` and its interface, by the setting: auto detects; asgi3 is asgi; asgi2 wraps an ASGI 2
+    application (called with the scope, returning an instance called with receive and send)."""
+    if interface == "asgi2":
+        app = _asgi2_to_asgi3(app)
+    if interface == "auto":
+        return app, detect_interface(app)
+    return app, "wsgi" if interface == "wsgi" else "asgi"
+
+
+def _asgi2_to_asgi3(app: Any) -> Any:
+    async def asgi3(scope: Any, receive: Any, send: Any) -> None:
+        instance = app(scope)
+        await instance(receive, send)
+
+    return asgi3
 
 
 @dataclass(slots=True)
@@ -114,6 +157,7 @@ class Mounted:
     app: Any
     interface: Interface
     lifespan_state: dict[str, Any] | None = None  # what its lifespan startup left (ASGI), for its scopes
+    shown: str = ""  # what the startup log calls it (the spec with its attribute found, or the demo)
 
 
 def load_apps(config: Config, app: Any = None) -> list[Mounted]:
@@ -130,14 +174,14 @@ def load_apps(config: Config, app: Any = None) -> list[Mounted]:
     loaded: list[Mounted] = []
     if app is not None:
         served, interface = app_from_object(app, config.factory, config.interface)
-        loaded.append(Mounted("/", object_name(app), served, interface))
+        loaded.append(Mounted("/", object_name(app), served, interface, shown=object_name(app)))
     elif not any(prefix == "/" for prefix, _, _ in mounts) and (config.app != DEFAULT_APP or not mounts):
-        served, interface = load_app(config.app, config.factory, config.app_dir, config.interface)
-        loaded.append(Mounted("/", config.app, served, interface))
+        served, interface, shown = load_app(config.app, config.factory, config.app_dir, config.interface)
+        loaded.append(Mounted("/", config.app, served, interface, shown=shown))
     for prefix, spec, wanted in mounts:
         try:
-            app, interface = load_app(spec, False, config.app_dir, wanted)
+            app, interface, shown = load_app(spec, False, config.app_dir, wanted)
         except AppLoadError as exc:
             raise AppLoadError(f"mount {prefix} ({spec}): {exc}") from exc.__cause__
-        loaded.append(Mounted(prefix, spec, app, interface))
+        loaded.append(Mounted(prefix, spec, app, interface, shown=shown))
     return loaded

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import configparser
+import importlib
 import json
 import logging
 import logging.config
@@ -44,6 +45,7 @@ __all__ = [
     "EscapingFormatter",
     "JSONFormatter",
     "configure_logging",
+    "escape_controls",
     "escape_for_log",
     "format_exception_for_log",
 ]
@@ -126,6 +128,13 @@ def _escape_unprintable(text: str, keep_line_feeds: bool) -> str:
         char if char.isprintable() or (keep_line_feeds and char == "\n") else _escape_char(char)
         for char in text
     )
+
+
+def escape_controls(text: str, keep_line_feeds: bool = False) -> str:
+    """``text`` with control and other unprintable characters escaped as :func:`escape_for_log` does, and
+    nothing else: quotes and backslashes stay as they are (an app's message, a traceback). With
+    ``keep_line_feeds``, line feeds stay too (a multi-line message the app wrote on purpose)."""
+    return _escape_unprintable(text, keep_line_feeds)
 
 
 def _safe_str(value: object, func: Callable[[object], str] = str) -> str:
@@ -330,6 +339,8 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
 
 def _protocol(r: _Request) -> str:
     version = r.http_version
+    if version == "-":  # a refused request whose version was not understood
+        return "-"
     return escape_for_log(version if version.startswith("HTTP/") else f"HTTP/{version}")
 
 
@@ -566,8 +577,10 @@ def configure_logging(config: Config, handlers: bool = True) -> None:
     get their levels but no handlers, and their records go to the program's own logging setup (pytest's
     capture, a notebook's), as a library's should.
 
-    With ``log_config``, that file is the whole logging setup: ``.json`` and ``.toml`` files are
-    dictConfig dictionaries (``disable_existing_loggers`` defaults to false), anything else is a
+    Without ``log_config``, ``error_log_file`` and ``access_log_file`` name files to write to instead of
+    stderr and stdout (``capture_output`` sends the process's own stdout and stderr to the error log file
+    too). With ``log_config``, that file is the whole logging setup: ``.json``, ``.toml`` and ``.yaml``
+    files are dictConfig dictionaries (``disable_existing_loggers`` defaults to false), anything else is a
     fileConfig ini file; a missing or bad file raises ConfigError("log_config", ...). Without it, tricorn
     logs as described in this module's docstring. Either way, ``access_log = false`` disables
     ``tricorn.access``, and the records tricorn logs with an exception carry its traceback escaped
@@ -585,33 +598,68 @@ def configure_logging(config: Config, handlers: bool = True) -> None:
             if config.log_format == "json"
             else EscapingFormatter(ERROR_LOG_FORMAT, ERROR_LOG_DATEFMT)
         )
-        _replace_handler(error, sys.stderr, formatter)
+        error_handler = _handler(config.error_log_file, sys.stderr, "error_log_file")
+        _replace_handler(error, error_handler, formatter)
         error.setLevel(LOG_LEVELS[config.log_level])
         logging.getLogger("tricorn.error").setLevel(logging.NOTSET)
-        _replace_handler(access, sys.stdout, logging.Formatter("%(message)s"))
+        access_handler = _handler(config.access_log_file, sys.stdout, "access_log_file")
+        _replace_handler(access, access_handler, logging.Formatter("%(message)s"))
         access.setLevel(logging.INFO)
+        if (
+            config.capture_output
+            and isinstance(error_handler, logging.FileHandler)
+            and error_handler.stream is not None
+        ):
+            # gunicorn's capture_output: what the application prints goes to the error log file too.
+            error_handler.flush()
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+                os.dup2(error_handler.stream.fileno(), stream.fileno())
     access.disabled = not config.access_log
     for name in _EXCEPTION_LOGGERS:
         logging.getLogger(name).addFilter(_ESCAPE_TRACEBACKS)  # once: addFilter skips a filter it has
 
 
-def _replace_handler(logger: logging.Logger, stream: Any, formatter: logging.Formatter) -> None:
-    for handler in logger.handlers[:]:
-        logger.removeHandler(handler)
-    handler = logging.StreamHandler(stream)
+def _handler(path: str | None, stream: Any, setting: str) -> logging.Handler:
+    """A handler writing to ``path`` (appended to; reopened on SIGUSR1), or to ``stream`` for None or
+    ``-``."""
+    if path is None or path == "-":
+        return logging.StreamHandler(stream)
+    try:
+        return logging.FileHandler(path, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(setting, f"cannot open {path!r}: {exc.strerror}") from None
+
+
+def _replace_handler(logger: logging.Logger, handler: logging.Handler, formatter: logging.Formatter) -> None:
+    for old in logger.handlers[:]:
+        logger.removeHandler(old)
+        if isinstance(old, logging.FileHandler):
+            old.close()
     handler.setFormatter(formatter)
     logger.addHandler(handler)
     logger.propagate = False
 
 
+def check_log_config(path: str) -> None:
+    """Load the ``log_config`` file once, so that a bad one is reported before anything starts (raises
+    ConfigError("log_config", ...)); :func:`configure_logging` loads it again in the serving process."""
+    _load_log_config(path)
+
+
 def _load_log_config(path: str) -> None:
     if not os.path.isfile(path):
         raise ConfigError("log_config", f"{path!r} does not exist or is not a file")
-    _, extension = os.path.splitext(path)
+    extension = os.path.splitext(path)[1].lower()
     try:
-        if extension.lower() in (".json", ".toml"):
+        if extension in (".json", ".toml", ".yaml", ".yml"):
             with open(path, "rb") as file:
-                loaded = json.load(file) if extension.lower() == ".json" else tomllib.load(file)
+                if extension == ".json":
+                    loaded = json.load(file)
+                elif extension == ".toml":
+                    loaded = tomllib.load(file)
+                else:
+                    loaded = _load_yaml(path, file.read())
             if not isinstance(loaded, dict):
                 raise ValueError("the file does not hold a dictConfig dictionary")
             loaded.setdefault("disable_existing_loggers", False)
@@ -632,3 +680,18 @@ def _load_log_config(path: str) -> None:
         # fileConfig lets KeyError (missing section), configparser errors and, for an empty file,
         # RuntimeError through.
         raise ConfigError("log_config", f"cannot load {path!r}: {exc!r}") from None
+
+
+def _load_yaml(path: str, text: bytes) -> object:
+    # uvicorn's --log-config takes YAML too; PyYAML is an optional extra, as there.
+    try:
+        yaml = importlib.import_module("yaml")
+    except ImportError:
+        raise ConfigError(
+            "log_config", f"{path!r} is YAML, which needs PyYAML: pip install 'tricorn[yaml]'"
+        ) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        message = " ".join(str(exc).split())
+        raise ConfigError("log_config", f"{path!r} is not valid YAML: {message}") from None

@@ -13,8 +13,9 @@ from tricorn.importer import load_apps
 from tricorn.io import tls
 from tricorn.io.loop import http_backend, new_event_loop
 from tricorn.logs import configure_logging
-from tricorn.supervisor import needs_master, restart
-from tricorn.supervisor.process import ProcessError
+from tricorn.supervisor import log_startup_notes, needs_master, restart
+from tricorn.supervisor.hooks import with_request_hooks
+from tricorn.supervisor.process import ProcessError, prepare_process
 from tricorn.supervisor.sockets import BindError
 from tricorn.supervisor.worker import Standalone
 
@@ -44,9 +45,11 @@ def run(config: Config, worker: Worker | None = None, app: Any = None) -> int:
     restart in place (:mod:`tricorn.supervisor.restart`), when the application can be imported again.
     """
     if worker is None:
-        # The TLS context is made before any fork (and before privileges are dropped); a bad certificate,
+        # The environment, working directory and sys.path first (a master's workers inherit them); then
+        # the TLS context, made before any fork (and before privileges are dropped): a bad certificate,
         # key or password stops the start with one line naming the setting.
         try:
+            prepare_process(config)
             tls.prepare(config)
         except ConfigError as exc:
             configure_logging(config)
@@ -58,6 +61,7 @@ def run(config: Config, worker: Worker | None = None, app: Any = None) -> int:
         return Arbiter(config, app=app).run()
     try:
         configure_logging(config)
+        log_startup_notes()
         backend = http_backend(config.http)
         loop = new_event_loop(config.loop)
     except ConfigError as exc:
@@ -68,6 +72,18 @@ def run(config: Config, worker: Worker | None = None, app: Any = None) -> int:
     except AppLoadError as exc:
         error_log.error("%s", exc, exc_info=exc.__cause__ is not None)
         return EXIT_APP
+    for mounted in apps:
+        where = "" if mounted.prefix == "/" else f" at {mounted.prefix}"
+        error_log.info("serving %s (%s)%s", mounted.shown, mounted.interface.upper(), where)
+    if worker is not None and worker.hooks:
+        worker.hooks.run("post_worker_init", worker.hook_worker)
+        for mounted in apps:
+            if mounted.interface == "wsgi":
+                mounted.app = with_request_hooks(mounted.app, worker.hooks, worker.hook_worker)
+        if any(m.interface != "wsgi" for m in apps) and (
+            "pre_request" in worker.hooks or "post_request" in worker.hooks
+        ):
+            error_log.warning("hooks pre_request and post_request run for WSGI applications only")
     host = worker if worker is not None else Standalone(config)
     asyncio.set_event_loop(loop)
     try:

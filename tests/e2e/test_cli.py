@@ -8,6 +8,7 @@ command line, environment, ``--config`` file, ``pyproject.toml``.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import socket
@@ -152,17 +153,17 @@ def test_help_shows_the_groups_in_order() -> None:
         (["--http", "foo"], {}, "tricorn: error: http: "),
         (["--timeout-keep-alive", "-1"], {}, "tricorn: error: timeout_keep_alive: "),
         ([], {"TRICORN_LIMIT_CONCURRENCY": "zero"}, "tricorn: error: limit_concurrency: "),
-        (["--no-such-option"], {}, "tricorn: error: unrecognized arguments: --no-such-option"),
+        (["--no-such-option"], {}, "tricorn: error: unknown option --no-such-option"),
         (
-            ["tests.apps.basic"],
+            ["tests/apps/basic.py"],
             {},
-            "tricorn: error: app: 'tests.apps.basic' is not in the form module:attribute",
+            "tricorn: error: app: 'tests/apps/basic.py' is not in the form module:attribute",
         ),
     ],
-    ids=["port", "http", "timeout", "env", "unknown-option", "app-without-colon"],
+    ids=["port", "http", "timeout", "env", "unknown-option", "app-as-a-path"],
 )
 def test_bad_setting_is_one_line_and_exit_2(args: list[str], env: dict[str, str], expected: str) -> None:
-    result = run(args if args[-1:] == ["tests.apps.basic"] else [*args, APP], env=env)
+    result = run(args if args[-1:] == ["tests/apps/basic.py"] else [*args, APP], env=env)
     assert result.returncode == 2
     assert result.stdout == ""
     lines = result.stderr.splitlines()
@@ -170,6 +171,15 @@ def test_bad_setting_is_one_line_and_exit_2(args: list[str], env: dict[str, str]
     assert lines[0].startswith(expected)
     if env:
         assert next(iter(env)) in lines[0]  # names where the bad value came from
+
+
+def test_a_module_without_application_or_app_is_named(tmp_path: Path) -> None:
+    (tmp_path / "noapp.py").write_text("handler = None\n")
+    result = run(["noapp", "--port", "0"], cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 3
+    assert "module 'noapp' has neither 'application' nor 'app': name the application as noapp:ATTRIBUTE" in (
+        result.stderr
+    )
 
 
 def test_bad_setting_in_config_file(tmp_path: Path) -> None:
@@ -491,3 +501,113 @@ def test_demo_is_served_without_an_app(spawn: Spawn) -> None:
     assert info["pid"] == server.proc.pid
     assert info["protocol"] == "HTTP/1.1"
     assert httpx.get(f"{server.url}/missing").status_code == 404
+    # The startup log says what is served, and that it is the demo because no APP was given.
+    assert "serving the built-in demo app (no APP given) (ASGI)" in server.output()
+
+
+def test_demo_masks_credentials_and_wraps_long_values(spawn: Spawn) -> None:
+    port = free_port()
+    server = spawn(["--port", str(port)], port=port).wait_ready()
+    secret = {"Cookie": "session=s3cr3t-cookie", "Authorization": "Bearer s3cr3t-token"}
+    long_value = "x" * 3000
+    page = httpx.get(server.url, headers={**secret, "X-Long": long_value})
+    assert "s3cr3t" not in page.text
+    assert "(hidden: 21 bytes)" in page.text and "(hidden: 19 bytes)" in page.text
+    assert long_value in page.text
+    assert "overflow-wrap: anywhere" in page.text  # a value longer than the column wraps in it
+    info = httpx.get(f"{server.url}/echo", headers=secret).json()
+    assert "s3cr3t" not in json.dumps(info)
+    assert dict(info["headers"])["cookie"] == "(hidden: 21 bytes)"
+
+
+# -- gunicorn's and uvicorn's command lines: errors that name the flag, YAML log configs, --check-config
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--timout", "30", "tests.apps.basic:app"], "unknown option --timout (did you mean --timeout?)"),
+        (["--wokers", "2", "tests.apps.basic:app"], "unknown option --wokers (did you mean --workers?)"),
+        (["tests.apps.basic:app", "--timeout"], "option --timeout needs a value (--timeout SECONDS)"),
+        (["-b", "-w", "2", "tests.apps.basic:app"], "option -b needs a value (-b ADDRESS)"),
+        (
+            ["-k", "uvicorn.workers.UvicornWorkr", "tests.apps.basic:app"],
+            "did you mean 'uvicorn.workers.UvicornWorker'?",
+        ),
+    ],
+)
+def test_errors_name_the_flag_never_the_app(args: list[str], message: str) -> None:
+    result = run(args)
+    assert result.returncode == 2
+    assert result.stderr.startswith("tricorn: error: ")
+    assert message in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert "tests.apps.basic" not in result.stderr
+
+
+YAML_LOG_CONFIG = """\
+version: 1
+disable_existing_loggers: false
+formatters:
+  tagged:
+    format: 'yaml-formatted %(levelname)s %(message)s'
+handlers:
+  console:
+    class: logging.StreamHandler
+    formatter: tagged
+    stream: ext://sys.stderr
+loggers:
+  tricorn:
+    handlers: [console]
+    level: INFO
+    propagate: false
+"""
+
+
+def test_a_yaml_log_config_is_used(spawn: Spawn, tmp_path: Path) -> None:
+    (tmp_path / "logging.yaml").write_text(YAML_LOG_CONFIG)
+    port = free_port()
+    server = spawn([APP, "--port", str(port), "--log-config", str(tmp_path / "logging.yaml")], port=port)
+    server.wait_ready()
+    assert httpx.get(server.url).status_code == 200
+    assert "yaml-formatted INFO listening on" in server.output()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("version: 1\nhandlers: [unclosed\n", "log_config: '{path}' is not valid YAML: "),
+        ("- just\n- a list\n", "log_config: cannot load '{path}'"),
+        ("version: 1\nhandlers:\n  h:\n    class: no.such.Handler\n", "log_config: cannot load '{path}'"),
+    ],
+)
+def test_a_bad_yaml_log_config_is_one_error_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "logging.yaml"
+    path.write_text(text)
+    result = run([APP, "--log-config", str(path)])
+    assert result.returncode == 2
+    assert result.stderr.startswith("tricorn: error: " + message.format(path=path))
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_check_config_prints_each_setting_and_where_it_came_from(tmp_path: Path) -> None:
+    (tmp_path / "gunicorn.conf.py").write_text("workers = 3\nkeepalive = 4\nbind = '127.0.0.1:9999'\n")
+    result = run(
+        ["--check-config", "-t", "20", "-k", "sync", "tests.apps.wsgi_basic"],
+        env={"TRICORN_LOG_LEVEL": "debug", "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines() if " = " in line}
+    assert lines["workers"].split("=")[1].split()[0] == "3"
+    assert lines["workers"].endswith("in config file gunicorn.conf.py")
+    assert lines["timeout_keep_alive"].endswith("in config file gunicorn.conf.py")
+    assert lines["timeout_worker"].endswith("from --timeout-worker")
+    assert lines["log_level"].endswith("from TRICORN_LOG_LEVEL")
+    assert lines["threads"].endswith("from worker class sync")
+    assert lines["port"].endswith("default")
+    assert lines["config"].endswith("found in the working directory (as gunicorn reads it)")
+    assert "ok: tests.apps.wsgi_basic:app (wsgi)" in result.stdout
+    result = run(["--check-config", "tests.apps.no_such_module:app"], cwd=tmp_path)
+    assert result.returncode == 3
+    assert result.stderr.startswith("tricorn: error: could not import module 'tests.apps.no_such_module'")

@@ -85,6 +85,13 @@ def test_flask_error_is_a_500_and_the_server_goes_on(flask_server: TricornProces
     assert "flask handler failed" not in response.text
     log_lines(flask_server, 1, "RuntimeError: flask handler failed")  # Flask logs it (wsgi.errors)
     assert httpx.get(flask_server.url).status_code == 200
+    # As Flask wrote it: one header line, then the traceback, its quotes and lines untouched.
+    output = flask_server.output()
+    header = next(line for line in output.splitlines() if "Exception on /fail [GET]" in line)
+    traceback_text = output.split(header, 1)[1].split("RuntimeError: flask handler failed", 1)[0]
+    assert traceback_text.startswith("\nTraceback (most recent call last):\n")
+    assert '  File "' in traceback_text and "\\x22" not in traceback_text
+    assert "[ERROR]" not in traceback_text
 
 
 # -- Django

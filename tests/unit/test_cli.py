@@ -98,8 +98,18 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--bogus"], "tricorn: error: unrecognized arguments: --bogus (see 'tricorn --help')"),
-        (["--port"], "tricorn: error: argument --port: expected one argument (see 'tricorn --help')"),
+        (["--bogus"], "tricorn: error: unknown option --bogus (see 'tricorn --help')"),
+        (["--port"], "tricorn: error: option --port needs a value (--port PORT) (see 'tricorn --help')"),
+        # The flag is named, never what follows it (gunicorn's -t 30 must not make 30 the APP).
+        (
+            ["--timout", "30", "m:app"],
+            "tricorn: error: unknown option --timout (did you mean --timeout?) (see 'tricorn --help')",
+        ),
+        (["m:app", "-w"], "tricorn: error: option -w needs a value (-w N) (see 'tricorn --help')"),
+        (
+            ["-b", "--reload", "m:app"],
+            "tricorn: error: option -b needs a value (-b ADDRESS) (see 'tricorn --help')",
+        ),
         (["a:b", "c:d"], "tricorn: error: unrecognized arguments: c:d (see 'tricorn --help')"),
     ],
 )

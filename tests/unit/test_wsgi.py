@@ -210,6 +210,21 @@ def test_error_stream_logs_whole_lines(caplog: pytest.LogCaptureFixture) -> None
         errors.write("tail")
         errors.flush()
     assert [r.getMessage() for r in caplog.records] == ["one", "two", "three\\x1b[31m", "tail"]
+
+
+def test_error_stream_keeps_a_written_traceback_as_it_is(caplog: pytest.LogCaptureFixture) -> None:
+    # What Flask's and Django's loggers write: a header and a traceback in one write(), quotes and all.
+    traceback_text = (
+        "Exception on /flask [GET]\n"
+        "Traceback (most recent call last):\n"
+        '  File "/srv/app.py", line 5, in view\n'
+        '    {}["missing \\"key\\""]\n'
+        "KeyError: 'missing \"key\"'\n"
+    )
+    errors = ErrorStream()
+    with caplog.at_level(logging.ERROR, logger="tricorn.error"):
+        errors.write(traceback_text)
+    assert [r.getMessage() for r in caplog.records] == [traceback_text.removesuffix("\n")]
     with pytest.raises(TypeError):
         errors.write(b"bytes")  # type: ignore[arg-type]
 

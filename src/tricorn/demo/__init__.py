@@ -23,6 +23,7 @@ _PAGE = """<!doctype html>
 body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem; color: #222 }}
 h1 {{ font-size: 1.6rem }} table {{ border-collapse: collapse; width: 100% }}
 td, th {{ text-align: left; padding: .25rem .5rem; border-bottom: 1px solid #ddd; vertical-align: top }}
+td {{ overflow-wrap: anywhere; word-break: break-word }} table {{ table-layout: fixed }}
 th {{ width: 11rem; color: #555; font-weight: 600 }} code {{ background: #f3f3f3; padding: 0 .2rem }}
 </style></head>
 <body>
@@ -49,6 +50,17 @@ th {{ width: 11rem; color: #555; font-weight: 600 }} code {{ background: #f3f3f3
 """
 
 
+# Credentials a visitor's browser sends on its own: the demo says they came, never what they are (a page
+# or a screenshot of it is easily shared).
+_MASKED = frozenset((b"cookie", b"authorization", b"proxy-authorization"))
+
+
+def _shown(name: bytes, value: bytes) -> str:
+    if name.lower() in _MASKED:
+        return f"(hidden: {len(value)} bytes)"
+    return value.decode("latin-1")
+
+
 def describe_request(scope: Scope, body: bytes) -> dict[str, Any]:
     try:
         text: str | None = body.decode("utf-8")
@@ -67,7 +79,7 @@ def describe_request(scope: Scope, body: bytes) -> dict[str, Any]:
         "root_path": scope.get("root_path", ""),
         "scheme": scope["scheme"],
         "client": list(client) if client else None,
-        "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
+        "headers": [[k.decode("latin-1"), _shown(k, v)] for k, v in scope["headers"]],
         "body": text,
         "body_base64": None if text is not None else base64.b64encode(body).decode("ascii"),
     }

@@ -254,8 +254,10 @@ class HTTPCycle:
     async def _send_file(self, message: Message, kind: str) -> None:
         if kind == "http.response.pathsend":
             path = message.get("path")
-            if not isinstance(path, str) or not os.path.isabs(path):
-                raise LocalProtocolError(f"pathsend needs an absolute path, got {path!r:.80}")
+            if not isinstance(path, str):
+                raise LocalProtocolError(f"pathsend needs a path string, got {path!r:.80}")
+            # The spec asks for an absolute path; a relative one (Starlette passes FileResponse's path as
+            # given) is taken from the working directory, as the app itself would open it.
             fd, size = await open_regular(path)
             try:
                 await self.send_file_body(fd, 0, size, False)

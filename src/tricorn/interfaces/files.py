@@ -79,7 +79,7 @@ class FileSend:
     with os.sendfile. ``sent`` counts the file's bytes sent (fewer than ``count`` when the client went
     away or the file shrank)."""
 
-    __slots__ = ("count", "fd", "head", "offset", "sent", "sock_fd")
+    __slots__ = ("count", "fd", "gone", "head", "offset", "sent", "sock_fd")
 
     def __init__(self, sock_fd: int, head: bytes, fd: int, offset: int, count: int) -> None:
         self.sock_fd = sock_fd
@@ -88,6 +88,7 @@ class FileSend:
         self.offset = offset
         self.count = count
         self.sent = 0
+        self.gone = False  # the socket failed: the client went away
 
     def step(self) -> bool:
         """Send what the socket takes now: True when done (all sent, the client gone, the file shorter
@@ -108,5 +109,6 @@ class FileSend:
         except BlockingIOError:
             return False
         except OSError:  # the client went away (EPIPE, ECONNRESET) or the socket was shut down
+            self.gone = True
             return True
         return True

@@ -37,6 +37,7 @@ from tricorn.interfaces.asgi import HTTPCycle, build_scope
 from tricorn.interfaces.forwarded import proxied_scope
 
 if TYPE_CHECKING:
+    from tricorn.config import Config
     from tricorn.interfaces.asgi import ASGIApp, Message, Scope
     from tricorn.interfaces.stream import Stream
     from tricorn.interfaces.wsgi import WSGIServer
@@ -187,6 +188,25 @@ def build_dispatch(state: ServerState, app: Any, extra: list[tuple[str, Target]]
     if not any(prefix.rstrip("/") == "" for prefix, _ in entries):
         entries.append(("/", root))
     return Dispatch(entries)
+
+
+def static_targets(state: ServerState, config: Config) -> list[tuple[str, Target]]:
+    """One target per ``--static PREFIX=DIR``: the internal ASGI app of interfaces/static.py."""
+    if not config.static:
+        return []
+    from tricorn.interfaces.static import StaticFiles
+
+    targets: list[tuple[str, Target]] = []
+    for prefix, directory in config.static_mounts:
+        app = StaticFiles(
+            prefix,
+            directory,
+            listing=config.static_list,
+            max_age=config.static_max_age,
+            follow_symlinks=config.static_follow_symlinks,
+        )
+        targets.append((prefix, ASGITarget(state, app, "", kind="static", websocket=False)))
+    return targets
 
 
 def mount_targets(state: ServerState, mounts: list[MountedApp]) -> list[tuple[str, Target]]:

@@ -15,7 +15,13 @@ from enum import Enum
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from tricorn.errors import ClientTimeout, LocalProtocolError, ProtocolError, RemoteProtocolError
+from tricorn.errors import (
+    ClientDisconnected,
+    ClientTimeout,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+)
 from tricorn.interfaces.asgi import HTTPCycle
 from tricorn.interfaces.files import FileSend
 from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, WAIT_READ, WAIT_SEND, Headers
@@ -350,13 +356,10 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         # Zero copy on a cleartext connection with nothing queued before the file (interfaces/files.py).
         transport = self.transport
         room = self.conn.body_room
-        if (
-            self.state.ssl_context is not None
-            or room is None
-            or self.pending is not None
-            or self.phase is PHASE_CLOSED
-        ):
+        if self.state.ssl_context is not None or room is None or self.phase is PHASE_CLOSED:
             return None
+        if self.pending is not None:
+            self._flush()  # body parts before the file (a multipart/byteranges part's head)
         if count > room:
             raise LocalProtocolError("response body longer than its content-length")
         sock = transport.get_extra_info("socket")
@@ -368,27 +371,32 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         if not job.step():
             await self._sendfile_wait(job)
         self.conn.response_body_sent(job.sent)
+        if job.gone or self.phase is PHASE_CLOSED:
+            raise ClientDisconnected("client disconnected")
         return job.sent
 
     async def _sendfile_wait(self, job: FileSend) -> None:
-        """Step ``job`` each time the socket has room, until it is done or the connection closes; the
-        client's stall counts against --timeout-send. The loop watches a duplicate of the socket's
-        descriptor (the transport's own is registered with the loop already)."""
+        """Step ``job`` each time the socket has room, until it is done or the connection closes; a
+        client that takes nothing for --timeout-send is cut. The loop watches a duplicate of the socket's
+        descriptor (the transport's own is registered with the loop already), and steps the job in its
+        callback: one sendfile per wakeup, no coroutine resumed until the end (bench static "file1m")."""
         loop = self.state.loop
+        waiter = self._drain_waiter = loop.create_future()  # (connection_lost sets it too)
+
+        def writable() -> None:
+            if self.phase is PHASE_CLOSED or job.step():
+                _wake(waiter)
+            else:
+                self.wait_started(WAIT_SEND)  # the client took more: its deadline starts again
+
         fd = os.dup(job.sock_fd)
         try:
-            while self.phase is not PHASE_CLOSED:
-                waiter = self._drain_waiter = loop.create_future()  # (connection_lost sets it too)
-                loop.add_writer(fd, _wake, waiter)
-                self.wait_started(WAIT_SEND)
-                try:
-                    await waiter
-                finally:
-                    self.wait_ended(WAIT_SEND)
-                    loop.remove_writer(fd)
-                if self.phase is PHASE_CLOSED or job.step():
-                    return
+            loop.add_writer(fd, writable)
+            self.wait_started(WAIT_SEND)
+            await waiter
         finally:
+            self.wait_ended(WAIT_SEND)
+            loop.remove_writer(fd)
             os.close(fd)
 
     def sendfile_start(self, status: int, headers: Headers) -> tuple[socket.socket, bytes] | None:
@@ -485,8 +493,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.receiving = None
         refusal = self.refusal
         if refusal is not None:  # every request before the bad input is answered: now its answer
-            self.transport.write(error_response(refusal.status, str(refusal)))
-            self.close()
+            self._refuse(refusal.status, str(refusal))
             return
         self.phase = PHASE_IDLE
         self.deadline = self.state.loop.time() + self.state.timeout_keep_alive
@@ -592,8 +599,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.state.log_protocol_error(self, exc)
         self.pause_reading()
         if self.cycle is None and not isinstance(exc, LocalProtocolError):
-            self.transport.write(error_response(exc.status, str(exc)))
-            self.close()
+            self._refuse(exc.status, str(exc))
         else:
             # A response is in progress for an earlier request: let it finish, then close.
             self.closing = True
@@ -618,10 +624,16 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         if self.phase is PHASE_CLOSED:
             return
         if self.cycle is None and not self.pipeline:  # those requests were all answered already
-            self.transport.write(error_response(exc.status, str(exc)))
-            self.close()
+            self._refuse(exc.status, str(exc))
             return
         self.refusal = exc
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer input that is no request the app can see with ``status``, log it, and close."""
+        body = error_response(status, message)
+        self.transport.write(body)
+        self.state.log_refused(self, status, len(body))
+        self.close()
 
     def timeout(self, now: float) -> None:
         """Called by the server's tick when ``deadline`` has passed."""
@@ -630,8 +642,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
             self.close()
         elif phase is PHASE_HEAD:
             self.state.log_protocol_error(self, RemoteProtocolError("request head timed out", status=408))
-            self.transport.write(error_response(408, "request head not received in time"))
-            self.close()
+            self._refuse(408, "request head not received in time")
         elif phase is PHASE_ACTIVE:
             if self.read_deadline <= now:
                 self._read_timeout()

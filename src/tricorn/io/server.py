@@ -16,7 +16,7 @@ from tricorn.errors import ProtocolError
 from tricorn.interfaces.stream import RESPONSE_DONE
 from tricorn.io.accept import Listener, TLSListener, read_proxy_header
 from tricorn.io.tls import serving_context
-from tricorn.logs import AccessLogFormatter, access_log_formatter, escape_for_log
+from tricorn.logs import AccessLogFormatter, access_log_formatter, escape_controls, escape_for_log
 from tricorn.proto import h1
 from tricorn.proto.forwarded import AllowList
 from tricorn.proto.h1 import H1Limits
@@ -118,13 +118,23 @@ class ServerState:
                 multiprocess=config.workers > 1,
                 timeout_send=config.timeout_send,
             )
+        # The server's own response headers (--server-header, --date-header, --header), once per process.
+        h1.set_default_headers(
+            config.server_header,
+            config.date_header,
+            [
+                (name.strip().lower().encode("latin-1"), value.strip().encode("latin-1"))
+                for name, _, value in (line.partition(":") for line in config.header)
+            ],
+        )
         # The WSGI server whose thread pool every WSGI app of the worker shares (the heartbeat watches it,
         # shutdown closes it): the APP's, else the first mounted WSGI app's.
         self.wsgi_pool_owner: WSGIServer | None = self.wsgi
         # Which target serves a request, and how its cycle is made and started (io/dispatch.py): bound once.
-        from tricorn.io.dispatch import build_dispatch, mount_targets
+        from tricorn.io.dispatch import build_dispatch, mount_targets, static_targets
 
-        self.dispatch = build_dispatch(self, app, mount_targets(self, list(mounts)))
+        extra = [*static_targets(self, config), *mount_targets(self, list(mounts))]
+        self.dispatch = build_dispatch(self, app, extra)
         self.new_cycle = self.dispatch.new_cycle
         self.start_cycle = self.dispatch.start_cycle
         # Upgrades the HTTP/1.1 core hands over: WebSocket when an ASGI app is served, unless `ws` is none
@@ -316,6 +326,28 @@ class ServerState:
             )
         )
 
+    def log_refused(self, conn: Connection, status: int, response_bytes: int) -> None:
+        """The access line of a request refused before it reached the application (bad syntax, a head or
+        body too large, too slow, an unsupported version: 400, 408, 413, 414, 431, 501, 505), so a count of
+        4xx and 5xx in the access log sees it. Its request line was not understood: ``-`` for its parts."""
+        formatter = self.access_log
+        if formatter is None:
+            return
+        access_log.info(
+            formatter.format(
+                client=conn.client,
+                method="-",
+                path="-",
+                query="",
+                http_version="-",
+                status=status,
+                response_bytes=response_bytes,
+                request_headers=[],
+                response_headers=[],
+                duration=0.0,
+            )
+        )
+
     def log_protocol_error(self, conn: Connection, exc: ProtocolError) -> None:
         client = f"{conn.client[0]}:{conn.client[1]}" if conn.client else "-"
         error_log.info("%s %d %s", client, exc.status, escape_for_log(str(exc)))
@@ -326,7 +358,10 @@ class ServerState:
         error_log.info("%s %s", client, message)
 
     def log_app_error(self, message: str, exc: BaseException | None) -> None:
+        # One header line, as gunicorn's and uvicorn's: the exception's repr keeps its quotes and
+        # backslashes (only control characters, which could break the line, are escaped); the traceback
+        # follows with its own line breaks (tricorn.logs.format_exception_for_log).
         if exc is not None:
-            error_log.error(escape_for_log(message), exc_info=exc)
+            error_log.error("%s", escape_controls(message), exc_info=exc)
         else:
-            error_log.error(escape_for_log(message))
+            error_log.error("%s", escape_controls(message))

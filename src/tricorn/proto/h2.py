@@ -23,6 +23,7 @@ from typing import Final
 from tricorn.errors import LocalProtocolError, RemoteProtocolError
 from tricorn.proto.h1 import KNOWN_METHODS, H1Limits, Request, date_header
 from tricorn.proto.h1.head import _BAD_TARGET, _CONTENT_LENGTH, _HOST
+from tricorn.proto.h1.response import EXTRA_PAIRS, SERVER_PAIR
 
 # RFC 9113 §8.2.2: connection-specific fields MUST NOT be sent in HTTP/2; an app written for HTTP/1.1 sends
 # them anyway (Connection: close, Transfer-Encoding: chunked), so they are dropped, as nginx and hypercorn do.
@@ -161,8 +162,10 @@ def response_headers(status: int, headers: Iterable[tuple[bytes, bytes]]) -> lis
             out.append((name, value.strip(b" \t")))
     except (TypeError, ValueError):
         raise LocalProtocolError(f"response headers must be pairs of bytes, got {headers!r:.80}") from None
-    if not has_server:
-        out.append((b"server", b"tricorn"))
-    if not has_date:
+    server = SERVER_PAIR[0]
+    if not has_server and server is not None:
+        out.append(server)
+    if not has_date and date_header():
         out.append((b"date", date_header()[6:-2]))
+    out.extend(EXTRA_PAIRS[0])
     return out

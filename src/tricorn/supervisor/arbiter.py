@@ -43,6 +43,7 @@ from tricorn.logs import configure_logging
 from tricorn.supervisor import metrics
 from tricorn.supervisor import policy as p
 from tricorn.supervisor.heartbeat import BEAT, DRAIN, READY, RETIRING, STUCK, channel_pair, late_after
+from tricorn.supervisor.hooks import HookServer, HookWorker, hooks_of
 from tricorn.supervisor.probes import Page, ProbeServer, SelectorReactor, open_probes, probe_page
 from tricorn.supervisor.process import (
     PidFile,
@@ -154,6 +155,12 @@ class Arbiter:
         self.reaped_cpu = 0.0
         self.started = time.time()
         self._init = os.getpid() == 1  # a container's entry point: orphans are ours to reap
+        # gunicorn's server hooks, if a gunicorn config file has any, and the objects they are given.
+        self.hooks = hooks_of(config)
+        self.hook_server = HookServer(config, lambda: self.policy.target, lambda: self.hook_workers.values())
+        self.hook_workers: dict[int, HookWorker] = {}
+        self._forked = 0
+        self._worker_count: int | None = None
 
     # -- setup and teardown
 
@@ -164,6 +171,7 @@ class Arbiter:
         except ConfigError as exc:
             error_log.error("%s", exc)
             return EXIT_CONFIG
+        supervisor.log_startup_notes()
         if config.preload and config.reload:
             error_log.error("preload: cannot be combined with reload (a reload must import the code anew)")
             return EXIT_CONFIG
@@ -172,12 +180,13 @@ class Arbiter:
             # follow, from the moment listen() returns; the default SIGTERM action would kill the master
             # without a word (a TERM sent while it starts is handled once it runs its loop).
             self._setup_signals()
+            self.hooks.run("on_starting", self.hook_server)
             try:
                 adopted = self._setup_sockets()
             except (BindError, ProcessError) as exc:
                 error_log.error("%s", exc)
                 return EXIT_FAILURE
-            set_title(f"tricorn: master [{self.app_name}]")
+            set_title(f"tricorn: master [{config.proc_name or self.app_name}]")
             if config.preload and self.app is None:
                 code = self._preload()
                 if code:
@@ -201,8 +210,12 @@ class Arbiter:
                     self._on_files_changed,
                 )
                 self.reloader.start()
+            self._count_workers()
+            self.hooks.run("when_ready", self.hook_server)
             self._feed(p.Boot(adopted=len(adopted)))
-            return self._loop()
+            code = self._loop()
+            self.hooks.run("on_exit", self.hook_server)
+            return code
         finally:
             self._teardown()
 
@@ -373,6 +386,13 @@ class Arbiter:
     def _feed(self, event: p.Event) -> None:
         for action in self.policy.on_event(event, time.monotonic()):
             self._do(action)
+        self._count_workers()
+
+    def _count_workers(self) -> None:
+        # gunicorn's nworkers_changed: at the start (from None), then on every change of the target.
+        if self.policy.target != self._worker_count:
+            old, self._worker_count = self._worker_count, self.policy.target
+            self.hooks.run("nworkers_changed", self.hook_server, self.policy.target, old)
 
     def _read_channel(self, wid: int) -> None:
         handle = self.handles.get(wid)
@@ -448,6 +468,10 @@ class Arbiter:
                 self.retired.add(handle.metrics)
             handle.metrics.close()
         del self.handles[handle.wid]
+        hook_worker = self.hook_workers.pop(handle.wid, None)
+        if hook_worker is not None:
+            hook_worker.alive = False
+            self.hooks.run("child_exit", self.hook_server, hook_worker)
         if code is not None and code < 0:
             self._feed(p.WorkerExited(handle.wid, signal=-code))
         else:
@@ -470,6 +494,7 @@ class Arbiter:
             self._feed(p.StopRequested(fast=fast))
         elif signum == signal.SIGHUP:
             error_log.info("received SIGHUP, reloading")
+            self.hooks.run("on_reload", self.hook_server)
             config = self._reread_config()
             if config is not None:
                 self._feed(p.ReloadRequested(config.workers, "reload (SIGHUP)"))
@@ -496,6 +521,7 @@ class Arbiter:
             if self.argv is not None:
                 new = Config.load(self.argv)
                 configure_logging(new)
+                self.hooks = hooks_of(new)
         except ConfigError as exc:
             error_log.error("cannot re-read the settings (%s): not reloading", exc)
             return None
@@ -569,6 +595,9 @@ class Arbiter:
 
     def _spawn(self, wid: int) -> None:
         slot = new_slot(self.config) if self.retired is not None else None
+        self._forked += 1
+        hook_worker = HookWorker(self.config, self._forked)
+        self.hooks.run("pre_fork", self.hook_server, hook_worker)
         master_end, worker_end = channel_pair()
         _flush_output()
         # The signals wait while we fork, until the child has the default handlers: one that reached it
@@ -590,18 +619,23 @@ class Arbiter:
             code = EXIT_FAILURE
             try:
                 master_end.close()
-                code = self._worker_main(worker_end, mask, slot)
+                hook_worker.pid, hook_worker.ppid = os.getpid(), os.getppid()
+                code = self._worker_main(worker_end, mask, slot, hook_worker)
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else EXIT_FAILURE
             except BaseException:
                 traceback.print_exc()
             finally:
+                hook_worker.alive = False
+                self.hooks.run("worker_exit", self.hook_server, hook_worker)
                 _flush_output()
                 os._exit(code)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         worker_end.close()
         handle = WorkerHandle(wid, pid, master_end, metrics=slot)
         self.handles[wid] = handle
+        hook_worker.pid = pid
+        self.hook_workers[wid] = hook_worker
         assert self.selector is not None
         self.selector.register(master_end, selectors.EVENT_READ, wid)
         self._feed(p.WorkerForked(wid, pid))
@@ -618,11 +652,15 @@ class Arbiter:
                 os.close(fd)
 
     def _worker_main(
-        self, channel: socket.socket, mask: set[int | signal.Signals], slot: MetricsSlot | None
+        self,
+        channel: socket.socket,
+        mask: set[int | signal.Signals],
+        slot: MetricsSlot | None,
+        hook_worker: HookWorker,
     ) -> int:
         """In the forked child: shed the master's state, then serve (tricorn.serving.run) as a worker.
         ``mask`` is the signal mask to restore once the master's handlers are gone; ``slot`` is where it
-        counts for the master's metrics."""
+        counts for the master's metrics; ``hook_worker`` is what gunicorn's hooks are given of it."""
         signal.set_wakeup_fd(-1)
         for signum in SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
@@ -640,13 +678,15 @@ class Arbiter:
         if self.retired is not None:
             self.retired.close()
         self._close_event_fds()
-        set_title(f"tricorn: worker [{self.app_name}]")
+        self.hooks.run("post_fork", self.hook_server, hook_worker)
+        set_title(f"tricorn: worker [{self.config.proc_name or self.app_name}]")
         # SIGABRT from the master (a worker that stopped beating) dumps every thread's stack to stderr.
         faulthandler.enable(all_threads=True)
         from tricorn.serving import run
         from tricorn.supervisor.worker import Worker
 
-        return run(self.config, Worker(self.config, self.sockets, channel, slot), self.app)
+        worker = Worker(self.config, self.sockets, channel, slot, self.hooks, hook_worker, self.hook_server)
+        return run(self.config, worker, self.app)
 
     def _upgrade(self) -> None:
         """SIGUSR2: check the new code, then re-execute this process with it, handing over the sockets
@@ -684,6 +724,7 @@ class Arbiter:
         env[UPGRADE_ENV] = json.dumps(state)
         argv = [sys.executable, "-m", "tricorn", *self.argv]
         error_log.info("re-executing the master (pid %d) with %d worker(s)", os.getpid(), len(handles))
+        self.hooks.run("pre_exec", self.hook_server)
         _flush_output()
         # The signal mask survives exec: a signal sent while the new interpreter starts stays pending
         # until it can handle it, instead of meeting the default action (SIGTERM would kill it and

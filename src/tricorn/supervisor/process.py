@@ -8,8 +8,14 @@ import importlib
 import logging
 import os
 import pwd
+import re
+import sys
+from typing import TYPE_CHECKING
 
-from tricorn.errors import TricornError
+from tricorn.errors import ConfigError, TricornError
+
+if TYPE_CHECKING:
+    from tricorn.config import Config
 
 error_log = logging.getLogger("tricorn.error")
 
@@ -161,3 +167,62 @@ def reopen_log_files() -> int:
             finally:
                 handler.release()
     return reopened
+
+
+# -- the application's environment
+
+
+def prepare_process(config: Config) -> None:
+    """Apply the settings that shape the process the application is imported in, once, before anything
+    else (so a master's workers inherit them): ``env_file`` (variables already set win, as with uvicorn's
+    python-dotenv), then ``env`` (these win, as in gunicorn), ``chdir`` (also put first on sys.path, as
+    gunicorn does) and ``pythonpath``. Raises ConfigError naming the setting."""
+    if config.env_file is not None:
+        for name, value in read_env_file(config.env_file).items():
+            os.environ.setdefault(name, value)
+    for assignment in config.env:
+        name, _, value = assignment.partition("=")
+        os.environ[name] = value
+    if config.chdir is not None:
+        try:
+            os.chdir(config.chdir)
+        except OSError as exc:
+            raise ConfigError("chdir", f"cannot change to {config.chdir!r}: {exc.strerror}") from None
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+    for directory in reversed(config.pythonpath):
+        path = os.path.abspath(directory)
+        if path not in sys.path:
+            sys.path.insert(0, path)
+
+
+_ENV_LINE = re.compile(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*")
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    """The variables of a .env file: ``NAME=VALUE`` lines (``export`` allowed), ``#`` comments, values
+    optionally in single or double quotes (double-quoted ones with ``\\n`` escapes), no interpolation.
+    Raises ConfigError("env_file", ...) naming the line that is none of these."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            lines = file.read().splitlines()
+    except OSError as exc:
+        raise ConfigError("env_file", f"cannot read {path!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError("env_file", f"{path!r} is not UTF-8 text") from None
+    variables: dict[str, str] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = _ENV_LINE.fullmatch(line)
+        if match is None:
+            raise ConfigError("env_file", f"{path!r} line {number} is not NAME=VALUE")
+        name, value = match.groups()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            quote, value = value[0], value[1:-1]
+            if quote == '"':
+                value = value.replace("\\n", "\n").replace('\\"', '"')
+        else:
+            value = value.split(" #", 1)[0].rstrip()
+        variables[name] = value
+    return variables

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import os
 import random
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Protocol
 from tricorn.io.metrics import MetricsSlot, new_slot
 from tricorn.supervisor import metrics
 from tricorn.supervisor.heartbeat import RETIRING, STUCK, Heartbeat, beat_interval, stuck_threads
+from tricorn.supervisor.hooks import Hooks, HookServer, HookWorker
 from tricorn.supervisor.probes import TIMEOUT, LoopReactor, Page, ProbeServer, open_probes, probe_page
 from tricorn.supervisor.process import PidFile, drop_privileges, reopen_log_files, resolve_identity
 from tricorn.supervisor.sockets import describe, open_listeners
@@ -228,7 +230,8 @@ class Embedded(Standalone):
 class Worker:
     """A pre-fork worker: serves ``sockets`` (inherited from the master) and talks to it over ``channel``.
 
-    ``max_requests`` is this worker's own limit (the setting plus its jitter), or None.
+    ``max_requests`` is this worker's own limit (the setting plus its jitter), or None. ``hooks`` are the
+    gunicorn config file's (tricorn.supervisor.hooks), run with ``hook_worker`` as gunicorn's worker.
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1)
@@ -239,12 +242,18 @@ class Worker:
         sockets: list[socket.socket],
         channel: socket.socket,
         metrics: MetricsSlot | None = None,
+        hooks: Hooks | None = None,
+        hook_worker: HookWorker | None = None,
+        hook_server: HookServer | None = None,
     ) -> None:
         self.config = config
         self.sockets = sockets
         self.channel = channel
         self.metrics = metrics  # shared with the master, which serves the page
         self.ready = False
+        self.hooks = hooks if hooks is not None else Hooks({})
+        self.hook_worker = hook_worker if hook_worker is not None else HookWorker(config, 0, os.getpid())
+        self.hook_server = hook_server
         self.max_requests: int | None = None
         if config.max_requests is not None:
             self.max_requests = config.max_requests + random.randint(0, config.max_requests_jitter)
@@ -268,10 +277,29 @@ class Worker:
                 self._terminated = True
                 on_signal(signal.SIGTERM)
 
+        def on_quit() -> None:
+            self.hooks.run("worker_int", self.hook_worker)
+            quit_now(state, stop)
+
         loop.add_signal_handler(signal.SIGTERM, on_term)
-        loop.add_signal_handler(signal.SIGQUIT, quit_now, state, stop)
+        loop.add_signal_handler(signal.SIGQUIT, on_quit)
         loop.add_signal_handler(signal.SIGUSR1, _reopen_logs)
         self._handled = list(self.SIGNALS)
+        if "worker_abort" in self.hooks:
+            # The master's SIGABRT (this worker stopped answering): a Python handler, not the loop's, as the
+            # loop is the thing that is stuck; it runs once the main thread runs Python again (a blocked
+            # sleep or a busy loop in Python, not a call stuck in C: the master's SIGKILL follows then).
+            signal.signal(signal.SIGABRT, self._on_abort)
+
+    def _on_abort(self, signum: int, frame: object) -> None:
+        faulthandler.dump_traceback(all_threads=True)
+        self.hook_worker.alive = False
+        self.hooks.run("worker_abort", self.hook_worker)
+        self.hooks.run("worker_exit", self.hook_server, self.hook_worker)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(1)
 
     def listen(self) -> list[socket.socket]:
         return self.sockets

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from tricorn.logs import escape_for_log
+from tricorn.logs import escape_controls
 
 if TYPE_CHECKING:
     from tricorn.interfaces.wsgi.cycle import WSGICycle
@@ -18,10 +18,13 @@ error_log = logging.getLogger("tricorn.error")
 
 
 class ErrorStream:
-    """``wsgi.errors``: a text stream whose lines go to the error log (``tricorn.error``), escaped.
+    """``wsgi.errors``: a text stream whose lines go to the error log (``tricorn.error``).
 
-    Partial lines are held per thread (a thread serves one request at a time) until their newline or
-    ``flush()``.
+    What one ``write()`` completes (up to its last newline) is one record, its line breaks kept: a
+    traceback a framework writes (Flask's and Django's loggers write a record per call) reads as it was
+    written, under one header, quotes and all; only other control characters are escaped (a terminal
+    escape cannot reach whoever reads the log). Partial lines are held per thread (a thread serves one
+    request at a time) until their newline or ``flush()``.
     """
 
     def __init__(self) -> None:
@@ -31,10 +34,10 @@ class ErrorStream:
         if not isinstance(text, str):
             raise TypeError(f"wsgi.errors takes str, not {type(text).__name__}")
         held = getattr(self._pending, "text", "") + text
-        *lines, rest = held.split("\n")
+        complete, newline, rest = held.rpartition("\n")
         self._pending.text = rest
-        for line in lines:
-            error_log.error("%s", escape_for_log(line))
+        if newline:
+            error_log.error("%s", escape_controls(complete, keep_line_feeds=True))
         return len(text)
 
     def writelines(self, lines: Iterable[str]) -> None:
@@ -45,7 +48,7 @@ class ErrorStream:
         rest = getattr(self._pending, "text", "")
         if rest:
             self._pending.text = ""
-            error_log.error("%s", escape_for_log(rest))
+            error_log.error("%s", escape_controls(rest, keep_line_feeds=True))
 
 
 class FileWrapper:

@@ -35,7 +35,14 @@ from tricorn.proto.h1.events import (
 )
 from tricorn.proto.h1.head import KNOWN_METHODS, check_head
 from tricorn.proto.h1.parsers import available_backends
-from tricorn.proto.h1.response import CONTINUE_RESPONSE, date_header, error_response, set_date, status_line
+from tricorn.proto.h1.response import (
+    CONTINUE_RESPONSE,
+    date_header,
+    error_response,
+    set_date,
+    set_default_headers,
+    status_line,
+)
 
 __all__ = [
     "CONTINUE_RESPONSE",
@@ -66,5 +73,6 @@ __all__ = [
     "date_header",
     "error_response",
     "set_date",
+    "set_default_headers",
     "status_line",
 ]

@@ -35,7 +35,15 @@ from tricorn.errors import LocalProtocolError, RemoteProtocolError
 from tricorn.proto.h1.events import Backend, EndOfMessage, Event, H1Limits, Headers, Request
 from tricorn.proto.h1.head import _BAD_TARGET, _HOST, KNOWN_METHODS, _has_token
 from tricorn.proto.h1.parsers import _BODY_METHODS, _HttptoolsParser, _llhttp, _PythonParser, _Scout
-from tricorn.proto.h1.response import _PAIR_LINES, _STATUS_LINES, _date_header, _pair_line, status_line
+from tricorn.proto.h1.response import (
+    _PAIR_LINES,
+    _STATUS_LINES,
+    _date_header,
+    _extra_lines,
+    _pair_line,
+    _server_line,
+    status_line,
+)
 
 try:  # the fast path; the pure-Python backend is the fallback
     import httptools
@@ -279,9 +287,10 @@ class H1Connection:
                 f"response headers must be pairs of bytes, got {headers!r:.80}"
             ) from None
         if not has_server:
-            out.append(b"server: tricorn\r\n")
+            out.append(_server_line[0])
         if not has_date:
             out.append(_date_header[0])
+        out.append(_extra_lines[0])  # b"" unless --header
 
         if status < 200:
             # 1xx carries no body and does not end the exchange; 101 belongs to upgrades, not apps.

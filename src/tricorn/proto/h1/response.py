@@ -104,7 +104,7 @@ def error_response(status: int, message: str = "") -> bytes:
             status_line(status),
             b"content-type: text/plain; charset=utf-8\r\n",
             b"content-length: %d\r\n" % len(body),
-            b"server: tricorn\r\n",
+            _server_line[0],
             date_header(),
             b"connection: close\r\n\r\n",
             body,
@@ -114,10 +114,36 @@ def error_response(status: int, message: str = "") -> bytes:
 
 # The date header is refreshed by the shell once a second (hot path: formatting a date per request costs).
 _date_header = [b"date: Thu, 01 Jan 1970 00:00:00 GMT\r\n"]
+# The server's own headers, set once per process by set_default_headers (--server-header, --date-header,
+# --header): the line sent when the app sends no server header, whether to send a date, and the lines
+# sent with every response (uvicorn's --header: the app's own headers do not replace them), as lines
+# for HTTP/1.1 and as pairs for HTTP/2.
+_server_line = [b"server: tricorn\r\n"]
+_send_date = [True]
+_extra_lines = [b""]
+SERVER_PAIR: list[tuple[bytes, bytes] | None] = [(b"server", b"tricorn")]
+EXTRA_PAIRS: list[tuple[tuple[bytes, bytes], ...]] = [()]
+
+
+def set_default_headers(server: bool, date: bool, extra: list[tuple[bytes, bytes]]) -> None:
+    """Set the headers the server adds to responses: ``server: tricorn`` (unless ``server`` is false or
+    ``extra`` has a server header, which takes its place), ``date`` (unless ``date`` is false), and the
+    ``extra`` pairs (lowercase names), with every response."""
+    own = [(name, value) for name, value in extra if name == b"server"]
+    others = tuple((name, value) for name, value in extra if name != b"server")
+    server_pair = own[0] if own else ((b"server", b"tricorn") if server else None)
+    _server_line[0] = b"%s: %s\r\n" % server_pair if server_pair else b""
+    SERVER_PAIR[0] = server_pair
+    EXTRA_PAIRS[0] = others
+    _extra_lines[0] = b"".join(b"%s: %s\r\n" % pair for pair in others)
+    _send_date[0] = date
+    if not date:
+        _date_header[0] = b""
 
 
 def set_date(value: bytes) -> None:
-    _date_header[0] = b"date: %s\r\n" % value
+    if _send_date[0]:
+        _date_header[0] = b"date: %s\r\n" % value
 
 
 def date_header() -> bytes:
