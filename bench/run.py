@@ -61,7 +61,8 @@ class Certs:
 @dataclass(frozen=True)
 class Server:
     """A server under test. ``commands`` maps an interface ("asgi", "wsgi", ...) to a command
-    template (split with shlex); ``{py}``, ``{app}``, ``{host}`` and ``{port}`` are substituted.
+    template (split with shlex); ``{py}``, ``{app}``, ``{host}``, ``{port}`` and ``{root}`` (the
+    repository) are substituted.
     ``tls`` holds the options that serve TLS (``{certfile}``, ``{keyfile}``), appended for a
     case with ``tls=True``. ``src``, when set, is put first on the server's PYTHONPATH, so that
     ``python -m tricorn`` imports the package there (``--baseline``: a git worktree of another
@@ -74,7 +75,14 @@ class Server:
     src: str = ""
 
     def argv(self, interface: str, app: str, port: int, certs: Certs | None = None) -> list[str]:
-        subst = {"py": PY, "app": app, "host": HOST, "port": str(port), "docroot": str(STATIC_ROOT)}
+        subst = {
+            "py": PY,
+            "app": app,
+            "host": HOST,
+            "port": str(port),
+            "docroot": str(STATIC_ROOT),
+            "root": str(ROOT),
+        }
         template = self.commands[interface]
         if certs is not None:
             template += " " + self.tls
@@ -98,6 +106,12 @@ SERVERS: dict[str, Server] = {
                 "wsgi": "{py} -m tricorn {app} --interface wsgi --port {port} --no-access-log --log-level warning",
                 # HTTP/2 is on by default: h2c by prior knowledge on a cleartext port, ALPN h2 over TLS.
                 "http2": "{py} -m tricorn {app} --port {port} --no-access-log --log-level warning",
+                # (--cgi is newer than the commands above: a --baseline before it cannot run this section.)
+                "cgi": "{py} -m tricorn {app} --cgi /cgi-bin={root}/bench/cgi/cgi-bin --port {port}"
+                " --no-access-log --log-level warning",
+                # HTTP/3 on the same port number over UDP (the TCP listener answers the readiness poll).
+                "http3": "{py} -m tricorn {app} --port {port} --quic-bind {host}:{port} --no-access-log"
+                " --log-level warning",
             },
             tls="--ssl-certfile {certfile} --ssl-keyfile {keyfile}",
         ),
@@ -147,6 +161,8 @@ SERVERS: dict[str, Server] = {
                 "asgi": "{py} -m hypercorn -w 1 -k uvloop -b {host}:{port} --log-level warning {app}",
                 # The same command: hypercorn serves h2c by prior knowledge beside HTTP/1.1, and ALPN h2.
                 "http2": "{py} -m hypercorn -w 1 -k uvloop -b {host}:{port} --log-level warning {app}",
+                "http3": "{py} -m hypercorn -w 1 -k uvloop -b {host}:{port} --quic-bind {host}:{port}"
+                " --log-level warning {app}",
             },
             tls="--certfile {certfile} --keyfile {keyfile}",
         ),
@@ -173,6 +189,15 @@ SERVERS: dict[str, Server] = {
             },
         ),
         Server("nginx", "nginx", {"static": "{py} bench/nginx_static.py {port} {docroot}"}),
+        # Debian's lighttpd, one process, mod_cgi (bench/cgi/lighttpd.conf).
+        Server(
+            "lighttpd",
+            "lighttpd",
+            {
+                "cgi": "env BENCH_PORT={port} BENCH_CGI_ROOT={root}/bench/cgi"
+                " lighttpd -D -f {root}/bench/cgi/lighttpd.conf"
+            },
+        ),
         # Not a peer: tricorn with its proxy headers off. wrk connects from 127.0.0.1, a trusted proxy by
         # default, so "tricorn" reads each request's headers for X-Forwarded-*; this one does not (the
         # cost of the check: --servers tricorn,tricorn-no-proxy-headers --only hello hello-proxied).
@@ -278,6 +303,9 @@ class Case:
     check_method: str = "GET"
     check_body: bytes | None = None
     check: CheckFn | None = None
+    # Also report the CPU the server spent per request, its reaped children (CGI scripts) included, from
+    # /proc: unlike the rate, it hardly moves when other processes share the machine.
+    cpu_per_request: bool = False
 
 
 @dataclass(frozen=True)
@@ -493,6 +521,57 @@ SECTIONS: dict[str, Section] = {
                     tls=True,
                     connections=16,
                     wrk_args=("-m10",),
+                    check=expect_body(b"Hello, world!", chunked=False),
+                ),
+            ),
+        ),
+        Section(
+            key="cgi",
+            title="CGI",
+            interface="cgi",
+            servers=("tricorn", "lighttpd"),
+            intro="The same CGI/1.1 script, `bench/cgi/cgi-bin/hello.sh` (POSIX sh, Debian's dash), run once "
+            "per request: tricorn `--cgi /cgi-bin=bench/cgi/cgi-bin` (in front of the ASGI `hello` app, "
+            "which serves no request here) against Debian's lighttpd with `mod_cgi` "
+            "(`bench/cgi/lighttpd.conf`: one process, no access log). 8 keep-alive connections, under "
+            "tricorn's default `--cgi-max-concurrent` (10). Starting a process dominates: the rate is "
+            "mostly the kernel's fork and exec and the shell's start-up, on the server's CPU, where the "
+            "scripts run too (they inherit its pinning). `CPU µs/req` is the CPU time the server and its "
+            "scripts spent per request during the measured run (`/proc/PID/stat`: utime, stime, cutime, "
+            "cstime): it hardly depends on what else the machine runs, where the rate does.",
+            cases=(
+                Case(
+                    "hello",
+                    "bench.apps:hello",
+                    "GET /cgi-bin/hello.sh, a sh script printing 200 text/plain `Hello, world!` with "
+                    "content-length",
+                    path="/cgi-bin/hello.sh",
+                    connections=8,
+                    cpu_per_request=True,
+                    check=expect_body(b"Hello, world!", chunked=False),
+                ),
+            ),
+        ),
+        Section(
+            key="http3",
+            title="HTTP/3",
+            interface="http3",
+            servers=("tricorn", "hypercorn"),
+            intro="The ASGI `hello` app over HTTP/3 (QUIC on UDP, `--quic-bind` on the TLS port's number), "
+            "loaded by `bench/h3load.py`: aioquic's client, the QUIC stack both servers are built on, so "
+            "the two sides of each exchange do the same packet and crypto work. Python QUIC clients are "
+            "slow, so the client's share of its CPU is shown: near 100% the client, not the server, sets "
+            "the rate. hypercorn is the only other Python server with HTTP/3.",
+            cases=(
+                # For the "h3" client, wrk_args are bench/h3load.py's own arguments.
+                Case(
+                    "hello",
+                    "bench.apps:hello",
+                    "GET / over HTTP/3, 8 connections x 10 streams",
+                    client="h3",
+                    tls=True,
+                    connections=8,
+                    wrk_args=("--streams", "10", "--expect", "Hello, world!"),
                     check=expect_body(b"Hello, world!", chunked=False),
                 ),
             ),
@@ -800,13 +879,23 @@ def run_wrk(case: Case, port: int, opts: argparse.Namespace) -> dict[str, Any]:
             timeout=opts.warmup + 60,
         )
     argv = wrk_argv(case, port, opts.threads, opts.connections, opts.duration, latency=True, cpus=cpus)
+    pid = getattr(opts, "cpu_pid", 0)  # set by bench_one for a case with cpu_per_request
+    before = cpu_ticks(pid) if pid else 0
     proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=opts.duration + 60)
     res = parse_wrk(proc.stdout)
+    if pid and res.get("requests"):
+        res["cpu_us"] = (cpu_ticks(pid) - before) * 1e6 / os.sysconf("SC_CLK_TCK") / res["requests"]
     res["wrk_cmd"] = " ".join(argv)
     res["wrk_output"] = proc.stdout + proc.stderr
     if proc.returncode != 0 or res["rps"] is None:
         res["failed"] = f"wrk exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-500:]}"
     return res
+
+
+def cpu_ticks(pid: int) -> int:
+    """User and system time of ``pid`` and of its children it has reaped, in clock ticks (/proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime (fields 14-17 of stat)
 
 
 def ws_argv(
@@ -823,6 +912,14 @@ def run_ws(case: Case, port: int, opts: argparse.Namespace) -> dict[str, Any]:
     """bench/wsload.py: WebSocket echo clients on the client CPU; the warm-up is part of its run."""
     cpus = getattr(opts, "client_cpus", CLIENT_CPU)  # set per section by bench_one
     argv = ws_argv(case, port, opts.connections, opts.duration, opts.warmup, cpus)
+    res = run_json_client(argv, "wsload", opts)
+    if "failed" not in res and res.get("errors", {}).get("mismatch"):
+        res["failed"] = "echo mismatch: the server did not send back what it received"
+    return res
+
+
+def run_json_client(argv: list[str], name: str, opts: argparse.Namespace) -> dict[str, Any]:
+    """Run one of bench/'s own load generators, which print one JSON object of results last."""
     proc = subprocess.run(
         argv, capture_output=True, text=True, check=False, timeout=opts.duration + opts.warmup + 90
     )
@@ -830,14 +927,12 @@ def run_ws(case: Case, port: int, opts: argparse.Namespace) -> dict[str, Any]:
     try:
         res.update(json.loads(proc.stdout.strip().splitlines()[-1]))
     except (IndexError, ValueError):
-        res["failed"] = f"wsload exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-500:]}"
+        res["failed"] = f"{name} exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-500:]}"
     res["errors_total"] = sum((res.get("errors") or {}).values())
     res["wrk_cmd"] = " ".join(argv)
     res["wrk_output"] = proc.stdout + proc.stderr
-    if "failed" not in res and (proc.returncode != 0 or res["rps"] is None):
-        res["failed"] = f"wsload exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-500:]}"
-    elif res.get("errors", {}).get("mismatch"):
-        res["failed"] = "echo mismatch: the server did not send back what it received"
+    if "failed" not in res and (proc.returncode != 0 or not res["rps"]):
+        res["failed"] = f"{name} exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-500:]}"
     return res
 
 
@@ -956,11 +1051,26 @@ def run_h2load(case: Case, port: int, opts: argparse.Namespace) -> dict[str, Any
     return res
 
 
+def run_h3(case: Case, port: int, opts: argparse.Namespace) -> dict[str, Any]:
+    """bench/h3load.py: aioquic's HTTP/3 client on the client CPU; the warm-up is part of its run."""
+    cpus = getattr(opts, "client_cpus", CLIENT_CPU)  # set per section by bench_one
+    argv = [
+        "taskset", "-c", cpus, PY, str(BENCH / "h3load.py"), "--port", str(port),
+        "--connections", str(case.connections or opts.connections), "--duration", f"{opts.duration:g}",
+        "--warmup", f"{opts.warmup:g}", "--path", case.path, *case.wrk_args,
+    ]  # fmt: skip
+    res = run_json_client(argv, "h3load", opts)
+    if "failed" not in res and res.get("errors", {}).get("mismatch"):
+        res["failed"] = "response mismatch: the first response was not the expected body"
+    return res
+
+
 # Load generators by Case.client.
 CLIENTS: dict[str, Callable[[Case, int, argparse.Namespace], dict[str, Any]]] = {
     "wrk": run_wrk,
     "ws": run_ws,
     "h2load": run_h2load,
+    "h3": run_h3,
 }
 
 
@@ -982,11 +1092,13 @@ class Result:
     errors: dict[str, int] = field(default_factory=dict)
     errors_total: int = 0
     error: str | None = None  # why this server failed for this case
+    cpu_us: float | None = None  # server CPU per request, reaped children included (Case.cpu_per_request)
     protocol: str = ""  # what was negotiated, where the client says (h2load; TLS sanity checks)
     server_cmd: str = ""
     wrk_cmd: str = ""
     wrk_output: str = ""
     runs: list[float] = field(default_factory=list)  # req/s of every run (--rounds), this one the median
+    client_cpu: float | None = None  # the load generator's share of its CPU, where it reports it (h3)
 
 
 def median_result(runs: list[Result]) -> Result:
@@ -1034,9 +1146,22 @@ def bench_one(
                 err += f": {tail.splitlines()[-1].strip()}"  # usually why it exited
             res.error = f"{err}\n--- server output (tail) ---\n{tail}"
             return res
-        section_opts = argparse.Namespace(**vars(opts), client_cpus=section.client_cpus)
+        section_opts = argparse.Namespace(
+            **vars(opts), client_cpus=section.client_cpus, cpu_pid=srv.pid if case.cpu_per_request else 0
+        )
         out = CLIENTS[case.client](case, port, section_opts)
-        for key in ("rps", "p99_ms", "p50_ms", "requests", "errors", "errors_total", "wrk_cmd", "wrk_output"):
+        for key in (
+            "rps",
+            "p99_ms",
+            "p50_ms",
+            "requests",
+            "errors",
+            "errors_total",
+            "wrk_cmd",
+            "wrk_output",
+            "cpu_us",
+            "client_cpu",
+        ):
             setattr(res, key, out.get(key))
         res.protocol = out.get("protocol") or (tls_probe(port, context) if context is not None else "")
         if out.get("failed"):
@@ -1097,13 +1222,30 @@ def table_rows(section: Section, case: Case, results: list[Result]) -> tuple[lis
     spread = any(len(r.runs) > 1 for r in by_server.values())
     if spread:
         header.insert(2, "runs (min-max)")
+    cpu = case.cpu_per_request
+    if cpu:
+        header.insert(-1, "CPU µs/req")
+    client_cpu = any(r.client_cpu is not None for r in by_server.values())
+    if client_cpu:
+        header.insert(len(header) - 1, "client CPU")
     rows = []
     for name in shown_servers(section, results):
         r = by_server.get(name)
         if r is None:
             continue
         if not r.ok and r.rps is None:
-            rows.append([name, "FAILED", *(["-"] if spread else []), "-", "-", "n/a"])
+            rows.append(
+                [
+                    name,
+                    "FAILED",
+                    *(["-"] if spread else []),
+                    "-",
+                    "-",
+                    *(["-"] if cpu else []),
+                    *(["-"] if client_cpu else []),
+                    "n/a",
+                ]
+            )
             continue
         row = [
             name,
@@ -1114,6 +1256,10 @@ def table_rows(section: Section, case: Case, results: list[Result]) -> tuple[lis
         ]
         if spread:
             row.insert(2, f"{fmt_rps(min(r.runs))}-{fmt_rps(max(r.runs))}" if r.runs else "-")
+        if cpu:
+            row.insert(-1, "-" if r.cpu_us is None else f"{r.cpu_us:,.0f}")
+        if client_cpu:
+            row.insert(len(row) - 1, f"{r.client_cpu:.0%}" if r.client_cpu is not None else "-")
         rows.append(row)
     return header, rows
 
@@ -1157,6 +1303,9 @@ def pkg_version(name: str) -> str:
         init = ROOT / "src" / "tricorn" / "__init__.py"
         m = re.search(r'__version__\s*=\s*"([^"]+)"', init.read_text()) if init.exists() else None
         return f"{m.group(1)} (src checkout)" if m else "not installed"
+    if shutil.which(name):  # a server that is not a Python package (lighttpd): its own -v line
+        out = subprocess.run([name, "-v"], capture_output=True, text=True, check=False)
+        return (out.stdout or out.stderr or "?").split()[0]  # "lighttpd/1.4.69 (ssl) - a light..."
     return "not installed"
 
 
@@ -1230,6 +1379,8 @@ def render_section(
     ref = section.servers[0]
     if any(c.tls for c in section.cases):
         versions += f"; Python's ssl: {m.get('openssl', '?')}"
+    # The cases' own connection counts where they set one (the WSGI "blocking" case, the CGI section).
+    conns = " | ".join(dict.fromkeys(str(c.connections or o["connections"]) for c in cases))
     out = [
         f"## {section.title}",
         "",
@@ -1244,8 +1395,8 @@ def render_section(
         f"- **Method:** each server runs "
         f"{section.setup or f'one worker pinned to CPU {section.server_cpus}'} "
         f"(`taskset -c {section.server_cpus}`), access logs off; {m['wrk']} pinned to CPU {section.client_cpus}: "
-        f"`taskset -c {section.client_cpus} wrk -t{o['threads']} -c{o['connections']} -d{o['duration']:g}s --latency`, "
-        f"{o['connections']} keep-alive connections, after a {o['warmup']:g}s warm-up; each server is started "
+        f"`taskset -c {section.client_cpus} wrk -t{o['threads']} -c{conns} -d{o['duration']:g}s --latency`, "
+        f"{conns} keep-alive connections, after a {o['warmup']:g}s warm-up; each server is started "
         "on a fresh port per case, polled until it answers, sanity-checked with one request, then killed."
         + rounds_note(o),
         f"- **Ratio:** {ref} req/s ÷ that server's req/s (above 1.00x means {ref} is faster).",
@@ -1300,13 +1451,34 @@ def render_section(
             else line
             for line in out
         ]
+    if all(c.client == "h3" for c in section.cases):
+        h3_method = (
+            f"- **Method:** each server runs one worker pinned to CPU {section.server_cpus} "
+            f"(`taskset -c {section.server_cpus}`), access logs off, TLS and HTTP/3 on the same port number "
+            f"with a self-signed ECDSA P-256 certificate made with `openssl` at run time; `bench/h3load.py` "
+            f"(aioquic's client, asyncio) pinned to CPU {section.client_cpus}, a closed loop of requests per "
+            f"stream, {o['duration']:g}s measured after a {o['warmup']:g}s warm-up; each server is started on "
+            "a fresh port per case, polled until it answers HTTPS on TCP, sanity-checked with one request, and "
+            "the first HTTP/3 response is compared with the expected body. **client CPU** is the client's CPU "
+            "time over the measured run's wall time." + rounds_note(o)
+        )
+        out = [
+            h3_method
+            if line.startswith("- **Method:**")
+            else "- **Errors:** requests whose stream was reset, whose connection closed under them, that got "
+            "a status other than 2xx, or that were not answered within 10 s (a lost datagram is sent again by "
+            "QUIC: it is an error only if the request fails)."
+            if line.startswith("- **Errors:**")
+            else line
+            for line in out
+        ]
     commands: dict[str, dict[str, list[str]]] = {}  # server -> command -> cases
     for r in results:
         if not r.server_cmd:
             continue
         cmd = r.server_cmd.replace(PY, "python").replace(str(ROOT) + "/", "")
         cmd = re.sub(r"bench\.apps:\w+", "{app}", cmd)
-        cmd = re.sub(r"(--port |-b 127\.0\.0\.1:)\d+", r"\g<1>P", cmd)
+        cmd = re.sub(r"(--port |-b 127\.0\.0\.1:|BENCH_PORT=|--quic-bind 127\.0\.0\.1:)\d+", r"\g<1>P", cmd)
         cmd = re.sub(r"\S+/cert\.pem", "CERT", re.sub(r"\S+/key\.pem", "KEY", cmd))
         cmd = re.sub(r"PYTHONPATH=\S+/baseline-(\w+)/src", r"PYTHONPATH=WORKTREE-\1/src", cmd)
         commands.setdefault(r.server, {}).setdefault(cmd, []).append(r.case)
@@ -1658,6 +1830,10 @@ def run_section(
 ) -> int:
     load = {
         "ws": lambda c: f"bench/wsload.py -d{opts.duration:g}s",
+        "h3": lambda c: (
+            f"bench/h3load.py --connections {c.connections or opts.connections} "
+            f"{' '.join(c.wrk_args[:2])} --duration {opts.duration:g}"
+        ),
         "h2load": lambda c: (
             f"h2load -t{opts.threads} -c{c.connections or opts.connections} "
             f"{' '.join(c.wrk_args)} -D{opts.duration:g}s"

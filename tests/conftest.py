@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -257,3 +258,45 @@ def ws_frame(
         return head + payload
     key = os.urandom(4) if key is None else key
     return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+# -- Shared fixtures of the end-to-end tests that drive real applications and a real browser -----------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def django_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh ``django-admin startproject mysite`` (DEBUG on, the admin routed, no database made)."""
+    directory = tmp_path_factory.mktemp("django")
+    django_admin = Path(sys.executable).with_name("django-admin")
+    subprocess.run([str(django_admin), "startproject", "mysite", str(directory)], check=True, timeout=60)
+    return directory
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Headless Chromium driven by selenium (Debian's chromium and chromium-driver); skipped, saying what
+    to install, without them."""
+    if not shutil.which(CHROMIUM) or not shutil.which(CHROMEDRIVER):
+        pytest.skip("headless chromium is not installed (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=900,700",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -109,6 +109,11 @@ MAX_LIMIT_REQUEST_FIELD_SIZE = 65536
 # that never blocks runs on one or two of them (see tricorn.interfaces.wsgi.WorkerPool).
 DEFAULT_THREADS = 10
 MAX_THREADS = 1024
+# CGI. Apache's Timeout (how long a script may stay silent) is 60 s, lighttpd's cgi.read-timeout has no
+# default bound; 60 s is also our read and send deadline. The cap on running scripts catches a typo before
+# it lets a worker fork thousands of processes.
+DEFAULT_CGI_TIMEOUT = 60.0
+MAX_CGI_MAX_CONCURRENT = 4096
 # WebSocket. uvicorn: ws_max_size 16 MiB, ws_max_queue 32, ws_ping_interval and ws_ping_timeout 20 s;
 # the websockets library: max_size 1 MiB, max_queue 16, ping_interval/ping_timeout 20 s, close_timeout 10 s.
 DEFAULT_WS_MAX_SIZE = 16 * 1024 * 1024
@@ -154,6 +159,15 @@ MAX_H2_INITIAL_WINDOW_SIZE = 2**31 - 1
 DEFAULT_H2_MAX_FRAME_SIZE = 16384
 MIN_H2_MAX_FRAME_SIZE = 2**14
 MAX_H2_MAX_FRAME_SIZE = 2**24 - 1
+# HTTP/3 (RFC 9114) over QUIC (RFC 9000). Idle timeout: Chrome's and quiche's default is 30 s, nginx uses
+# keepalive_timeout (75 s), hypercorn none of its own (aioquic's 60 s). A connection silent this long is
+# gone (a vanished client: its streams' apps are told http.disconnect); the smaller of the two sides'
+# values applies (RFC 9000 §10.1).
+DEFAULT_QUIC_IDLE_TIMEOUT = 30.0
+# Concurrent request streams a client may open (initial_max_streams_bidi): nginx
+# http3_max_concurrent_streams 128; aioquic's own default 128; the same 100 as HTTP/2 here.
+DEFAULT_H3_MAX_CONCURRENT_STREAMS = 100
+MAX_H3_MAX_CONCURRENT_STREAMS = 2**16
 # gunicorn's default access_log_format.
 DEFAULT_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 
@@ -448,6 +462,47 @@ def to_binds(name: str, value: object) -> tuple[str, ...]:
     seen: dict[BindAddress, str] = {}
     for entry in entries:
         address = BindAddress.parse(entry)
+        if address in seen:
+            raise ConfigError(name, f"{entry!r} is given twice (as {seen[address]!r} and {entry!r})")
+        seen[address] = entry
+    return entries
+
+
+def parse_mount(entry: str) -> tuple[str, str]:
+    """``PREFIX=DIR`` as ``(prefix as keyed: "/" or "/a/b", directory)``; checked by :func:`to_mounts`."""
+    prefix, _, directory = entry.partition("=")
+    return prefix.rstrip("/") or "/", directory
+
+
+def to_mounts(name: str, value: object) -> tuple[str, ...]:
+    """A list of ``PREFIX=DIR``: a URL path prefix (plain characters, no dot segments) and an existing
+    directory; no prefix given twice."""
+    entries = to_str_tuple(name, value)
+    seen: set[str] = set()
+    for entry in entries:
+        prefix, equals, directory = entry.partition("=")
+        if not equals or not directory:
+            raise ConfigError(name, f"{entry!r} is not PREFIX=DIR (e.g. /cgi-bin=./cgi-bin)")
+        key = check_prefix(name, entry, prefix)
+        if not os.path.isdir(directory):
+            raise ConfigError(name, f"{entry!r}: {directory!r} is not a directory")
+        if key in seen:
+            raise ConfigError(name, f"{entry!r}: the prefix {key!r} is given twice")
+        seen.add(key)
+    return entries
+
+
+def to_quic_binds(name: str, value: object) -> tuple[str, ...]:
+    """UDP addresses for QUIC: HOST:PORT or [IPV6]:PORT only (no unix sockets or inherited descriptors)."""
+    entries = to_str_tuple(name, value)
+    seen: dict[BindAddress, str] = {}
+    for entry in entries:
+        try:
+            address = BindAddress.parse(entry)
+        except ConfigError as exc:
+            raise ConfigError(name, str(exc).removeprefix("bind: ")) from None
+        if address.kind != "tcp":
+            raise ConfigError(name, f"{entry!r} is not a UDP address (use HOST:PORT or [IPV6]:PORT)")
         if address in seen:
             raise ConfigError(name, f"{entry!r} is given twice (as {seen[address]!r} and {entry!r})")
         seen[address] = entry
@@ -753,9 +808,11 @@ _TLS = "TLS"
 _PROXIES = "Proxies"
 _PROTOCOL = "Protocol"
 _HTTP2 = "HTTP/2"
+_HTTP3 = "HTTP/3"
 _WEBSOCKET = "WebSocket"
 _TIMEOUTS = "Timeouts"
 _LIMITS = "Limits"
+_CGI = "CGI"
 _LOGGING = "Logging"
 _PROCESSES = "Processes"
 _METRICS = "Metrics and probes"
@@ -1285,6 +1342,56 @@ class Config:
         ),
     )
 
+    # HTTP/3
+    quic_bind: tuple[str, ...] = field(
+        default=(),
+        metadata=_setting(
+            group=_HTTP3,
+            help="serve HTTP/3 over QUIC on this UDP address, HOST:PORT or [IPV6]:PORT, usually the TLS "
+            "port (needs --ssl-certfile and the http3 extra: pip install tricorn[http3]); repeat for "
+            "several; TCP responses then advertise it with Alt-Svc",
+            env="TRICORN_QUIC_BIND",
+            flags=("--quic-bind",),
+            metavar="ADDRESS",
+            convert=to_quic_binds,
+        ),
+    )
+    quic_retry: bool = field(
+        default=False,
+        metadata=_setting(
+            group=_HTTP3,
+            help="validate a client's address with a QUIC Retry before any handshake work (one more round "
+            "trip per new connection; a guard against floods from spoofed addresses)",
+            env="TRICORN_QUIC_RETRY",
+            flags=("--quic-retry",),
+            convert=to_bool,
+        ),
+    )
+    quic_idle_timeout: float = field(
+        default=DEFAULT_QUIC_IDLE_TIMEOUT,
+        metadata=_setting(
+            group=_HTTP3,
+            help="seconds a QUIC connection may stay silent before it is dropped (the client's own value "
+            "applies if smaller); the apps of its open streams are told the client left",
+            env="TRICORN_QUIC_IDLE_TIMEOUT",
+            flags=("--quic-idle-timeout",),
+            metavar="SECONDS",
+            convert=to_float(0.0, positive=True),
+        ),
+    )
+    h3_max_concurrent_streams: int = field(
+        default=DEFAULT_H3_MAX_CONCURRENT_STREAMS,
+        metadata=_setting(
+            group=_HTTP3,
+            help="the requests a client may have open at once on one HTTP/3 connection "
+            "(initial_max_streams_bidi; a closed stream gives the client one more)",
+            env="TRICORN_H3_MAX_CONCURRENT_STREAMS",
+            flags=("--h3-max-concurrent-streams",),
+            metavar="N",
+            convert=to_int(1, MAX_H3_MAX_CONCURRENT_STREAMS),
+        ),
+    )
+
     # WebSocket
     ws: WsImplementation = field(
         default="auto",
@@ -1506,6 +1613,44 @@ class Config:
             aliases=("--worker-connections",),
             metavar="N",
             convert=optional(to_int(1)),
+        ),
+    )
+
+    # CGI
+    cgi: tuple[str, ...] = field(
+        default=(),
+        metadata=_setting(
+            group=_CGI,
+            help="run the executable files of DIR as CGI/1.1 scripts (RFC 3875) for requests under the URL "
+            "path PREFIX: --cgi /cgi-bin=./cgi-bin; repeat for several",
+            env="TRICORN_CGI",
+            flags=("--cgi",),
+            metavar="PREFIX=DIR",
+            convert=to_mounts,
+        ),
+    )
+    cgi_timeout: float = field(
+        default=DEFAULT_CGI_TIMEOUT,
+        metadata=_setting(
+            group=_CGI,
+            help="seconds a CGI script may run; then it is killed with its process group (504 if it sent "
+            "nothing yet, else its response is cut)",
+            env="TRICORN_CGI_TIMEOUT",
+            flags=("--cgi-timeout",),
+            metavar="SECONDS",
+            convert=to_float(0, positive=True),
+        ),
+    )
+    cgi_max_concurrent: int | None = field(
+        default=None,
+        metadata=_setting(
+            group=_CGI,
+            help="CGI scripts running at once in each worker process; past it, 503 with Retry-After "
+            "(none: the --threads count)",
+            env="TRICORN_CGI_MAX_CONCURRENT",
+            flags=("--cgi-max-concurrent",),
+            metavar="N",
+            convert=optional(to_int(1, MAX_CGI_MAX_CONCURRENT)),
         ),
     )
 
@@ -1817,11 +1962,18 @@ class Config:
                 "mount", f"'/' is mounted, and {self.app!r} is given as APP (the / mount): give one of them"
             )
         static = {prefix for prefix, _ in self.static_mounts}
-        both = static & {prefix for prefix, _, _ in self.app_mounts}
+        mounted = {prefix for prefix, _, _ in self.app_mounts}
+        both = static & mounted
         if both:
             raise ConfigError(
                 "static", f"{min(both)!r} is given both as a static directory and as a mount: give one"
             )
+        for entry in self.cgi:
+            prefix = parse_mount(entry)[0]
+            if prefix in mounted:
+                raise ConfigError("cgi", f"{entry!r}: an app is mounted at {prefix!r} too")
+            if prefix in static:
+                raise ConfigError("cgi", f"{entry!r}: static files are served at {prefix!r} too")
         if self.app != DEFAULT_APP and "/" in static:
             raise ConfigError(
                 "static",
@@ -1872,6 +2024,11 @@ class Config:
                     raise ConfigError(
                         name, f"{shown} is given without ssl_certfile (TLS needs a certificate)"
                     )
+            if self.quic_bind:
+                # QUIC is TLS 1.3 inside: there is no HTTP/3 without a certificate (RFC 9001).
+                raise ConfigError(
+                    "quic_bind", "HTTP/3 needs a certificate: give --ssl-certfile and --ssl-keyfile too"
+                )
         elif self.ssl_cert_reqs != "none" and self.ssl_ca_certs is None:
             raise ConfigError(
                 "ssl_cert_reqs",
@@ -1883,6 +2040,11 @@ class Config:
     def tls(self) -> bool:
         """Whether the server speaks HTTPS (``ssl_certfile`` is set)."""
         return self.ssl_certfile is not None
+
+    @property
+    def quic_binds(self) -> tuple[BindAddress, ...]:
+        """The UDP addresses to serve HTTP/3 on."""
+        return tuple(BindAddress.parse(entry) for entry in self.quic_bind)
 
     @property
     def binds(self) -> tuple[BindAddress, ...]:

@@ -112,10 +112,11 @@ async def serve(
     reimport: bool,
     freeze: bool,
 ) -> None:
-    """Serve ``apps`` (the APP and its mounts: :func:`tricorn.importer.load_apps`) on the running loop until ``host`` sets the stop event, or the task is cancelled.
+    """Serve ``apps`` (the APP and its mounts: :func:`tricorn.importer.load_apps`) on the running loop
+    until ``host`` sets the stop event, or the task is cancelled.
 
     ``host`` (:mod:`tricorn.supervisor.worker`) owns the process: the sockets, the signals, the pid file.
-    ``reimport``: SIGHUP may import ``config.app`` again (not for an application given as an object).
+    ``reimport``: SIGHUP may import the applications again (not when the APP was given as an object).
     ``freeze``: keep the objects made at startup away from the cyclic collector (a process of our own).
     A cancelled task stops like a graceful stop, then re-raises. Raises LifespanFailure when the
     application's startup fails, BindError or ProcessError when ``host`` cannot listen.
@@ -213,6 +214,11 @@ async def serve(
 async def _shut_down(
     config: Config, serving: restart.Serving, retiring: dict[asyncio.Task[None], ServerState]
 ) -> None:
+    # Behind a proxy that keeps connections to us (nginx's upstream keepalive, a load balancer), an idle
+    # one closed now races with the request the proxy may be writing on it, which the proxy cannot send
+    # elsewhere if it is a POST. As a lame duck, the next request on each is answered, with Connection:
+    # close, for LAME_DUCK_IDLE seconds (io/server.py); tests/e2e/test_hosts.py's rolling restart.
+    serving.state.lame_duck = True
     await serving.state.shutdown(config.timeout_graceful_shutdown)
     await serving.lifespan.shutdown()
     if retiring:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -151,14 +149,6 @@ def test_fastapi_concurrent_sync_requests(fastapi: TricornProcess) -> None:
 
 
 # -- Django
-
-
-@pytest.fixture(scope="module")
-def django_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("django")
-    django_admin = Path(sys.executable).with_name("django-admin")
-    subprocess.run([str(django_admin), "startproject", "mysite", str(directory)], check=True, timeout=60)
-    return directory
 
 
 @pytest.fixture

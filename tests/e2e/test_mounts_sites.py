@@ -3,10 +3,6 @@ with a WebSocket that a real browser talks to, and Flask, each building its URLs
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +11,7 @@ import pytest
 
 from tests.conftest import TricornProcess
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 SITE = "tests.apps.mixed_site"
-
-
-@pytest.fixture(scope="module")
-def django_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("django")
-    django_admin = Path(sys.executable).with_name("django-admin")
-    subprocess.run([str(django_admin), "startproject", "mysite", str(directory)], check=True, timeout=60)
-    return directory
 
 
 def start_site(tricorn: type[TricornProcess], project: Path, *mounts: str) -> TricornProcess:
@@ -60,25 +46,6 @@ def test_flask_url_for_under_its_mount(tricorn: type[TricornProcess]) -> None:
     server = tricorn(["--mount", f"/flask={SITE}:flask_app", "--mount", f"/={SITE}:realtime"]).wait_ready()
     got = httpx.get(f"{server.url}/flask/hello/ada").json()
     assert got == {"hello": "ada", "self": "/flask/hello/ada", "external": f"{server.url}/flask/hello/ada"}
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    if not shutil.which(CHROMIUM) or not shutil.which(CHROMEDRIVER):
-        pytest.skip("headless chromium is not installed (apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def test_browser_websocket_to_the_asgi_mount_beside_django(

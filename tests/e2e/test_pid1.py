@@ -74,9 +74,9 @@ def children(pid: int) -> dict[int, tuple[str, str]]:
 
 
 @contextlib.contextmanager
-def container(tmp_path: Path, workers: int) -> Iterator[tuple[subprocess.Popen[str], int, int]]:
+def container(tmp_path: Path, workers: int) -> Iterator[tuple[subprocess.Popen[str], int, int, int]]:
     """deploy/Dockerfile's command and environment in a new PID namespace; yields (the unshare process,
-    tricorn's pid outside the namespace, the port)."""
+    tricorn's pid outside the namespace, the application's port, the metrics port)."""
     if shutil.which("unshare") is None:
         pytest.skip("unshare (util-linux) is not installed")
     instructions = dict(dockerfile_instructions((DEPLOY / "Dockerfile").read_text()))
@@ -84,14 +84,14 @@ def container(tmp_path: Path, workers: int) -> Iterator[tuple[subprocess.Popen[s
     (tmp_path / "myapp").mkdir()
     (tmp_path / "myapp" / "__init__.py").write_text("")
     (tmp_path / "myapp" / "main.py").write_text(APP)
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = dict(os.environ)
     env.update(dockerfile_env(list(dockerfile_instructions((DEPLOY / "Dockerfile").read_text()))))
     # What `docker run -e` would override here: loopback, free ports, the number of workers.
     env.update(
         TRICORN_HOST="127.0.0.1",
         TRICORN_PORT=str(port),
-        TRICORN_METRICS_BIND=f"127.0.0.1:{free_port()}",
+        TRICORN_METRICS_BIND=f"127.0.0.1:{metrics_port}",
         WEB_CONCURRENCY=str(workers),
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
     )
@@ -103,7 +103,7 @@ def container(tmp_path: Path, workers: int) -> Iterator[tuple[subprocess.Popen[s
                 pytest.skip(f"the kernel refuses a new PID namespace here: {out.strip()}")
             raise AssertionError(out)
         (pid1,) = children(proc.pid)
-        yield proc, pid1, port
+        yield proc, pid1, port, metrics_port
 
 
 def get(port: int, path: str, timeout: float = 10.0) -> httpx.Response:
@@ -158,17 +158,22 @@ def established(pid: int, port: int) -> bool:
 
 
 def test_one_process_as_pid_1_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
-    with container(tmp_path, workers=1) as (proc, pid1, port):
+    with container(tmp_path, workers=1) as (proc, pid1, port, metrics_port):
         wait_serving(proc, port)
         assert get(port, "/").text == "1 0"  # the server itself is PID 1
+        # The probes of deploy/kubernetes/deployment.yaml, on the metrics port.
+        assert get(metrics_port, "/livez").status_code == 200
+        assert get(metrics_port, "/readyz").status_code == 200
         code, out = term_during_a_request(proc, pid1, port)
     assert code == 0, out
     assert "received SIGTERM, shutting down gracefully" in out and "stopped" in out, out
 
 
 def test_a_master_as_pid_1_reaps_orphans_and_stops_gracefully(tmp_path: Path) -> None:
-    with container(tmp_path, workers=2) as (proc, pid1, port):
+    with container(tmp_path, workers=2) as (proc, pid1, port, metrics_port):
         wait_serving(proc, port)
+        wait_for(lambda: get(metrics_port, "/readyz").status_code == 200, what="/readyz")
+        assert get(metrics_port, "/livez").status_code == 200
         assert get(port, "/").text.endswith(" 1")  # a worker, whose parent is the master, PID 1
         workers = set(children(pid1))
         assert len(workers) == 2

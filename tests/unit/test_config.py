@@ -17,6 +17,7 @@ from tricorn.config import (
     BindAddress,
     Config,
     Setting,
+    parse_mount,
 )
 from tricorn.errors import ConfigError
 
@@ -740,3 +741,35 @@ def test_bad_mounts(mount: object, expected: str) -> None:
 
 def test_an_app_and_a_root_mount_are_refused() -> None:
     assert "'/' is mounted" in error_of(lambda: make(app="a:b", mount=("/=c:d",)))
+
+
+def test_cgi_settings(tmp_path: Path) -> None:
+    config = Config(cgi=f"/cgi-bin={tmp_path}, /=.", cgi_timeout="5", cgi_max_concurrent="3")  # type: ignore[arg-type]
+    assert config.cgi == (f"/cgi-bin={tmp_path}", "/=.")
+    assert (config.cgi_timeout, config.cgi_max_concurrent) == (5.0, 3)
+    assert (Config().cgi, Config().cgi_timeout, Config().cgi_max_concurrent) == ((), 60.0, None)
+    assert parse_mount(f"/cgi-bin/={tmp_path}") == ("/cgi-bin", str(tmp_path))
+    assert parse_mount("/=.") == ("/", ".")
+    message = "cgi: '/api=.': an app is mounted at '/api' too"
+    assert error_of(lambda: Config(cgi="/api=.", mount="/api=a:b")) == message  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("/cgi-bin", "cgi: '/cgi-bin' is not PREFIX=DIR (e.g. /cgi-bin=./cgi-bin)"),
+        ("/cgi-bin=", "cgi: '/cgi-bin=' is not PREFIX=DIR (e.g. /cgi-bin=./cgi-bin)"),
+        ("cgi-bin=.", "cgi: 'cgi-bin=.': the prefix 'cgi-bin' must be a plain path starting with '/'"),
+        ("/a/../b=.", "cgi: '/a/../b=.': the prefix '/a/../b' must be a plain path starting with '/'"),
+        ("/a%2f=.", "cgi: '/a%2f=.': the prefix '/a%2f' must be a plain path starting with '/'"),
+        ("/x=/no/such/dir", "cgi: '/x=/no/such/dir': '/no/such/dir' is not a directory"),
+        ("/x=. /x/=.", "cgi: '/x/=.': the prefix '/x' is given twice"),
+    ],
+)
+def test_cgi_mount_errors(value: str, message: str) -> None:
+    assert error_of(lambda: Config(cgi=value)) == message  # type: ignore[arg-type]
+
+
+def test_cgi_limits_errors() -> None:
+    assert error_of(lambda: Config(cgi_timeout=0)) == "cgi_timeout: 0 is out of range (must be more than 0)"
+    assert error_of(lambda: Config(cgi_max_concurrent=0)).startswith("cgi_max_concurrent: 0 is out of range")

@@ -471,3 +471,30 @@ def test_peer_verdicts_are_remembered_and_bounded(monkeypatch: pytest.MonkeyPatc
     ]
     assert allow.peers == {"10.0.0.1": True, "11.0.0.1": False, "bogus": False}
     assert allow.trusts_peer("10.9.9.9") and len(allow.peers) == 1  # full: emptied, then this one
+
+
+def test_resolutions_are_remembered_but_not_errors() -> None:
+    allow = AllowList(["127.0.0.1"])
+    pairs = headers(("host", "h"), ("x-forwarded-for", "203.0.113.7"), ("x-forwarded-proto", "https"))
+    first = resolve(pairs, PEER, allow)
+    assert first == Forwarded(("203.0.113.7", 0), "https", None)
+    assert resolve(list(pairs), PEER, allow) is first  # the same headers from the same peer: looked up
+    assert resolve(pairs, ("127.0.0.1", 1), allow) is not first  # another connection: worked out
+    assert resolve(headers(("x-forwarded-for", "203.0.113.8")), PEER, allow) == Forwarded(
+        ("203.0.113.8", 0), None, None
+    )
+    bad = headers(("x-forwarded-for", "nope"))
+    for _ in range(2):  # raised every time
+        with pytest.raises(ForwardedError):
+            resolve(bad, PEER, allow)
+
+
+def test_only_short_headers_are_remembered() -> None:
+    allow = AllowList(["127.0.0.1"])
+    long_chain = ", ".join(f"198.51.100.{i % 250}" for i in range(200)) + ", 203.0.113.7"
+    result = resolve(headers(("x-forwarded-for", long_chain)), PEER, allow)
+    assert result is not None and result.client == ("203.0.113.7", 0)
+    assert allow.results == {}  # a client's long list is not kept
+    with pytest.raises(ForwardedError):
+        resolve(headers(("x-forwarded-for", "x" * 1000)), PEER, allow)
+    assert all(len(entry) <= 64 for entry in allow.nodes)

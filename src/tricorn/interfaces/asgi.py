@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import unquote
 
@@ -79,6 +79,29 @@ def build_scope(
     if state is not None:
         scope["state"] = state.copy()
     return scope
+
+
+async def send_plain(
+    send: Callable[[Message], Awaitable[None]],
+    status: int,
+    reason: str | bytes,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+) -> None:
+    """A short ``text/plain`` answer of the server's own (``404 not found``) from an internal ASGI app
+    (static files, CGI, a path no app is mounted at)."""
+    body = b"%d %s\n" % (status, reason.encode() if isinstance(reason, str) else reason)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", b"%d" % len(body)),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class HTTPCycle:
@@ -229,13 +252,7 @@ class HTTPCycle:
                 stream.cycle_complete(self)
                 return
             if stream.write_paused:
-                stream.wait_started(WAIT_SEND)  # --timeout-send runs while the client takes nothing
-                try:
-                    await stream.drain()
-                finally:
-                    stream.wait_ended(WAIT_SEND)
-                if self.disconnected:
-                    raise self._gone()
+                await self._wait_for_room(stream)
             return
         if state is RESPONSE_TRAILERS:
             if kind != "http.response.trailers":
@@ -322,13 +339,7 @@ class HTTPCycle:
             sent += len(data)
             stream.response_body(data, True)
             if stream.write_paused:
-                stream.wait_started(WAIT_SEND)
-                try:
-                    await stream.drain()
-                finally:
-                    stream.wait_ended(WAIT_SEND)
-                if self.disconnected:
-                    raise self._gone()
+                await self._wait_for_room(stream)
         return sent
 
     def _early_hint(self, message: Message) -> None:
@@ -339,6 +350,16 @@ class HTTPCycle:
             raise LocalProtocolError(f"early hint links must be bytes, got {message!r:.80}") from None
         if links:
             self.stream.response_informational(103, links)
+
+    async def _wait_for_room(self, stream: Stream) -> None:
+        """The client takes nothing more now: wait until it does (``--timeout-send`` runs meanwhile)."""
+        stream.wait_started(WAIT_SEND)
+        try:
+            await stream.drain()
+        finally:
+            stream.wait_ended(WAIT_SEND)
+        if self.disconnected:
+            raise self._gone()
 
     def _gone(self) -> ClientDisconnected:
         reason = self.reason

@@ -44,6 +44,7 @@ from email.utils import formatdate, parsedate_tz
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from tricorn.interfaces.asgi import send_plain
 from tricorn.interfaces.files import file_executor
 from tricorn.logs import escape_for_log
 
@@ -270,7 +271,7 @@ class StaticFiles:
     async def __call__(self, scope: Message, receive: Any, send: Send) -> None:
         method = scope["method"]
         if method != "GET" and method != "HEAD":
-            await _plain(send, 405, b"method not allowed", [(b"allow", ALLOW)])
+            await send_plain(send, 405, b"method not allowed", [(b"allow", ALLOW)])
             return
         raw = scope["raw_path"]
         rest = raw[len(self.prefix) :]
@@ -290,14 +291,14 @@ class StaticFiles:
                         exc,
                         escape_for_log(raw.decode("latin-1")),
                     )
-                await _plain(send, exc.status, _REASONS.get(exc.status, b"refused"), ())
+                await send_plain(send, exc.status, _REASONS.get(exc.status, b"refused"), ())
                 return
             self._store(rest, resource)
         if resource.redirect:
             location = raw + b"/"
             if scope["query_string"]:
                 location += b"?" + scope["query_string"]
-            await _plain(send, 301, b"moved permanently", [(b"location", location)])
+            await send_plain(send, 301, b"moved permanently", [(b"location", location)])
             return
         await self._respond(scope, resource, send)
 
@@ -437,7 +438,7 @@ class StaticFiles:
                 await send({"type": "http.response.start", "status": 304, "headers": kept})
                 await send({"type": "http.response.body", "body": b""})
             else:
-                await _plain(send, 412, b"precondition failed", ())
+                await send_plain(send, 412, b"precondition failed", ())
             return
         size = rep.size
         ranges = None
@@ -447,7 +448,7 @@ class StaticFiles:
             headers = [*rep.headers, (b"content-length", b"%d" % size)]
             await _send_part(send, headers, 200, rep, 0, size)
         elif ranges is UNSATISFIABLE:
-            await _plain(send, 416, b"range not satisfiable", [(b"content-range", b"bytes */%d" % size)])
+            await send_plain(send, 416, b"range not satisfiable", [(b"content-range", b"bytes */%d" % size)])
         elif len(ranges) == 1:
             start, end = ranges[0]
             headers = [
@@ -473,22 +474,6 @@ _CONDITIONAL = frozenset(
     )
 )
 _NOT_MODIFIED_FIELDS = frozenset((b"etag", b"cache-control", b"vary", b"last-modified"))
-
-
-async def _plain(send: Send, status: int, text: bytes, headers: Any) -> None:
-    body = b"%d %s\n" % (status, text)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", b"%d" % len(body)),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 async def _send_part(

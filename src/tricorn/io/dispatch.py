@@ -1,7 +1,7 @@
 """Request dispatch: which target serves a request, and the one place where its cycle is made and started.
 
 Every protocol (HTTP/1.1 in :mod:`tricorn.io.h1`, HTTP/2 in :mod:`tricorn.io.h2`, WebSocket in
-:mod:`tricorn.io.ws`, HTTP/3 later) hands each request it has parsed to the worker's :class:`Dispatch`,
+:mod:`tricorn.io.ws`, HTTP/3 in :mod:`tricorn.io.h3`) hands each request it has parsed to the worker's :class:`Dispatch`,
 through two attributes bound on :class:`~tricorn.io.server.ServerState` once, at start:
 
 - ``state.new_cycle(stream, request) -> cycle``: the cycle (ASGI ``HTTPCycle``, ``WSGICycle``, or a
@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tricorn.interfaces.asgi import HTTPCycle, build_scope
+from tricorn.interfaces.asgi import HTTPCycle, build_scope, send_plain
 from tricorn.interfaces.forwarded import proxied_scope
 
 if TYPE_CHECKING:
@@ -247,10 +247,7 @@ async def not_found(
     scope: Scope, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
 ) -> None:
     """``/`` when only mounted apps were given: a path outside every mount."""
-    body = b"not found: no application is mounted at this path\n"
-    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": 404, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_plain(send, 404, "not found: no application is mounted at this path")
 
 
 class MountedApp(Protocol):

@@ -37,8 +37,9 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from tricorn.errors import ClientTimeout, LocalProtocolError, RemoteProtocolError
-from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, WAIT_READ, Headers
+from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, Headers
 from tricorn.io.flow import WriteFlow
+from tricorn.io.mux import INF, MuxProtocol, MuxStream
 from tricorn.io.runner import AppRunner
 from tricorn.proto.h1 import Request
 from tricorn.proto.h2 import request_from_headers, response_headers, trailer_fields
@@ -88,8 +89,6 @@ CONTROL_BUDGET = 1000
 # to PING and SETTINGS pile up otherwise).
 OUTPUT_LIMIT = 4 * 1024 * 1024
 
-INF = float("inf")
-
 
 def _copy_request(request: Request) -> Request:
     """A request of its own (the app may change its ``scope["headers"]`` list)."""
@@ -107,29 +106,22 @@ def _copy_request(request: Request) -> Request:
     )
 
 
-class H2Stream:
+class H2Stream(MuxStream):
     """One request on an HTTP/2 connection: the Stream its cycle answers through."""
 
     __slots__ = (
         "bodiless",
         "conn",
-        "cycle",
         "ended",
         "head",
         "id",
-        "length",
         "outbuf",
         "outbuf_end",
         "pending_trailers",
-        "proto",
-        "read_deadline",
         "reading_paused",
         "received",
-        "reset",
-        "send_deadline",
         "tunnel",
         "unacked",
-        "waiter",
     )
 
     def __init__(self, proto: H2Protocol, stream_id: int) -> None:
@@ -153,35 +145,7 @@ class H2Stream:
         self.read_deadline = INF  # when the app's wait for body bytes runs out (inf: not waiting)
         self.send_deadline = INF  # when its wait for window to send more runs out
 
-    # -- what the cycle reads
-    @property
-    def scheme(self) -> str:
-        return self.proto.scheme
-
-    @property
-    def client(self) -> tuple[str, int] | None:
-        return self.proto.client
-
-    @property
-    def tls(self) -> TLSInfo | None:
-        return self.proto.tls
-
-    @property
-    def server(self) -> tuple[str, int] | None:
-        return self.proto.server
-
-    @property
-    def proxy_trust(self) -> AllowList | None:
-        return self.proto.proxy_trust
-
-    @property
-    def wsgi_environ(self) -> dict[str, Any] | None:
-        return self.proto.wsgi_environ
-
-    @wsgi_environ.setter
-    def wsgi_environ(self, value: dict[str, Any] | None) -> None:
-        self.proto.wsgi_environ = value
-
+    # -- what the cycle reads (and io/mux.py's MuxStream)
     @property
     def write_paused(self) -> bool:
         return bool(self.outbuf) or self.proto.write_paused
@@ -195,27 +159,11 @@ class H2Stream:
                 self.conn.send_headers(self.id, fields)
                 self.proto.schedule_flush()
             return
-        cycle = self.cycle
-        if cycle is not None and (status == 204 or status == 304 or cycle.request.method == b"HEAD"):
-            self.length = -1  # no body goes out (RFC 9110 §6.4.1)
-        else:
-            self.length = None
-            for name, value in fields:
-                if name == b"content-length":
-                    self.length = int(value) if value.isdigit() else None
-                    break
+        self.set_length(status, fields)
         self.head = fields
 
     def response_body(self, data: bytes, more: bool) -> None:
-        length = self.length
-        if length is not None:
-            if length < 0:
-                data = b""  # HEAD, 204, 304: the body is not sent
-            else:
-                length -= len(data)
-                if length < 0:
-                    raise LocalProtocolError("response body longer than its content-length")
-                self.length = length
+        data = self.count_body(data)
         if self.reset:
             return
         head = self.head
@@ -260,7 +208,7 @@ class H2Stream:
         if self.outbuf and not self.reset:
             self._send(self.outbuf, self.outbuf_end)
             if not self.outbuf:
-                self._wake()
+                self.wake()
                 trailers = self.pending_trailers
                 if trailers is not None:
                     self.pending_trailers = None
@@ -275,9 +223,6 @@ class H2Stream:
                     if not self.ended:
                         self.proto.reset_after_response(self)  # (held back while the response went out)
                     self.proto.stream_done(self)
-
-    def response_informational(self, status: int, headers: Headers) -> None:
-        self.response_start(status, headers)  # (a 1xx goes out at once)
 
     async def sendfile(self, fd: int, offset: int, count: int) -> int | None:
         return None  # DATA frames: the cycle sends the file in pieces (interfaces/files.py)
@@ -309,33 +254,6 @@ class H2Stream:
             else:
                 await self.proto.drain()
 
-    def _wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def wait_started(self, kind: int) -> None:
-        if self.reset:
-            return
-        proto = self.proto
-        state = proto.state
-        if kind == WAIT_READ:
-            deadline = self.read_deadline = state.loop.time() + state.timeout_read
-        else:
-            deadline = self.send_deadline = state.loop.time() + state.timeout_send
-        if deadline < proto.deadline:
-            proto.deadline = deadline
-
-    def wait_ended(self, kind: int) -> None:
-        # The connection's deadline is left as it is: its timeout() finds what is really due (a scan of the
-        # streams once per expired deadline, rather than one per wait).
-        if kind == WAIT_READ:
-            self.read_deadline = INF
-        else:
-            self.send_deadline = INF
-
     def pause_reading(self) -> None:
         self.reading_paused = True
 
@@ -363,16 +281,6 @@ class H2Stream:
             # sending with RST_STREAM NO_ERROR once the response is out.
             proto.reset_after_response(self)
         proto.stream_done(self)
-
-    def app_error(self, cycle: Any, message: str, exc: BaseException | None) -> None:
-        proto = self.proto
-        proto.state.log_app_error(message, exc)
-        if cycle.state is RESPONSE_START and not self.reset:
-            cycle.state = RESPONSE_DONE
-            proto.reply_error(self, cycle, 500, "internal server error")
-        elif cycle.state is not RESPONSE_DONE:
-            cycle.state = ABORTED
-            self.cycle_complete(cycle)
 
     # -- a WebSocket tunnel (io/ws.py H2Tunnel)
     def send_tunnel_head(self, headers: Headers) -> None:
@@ -440,7 +348,7 @@ class H2Stream:
         """Reset by the client, or the connection is lost (or the server gave up on the client: ``reason``)."""
         self.reset = True
         self.outbuf = b""
-        self._wake()
+        self.wake()
         if self.cycle is not None:
             self.cycle.disconnect(reason)
         tunnel = self.tunnel
@@ -449,7 +357,7 @@ class H2Stream:
             tunnel.connection_lost(None)
 
 
-class H2Protocol(WriteFlow, asyncio.Protocol):
+class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
     """One HTTP/2 connection (see the module docstring)."""
 
     protocol_label = "h2"  # its kind among the open connections (io/metrics.py)
@@ -759,14 +667,6 @@ class H2Protocol(WriteFlow, asyncio.Protocol):
         if waiter is None or waiter.done():
             waiter = self._drain_waiter = self.state.loop.create_future()
         await waiter
-
-    def reply_error(self, stream: H2Stream, cycle: Any, status: int, message: str) -> None:
-        cycle.state = RESPONSE_DONE
-        cycle.status = status
-        body = (message + "\n").encode()
-        cycle.response_bytes = len(body)
-        self.error_response(stream, status, body)
-        stream.cycle_complete(cycle)
 
     def error_response(self, stream: H2Stream, status: int, body: bytes) -> None:
         headers = response_headers(

@@ -25,9 +25,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from tricorn.config import Config
-    from tricorn.interfaces.asgi import ASGIApp, HTTPCycle
+    from tricorn.interfaces.asgi import ASGIApp, HTTPCycle, Scope
+    from tricorn.interfaces.cgi import CGIScripts
     from tricorn.interfaces.wsgi import WSGIServer
-    from tricorn.io.dispatch import MountedApp
+    from tricorn.io.dispatch import MountedApp, Target
     from tricorn.io.metrics import MetricsSlot
 
 error_log = logging.getLogger("tricorn.error")
@@ -98,10 +99,15 @@ class ServerState:
         self.request_limit = 0
         self.on_request_limit: Callable[[], None] = _nothing
         self.shutting_down = False
-        # Set on a pre-fork worker retiring while others keep serving: see shutdown().
+        # Set on a graceful stop (and on a pre-fork worker retiring while others keep serving): see
+        # shutdown().
         self.lame_duck = False
         self.lifespan_state = lifespan_state  # the APP's (each mounted app has its own: io/dispatch.py)
-        self.servers: list[Listener] = []
+        self.servers: list[Any] = []  # Listener, QuicEndpoint: close() and wait_closed()
+        # A pre-fork worker's master (set by supervisor/worker.py): its workers share each QUIC socket and
+        # relay each other's datagrams (io/quic.py).
+        self.master_pid: int | None = None
+        self.quic_relay: Any = None
         self.pid = os.getpid()
         # The app's interface: connections make WSGI cycles when `wsgi` is set (one attribute check on
         # the ASGI path).
@@ -133,7 +139,11 @@ class ServerState:
         # Which target serves a request, and how its cycle is made and started (io/dispatch.py): bound once.
         from tricorn.io.dispatch import build_dispatch, mount_targets, static_targets
 
-        extra = [*static_targets(self, config), *mount_targets(self, list(mounts))]
+        extra = [
+            *static_targets(self, config),
+            *mount_targets(self, list(mounts)),
+            *self._cgi_targets(config),
+        ]
         self.dispatch = build_dispatch(self, app, extra)
         self.new_cycle = self.dispatch.new_cycle
         self.start_cycle = self.dispatch.start_cycle
@@ -182,6 +192,41 @@ class ServerState:
         self._tick = max(0.05, min(1.0, *(t / 4 for t in timeouts)))
         self._last_date = 0
 
+    def _cgi_targets(self, config: Config) -> list[tuple[str, Target]]:
+        """The ``--cgi`` directories as dispatch targets (interfaces/cgi.py), sharing one CGIScripts."""
+        self.cgi: CGIScripts | None = None
+        if not config.cgi:
+            return []
+        from tricorn.config import parse_mount
+        from tricorn.interfaces.cgi import CGIMount, CGIScripts
+        from tricorn.io.dispatch import ASGITarget
+
+        self.cgi = CGIScripts(config.cgi_timeout, config.cgi_max_concurrent or config.threads)
+        targets: list[tuple[str, Target]] = []
+        for entry in config.cgi:
+            prefix, directory = parse_mount(entry)
+            mount = CGIMount(prefix, directory, self.cgi, self._local_redirect)
+            target = ASGITarget(self, mount, config.root_path, kind="cgi", websocket=False)
+            targets.append((prefix, target))
+        return targets
+
+    def _local_redirect(self, scope: Scope) -> ASGIApp:
+        """The app that serves a CGI script's local redirect (RFC 3875 §6.2.2): the table's target for
+        the new path. A WSGI app cannot be called from inside an ASGI one: the client is redirected to
+        it instead (the same GET, one round trip later)."""
+        from tricorn.interfaces.cgi import redirect_client
+        from tricorn.io.dispatch import ASGITarget
+
+        target = self.dispatch.match(scope["raw_path"])
+        if not isinstance(target, ASGITarget):
+            return redirect_client
+        scope["root_path"] = target.root_path
+        scope["path"] = target.path_root + scope["path"]
+        state = target.lifespan_state if target.mount else self.lifespan_state
+        if state is not None:
+            scope["state"] = state.copy()
+        return target.app
+
     # -- addresses
     def server_address(self, sockname: object) -> tuple[str, int] | None:
         if isinstance(sockname, tuple) and len(sockname) >= 2:
@@ -203,9 +248,14 @@ class ServerState:
         from tricorn.io.h1 import H1Protocol
 
         self._refresh_date()
+        quic = [sock for sock in sockets if sock.type == socket.SOCK_DGRAM]
+        if quic:
+            await self._start_quic(quic)
         # --proxy-protocol: each connection's PROXY header is read first, before HTTP or TLS (io/accept.py).
         prelude = functools.partial(read_proxy_header, self) if self.proxy_protocol is not None else None
         for sock in sockets:
+            if sock.type == socket.SOCK_DGRAM:
+                continue
             listener: Listener
             if self.ssl_context is not None:
                 listener = TLSListener(self, sock, prelude)
@@ -215,6 +265,23 @@ class ServerState:
             await listener.start_serving()
             self.servers.append(listener)
         self._tick_handle = self.loop.call_later(self._tick, self._on_tick)
+
+    async def _start_quic(self, sockets: list[socket.socket]) -> None:
+        """HTTP/3 on the UDP sockets (io/quic.py), advertised to TCP clients with Alt-Svc (bound once here:
+        the date line carries it, so responses pay nothing for it)."""
+        from tricorn.io.quic import QuicEndpoint, Relay
+
+        endpoints: list[QuicEndpoint] = []
+        if self.master_pid is not None and self.quic_relay is None:
+            self.quic_relay = Relay(endpoints, self.master_pid)
+            await self.quic_relay.start(self.loop)
+        for index, sock in enumerate(sockets):
+            endpoint = QuicEndpoint(self, sock, index, self.quic_relay)
+            await endpoint.start()
+            endpoints.append(endpoint)
+            self.servers.append(endpoint)
+        ports = dict.fromkeys(endpoint.port for endpoint in endpoints)
+        h1.set_alt_svc(b", ".join(b'h3=":%d"; ma=86400' % port for port in ports))
 
     def _refresh_date(self) -> None:
         now = int(time.time())
@@ -232,9 +299,10 @@ class ServerState:
     async def shutdown(self, timeout: float) -> None:
         """Stop accepting, let in-flight requests finish within ``timeout``, then cut what is left.
 
-        As a ``lame_duck`` (other workers go on accepting), an idle keep-alive connection is not closed at
-        once, which would race with a request its client may be sending: its next request is answered,
-        with ``Connection: close``, if it comes within LAME_DUCK_IDLE seconds; then it is closed.
+        As a ``lame_duck`` (a graceful stop, while other workers or hosts go on accepting), an idle
+        keep-alive connection is not closed at once, which would race with a request its client may be
+        sending: its next request is answered, with ``Connection: close``, if it comes within
+        LAME_DUCK_IDLE seconds; then it is closed.
         """
         from tricorn.io.h1 import H1Protocol
 
@@ -271,11 +339,15 @@ class ServerState:
                 if not any(c.cycle is not None for c in self.connections):
                     break
                 await asyncio.sleep(0.01)
+        if self.cgi is not None:
+            self.cgi.close()  # scripts still running (their clients gone): killed with their groups, reaped
         if self.wsgi_pool_owner is not None:
             # Requests still running in threads (their clients may be gone) get the rest of the time.
             await self.wsgi_pool_owner.close(max(0.2, deadline - self.loop.time()))
         for server in self.servers:
             await server.wait_closed()
+        if self.quic_relay is not None:
+            self.quic_relay.close()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
         if self.metrics is not None and self in self.metrics.states:

@@ -126,8 +126,13 @@ _prepared: dict[int, TLSContext | None] = {}
 
 
 def prepare(config: Config) -> TLSContext | None:
-    """Make (or make again, from the files as they are now) the context ``serving_context`` returns."""
+    """Make (or make again, from the files as they are now) the context ``serving_context`` returns, and
+    the QUIC credentials when HTTP/3 is served (io/quic.py: the same files, for aioquic's TLS)."""
     context = create_ssl_context(config)
+    if config.quic_bind:
+        from tricorn.io import quic
+
+        quic.prepare(config)
     _prepared.clear()
     _prepared[id(config)] = context
     return context

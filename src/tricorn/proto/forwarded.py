@@ -55,6 +55,11 @@ NAMES = frozenset((X_FOR, X_PROTO, X_HOST, X_PORT, FORWARDED))
 # set_real_ip_from walk has no bound; Cloudflare and AWS chains are a handful of hops).
 MAX_HOPS = 64
 MAX_CACHED_PEERS = 4096
+# Only short keys are kept, so the caches stay small whatever a client appends to its headers: an
+# X-Forwarded-For entry that is an address is at most 47 characters ("[ipv6]:port"); a proxy's headers for
+# one request are a few dozen bytes.
+MAX_CACHED_ENTRY = 64
+MAX_CACHED_HEADERS = 512
 
 
 class ForwardedError(ValueError):
@@ -68,7 +73,7 @@ class AllowList:
     (peers on a Unix socket, which are never trusted otherwise). Raises ValueError naming a bad entry.
     """
 
-    __slots__ = ("addresses", "any", "entries", "networks", "nodes", "peers", "unix")
+    __slots__ = ("addresses", "any", "entries", "networks", "nodes", "peers", "results", "unix")
 
     def __init__(self, entries: Iterable[str]) -> None:
         self.entries = tuple(entries)
@@ -83,6 +88,8 @@ class AllowList:
         # Requests through a proxy repeat the same few (parsing one costs more than the rest of a hello
         # request's proxy handling). Bounded the same way.
         self.nodes: dict[str, tuple[str, int, bool] | None] = {}
+        # Whole resolutions (see resolve), bounded the same way.
+        self.results: dict[tuple[object, ...], Forwarded] = {}
         for entry in self.entries:
             text = entry.strip()
             if text == "*":
@@ -129,9 +136,10 @@ class AllowList:
             verdict: tuple[str, int, bool] | None = (str(ip), port, self.trusts(ip))
         except ValueError:
             verdict = None
-        if len(self.nodes) >= MAX_CACHED_PEERS:
-            self.nodes.clear()
-        self.nodes[entry] = verdict
+        if len(entry) <= MAX_CACHED_ENTRY:
+            if len(self.nodes) >= MAX_CACHED_PEERS:
+                self.nodes.clear()
+            self.nodes[entry] = verdict
         return verdict
 
     def trusts(self, ip: IPAddress) -> bool:
@@ -208,9 +216,9 @@ def _port(text: str) -> int:
 
 def _split(values: list[bytes]) -> list[str]:
     """A list header's entries, its field lines joined (RFC 9110 §5.3), each stripped."""
-    text = b",".join(values).decode("latin-1")
+    text = (values[0] if len(values) == 1 else b",".join(values)).decode("latin-1")
     # RFC 9110 §5.6.1: empty list elements are not counted.
-    return [item for item in (item.strip() for item in text.split(",")) if item]
+    return [item.strip(" \t") for item in text.split(",") if item.strip(" \t")]
 
 
 # -- RFC 7239 §4: Forwarded = 1#forwarded-element; forwarded-element = [ pair ] *( ";" [ pair ] ),
@@ -316,24 +324,39 @@ def resolve(headers: Headers, peer: tuple[str, int] | None, trust: AllowList) ->
     not one, a scheme other than http, https, ws or wss, a Host or port that is not one), so that nothing
     malformed ever reaches an application as an address or a scheme.
     """
-    found: dict[bytes, list[bytes]] | None = None
-    for name, value in headers:
+    pairs: list[tuple[bytes, bytes]] | None = None
+    host = None
+    size = 0
+    for pair in headers:
+        name = pair[0]
         if name in NAMES:
-            if found is None:
-                found = {}
-            found.setdefault(name, []).append(value)
-    if found is None:
+            if pairs is None:
+                pairs = []
+            pairs.append(pair)
+            size += len(pair[1])
+        elif name == b"host":
+            host = pair[1]
+    if pairs is None:
         return None
-    if X_FOR in found or X_PROTO in found or X_HOST in found or X_PORT in found:
-        return _resolve_x(found, peer, trust, _request_host(headers))
-    return _resolve_rfc7239(found[FORWARDED], peer, trust)
-
-
-def _request_host(headers: Headers) -> str | None:
-    for name, value in headers:
-        if name == b"host":
-            return value.decode("latin-1")
-    return None
+    # A proxy repeats the same headers request after request (one client's, on one of its connections):
+    # the result is looked up, not worked out again (bench/hotpath.py: a third of the cost of a hello
+    # request with X-Forwarded-For and -Proto, without it). Malformed headers are not remembered.
+    key = (peer, host, *pairs)
+    results = trust.results
+    result = results.get(key)
+    if result is None:
+        found: dict[bytes, list[bytes]] = {}
+        for name, value in pairs:
+            found.setdefault(name, []).append(value)
+        if X_FOR in found or X_PROTO in found or X_HOST in found or X_PORT in found:
+            result = _resolve_x(found, peer, trust, host.decode("latin-1") if host is not None else None)
+        else:
+            result = _resolve_rfc7239(found[FORWARDED], peer, trust)
+        if size <= MAX_CACHED_HEADERS:
+            if len(results) >= MAX_CACHED_PEERS:
+                results.clear()
+            results[key] = result
+    return result
 
 
 def _resolve_x(

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from tricorn.errors import LocalProtocolError, RemoteProtocolError
-from tricorn.proto.h1 import KNOWN_METHODS, H1Limits, Request, date_header
+from tricorn.proto.h1 import KNOWN_METHODS, H1Limits, Request, alt_svc_value, date_header
 from tricorn.proto.h1.head import _BAD_TARGET, _CONTENT_LENGTH, _HOST
 from tricorn.proto.h1.response import EXTRA_PAIRS, SERVER_PAIR
 
@@ -36,9 +36,13 @@ _STATUS_BYTES: Final = {code: b"%d" % code for code in range(100, 600)}
 
 
 def request_from_headers(
-    headers: Iterable[tuple[bytes, bytes]], limits: H1Limits, connect_protocols: frozenset[bytes]
+    headers: Iterable[tuple[bytes, bytes]],
+    limits: H1Limits,
+    connect_protocols: frozenset[bytes],
+    http_version: str = "2",
 ) -> Request:
     """The request a decoded HTTP/2 head stands for (the h2 core holds the body to its Content-Length).
+    HTTP/3 heads (RFC 9114 §4.3) follow the same rules and come here too, with ``http_version`` "3".
 
     ``connect_protocols`` are the ``:protocol`` values of an extended CONNECT (RFC 8441) this server takes
     (``websocket`` for an ASGI app); their request gets ``upgrade`` set to the protocol. Raises
@@ -120,7 +124,7 @@ def request_from_headers(
         raise RemoteProtocolError("request body too large", status=413)
     target, _, _ = path.partition(b"#")
     raw_path, _, query = target.partition(b"?")
-    return Request(method, path, "2", fields, raw_path, query, authority, True, expect, upgrade)
+    return Request(method, path, http_version, fields, raw_path, query, authority, True, expect, upgrade)
 
 
 def trailer_fields(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -168,4 +172,6 @@ def response_headers(status: int, headers: Iterable[tuple[bytes, bytes]]) -> lis
     if not has_date and date_header():
         out.append((b"date", date_header()[6:-2]))
     out.extend(EXTRA_PAIRS[0])
+    if alt_svc_value[0]:
+        out.append((b"alt-svc", alt_svc_value[0]))
     return out

@@ -34,6 +34,7 @@ from tricorn.errors import AppLoadError, ConfigError, LifespanFailure
 from tricorn.importer import Mounted, load_apps
 from tricorn.interfaces.lifespan import Lifespan, Lifespans
 from tricorn.io import tls
+from tricorn.io.quic import QuicEndpoint
 from tricorn.io.server import ServerState
 
 if TYPE_CHECKING:
@@ -150,11 +151,21 @@ async def reimport(config: Config, loop: asyncio.AbstractEventLoop, backend: str
 async def hand_over(old: Serving, new: Serving) -> None:
     """Move the listening sockets from ``old``'s server to ``new``'s, which accepts from now on."""
     sockets = []
-    for server in old.state.servers:
+    endpoints = []
+    for server in list(old.state.servers):
+        if isinstance(server, QuicEndpoint):
+            # The UDP socket cannot be read by two endpoints: the endpoint itself goes over. Its new
+            # connections are the new app's; those it has keep the old one until they finish.
+            old.state.servers.remove(server)
+            endpoints.append(server)
+            continue
         sock = server.detach()
         if sock is not None:
             sockets.append(sock)
     await new.state.start(sockets)
+    for endpoint in endpoints:
+        endpoint.adopt(new.state)
+        new.state.servers.append(endpoint)
 
 
 async def retire(old: Serving, timeout: float) -> None:

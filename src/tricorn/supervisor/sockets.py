@@ -142,14 +142,39 @@ def open_listeners(config: Config, unix_owner: tuple[int, int] | None = None) ->
             "using %d socket(s) passed by systemd (LISTEN_FDS); bind, host and port are ignored",
             len(activated),
         )
-        return activated
-    return bind_sockets(
-        config.binds,
-        config.backlog,
-        reuse_port=config.reuse_port,
-        unix_mode=config.unix_socket_permissions,
-        unix_owner=unix_owner,
-    )
+        sockets = activated
+    else:
+        sockets = bind_sockets(
+            config.binds,
+            config.backlog,
+            reuse_port=config.reuse_port,
+            unix_mode=config.unix_socket_permissions,
+            unix_owner=unix_owner,
+        )
+    try:
+        sockets.extend(bind_quic_sockets(config))
+    except BindError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def bind_quic_sockets(config: Config) -> list[socket.socket]:
+    """The UDP sockets of ``--quic-bind`` (HTTP/3), one per address, shared by every worker."""
+    from tricorn.io.quic import bind_udp
+
+    sockets: list[socket.socket] = []
+    for address in config.quic_binds:
+        assert address.host is not None and address.port is not None
+        try:
+            sockets.append(bind_udp(address.host, address.port))
+        except OSError as exc:
+            for sock in sockets:
+                sock.close()
+            host = f"[{address.host}]" if ":" in address.host else address.host
+            raise BindError(f"could not bind to udp {host}:{address.port}: {exc.strerror or exc}") from None
+    return sockets
 
 
 def unix_paths(sockets: Iterable[socket.socket]) -> list[str]:
@@ -176,6 +201,9 @@ def bind_metrics(config: Config) -> socket.socket | None:
 
 def describe(sock: socket.socket, scheme: str = "http") -> str:
     name = sock.getsockname()
+    if sock.type == socket.SOCK_DGRAM:
+        host = f"[{name[0]}]" if sock.family == socket.AF_INET6 else name[0]
+        return f"https://{host}:{name[1]} (HTTP/3 over QUIC, UDP)"
     if sock.family == socket.AF_UNIX:
         return f"unix:{name}" if scheme == "http" else f"{scheme}+unix:{name}"
     if sock.family == socket.AF_INET6:

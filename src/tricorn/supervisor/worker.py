@@ -204,13 +204,16 @@ class Embedded(Standalone):
 
     def __init__(self, config: Config, on_serving: Callable[[], None]) -> None:
         super().__init__(config)
-        self.stop: asyncio.Event | None = None
         self._on_serving = on_serving
+
+    @property
+    def stop(self) -> asyncio.Event | None:
+        return self._stop
 
     def add_signal_handlers(
         self, loop: asyncio.AbstractEventLoop, on_signal: OnSignal, state: ServerState, stop: asyncio.Event
     ) -> None:
-        self._loop, self.stop = loop, stop
+        self._loop, self._stop = loop, stop
         if threading.current_thread() is not threading.main_thread():
             return
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -269,6 +272,7 @@ class Worker:
         self, loop: asyncio.AbstractEventLoop, on_signal: OnSignal, state: ServerState, stop: asyncio.Event
     ) -> None:
         self._loop, self._state, self._stop = loop, state, stop
+        state.master_pid = os.getppid()  # QUIC: the workers of one master relay each other's datagrams
 
         def on_term() -> None:
             # Once is enough: the master escalates with SIGQUIT. A second SIGTERM is the same stop sent

@@ -37,8 +37,10 @@ from tricorn.proto.h1.head import KNOWN_METHODS, check_head
 from tricorn.proto.h1.parsers import available_backends
 from tricorn.proto.h1.response import (
     CONTINUE_RESPONSE,
+    alt_svc_value,
     date_header,
     error_response,
+    set_alt_svc,
     set_date,
     set_default_headers,
     status_line,
@@ -68,10 +70,12 @@ __all__ = [
     "Headers",
     "Request",
     "ResponseState",
+    "alt_svc_value",
     "available_backends",
     "check_head",
     "date_header",
     "error_response",
+    "set_alt_svc",
     "set_date",
     "set_default_headers",
     "status_line",

@@ -38,6 +38,7 @@ from tricorn.proto.h1.parsers import _BODY_METHODS, _HttptoolsParser, _llhttp, _
 from tricorn.proto.h1.response import (
     _PAIR_LINES,
     _STATUS_LINES,
+    _alt_svc_line,
     _date_header,
     _extra_lines,
     _pair_line,
@@ -289,7 +290,9 @@ class H1Connection:
         if not has_server:
             out.append(_server_line[0])
         if not has_date:
-            out.append(_date_header[0])
+            out.append(_date_header[0])  # (and Alt-Svc, when HTTP/3 is served)
+        else:
+            out.append(_alt_svc_line[0])
         out.append(_extra_lines[0])  # b"" unless --header
 
         if status < 200:

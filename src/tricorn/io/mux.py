@@ -1,0 +1,156 @@
+"""What the streams of a multiplexed connection share, over HTTP/2 (:mod:`tricorn.io.h2`) and HTTP/3
+(:mod:`tricorn.io.h3`): each request is a stream object answering its cycle through the
+:class:`~tricorn.interfaces.stream.Stream` contract, beside others on one connection. The framing, flow
+control and resets differ and stay in each protocol's module; what is the same to the letter lives here once:
+the connection's addresses as the cycle reads them, the Content-Length a response may still send, the
+read and send deadlines of an app waiting on its client, an app's failure, and an error response's
+accounting."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from tricorn.errors import LocalProtocolError
+from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, WAIT_READ, Headers
+
+if TYPE_CHECKING:
+    from tricorn.io.tls import TLSInfo
+    from tricorn.proto.forwarded import AllowList
+
+INF = float("inf")
+
+
+class MuxStream:
+    """The shared part of H2Stream and H3Stream (their own classes hold the slots)."""
+
+    __slots__ = ("cycle", "length", "proto", "read_deadline", "reset", "send_deadline", "waiter")
+
+    proto: Any  # the connection: H2Protocol or H3Protocol
+    cycle: Any
+    length: int | None  # what is left of the response's Content-Length (-1: no body may go out)
+    reset: bool  # reset (either side), or the connection is gone
+    read_deadline: float  # when the app's wait for body bytes runs out (inf: not waiting)
+    send_deadline: float  # when its wait for room to send more runs out
+    waiter: asyncio.Future[None] | None
+
+    # -- what the cycle reads
+    @property
+    def scheme(self) -> str:
+        return str(self.proto.scheme)
+
+    @property
+    def client(self) -> tuple[str, int] | None:
+        return self.proto.client  # type: ignore[no-any-return]
+
+    @property
+    def server(self) -> tuple[str, int] | None:
+        return self.proto.server  # type: ignore[no-any-return]
+
+    @property
+    def tls(self) -> TLSInfo | None:
+        return self.proto.tls  # type: ignore[no-any-return]
+
+    @property
+    def proxy_trust(self) -> AllowList | None:
+        return self.proto.proxy_trust  # type: ignore[no-any-return]
+
+    @property
+    def wsgi_environ(self) -> dict[str, Any] | None:
+        return self.proto.wsgi_environ  # type: ignore[no-any-return]
+
+    @wsgi_environ.setter
+    def wsgi_environ(self, value: dict[str, Any] | None) -> None:
+        self.proto.wsgi_environ = value
+
+    def set_length(self, status: int, fields: list[tuple[bytes, bytes]]) -> None:
+        """What the final response head ``fields`` lets the body be: none for HEAD, 204 and 304 (RFC 9110
+        §6.4.1), its Content-Length, or unbounded."""
+        cycle = self.cycle
+        if cycle is not None and (status == 204 or status == 304 or cycle.request.method == b"HEAD"):
+            self.length = -1
+            return
+        self.length = None
+        for name, value in fields:
+            if name == b"content-length":
+                self.length = int(value) if value.isdigit() else None
+                return
+
+    def count_body(self, data: bytes) -> bytes:
+        """``data`` as the response may carry it: nothing after a bodiless head; LocalProtocolError past
+        its Content-Length."""
+        length = self.length
+        if length is not None:
+            if length < 0:
+                return b""  # HEAD, 204, 304: the body is not sent
+            length -= len(data)
+            if length < 0:
+                raise LocalProtocolError("response body longer than its content-length")
+            self.length = length
+        return data
+
+    def response_start(self, status: int, headers: Headers) -> None:  # (each protocol's own)
+        raise NotImplementedError
+
+    def response_informational(self, status: int, headers: Headers) -> None:
+        self.response_start(status, headers)  # (a 1xx goes out at once)
+
+    def cycle_complete(self, cycle: Any) -> None:  # (each protocol's own)
+        raise NotImplementedError
+
+    # -- deadlines (interfaces/stream.py): kept per stream, the connection's is the earliest
+    def wait_started(self, kind: int) -> None:
+        if self.reset:
+            return
+        proto = self.proto
+        state = proto.state
+        if kind == WAIT_READ:
+            deadline = self.read_deadline = state.loop.time() + state.timeout_read
+        else:
+            deadline = self.send_deadline = state.loop.time() + state.timeout_send
+        if deadline < proto.deadline:
+            proto.deadline = deadline
+
+    def wait_ended(self, kind: int) -> None:
+        # The connection's deadline is left as it is: its timeout() finds what is really due (a scan of the
+        # streams once per expired deadline, rather than one per wait).
+        if kind == WAIT_READ:
+            self.read_deadline = INF
+        else:
+            self.send_deadline = INF
+
+    def wake(self) -> None:
+        """Let an app waiting in ``drain`` go on (there is room again, or the stream is gone)."""
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def app_error(self, cycle: Any, message: str, exc: BaseException | None) -> None:
+        proto = self.proto
+        proto.state.log_app_error(message, exc)
+        if cycle.state is RESPONSE_START and not self.reset:
+            cycle.state = RESPONSE_DONE
+            proto.reply_error(self, cycle, 500, "internal server error")
+        elif cycle.state is not RESPONSE_DONE:
+            cycle.state = ABORTED
+            self.cycle_complete(cycle)
+
+
+class MuxProtocol:
+    """The shared part of H2Protocol and H3Protocol."""
+
+    __slots__ = ()
+
+    def error_response(self, stream: Any, status: int, body: bytes) -> None:  # (each protocol's own)
+        raise NotImplementedError
+
+    def reply_error(self, stream: Any, cycle: Any, status: int, message: str) -> None:
+        """Answer ``stream`` with ``status`` and ``message`` in place of its app, and account for it."""
+        cycle.state = RESPONSE_DONE
+        cycle.status = status
+        body = (message + "\n").encode()
+        cycle.response_bytes = len(body)
+        self.error_response(stream, status, body)
+        stream.cycle_complete(cycle)
