@@ -276,8 +276,8 @@ def test_mount_labels_come_from_the_configuration_root_first() -> None:
     assert type(new_slot(Config.load(["bench.apps:hello"], env={}))) is MetricsSlot
     config = Config.load(["--mount", "/z/=bench.apps:hello", "--mount", "/api=bench.apps:hello"], env={})
     assert mount_labels(config) == ("/", "/api", "/z")
-    config = Config.load(["bench.apps:hello", "--static", "/files/=."], env={})
-    assert mount_labels(config) == ("/", "/files")
+    config = Config.load(["bench.apps:hello", "--static", "/files/=.", "--cgi", "/cgi-bin=."], env={})
+    assert mount_labels(config) == ("/", "/cgi-bin", "/files")
 
 
 def test_requests_are_counted_by_mount_and_kept_across_a_reload_that_adds_mounts() -> None:

@@ -18,7 +18,7 @@ The per-request cost (:meth:`MetricsSlot.request_done`, bench "hello" with ``--m
 method's index from a 256-entry table and one bytes comparison (no dict, no label strings), the status
 as an index, one ``bisect`` for the duration bucket, and five increments in the arrays.
 
-With several entries in the dispatch table (``--mount``, ``--static``), each request is also counted, with its
+With several entries in the dispatch table (``--mount``, ``--static``, ``--cgi``), each request is also counted, with its
 duration, under the prefix of the target that served it (``mount="/api"``). The prefixes come from the
 configuration (:func:`mount_labels`), so the master and its workers size and read the block alike before
 any fork; the slot is then a :class:`MountsSlot`, whose ``request_done`` adds one dictionary lookup and
@@ -221,10 +221,14 @@ class MountsSlot(MetricsSlot):
 
 
 def mount_labels(config: Config) -> tuple[str, ...]:
-    """The dispatch table's prefixes as the configuration gives them, ``/`` first and the rest sorted
-    (the same in the master and every worker); () when the APP alone serves (nothing is routed)."""
+    """The dispatch table's prefixes as the configuration gives them (``--mount``, ``--static``,
+    ``--cgi``), ``/`` first and the rest sorted (the same in the master and every worker); () when the
+    APP alone serves (nothing is routed)."""
+    from tricorn.config import parse_mount
+
     prefixes = {prefix.rstrip("/") or "/" for prefix, _, _ in config.app_mounts}
     prefixes.update(prefix for prefix, _ in config.static_mounts)  # (already "/" or without a slash)
+    prefixes.update(parse_mount(entry)[0] for entry in config.cgi)
     if not prefixes:
         return ()
     return ("/", *sorted(prefixes - {"/"}))
