@@ -6,8 +6,9 @@ N bench "hello" requests; run it under callgrind twice, with N and with 0 reques
     valgrind --tool=callgrind --callgrind-out-file=/dev/null .venv/bin/python bench/hotpath.py 0
     # (Ir of the first - Ir of the second) / 2000: instructions per request
 
-Options after N are tricorn settings (``--no-proxy-headers``, ``--interface wsgi``); ``--header NAME:VALUE``
-adds a request header (``--header "X-Forwarded-For: 203.0.113.7"``).
+Options after N are tricorn settings (``--no-proxy-headers``, ``--interface wsgi``, ``--mount
+/api=bench.apps:hello``, ``--metrics-bind 127.0.0.1:9100``); ``--header NAME:VALUE`` adds a request header (``--header "X-Forwarded-For:
+203.0.113.7"``), ``--path PATH`` requests PATH instead of ``/`` (a mount's, say).
 """
 
 from __future__ import annotations
@@ -52,11 +53,14 @@ class Transport:
 def main(argv: list[str]) -> None:
     count = int(argv[0])
     extra = b""
+    path = b"/"
     settings: list[str] = []
     rest = iter(argv[1:])
     for arg in rest:
         if arg == "--header":
             extra += next(rest).encode("latin-1") + b"\r\n"
+        elif arg == "--path":
+            path = next(rest).encode("latin-1")
         else:
             settings.append(arg)
     interface = "wsgi" if "wsgi" in settings else "asgi"
@@ -67,11 +71,20 @@ def main(argv: list[str]) -> None:
 
     app = apps.wsgi_hello if interface == "wsgi" else apps.hello
     loop = asyncio.new_event_loop()
-    state = ServerState(config, app, loop, "httptools", interface)  # type: ignore[arg-type]
+    options: dict[str, Any] = {}  # (no keyword when there are none: the script also runs older trees)
+    if getattr(config, "app_mounts", ()):
+        from tricorn.importer import load_apps
+
+        options["mounts"] = [each for each in load_apps(config) if each.prefix != "/"]
+    state = ServerState(config, app, loop, "httptools", interface, **options)  # type: ignore[arg-type]
+    if getattr(config, "metrics_bind", None) is not None:  # counted as a worker counts (nothing is bound)
+        from tricorn.io.metrics import new_slot
+
+        state.attach_metrics(new_slot(config))
     protocol = H1Protocol(state)
     transport = Transport()
     protocol.connection_made(transport)  # type: ignore[arg-type]
-    request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: wrk\r\n" + extra + b"\r\n"
+    request = b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: wrk\r\n" + extra + b"\r\n"
 
     async def drive() -> None:
         for _ in range(count):

@@ -333,3 +333,51 @@ def test_access_log_format_json_leaves_the_error_log_as_text(tricorn: type[Trico
     access = [json.loads(line) for line in lines if line.startswith("{")]
     assert [r["status"] for r in access] == [200, 101]
     assert any(line.startswith("[") and "listening on" in line for line in lines)
+
+
+def mount_requests(samples: Samples, mount: str) -> float:
+    return samples.get(("tricorn_mount_requests_total", (("mount", mount),)), 0.0)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_requests_are_counted_by_mount_and_a_killed_workers_counts_stay(serve: object, workers: str) -> None:
+    server: Server = serve(  # type: ignore[operator]
+        "--workers",
+        workers,
+        "--mount",
+        "/api=tests.apps.metrics_apps:app@asgi",
+        app="tests.apps.metrics_apps:wsgi_app",
+    )
+    server.wait_ready()
+    pids = set()
+    for _ in range(6):  # a new connection each: with two workers, both serve some
+        pids.add(int(httpx.get(server.url + "/").text.split()[1]))
+    with httpx.Client() as client:
+        for _ in range(4):
+            assert client.get(server.url + "/api/x").status_code == 404  # the ASGI app's own 404
+        assert client.get(server.url + "/apix").status_code == 404  # not under /api: the WSGI app's
+    wait_for(lambda: requests_total(server.scrape(), "GET", "404") == 5, what="11 requests counted")
+    samples = server.scrape()
+    assert (mount_requests(samples, "/"), mount_requests(samples, "/api")) == (7, 4)
+    for mount in ("/", "/api"):
+        key = ("tricorn_mount_request_duration_seconds_total", (("mount", mount),))
+        assert samples[key] > 0
+    assert requests_total(samples) + requests_total(samples, "GET", "404") == 11
+    if workers == "2":
+        os.kill(next(iter(pids)), signal.SIGKILL)
+        wait_for(
+            lambda: server.value("tricorn_worker_restarts_total", cause="crash") == 1,
+            what=lambda: f"a crash counted:\n{server.proc.output()}",
+        )
+        server.wait_ready()
+    assert httpx.get(server.url + "/api/y").status_code == 404
+    wait_for(lambda: mount_requests(server.scrape(), "/api") == 5, what="the sixth /api request counted")
+    assert mount_requests(server.scrape(), "/") == 7  # the dead worker's are still counted
+
+
+def test_one_app_has_no_mount_metrics(serve: object) -> None:
+    server: Server = serve()  # type: ignore[operator]
+    server.wait_ready()
+    assert httpx.get(server.url + "/").status_code == 200
+    wait_for(lambda: requests_total(server.scrape()) == 1, what="a request counted")
+    assert not any(name.startswith("tricorn_mount_") for name, _ in server.scrape())

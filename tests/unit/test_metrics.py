@@ -18,7 +18,10 @@ from tricorn.io.metrics import (
     REQUEST_BYTES,
     WS_OPEN,
     MetricsSlot,
+    MountsSlot,
     method_index,
+    mount_labels,
+    new_slot,
     series_labels,
 )
 from tricorn.proto.h1.head import KNOWN_METHODS
@@ -253,3 +256,49 @@ def test_restarts_are_counted_by_cause() -> None:
     assert dict(master.policy.restarts) == {"crash": 1, "max_requests": 1}
     master.send(Tick(), after=11.0)  # silent past the timeout: aborted
     assert master.policy.restarts["heartbeat_timeout"] >= 1
+
+
+class Target:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+
+def routed(prefix: str, duration: float) -> Cycle:
+    cycle = Cycle(b"GET", 200, duration)
+    cycle.dispatch_target = Target(prefix)  # type: ignore[attr-defined]
+    return cycle
+
+
+def test_mount_labels_come_from_the_configuration_root_first() -> None:
+    from tricorn.config import Config
+
+    assert mount_labels(Config.load(["bench.apps:hello"], env={})) == ()
+    assert type(new_slot(Config.load(["bench.apps:hello"], env={}))) is MetricsSlot
+    config = Config.load(["--mount", "/z/=bench.apps:hello", "--mount", "/api=bench.apps:hello"], env={})
+    assert mount_labels(config) == ("/", "/api", "/z")
+    config = Config.load(["bench.apps:hello", "--static", "/files/=.", "--cgi", "/cgi-bin=."], env={})
+    assert mount_labels(config) == ("/", "/cgi-bin", "/files")
+
+
+def test_requests_are_counted_by_mount_and_kept_across_a_reload_that_adds_mounts() -> None:
+    live, dead = MountsSlot(("/", "/api")), MountsSlot(("/", "/api"))
+    retired = MetricsSlot(("/", "/api"))
+    try:
+        live.request_done(routed("/api", 0.5), 1000.0)
+        live.request_done(routed("/gone", 0.5), 1000.0)  # not in the table it was sized for: not counted
+        live.request_done(Cycle(b"GET", 200, 0.1), 1000.0)  # made outside the table
+        dead.request_done(routed("/", 0.25), 1000.0)
+        retired.add(dead)
+        retired = retired.widened(("/", "/api", "/new"))
+        assert retired.mounts == ("/", "/api", "/new")
+        page = metrics.render([live], retired, metrics.ProcessTotals([]))
+        samples = parse(page)
+        assert samples[("http_server_requests_total", labels("GET", "200"))] == 4
+        assert samples[("tricorn_mount_requests_total", (("mount", "/"),))] == 1
+        assert samples[("tricorn_mount_requests_total", (("mount", "/api"),))] == 1
+        assert samples[("tricorn_mount_requests_total", (("mount", "/new"),))] == 0
+        assert samples[("tricorn_mount_request_duration_seconds_total", (("mount", "/api"),))] == 0.5
+        assert samples[("tricorn_mount_request_duration_seconds_total", (("mount", "/"),))] == 0.25
+    finally:
+        for slot in (live, dead, retired):
+            slot.close()

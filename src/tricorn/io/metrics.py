@@ -17,6 +17,12 @@ each heartbeat (a single process, when scraped), and the master reads only live 
 The per-request cost (:meth:`MetricsSlot.request_done`, bench "hello" with ``--metrics-bind``): the
 method's index from a 256-entry table and one bytes comparison (no dict, no label strings), the status
 as an index, one ``bisect`` for the duration bucket, and five increments in the arrays.
+
+With several entries in the dispatch table (``--mount``, ``--static``, ``--cgi``), each request is also counted, with its
+duration, under the prefix of the target that served it (``mount="/api"``). The prefixes come from the
+configuration (:func:`mount_labels`), so the master and its workers size and read the block alike before
+any fork; the slot is then a :class:`MountsSlot`, whose ``request_done`` adds one dictionary lookup and
+two increments. With the APP alone the slot is a plain :class:`MetricsSlot`: no cost, no such metric.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from bisect import bisect_left
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
+    from tricorn.config import Config
     from tricorn.io.server import ServerState
 
 # The methods OpenTelemetry names (http.request.method); any other is counted as "_OTHER".
@@ -80,20 +87,35 @@ class MetricsSlot:
     """One process's counters in shared memory (see the module docstring). ``states`` are the servers
     whose connections :meth:`sample` counts (a single process has two during a restart in place)."""
 
-    __slots__ = ("buckets", "counts", "memory", "states", "sums", "words")
+    __slots__ = (
+        "buckets",
+        "counts",
+        "memory",
+        "mount_counts",
+        "mount_sums",
+        "mounts",
+        "states",
+        "sums",
+        "words",
+    )
 
-    def __init__(self) -> None:
-        self.memory = mmap.mmap(-1, SIZE)  # anonymous and MAP_SHARED: a forked child writes these pages
+    def __init__(self, mounts: tuple[str, ...] = ()) -> None:
+        # After the fixed layout: a request count and a sum of seconds (a double) for each of ``mounts``.
+        size = SIZE + 16 * len(mounts)
+        self.memory = mmap.mmap(-1, size)  # anonymous and MAP_SHARED: a forked child writes these pages
         view = memoryview(self.memory)
         self.counts = view[_COUNTS * 8 : _BUCKETS * 8].cast("Q")
         self.buckets = view[_BUCKETS * 8 : _SUMS * 8].cast("Q")
         self.sums = view[_SUMS * 8 : _WORDS * 8].cast("d")
         self.words = view[_WORDS * 8 : SIZE].cast("Q")
+        self.mount_counts = view[SIZE : SIZE + 8 * len(mounts)].cast("Q")
+        self.mount_sums = view[SIZE + 8 * len(mounts) : size].cast("d")
         view.release()
+        self.mounts = mounts
         self.states: list[ServerState] = []
 
     def close(self) -> None:
-        for view in (self.counts, self.buckets, self.sums, self.words):
+        for view in (self.counts, self.buckets, self.sums, self.words, self.mount_counts, self.mount_sums):
             view.release()
         self.memory.close()
         self.states = []
@@ -159,6 +181,63 @@ class MetricsSlot:
         words = self.words
         for i, n in enumerate(other.words[:COUNTERS].tolist()):
             words[i] += n
+        index = {prefix: i for i, prefix in enumerate(self.mounts)}
+        for j, prefix in enumerate(other.mounts):  # by prefix: a reload may have changed the table
+            k = index.get(prefix)
+            if k is not None:
+                self.mount_counts[k] += other.mount_counts[j]
+                self.mount_sums[k] += other.mount_sums[j]
+
+    def widened(self, mounts: tuple[str, ...]) -> MetricsSlot:
+        """A slot holding this one's counters with room for ``mounts`` too (a reload added mounts), or
+        this slot when it has them all already; this one is closed if replaced."""
+        added = tuple(prefix for prefix in mounts if prefix not in self.mounts)
+        if not added:
+            return self
+        wider = MetricsSlot((*self.mounts, *added))
+        wider.add(self)
+        self.close()
+        return wider
+
+
+class MountsSlot(MetricsSlot):
+    """A slot that also counts requests by the dispatch target that served them (see the module
+    docstring); ``mounts`` are the table's prefixes as :class:`~tricorn.io.dispatch.Dispatch` names them."""
+
+    __slots__ = ("mount_index",)
+
+    def __init__(self, mounts: tuple[str, ...]) -> None:
+        super().__init__(mounts)
+        self.mount_index = {prefix: i for i, prefix in enumerate(mounts)}
+
+    def request_done(self, cycle: Any, now: float) -> None:
+        MetricsSlot.request_done(self, cycle, now)
+        target = getattr(cycle, "dispatch_target", None)  # None: a cycle made outside the table
+        if target is not None:
+            i = self.mount_index.get(target.prefix)
+            if i is not None:
+                self.mount_counts[i] += 1
+                self.mount_sums[i] += now - cycle.start_time
+
+
+def mount_labels(config: Config) -> tuple[str, ...]:
+    """The dispatch table's prefixes as the configuration gives them (``--mount``, ``--static``,
+    ``--cgi``), ``/`` first and the rest sorted (the same in the master and every worker); () when the
+    APP alone serves (nothing is routed)."""
+    from tricorn.config import parse_mount
+
+    prefixes = {prefix.rstrip("/") or "/" for prefix, _, _ in config.app_mounts}
+    prefixes.update(prefix for prefix, _ in config.static_mounts)  # (already "/" or without a slash)
+    prefixes.update(parse_mount(entry)[0] for entry in config.cgi)
+    if not prefixes:
+        return ()
+    return ("/", *sorted(prefixes - {"/"}))
+
+
+def new_slot(config: Config) -> MetricsSlot:
+    """This configuration's slot: one that counts by mount when there are mounts."""
+    mounts = mount_labels(config)
+    return MountsSlot(mounts) if mounts else MetricsSlot()
 
 
 def series_labels(series: int) -> tuple[str, str]:

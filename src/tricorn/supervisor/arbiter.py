@@ -38,7 +38,7 @@ from tricorn.config import Config
 from tricorn.errors import AppLoadError, ConfigError
 from tricorn.importer import load_apps, object_name
 from tricorn.io import tls
-from tricorn.io.metrics import MetricsSlot
+from tricorn.io.metrics import MetricsSlot, mount_labels, new_slot
 from tricorn.logs import configure_logging
 from tricorn.supervisor import metrics
 from tricorn.supervisor import policy as p
@@ -200,7 +200,7 @@ class Arbiter:
                 )
             if self.probes is not None:
                 assert self.selector is not None
-                self.retired = MetricsSlot()
+                self.retired = MetricsSlot(mount_labels(config))
                 self.probes.start(SelectorReactor(self.selector))
             if config.reload:
                 self.reloader = Reloader(
@@ -540,6 +540,8 @@ class Arbiter:
             error_log.error("cannot read the TLS files again (%s): not reloading", exc)
             return None
         self.config = new
+        if self.retired is not None:  # room for the counters of mounts the reload added
+            self.retired = self.retired.widened(mount_labels(new))
         self.policy.set_timeouts(
             new.timeout_worker, new.timeout_graceful_shutdown, late_after(new.timeout_worker)
         )
@@ -592,7 +594,7 @@ class Arbiter:
             self._kill(wid, signal.SIGTERM)  # a graceful stop, without the lame-duck courtesy
 
     def _spawn(self, wid: int) -> None:
-        slot = MetricsSlot() if self.retired is not None else None
+        slot = new_slot(self.config) if self.retired is not None else None
         self._forked += 1
         hook_worker = HookWorker(self.config, self._forked)
         self.hooks.run("pre_fork", self.hook_server, hook_worker)

@@ -75,8 +75,13 @@ def render(
     sums: dict[int, float] = {}
     buckets: dict[int, list[int]] = {}
     words = [0] * N_WORDS
+    mount_counts: dict[str, int] = {}
+    mount_sums: dict[str, float] = {}
     sources = [(slot, True) for slot in slots] + ([(retired, False)] if retired is not None else [])
     for slot, live in sources:
+        for i, prefix in enumerate(slot.mounts):
+            mount_counts[prefix] = mount_counts.get(prefix, 0) + slot.mount_counts[i]
+            mount_sums[prefix] = mount_sums.get(prefix, 0.0) + slot.mount_sums[i]
         for index, (count, seconds, bucket_counts) in slot.series().items():
             counts[index] = counts.get(index, 0) + count
             sums[index] = sums.get(index, 0.0) + seconds
@@ -120,6 +125,23 @@ def render(
     out.append(f"tricorn_websocket_sessions_total {words[WS_SESSIONS]}")
     metric.head("tricorn_websocket_sessions_open", "gauge", "WebSocket sessions in progress.")
     out.append(f"tricorn_websocket_sessions_open {words[WS_OPEN]}")
+    if mount_counts:
+        metric.head(
+            "tricorn_mount_requests_total",
+            "counter",
+            "HTTP requests, by the mount (prefix) that served them.",
+        )
+        for prefix, count in mount_counts.items():
+            out.append(f'tricorn_mount_requests_total{{mount="{_label(prefix)}"}} {count}')
+        metric.head(
+            "tricorn_mount_request_duration_seconds_total",
+            "counter",
+            "Seconds spent on HTTP requests, by the mount (prefix) that served them.",
+        )
+        for prefix, seconds in mount_sums.items():
+            out.append(
+                f'tricorn_mount_request_duration_seconds_total{{mount="{_label(prefix)}"}} {_float(seconds)}'
+            )
     if supervision is not None:
         metric.head("tricorn_workers", "gauge", "Worker processes alive.")
         out.append(f"tricorn_workers {supervision.workers}")
@@ -153,6 +175,11 @@ class _Writer:
 def _request_labels(index: int) -> str:
     method, status = series_labels(index)
     return f'http_request_method="{method}",http_response_status_code="{status}"'
+
+
+def _label(value: str) -> str:
+    """A label value in the text format: backslash, double quote and newline escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _float(value: float) -> str:

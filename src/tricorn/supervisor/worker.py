@@ -35,7 +35,7 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from tricorn.io.metrics import MetricsSlot
+from tricorn.io.metrics import MetricsSlot, new_slot
 from tricorn.supervisor import metrics
 from tricorn.supervisor.heartbeat import RETIRING, STUCK, Heartbeat, beat_interval, stuck_threads
 from tricorn.supervisor.hooks import Hooks, HookServer, HookWorker
@@ -94,7 +94,7 @@ class Standalone:
         self._stop: asyncio.Event | None = None
         # --metrics-bind: this process counts, and answers /metrics, /livez and /readyz itself. `ready`
         # is set by tricorn.serving.serve: serving, and not in a restart in place.
-        self.metrics = MetricsSlot() if config.metrics_bind is not None else None
+        self.metrics = new_slot(config) if config.metrics_bind is not None else None
         self.ready = False
         self._probes: ProbeServer | None = None
         self._sweep: asyncio.TimerHandle | None = None
