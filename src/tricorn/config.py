@@ -491,15 +491,19 @@ def parse_mount(entry: str) -> tuple[str, str]:
     return prefix.rstrip("/") or "/", directory
 
 
+_MOUNT_EXAMPLES = {"static": "/static=./staticfiles", "cgi": "/cgi-bin=./cgi-bin"}
+
+
 def to_mounts(name: str, value: object) -> tuple[str, ...]:
-    """A list of ``PREFIX=DIR``: a URL path prefix (plain characters, no dot segments) and an existing
-    directory; no prefix given twice."""
+    """A list of ``PREFIX=DIR`` (``--static``, ``--cgi``): a URL path prefix (plain characters, no dot
+    segment, no percent escape: :func:`check_prefix`) and an existing directory; no prefix given twice."""
     entries = to_str_tuple(name, value)
     seen: set[str] = set()
     for entry in entries:
         prefix, equals, directory = entry.partition("=")
         if not equals or not directory:
-            raise ConfigError(name, f"{entry!r} is not PREFIX=DIR (e.g. /cgi-bin=./cgi-bin)")
+            example = _MOUNT_EXAMPLES.get(name, "/prefix=./dir")
+            raise ConfigError(name, f"{entry!r} is not PREFIX=DIR (e.g. {example})")
         key = check_prefix(name, entry, prefix)
         if not os.path.isdir(directory):
             raise ConfigError(name, f"{entry!r}: {directory!r} is not a directory")
@@ -526,31 +530,6 @@ def to_root_path(name: str, value: object) -> str:
     if text and not text.startswith("/"):
         raise ConfigError(name, f"{value!r} must be empty or start with '/'")
     return text
-
-
-_STATIC_PREFIX = re.compile(r"/(?:[A-Za-z0-9._~!$&'()*+,;:@-]+/?)*")
-
-
-def to_static_mounts(name: str, value: object) -> tuple[str, ...]:
-    """``PREFIX=DIR`` entries: PREFIX a plain URL path (no dot segment, no percent escape), DIR an
-    existing directory, each PREFIX once."""
-    entries = to_str_tuple(name, value)
-    seen: set[str] = set()
-    for entry in entries:
-        prefix, eq, directory = entry.partition("=")
-        if not eq or not directory:
-            raise ConfigError(name, f"{entry!r} is not PREFIX=DIR (e.g. /static=./staticfiles)")
-        if not _STATIC_PREFIX.fullmatch(prefix) or any(part in (".", "..") for part in prefix.split("/")):
-            raise ConfigError(
-                name, f"{entry!r}: the prefix {prefix!r} must be a plain path starting with '/'"
-            )
-        key = prefix.rstrip("/") or "/"
-        if key in seen:
-            raise ConfigError(name, f"{entry!r}: the prefix {key!r} is given twice")
-        seen.add(key)
-        if not os.path.isdir(directory):
-            raise ConfigError(name, f"{entry!r}: {directory!r} is not a directory")
-    return entries
 
 
 def to_path(name: str, value: object) -> str:
@@ -991,7 +970,7 @@ class Config:
             env="TRICORN_STATIC",
             flags=("--static",),
             metavar="PREFIX=DIR",
-            convert=to_static_mounts,
+            convert=to_mounts,
         ),
     )
     static_list: bool = field(
