@@ -417,3 +417,30 @@ def test_static_files_ride_http3(certs: Certs, tmp_path: Path) -> None:
         assert response.body == b"static over quic\n" * 5000
     finally:
         proc.close()
+
+
+def test_a_stalled_request_body_gets_408_and_stop_sending(certs: Certs) -> None:
+    """--timeout-read over HTTP/3: an app waiting for body bytes that never come gets its client's 408
+    (the stream's response), the server asks the client to stop sending the rest (STOP_SENDING), the app
+    hears http.disconnect, and the connection serves on."""
+    proc = start_h3(certs, "--timeout-read", "1")
+    try:
+
+        async def go() -> tuple[H3Response, H3Response]:
+            async with client(proc, certs) as c:
+                stream_id, stalled = c.open_stream("POST", "/upload", [(b"content-length", b"100")])
+                c.send(stream_id, b"only a few bytes")
+                await asyncio.wait_for(stalled.done.wait(), 15)
+                return stalled, await c.request("GET", "/")
+
+        stalled, after = run(go())
+        assert stalled.status == 408
+        assert stalled.body == b"request body not received in time\n"
+        assert stalled.stop_code == 0x100  # H3_NO_ERROR: the response stands (RFC 9114 §4.1)
+        assert after.status == 200
+        wait_for(
+            lambda: "408 request body not received in time (--timeout-read 1s)" in proc.output(),
+            what="the log line",
+        )
+    finally:
+        proc.close()

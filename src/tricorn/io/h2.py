@@ -774,36 +774,11 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
         if not self.streams:
             self.shutdown()
             return
-        nearest = INF
-        for stream in list(self.streams.values()):
-            if stream.read_deadline <= now:
-                self._read_timeout(stream)
-            elif stream.send_deadline <= now:
-                self._send_timeout(stream)
-            else:
-                nearest = min(nearest, stream.read_deadline, stream.send_deadline)
-            if self.closed:
-                return
-        if self.streams:
+        nearest = self.expire_streams(self.streams, now)
+        if nearest is not None and self.streams:  # (with none left, the connection's idle deadline stands)
             self.deadline = nearest
 
-    def _read_timeout(self, stream: H2Stream) -> None:
-        """A stream's app waited for body bytes past --timeout-read: 408 if its response has not begun, else
-        RST_STREAM CANCEL. Other streams go on."""
-        state = self.state
-        cycle = stream.cycle
-        reason = ClientTimeout.reading(state.timeout_read)
-        stream.read_deadline = stream.send_deadline = INF
-        if cycle is not None and (cycle.state is RESPONSE_START or stream.head is not None):
-            state.log_timeout(self, f"408 {reason}")
-            stream.head = None  # (a head held until the first body part: never sent)
-            self.reply_error(stream, cycle, 408, "request body not received in time")
-            cycle.disconnect(reason)
-        else:
-            state.log_timeout(self, f"{reason}: stream reset")
-            self._cancel_stream(stream, reason)
-
-    def _send_timeout(self, stream: H2Stream) -> None:
+    def send_timeout(self, stream: H2Stream) -> None:
         """A stream's app waited past --timeout-send for the client to take more of its response: the stream
         is reset (CANCEL) and the others go on, unless the client reads nothing of the connection at all
         (its transport is paused): then the connection is closed."""
@@ -816,9 +791,9 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
             self.close(abort=True)
             return
         state.log_timeout(self, f"{reason}: stream reset")
-        self._cancel_stream(stream, reason)
+        self.cancel_stream(stream, reason)
 
-    def _cancel_stream(self, stream: H2Stream, reason: ClientTimeout) -> None:
+    def cancel_stream(self, stream: H2Stream, reason: ClientTimeout) -> None:
         self.streams.pop(stream.id, None)
         self.reset_stream(stream, ErrorCode.CANCEL)
         stream.gone(reason)

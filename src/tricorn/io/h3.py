@@ -670,40 +670,17 @@ class H3Protocol(MuxProtocol):
     def timeout(self, now: float) -> None:
         """A stream's app has waited on its client past --timeout-read or --timeout-send (the idle
         timeout of the whole connection is aioquic's: ConnectionTerminated)."""
-        nearest = INF
-        for stream in list(self.streams.values()):
-            if stream.read_deadline <= now:
-                self._read_timeout(stream)
-            elif stream.send_deadline <= now:
-                self._send_timeout(stream)
-            else:
-                nearest = min(nearest, stream.read_deadline, stream.send_deadline)
-            if self.closed:
-                return
-        self.deadline = nearest
+        nearest = self.expire_streams(self.streams, now)
+        if nearest is not None:
+            self.deadline = nearest
 
-    def _read_timeout(self, stream: H3Stream) -> None:
-        state = self.state
-        cycle = stream.cycle
-        reason = ClientTimeout.reading(state.timeout_read)
-        stream.read_deadline = stream.send_deadline = INF
-        if cycle is not None and (cycle.state is RESPONSE_START or stream.head is not None):
-            state.log_timeout(self, f"408 {reason}")
-            stream.head = None
-            self.reply_error(stream, cycle, 408, "request body not received in time")
-            self.stop_receiving(stream, ErrorCode.H3_REQUEST_CANCELLED)
-            cycle.disconnect(reason)
-        else:
-            state.log_timeout(self, f"{reason}: stream reset")
-            self._cancel_stream(stream, reason)
-
-    def _send_timeout(self, stream: H3Stream) -> None:
+    def send_timeout(self, stream: H3Stream) -> None:
         reason = ClientTimeout.sending(self.state.timeout_send)
         stream.read_deadline = stream.send_deadline = INF
         self.state.log_timeout(self, f"{reason}: stream reset")
-        self._cancel_stream(stream, reason)
+        self.cancel_stream(stream, reason)
 
-    def _cancel_stream(self, stream: H3Stream, reason: ClientTimeout) -> None:
+    def cancel_stream(self, stream: H3Stream, reason: ClientTimeout) -> None:
         self.streams.pop(stream.id, None)
         self.reset_stream(stream, ErrorCode.H3_REQUEST_CANCELLED)
         if not stream.ended:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from tricorn.errors import LocalProtocolError
+from tricorn.errors import ClientTimeout, LocalProtocolError
 from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, WAIT_READ, Headers
 
 if TYPE_CHECKING:
@@ -154,3 +154,42 @@ class MuxProtocol:
         cycle.response_bytes = len(body)
         self.error_response(stream, status, body)
         stream.cycle_complete(cycle)
+
+    # -- the deadlines of apps waiting on their client (--timeout-read, --timeout-send)
+    def expire_streams(self, streams: dict[int, Any], now: float) -> float | None:
+        """Time out each stream of ``streams`` whose app waited past its deadline; the nearest deadline
+        left (the connection's next, for the server's tick), or None if a timeout closed the connection."""
+        nearest = INF
+        for stream in list(streams.values()):
+            if stream.read_deadline <= now:
+                self.read_timeout(stream)
+            elif stream.send_deadline <= now:
+                self.send_timeout(stream)
+            else:
+                nearest = min(nearest, stream.read_deadline, stream.send_deadline)
+            if self.closed:  # type: ignore[attr-defined]  # each protocol's own
+                return None
+        return nearest
+
+    def read_timeout(self, stream: Any) -> None:
+        """A stream's app waited for body bytes past --timeout-read: 408 if its response has not begun, else
+        the stream is reset. Other streams go on."""
+        state = self.state  # type: ignore[attr-defined]
+        cycle = stream.cycle
+        reason = ClientTimeout.reading(state.timeout_read)
+        stream.read_deadline = stream.send_deadline = INF
+        if cycle is not None and (cycle.state is RESPONSE_START or stream.head is not None):
+            state.log_timeout(self, f"408 {reason}")
+            stream.head = None  # (a head held until the first body part: never sent)
+            # (a response complete before its request: HTTP/3 asks the client to stop sending the rest)
+            self.reply_error(stream, cycle, 408, "request body not received in time")
+            cycle.disconnect(reason)
+        else:
+            state.log_timeout(self, f"{reason}: stream reset")
+            self.cancel_stream(stream, reason)
+
+    def send_timeout(self, stream: Any) -> None:  # (each protocol's own)
+        raise NotImplementedError
+
+    def cancel_stream(self, stream: Any, reason: ClientTimeout) -> None:  # (each protocol's own)
+        raise NotImplementedError
