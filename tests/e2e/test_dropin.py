@@ -7,10 +7,6 @@ started with it and probed over a real socket (TCP, a unix socket, an inherited 
 serve the app with what the mapping promises (interface, workers, threads, environment, headers, log
 files...). Servers are started in batches, in parallel; a line that gives no port gets one from
 ``TRICORN_PORT`` (the environment layer, below the command line).
-
-Settings that other work adds under the same spelling as gunicorn's and uvicorn's (``--proxy-headers``,
-``--forwarded-allow-ips``, ``--proxy-protocol``) are named in ``needs``: until the setting exists, the line
-must be refused with ``unknown option`` naming the flag; once it exists, it must serve like the others.
 """
 
 from __future__ import annotations
@@ -35,7 +31,7 @@ import httpx
 import pytest
 
 from tests.conftest import _LIVE, ROOT, die_with_parent, free_port, wait_for
-from tricorn.config import SETTINGS, load
+from tricorn.config import load
 
 pytestmark = pytest.mark.e2e
 
@@ -72,7 +68,6 @@ class Case:
     serves: str = "wsgi"  # the interface the app must see
     workers: int = 0  # the workers a master must boot; 0: one process
     check: Callable[[Probe], None] | None = None
-    needs: str | None = None  # a setting other work adds under this spelling
     headers: dict[str, str] = field(default_factory=dict)  # what the probe sends
     refused: str | None = None  # the log line that says the probe's connection was refused, as it must be
 
@@ -589,7 +584,6 @@ CASES = [
         {"proxy_headers": True, "forwarded_allow_ips": ("*",)},
         site="asgi",
         serves="asgi",
-        needs="proxy_headers",
         headers={"x-forwarded-proto": "https"},
         check=body_has("scheme", "https"),  # X-Forwarded-Proto from a trusted peer
     ),
@@ -597,7 +591,6 @@ CASES = [
         "tricorn myapp:app --forwarded-allow-ips='10.170.3.217,10.170.3.220'",
         GUNICORN_SETTINGS,
         {"forwarded_allow_ips": ("10.170.3.217", "10.170.3.220")},
-        needs="forwarded_allow_ips",
         headers={"x-forwarded-proto": "https"},
         check=body_has("scheme", "http"),  # this peer (127.0.0.1, trusted by default) is no longer trusted
     ),
@@ -605,14 +598,12 @@ CASES = [
         "tricorn myapp:app --proxy-protocol --proxy-allow-from 10.0.0.1",
         GUNICORN_SETTINGS,
         {"proxy_protocol": True, "proxy_allow_from": ("10.0.0.1",)},
-        needs="proxy_protocol",
         refused="PROXY protocol: peer not in --proxy-allow-from; connection closed",
     ),
     Case(
         "tricorn myapp:app --proxy-protocol",
         GUNICORN_SETTINGS,
         {"proxy_protocol": True},
-        needs="proxy_protocol",
     ),
 ]
 assert len(CASES) >= 53
@@ -693,12 +684,6 @@ def sites() -> Iterator[Path]:
 def test_each_line_maps_to_tricorns_settings(case: Case, sites: Path) -> None:
     site = sites / case.site
     argv = _argv(case, 8000, site)
-    if case.needs is not None and case.needs not in SETTINGS:
-        with pytest.raises(
-            Exception, match=r"unknown option --(proxy-headers|forwarded-allow-ips|proxy-protocol)"
-        ):
-            load(argv, env={}, cwd=str(site))
-        return
     config = load(argv, env={}, cwd=str(site)).config
     for name, value in _expected(case, 8000, site).items():
         assert getattr(config, name) == value, name
@@ -836,10 +821,6 @@ def _unix_listening(path: str) -> bool:
 
 def _verify(server: Server, deadline: float) -> None:
     case = server.case
-    if case.needs is not None and case.needs not in SETTINGS:
-        assert server.proc.wait(20) == 2
-        assert "unknown option" in server.output(), server.output()
-        return
     if case.settings.get("check_config"):
         assert server.proc.wait(30) == 0, server.output()
         assert "ok: myapp:app (wsgi)" in server.output()
