@@ -50,12 +50,24 @@ def parsers_alive() -> int:
 def test_a_released_core_frees_its_parsers_by_reference_counting(no_collector: None) -> None:
     before = parsers_alive()
     conn = H1Connection()
-    conn.receive_simple(HELLO)
-    assert parsers_alive() == before + 2  # the general path's llhttp and the fast lane's scout
+    assert conn.receive_simple(HELLO) is not None
+    assert parsers_alive() == before + 1  # the fast lane's scout; the general path's is made when needed
+    conn.receive_data(POST)
+    assert parsers_alive() == before + 2  # now the general path's llhttp too
     conn.release()
     assert parsers_alive() == before
     # The response side still works after the release (a reply to a WebSocket handshake uses it).
     del conn
+    assert parsers_alive() == before
+
+
+def test_a_request_that_closes_the_connection_on_the_fast_lane_lets_its_parser_go(no_collector: None) -> None:
+    before = parsers_alive()
+    conn = H1Connection()
+    request = conn.receive_simple(CLOSE)
+    assert request is not None and not request.keep_alive
+    assert parsers_alive() == before  # nothing more is read: no parser is kept, none is made
+    assert conn.receive_data(HELLO) == []
     assert parsers_alive() == before
 
 

@@ -162,6 +162,12 @@ TRICKY: dict[str, bytes] = {
     "connection-upper-close": get(b"Host: a", b"CONNECTION: CLOSE"),
     "connection-other": get(b"Host: a", b"Connection: x-foo"),
     "connection-upgrade-only": get(b"Host: a", b"Connection: Upgrade"),
+    "connection-close-among-tokens": get(b"Host: a", b"Connection: keep-alive, Close , x"),
+    "connection-close-in-a-word": get(b"Host: a", b"Connection: closed, x-close"),
+    "connection-close-empty": get(b"Host: a", b"Connection:"),
+    "connection-twice": get(b"Host: a", b"Connection: keep-alive", b"Connection: close"),
+    "connection-close-before-host": get(b"Connection: close", b"Host: a"),
+    "connection-close-pipelined": get(b"Host: a", b"Connection: close") + NEXT,
     "expect-100": get(b"Host: a", b"Expect: 100-continue"),
     "expect-other": get(b"Host: a", b"expect: something"),
     "upgrade-websocket": get(b"Host: a", b"Upgrade: websocket", b"Connection: Upgrade", WS_KEY[:-2]),
@@ -323,6 +329,14 @@ HITS = {
     "trailing-ws": get(b"Host: a \t", b"X: v \t"),
     "obs-text-value": get(b"Host: a", b"X: caf\xc3\xa9"),
     "fields-100": TRICKY["fields-100"],
+    # One Connection field: "close" ends the connection after this request, as check_head reads it.
+    "connection-close": TRICKY["connection-close-lower"],
+    "connection-close-upper": TRICKY["connection-upper-close"],
+    "connection-close-among-tokens": TRICKY["connection-close-among-tokens"],
+    "connection-close-in-a-word": TRICKY["connection-close-in-a-word"],
+    "connection-keep-alive": TRICKY["connection-keep-alive"],
+    "connection-other": TRICKY["connection-other"],
+    "connection-upgrade-only": TRICKY["connection-upgrade-only"],
 }
 
 
@@ -337,8 +351,9 @@ MISSES = {
     name: TRICKY[name]
     for name in (
         "content-length-mixed-case",
-        "connection-keep-alive",
-        "connection-other",
+        "connection-twice",
+        "connection-close-pipelined",
+        "proxy-connection-keep-alive",
         "expect-100",
         "expect-other",
         "upgrade-websocket",

@@ -85,6 +85,7 @@ class H1Connection:
         "_scout",
         "_scout_host",
         "_simple_max",
+        "_upgrades",
         "keep_alive",
         "limits",
         "response_state",
@@ -102,13 +103,15 @@ class H1Connection:
         if backend == "httptools" and httptools is None:  # pragma: no cover
             backend = "h11"
         self._backend = backend
-        self._parser: _HttptoolsParser | _PythonParser = (
-            _HttptoolsParser(self.limits, upgrades)
-            if backend == "httptools"
-            else _PythonParser(self.limits, upgrades)
+        self._upgrades = upgrades
+        # The general path's parser. llhttp's is made at its first use (see _general): a connection whose
+        # every request took the fast lane never needs it (bench "close": a new connection per request).
+        self._parser: _HttptoolsParser | _PythonParser | None = (
+            None if backend == "httptools" else _PythonParser(self.limits, upgrades)
         )
         self._request: Request | None = None
-        # The fast lane (receive_simple): llhttp only, for heads no single limit can refuse.
+        # The fast lane (receive_simple): llhttp only, for heads no single limit can refuse. None once
+        # nothing more is read: after a request that closes the connection, and after release().
         self._scout = _Scout() if backend == "httptools" else None
         self._scout_host = b""  # the last Host value the fast lane validated (a connection repeats it)
         self._simple_max = min(self.limits.request_line, self.limits.field_size)
@@ -145,6 +148,10 @@ class H1Connection:
         if self.their_error is not None:
             raise self.their_error
         parser = self._parser
+        if parser is None:
+            if self._scout is None:  # the fast lane took a request that closes the connection
+                return []
+            parser = self._parser = _HttptoolsParser(self.limits, self._upgrades)
         if parser.paused_upgrade:
             self.trailing_data += data
             return []
@@ -168,13 +175,13 @@ class H1Connection:
 
     def receive_simple(self, data: bytes) -> Request | None:
         """The fast lane of :meth:`receive_data` for the commonest read: one whole request head without
-        body or connection fields (and not POST, PUT or PATCH), arriving while the connection waits for a
-        request.
+        body or upgrade fields (and not POST, PUT or PATCH), with at most one Connection field, arriving
+        while the connection waits for a request.
 
         Returns the Request exactly as ``receive_data(data)`` would have returned it, complete: no body
         follows (the caller takes it as ``Request`` then ``EndOfMessage``). Returns None, having changed
-        nothing, for anything else (a body, ``Connection``, ``Expect`` or ``Upgrade`` fields, HTTP/1.0, a
-        target that is not origin-form, an error, ...); the caller then passes ``data`` to
+        nothing, for anything else (a body, ``Expect`` or ``Upgrade`` fields, two ``Connection`` fields,
+        HTTP/1.0, a target that is not origin-form, an error, ...); the caller then passes ``data`` to
         ``receive_data``, which decides. The pure-Python backend has no fast lane (always None).
 
         Bench wsgi/asgi "hello": the general path's layers (the shared head front, per-callback state,
@@ -183,8 +190,10 @@ class H1Connection:
         scout = self._scout
         if scout is None:
             return None
-        parser: _HttptoolsParser = self._parser  # type: ignore[assignment]  # the scout implies httptools
-        if parser.in_message or parser.head.data or parser.closed or parser.paused_upgrade:
+        parser: _HttptoolsParser | None = self._parser  # type: ignore[assignment]  # the scout implies httptools
+        if parser is not None and (
+            parser.in_message or parser.head.data or parser.closed or parser.paused_upgrade
+        ):
             return None
         end = len(data) - 4
         # Within min(request_line, field_size) bytes no request line or field can be over its limit, nor
@@ -199,7 +208,7 @@ class H1Connection:
             return None
         fields: Headers = []
         scout.fields = fields
-        scout.host = None
+        scout.host = scout.connection = None
         scout.odd = False
         try:
             scout.parser.feed_data(data)
@@ -226,19 +235,31 @@ class H1Connection:
             scout.reset()
             return None
         self._scout_host = host
+        keep_alive = True
+        connection = scout.connection
+        if connection is not None and connection.find(b"close") >= 0 and _has_token(connection, b"close"):
+            # As check_head reads it. Nothing after this request is read (RFC 9112 §9.6): the general
+            # path's parser, if it has one, stops, and without the scout receive_data reads nothing.
+            keep_alive = False
+            if parser is not None:
+                parser.closed = True
+            self._scout = None
+            scout.release()
         path, _, query = url.partition(b"?")
         if path.find(b"#") >= 0:
             path = path.partition(b"#")[0]
-        return Request(method, url, "1.1", fields, path, query, None, True, False, None)
+        return Request(method, url, "1.1", fields, path, query, None, keep_alive, False, None)
 
     @property
     def in_head(self) -> bool:
         """True while part of a request head has been received but not all of it."""
-        return self._parser.in_head
+        parser = self._parser
+        return parser is not None and parser.in_head
 
     def decline_upgrade(self) -> list[Event]:
         """Go on as plain HTTP after a paused upgrade request; returns events from the held bytes."""
         parser = self._parser
+        assert parser is not None  # (an upgrade was read by the general path)
         parser.paused_upgrade = False
         if isinstance(parser, _HttptoolsParser) and httptools is not None:
             parser.parser = _llhttp(parser)
