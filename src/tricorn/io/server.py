@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from tricorn.errors import ProtocolError
 from tricorn.interfaces.stream import RESPONSE_DONE
 from tricorn.io.accept import Listener, TLSListener, read_proxy_header
+from tricorn.io.runner import Hosts
 from tricorn.io.tls import serving_context
 from tricorn.logs import AccessLogFormatter, access_log_formatter, escape_controls, escape_for_log
 from tricorn.proto import h1
@@ -91,6 +92,9 @@ class ServerState:
         self.timeout_send = config.timeout_send
         self.limit_concurrency = config.limit_concurrency
         self.connections: set[Connection] = set()
+        # The host tasks the HTTP/1.1 connections' requests run in, shared (io/runner.py): a connection
+        # whose requests never wait makes no task of its own.
+        self.hosts = Hosts(loop)
         self.active = 0
         # Responses completed. A pre-fork worker with max-requests sets `request_limit` and
         # `on_request_limit`, called once, right after the response that reaches the limit (one int
@@ -350,6 +354,7 @@ class ServerState:
             self.quic_relay.close()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
+        self.hosts.close()
         if self.metrics is not None and self in self.metrics.states:
             self.metrics.states.remove(self)
 

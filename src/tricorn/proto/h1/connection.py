@@ -51,6 +51,10 @@ except ImportError:  # pragma: no cover - exercised on interpreters without the 
     httptools = None  # type: ignore[assignment]  # optional: the pure-Python backend serves alone
 
 
+# What the fast lane's scout holds between requests (see receive_simple); never appended to.
+_NO_FIELDS: Headers = []
+
+
 class BodyFraming(Enum):
     NONE = 0  # HEAD, 1xx, 204, 304: no body bytes go out
     LENGTH = 1  # Content-Length given by the application
@@ -215,6 +219,8 @@ class H1Connection:
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):  # the general path judges it
             scout.reset()
             return None
+        finally:
+            scout.fields = _NO_FIELDS  # the request holds them, not the connection between requests
         method = scout.parser.get_method()
         url = scout.url
         host = scout.host
