@@ -22,7 +22,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tricorn.errors import RemoteProtocolError
-from tricorn.proto.h1 import Data, EndOfMessage, Event, H1Connection, H1Limits, Request, available_backends
+from tricorn.proto.h1 import (
+    Data,
+    EndOfMessage,
+    Event,
+    H1Connection,
+    H1Limits,
+    Request,
+    available_backends,
+    new_fast_lane,
+)
 
 if "httptools" not in available_backends():  # pragma: no cover - the fast lane is llhttp's
     pytest.skip("httptools is not installed: no fast lane", allow_module_level=True)
@@ -92,6 +101,7 @@ def differential(
     upgrades: frozenset[bytes] = frozenset(),
     prefix: Sequence[bytes] = (),
     follow: Sequence[bytes] = (NEXT,),
+    fast_lane: Any = None,
 ) -> Request | None:
     """Check the contract on ``raw``; return what the fast lane returned.
 
@@ -99,7 +109,7 @@ def differential(
     receive_simple(raw) (falling back to receive_data(raw) on None) while B only uses receive_data(raw);
     they must agree, and must keep agreeing on the ``follow`` reads after it.
     """
-    a = H1Connection(limits, "httptools", upgrades)
+    a = H1Connection(limits, "httptools", upgrades, fast_lane)
     b = H1Connection(limits, "httptools", upgrades)
     for data in prefix:
         assert outcome(a, data) == outcome(b, data)
@@ -313,6 +323,19 @@ def test_heads_at_the_limits(limits: H1Limits, upgrades: frozenset[bytes]) -> No
     }
     # The fast lane takes what fits its bound and nothing bigger (the general path judges the rest).
     assert "size-bound+0" in hits and "size-bound-1" in hits and "size-bound+1" not in hits, hits
+
+
+@UPGRADES
+def test_connections_sharing_one_fast_lane(upgrades: frozenset[bytes]) -> None:
+    """A server's connections share one fast lane (its llhttp keeps nothing of a connection between two
+    heads): every head, one connection each, in turn on one lane, twice over, so each case meets what the
+    one before left in it (an error, a declined head, a request that closes its connection)."""
+    lane = new_fast_lane("httptools")
+    taken = 0
+    for _ in range(2):
+        for _, raw in CASES:
+            taken += differential(raw, upgrades=upgrades, fast_lane=lane) is not None
+    assert taken > 2 * len(HITS)
 
 
 # Heads the fast lane exists for: it must take them (a lane that always declines would pass the rest).

@@ -104,7 +104,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.state = state
         self.origin = origin  # the connection's PROXY protocol header (io/accept.py), if it had to send one
         self.proxy_trust: AllowList | None = None  # see connection_made
-        self.conn = H1Connection(state.limits, state.backend, state.upgrades)  # type: ignore[arg-type]  # checked by io.loop.http_backend
+        self.conn = H1Connection(state.limits, state.backend, state.upgrades, state.fast_lane)  # type: ignore[arg-type]  # checked by io.loop.http_backend
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
         self.cycle: HTTPCycle | None = None  # the cycle whose app is running (responses go in order)
         self.receiving: HTTPCycle | None = None  # the cycle body bytes belong to (may be a queued one)

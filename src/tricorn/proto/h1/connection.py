@@ -77,6 +77,12 @@ class ResponseState(Enum):
 RS_IDLE, RS_HEAD, RS_BODY, RS_DONE = ResponseState
 
 
+def new_fast_lane(backend: Backend) -> _Scout | None:
+    """A fast lane for the connections of one server to share (see H1Connection), or None when
+    ``backend`` has none."""
+    return _Scout() if backend == "httptools" and httptools is not None else None
+
+
 class H1Connection:
     """One client connection's HTTP/1.1 state; see the module docstring for the protocol of use."""
 
@@ -88,6 +94,7 @@ class H1Connection:
         "_request",
         "_scout",
         "_scout_host",
+        "_scout_shared",
         "_simple_max",
         "_upgrades",
         "keep_alive",
@@ -102,6 +109,7 @@ class H1Connection:
         limits: H1Limits | None = None,
         backend: Backend = "httptools",
         upgrades: frozenset[bytes] = frozenset(),
+        fast_lane: _Scout | None = None,
     ) -> None:
         self.limits = limits or H1Limits()
         if backend == "httptools" and httptools is None:  # pragma: no cover
@@ -115,8 +123,11 @@ class H1Connection:
         )
         self._request: Request | None = None
         # The fast lane (receive_simple): llhttp only, for heads no single limit can refuse. None once
-        # nothing more is read: after a request that closes the connection, and after release().
-        self._scout = _Scout() if backend == "httptools" else None
+        # nothing more is read: after a request that closes the connection, and after release(). It keeps
+        # nothing of a connection between two heads, so the connections of a server may share one
+        # (``fast_lane``, from new_fast_lane()): 656 bytes less for every open connection.
+        self._scout = None if backend != "httptools" else fast_lane or _Scout()
+        self._scout_shared = fast_lane is not None
         self._scout_host = b""  # the last Host value the fast lane validated (a connection repeats it)
         self._simple_max = min(self.limits.request_line, self.limits.field_size)
         self._framing = FRAMING_NONE
@@ -137,7 +148,8 @@ class H1Connection:
         scout = self._scout
         if scout is not None:
             self._scout = None
-            scout.release()
+            if not self._scout_shared:
+                scout.release()
 
     # -- receiving
     def receive_data(self, data: bytes) -> list[Event]:
@@ -250,7 +262,10 @@ class H1Connection:
             if parser is not None:
                 parser.closed = True
             self._scout = None
-            scout.release()
+            if self._scout_shared:
+                scout.reset()  # llhttp would refuse what follows a "close": the next connection's head
+            else:
+                scout.release()
         path, _, query = url.partition(b"?")
         if path.find(b"#") >= 0:
             path = path.partition(b"#")[0]
