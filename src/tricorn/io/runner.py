@@ -225,11 +225,13 @@ class AppRunner:
     def step(self, coro: Coro) -> asyncio.Task[None] | None:
         """Start ``coro`` now; return the task it runs in if it got one of its own, else None."""
         loop = self.loop
-        hosts = self.hosts
-        if self.busy or _enter_task is None or hosts.closed:
+        if self.busy or _enter_task is None:
             return self._own_task(coro)
+        hosts = self.hosts
         host = hosts.spare
         if host is None:
+            if hosts.closed:  # (a closed Hosts has no spare)
+                return self._own_task(coro)
             host = hosts.spare = _Host(hosts)
         task = host.task
         ctx = contextvars.copy_context()

@@ -51,10 +51,6 @@ except ImportError:  # pragma: no cover - exercised on interpreters without the 
     httptools = None  # type: ignore[assignment]  # optional: the pure-Python backend serves alone
 
 
-# What the fast lane's scout holds between requests (see receive_simple); never appended to.
-_NO_FIELDS: Headers = []
-
-
 class BodyFraming(Enum):
     NONE = 0  # HEAD, 1xx, 204, 304: no body bytes go out
     LENGTH = 1  # Content-Length given by the application
@@ -116,7 +112,7 @@ class H1Connection:
             backend = "h11"
         self._backend = backend
         self._upgrades = upgrades
-        # The general path's parser. llhttp's is made at its first use (see _general): a connection whose
+        # The general path's parser. llhttp's is made at its first use, in receive_data: a connection whose
         # every request took the fast lane never needs it (bench "close": a new connection per request).
         self._parser: _HttptoolsParser | _PythonParser | None = (
             None if backend == "httptools" else _PythonParser(self.limits, upgrades)
@@ -231,8 +227,6 @@ class H1Connection:
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):  # the general path judges it
             scout.reset()
             return None
-        finally:
-            scout.fields = _NO_FIELDS  # the request holds them, not the connection between requests
         method = scout.parser.get_method()
         url = scout.url
         host = scout.host
