@@ -289,7 +289,11 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         if not state.admit(cycle):
             self._reply_error(cycle, 503, "service unavailable: too many requests in progress")
             return
-        state.start_cycle(cycle, self.runner)  # (io/dispatch.py: bound once to the target's own start)
+        app = state.sole_app
+        if app is not None:  # the ASGI app alone: its target's start, without the call (bench "hello")
+            self.runner.run(cycle.run(app))
+        else:
+            state.start_cycle(cycle, self.runner)  # (io/dispatch.py: bound once to the target's own start)
 
     # -- the Stream of the request being answered (interfaces/stream.py)
     def response_start(self, status: int, headers: Headers) -> None:
