@@ -797,9 +797,10 @@ class WSConnection:
 
     def data_to_send(self) -> bytes:
         """The bytes queued for the client since the last call."""
-        writes = self._proto.data_to_send()
-        if not writes:
-            return b""
+        proto = self._proto
+        if not proto.writes:
+            return b""  # the usual case: nothing but messages was read
+        writes = proto.data_to_send()
         return writes[0] if len(writes) == 1 else b"".join(writes)
 
     # -- time
