@@ -648,7 +648,7 @@ class WSConnection:
                 start = pos + 6
             elif length == 126:
                 start = pos + 8
-                length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+                length = data[pos + 2] << 8 | data[pos + 3]
             else:
                 start = pos + 14
                 length = int.from_bytes(data[pos + 2 : pos + 10], "big")
