@@ -374,7 +374,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
             return None
         head = self.head
         self.head = b""
-        job = FileSend(sock.fileno(), head, fd, offset, count)
+        job = FileSend(sock, head, fd, offset, count)
         if not job.step():
             await self._sendfile_wait(job)
         self.conn.response_body_sent(job.sent)
