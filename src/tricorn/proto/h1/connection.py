@@ -33,7 +33,7 @@ from enum import Enum
 
 from tricorn.errors import LocalProtocolError, RemoteProtocolError
 from tricorn.proto.h1.events import Backend, EndOfMessage, Event, H1Limits, Headers, Request
-from tricorn.proto.h1.head import _BAD_TARGET, _HOST, KNOWN_METHODS
+from tricorn.proto.h1.head import _BAD_TARGET, _HOST, KNOWN_METHODS, _has_token
 from tricorn.proto.h1.parsers import _BODY_METHODS, _HttptoolsParser, _llhttp, _PythonParser, _Scout
 from tricorn.proto.h1.response import (
     _HEAD_FIELDS,
