@@ -144,4 +144,3 @@ def test_the_allocator_gives_back_memory_once_many_connections_have_closed(
         loop.run_until_complete(ticks())
     finally:
         loop.close()
-

@@ -290,7 +290,11 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         if not state.admit(cycle):
             self._reply_error(cycle, 503, "service unavailable: too many requests in progress")
             return
-        state.start_cycle(cycle, self.runner)  # (io/dispatch.py: bound once to the target's own start)
+        app = state.sole_app
+        if app is not None:  # the ASGI app alone: its target's start, without the call (bench "hello")
+            self.runner.run(cycle.run(app))
+        else:
+            state.start_cycle(cycle, self.runner)  # (io/dispatch.py: bound once to the target's own start)
 
     # -- the Stream of the request being answered (interfaces/stream.py)
     def response_start(self, status: int, headers: Headers) -> None:
@@ -370,7 +374,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
             return None
         head = self.head
         self.head = b""
-        job = FileSend(sock.fileno(), head, fd, offset, count)
+        job = FileSend(sock, head, fd, offset, count)
         if not job.step():
             await self._sendfile_wait(job)
         self.conn.response_body_sent(job.sent)

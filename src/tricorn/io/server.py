@@ -179,6 +179,7 @@ class ServerState:
         self.dispatch = build_dispatch(self, app, extra)
         self.new_cycle = self.dispatch.new_cycle
         self.start_cycle = self.dispatch.start_cycle
+        self.sole_app = self.dispatch.sole_app
         # Upgrades the HTTP/1.1 core hands over: WebSocket when an ASGI app is served, unless `ws` is none
         # (a WebSocket to a path of another kind is answered 404: io/ws.py).
         self.upgrades: frozenset[bytes] = frozenset()
@@ -255,7 +256,7 @@ class ServerState:
             return redirect_client
         scope["root_path"] = target.root_path
         scope["path"] = target.path_root + scope["path"]
-        state = target.lifespan_state if target.mount else self.lifespan_state
+        state = target.lifespan_state
         if state is not None:
             scope["state"] = state.copy()
         return target.app

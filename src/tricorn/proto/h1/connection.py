@@ -36,12 +36,12 @@ from tricorn.proto.h1.events import Backend, EndOfMessage, Event, H1Limits, Head
 from tricorn.proto.h1.head import _BAD_TARGET, _HOST, KNOWN_METHODS, _has_token
 from tricorn.proto.h1.parsers import _BODY_METHODS, _HttptoolsParser, _llhttp, _PythonParser, _Scout
 from tricorn.proto.h1.response import (
-    _PAIR_LINES,
+    _HEAD_FIELDS,
     _STATUS_LINES,
     _date_header,
     _extra_lines,
     _pair_line,
-    _server_line,
+    head_fields,
     status_line,
 )
 
@@ -299,78 +299,49 @@ class H1Connection:
         request = self._request
         if request is None or self.response_state is not RS_HEAD:
             raise LocalProtocolError(f"response head in state {self.response_state.name}")
-        out = [_STATUS_LINES.get(status) or status_line(status)]
-        length: bytes | None = None
-        length_line = b""
-        close = not self.keep_alive
-        has_server = has_date = False
+        line = _STATUS_LINES.get(status) or status_line(status)
         try:
-            for pair in headers:
-                try:
-                    entry = _PAIR_LINES.get(pair)
-                except TypeError:  # a list, not a tuple (ASGI allows any two-item iterable)
-                    entry = None
-                if entry is None:
-                    entry = _pair_line(pair)
-                kind, line = entry
-                if kind:
-                    if kind == 1:  # content-length (its value checked, its line ours)
-                        if length is not None:
-                            raise LocalProtocolError("duplicate content-length in response")
-                        length = pair[1]
-                        length_line = line
-                        continue
-                    if kind == 2:  # transfer-encoding: framing is ours to choose
-                        continue
-                    if kind == 3:  # connection
-                        if _has_token(pair[1].lower(), b"close"):
-                            close = True
-                        continue
-                    if kind == 4:
-                        has_server = True
-                    else:
-                        has_date = True
-                out.append(line)
-        except (TypeError, ValueError, AttributeError):
+            key = tuple(headers)
+        except TypeError:
             raise LocalProtocolError(
                 f"response headers must be pairs of bytes, got {headers!r:.80}"
             ) from None
-        if not has_server:
-            out.append(_server_line[0])
-        if not has_date:
-            out.append(_date_header[0])
-        out.append(_extra_lines[0])  # b"" unless --header
-
+        try:
+            fields = _HEAD_FIELDS.get(key)
+        except TypeError:  # a pair that is a list, a bytearray value: checked every time
+            fields = None
+        if fields is None:
+            fields = head_fields(key)
+        lines, has_date, length, length_line, close = fields
+        date = b"" if has_date else _date_header[0]
         if status < 200:
             # 1xx carries no body and does not end the exchange; 101 belongs to upgrades, not apps.
             if status == 101:
                 raise LocalProtocolError("101 is not a response an application may send")
-            out.append(b"\r\n")
-            return b"".join(out)
+            return b"".join((line, lines, date, _extra_lines[0], b"\r\n"))
         if status == 204 or status == 304 or request.method == b"HEAD":
             framing = FRAMING_NONE
-            if length is not None and status != 204:
-                out.append(length_line)
+            if status == 204:
+                length_line = b""
         elif length is not None:
             framing = FRAMING_LENGTH
-            self._remaining = int(length)
-            out.append(length_line)
+            self._remaining = length
         elif request.http_version == "1.1":
             framing = FRAMING_CHUNKED
-            out.append(b"transfer-encoding: chunked\r\n")
+            length_line = b"transfer-encoding: chunked\r\n"
         else:
             framing = FRAMING_CLOSE
             close = True
-        if close:
+        if close or not self.keep_alive:
             self.keep_alive = False
-            out.append(b"connection: close\r\n\r\n")
+            end = b"connection: close\r\n\r\n"
         elif request.http_version == "1.0":
-            out.append(b"connection: keep-alive\r\n\r\n")
+            end = b"connection: keep-alive\r\n\r\n"
         else:
-            out.append(b"\r\n")
+            end = b"\r\n"
         self._framing = framing
         self.response_state = RS_BODY
-        return b"".join(out)
+        return b"".join((line, lines, date, _extra_lines[0], length_line, end))
 
     def response_body(self, data: bytes, more: bool) -> bytes:
         """Frame ``data`` for the wire; with ``more`` False the response is complete after it."""
