@@ -10,7 +10,9 @@ port, sends one request and reads ``VmRSS`` from ``/proc/PID/status`` (idle). Ea
 ``--connections`` connections at once, each sending one request (keep-alive, or ``Connection: close`` with
 ``--close``) and reading its response, reads the RSS with all of them open (for ``--close``, the server
 has already closed them: "open" is then its peak), closes them, waits for the RSS to settle, and reads it
-again (after). "held" is after minus idle: the issue's target is 10 MB at most.
+again (after). "held" is after minus idle: the issue's target is 10 MB at most. "fds open" is the server's
+open descriptors when "open" was read (the connections, and a few of its own): idle connections are kept
+600 s (``--timeout-keep-alive``), as opening 10,000 takes a loaded machine longer than the default 5 s.
 
 The client runs in this process (asyncio); the soft limit on open files is raised to the hard one, for the
 client and for the server it starts (each needs one descriptor per connection).
@@ -35,6 +37,15 @@ CLOSE = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: connmem\r\nConnection
 ANSWER = b"Hello, world!"
 
 
+# The servers keep idle connections this long (s): opening 10,000 takes a loaded machine longer than the
+# default 5 s, and every connection must still be open when the RSS is read.
+KEEP = "600"
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -45,11 +56,11 @@ def server_command(server: str, port: int) -> list[str]:
     py = sys.executable
     if server == "tricorn":
         return [py, "-m", "tricorn", "bench.apps:hello", "--port", str(port), "--no-access-log",
-                "--log-level", "warning", "--backlog", "4096"]  # fmt: skip
+                "--log-level", "warning", "--backlog", "4096", "--timeout-keep-alive", KEEP]  # fmt: skip
     if server == "uvicorn":
         return [py, "-m", "uvicorn", "bench.apps:hello", "--host", "127.0.0.1", "--port", str(port),
                 "--workers", "1", "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-                "--log-level", "warning", "--backlog", "4096"]  # fmt: skip
+                "--log-level", "warning", "--backlog", "4096", "--timeout-keep-alive", KEEP]  # fmt: skip
     raise SystemExit(f"unknown server {server!r} (tricorn, uvicorn)")
 
 
@@ -61,7 +72,9 @@ def rss_mb(pid: int) -> float:
 
 
 def settled_rss(pid: int, timeout: float = 10.0) -> float:
-    """The RSS once it has not changed for half a second (the worker has handled the closes)."""
+    """The RSS once it has not changed for half a second (the worker has handled the closes), at least
+    two seconds on (the server's once-a-second tick has run: it may give memory back then)."""
+    time.sleep(2)
     last = rss_mb(pid)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -147,15 +160,19 @@ def main() -> int:
         request = CLOSE if opts.close else KEEP_ALIVE
         kind = "Connection: close" if opts.close else "keep-alive"
         print(f"{opts.server}: {opts.connections:,} connections at once ({kind}), then closed; RSS in MB")
-        print(f"{'round':>5} {'idle':>7} {'open':>7} {'after':>7} {'held':>7}")
+        print(f"{'round':>5} {'idle':>7} {'open':>7} {'after':>7} {'held':>7} {'fds open':>9}")
         loop = asyncio.new_event_loop()
         for n in range(1, opts.rounds + 1):
             writers = loop.run_until_complete(open_all(port, opts.connections, request))
             opened = rss_mb(proc.pid)
+            fds = open_fds(proc.pid)
             loop.run_until_complete(close_all(writers))
             del writers
             after = settled_rss(proc.pid)
-            print(f"{n:>5} {idle:>7.1f} {opened:>7.1f} {after:>7.1f} {after - idle:>+7.1f}", flush=True)
+            print(
+                f"{n:>5} {idle:>7.1f} {opened:>7.1f} {after:>7.1f} {after - idle:>+7.1f} {fds:>9,}",
+                flush=True,
+            )
         loop.close()
     finally:
         proc.terminate()
