@@ -70,7 +70,7 @@ from tricorn.interfaces.stream import (
     WAIT_READ,
     WAIT_SEND,
 )
-from tricorn.interfaces.wsgi.environ import ExcInfo, _parse_start, connection_environ
+from tricorn.interfaces.wsgi.environ import ConnectionEnviron, ExcInfo, _parse_start, connection_environ
 from tricorn.interfaces.wsgi.streams import NO_BODY, FileWrapper, WSGIInput
 from tricorn.logs import escape_for_log
 from tricorn.proto.h1 import Request
@@ -214,8 +214,8 @@ class WSGICycle:
         try:
             shared = stream.wsgi_environ
             if shared is None:
-                shared = stream.wsgi_environ = connection_environ(
-                    self.server.base, stream.server, stream.client, stream.scheme
+                shared = stream.wsgi_environ = ConnectionEnviron(
+                    connection_environ(self.server.base, stream.server, stream.client, stream.scheme)
                 )
             # Complete with no byte received: the body is empty, and nothing is left to wait for.
             wsgi_input = NO_BODY if self.body_complete and self.chunks is None else WSGIInput(self)

@@ -9,7 +9,7 @@ from urllib.parse import unquote_to_bytes
 
 from tricorn.interfaces.asgi import METHODS
 from tricorn.interfaces.wsgi.streams import ErrorStream, FileWrapper
-from tricorn.proto.h1 import Request
+from tricorn.proto.h1 import Headers, Request
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -75,7 +75,7 @@ def build_environ(
     when the request has them, never as ``HTTP_`` keys. Repeated headers are joined with ", " (``Cookie``
     with "; ", RFC 6265 §5.4); header names containing "_" are dropped (see ``_environ_key``).
     """
-    return request_environ(request, connection_environ(base, server, client), wsgi_input)
+    return request_environ(request, ConnectionEnviron(connection_environ(base, server, client)), wsgi_input)
 
 
 def connection_environ(
@@ -104,22 +104,62 @@ def connection_environ(
     return environ
 
 
-def request_environ(request: Request, shared: Environ, wsgi_input: Any) -> Environ:
-    """The environ of ``request`` from its connection's :func:`connection_environ` (bench wsgi "hello":
-    the addresses are formatted once per connection, not per request)."""
-    environ = shared.copy()
+class ConnectionEnviron:
+    """What the environs of one connection's requests start from: its :func:`connection_environ`, and
+    the last request's environ (without ``wsgi.input``) with what it was made from.
+
+    A keep-alive client sends the same header fields request after request (a browser's User-Agent,
+    Accept..., a proxy's X-Forwarded-For), and often the same request line (polling, health checks, a
+    load generator): when the fields equal the last request's, the environ starts from a copy that holds
+    their keys already, and when the request line does too, from a copy of the whole last environ; nothing
+    is decoded again (bench wsgi "hello"). ``last`` is replaced whole, never changed, so the threads of
+    HTTP/2 streams may share it.
+    """
+
+    __slots__ = ("last", "shared")
+
+    def __init__(self, shared: Environ) -> None:
+        self.shared = shared
+        # (headers, their environ, method, target, http_version, the whole environ)
+        self.last: tuple[Headers, Environ, bytes, bytes, str, Environ] | None = None
+
+
+def request_environ(request: Request, conn: ConnectionEnviron, wsgi_input: Any) -> Environ:
+    """The environ of ``request`` from its connection's :class:`ConnectionEnviron` (bench wsgi "hello":
+    the addresses are formatted once per connection, the header fields and the request line once per
+    change)."""
+    headers = request.headers
     method = request.method
+    target = request.target
+    version = request.http_version
+    last = conn.last
+    if last is not None and last[0] == headers:
+        if last[3] == target and last[2] == method and last[4] == version:
+            environ = last[5].copy()
+            environ["wsgi.input"] = wsgi_input
+            return environ
+        fields = last[1]
+    else:
+        fields = _headers_environ(conn.shared, request)
+    environ = fields.copy()
     environ["REQUEST_METHOD"] = METHODS.get(method) or method.decode("ascii")
     path = request.path
     if path.find(b"%") >= 0:
         path = unquote_to_bytes(path)
     environ["PATH_INFO"] = path.decode("latin-1")
     environ["QUERY_STRING"] = request.query.decode("latin-1")
-    environ["SERVER_PROTOCOL"] = _PROTOCOLS.get(request.http_version) or "HTTP/" + request.http_version
+    environ["SERVER_PROTOCOL"] = _PROTOCOLS.get(version) or "HTTP/" + version
+    conn.last = (headers, fields, method, target, version, environ.copy())
+    environ["wsgi.input"] = wsgi_input
+    return environ
+
+
+def _headers_environ(shared: Environ, request: Request) -> Environ:
+    """``shared`` with the keys ``request``'s header fields make."""
+    environ = shared.copy()
     if "SERVER_PORT" not in environ:
         # A Unix socket (or an unknown address): the Host the client asked for, else the scheme's defaults.
         _server_from_host(environ, request)
-    environ["wsgi.input"] = wsgi_input
     for name, value in request.headers:
         key = _ENVIRON_KEYS.get(name) or _environ_key(name)
         if key is None:
