@@ -175,6 +175,22 @@ def test_parse_start() -> None:
     assert _parse_start("200", [])[0] == 200
 
 
+def test_parse_start_repeats_only_what_was_asked() -> None:
+    # Heads are kept by value: a list changed since, a generator of pairs, a pair given as a list (not
+    # kept, still checked) each get their own answer.
+    headers = [("Content-Type", "text/plain"), ("Content-Length", "5")]
+    first = _parse_start("200 OK", headers)
+    assert _parse_start("200 OK", headers) == first
+    headers.append(("X-More", "1"))
+    assert _parse_start("200 OK", headers)[1] == [*first[1], (b"X-More", b"1")]
+    assert _parse_start("201 Created", headers)[0] == 201
+    assert _parse_start("200 OK", (pair for pair in headers[:1])) == (200, [first[1][0]], None)
+    for _ in range(2):
+        assert _parse_start("200 OK", [["X", "1"]]) == (200, [(b"X", b"1")], None)  # type: ignore[list-item]
+        with pytest.raises(TypeError):
+            _parse_start("200 OK", [["X", 1]])  # type: ignore[list-item]
+
+
 @pytest.mark.parametrize(
     ("status", "headers", "error"),
     [

@@ -195,6 +195,11 @@ def _server_from_host(environ: Environ, request: Request) -> None:
 _START_PAIRS: dict[tuple[str, str], tuple[tuple[bytes, bytes], int | None]] = {}
 _MAX_CACHED_PAIRS = 4096
 _STATUS_CODES: dict[str, int] = {}
+# Whole calls, checked and encoded once: (status, *header pairs) -> what _parse_start returns (its list is
+# never changed by its readers). Most responses of an app repeat one of a few heads exactly (bench wsgi
+# "hello": one lookup instead of one per pair). Emptied when full.
+_STARTS: dict[tuple[Any, ...], tuple[int, list[tuple[bytes, bytes]], int | None]] = {}
+_MAX_CACHED_STARTS = 512
 
 
 def _parse_start(
@@ -206,6 +211,16 @@ def _parse_start(
     ``"NNN reason"``, header names or values that are not latin-1 ``str``. Bytes the HTTP core refuses
     (CR, LF, NUL) are refused there, with a 500.
     """
+    key: tuple[Any, ...] = (status, *headers)  # (TypeError if not iterable; a generator is spent here)
+    try:
+        started = _STARTS.get(key)
+    except TypeError:  # an unhashable part (a list for a pair): checked below, not kept
+        started = None
+        cache = False
+    else:
+        if started is not None:
+            return started
+        cache = True
     try:
         code = _STATUS_CODES.get(status)
     except TypeError:  # unhashable: not a str either
@@ -220,7 +235,7 @@ def _parse_start(
             _STATUS_CODES[status] = code
     out: list[tuple[bytes, bytes]] = []
     length: int | None = None
-    for pair in headers:
+    for pair in key[1:]:
         try:
             entry = _START_PAIRS.get(pair)
         except TypeError:  # a list, not a tuple
@@ -230,7 +245,12 @@ def _parse_start(
         out.append(entry[0])
         if entry[1] is not None:
             length = entry[1]
-    return code, out, length
+    started = (code, out, length)
+    if cache:
+        if len(_STARTS) >= _MAX_CACHED_STARTS:
+            _STARTS.clear()
+        _STARTS[key] = started
+    return started
 
 
 def _encode_pair(pair: tuple[str, str]) -> tuple[tuple[bytes, bytes], int | None]:
