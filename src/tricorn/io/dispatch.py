@@ -118,7 +118,7 @@ class WSGITarget:
         return self.wsgi.new_cycle(stream, request)
 
     def start(self, cycle: Any, runner: AppRunner) -> None:
-        self.wsgi.start(cycle)
+        self.wsgi.start(cycle, runner)
 
 
 class Dispatch:
@@ -143,8 +143,12 @@ class Dispatch:
         if len(self.entries) == 1:
             # The app alone: its own callables, no lookup per request (bench "hello").
             root = self.root
-            self.new_cycle = root.wsgi.new_cycle if isinstance(root, WSGITarget) else root.new_cycle
-            self.start_cycle = self.root.start
+            if isinstance(root, WSGITarget):
+                self.new_cycle = root.wsgi.new_cycle
+                self.start_cycle = root.wsgi.start
+            else:
+                self.new_cycle = root.new_cycle
+                self.start_cycle = root.start
         else:
             self.new_cycle = self._routed_cycle
             self.start_cycle = _start_routed

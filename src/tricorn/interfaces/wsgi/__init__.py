@@ -83,8 +83,9 @@ class WSGIServer:
         environ["PATH_INFO"] = environ["PATH_INFO"][len(self.mount) :]
         return environ
 
-    def start(self, cycle: WSGICycle) -> None:
-        """Run ``cycle``'s app on a thread. Loop thread.
+    def start(self, cycle: WSGICycle, runner: object = None) -> None:
+        """Run ``cycle``'s app on a thread. Loop thread. (``runner``, the connection's ASGI runner, is not
+        used: this is the dispatch table's ``start_cycle``, bound directly.)
 
         The requests started during one turn of the loop go to the pool together, at the end of the turn:
         one thread wakeup for the batch, not one per request (bench wsgi "hello").

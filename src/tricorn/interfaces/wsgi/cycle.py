@@ -223,15 +223,16 @@ class WSGICycle:
             if self.forwarded is not None:
                 apply_environ(environ, self.forwarded)
             result = self.server.app(environ, self.start_response)
+            if type(result) is list or type(result) is tuple:  # (no close() to call)
+                body = result[0] if len(result) == 1 else b"".join(result)
+                if type(body) is not bytes:
+                    body = _check_bytes(body)
+                if self.headers_sent and body:
+                    self._send(body)
+                post(*self._final(None if self.headers_sent else body))
+                return
             try:
-                if type(result) is list or type(result) is tuple:
-                    body = result[0] if len(result) == 1 else b"".join(result)
-                    if type(body) is not bytes:
-                        body = _check_bytes(body)
-                    if self.headers_sent and body:
-                        self._send(body)
-                    final = self._final(None if self.headers_sent else body)
-                elif type(result) is FileWrapper and self._can_sendfile(result):
+                if type(result) is FileWrapper and self._can_sendfile(result):
                     final = self._sendfile(result)
                 else:
                     for chunk in result:
