@@ -14,6 +14,9 @@ Scenarios:
   hello      ASGI hello on a keep-alive connection (``bench.apps:hello``), one request per read
   close      the same on a new connection per request: connection_made, the request with
              ``Connection: close``, the close, connection_lost
+  accept     the same over loopback through tricorn's own listener (io/accept.py): accept(2), the
+             loop's transport, the request and the close; the client is this process too, with
+             plain non-blocking sockets (its share is the same before and after a change)
   ws1k       WebSocket echo (``bench.apps:ws_echo``) of a 1 KiB binary message, one frame per read
   ws64k      the same with 64 KiB messages (on loopback, uvloop too reads each frame whole)
   wsgi       WSGI hello (``bench.apps:wsgi_hello``) on a keep-alive connection through the real thread
@@ -42,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("hello", "close", "ws1k", "ws64k", "wsgi", "wsgi8")
+SCENARIOS = ("hello", "close", "accept", "ws1k", "ws64k", "wsgi", "wsgi8")
 
 HELLO = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
 CLOSE = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench\r\nConnection: close\r\n\r\n"
@@ -139,6 +142,34 @@ async def run_close(count: int) -> None:
         proto.connection_lost(None)
 
 
+async def run_accept(count: int) -> None:
+    import socket
+
+    from tricorn.io.accept import Listener
+    from tricorn.io.h1 import H1Protocol
+
+    state = state_for("hello")
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    listener = Listener(loop, sock, lambda: H1Protocol(state), 128)
+    await listener.start_serving()
+    address = sock.getsockname()
+    for _ in range(count):
+        client = socket.socket()
+        client.setblocking(False)
+        await loop.sock_connect(client, address)
+        await loop.sock_sendall(client, CLOSE)
+        received = b""
+        while chunk := await loop.sock_recv(client, 4096):
+            received += chunk
+        client.close()
+        if not received.endswith(b"Hello, world!"):
+            raise SystemExit(f"accept: no response: {received[:80]!r}")
+        await settle()
+    listener.close()
+
+
 async def run_ws(count: int, size: int, pieces: int) -> None:
     from bench.wsload import masked_frame
     from tricorn.io.h1 import H1Protocol
@@ -213,6 +244,7 @@ def run_scenario(name: str, count: int) -> None:
     runs = {
         "hello": lambda: run_hello(count),
         "close": lambda: run_close(count),
+        "accept": lambda: run_accept(count),
         "ws1k": lambda: run_ws(count, 1024, 1),
         "ws64k": lambda: run_ws(count, 65536, 1),
         "wsgi": lambda: run_wsgi(count, 1),

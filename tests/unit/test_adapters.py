@@ -27,6 +27,7 @@ class FakeStream:
     client = ("10.0.0.1", 5555)
     server = ("127.0.0.1", 8000)
     proxy_trust = None  # not a trusted proxy
+    tls = None
 
     def __init__(self, request: Request) -> None:
         self.conn = H1Connection()
@@ -111,7 +112,7 @@ def request(
 
 def run_asgi(app: Any, req: Request, body: list[bytes] | None = None) -> tuple[FakeStream, HTTPCycle]:
     stream = FakeStream(req)
-    scope = build_scope(req, stream.server, stream.client, stream.scheme, "", None)
+    scope = build_scope(req, stream, "", "", None)
     cycle = HTTPCycle(stream, req, scope)
 
     async def main() -> None:
@@ -171,7 +172,7 @@ def test_asgi_expect_continue_sent_only_when_the_app_reads() -> None:
 
     read_stream = FakeStream(request(b"POST", expect=True))
     req = request(b"POST", expect=True)
-    scope = build_scope(req, None, None, "http", "", None)
+    scope = build_scope(req, read_stream, "", "", None)
     cycle = HTTPCycle(read_stream, req, scope)
 
     async def main() -> None:
@@ -227,7 +228,7 @@ def test_asgi_send_after_disconnect_raises_and_receive_says_disconnect() -> None
 
     req = request()
     stream = FakeStream(req)
-    cycle = HTTPCycle(stream, req, build_scope(req, None, None, "http", "", None))
+    cycle = HTTPCycle(stream, req, build_scope(req, stream, "", "", None))
 
     async def main() -> None:
         task = asyncio.ensure_future(cycle.run(app))
@@ -253,7 +254,7 @@ def test_asgi_send_waits_while_the_stream_is_paused() -> None:
     req = request()
     stream = FakeStream(req)
     stream.paused = True
-    cycle = HTTPCycle(stream, req, build_scope(req, None, None, "http", "", None))
+    cycle = HTTPCycle(stream, req, build_scope(req, stream, "", "", None))
 
     async def main() -> None:
         task = asyncio.ensure_future(cycle.run(app))

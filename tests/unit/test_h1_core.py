@@ -12,6 +12,7 @@ import random
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -1300,6 +1301,51 @@ def test_app_transfer_encoding_is_replaced_by_our_framing() -> None:
 def test_invalid_response_headers(header: tuple[bytes, bytes]) -> None:
     with pytest.raises(LocalProtocolError):
         respond(GET11).response_head(200, [header])
+
+
+def test_a_header_list_seen_before_gives_the_same_head_and_fresh_decisions() -> None:
+    # The checked header list is remembered (proto/h1/response.py): what depends on the request (HEAD,
+    # HTTP/1.0, Connection: close) and on the server's own headers is decided again for each response.
+    headers = [(b"content-type", b"text/plain"), (b"content-length", b"5")]
+    first = respond(GET11).response_head(200, headers)
+    assert respond(GET11).response_head(200, list(headers)) == first
+    assert respond(GET11).response_head(200, (pair for pair in headers)) == first  # any iterable
+    assert b"connection: close" in head_lines(
+        respond(get(b"Host: a", b"Connection: close")).response_head(200, headers)
+    )
+    conn = respond(get(b"Host: a", method=b"HEAD"))
+    conn.response_head(200, headers)
+    assert conn.response_body(b"hello", False) == b""
+    conn = respond(GET11)
+    conn.response_head(200, headers)
+    assert conn.response_body(b"hello", False) == b"hello" and conn.keep_alive
+    assert b"content-length: 5" in head_lines(respond(GET11).response_head(404, headers))
+    h1.set_default_headers(False, True, [(b"x-served-by", b"a")])
+    try:
+        lines = head_lines(respond(GET11).response_head(200, headers))
+        assert b"server: tricorn" not in lines and b"x-served-by: a" in lines
+    finally:
+        h1.set_default_headers(True, True, [])
+    assert b"server: tricorn" in head_lines(respond(GET11).response_head(200, headers))
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [[b"content-length", b"5"]],  # pairs as lists
+        [(b"content-length", bytearray(b"5"))],
+        [(b"X", b"a\r\nInjected: yes"), (b"content-length", b"5")],
+        [(b"content-length", b"5"), (b"content-length", b"5")],
+    ],
+)
+def test_header_lists_that_are_not_remembered_are_checked_every_time(headers: list[Any]) -> None:
+    valid = b"Injected" not in repr(headers).encode() and len(headers) == 1
+    for _ in range(2):
+        if valid:
+            assert b"content-length: 5" in head_lines(respond(GET11).response_head(200, headers))
+        else:
+            with pytest.raises(LocalProtocolError):
+                respond(GET11).response_head(200, headers)
 
 
 def test_duplicate_response_content_length() -> None:

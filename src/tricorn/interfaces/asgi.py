@@ -15,6 +15,7 @@ from urllib.parse import unquote
 
 from tricorn.errors import ClientDisconnected, LocalProtocolError
 from tricorn.interfaces.files import FILE_CHUNK, open_regular, read_chunk
+from tricorn.interfaces.forwarded import proxied_scope
 from tricorn.interfaces.stream import (
     ABORTED,
     HIGH_WATER,
@@ -27,6 +28,7 @@ from tricorn.interfaces.stream import (
     CycleState,
     Stream,
 )
+from tricorn.proto.forwarded import NAMES as PROXY_NAMES
 from tricorn.proto.h1 import Request
 
 __all__ = ["ABORTED", "RESPONSE_BODY", "RESPONSE_DONE", "RESPONSE_START", "CycleState", "HTTPCycle"]
@@ -41,13 +43,13 @@ METHODS = {m: m.decode("ascii") for m in (b"GET", b"POST", b"PUT", b"DELETE", b"
 
 
 def build_scope(
-    request: Request,
-    server: tuple[str, int] | None,
-    client: tuple[str, int] | None,
-    scheme: str,
-    root_path: str,
-    state: dict[str, Any] | None,
+    request: Request, conn: Any, path_root: str, root_path: str, state: dict[str, Any] | None
 ) -> Scope:
+    """The HTTP scope of ``request`` on ``conn`` (a stream, or a WebSocket connection: its ``server``,
+    ``client``, ``scheme``, ``tls`` and ``proxy_trust``). ``path`` is the full path, ``path_root`` (from
+    ``--root-path``: a proxy stripped it) put before it; ``root_path`` is where the app is mounted, the
+    same with no mount (ASGI spec 2.4 and later). A trusted proxy's client, scheme and Host are applied
+    (interfaces/forwarded.py). The one place a scope is made, for every protocol and target."""
     raw_path = request.path
     try:
         path = raw_path.decode("ascii")
@@ -60,12 +62,12 @@ def build_scope(
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
         "http_version": request.http_version,
-        "server": server,
-        "client": client,
-        "scheme": scheme,
+        "server": conn.server,
+        "client": conn.client,
+        "scheme": conn.scheme,
         "method": METHODS.get(method) or method.decode("ascii"),
         "root_path": root_path,
-        "path": root_path + path if root_path else path,
+        "path": path_root + path if path_root else path,
         "raw_path": raw_path,
         "query_string": request.query,
         "headers": request.headers,
@@ -78,6 +80,17 @@ def build_scope(
     }
     if state is not None:
         scope["state"] = state.copy()
+    tls = conn.tls
+    if tls is not None:
+        scope["extensions"]["tls"] = tls
+    trust = conn.proxy_trust
+    if trust is not None:
+        # A request with no proxy header (most, on a connection trusted only because it is local) costs
+        # this loop and no call (bench "hello").
+        for name, _ in request.headers:
+            if name in PROXY_NAMES:
+                proxied_scope(scope, trust)
+                break
     return scope
 
 

@@ -15,7 +15,7 @@ from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from tricorn.logs import escape_for_log
-from tricorn.proto.forwarded import NAMES, AllowList, Forwarded, ForwardedError, host_name, resolve
+from tricorn.proto.forwarded import AllowList, Forwarded, ForwardedError, host_name, resolve
 
 if TYPE_CHECKING:
     from tricorn.proto.forwarded import Headers
@@ -54,16 +54,9 @@ def apply_scope(scope: MutableMapping[str, Any], result: Forwarded) -> None:
 
 
 def proxied_scope(scope: Any, trust: AllowList) -> None:
-    """The hookup for an ASGI scope: resolve its proxy headers and apply them (see the module docstring)."""
-    headers = scope["headers"]
-    # A request with no proxy header (most, on a connection that is trusted only because it is local)
-    # costs this loop and no call (bench/hotpath.py: about 0.5% of an ASGI hello request).
-    for name, _ in headers:
-        if name in NAMES:
-            break
-    else:
-        return
-    result = forwarded(headers, scope["client"], trust)
+    """The hookup for an ASGI scope: resolve its proxy headers and apply them (see the module docstring).
+    :func:`~tricorn.interfaces.asgi.build_scope` calls it only for a request that carries one."""
+    result = forwarded(scope["headers"], scope["client"], trust)
     if result is not None:
         apply_scope(scope, result)
 

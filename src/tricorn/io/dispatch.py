@@ -34,7 +34,6 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tricorn.interfaces.asgi import HTTPCycle, build_scope, send_plain
-from tricorn.interfaces.forwarded import proxied_scope
 
 if TYPE_CHECKING:
     from tricorn.config import Config
@@ -78,29 +77,21 @@ class ASGITarget:
         self.kind = kind
         self.prefix = "/"
         self.mount = mount
-        self.lifespan_state = lifespan_state
+        # What its scopes' "state" is copied from: a mounted app's own lifespan state, else the APP's.
+        self.lifespan_state = lifespan_state if mount else state.lifespan_state
         self.websocket: ASGIApp | None = app if websocket else None
 
     def scope(self, conn: Any, request: Request) -> Scope:
-        """The HTTP scope of ``request`` on ``conn`` (a stream or a WebSocket connection): ``path`` is the
-        full path, ``root_path`` the prefix the app is mounted under (ASGI spec 2.4 and later)."""
-        state = self.lifespan_state if self.mount else self.state.lifespan_state
-        scope = build_scope(request, conn.server, conn.client, conn.scheme, self.path_root, state)
-        if self.mount:
-            scope["root_path"] = self.root_path
-        tls = conn.tls
-        if tls is not None:
-            scope["extensions"]["tls"] = tls
-        trust = conn.proxy_trust
-        if trust is not None:  # a trusted proxy's client, scheme and Host (interfaces/forwarded.py)
-            proxied_scope(scope, trust)
-        return scope
+        """The HTTP scope of ``request`` on ``conn`` (a stream or a WebSocket connection)."""
+        return build_scope(request, conn, self.path_root, self.root_path, self.lifespan_state)
 
     def new_cycle(self, stream: Stream, request: Request) -> HTTPCycle:
-        return HTTPCycle(stream, request, self.scope(stream, request))
+        # Not through self.scope: one Python call less a request (bench "hello").
+        scope = build_scope(request, stream, self.path_root, self.root_path, self.lifespan_state)
+        return HTTPCycle(stream, request, scope)
 
     def start(self, cycle: HTTPCycle, runner: AppRunner) -> None:
-        runner.run(cycle.run(self.app))
+        runner.run(cycle.run(self.app))  # (io/h1.py does the same for Dispatch.sole_app, inline)
 
 
 class WSGITarget:
@@ -140,6 +131,9 @@ class Dispatch:
         self.root = table[b""]
         self.new_cycle: Callable[[Stream, Request], Any]
         self.start_cycle: Callable[[Any, AppRunner], None]
+        # The ASGI app that serves every request when the table is that app alone, else None: HTTP/1.1
+        # starts its cycles as ASGITarget.start would, without the call (bench "hello").
+        self.sole_app: ASGIApp | None = None
         if len(self.entries) == 1:
             # The app alone: its own callables, no lookup per request (bench "hello").
             root = self.root
@@ -149,6 +143,8 @@ class Dispatch:
             else:
                 self.new_cycle = root.new_cycle
                 self.start_cycle = root.start
+            if isinstance(root, ASGITarget):
+                self.sole_app = root.app
         else:
             self.new_cycle = self._routed_cycle
             self.start_cycle = _start_routed

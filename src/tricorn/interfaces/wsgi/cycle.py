@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any
 from tricorn.errors import ClientDisconnected, ClientTimeout, LocalProtocolError
 from tricorn.interfaces.asgi import build_scope
 from tricorn.interfaces.files import FileSend
-from tricorn.interfaces.forwarded import apply_environ, apply_scope
+from tricorn.interfaces.forwarded import apply_environ
 from tricorn.interfaces.stream import (
     ABORTED,
     HIGH_WATER,
@@ -144,13 +144,8 @@ class WSGICycle:
     @property
     def scope(self) -> Scope:
         """The request as an ASGI-style scope, for the access log."""
-        stream = self.stream
-        scope = build_scope(
-            self.request, stream.server, stream.client, stream.scheme, self.server.path_root, None
-        )
-        if self.forwarded is not None:
-            apply_scope(scope, self.forwarded)
-        return scope
+        path_root = self.server.path_root
+        return build_scope(self.request, self.stream, path_root, path_root, None)
 
     # -- events from the connection (loop thread)
     def feed_body(self, data: bytes) -> None:
@@ -583,7 +578,7 @@ def _sendfile_all(
     """Send ``head`` then ``count`` bytes of ``fileno`` from ``offset`` on the non-blocking ``sock``,
     waiting for it to be writable in this (worker) thread; return the file bytes sent (fewer than
     ``count`` when the client went away or the file shrank)."""
-    job = FileSend(sock.fileno(), head, fileno, offset, count)
+    job = FileSend(sock, head, fileno, offset, count)
     poller = select.poll()
     poller.register(job.sock_fd, select.POLLOUT)
     try:
