@@ -14,12 +14,15 @@ import pytest
 from tricorn.config import Config
 from tricorn.importer import detect_interface
 from tricorn.interfaces.wsgi import (
+    ConnectionEnviron,
     ErrorStream,
     FileWrapper,
     WorkerPool,
     WSGIInput,
     base_environ,
     build_environ,
+    connection_environ,
+    request_environ,
 )
 from tricorn.interfaces.wsgi.environ import _parse_start
 from tricorn.proto.h1 import H1Connection, Request
@@ -128,6 +131,36 @@ def test_unix_socket_server_name_from_host() -> None:
 # -- start_response
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_environs_of_one_connection_start_from_the_last_one_only_where_it_holds(backend: str) -> None:
+    # A connection's environs reuse the last request's header keys, and its request-line keys too when
+    # the line repeats; each request still gets an environ of its own, equal to one built afresh.
+    conn = ConnectionEnviron(
+        connection_environ(base_environ(True, False, ""), ("127.0.0.1", 8000), ("10.0.0.7", 5))
+    )
+    heads = [
+        b"GET /a?x=1 HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n",
+        b"GET /a?x=1 HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n",  # the same again
+        b"GET /b%20c?y HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n",  # another line, the same fields
+        b"HEAD /b%20c?y HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n",  # another method
+        b"HEAD /b%20c?y HTTP/1.0\r\nHost: h\r\nAccept: */*\r\n\r\n",  # another version
+        b"HEAD /b%20c?y HTTP/1.0\r\nHost: h\r\nAccept: text/html\r\n\r\n",  # another field value
+        b"HEAD /b%20c?y HTTP/1.0\r\nHost: h\r\n\r\n",  # a field fewer
+        b"GET /a?x=1 HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n",
+    ]
+    seen = []
+    for raw in heads:
+        request = parse_request(raw, backend)
+        wsgi_input = object()
+        environ = request_environ(request, conn, wsgi_input)
+        fresh = environ_of(raw, backend, client=("10.0.0.7", 5))
+        assert environ == fresh | {"wsgi.input": wsgi_input, "wsgi.errors": environ["wsgi.errors"]}
+        assert all(environ is not other for other in seen)
+        environ["HTTP_ACCEPT"] = "changed by the app"  # an app's changes stay in its own environ
+        environ["EXTRA"] = "x"
+        seen.append(environ)
+
+
 def test_parse_start() -> None:
     status, headers, length = _parse_start(
         "404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", " 12 "), ("X-Café", "é")]
@@ -140,6 +173,22 @@ def test_parse_start() -> None:
     ]
     assert length == 12
     assert _parse_start("200", [])[0] == 200
+
+
+def test_parse_start_repeats_only_what_was_asked() -> None:
+    # Heads are kept by value: a list changed since, a generator of pairs, a pair given as a list (not
+    # kept, still checked) each get their own answer.
+    headers = [("Content-Type", "text/plain"), ("Content-Length", "5")]
+    first = _parse_start("200 OK", headers)
+    assert _parse_start("200 OK", headers) == first
+    headers.append(("X-More", "1"))
+    assert _parse_start("200 OK", headers)[1] == [*first[1], (b"X-More", b"1")]
+    assert _parse_start("201 Created", headers)[0] == 201
+    assert _parse_start("200 OK", (pair for pair in headers[:1])) == (200, [first[1][0]], None)
+    for _ in range(2):
+        assert _parse_start("200 OK", [["X", "1"]]) == (200, [(b"X", b"1")], None)  # type: ignore[list-item]
+        with pytest.raises(TypeError):
+            _parse_start("200 OK", [["X", 1]])  # type: ignore[list-item]
 
 
 @pytest.mark.parametrize(

@@ -64,7 +64,7 @@ class Stream(Protocol):
     nothing is sent then.
     """
 
-    wsgi_environ: dict[str, Any] | None  # the WSGI adapter's per-connection environ keys
+    wsgi_environ: Any  # the WSGI adapter's per-connection environ (interfaces/wsgi/environ.py), or None
 
     @property
     def proxy_trust(self) -> AllowList | None:

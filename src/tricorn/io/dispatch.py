@@ -109,7 +109,7 @@ class WSGITarget:
         return self.wsgi.new_cycle(stream, request)
 
     def start(self, cycle: Any, runner: AppRunner) -> None:
-        self.wsgi.start(cycle)
+        self.wsgi.start(cycle, runner)
 
 
 class Dispatch:
@@ -137,8 +137,12 @@ class Dispatch:
         if len(self.entries) == 1:
             # The app alone: its own callables, no lookup per request (bench "hello").
             root = self.root
-            self.new_cycle = root.wsgi.new_cycle if isinstance(root, WSGITarget) else root.new_cycle
-            self.start_cycle = self.root.start
+            if isinstance(root, WSGITarget):
+                self.new_cycle = root.wsgi.new_cycle
+                self.start_cycle = root.wsgi.start
+            else:
+                self.new_cycle = root.new_cycle
+                self.start_cycle = root.start
             if isinstance(root, ASGITarget):
                 self.sole_app = root.app
         else:

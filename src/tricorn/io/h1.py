@@ -12,7 +12,7 @@ import os
 import socket
 from enum import Enum
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tricorn.errors import (
     ClientDisconnected,
@@ -128,7 +128,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.pending_upgrade: Request | None = None  # a WebSocket handshake waiting for earlier responses
         # Bad input that came after whole requests in one read: answered once those are (see _finish).
         self.refusal: RemoteProtocolError | None = None
-        self.wsgi_environ: dict[str, object] | None = None  # the WSGI adapter's per-connection environ keys
+        self.wsgi_environ: Any = None  # the WSGI adapter's per-connection environ (its ConnectionEnviron)
         self.preface_part = b""  # the start of an HTTP/2 preface's first line, held (see data_received)
         self.scheme = "http"
         self.tls: TLSInfo | None = None  # the ASGI tls extension, on a TLS connection

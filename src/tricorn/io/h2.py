@@ -416,7 +416,7 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
         self.last_request: Request | None = None  # request, kept apart from the one given to the app
         self.drain_timer: asyncio.TimerHandle | None = None
         self.linger: int | None = None  # bytes still read and dropped while closing after an error
-        self.wsgi_environ: dict[str, Any] | None = None
+        self.wsgi_environ: Any = None  # the WSGI adapter's per-connection environ
         self.tls: TLSInfo | None = None  # the ASGI tls extension, on a TLS connection
         self.proxy_trust: AllowList | None = None  # set by the H1Protocol that hands over
         self.reset_count = 0

@@ -341,7 +341,7 @@ class H3Protocol(MuxProtocol):
         self.closing = False  # GOAWAY sent
         self.closed = False
         self.goaway_timer: asyncio.TimerHandle | None = None
-        self.wsgi_environ: dict[str, Any] | None = None
+        self.wsgi_environ: Any = None  # the WSGI adapter's per-connection environ
         self.tls: TLSInfo | None = None
         # Whether this peer's proxy headers are believed (--forwarded-allow-ips), once for the connection.
         self.proxy_trust: AllowList | None = None

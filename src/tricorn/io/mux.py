@@ -56,11 +56,11 @@ class MuxStream:
         return self.proto.proxy_trust  # type: ignore[no-any-return]
 
     @property
-    def wsgi_environ(self) -> dict[str, Any] | None:
-        return self.proto.wsgi_environ  # type: ignore[no-any-return]
+    def wsgi_environ(self) -> Any:
+        return self.proto.wsgi_environ
 
     @wsgi_environ.setter
-    def wsgi_environ(self, value: dict[str, Any] | None) -> None:
+    def wsgi_environ(self, value: Any) -> None:
         self.proto.wsgi_environ = value
 
     def set_length(self, status: int, fields: list[tuple[bytes, bytes]]) -> None:

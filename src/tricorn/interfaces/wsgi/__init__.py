@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from tricorn.interfaces.forwarded import forwarded
 from tricorn.interfaces.wsgi.cycle import WSGICycle
 from tricorn.interfaces.wsgi.environ import (
+    ConnectionEnviron,
     WSGIApp,
     base_environ,
     build_environ,
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from tricorn.interfaces.stream import Stream
 
 __all__ = [
+    "ConnectionEnviron",
     "ErrorStream",
     "FileWrapper",
     "Mailbox",
@@ -74,15 +76,16 @@ class WSGIServer:
         self.request_environ = self._mounted_environ if mount else request_environ
         self._starting: list[WSGICycle] = []
 
-    def _mounted_environ(self, request: Request, shared: dict[str, Any], wsgi_input: Any) -> dict[str, Any]:
-        environ = request_environ(request, shared, wsgi_input)
+    def _mounted_environ(self, request: Request, conn: ConnectionEnviron, wsgi_input: Any) -> dict[str, Any]:
+        environ = request_environ(request, conn, wsgi_input)
         environ["SCRIPT_NAME"] = self.root_path
         # The prefix was matched on the raw path and holds no percent escape: decoding left it as it was.
         environ["PATH_INFO"] = environ["PATH_INFO"][len(self.mount) :]
         return environ
 
-    def start(self, cycle: WSGICycle) -> None:
-        """Run ``cycle``'s app on a thread. Loop thread.
+    def start(self, cycle: WSGICycle, runner: object = None) -> None:
+        """Run ``cycle``'s app on a thread. Loop thread. (``runner``, the connection's ASGI runner, is not
+        used: this is the dispatch table's ``start_cycle``, bound directly.)
 
         The requests started during one turn of the loop go to the pool together, at the end of the turn:
         one thread wakeup for the batch, not one per request (bench wsgi "hello").

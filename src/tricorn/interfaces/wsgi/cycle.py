@@ -70,7 +70,7 @@ from tricorn.interfaces.stream import (
     WAIT_READ,
     WAIT_SEND,
 )
-from tricorn.interfaces.wsgi.environ import ExcInfo, _parse_start, connection_environ
+from tricorn.interfaces.wsgi.environ import ConnectionEnviron, ExcInfo, _parse_start, connection_environ
 from tricorn.interfaces.wsgi.streams import NO_BODY, FileWrapper, WSGIInput
 from tricorn.logs import escape_for_log
 from tricorn.proto.h1 import Request
@@ -209,8 +209,8 @@ class WSGICycle:
         try:
             shared = stream.wsgi_environ
             if shared is None:
-                shared = stream.wsgi_environ = connection_environ(
-                    self.server.base, stream.server, stream.client, stream.scheme
+                shared = stream.wsgi_environ = ConnectionEnviron(
+                    connection_environ(self.server.base, stream.server, stream.client, stream.scheme)
                 )
             # Complete with no byte received: the body is empty, and nothing is left to wait for.
             wsgi_input = NO_BODY if self.body_complete and self.chunks is None else WSGIInput(self)
@@ -218,15 +218,16 @@ class WSGICycle:
             if self.forwarded is not None:
                 apply_environ(environ, self.forwarded)
             result = self.server.app(environ, self.start_response)
+            if type(result) is list or type(result) is tuple:  # (no close() to call)
+                body = result[0] if len(result) == 1 else b"".join(result)
+                if type(body) is not bytes:
+                    body = _check_bytes(body)
+                if self.headers_sent and body:
+                    self._send(body)
+                post(*self._final(None if self.headers_sent else body))
+                return
             try:
-                if type(result) is list or type(result) is tuple:
-                    body = result[0] if len(result) == 1 else b"".join(result)
-                    if type(body) is not bytes:
-                        body = _check_bytes(body)
-                    if self.headers_sent and body:
-                        self._send(body)
-                    final = self._final(None if self.headers_sent else body)
-                elif type(result) is FileWrapper and self._can_sendfile(result):
+                if type(result) is FileWrapper and self._can_sendfile(result):
                     final = self._sendfile(result)
                 else:
                     for chunk in result:

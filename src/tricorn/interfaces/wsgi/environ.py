@@ -9,7 +9,7 @@ from urllib.parse import unquote_to_bytes
 
 from tricorn.interfaces.asgi import METHODS
 from tricorn.interfaces.wsgi.streams import ErrorStream, FileWrapper
-from tricorn.proto.h1 import Request
+from tricorn.proto.h1 import Headers, Request
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -75,7 +75,7 @@ def build_environ(
     when the request has them, never as ``HTTP_`` keys. Repeated headers are joined with ", " (``Cookie``
     with "; ", RFC 6265 §5.4); header names containing "_" are dropped (see ``_environ_key``).
     """
-    return request_environ(request, connection_environ(base, server, client), wsgi_input)
+    return request_environ(request, ConnectionEnviron(connection_environ(base, server, client)), wsgi_input)
 
 
 def connection_environ(
@@ -104,22 +104,62 @@ def connection_environ(
     return environ
 
 
-def request_environ(request: Request, shared: Environ, wsgi_input: Any) -> Environ:
-    """The environ of ``request`` from its connection's :func:`connection_environ` (bench wsgi "hello":
-    the addresses are formatted once per connection, not per request)."""
-    environ = shared.copy()
+class ConnectionEnviron:
+    """What the environs of one connection's requests start from: its :func:`connection_environ`, and
+    the last request's environ (without ``wsgi.input``) with what it was made from.
+
+    A keep-alive client sends the same header fields request after request (a browser's User-Agent,
+    Accept..., a proxy's X-Forwarded-For), and often the same request line (polling, health checks, a
+    load generator): when the fields equal the last request's, the environ starts from a copy that holds
+    their keys already, and when the request line does too, from a copy of the whole last environ; nothing
+    is decoded again (bench wsgi "hello"). ``last`` is replaced whole, never changed, so the threads of
+    HTTP/2 streams may share it.
+    """
+
+    __slots__ = ("last", "shared")
+
+    def __init__(self, shared: Environ) -> None:
+        self.shared = shared
+        # (headers, their environ, method, target, http_version, the whole environ)
+        self.last: tuple[Headers, Environ, bytes, bytes, str, Environ] | None = None
+
+
+def request_environ(request: Request, conn: ConnectionEnviron, wsgi_input: Any) -> Environ:
+    """The environ of ``request`` from its connection's :class:`ConnectionEnviron` (bench wsgi "hello":
+    the addresses are formatted once per connection, the header fields and the request line once per
+    change)."""
+    headers = request.headers
     method = request.method
+    target = request.target
+    version = request.http_version
+    last = conn.last
+    if last is not None and last[0] == headers:
+        if last[3] == target and last[2] == method and last[4] == version:
+            environ = last[5].copy()
+            environ["wsgi.input"] = wsgi_input
+            return environ
+        fields = last[1]
+    else:
+        fields = _headers_environ(conn.shared, request)
+    environ = fields.copy()
     environ["REQUEST_METHOD"] = METHODS.get(method) or method.decode("ascii")
     path = request.path
     if path.find(b"%") >= 0:
         path = unquote_to_bytes(path)
     environ["PATH_INFO"] = path.decode("latin-1")
     environ["QUERY_STRING"] = request.query.decode("latin-1")
-    environ["SERVER_PROTOCOL"] = _PROTOCOLS.get(request.http_version) or "HTTP/" + request.http_version
+    environ["SERVER_PROTOCOL"] = _PROTOCOLS.get(version) or "HTTP/" + version
+    conn.last = (headers, fields, method, target, version, environ.copy())
+    environ["wsgi.input"] = wsgi_input
+    return environ
+
+
+def _headers_environ(shared: Environ, request: Request) -> Environ:
+    """``shared`` with the keys ``request``'s header fields make."""
+    environ = shared.copy()
     if "SERVER_PORT" not in environ:
         # A Unix socket (or an unknown address): the Host the client asked for, else the scheme's defaults.
         _server_from_host(environ, request)
-    environ["wsgi.input"] = wsgi_input
     for name, value in request.headers:
         key = _ENVIRON_KEYS.get(name) or _environ_key(name)
         if key is None:
@@ -155,6 +195,11 @@ def _server_from_host(environ: Environ, request: Request) -> None:
 _START_PAIRS: dict[tuple[str, str], tuple[tuple[bytes, bytes], int | None]] = {}
 _MAX_CACHED_PAIRS = 4096
 _STATUS_CODES: dict[str, int] = {}
+# Whole calls, checked and encoded once: (status, *header pairs) -> what _parse_start returns (its list is
+# never changed by its readers). Most responses of an app repeat one of a few heads exactly (bench wsgi
+# "hello": one lookup instead of one per pair). Emptied when full.
+_STARTS: dict[tuple[Any, ...], tuple[int, list[tuple[bytes, bytes]], int | None]] = {}
+_MAX_CACHED_STARTS = 512
 
 
 def _parse_start(
@@ -166,6 +211,16 @@ def _parse_start(
     ``"NNN reason"``, header names or values that are not latin-1 ``str``. Bytes the HTTP core refuses
     (CR, LF, NUL) are refused there, with a 500.
     """
+    key: tuple[Any, ...] = (status, *headers)  # (TypeError if not iterable; a generator is spent here)
+    try:
+        started = _STARTS.get(key)
+    except TypeError:  # an unhashable part (a list for a pair): checked below, not kept
+        started = None
+        cache = False
+    else:
+        if started is not None:
+            return started
+        cache = True
     try:
         code = _STATUS_CODES.get(status)
     except TypeError:  # unhashable: not a str either
@@ -180,7 +235,7 @@ def _parse_start(
             _STATUS_CODES[status] = code
     out: list[tuple[bytes, bytes]] = []
     length: int | None = None
-    for pair in headers:
+    for pair in key[1:]:
         try:
             entry = _START_PAIRS.get(pair)
         except TypeError:  # a list, not a tuple
@@ -190,7 +245,12 @@ def _parse_start(
         out.append(entry[0])
         if entry[1] is not None:
             length = entry[1]
-    return code, out, length
+    started = (code, out, length)
+    if cache:
+        if len(_STARTS) >= _MAX_CACHED_STARTS:
+            _STARTS.clear()
+        _STARTS[key] = started
+    return started
 
 
 def _encode_pair(pair: tuple[str, str]) -> tuple[tuple[bytes, bytes], int | None]:
