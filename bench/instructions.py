@@ -14,8 +14,18 @@ Scenarios:
   hello      ASGI hello on a keep-alive connection (``bench.apps:hello``), one request per read
   close      the same on a new connection per request: connection_made, the request with
              ``Connection: close``, the close, connection_lost
+  accept     the same over loopback through tricorn's own listener (io/accept.py): accept(2), the
+             loop's transport, the request and the close; the client is this process too, with
+             plain non-blocking sockets (its share is the same before and after a change)
   ws1k       WebSocket echo (``bench.apps:ws_echo``) of a 1 KiB binary message, one frame per read
   ws64k      the same with 64 KiB messages (on loopback, uvloop too reads each frame whole)
+  wsgi       WSGI hello (``bench.apps:wsgi_hello``) on a keep-alive connection through the real thread
+             pool and mailbox, one request at a time: each request wakes a pool thread and the loop
+  wsgi8      the same on 8 keep-alive connections whose requests arrive in one loop turn (as under wrk's
+             64 connections): the pool and the loop wake once per batch; counted per request
+
+The WSGI scenarios run the app on the pool's threads; callgrind runs one thread at a time, which changes
+nothing in what is counted.
 
 Needs valgrind (apt-get install valgrind). Counts are of user-space instructions only: the kernel's TCP
 work, the same for every server, is not in them.
@@ -35,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("hello", "close", "ws1k", "ws64k")
+SCENARIOS = ("hello", "close", "accept", "ws1k", "ws64k", "wsgi", "wsgi8")
 
 HELLO = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
 CLOSE = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench\r\nConnection: close\r\n\r\n"
@@ -52,9 +62,12 @@ class Transport:
         self.out: list[bytes] = []
         self.closed = False
         self.protocol: Any = None
+        self.written: Any = None  # called after each write (the WSGI scenarios wait for their answers)
 
     def write(self, data: bytes) -> None:
         self.out.append(data)
+        if self.written is not None:
+            self.written()
 
     def writelines(self, parts: Any) -> None:
         self.out.extend(parts)  # kept as they are: a copy here would be counted as the server's
@@ -89,7 +102,7 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-def state_for(app_name: str) -> Any:
+def state_for(app_name: str, interface: str = "asgi") -> Any:
     import bench.apps
     from tricorn.config import Config
     from tricorn.io.server import ServerState
@@ -97,7 +110,7 @@ def state_for(app_name: str) -> Any:
     app = getattr(bench.apps, app_name)
     # No keepalive pings: under callgrind a run outlasts their interval, and they are not the hot path.
     config = Config(access_log=False, ws_ping_interval=None)
-    return ServerState(config, app, asyncio.get_running_loop(), "httptools")
+    return ServerState(config, app, asyncio.get_running_loop(), "httptools", interface=interface)
 
 
 async def run_hello(count: int) -> None:
@@ -127,6 +140,34 @@ async def run_close(count: int) -> None:
         if not transport.closed or not transport.take().endswith(b"Hello, world!"):
             raise SystemExit("close: no response, or the connection stayed open")
         proto.connection_lost(None)
+
+
+async def run_accept(count: int) -> None:
+    import socket
+
+    from tricorn.io.accept import Listener
+    from tricorn.io.h1 import H1Protocol
+
+    state = state_for("hello")
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    listener = Listener(loop, sock, lambda: H1Protocol(state), 128)
+    await listener.start_serving()
+    address = sock.getsockname()
+    for _ in range(count):
+        client = socket.socket()
+        client.setblocking(False)
+        await loop.sock_connect(client, address)
+        await loop.sock_sendall(client, CLOSE)
+        received = b""
+        while chunk := await loop.sock_recv(client, 4096):
+            received += chunk
+        client.close()
+        if not received.endswith(b"Hello, world!"):
+            raise SystemExit(f"accept: no response: {received[:80]!r}")
+        await settle()
+    listener.close()
 
 
 async def run_ws(count: int, size: int, pieces: int) -> None:
@@ -161,14 +202,53 @@ async def run_ws(count: int, size: int, pieces: int) -> None:
     await settle()
 
 
+async def run_wsgi(count: int, connections: int) -> None:
+    from tricorn.io.h1 import H1Protocol
+
+    state = state_for("wsgi_hello", "wsgi")
+    loop = asyncio.get_running_loop()
+    pairs = []
+    for _ in range(connections):
+        proto = H1Protocol(state)
+        transport = Transport()
+        proto.connection_made(transport)  # type: ignore[arg-type]
+        pairs.append((proto, transport))
+    answered = 0
+    done: asyncio.Future[None] = loop.create_future()
+
+    def written() -> None:
+        nonlocal answered
+        answered += 1
+        if answered == connections and not done.done():
+            done.set_result(None)
+
+    for _, transport in pairs:
+        transport.written = written
+    for _ in range(count // connections or 1):
+        answered = 0
+        done = loop.create_future()
+        for proto, _ in pairs:
+            proto.data_received(HELLO)  # the reads of one loop turn
+        await done
+        for _, transport in pairs:
+            if not transport.take().endswith(b"Hello, world!"):
+                raise SystemExit("wsgi: no response")
+    for proto, _ in pairs:
+        proto.connection_lost(None)
+    state.wsgi.pool.close()
+
+
 def run_scenario(name: str, count: int) -> None:
     import uvloop
 
     runs = {
         "hello": lambda: run_hello(count),
         "close": lambda: run_close(count),
+        "accept": lambda: run_accept(count),
         "ws1k": lambda: run_ws(count, 1024, 1),
         "ws64k": lambda: run_ws(count, 65536, 1),
+        "wsgi": lambda: run_wsgi(count, 1),
+        "wsgi8": lambda: run_wsgi(count, 8),
     }
     uvloop.run(runs[name]())
 

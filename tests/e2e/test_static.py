@@ -10,6 +10,7 @@ import re
 import socket
 import ssl
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -529,3 +530,17 @@ def test_a_client_that_stops_reading_is_cut_after_timeout_send(
     response = httpx.get(f"{base}/big.bin", headers={"Range": "bytes=0-9"}, verify=certs.context())
     assert response.content == bytes(10)
     assert server.output().count("response not taken by the client in time") == 1
+
+
+def test_over_a_unix_socket(docroot: Path, tricorn: type[TricornProcess]) -> None:
+    # sendfile onto a Unix socket, which has no cork: the same bytes, keep-alive after each.
+    with tempfile.TemporaryDirectory(prefix="tricorn-", dir="/tmp") as short:  # (a short socket path)
+        path = os.path.join(short, "s.sock")
+        server = tricorn(["--static", f"/={docroot}", "--bind", f"unix:{path}"])
+        wait_for(lambda: os.path.exists(path), what="the unix socket")
+        with httpx.Client(transport=httpx.HTTPTransport(uds=path), base_url="http://tricorn") as client:
+            for _ in range(3):
+                assert client.get("/big.bin").content == BIG
+                assert client.get("/big.bin", headers={"Range": "bytes=7-"}).content == BIG[7:]
+                assert client.get("/app.css").content == SMALL
+        assert "Traceback" not in server.output()

@@ -50,12 +50,24 @@ def parsers_alive() -> int:
 def test_a_released_core_frees_its_parsers_by_reference_counting(no_collector: None) -> None:
     before = parsers_alive()
     conn = H1Connection()
-    conn.receive_simple(HELLO)
-    assert parsers_alive() == before + 2  # the general path's llhttp and the fast lane's scout
+    assert conn.receive_simple(HELLO) is not None
+    assert parsers_alive() == before + 1  # the fast lane's scout; the general path's is made when needed
+    conn.receive_data(POST)
+    assert parsers_alive() == before + 2  # now the general path's llhttp too
     conn.release()
     assert parsers_alive() == before
     # The response side still works after the release (a reply to a WebSocket handshake uses it).
     del conn
+    assert parsers_alive() == before
+
+
+def test_a_request_that_closes_the_connection_on_the_fast_lane_lets_its_parser_go(no_collector: None) -> None:
+    before = parsers_alive()
+    conn = H1Connection()
+    request = conn.receive_simple(CLOSE)
+    assert request is not None and not request.keep_alive
+    assert parsers_alive() == before  # nothing more is read: no parser is kept, none is made
+    assert conn.receive_data(HELLO) == []
     assert parsers_alive() == before
 
 
@@ -79,7 +91,7 @@ async def serve_connections(count: int, requests: list[bytes]) -> None:
 def test_closed_connections_leave_no_parsers_behind(no_collector: None, requests: list[bytes]) -> None:
     before = parsers_alive()
     asyncio.run(serve_connections(200, requests))
-    assert parsers_alive() == before
+    assert parsers_alive() == before + 1  # the server's fast lane, shared by its connections; none of theirs
 
 
 def test_memory_after_connections_have_come_and_gone_is_bounded(no_collector: None) -> None:
@@ -94,3 +106,41 @@ def test_memory_after_connections_have_come_and_gone_is_bounded(no_collector: No
     finally:
         tracemalloc.stop()
     assert held < 500_000, f"{held:,} bytes still held after 2,000 connections"
+
+
+class Idle:
+    deadline = float("inf")  # a connection no tick times out
+
+
+def test_the_allocator_gives_back_memory_once_many_connections_have_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tricorn.io import server
+
+    trims: list[int] = []
+    monkeypatch.setattr(server, "trim_memory", lambda: trims.append(len(state.connections)))
+
+    async def ticks() -> None:
+        state.connections.update(Idle() for _ in range(3000))  # type: ignore[misc]  # stand-ins
+        state._on_tick()
+        for _ in range(1200):  # 1,800 left: not half of the peak yet
+            state.connections.pop()
+        state._on_tick()
+        assert trims == []
+        for _ in range(400):  # 1,400 left, 1,600 closed
+            state.connections.pop()
+        state._on_tick()
+        assert trims == [1400]
+        for _ in range(600):  # 800 left, but only 600 closed since the last trim
+            state.connections.pop()
+        state._on_tick()
+        assert trims == [1400]
+        if state._tick_handle is not None:
+            state._tick_handle.cancel()
+
+    loop = asyncio.new_event_loop()
+    try:
+        state = ServerState(Config(access_log=False), hello, loop, "httptools")  # type: ignore[arg-type]  # a plain ASGI callable
+        loop.run_until_complete(ticks())
+    finally:
+        loop.close()

@@ -22,7 +22,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tricorn.errors import RemoteProtocolError
-from tricorn.proto.h1 import Data, EndOfMessage, Event, H1Connection, H1Limits, Request, available_backends
+from tricorn.proto.h1 import (
+    Data,
+    EndOfMessage,
+    Event,
+    H1Connection,
+    H1Limits,
+    Request,
+    available_backends,
+    new_fast_lane,
+)
 
 if "httptools" not in available_backends():  # pragma: no cover - the fast lane is llhttp's
     pytest.skip("httptools is not installed: no fast lane", allow_module_level=True)
@@ -92,6 +101,7 @@ def differential(
     upgrades: frozenset[bytes] = frozenset(),
     prefix: Sequence[bytes] = (),
     follow: Sequence[bytes] = (NEXT,),
+    fast_lane: Any = None,
 ) -> Request | None:
     """Check the contract on ``raw``; return what the fast lane returned.
 
@@ -99,7 +109,7 @@ def differential(
     receive_simple(raw) (falling back to receive_data(raw) on None) while B only uses receive_data(raw);
     they must agree, and must keep agreeing on the ``follow`` reads after it.
     """
-    a = H1Connection(limits, "httptools", upgrades)
+    a = H1Connection(limits, "httptools", upgrades, fast_lane)
     b = H1Connection(limits, "httptools", upgrades)
     for data in prefix:
         assert outcome(a, data) == outcome(b, data)
@@ -162,6 +172,12 @@ TRICKY: dict[str, bytes] = {
     "connection-upper-close": get(b"Host: a", b"CONNECTION: CLOSE"),
     "connection-other": get(b"Host: a", b"Connection: x-foo"),
     "connection-upgrade-only": get(b"Host: a", b"Connection: Upgrade"),
+    "connection-close-among-tokens": get(b"Host: a", b"Connection: keep-alive, Close , x"),
+    "connection-close-in-a-word": get(b"Host: a", b"Connection: closed, x-close"),
+    "connection-close-empty": get(b"Host: a", b"Connection:"),
+    "connection-twice": get(b"Host: a", b"Connection: keep-alive", b"Connection: close"),
+    "connection-close-before-host": get(b"Connection: close", b"Host: a"),
+    "connection-close-pipelined": get(b"Host: a", b"Connection: close") + NEXT,
     "expect-100": get(b"Host: a", b"Expect: 100-continue"),
     "expect-other": get(b"Host: a", b"expect: something"),
     "upgrade-websocket": get(b"Host: a", b"Upgrade: websocket", b"Connection: Upgrade", WS_KEY[:-2]),
@@ -309,6 +325,19 @@ def test_heads_at_the_limits(limits: H1Limits, upgrades: frozenset[bytes]) -> No
     assert "size-bound+0" in hits and "size-bound-1" in hits and "size-bound+1" not in hits, hits
 
 
+@UPGRADES
+def test_connections_sharing_one_fast_lane(upgrades: frozenset[bytes]) -> None:
+    """A server's connections share one fast lane (its llhttp keeps nothing of a connection between two
+    heads): every head, one connection each, in turn on one lane, twice over, so each case meets what the
+    one before left in it (an error, a declined head, a request that closes its connection)."""
+    lane = new_fast_lane("httptools")
+    taken = 0
+    for _ in range(2):
+        for _, raw in CASES:
+            taken += differential(raw, upgrades=upgrades, fast_lane=lane) is not None
+    assert taken > 2 * len(HITS)
+
+
 # Heads the fast lane exists for: it must take them (a lane that always declines would pass the rest).
 HITS = {
     "plain": PLAIN,
@@ -323,6 +352,14 @@ HITS = {
     "trailing-ws": get(b"Host: a \t", b"X: v \t"),
     "obs-text-value": get(b"Host: a", b"X: caf\xc3\xa9"),
     "fields-100": TRICKY["fields-100"],
+    # One Connection field: "close" ends the connection after this request, as check_head reads it.
+    "connection-close": TRICKY["connection-close-lower"],
+    "connection-close-upper": TRICKY["connection-upper-close"],
+    "connection-close-among-tokens": TRICKY["connection-close-among-tokens"],
+    "connection-close-in-a-word": TRICKY["connection-close-in-a-word"],
+    "connection-keep-alive": TRICKY["connection-keep-alive"],
+    "connection-other": TRICKY["connection-other"],
+    "connection-upgrade-only": TRICKY["connection-upgrade-only"],
 }
 
 
@@ -337,8 +374,9 @@ MISSES = {
     name: TRICKY[name]
     for name in (
         "content-length-mixed-case",
-        "connection-keep-alive",
-        "connection-other",
+        "connection-twice",
+        "connection-close-pipelined",
+        "proxy-connection-keep-alive",
         "expect-100",
         "expect-other",
         "upgrade-websocket",

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import pytest
 
 from tricorn.io.loop import new_event_loop
-from tricorn.io.runner import AppRunner
+from tricorn.io.runner import AppRunner, Hosts
 
 T = TypeVar("T")
 
@@ -478,3 +478,89 @@ def test_a_closed_loop_is_not_kept_alive_by_its_batch() -> None:
     ref = serve_once()
     gc.collect()
     assert ref() is None
+
+
+# -- host tasks shared by the connections of a server
+
+
+def test_connections_whose_requests_never_wait_share_one_host_task(loop: asyncio.AbstractEventLoop) -> None:
+    hosts = Hosts(loop)
+    runners = [AppRunner(loop, hosts) for _ in range(3)]
+    seen: list[asyncio.Task[Any] | None] = []
+
+    async def quick() -> None:
+        seen.append(asyncio.current_task())
+
+    for runner in runners:
+        in_callback(loop, lambda runner=runner: runner.step(quick()))  # type: ignore[misc]
+        runner.close()  # a new connection per request: closing one leaves the spare to the others
+    assert hosts.spare is not None
+    assert seen == [hosts.spare.task] * 3
+    assert asyncio.all_tasks(loop) == {hosts.spare.task}  # one task for all three connections
+    spare = hosts.spare.task
+    hosts.close()
+    run_until(loop, spare.done, "the spare ended")
+    assert asyncio.all_tasks(loop) == set()
+
+
+def test_a_request_that_waits_keeps_its_host_and_another_serves_the_rest(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    hosts = Hosts(loop)
+    a, b = AppRunner(loop, hosts), AppRunner(loop, hosts)
+    gate: asyncio.Future[None] = loop.create_future()
+    tasks: dict[str, asyncio.Task[Any] | None] = {}
+
+    async def slow() -> None:
+        tasks["slow, before"] = asyncio.current_task()
+        await gate
+        tasks["slow, after"] = asyncio.current_task()
+
+    async def quick() -> None:
+        tasks["quick"] = asyncio.current_task()
+
+    in_callback(loop, lambda: a.step(slow()))
+    assert a.busy and a.host is tasks["slow, before"] and hosts.spare is None
+    in_callback(loop, lambda: b.step(quick()))
+    assert tasks["quick"] is not tasks["slow, before"]  # a new spare: the first host is a's alone now
+    gate.set_result(None)
+    run_until(loop, lambda: not a.busy, "the slow request ended")
+    assert tasks["slow, after"] is tasks["slow, before"]
+    # There was a spare already: the first host ended, so one host task is left, not one per connection.
+    first = tasks["slow, before"]
+    assert first is not None
+    run_until(loop, first.done, "the first host ended")
+    assert hosts.spare is not None and hosts.spare.task is tasks["quick"]
+    hosts.close()
+
+
+def test_a_request_that_cancels_the_shared_host_cancels_no_other_connection(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    hosts = Hosts(loop)
+    a, b = AppRunner(loop, hosts), AppRunner(loop, hosts)
+
+    async def cancels() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+
+    def both() -> None:  # in one loop turn, before the cancelled host has run again
+        a.step(cancels())
+        assert_steps_uncancelled(b)
+
+    log: list[str] = []
+
+    def assert_steps_uncancelled(runner: AppRunner) -> None:
+        async def waits() -> None:
+            task = asyncio.current_task()
+            await asyncio.sleep(0)
+            assert asyncio.current_task() is task
+            log.append("served")
+
+        runner.step(waits())
+
+    in_callback(loop, both)
+    run_until(loop, lambda: log, "b's request ended")
+    assert not b.busy
+    hosts.close()

@@ -13,8 +13,8 @@ tries again, so the connections already open are served and the new ones wait in
 A cleartext listener is a :class:`Listener` giving each connection an
 :class:`~tricorn.io.h1.H1Protocol`, where the in-band switches happen (the HTTP/2 preface, ``Upgrade:
 h2c``, ``Upgrade: websocket``, and a TLS ClientHello told apart from a bad request). The loop's
-``connect_accepted_socket`` builds the transport, the same one ``create_server`` would, in a task, as
-asyncio's own accept loop does.
+``connect_accepted_socket`` builds the transport, the same one ``create_server`` would; its coroutine is
+stepped directly (:func:`_connect`), not in a task as asyncio's own accept loop does.
 
 A TLS listener is a :class:`TLSListener`: the same accept loop, with each connection's TLS run by
 tricorn over the plain transport (:mod:`tricorn.io.tlsconn`), so that a failed or stalled handshake is
@@ -39,6 +39,7 @@ import resource
 import socket
 import time
 from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from tricorn.io.tlsconn import TLSConnection
@@ -310,8 +311,7 @@ class Listener(asyncio.AbstractServer):
                 self.preludes.add(prelude)
                 prelude.add_done_callback(self.preludes.discard)
                 continue
-            task = self.loop.create_task(self.loop.connect_accepted_socket(self.protocol_factory, conn))
-            task.add_done_callback(_connected)
+            _connect(self.loop.connect_accepted_socket(self.protocol_factory, conn))
 
     async def _preluded(self, prelude: Prelude, conn: socket.socket) -> None:
         conn.setblocking(False)
@@ -342,12 +342,24 @@ class _Accepted(socket.socket):
     type = _socket.socket.type  # type: ignore[assignment]  # an int, not the SocketKind enum
 
 
-def _connected(task: asyncio.Task[Any]) -> None:
-    if task.cancelled():
+def _connect(setup: Coroutine[Any, Any, Any], _: object = None) -> None:
+    """Drive ``loop.connect_accepted_socket(...)`` without a task of its own.
+
+    The coroutine sets up the transport at once and then waits for a future, done when the loop has
+    called ``connection_made``; it is stepped here, and again from that future's callback. A task would
+    cost a new connection its creation, a step scheduled for each of the two steps and a done callback
+    (bench "accept"). The coroutine must be resumed, not dropped: closing it would close the transport."""
+    try:
+        waiting = setup.send(None)
+    except (StopIteration, asyncio.CancelledError):
         return
-    exc = task.exception()
-    if exc is not None:  # the transport could not be set up (the loop closes the socket then)
+    except Exception as exc:  # the transport could not be set up (the loop closes the socket then)
         error_log.debug("could not set up an accepted connection: %s", exc)
+        return
+    if asyncio.isfuture(waiting):
+        waiting.add_done_callback(partial(_connect, setup))
+    else:  # (a bare yield: step again on the next loop turn)
+        asyncio.get_running_loop().call_soon(_connect, setup)
 
 
 class TLSListener(Listener):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections import deque
 from enum import Enum
 from time import perf_counter
 from typing import TYPE_CHECKING
@@ -105,11 +104,13 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.state = state
         self.origin = origin  # the connection's PROXY protocol header (io/accept.py), if it had to send one
         self.proxy_trust: AllowList | None = None  # see connection_made
-        self.conn = H1Connection(state.limits, state.backend, state.upgrades)  # type: ignore[arg-type]  # checked by io.loop.http_backend
+        self.conn = H1Connection(state.limits, state.backend, state.upgrades, state.fast_lane)  # type: ignore[arg-type]  # checked by io.loop.http_backend
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
         self.cycle: HTTPCycle | None = None  # the cycle whose app is running (responses go in order)
         self.receiving: HTTPCycle | None = None  # the cycle body bytes belong to (may be a queued one)
-        self.pipeline: deque[HTTPCycle] = deque()  # complete or partial requests waiting their turn
+        # Complete or partial requests waiting their turn: a few at most (reading pauses while any wait),
+        # so a list, not a deque (624 bytes for every connection, most of which never pipeline).
+        self.pipeline: list[HTTPCycle] = []
         self.write_paused = False
         self.reading_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -123,7 +124,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.send_deadline = INF
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
-        self.runner = AppRunner(state.loop)
+        self.runner = AppRunner(state.loop, state.hosts)
         self.pending_upgrade: Request | None = None  # a WebSocket handshake waiting for earlier responses
         # Bad input that came after whole requests in one read: answered once those are (see _finish).
         self.refusal: RemoteProtocolError | None = None
@@ -373,7 +374,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
             return None
         head = self.head
         self.head = b""
-        job = FileSend(sock.fileno(), head, fd, offset, count)
+        job = FileSend(sock, head, fd, offset, count)
         if not job.step():
             await self._sendfile_wait(job)
         self.conn.response_body_sent(job.sent)
@@ -489,7 +490,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
             return
         conn.finish_cycle()
         if self.pipeline:
-            nxt = self.pipeline.popleft()
+            nxt = self.pipeline.pop(0)
             if not self.pipeline:
                 self.resume_reading()
             # Not from inside this request's own step (we may be in its send()): next loop turn.

@@ -2,22 +2,28 @@
 
 Most requests finish without ever waiting (a hello-world app awaits only ``send``, which does not suspend
 while the socket accepts data). Creating an ``asyncio.Task`` for each of them, and waiting for the loop to
-schedule it, is a large part of a request's cost (bench "hello"). So each connection owns one *host task*:
+schedule it, is a large part of a request's cost (bench "hello"). So requests run in *host tasks*:
 
-- A request's coroutine is first stepped directly, in a fresh copy of the context, while the host task
-  is entered as the loop's current task. Steps are batched: every request that became ready in one loop
-  turn is stepped by one callback after the reads (see :class:`_Batch`). Code that asks for
-  ``asyncio.current_task()`` (anyio cancel scopes, ``asyncio.timeout``) sees a real, stable task.
-- If the coroutine finishes in that step, nothing else happens: no task was created or scheduled.
-- If it suspends, it is handed to the host task, which goes on driving it (in the same context, so
+- A request's coroutine is first stepped directly, in a fresh copy of the context, while a host task
+  is entered as the loop's current task: the *spare* of the runner's :class:`Hosts`. Steps are batched:
+  every request that became ready in one loop turn is stepped by one callback after the reads (see
+  :class:`_Batch`). Code that asks for ``asyncio.current_task()`` (anyio cancel scopes,
+  ``asyncio.timeout``) sees a real, stable task.
+- If the coroutine finishes in that step, nothing else happens: no task was created or scheduled, and
+  the spare stays the spare.
+- If it suspends, it is handed to that host task, which goes on driving it (in the same context, so
   context variables set by the app stay with the request) until it finishes. ``current_task()`` is the
   same host task before and after the suspension, so cancel scopes entered in the first step exit in the
-  right task, and cancelling the host delivers ``CancelledError`` into the request.
-- While the host is busy with one coroutine (an app still running after its response, say), a later
-  request on the same connection gets an ordinary task of its own, held in ``tasks`` until it ends.
+  right task, and cancelling the host delivers ``CancelledError`` into the request. The host is no longer
+  the spare meanwhile (the next first step makes another); once done it is the spare again, or ends.
+- While a host drives one of a connection's requests (an app still running after its response, say), a
+  later request on the same connection gets an ordinary task of its own, held in ``tasks`` until it ends.
 
-Requests of one connection are started one after another, and never from inside another request's
-step (starts go through the batch callback), so the host is never entered twice.
+The HTTP/1.1 connections of a server share one :class:`Hosts` (``ServerState.hosts``): a new connection
+whose requests all finish in their first step makes no task at all (bench "close": a task made, stepped
+twice and ended cost a new connection 27k instructions, and an open keep-alive connection about 1 kB).
+Other runners have Hosts of their own, ended with them. Requests are never started from inside another
+request's step (starts go through the batch callback), so a host is never entered twice.
 """
 
 from __future__ import annotations
@@ -93,22 +99,114 @@ class _Batch:
 _BATCHES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batch] = weakref.WeakKeyDictionary()
 
 
-class AppRunner:
-    """Runs one connection's request coroutines (see the module docstring)."""
+class Hosts:
+    """The host tasks where requests are first stepped (see the module docstring): the spare, made when a
+    first step needs one, and the hosts driving suspended requests, each the spare again when done (or
+    ended, when there is one already)."""
 
-    __slots__ = ("_batch", "_item", "_wake", "busy", "closed", "host", "loop", "tasks")
+    __slots__ = ("closed", "loop", "spare")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.host: asyncio.Task[None] | None = None
+        self.spare: _Host | None = None
+        self.closed = False
+
+    def close(self) -> None:
+        """Nothing more starts here: the spare ends now, a host driving a request once it is done."""
+        self.closed = True
+        host, self.spare = self.spare, None
+        if host is not None:
+            host.wake_up()
+
+
+class _Host:
+    """One host task and what it is given to drive."""
+
+    __slots__ = ("hosts", "item", "task", "wake")
+
+    def __init__(self, hosts: Hosts) -> None:
+        self.hosts = hosts
+        self.item: tuple[AppRunner, Coro, Any, contextvars.Context, bool] | None = None
+        self.wake: asyncio.Future[None] | None = None
+        # A request may cancel the host (its current task) before the host first ran. Before 3.13 that
+        # cancellation stays pending even once the request's step has uncancel()ed it, and a task throws it
+        # into its coroutine at the first step: an unstarted coroutine cannot catch it, and the host would
+        # end without resuming the request. So the coroutine is run to its first line (_scheduled) before
+        # it becomes a task, where _main catches it. One generator step per host, none per request.
+        main = self._main()
+        main.send(None)
+        self.task = hosts.loop.create_task(main)
+
+    def wake_up(self) -> None:
+        wake = self.wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def _main(self) -> None:
+        hosts = self.hosts
+        loop = hosts.loop
+        wait: Any = _scheduled()  # the first wait, entered before this is a task (see __init__)
+        while True:
+            if wait is not None:
+                try:
+                    await wait
+                except asyncio.CancelledError:
+                    if self.item is None:
+                        # Cancelled while idle: the loop is shutting down, or a request that finished in
+                        # its first step cancelled its task (step() no longer offers this host). Done.
+                        if hosts.spare is self:
+                            hosts.spare = None
+                        return
+                    # The request handed over in this loop turn cancelled its task (this host) before it
+                    # suspended, which cancelled this wait: _resume delivers it to the request.
+                wait = None
+            item = self.item
+            if item is None:
+                if hosts.spare is not self:  # (ended by Hosts.close, or replaced: see step)
+                    return
+                wait = self.wake = loop.create_future()
+                continue
+            self.item = None
+            runner, coro, waiting, ctx, cancel = item
+            try:
+                await _resume(coro, waiting, ctx, cancel)
+            except BaseException:  # pragma: no cover - the request wrapper reports its own errors
+                pass
+            finally:
+                runner.busy = False
+                runner.driving = None
+                task = self.task
+                while task.cancelling():
+                    task.uncancel()
+            if hosts.spare is not None or hosts.closed:
+                return
+            hosts.spare = self
+
+
+class AppRunner:
+    """Runs one connection's request coroutines (see the module docstring), in the host tasks of
+    ``hosts`` (shared with other connections), or of its own (ended by :meth:`close`)."""
+
+    __slots__ = ("_batch", "_own", "busy", "closed", "driving", "hosts", "loop", "tasks")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, hosts: Hosts | None = None) -> None:
+        self.loop = loop
+        self._own = hosts is None
+        self.hosts = Hosts(loop) if hosts is None else hosts
+        self.driving: _Host | None = None  # the host driving this connection's suspended request
         self.busy = False
         self.closed = False
         # The tasks of requests that got one of their own; the loop holds tasks only weakly, and one
         # waiting on a future nobody else holds would be collected mid-request (uvicorn keeps a set too).
         self.tasks: set[asyncio.Task[None]] | None = None
         self._batch: _Batch | None = None
-        self._item: tuple[Coro, Any, contextvars.Context, bool] | None = None
-        self._wake: asyncio.Future[None] | None = None
+
+    @property
+    def host(self) -> asyncio.Task[None] | None:
+        """The task this connection's requests run in now: the host driving its suspended request, else
+        the spare its next request is first stepped in (None until one is needed)."""
+        host = self.driving or self.hosts.spare
+        return host.task if host is not None else None
 
     def run(self, coro: Coro) -> None:
         """Start ``coro`` soon: in this loop turn's batch, after the current callbacks (see _Batch)."""
@@ -127,42 +225,38 @@ class AppRunner:
     def step(self, coro: Coro) -> asyncio.Task[None] | None:
         """Start ``coro`` now; return the task it runs in if it got one of its own, else None."""
         loop = self.loop
-        if self.busy or _enter_task is None:
+        hosts = self.hosts
+        if self.busy or _enter_task is None or hosts.closed:
             return self._own_task(coro)
-        host = self.host
+        host = hosts.spare
         if host is None:
-            host = self.host = self._new_host()
+            host = hosts.spare = _Host(hosts)
+        task = host.task
         ctx = contextvars.copy_context()
         try:
-            _enter_task(loop, host)
+            _enter_task(loop, task)
         except RuntimeError:  # called from inside a task (not from a transport callback)
             return self._own_task(coro)
         try:
             waiting = ctx.run(coro.send, None)
         except StopIteration:
+            if task.cancelling():
+                # The request cancelled its task: that host ends at its next step (its wait is cancelled),
+                # so it is no longer offered; the next first step makes another.
+                hosts.spare = None
             return None
         finally:
-            _leave_task(loop, host)
-        # It suspended: the host task takes it from here.
+            _leave_task(loop, task)
+        # It suspended: this host takes it from here, and is no longer the spare.
+        hosts.spare = None
         self.busy = True
-        cancel = host.cancelling() > 0
+        self.driving = host
+        cancel = task.cancelling() > 0
         if cancel:
-            host.uncancel()
-        self._item = (coro, waiting, ctx, cancel)
-        wake = self._wake
-        if wake is not None and not wake.done():
-            wake.set_result(None)
+            task.uncancel()
+        host.item = (self, coro, waiting, ctx, cancel)
+        host.wake_up()
         return None
-
-    def _new_host(self) -> asyncio.Task[None]:
-        # A request may cancel the host (its current task) before the host first ran. Before 3.13 that
-        # cancellation stays pending even once the request's step has uncancel()ed it, and a task throws it
-        # into its coroutine at the first step: an unstarted coroutine cannot catch it, and the host would
-        # end without resuming the request. So the coroutine is run to its first line (_scheduled) before
-        # it becomes a task, where _main catches it. One generator step per connection, none per request.
-        main = self._main()
-        main.send(None)
-        return self.loop.create_task(main)
 
     def _own_task(self, coro: Coro) -> asyncio.Task[None]:
         task = self.loop.create_task(coro)
@@ -173,46 +267,8 @@ class AppRunner:
         task.add_done_callback(tasks.discard)
         return task
 
-    async def _main(self) -> None:
-        loop = self.loop
-        wait: Any = _scheduled()  # the first wait, entered before this is a task (see _new_host)
-        while True:
-            if wait is not None:
-                try:
-                    await wait
-                except asyncio.CancelledError:
-                    if self._item is None:
-                        # Cancelled while idle: the connection closed, the loop is shutting down, or a
-                        # request that finished in its first step cancelled its task. In every case this
-                        # host is done; the next request (if any) gets a new one.
-                        if self.host is asyncio.current_task():
-                            self.host = None
-                        return
-                    # The request handed over in this loop turn cancelled its task (this host) before it
-                    # suspended, which cancelled this wait: _resume delivers it to the request.
-                wait = None
-            if self._item is None:
-                if self.closed:
-                    return
-                wait = self._wake = loop.create_future()
-                continue
-            coro, waiting, ctx, cancel = self._item
-            self._item = None
-            try:
-                await _resume(coro, waiting, ctx, cancel)
-            except BaseException:  # pragma: no cover - the request wrapper reports its own errors
-                pass
-            finally:
-                self.busy = False
-                host = self.host
-                if host is not None:
-                    while host.cancelling():
-                        host.uncancel()
-
     def close(self) -> None:
-        """The connection is gone: let the host task end once it is idle."""
+        """The connection is gone. Hosts of its own end once idle (a shared spare stays for others)."""
         self.closed = True
-        host = self.host
-        if host is not None and not self.busy:
-            self.host = None
-            host.cancel()
+        if self._own:
+            self.hosts.close()

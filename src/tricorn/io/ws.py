@@ -30,7 +30,6 @@ from tricorn.interfaces.asgi_ws import CLOSED as SESSION_CLOSED
 from tricorn.interfaces.asgi_ws import WebSocketSession, build_ws_scope
 from tricorn.io.dispatch import ASGITarget
 from tricorn.io.flow import WriteFlow
-from tricorn.io.runner import AppRunner
 from tricorn.proto.h1 import H1Connection, Request, error_response
 from tricorn.proto.ws import (
     GOING_AWAY,
@@ -272,12 +271,12 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         "reading_paused",
         "reply",
         "request",
-        "runner",
         "scheme",
         "server",
         "session",
         "start_time",
         "state",
+        "task",
         "tls",
         "transport",
         "write_paused",
@@ -315,7 +314,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
         self.proxy_trust: AllowList | None = None
-        self.runner = AppRunner(state.loop)
+        self.task: asyncio.Task[None] | None = None  # the session's, held here (the loop holds it weakly)
         self.counted = False
         self.start_time = perf_counter()
         # The server's tick times out idle HTTP connections by `deadline`; a WebSocket has its own timers.
@@ -360,7 +359,10 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
             state.metrics.websocket_started()
         if reading_paused and len(self.buffer) < HANDSHAKE_BUFFER:
             self.resume_reading()
-        self.runner.run(self.session.run(app))
+        # A task of its own, not the connection runner's host task (io/runner.py): a session lives as
+        # long as its connection, and each message resumes it directly, without the runner's layer
+        # (bench "websocket": 1.3k fewer instructions a message).
+        self.task = state.loop.create_task(self.session.run(app))
 
     # -- asyncio callbacks
     def data_received(self, data: bytes) -> None:
@@ -408,7 +410,6 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         session = self.session
         if session is not None:
             session.closed(1006, "")
-        self.runner.close()
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

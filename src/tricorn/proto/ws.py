@@ -37,6 +37,7 @@ import hashlib
 import logging
 import re
 import struct
+import sys
 from collections import deque
 from collections.abc import Generator, Sequence
 from enum import Enum
@@ -48,6 +49,11 @@ from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFact
 from websockets.frames import Frame, Opcode
 from websockets.headers import build_extension, parse_extension
 from websockets.protocol import Protocol, Side, State
+
+try:  # the library's C unmasking, which its own frame parser uses
+    from websockets.speedups import apply_mask as _apply_mask
+except ImportError:  # pragma: no cover - a platform without the compiled speedups
+    from websockets.utils import apply_mask as _apply_mask
 
 from tricorn.errors import LocalProtocolError
 from tricorn.proto.h1 import date_header, error_response
@@ -290,7 +296,7 @@ class _Reads:
     per ``_MERGE`` bytes at most, not per read.
     """
 
-    __slots__ = ("buf", "eof", "more", "more_size", "pos")
+    __slots__ = ("buf", "eof", "idle", "more", "more_size", "pos")
 
     def __init__(self) -> None:
         self.buf = b""
@@ -298,6 +304,8 @@ class _Reads:
         self.more: deque[bytes] = deque()
         self.more_size = 0
         self.eof = False
+        # The frame parser waits, with nothing read, for a frame's first byte (WSConnection's fast lane).
+        self.idle = False
 
     def feed_data(self, data: bytes) -> None:
         if self.eof:
@@ -343,7 +351,9 @@ class _Reads:
                 return False
             if self.eof:
                 return True
+            self.idle = True
             yield
+            self.idle = False
 
     def read_exact(self, n: int) -> Generator[None, None, bytes | memoryview]:
         buf = self.buf
@@ -494,12 +504,14 @@ class WSConnection:
     __slots__ = (
         "_close_by",
         "_ended",
+        "_fast_max",
         "_fragments",
         "_ping_at",
         "_ping_count",
         "_ping_payload",
         "_pong_by",
         "_proto",
+        "_reads",
         "_refused",
         "_text",
         "_utf8",
@@ -520,6 +532,7 @@ class WSConnection:
         proto = _ServerProtocol(Side.SERVER, state=State.OPEN, max_size=max_size, logger=_LIBRARY_LOGGER)
         proto.extensions = list(extensions)
         self._proto = proto
+        self._reads = cast("_Reads", proto.reader)
         self._fragments: list[bytes] | list[str] | None = None  # parts of a fragmented message
         self._text = False
         self._utf8: codecs.IncrementalDecoder | None = None
@@ -533,6 +546,11 @@ class WSConnection:
         self._close_by: float | None = None
         self._ended = False  # the end of the connection was reported as an event
         self._refused = False  # this wrapper failed the connection (invalid UTF-8, a deadline)
+        # The size limit of the fast lane (_fast_frames), 0 when it is off: with an extension (the
+        # library decompresses), or with the library's debug log on (it logs every frame).
+        self._fast_max = sys.maxsize if max_size is None else max_size
+        if proto.extensions or proto.debug:
+            self._fast_max = 0
 
     # -- state
     @property
@@ -560,9 +578,22 @@ class WSConnection:
         proto = self._proto
         if proto.eof_sent or proto.reader.eof:
             return []  # failed or closed: nothing more is read (RFC 6455 §7.1.7, §1.4)
-        proto.receive_data(data)
-        frames = cast("list[Frame]", proto.events_received())  # frames only: the handshake is not its job
         events: list[Event] = []
+        if (
+            self._reads.idle
+            and self._fast_max
+            and proto.state is _OPEN
+            and proto.current_size is None
+            and type(data) is bytes
+        ):
+            done = self._fast_frames(data, events)
+            if done == len(data) and not self._refused:
+                return events
+            data = data[done:]
+        frames: list[Frame] = []
+        if not self._refused:
+            proto.receive_data(data)
+            frames = proto.events_received()  # type: ignore[assignment]  # frames: no handshake here
         for frame in frames:
             opcode = frame.opcode
             if opcode is _TEXT or opcode is _BINARY or opcode is _CONT:
@@ -590,15 +621,65 @@ class WSConnection:
                     events.append(ConnectionFailed(ABNORMAL_CLOSURE, str(proto.parser_exc)))
         return events
 
+    def _fast_frames(self, data: bytes, events: list[Event]) -> int:
+        """The fast lane: whole unfragmented text and binary frames at the start of ``data``, read here.
+
+        Taken only while the library's parser waits for a frame's first byte with nothing buffered, the
+        connection is open, no message is in fragments and no extension is in use. A frame qualifies when
+        its first byte is FIN with no reserved bit and the text or binary opcode, it is masked (RFC 6455
+        §5.1), its length is within the size limit and all of it is in ``data``: it is unmasked (the
+        library's C ``apply_mask``) and becomes an event as the library's frame would. Anything else,
+        from the first frame that does not qualify (a control frame, a fragment, a reserved bit, an
+        unmasked or oversized frame, a frame cut by the end of the read), is left to the library, which
+        then starts at a frame boundary. Returns how many bytes were consumed (the whole of ``data``
+        when a text message was refused: the connection has failed and the rest is not read).
+        """
+        end = len(data)
+        max_size = self._fast_max
+        pos = 0
+        while end - pos >= 6:  # the shortest masked frame: two bytes of header and the mask
+            first = data[pos]
+            if first != 0x82 and first != 0x81:
+                break
+            length = data[pos + 1] - 0x80  # the MASK bit must be set
+            if length < 0:
+                break
+            if length < 126:
+                start = pos + 6
+            elif length == 126:
+                start = pos + 8
+                length = data[pos + 2] << 8 | data[pos + 3]
+            else:
+                start = pos + 14
+                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+            stop = start + length
+            if stop > end or length > max_size:
+                break
+            payload = data[start:stop] if length < _VIEW else memoryview(data)[start:stop]
+            payload = _apply_mask(payload, data[start - 4 : start])
+            pos = stop
+            if first == 0x82:
+                events.append(BytesMessage(payload))
+            else:
+                event = self._text_message(payload)
+                if event is None:
+                    return end
+                events.append(event)
+        return pos
+
+    def _text_message(self, data: bytes) -> TextMessage | None:
+        """A whole text message, or None when it is not UTF-8 (the connection fails with 1007)."""
+        try:
+            return TextMessage(data.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            self._fail(INVALID_DATA, f"invalid utf-8 in text message at byte {exc.start}")
+            return None
+
     def _data_frame(self, frame: Frame, opcode: Opcode) -> TextMessage | BytesMessage | None:
         data = frame.data
         if frame.fin and opcode is not _CONT:  # the common case: a whole message in one frame
             if opcode is _TEXT:
-                try:
-                    return TextMessage(data.decode("utf-8") if type(data) is bytes else bytes(data).decode())
-                except UnicodeDecodeError as exc:
-                    self._fail(INVALID_DATA, f"invalid utf-8 in text message at byte {exc.start}")
-                    return None
+                return self._text_message(data if type(data) is bytes else bytes(data))
             return BytesMessage(data if type(data) is bytes else bytes(data))
         if opcode is not _CONT:  # the first fragment (the library checks the sequence of opcodes)
             self._text = opcode is _TEXT
@@ -716,9 +797,10 @@ class WSConnection:
 
     def data_to_send(self) -> bytes:
         """The bytes queued for the client since the last call."""
-        writes = self._proto.data_to_send()
-        if not writes:
-            return b""
+        proto = self._proto
+        if not proto.writes:
+            return b""  # the usual case: nothing but messages was read
+        writes = proto.data_to_send()
         return writes[0] if len(writes) == 1 else b"".join(writes)
 
     # -- time

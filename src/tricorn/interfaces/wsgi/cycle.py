@@ -577,7 +577,7 @@ def _sendfile_all(
     """Send ``head`` then ``count`` bytes of ``fileno`` from ``offset`` on the non-blocking ``sock``,
     waiting for it to be writable in this (worker) thread; return the file bytes sent (fewer than
     ``count`` when the client went away or the file shrank)."""
-    job = FileSend(sock.fileno(), head, fileno, offset, count)
+    job = FileSend(sock, head, fileno, offset, count)
     poller = select.poll()
     poller.register(job.sock_fd, select.POLLOUT)
     try:

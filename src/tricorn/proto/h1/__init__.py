@@ -20,6 +20,7 @@ from tricorn.proto.h1.connection import (
     BodyFraming,
     H1Connection,
     ResponseState,
+    new_fast_lane,
 )
 from tricorn.proto.h1.events import (
     DEFAULT_LIMIT_REQUEST_FIELD_SIZE,
@@ -73,6 +74,7 @@ __all__ = [
     "check_head",
     "date_header",
     "error_response",
+    "new_fast_lane",
     "set_alt_svc",
     "set_date",
     "set_default_headers",

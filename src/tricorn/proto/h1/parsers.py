@@ -334,7 +334,7 @@ class _Scout:
     afresh).
     """
 
-    __slots__ = ("fields", "host", "odd", "parser", "url")
+    __slots__ = ("connection", "fields", "host", "odd", "parser", "url")
 
     def __init__(self) -> None:
         assert httptools is not None
@@ -342,7 +342,9 @@ class _Scout:
         self.url = b""
         self.fields: Headers = []
         self.host: bytes | None = None
-        self.odd = False  # a framing or connection field other than one Host: not for the fast lane
+        self.connection: bytes | None = None  # the value of one Connection field, lowercased
+        # A framing field, or a second Host or Connection field: not for the fast lane.
+        self.odd = False
 
     def on_url(self, url: bytes) -> None:
         self.url = url
@@ -352,9 +354,14 @@ class _Scout:
         # llhttp strips the OWS before a value but keeps the OWS after it (RFC 9112 §5.1).
         value = value.rstrip(b" \t")
         if name in _SCOUT_NAMES:
-            if name != b"host" or self.host is not None:
+            if name == b"host":
+                if self.host is not None:
+                    self.odd = True
+                self.host = value
+            elif name == b"connection" and self.connection is None:
+                self.connection = value.lower()
+            else:
                 self.odd = True
-            self.host = value
         self.fields.append((name, value))
 
     def reset(self) -> None:
