@@ -19,6 +19,8 @@ Scenarios:
              plain non-blocking sockets (its share is the same before and after a change)
   ws1k       WebSocket echo (``bench.apps:ws_echo``) of a 1 KiB binary message, one frame per read
   ws64k      the same with 64 KiB messages (on loopback, uvloop too reads each frame whole)
+  cgi        a CGI script per request (``--cgi /cgi-bin=bench/cgi/cgi-bin``, ``hello.sh``) on a keep-alive
+             connection: the server's side only (the script runs natively, outside callgrind)
   wsgi       WSGI hello (``bench.apps:wsgi_hello``) on a keep-alive connection through the real thread
              pool and mailbox, one request at a time: each request wakes a pool thread and the loop
   wsgi8      the same on 8 keep-alive connections whose requests arrive in one loop turn (as under wrk's
@@ -45,10 +47,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("hello", "close", "accept", "ws1k", "ws64k", "wsgi", "wsgi8")
+SCENARIOS = ("hello", "close", "accept", "ws1k", "ws64k", "wsgi", "wsgi8", "cgi")
 
 HELLO = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
 CLOSE = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench\r\nConnection: close\r\n\r\n"
+CGI = b"GET /cgi-bin/hello.sh HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
 UPGRADE = (
     b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -102,14 +105,14 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-def state_for(app_name: str, interface: str = "asgi") -> Any:
+def state_for(app_name: str, interface: str = "asgi", **settings: Any) -> Any:
     import bench.apps
     from tricorn.config import Config
     from tricorn.io.server import ServerState
 
     app = getattr(bench.apps, app_name)
     # No keepalive pings: under callgrind a run outlasts their interval, and they are not the hot path.
-    config = Config(access_log=False, ws_ping_interval=None)
+    config = Config(access_log=False, ws_ping_interval=None, **settings)
     return ServerState(config, app, asyncio.get_running_loop(), "httptools", interface=interface)
 
 
@@ -168,6 +171,41 @@ async def run_accept(count: int) -> None:
             raise SystemExit(f"accept: no response: {received[:80]!r}")
         await settle()
     listener.close()
+
+
+async def run_cgi(count: int) -> None:
+    from tricorn.io.h1 import H1Protocol
+
+    class Written(Transport):
+        """Wakes ``waiter`` when the response is written (the script runs outside: no polling)."""
+
+        waiter: asyncio.Future[None] | None = None
+
+        def write(self, data: bytes) -> None:
+            super().write(data)
+            self.wake()
+
+        def writelines(self, parts: Any) -> None:
+            super().writelines(parts)
+            self.wake()
+
+        def wake(self) -> None:
+            if self.waiter is not None and not self.waiter.done():
+                self.waiter.set_result(None)
+
+    loop = asyncio.get_running_loop()
+    state = state_for("hello", cgi=(f"/cgi-bin={ROOT / 'bench' / 'cgi' / 'cgi-bin'}",))
+    proto = H1Protocol(state)
+    transport = Written()
+    proto.connection_made(transport)  # type: ignore[arg-type]
+    for _ in range(count):
+        transport.waiter = loop.create_future()
+        proto.data_received(CGI)
+        await asyncio.wait_for(transport.waiter, 30)
+        while state.cgi.running:  # (reaped at the end of its output, or soon after)
+            await asyncio.sleep(0.001)
+        if not transport.take().endswith(b"Hello, world!"):
+            raise SystemExit("cgi: no response")
 
 
 async def run_ws(count: int, size: int, pieces: int) -> None:
@@ -249,6 +287,7 @@ def run_scenario(name: str, count: int) -> None:
         "ws64k": lambda: run_ws(count, 65536, 1),
         "wsgi": lambda: run_wsgi(count, 1),
         "wsgi8": lambda: run_wsgi(count, 8),
+        "cgi": lambda: run_cgi(count),
     }
     uvloop.run(runs[name]())
 

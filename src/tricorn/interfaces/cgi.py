@@ -170,7 +170,7 @@ class CGIMount:
             path_translated=os.fsencode(self.directory) + path_info if path_info else None,
             server=scope.get("server"),
             client=scope.get("client"),
-            content_length=length if length or _has_length(scope) else None,
+            content_length=length if length > 0 or (length == 0 and body is None) else None,
             server_software=scripts.server_software,
         )
         script = _Script(path, script_name.decode("latin-1"), scripts)
@@ -210,7 +210,7 @@ class CGIMount:
             if not name or name[:1] == b"." or b"/" in name or b"\\" in name or b"\0" in name:
                 return 404, "no such script"
             names.append(name)
-            current = os.path.join(current, os.fsdecode(name))
+            current = current + os.sep + os.fsdecode(name)
             try:
                 info = os.lstat(current)
                 if stat.S_ISLNK(info.st_mode):
@@ -242,15 +242,16 @@ class CGIMount:
         return 403, "is a directory"
 
     async def _body_plan(self, scope: Scope, receive: Receive) -> tuple[int | None, bytes | None]:
-        """``(length, None)`` for a body streamed as it comes (or none at all), ``(length, body)`` for one
-        read here (no Content-Length), ``(None, None)`` when that body is over the limit."""
+        """``(length, None)`` for a body streamed as it comes, ``(-1, None)`` for none at all, ``(length,
+        body)`` for one read here (no Content-Length), ``(None, None)`` when that body is over the limit."""
+        chunked = False
         for name, value in scope["headers"]:
             if name == b"content-length":
                 return int(value), None  # (checked by the protocol layer)
-        if scope["http_version"] in ("1.0", "1.1") and not any(
-            name == b"transfer-encoding" for name, _ in scope["headers"]
-        ):
-            return 0, None  # RFC 9112 §6.3: no Content-Length and no Transfer-Encoding: no body
+            if name == b"transfer-encoding":
+                chunked = True
+        if not chunked and scope["http_version"] in ("1.0", "1.1"):
+            return -1, None  # RFC 9112 §6.3: no Content-Length and no Transfer-Encoding: no body
         parts = []
         size = 0
         while True:
@@ -305,7 +306,6 @@ class _Script:
 
     __slots__ = (
         "body",
-        "deferred",
         "err",
         "err_line",
         "err_watched",
@@ -339,7 +339,6 @@ class _Script:
         self.killed = False
         self.timed_out = False
         self.timer: asyncio.TimerHandle | None = None
-        self.deferred: asyncio.TimerHandle | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.watcher: asyncio.Task[None] | None = None
         self.receive: Receive | None = None
@@ -372,13 +371,17 @@ class _Script:
         self.scripts.running[self.pid] = self
         os.set_blocking(out_r, False)
         os.set_blocking(err_r, False)
-        loop = self.loop
-        self.timer = loop.call_later(self.scripts.timeout, self._on_timeout)
-        self.deferred = loop.call_later(WATCH_DELAY, self._watch)
+        # One timer: WATCH_DELAY, then the rest of the timeout.
+        timeout = self.scripts.timeout
+        if timeout > WATCH_DELAY:
+            self.timer = self.loop.call_later(WATCH_DELAY, self._watch)
+        else:
+            self.timer = self.loop.call_later(timeout, self._on_timeout)
 
     def _watch(self) -> None:
-        """The script runs on: read its stderr as it comes, and notice the client leaving."""
-        self.deferred = None
+        """The script runs on: read its stderr as it comes, notice the client leaving (while the exchange
+        lasts), and kill it when its timeout has passed."""
+        self.timer = self.loop.call_later(self.scripts.timeout - WATCH_DELAY, self._on_timeout)
         self._watch_stderr()
         if self.watcher is None and self.receive is not None:
             self.watcher = asyncio.ensure_future(self._feed(self.receive, 0))
@@ -390,7 +393,8 @@ class _Script:
             self.watcher = asyncio.ensure_future(self._feed(receive, length))
         else:
             self.receive = receive  # (watched from WATCH_DELAY on)
-        parser = OutputParser(os.path.basename(self.path).startswith("nph-"))
+        path = self.path
+        parser = OutputParser(path.startswith("nph-", path.rfind("/") + 1))
         started = False
         out = self.out
         while True:
@@ -539,9 +543,7 @@ class _Script:
     def finish(self) -> None:
         """The exchange is over (answered, redirected, cut or failed): stop everything but the reaping,
         and reap the script now if it has exited, else when it does."""
-        if self.deferred is not None:
-            self.deferred.cancel()
-            self.deferred = None
+        self.receive = None  # (a script still running is watched for its timeout and stderr only)
         watcher = self.watcher
         if watcher is not None and not watcher.done():
             watcher.cancel()
@@ -768,10 +770,6 @@ if sys.version_info[:2] == (3, 11):  # the signature of 3.11's _posixsubprocess.
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
-
-
-def _has_length(scope: Scope) -> bool:
-    return any(name == b"content-length" for name, _ in scope["headers"])
 
 
 def _client(scope: Scope) -> str:
