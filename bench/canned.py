@@ -5,10 +5,11 @@
 Not a server to deploy, not even an HTTP server: it reads no request line and no header, calls no
 app, and for every request head it sees (each ``\\r\\n\\r\\n``) writes one fixed response, the same bytes
 tricorn sends for ``bench.apps:hello`` (with a date header fixed at start). A request that asks for
-``Connection: close`` is answered with ``connection: close`` and the connection is closed. What is left is the kernel's TCP
-work and uvloop calling into Python once per read, so it is the ceiling for any Python server on uvloop;
-tricorn's ASGI hello is read against it as well as against its peers (``bench/run.py --section asgi``:
-the ``canned`` server runs in the ``hello`` and ``close`` cases, as a reference, not a peer).
+``Connection: close`` is answered with ``connection: close`` and the connection is closed. What is left
+is the kernel's TCP work and uvloop calling into Python once per read, so it is the ceiling for any
+Python server on uvloop; tricorn's ASGI hello is read against it as well as against its peers
+(``bench/run.py --section asgi``: the ``canned`` server runs in the ``hello`` and ``close`` cases, as a
+reference, not a peer).
 """
 
 from __future__ import annotations

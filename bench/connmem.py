@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from run import ROOT, free_port, server_env  # bench/run.py, beside this script
 
 KEEP_ALIVE = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: connmem\r\n\r\n"
 CLOSE = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: connmem\r\nConnection: close\r\n\r\n"
@@ -44,12 +44,6 @@ KEEP = "600"
 
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def server_command(server: str, port: int) -> list[str]:
@@ -152,8 +146,7 @@ def main() -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (need if hard == resource.RLIM_INFINITY else hard, hard))
 
     port = free_port()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([opts.src, str(ROOT)]))
-    proc = subprocess.Popen(server_command(opts.server, port), cwd=ROOT, env=env)
+    proc = subprocess.Popen(server_command(opts.server, port), cwd=ROOT, env=server_env(opts.src))
     try:
         wait_ready(port, proc)
         idle = settled_rss(proc.pid)

@@ -7,8 +7,9 @@ N bench "hello" requests; run it under callgrind twice, with N and with 0 reques
     # (Ir of the first - Ir of the second) / 2000: instructions per request
 
 Options after N are tricorn settings (``--no-proxy-headers``, ``--interface wsgi``, ``--mount
-/api=bench.apps:hello``, ``--metrics-bind 127.0.0.1:9100``); ``--header NAME:VALUE`` adds a request header (``--header "X-Forwarded-For:
-203.0.113.7"``), ``--path PATH`` requests PATH instead of ``/`` (a mount's, say).
+/api=bench.apps:hello``, ``--metrics-bind 127.0.0.1:9100``); ``--header NAME:VALUE`` adds a request
+header (``--header "X-Forwarded-For: 203.0.113.7"``), ``--path PATH`` requests PATH instead of ``/`` (a
+mount's, say).
 """
 
 from __future__ import annotations

@@ -135,6 +135,9 @@ def test_websocket_scope(servers: type[TricornProcess]) -> None:
     assert seen["client"] == ["203.0.113.7", 0]
     assert seen["scheme"] == "wss"
     assert seen["url"] == "wss://shop.example.com/ws"
+    # the access line, written when the session ends, shows the client the proxy reported
+    wait_for(lambda: '/ws HTTP/1.1" 101' in server.output(), what="the access line")
+    assert "203.0.113.7 - - [" in server.output() and "127.0.0.1 - - [" not in server.output()
 
 
 def test_unix_socket_peers_are_trusted_only_when_listed(

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 import ssl
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import trustme
+from websockets.asyncio.client import connect
 
 from tests.conftest import TricornProcess, wait_for
 
@@ -337,3 +341,21 @@ def test_corrupt_record_after_the_handshake_is_one_line(certs: Certs, servers: l
     assert "Traceback" not in server.output()
     with httpx.Client(verify=certs.client_context()) as client:
         assert client.get(f"https://127.0.0.1:{server.port}/").status_code == 200
+
+
+def test_websocket_over_tls_has_wss_scheme_and_tls_extension(
+    certs: Certs, servers: list[TricornProcess]
+) -> None:
+    server = start("tests.apps.proxy_apps:app", *certs.args())
+    servers.append(server)
+
+    async def talk() -> dict[str, Any]:
+        async with connect(f"wss://127.0.0.1:{server.port}/ws", ssl=certs.client_context()) as ws:
+            return json.loads(await ws.recv())  # type: ignore[no-any-return]
+
+    seen = asyncio.run(asyncio.wait_for(talk(), 30))
+    assert seen["scheme"] == "wss"
+    assert seen["url"] == f"wss://127.0.0.1:{server.port}/ws"
+    tls = seen["tls"]
+    assert tls is not None and tls["tls_version"] in (0x0303, 0x0304)
+    assert isinstance(tls["cipher_suite"], int)

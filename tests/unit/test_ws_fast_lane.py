@@ -4,7 +4,9 @@
 (``_fast_frames``) and leaves every other frame to the library. Each stream of the corpus (valid frames,
 and frames the server must refuse with 1002, 1007 or 1009) is fed split at every byte boundary, and byte
 by byte, to a connection with the fast lane and one with it off (the library reads every frame): after
-each read, both give the same events, the same bytes to send and the same end of the connection.
+each read, both give the same events, the same bytes to send and the same end of the connection. The
+reference reads through the library's own ``StreamReader``, so the module's reader (``_Reads``, which the
+fast lane hands a frame cut by the end of a read to) is checked against it as well.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from websockets.streams import StreamReader
 
 from tests.conftest import ws_frame
 from tricorn.proto.ws import BytesMessage, CloseReceived, ConnectionFailed, TextMessage, WSConnection
@@ -110,6 +113,12 @@ def pair() -> tuple[WSConnection, WSConnection]:
     fast = WSConnection(0.0, max_size=MAX_SIZE, ping_interval=None)
     library = WSConnection(0.0, max_size=MAX_SIZE, ping_interval=None)
     library._fast_max = 0  # the fast lane off: the library reads every frame
+    # ... from the library's own reader, not this module's (_Reads), so that the reads are checked too.
+    proto = library._proto
+    proto.parser.close()
+    proto.reader = StreamReader()
+    proto.parser = proto.parse()
+    next(proto.parser)
     return fast, library
 
 

@@ -297,5 +297,9 @@ def build_ws_scope(http_scope: Scope, subprotocols: list[str]) -> Scope:
     scope["scheme"] = "wss" if scope.get("scheme") == "https" else "ws"
     scope.pop("method", None)
     scope["subprotocols"] = subprotocols
-    scope["extensions"] = {"websocket.http.response": {}}
+    extensions: dict[str, Any] = {"websocket.http.response": {}}
+    tls = scope["extensions"].get("tls")
+    if tls is not None:  # the ASGI tls extension applies to WebSocket scopes too
+        extensions["tls"] = tls
+    scope["extensions"] = extensions
     return scope

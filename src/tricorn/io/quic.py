@@ -18,9 +18,10 @@ what a server needs around it and aioquic's own asyncio server does not give:
   socket named after the master and itself (:class:`Relay`): a datagram whose connection id names another
   live worker is passed to that worker, which takes it as if it had read it. An Initial for no known
   connection goes to the worker its client-chosen id picks among those taking new connections (the same
-  pick on every worker, so a client's repeated Initials meet one worker), which starts the connection. A retiring worker stops reading the shared socket (new connections
-  go to the workers that stay) and keeps sending through it, its connections' datagrams reaching it
-  through the relay until they have finished. docs/deployment.md measures what the relay costs.
+  pick on every worker, so a client's repeated Initials meet one worker), which starts the connection. A
+  retiring worker stops reading the shared socket (new connections go to the workers that stay) and keeps
+  sending through it, its connections' datagrams reaching it through the relay until they have finished.
+  docs/deployment.md measures what the relay costs.
 - **Stream credit follows the app** (:class:`ServerQuicConnection`): aioquic gives a peer more stream
   credit as soon as half of it is used, so a client can make the server buffer a request body as fast as
   it sends. Here a request stream's credit is what the app has taken plus one window, as on HTTP/2: a slow

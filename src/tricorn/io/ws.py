@@ -107,11 +107,7 @@ def start_websocket(h1: H1Protocol, request: Request) -> None:
         return
     reply = H1Reply(transport, h1.conn, request)
     ws = WSProtocol(state, transport, reply, request, handshake, extensions_header, extensions)
-    ws.client = h1.client
-    ws.server = h1.server
-    ws.scheme = h1.scheme
-    ws.tls = h1.tls
-    ws.proxy_trust = h1.proxy_trust
+    ws.inherit(h1)
     # The HTTP/1.1 shell is done with this transport: it no longer reads, times out or closes it.
     h1.close_for_upgrade()
     state.connections.add(ws)
@@ -132,11 +128,7 @@ def start_websocket_h2(h2: H2Protocol, stream: H2Stream, request: Request) -> No
         return
     tunnel: Any = H2Tunnel(stream)  # the part of a transport a WSProtocol uses
     ws = WSProtocol(state, tunnel, H2Reply(stream), request, handshake, extensions_header, extensions)
-    ws.client = h2.client
-    ws.server = h2.server
-    ws.scheme = h2.scheme
-    ws.tls = h2.tls
-    ws.proxy_trust = h2.proxy_trust
+    ws.inherit(h2)
     stream.tunnel = ws
     state.connections.add(ws)
     ws.start(b"", False)
@@ -326,6 +318,14 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         """The session while its application runs (what the server's shutdown waits for)."""
         session = self.session
         return session if session is not None and session.running else None
+
+    def inherit(self, conn: H1Protocol | H2Protocol) -> None:
+        """Take the addresses, scheme, TLS and proxy trust of the connection the handshake came on."""
+        self.client = conn.client
+        self.server = conn.server
+        self.scheme = conn.scheme
+        self.tls = conn.tls
+        self.proxy_trust = conn.proxy_trust
 
     def start(self, held: bytes, reading_paused: bool) -> None:
         state = self.state

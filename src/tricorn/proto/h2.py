@@ -169,7 +169,8 @@ def response_headers(status: int, headers: Iterable[tuple[bytes, bytes]]) -> lis
     server = SERVER_PAIR[0]
     if not has_server and server is not None:
         out.append(server)
-    if not has_date and date_header():
-        out.append((b"date", date_header()[6:-2]))
+    date = date_header()  # (empty when --date-header is off)
+    if not has_date and date:
+        out.append((b"date", date[6:-2]))
     out.extend(EXTRA_PAIRS[0])
     return out
