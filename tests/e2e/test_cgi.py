@@ -98,6 +98,13 @@ SCRIPTS = {
         printf 'line one\\nline\\033[31m two\\n' >&2
         printf 'Content-Type: text/plain\\n\\nok'
         """,
+    "session.sh": """\
+        #!/bin/sh
+        printf 'Content-Type: text/plain\\n\\n'
+        echo $$
+        cat /proc/$$/stat
+        readlink /proc/$$/fd/0
+        """,
     "slow.sh": """\
         #!/bin/sh
         echo $$ > "$QUERY_STRING.pid"
@@ -271,6 +278,14 @@ def test_environment_is_built_from_scratch(server: TricornProcess) -> None:
         "REMOTE_PORT", "REQUEST_SCHEME", "PATH", "PWD", "SHLVL", "_",  # (the last three are sh's own)
     }  # fmt: skip
     assert {k for k in env if not k.startswith("HTTP_")} <= allowed, env
+
+
+def test_a_script_leads_its_own_session_without_a_terminal(server: TricornProcess) -> None:
+    pid, stat_line, stdin = httpx.get(f"{server.url}/cgi-bin/session.sh").text.splitlines()
+    pgrp, session, tty = stat_line.rsplit(")", 1)[1].split()[2:5]
+    assert (pgrp, session) == (pid, pid)  # setsid: its own session and process group (killed as one)
+    assert tty == "0"  # no controlling terminal
+    assert stdin == "/dev/null"  # a request without a body: nothing of the server's stdin
 
 
 def test_httpoxy_and_credentials_are_not_passed(server: TricornProcess) -> None:

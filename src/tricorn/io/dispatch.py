@@ -70,13 +70,11 @@ class ASGITarget:
         mount: str = "",
         lifespan_state: dict[str, Any] | None = None,
     ) -> None:
-        self.state = state
         self.app = app
         self.path_root = root_path  # put before every path (--root-path: a proxy stripped it)
         self.root_path = root_path + mount  # the scope's root_path: a mounted app sees its prefix there
         self.kind = kind
         self.prefix = "/"
-        self.mount = mount
         # What its scopes' "state" is copied from: a mounted app's own lifespan state, else the APP's.
         self.lifespan_state = lifespan_state if mount else state.lifespan_state
         self.websocket: ASGIApp | None = app if websocket else None

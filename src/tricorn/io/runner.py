@@ -187,7 +187,7 @@ class AppRunner:
     """Runs one connection's request coroutines (see the module docstring), in the host tasks of
     ``hosts`` (shared with other connections), or of its own (ended by :meth:`close`)."""
 
-    __slots__ = ("_batch", "_own", "busy", "closed", "driving", "hosts", "loop", "tasks")
+    __slots__ = ("_batch", "_own", "busy", "driving", "hosts", "loop", "tasks")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, hosts: Hosts | None = None) -> None:
         self.loop = loop
@@ -195,7 +195,6 @@ class AppRunner:
         self.hosts = Hosts(loop) if hosts is None else hosts
         self.driving: _Host | None = None  # the host driving this connection's suspended request
         self.busy = False
-        self.closed = False
         # The tasks of requests that got one of their own; the loop holds tasks only weakly, and one
         # waiting on a future nobody else holds would be collected mid-request (uvicorn keeps a set too).
         self.tasks: set[asyncio.Task[None]] | None = None
@@ -271,6 +270,5 @@ class AppRunner:
 
     def close(self) -> None:
         """The connection is gone. Hosts of its own end once idle (a shared spare stays for others)."""
-        self.closed = True
         if self._own:
             self.hosts.close()

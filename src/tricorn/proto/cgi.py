@@ -132,7 +132,10 @@ def _block_end(buffer: bytes) -> tuple[int, int]:
 
 
 def _fields(lines: Iterable[bytes]) -> list[tuple[bytes, bytes]]:
+    """The block's fields, names lower-cased: a Content-Length checked, the framing fields
+    (:data:`_DROPPED`) left out, as the server frames the response itself."""
     fields = []
+    count = 0
     for raw in lines:
         line = raw[:-1] if raw[-1:] == b"\r" else raw
         if line[:1] in (b" ", b"\t"):
@@ -143,8 +146,14 @@ def _fields(lines: Iterable[bytes]) -> list[tuple[bytes, bytes]]:
         value = value.strip(b" \t")
         if _BAD_VALUE.search(value):
             raise ScriptOutputError(f"control character in header {name.decode('ascii')!r}")
-        fields.append((name.lower(), value))
-    if len(fields) > MAX_HEADER_FIELDS:
+        name = name.lower()
+        count += 1
+        if name == b"content-length":
+            _check_length(value)
+        elif name in _DROPPED:
+            continue
+        fields.append((name, value))
+    if count > MAX_HEADER_FIELDS:
         raise ScriptOutputError(f"more than {MAX_HEADER_FIELDS} header fields")
     return fields
 
@@ -182,10 +191,6 @@ def _parse_cgi(lines: list[bytes]) -> ScriptResponse:
             if has_type:
                 raise ScriptOutputError("more than one content-type field")
             has_type = True
-        elif name == b"content-length":
-            _check_length(value)
-        elif name in _DROPPED:
-            continue
         headers.append((name, value))
     if location is not None:
         if location[:1] == b"/" and location[:2] != b"//":
@@ -221,14 +226,7 @@ def _parse_nph(lines: list[bytes]) -> ScriptResponse:
     status = int(match.group(1))
     if status < 200:
         raise ScriptOutputError(f"nph script: status {status} is not a final response")
-    headers = []
-    for name, value in _fields(lines[1:]):
-        if name == b"content-length":
-            _check_length(value)
-        elif name in _DROPPED:
-            continue
-        headers.append((name, value))
-    return ScriptResponse(ResponseKind.DOCUMENT, status, headers)
+    return ScriptResponse(ResponseKind.DOCUMENT, status, _fields(lines[1:]))
 
 
 # -- Meta-variables (RFC 3875 §4.1) -----------------------------------------------------------------------
