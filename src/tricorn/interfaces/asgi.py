@@ -43,19 +43,13 @@ METHODS = {m: m.decode("ascii") for m in (b"GET", b"POST", b"PUT", b"DELETE", b"
 
 
 def build_scope(
-    request: Request,
-    conn: Any,
-    path_root: str,
-    root_path: str,
-    state: dict[str, Any] | None,
-    proxied: bool = True,
+    request: Request, conn: Any, path_root: str, root_path: str, state: dict[str, Any] | None
 ) -> Scope:
     """The HTTP scope of ``request`` on ``conn`` (a stream, or a WebSocket connection: its ``server``,
     ``client``, ``scheme``, ``tls`` and ``proxy_trust``). ``path`` is the full path, ``path_root`` (from
     ``--root-path``: a proxy stripped it) put before it; ``root_path`` is where the app is mounted, the
     same with no mount (ASGI spec 2.4 and later). A trusted proxy's client, scheme and Host are applied
-    (interfaces/forwarded.py) unless ``proxied`` is false (a caller that has resolved them already).
-    The one place a scope is made, for every protocol and target."""
+    (interfaces/forwarded.py). The one place a scope is made, for every protocol and target."""
     raw_path = request.path
     try:
         path = raw_path.decode("ascii")
@@ -90,7 +84,7 @@ def build_scope(
     if tls is not None:
         scope["extensions"]["tls"] = tls
     trust = conn.proxy_trust
-    if trust is not None and proxied:
+    if trust is not None:
         # A request with no proxy header (most, on a connection trusted only because it is local) costs
         # this loop and no call (bench "hello").
         for name, _ in request.headers:

@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any
 from tricorn.errors import ClientDisconnected, ClientTimeout, LocalProtocolError
 from tricorn.interfaces.asgi import build_scope
 from tricorn.interfaces.files import FileSend
-from tricorn.interfaces.forwarded import apply_environ, apply_scope
+from tricorn.interfaces.forwarded import apply_environ
 from tricorn.interfaces.stream import (
     ABORTED,
     HIGH_WATER,
@@ -143,13 +143,9 @@ class WSGICycle:
 
     @property
     def scope(self) -> Scope:
-        """The request as an ASGI-style scope, for the access log: with the client, scheme and Host of
-        the one resolution of its proxy headers that the environ had (not resolved, nor logged, again)."""
+        """The request as an ASGI-style scope, for the access log."""
         path_root = self.server.path_root
-        scope = build_scope(self.request, self.stream, path_root, path_root, None, proxied=False)
-        if self.forwarded is not None:
-            apply_scope(scope, self.forwarded)
-        return scope
+        return build_scope(self.request, self.stream, path_root, path_root, None)
 
     # -- events from the connection (loop thread)
     def feed_body(self, data: bytes) -> None:
