@@ -166,8 +166,8 @@ class Server:
         :attr:`started` or without a TCP address."""
         for address in self.addresses:
             if address.kind == "tcp":
-                host = f"[{address.host}]" if address.host and ":" in address.host else address.host
-                return f"{'https' if self.config.tls else 'http'}://{host}:{address.port}"
+                url = str(address)  # http://HOST:PORT, an IPv6 host in brackets
+                return "https" + url.removeprefix("http") if self.config.tls else url
         raise ValueError("no TCP address is being served" if self.started else "the server has not started")
 
     async def serve(self) -> None:

@@ -2356,7 +2356,6 @@ def _read_python_config(shown: str, cwd: str, notes: list[Note]) -> _Layer:
     keys = _file_keys()
     source = f"in config file {shown}"
     layer: _Layer = {}
-    skipped: list[str] = []
     for key, value in namespace.items():
         if key.startswith("_") or key == "config" or isinstance(value, type | types.ModuleType):
             continue
@@ -2371,20 +2370,15 @@ def _read_python_config(shown: str, cwd: str, notes: list[Note]) -> _Layer:
             layer[name] = (list(value) if isinstance(value, tuple | list) else value, source)
         elif key in IGNORED_KEYS:
             if value not in (None, False, [], (), {}):
-                skipped.append(f"{key!r} ({IGNORED_KEYS[key]})")
+                notes.append(
+                    (WARNING, f"{shown}: {key!r} has no meaning for tricorn: ignored ({IGNORED_KEYS[key]})")
+                )
         elif not callable(value) and key.islower():  # (UPPER_CASE names are the file's own constants)
             close = difflib.get_close_matches(key, keys, n=1)
             hint = f", did you mean {close[0]!r}?" if close else ""
             notes.append(
                 (WARNING, f"{shown}: {key!r} is not a setting gunicorn or tricorn has: ignored{hint}")
             )
-    for what in skipped:
-        notes.append(
-            (
-                WARNING,
-                f"{shown}: {what.split(' ', 1)[0]} has no meaning for tricorn: ignored {what.split(' ', 1)[1]}",
-            )
-        )
     notes.append((INFO, f"read settings and hooks from {shown}"))
     return layer
 
@@ -2491,7 +2485,7 @@ IGNORED_KEYS: Mapping[str, str] = MappingProxyType(
         "reload_extra_files": "use reload_include",
         "ssl_context": "the TLS context comes from the ssl settings",
         "default_proc_name": "use proc_name",
-        "secure_scheme_headers": "not read",
+        "secure_scheme_headers": "X-Forwarded-Proto and Forwarded are read from forwarded_allow_ips",
         "paste": "name the application as module:attribute",
         "raw_paste_global_conf": "name the application as module:attribute",
     }

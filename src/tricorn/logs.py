@@ -337,11 +337,13 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
     return _decode_header(b",".join(values))
 
 
+def _version(version: str) -> str:
+    """``HTTP/1.1`` from ASGI's ``1.1``; ``-`` stays (a refused request whose version was not understood)."""
+    return version if version == "-" or version.startswith("HTTP/") else f"HTTP/{version}"
+
+
 def _protocol(r: _Request) -> str:
-    version = r.http_version
-    if version == "-":  # a refused request whose version was not understood
-        return "-"
-    return escape_for_log(version if version.startswith("HTTP/") else f"HTTP/{version}")
+    return escape_for_log(_version(r.http_version))
 
 
 def _request_line(r: _Request) -> str:
@@ -443,7 +445,7 @@ def _json_access(r: _Request) -> str:
             "method": r.method,
             "path": r.path,
             "query": r.query,
-            "protocol": r.http_version if r.http_version.startswith("HTTP/") else f"HTTP/{r.http_version}",
+            "protocol": _version(r.http_version),
             "status": r.status,
             "bytes": r.response_bytes,
             "duration": round(r.duration, 6),

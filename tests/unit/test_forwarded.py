@@ -311,8 +311,12 @@ def test_x_forwarded_family_wins_over_forwarded() -> None:
 
 
 def test_a_long_chain_is_walked_only_so_far() -> None:
-    chain = ", ".join(["10.0.0.1"] * 10000)
+    # Every hop is trusted: an unbounded walk would reach the client on the far left.
+    chain = ", ".join(["203.0.113.7"] + ["10.0.0.1"] * 10000)
     result = res(("x-forwarded-for", chain))
+    assert result is not None and result.client == ("10.0.0.1", 0)
+    chain = ", ".join(["for=203.0.113.7"] + ["for=10.0.0.1"] * 10000)
+    result = res(("forwarded", chain))
     assert result is not None and result.client == ("10.0.0.1", 0)
 
 

@@ -139,6 +139,16 @@ def test_atoms(atom: str, expected: str) -> None:
     assert format_with(f"%({atom})s") == expected.replace("<PID>", f"<{os.getpid()}>")
 
 
+REFUSED: dict[str, Any] = {"method": "-", "path": "-", "query": "", "http_version": "-", "status": 400}
+
+
+def test_a_refused_request_has_dashes_for_its_request_line_in_text_and_json() -> None:
+    assert format_with("%(r)s %(H)s %(s)s", **REFUSED) == "- - - - 400"
+    entry = json.loads(format_with("json", **REFUSED))
+    assert (entry["method"], entry["path"], entry["protocol"], entry["status"]) == ("-", "-", "-", 400)
+    assert json.loads(format_with("json"))["protocol"] == "HTTP/1.1"
+
+
 def test_time_atom_follows_now_and_is_cached_per_second() -> None:
     formatter = AccessLogFormatter("%(t)s")
     now = REQUEST["now"]

@@ -65,22 +65,14 @@ N_WORDS: Final = CONNECTIONS + len(PROTOCOLS)
 SIZE: Final = (_WORDS + N_WORDS) * 8
 
 
-def _method_key(method: bytes) -> int:
-    # A perfect hash of the nine names (checked below); other methods land anywhere and fail the comparison.
-    return (method[0] ^ len(method) << 4) & 0xFF
-
-
+# A request's row: its place in METHODS, or OTHER. The key (first byte and length, see request_done) is a
+# perfect hash of the nine names (checked here); other methods land anywhere and fail the comparison.
 _METHOD_INDEX: list[int] = [OTHER] * 256
 for _index, _name in enumerate(METHODS):
-    assert _METHOD_INDEX[_method_key(_name)] == OTHER, "the method table has a collision"
-    _METHOD_INDEX[_method_key(_name)] = _index
+    _key = (_name[0] ^ len(_name) << 4) & 0xFF
+    assert _METHOD_INDEX[_key] == OTHER, "the method table has a collision"
+    _METHOD_INDEX[_key] = _index
 _METHOD_NAMES: Final = (*METHODS, b"")
-
-
-def method_index(method: bytes) -> int:
-    """The row of ``method``: its place in METHODS, or OTHER."""
-    index = _METHOD_INDEX[_method_key(method)] if method else OTHER
-    return index if _METHOD_NAMES[index] == method else OTHER
 
 
 class MetricsSlot:
@@ -124,7 +116,7 @@ class MetricsSlot:
     def request_done(self, cycle: Any, now: float) -> None:
         """Count a finished request: ``cycle`` has ``request``, ``status``, ``start_time``, ``received``
         and ``response_bytes`` (an HTTPCycle or a WSGICycle); ``now`` is the loop's time."""
-        method = cycle.request.method
+        method = cycle.request.method  # (never empty: the cores refuse a request without one)
         m = _METHOD_INDEX[(method[0] ^ len(method) << 4) & 0xFF]
         if _METHOD_NAMES[m] != method:
             m = OTHER

@@ -111,7 +111,7 @@ class AllowList:
         """Whether a socket peer is trusted: ``host`` as the socket gives it, None for a Unix socket."""
         if self.any:
             return True
-        if host is None or not host:
+        if not host:
             return self.unix
         verdict = self.peers.get(host)
         if verdict is None:
@@ -298,6 +298,15 @@ def _host(value: str) -> str:
     return value
 
 
+def _scheme(value: str | None, what: str) -> str | None:
+    if value is None:
+        return None
+    scheme = value.lower()
+    if scheme not in SCHEMES:
+        raise ForwardedError(f"{what} {scheme[:20]!r} is not http, https, ws or wss")
+    return scheme
+
+
 def host_name(host: str) -> str:
     """``host`` without its port: ``example.com``, ``[2001:db8::1]``."""
     if host.startswith("["):
@@ -373,11 +382,7 @@ def _resolve_x(
             client = (node[0], node[1])
             if not node[2]:
                 break
-    scheme = _pick(found, X_PROTO, hop)
-    if scheme is not None:
-        scheme = scheme.lower()
-        if scheme not in SCHEMES:
-            raise ForwardedError(f"x-forwarded-proto {scheme[:20]!r} is not http, https, ws or wss")
+    scheme = _scheme(_pick(found, X_PROTO, hop), "x-forwarded-proto")
     new_host = _pick(found, X_HOST, hop)
     if new_host is not None:
         host = _host(new_host)
@@ -422,10 +427,6 @@ def _resolve_rfc7239(values: list[bytes], peer: tuple[str, int] | None, trust: A
         client = (str(ip), port)
         if not trust.trusts(ip):
             break
-    scheme = chosen.get("proto")
-    if scheme is not None:
-        scheme = scheme.lower()
-        if scheme not in SCHEMES:
-            raise ForwardedError(f"forwarded proto {scheme[:20]!r} is not http, https, ws or wss")
+    scheme = _scheme(chosen.get("proto"), "forwarded proto")
     host = chosen.get("host")
     return Forwarded(client, scheme, _host(host).encode("latin-1") if host is not None else None)

@@ -183,14 +183,14 @@ def _arity(function: Callable[..., Any]) -> int:
 def with_request_hooks(app: Any, hooks: Hooks, worker: HookWorker) -> Any:
     """``app`` (WSGI) with the config's pre_request and post_request around each call; ``app`` itself
     when it has neither. A raising pre_request is logged by name and answered as an app error (500)."""
-    if "pre_request" not in hooks and "post_request" not in hooks:
-        return app
+    pre = hooks.functions.get("pre_request")
     post = hooks.functions.get("post_request")
+    if pre is None and post is None:
+        return app
     post_args = _arity(post) if post is not None else 0
 
     def hooked(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = HookRequest(environ)
-        pre = hooks.functions.get("pre_request")
         if pre is not None:
             try:
                 pre(worker, request)
