@@ -186,3 +186,14 @@ def test_one_trust_decision_per_connection_on_a_keep_alive_connection(servers: t
         bodies.append(json.loads(rest[:length]))
         data = rest[length:]
     assert [b["client"][0] for b in bodies] == ["203.0.113.7", "127.0.0.1", "203.0.113.8"]
+
+
+def test_wsgi_malformed_value_is_one_debug_line_and_the_access_line_shows_the_resolved_client(
+    servers: type[TricornProcess],
+) -> None:
+    # The environ and the access line share one resolution: one debug line for a malformed value.
+    server = start(servers, WSGI, "--log-level", "debug")
+    assert get(server, {"X-Forwarded-Proto": "javascript"})["REMOTE_ADDR"] == "127.0.0.1"
+    assert get(server, CHAIN)["REMOTE_ADDR"] == "203.0.113.7"
+    wait_for(lambda: "203.0.113.7 - - [" in server.output(), what="the access line of the proxied request")
+    assert server.output().count("proxy headers ignored") == 1

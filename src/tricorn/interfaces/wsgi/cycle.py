@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any
 from tricorn.errors import ClientDisconnected, ClientTimeout, LocalProtocolError
 from tricorn.interfaces.asgi import build_scope
 from tricorn.interfaces.files import FileSend
-from tricorn.interfaces.forwarded import apply_environ
+from tricorn.interfaces.forwarded import apply_environ, apply_scope
 from tricorn.interfaces.stream import (
     ABORTED,
     HIGH_WATER,
@@ -145,7 +145,10 @@ class WSGICycle:
     def scope(self) -> Scope:
         """The request as an ASGI-style scope, for the access log."""
         path_root = self.server.path_root
-        return build_scope(self.request, self.stream, path_root, path_root, None)
+        scope = build_scope(self.request, _Unproxied(self.stream), path_root, path_root, None)
+        if self.forwarded is not None:  # the request's one resolution (WSGIServer.new_cycle), not a second
+            apply_scope(scope, self.forwarded)
+        return scope
 
     # -- events from the connection (loop thread)
     def feed_body(self, data: bytes) -> None:
@@ -607,3 +610,17 @@ def _check_bytes(data: object) -> bytes:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)
     raise TypeError(f"wsgi response body must be bytes, got {type(data).__name__}")
+
+
+class _Unproxied:
+    """A stream as :func:`build_scope` reads it, without its proxy trust: a WSGI request's proxy headers
+    were resolved once, for its environ, and the access log's scope takes that result."""
+
+    __slots__ = ("client", "scheme", "server", "tls")
+    proxy_trust = None
+
+    def __init__(self, stream: Stream) -> None:
+        self.server = stream.server
+        self.client = stream.client
+        self.scheme = stream.scheme
+        self.tls = stream.tls
