@@ -4,12 +4,18 @@ llhttp's parser holds its callbacks, bound methods of the object that holds the 
 A worker that served thousands of connections between two full collections kept all their parsers (about
 92 MB after 10,000 connections had come and gone); the connection now lets them go when it ends. These
 tests run with the collector off, so only reference counting frees anything.
+
+Then what a worker gives back once a burst of connections is over (``trim_memory``): the arenas of CPython's
+allocator that free lists and the type cache kept, the table of the connection set, glibc's free pages.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import sys
+import tempfile
 import tracemalloc
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +25,7 @@ import pytest
 
 from tests.unit.test_timeouts import Transport  # the stand-in transport
 from tricorn.config import Config
+from tricorn.io import server
 from tricorn.io.h1 import H1Protocol
 from tricorn.io.server import ServerState
 from tricorn.proto.h1 import H1Connection
@@ -115,14 +122,13 @@ class Idle:
 def test_the_allocator_gives_back_memory_once_many_connections_have_closed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tricorn.io import server
-
     trims: list[int] = []
     monkeypatch.setattr(server, "trim_memory", lambda: trims.append(len(state.connections)))
 
     async def ticks() -> None:
         state.connections.update(Idle() for _ in range(3000))  # type: ignore[misc]  # stand-ins
         state._on_tick()
+        peak_table = sys.getsizeof(state.connections)
         for _ in range(1200):  # 1,800 left: not half of the peak yet
             state.connections.pop()
         state._on_tick()
@@ -131,6 +137,9 @@ def test_the_allocator_gives_back_memory_once_many_connections_have_closed(
             state.connections.pop()
         state._on_tick()
         assert trims == [1400]
+        # The set is made again for what is left: a set's table never shrinks as it empties.
+        assert len(state.connections) == 1400
+        assert sys.getsizeof(state.connections) < peak_table
         for _ in range(600):  # 800 left, but only 600 closed since the last trim
             state.connections.pop()
         state._on_tick()
@@ -144,3 +153,62 @@ def test_the_allocator_gives_back_memory_once_many_connections_have_closed(
         loop.run_until_complete(ticks())
     finally:
         loop.close()
+
+
+def test_the_trim_looks_up_malloc_trim_when_the_server_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not at the first trim, right after a burst: ctypes' modules would land in the burst's arenas."""
+    monkeypatch.setattr(server, "_malloc_trim", None)
+
+    async def start() -> None:
+        state = ServerState(Config(access_log=False), hello, asyncio.get_running_loop(), "httptools")  # type: ignore[arg-type]  # a plain ASGI callable
+        await state.start([])
+        assert server._malloc_trim is not None
+        await state.shutdown(1.0)
+
+    asyncio.run(start())
+
+
+def arenas() -> int:
+    """pymalloc's arenas (1 MiB each) allocated now, from ``sys._debugmallocstats()`` (written to fd 2)."""
+    with tempfile.TemporaryFile() as out:
+        saved = os.dup(2)
+        os.dup2(out.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        for line in out.read().decode().splitlines():
+            if line.startswith("# arenas allocated current"):
+                return int(line.split("=")[1].replace(",", ""))
+    raise AssertionError("no arena count in sys._debugmallocstats()")
+
+
+def test_the_trim_gives_back_the_arenas_that_free_lists_keep() -> None:
+    """A burst of small objects, freed so that the free lists of tuples, dicts, lists and floats keep a few
+    blocks spread over the burst's arenas: each keeps its arena (50 MB here) until the trim."""
+    before = arenas()
+    burst: list[object] = [((i, -i), {"n": i}, [i], float(i)) for i in range(100_000)]
+    peak = arenas()
+    assert peak - before >= 20
+    for i in range(0, len(burst), 50):
+        burst[i] = None  # these first: into the free lists
+    del burst
+    assert arenas() - before >= (peak - before) // 2  # kept by the blocks of the free lists
+    server.trim_memory()
+    assert arenas() - before <= 2
+
+
+class Named:
+    pass
+
+
+def test_the_trim_lets_go_of_names_the_type_cache_holds() -> None:
+    """A name made at run time for a lookup (as ``email.utils.formatdate`` makes ``dst``) stays in the
+    type attribute cache, and its block with it, until the trim."""
+    name = "".join(("ds", "t"))
+    getattr(Named, name, None)
+    held = sys.getrefcount(name)
+    server.trim_memory()
+    assert sys.getrefcount(name) < held

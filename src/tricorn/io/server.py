@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import os
 import socket
+import sys
 import time
 from email.utils import formatdate
 from time import perf_counter
@@ -42,28 +44,49 @@ LAME_DUCK_IDLE = 1.0
 access_log = logging.getLogger("tricorn.access")
 
 
-# Give the C allocator's free pages back to the system once at least this many connections have closed
-# and at most half of the peak are left (see trim_memory).
+# Give memory back to the system once at least this many connections have closed and at most half of the
+# peak are left (see trim_memory).
 TRIM_AFTER = 1000
 
 
 def trim_memory() -> None:
-    """glibc's ``malloc_trim(0)``: the pages of its heap left free by connections that have closed go back
-    to the system (glibc keeps them otherwise: the free memory is spread between blocks still in use). A
-    few milliseconds after thousands of connections; nothing on other C libraries."""
+    """Give back the memory a burst of connections left free: a few milliseconds after thousands of
+    connections (a full collection's time: more on an app with a large heap), once per burst.
+
+    CPython's small-object allocator returns a 1 MiB arena only once no block in it is in use, and a burst
+    spreads its objects over arenas made for it: a block still in use in one keeps the whole arena (its free
+    pools stay resident). Two kinds of blocks outlive a burst without being anyone's:
+
+    - the free lists of tuples, lists, dicts, floats and contexts, which keep the first of each freed after
+      the burst's peak: a full collection empties them;
+    - the names held by the type attribute cache. A name made at run time for each lookup stays there
+      (``email.utils.formatdate``, the Date header's refresh every second, looks up ``dst`` so): the cache
+      is emptied, to be filled again by the lookups that follow.
+
+    Then glibc's ``malloc_trim(0)``: the free pages of its heap go back (glibc keeps them otherwise: the
+    free memory is spread between blocks still in use); nothing on other C libraries.
+    """
+    gc.collect()
+    _clear_type_cache()
+    find_malloc_trim()(0)
+
+
+# The type attribute cache's clearing: sys._clear_type_cache, deprecated by 3.13's wider one.
+_clear_type_cache: Callable[[], None] = getattr(sys, "_clear_internal_caches", None) or sys._clear_type_cache
+
+
+def find_malloc_trim() -> Callable[[int], object]:
+    """glibc's ``malloc_trim``, looked up (ctypes) once, when the server starts: imported at the first trim,
+    ctypes' modules, classes and names would land in the arenas of the burst before it and keep them."""
     global _malloc_trim
     if _malloc_trim is None:
-        _malloc_trim = _find_malloc_trim()
-    _malloc_trim(0)
+        try:
+            import ctypes
 
-
-def _find_malloc_trim() -> Callable[[int], object]:
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None).malloc_trim
-    except (ImportError, OSError, AttributeError):  # not glibc (musl, macOS)
-        return lambda pad: None
+            _malloc_trim = ctypes.CDLL(None).malloc_trim
+        except (ImportError, OSError, AttributeError):  # not glibc (musl, macOS)
+            _malloc_trim = lambda pad: None  # noqa: E731
+    return _malloc_trim
 
 
 _malloc_trim: Callable[[int], object] | None = None
@@ -299,6 +322,7 @@ class ServerState:
             await listener.start_serving()
             self.servers.append(listener)
         self._tick_handle = self.loop.call_later(self._tick, self._on_tick)
+        find_malloc_trim()
 
     async def _start_quic(self, sockets: list[socket.socket]) -> None:
         """HTTP/3 on the UDP sockets (io/quic.py), advertised to TCP clients with Alt-Svc (bound once here:
@@ -333,6 +357,9 @@ class ServerState:
             self._peak = count
         elif self._peak - count >= TRIM_AFTER and count <= self._peak // 2:
             self._peak = count
+            # A set never shrinks as it empties: its table, sized for the peak, is made again for what is
+            # left (512 kB after 10,000 connections).
+            self.connections = set(self.connections)
             trim_memory()
         self._tick_handle = self.loop.call_later(self._tick, self._on_tick)
 
