@@ -34,7 +34,7 @@ from enum import Enum
 from tricorn.errors import LocalProtocolError, RemoteProtocolError
 from tricorn.proto.h1.events import Backend, EndOfMessage, Event, H1Limits, Headers, Request
 from tricorn.proto.h1.head import _BAD_TARGET, _HOST, KNOWN_METHODS, _has_token
-from tricorn.proto.h1.parsers import _BODY_METHODS, _HttptoolsParser, _llhttp, _PythonParser, _Scout
+from tricorn.proto.h1.parsers import _BODY_METHODS, _Bare, _HttptoolsParser, _llhttp, _PythonParser, _Scout
 from tricorn.proto.h1.response import (
     _HEAD_FIELDS,
     _STATUS_LINES,
@@ -218,37 +218,48 @@ class H1Connection:
         line_end = data.find(b"\r\n")
         if line_end < 14 or not data.startswith(b" HTTP/1.1", line_end - 9) or data.startswith(_BODY_METHODS):
             return None
-        fields: Headers = []
-        scout.fields = fields
-        scout.host = scout.connection = None
-        scout.odd = False
+        block = data[line_end + 2 : end]
+        known = scout.blocks.get(block)
+        if known is None:
+            lane: _Scout | _Bare = scout
+            fields: Headers = []
+            scout.fields = fields
+            scout.host = scout.connection = None
+            scout.odd = False
+        else:
+            lane = scout.bare
+            fields = list(known[0])  # (a list of its own: an app may change its scope's)
         try:
-            scout.parser.feed_data(data)
+            lane.parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):  # the general path judges it
-            scout.reset()
+            lane.reset()
             return None
-        method = scout.parser.get_method()
-        url = scout.url
-        host = scout.host
+        method = lane.parser.get_method()
+        url = lane.url
         # The request line is exactly METHOD SP target SP "HTTP/1.1" (no leading CRLF).
         start = len(method) + 1
         if (
-            scout.odd
-            or host is None
-            or method not in KNOWN_METHODS
+            method not in KNOWN_METHODS
             or len(fields) > self.limits.fields
             or not data.startswith(method)
             or start + len(url) != line_end - 9
             or not data.startswith(url, start)
             or url[0] != 0x2F  # origin-form
             or _BAD_TARGET(url) is not None
-            or (host != self._scout_host and _HOST.match(host) is None)
         ):
-            scout.reset()
+            lane.reset()
             return None
-        self._scout_host = host
+        if known is None:
+            host = scout.host
+            if scout.odd or host is None or (host != self._scout_host and _HOST.match(host) is None):
+                scout.reset()
+                return None
+            self._scout_host = host
+            scout.remember(block)
+            connection = scout.connection
+        else:
+            connection = known[1]
         keep_alive = True
-        connection = scout.connection
         if connection is not None and connection.find(b"close") >= 0 and _has_token(connection, b"close"):
             # As check_head reads it. Nothing after this request is read (RFC 9112 §9.6): the general
             # path's parser, if it has one, stops, and without the scout receive_data reads nothing.
@@ -257,7 +268,7 @@ class H1Connection:
                 parser.closed = True
             self._scout = None
             if self._scout_shared:
-                scout.reset()  # llhttp would refuse what follows a "close": the next connection's head
+                lane.reset()  # llhttp would refuse what follows a "close": the next connection's head
             else:
                 scout.release()
         path, _, query = url.partition(b"?")
