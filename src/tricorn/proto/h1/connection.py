@@ -234,19 +234,32 @@ class H1Connection:
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):  # the general path judges it
             lane.reset()
             return None
-        method = lane.parser.get_method()
-        url = lane.url
-        # The request line is exactly METHOD SP target SP "HTTP/1.1" (no leading CRLF).
-        start = len(method) + 1
-        if (
-            method not in KNOWN_METHODS
-            or len(fields) > self.limits.fields
-            or not data.startswith(method)
-            or start + len(url) != line_end - 9
-            or not data.startswith(url, start)
-            or url[0] != 0x2F  # origin-form
-            or _BAD_TARGET(url) is not None
-        ):
+        line = data[:line_end]
+        known_line = scout.lines.get(line)
+        if known_line is None:
+            # The request line is exactly METHOD SP target SP "HTTP/1.1" (no leading CRLF): llhttp read
+            # it, so the method ends at the first space; a target with a space in it is refused below.
+            start = data.find(b" ", 0, line_end) + 1
+            method = data[: start - 1]
+            url = data[start : line_end - 9]
+            if (
+                method not in KNOWN_METHODS
+                or method != lane.parser.get_method()
+                or not url
+                or url[0] != 0x2F  # origin-form
+                or _BAD_TARGET(url) is not None
+            ):
+                lane.reset()
+                return None
+            path, _, query = url.partition(b"?")
+            if path.find(b"#") >= 0:
+                path = path.partition(b"#")[0]
+            known_line = (method, url, path, query)
+            new_line: bytes | None = line
+        else:
+            method, url, path, query = known_line
+            new_line = None
+        if len(fields) > self.limits.fields:
             lane.reset()
             return None
         if known is None:
@@ -255,9 +268,11 @@ class H1Connection:
                 scout.reset()
                 return None
             self._scout_host = host
-            scout.remember(block)
+            scout.remember(new_line, known_line, block)
             connection = scout.connection
         else:
+            if new_line is not None:
+                scout.remember(new_line, known_line, None)
             connection = known[1]
         keep_alive = True
         if connection is not None and connection.find(b"close") >= 0 and _has_token(connection, b"close"):
@@ -271,9 +286,6 @@ class H1Connection:
                 lane.reset()  # llhttp would refuse what follows a "close": the next connection's head
             else:
                 scout.release()
-        path, _, query = url.partition(b"?")
-        if path.find(b"#") >= 0:
-            path = path.partition(b"#")[0]
         return Request(method, url, "1.1", fields, path, query, None, keep_alive, False, None)
 
     @property
