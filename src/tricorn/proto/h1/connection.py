@@ -204,19 +204,27 @@ class H1Connection:
             return None
         parser: _HttptoolsParser | None = self._parser  # type: ignore[assignment]  # the scout implies httptools
         if parser is not None and (
-            parser.in_message or parser.head.data or parser.closed or parser.paused_upgrade
+            parser.in_message
+            or parser.head.data
+            or parser.closed
+            or parser.paused_upgrade
+            or self.their_error is not None  # (only the general path's parser sets it)
         ):
             return None
         end = len(data) - 4
         # Within min(request_line, field_size) bytes no request line or field can be over its limit, nor
         # the head over its own.
-        if end > self._simple_max or data.find(b"\r\n\r\n") != end or self.their_error is not None:
+        if end > self._simple_max or data.find(b"\r\n\r\n") != end:
             return None
+        line_end = data.find(b"\r\n")
+        line = data[:line_end]
+        known_line = scout.lines.get(line)
         # HTTP/1.1 only, told before parsing (an HTTP/1.0 client, ab say, sends nothing else). Methods
         # that carry a body go to the general path unparsed too: their head usually comes alone, its body
-        # in the next read, and the lane would only parse it to decline it.
-        line_end = data.find(b"\r\n")
-        if line_end < 14 or not data.startswith(b" HTTP/1.1", line_end - 9) or data.startswith(_BODY_METHODS):
+        # in the next read, and the lane would only parse it to decline it. (A line the lane knows passed.)
+        if known_line is None and (
+            line_end < 14 or not data.startswith(b" HTTP/1.1", line_end - 9) or data.startswith(_BODY_METHODS)
+        ):
             return None
         block = data[line_end + 2 : end]
         known = scout.blocks.get(block)
@@ -234,8 +242,6 @@ class H1Connection:
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):  # the general path judges it
             lane.reset()
             return None
-        line = data[:line_end]
-        known_line = scout.lines.get(line)
         if known_line is None:
             # The request line is exactly METHOD SP target SP "HTTP/1.1" (no leading CRLF): llhttp read
             # it, so the method ends at the first space; a target with a space in it is refused below.
