@@ -169,8 +169,8 @@ def test_the_trim_looks_up_malloc_trim_when_the_server_starts(monkeypatch: pytes
     asyncio.run(start())
 
 
-def arenas() -> int:
-    """pymalloc's arenas (1 MiB each) allocated now, from ``sys._debugmallocstats()`` (written to fd 2)."""
+def malloc_stats() -> str:
+    """``sys._debugmallocstats()``: what pymalloc holds (written to descriptor 2)."""
     with tempfile.TemporaryFile() as out:
         saved = os.dup(2)
         os.dup2(out.fileno(), 2)
@@ -180,10 +180,24 @@ def arenas() -> int:
             os.dup2(saved, 2)
             os.close(saved)
         out.seek(0)
-        for line in out.read().decode().splitlines():
-            if line.startswith("# arenas allocated current"):
-                return int(line.split("=")[1].replace(",", ""))
+        return out.read().decode()
+
+
+def arenas() -> int:
+    """pymalloc's arenas (1 MiB each) allocated now."""
+    for line in malloc_stats().splitlines():
+        if line.startswith("# arenas allocated current"):
+            return int(line.split("=")[1].replace(",", ""))
     raise AssertionError("no arena count in sys._debugmallocstats()")
+
+
+def blocks_in_use(size: int) -> int:
+    """pymalloc's blocks in use of ``size`` bytes (16, 32, 48...), those in free lists among them."""
+    for line in malloc_stats().splitlines():
+        fields = line.split()
+        if len(fields) == 5 and fields[0].isdigit() and int(fields[1]) == size:
+            return int(fields[3])
+    return 0
 
 
 def test_the_trim_gives_back_the_arenas_that_free_lists_keep() -> None:
@@ -213,3 +227,28 @@ def test_the_trim_lets_go_of_names_the_type_cache_holds() -> None:
     held = sys.getrefcount(name)
     server.trim_memory()
     assert sys.getrefcount(name) < held
+
+
+def test_the_server_fills_the_free_lists_of_the_loop_before_its_first_connection() -> None:
+    """The free lists of asyncio's future iterators (48-byte blocks) and uvloop's handles (144) hold blocks
+    made at the start, for the connections to take from them rather than from a burst's arenas."""
+    import uvloop
+
+    loop = uvloop.new_event_loop()
+    try:
+        # Take what the free lists hold already (blocks of earlier loops), and keep it.
+        taken = [loop.create_future().__await__() for _ in range(300)]
+        taken += [loop.call_soon(_nothing) for _ in range(300)]
+        before = blocks_in_use(48), blocks_in_use(144)
+        server.fill_free_lists(loop)
+        loop.run_until_complete(asyncio.sleep(0))  # the handles run, then go to their free list
+        after = blocks_in_use(48), blocks_in_use(144)
+        assert after[0] - before[0] >= 250  # 255 future iterators
+        assert after[1] - before[1] >= 240  # 250 handles
+        del taken
+    finally:
+        loop.close()
+
+
+def _nothing() -> None:
+    return None

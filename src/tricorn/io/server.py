@@ -96,6 +96,26 @@ def _nothing() -> None:
     return None
 
 
+# Blocks a free list of the loop's C code keeps: asyncio's future iterators (255), uvloop's handles (250).
+FREE_LIST_FILL = 256
+
+
+def fill_free_lists(loop: asyncio.AbstractEventLoop) -> None:
+    """Fill the free lists of the objects every new connection makes in the loop's C code, once, before the
+    first connection: asyncio's future iterators (uvloop's ``connect_accepted_socket`` waits on a future)
+    and uvloop's handles (``call_soon``, a future's callbacks).
+
+    A free list keeps the first blocks freed once it has run dry. Left to a burst of connections, it keeps
+    blocks of the arenas made for the burst, each of which then keeps its arena (see trim_memory). Filled
+    here, with blocks of the worker's first arenas, it keeps those through a burst: the blocks it hands out
+    first go back first (a new connection's future and its callbacks are done in the order they came).
+    """
+    waits = [loop.create_future().__await__() for _ in range(FREE_LIST_FILL)]
+    del waits
+    for _ in range(FREE_LIST_FILL):
+        loop.call_soon(_nothing)
+
+
 class Connection(Protocol):
     """What the server needs of a connection, whatever its protocol (io/h1.py, io/h2.py, io/ws.py)."""
 
@@ -304,6 +324,7 @@ class ServerState:
         # on both loops, instead of flooding the log (asyncio) or resetting clients (uvloop). See io.accept.
         from tricorn.io.h1 import H1Protocol
 
+        fill_free_lists(self.loop)
         self._refresh_date()
         quic = [sock for sock in sockets if sock.type == socket.SOCK_DGRAM]
         if quic:
