@@ -12,6 +12,8 @@ worktree, removed at exit), in the same way, for a before/after ratio.
 
 Scenarios:
   hello      ASGI hello on a keep-alive connection (``bench.apps:hello``), one request per read
+  targets    the same with a new target every request (``/?n=1``, ``/?n=2``, ...): the fast lane's
+             remembered request lines never match (the bytes.replace making each is counted too)
   close      the same on a new connection per request: connection_made, the request with
              ``Connection: close``, the close, connection_lost
   accept     the same over loopback through tricorn's own listener (io/accept.py): accept(2), the
@@ -47,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("hello", "close", "accept", "ws1k", "ws64k", "wsgi", "wsgi8", "cgi")
+SCENARIOS = ("hello", "targets", "close", "accept", "ws1k", "ws64k", "wsgi", "wsgi8", "cgi")
 
 HELLO = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
 CLOSE = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench\r\nConnection: close\r\n\r\n"
@@ -116,15 +118,15 @@ def state_for(app_name: str, interface: str = "asgi", **settings: Any) -> Any:
     return ServerState(config, app, asyncio.get_running_loop(), "httptools", interface=interface)
 
 
-async def run_hello(count: int) -> None:
+async def run_hello(count: int, targets: bool = False) -> None:
     from tricorn.io.h1 import H1Protocol
 
     state = state_for("hello")
     proto = H1Protocol(state)
     transport = Transport()
     proto.connection_made(transport)  # type: ignore[arg-type]
-    for _ in range(count):
-        proto.data_received(HELLO)
+    for i in range(count):
+        proto.data_received(HELLO.replace(b"/", b"/?n=%d" % i, 1) if targets else HELLO)
         await settle()
         if not transport.take().endswith(b"Hello, world!"):
             raise SystemExit("hello: no response")
@@ -281,6 +283,7 @@ def run_scenario(name: str, count: int) -> None:
 
     runs = {
         "hello": lambda: run_hello(count),
+        "targets": lambda: run_hello(count, targets=True),
         "close": lambda: run_close(count),
         "accept": lambda: run_accept(count),
         "ws1k": lambda: run_ws(count, 1024, 1),

@@ -212,9 +212,11 @@ SERVERS: dict[str, Server] = {
         ),
         # Not peers: ceilings, run as references of the cases that name them (Case.references). The
         # ceiling of a Python WSGI server on tricorn's own parts, with no validation at all
-        # (bench/minimal_wsgi.py), and uvloop answering every request head with fixed bytes: no parsing,
-        # no app (bench/canned.py; it ignores {app} and answers as bench.apps:hello does).
+        # (bench/minimal_wsgi.py) and of a Python ASGI server the same way (bench/minimal_asgi.py), and
+        # uvloop answering every request head with fixed bytes: no parsing, no app (bench/canned.py; it
+        # ignores {app} and answers as bench.apps:hello does).
         Server("minimal-wsgi", "httptools", {"wsgi": "{py} bench/minimal_wsgi.py {app} {port}"}),
+        Server("minimal-asgi", "httptools", {"asgi": "{py} bench/minimal_asgi.py {app} {port}"}),
         Server("canned", "uvloop", {"asgi": "{py} bench/canned.py {port}"}),
         # -- pre-fork workers (section "workers"): each server with 1 and with 2 worker processes.
         # tricorn with one worker is a single process (no master), as it is deployed that way.
@@ -343,9 +345,11 @@ SECTIONS: dict[str, Section] = {
                     "hello",
                     "bench.apps:hello",
                     "GET /, 200 text/plain `Hello, world!` with content-length; `canned` is the ceiling "
-                    "(`bench/canned.py`: uvloop writing fixed bytes per request head, no parsing, no app)",
+                    "(`bench/canned.py`: uvloop writing fixed bytes per request head, no parsing, no app), "
+                    "`minimal-asgi` the ceiling of a Python ASGI server on these parts (`bench/minimal_asgi.py`: "
+                    "httptools and the app stepped directly, no validation)",
                     check=expect_body(b"Hello, world!", chunked=False),
-                    references=("canned",),
+                    references=("canned", "minimal-asgi"),
                 ),
                 Case(
                     "close",

@@ -51,9 +51,9 @@ def test_a_released_core_frees_its_parsers_by_reference_counting(no_collector: N
     before = parsers_alive()
     conn = H1Connection()
     assert conn.receive_simple(HELLO) is not None
-    assert parsers_alive() == before + 1  # the fast lane's scout; the general path's is made when needed
+    assert parsers_alive() == before + 2  # the fast lane's two; the general path's is made when needed
     conn.receive_data(POST)
-    assert parsers_alive() == before + 2  # now the general path's llhttp too
+    assert parsers_alive() == before + 3  # now the general path's llhttp too
     conn.release()
     assert parsers_alive() == before
     # The response side still works after the release (a reply to a WebSocket handshake uses it).
@@ -91,7 +91,8 @@ async def serve_connections(count: int, requests: list[bytes]) -> None:
 def test_closed_connections_leave_no_parsers_behind(no_collector: None, requests: list[bytes]) -> None:
     before = parsers_alive()
     asyncio.run(serve_connections(200, requests))
-    assert parsers_alive() == before + 1  # the server's fast lane, shared by its connections; none of theirs
+    # The server's fast lane (its two parsers), shared by its connections; none of theirs.
+    assert parsers_alive() == before + 2
 
 
 def test_memory_after_connections_have_come_and_gone_is_bounded(no_collector: None) -> None:

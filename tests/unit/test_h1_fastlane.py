@@ -108,7 +108,49 @@ def differential(
     Two fresh httptools connections, A and B, both first get ``prefix`` through receive_data. Then A tries
     receive_simple(raw) (falling back to receive_data(raw) on None) while B only uses receive_data(raw);
     they must agree, and must keep agreeing on the ``follow`` reads after it.
+
+    Without a ``fast_lane`` this is done twice: with a lane of A's own, and with a lane that has already
+    read ``raw``'s field block (see warm_lane), so that every case is checked on the path that reads a
+    known block too.
     """
+    if fast_lane is None:
+        got = _differential(raw, limits, upgrades, prefix, follow, None)
+        for knows in ("line", "block", "both"):
+            got_warm = _differential(
+                raw, limits, upgrades, prefix, follow, warm_lane(raw, limits, upgrades, knows)
+            )
+            assert (got_warm is None) == (got is None), (raw, knows)
+            if got is not None and got_warm is not None:
+                assert request_key(got_warm) == request_key(got), (raw, knows)
+        return got
+    return _differential(raw, limits, upgrades, prefix, follow, fast_lane)
+
+
+def warm_lane(raw: bytes, limits: H1Limits | None, upgrades: frozenset[bytes], knows: str) -> Any:
+    """A fast lane that has read, on a connection of its own, ``raw``'s request line behind another field
+    block ("line"), ``raw``'s field block behind another request line ("block"), or ``raw`` itself
+    ("both"): it knows that part of ``raw`` if it accepts it at all."""
+    lane = new_fast_lane("httptools")
+    line_end = raw.find(b"\r\n")
+    if line_end >= 0 and knows != "both":
+        if knows == "line":
+            primer = raw[:line_end] + b"\r\nHost: primer\r\n\r\n"
+        else:
+            primer = b"GET /primer HTTP/1.1" + raw[line_end:]
+    else:
+        primer = raw
+    H1Connection(limits, "httptools", upgrades, lane).receive_simple(primer)
+    return lane
+
+
+def _differential(
+    raw: bytes,
+    limits: H1Limits | None,
+    upgrades: frozenset[bytes],
+    prefix: Sequence[bytes],
+    follow: Sequence[bytes],
+    fast_lane: Any,
+) -> Request | None:
     a = H1Connection(limits, "httptools", upgrades, fast_lane)
     b = H1Connection(limits, "httptools", upgrades)
     for data in prefix:
@@ -751,3 +793,44 @@ def test_h11_backend_has_no_fast_lane() -> None:
     assert isinstance(events[0], Request)
     respond(conn, events[0])
     assert conn.receive_simple(NEXT) is None
+
+
+def test_a_known_field_block_is_taken_from_the_lane() -> None:
+    """A lane keeps the request lines and field blocks it accepted; a later head with the same block
+    gets the same fields, in a list of its own, and the same line the same target."""
+    lane = new_fast_lane("httptools")
+    block = b"Host: example.com\r\nUser-Agent: x/1\r\nAccept: */*\r\n"
+    first = H1Connection(None, "httptools", frozenset(), lane).receive_simple(
+        b"GET /a HTTP/1.1\r\n" + block + b"\r\n"
+    )
+    assert (
+        first is not None and list(lane.blocks) == [block[:-2]] and list(lane.lines) == [b"GET /a HTTP/1.1"]
+    )
+    first.headers.append((b"x-added", b"by the app"))  # an app changing its scope's headers
+    for line in (b"HEAD /b?c#d HTTP/1.1", b"HEAD /b?c#d HTTP/1.1"):
+        second = H1Connection(None, "httptools", frozenset(), lane).receive_simple(
+            line + b"\r\n" + block + b"\r\n"
+        )
+        assert second is not None
+        assert (second.method, second.target, second.path, second.query) == (
+            b"HEAD",
+            b"/b?c#d",
+            b"/b",
+            b"c#d",
+        )
+        assert second.headers == [(b"host", b"example.com"), (b"user-agent", b"x/1"), (b"accept", b"*/*")]
+        assert second.headers is not first.headers and list(lane.blocks) == [block[:-2]]
+    assert list(lane.lines) == [b"GET /a HTTP/1.1", b"HEAD /b?c#d HTTP/1.1"]
+
+
+def test_the_lane_keeps_few_and_small_blocks() -> None:
+    lane = new_fast_lane("httptools")
+    for i in range(200):
+        assert H1Connection(None, "httptools", frozenset(), lane).receive_simple(
+            get(b"Host: a", b"X: %d" % i, target=b"/%d" % i)
+        )
+        assert 0 < len(lane.blocks) <= 64 and 0 < len(lane.lines) <= 64
+    lane.blocks.clear()
+    big = get(b"Host: a", b"X: " + b"v" * 3000)
+    assert H1Connection(None, "httptools", frozenset(), lane).receive_simple(big) is not None
+    assert not lane.blocks

@@ -34,7 +34,7 @@ from enum import Enum
 from tricorn.errors import LocalProtocolError, RemoteProtocolError
 from tricorn.proto.h1.events import Backend, EndOfMessage, Event, H1Limits, Headers, Request
 from tricorn.proto.h1.head import _BAD_TARGET, _HOST, KNOWN_METHODS, _has_token
-from tricorn.proto.h1.parsers import _BODY_METHODS, _HttptoolsParser, _llhttp, _PythonParser, _Scout
+from tricorn.proto.h1.parsers import _BODY_METHODS, _Bare, _HttptoolsParser, _llhttp, _PythonParser, _Scout
 from tricorn.proto.h1.response import (
     _HEAD_FIELDS,
     _STATUS_LINES,
@@ -204,51 +204,83 @@ class H1Connection:
             return None
         parser: _HttptoolsParser | None = self._parser  # type: ignore[assignment]  # the scout implies httptools
         if parser is not None and (
-            parser.in_message or parser.head.data or parser.closed or parser.paused_upgrade
+            parser.in_message
+            or parser.head.data
+            or parser.closed
+            or parser.paused_upgrade
+            or self.their_error is not None  # (only the general path's parser sets it)
         ):
             return None
         end = len(data) - 4
         # Within min(request_line, field_size) bytes no request line or field can be over its limit, nor
         # the head over its own.
-        if end > self._simple_max or data.find(b"\r\n\r\n") != end or self.their_error is not None:
+        if end > self._simple_max or data.find(b"\r\n\r\n") != end:
             return None
+        line_end = data.find(b"\r\n")
+        line = data[:line_end]
+        known_line = scout.lines.get(line)
         # HTTP/1.1 only, told before parsing (an HTTP/1.0 client, ab say, sends nothing else). Methods
         # that carry a body go to the general path unparsed too: their head usually comes alone, its body
-        # in the next read, and the lane would only parse it to decline it.
-        line_end = data.find(b"\r\n")
-        if line_end < 14 or not data.startswith(b" HTTP/1.1", line_end - 9) or data.startswith(_BODY_METHODS):
-            return None
-        fields: Headers = []
-        scout.fields = fields
-        scout.host = scout.connection = None
-        scout.odd = False
-        try:
-            scout.parser.feed_data(data)
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade):  # the general path judges it
-            scout.reset()
-            return None
-        method = scout.parser.get_method()
-        url = scout.url
-        host = scout.host
-        # The request line is exactly METHOD SP target SP "HTTP/1.1" (no leading CRLF).
-        start = len(method) + 1
-        if (
-            scout.odd
-            or host is None
-            or method not in KNOWN_METHODS
-            or len(fields) > self.limits.fields
-            or not data.startswith(method)
-            or start + len(url) != line_end - 9
-            or not data.startswith(url, start)
-            or url[0] != 0x2F  # origin-form
-            or _BAD_TARGET(url) is not None
-            or (host != self._scout_host and _HOST.match(host) is None)
+        # in the next read, and the lane would only parse it to decline it. (A line the lane knows passed.)
+        if known_line is None and (
+            line_end < 14 or not data.startswith(b" HTTP/1.1", line_end - 9) or data.startswith(_BODY_METHODS)
         ):
-            scout.reset()
             return None
-        self._scout_host = host
+        block = data[line_end + 2 : end]
+        known = scout.blocks.get(block)
+        if known is None:
+            lane: _Scout | _Bare = scout
+            fields: Headers = []
+            scout.fields = fields
+            scout.host = scout.connection = None
+            scout.odd = False
+        else:
+            lane = scout.bare
+            fields = list(known[0])  # (a list of its own: an app may change its scope's)
+        try:
+            lane.parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):  # the general path judges it
+            lane.reset()
+            return None
+        if known_line is None:
+            # The request line is exactly METHOD SP target SP "HTTP/1.1" (no leading CRLF): llhttp read
+            # it, so the method ends at the first space; a target with a space in it is refused below.
+            start = data.find(b" ", 0, line_end) + 1
+            method = data[: start - 1]
+            url = data[start : line_end - 9]
+            if (
+                method not in KNOWN_METHODS
+                or method != lane.parser.get_method()
+                or not url
+                or url[0] != 0x2F  # origin-form
+                or _BAD_TARGET(url) is not None
+            ):
+                lane.reset()
+                return None
+            path, _, query = url.partition(b"?")
+            if path.find(b"#") >= 0:
+                path = path.partition(b"#")[0]
+            known_line = (method, url, path, query)
+            new_line: bytes | None = line
+        else:
+            method, url, path, query = known_line
+            new_line = None
+        if len(fields) > self.limits.fields:
+            lane.reset()
+            return None
+        if known is None:
+            host = scout.host
+            if scout.odd or host is None or (host != self._scout_host and _HOST.match(host) is None):
+                scout.reset()
+                return None
+            self._scout_host = host
+            scout.remember(new_line, known_line, block)
+            connection = scout.connection
+        else:
+            if new_line is not None:
+                scout.remember(new_line, known_line, None)
+            connection = known[1]
         keep_alive = True
-        connection = scout.connection
         if connection is not None and connection.find(b"close") >= 0 and _has_token(connection, b"close"):
             # As check_head reads it. Nothing after this request is read (RFC 9112 §9.6): the general
             # path's parser, if it has one, stops, and without the scout receive_data reads nothing.
@@ -257,12 +289,9 @@ class H1Connection:
                 parser.closed = True
             self._scout = None
             if self._scout_shared:
-                scout.reset()  # llhttp would refuse what follows a "close": the next connection's head
+                lane.reset()  # llhttp would refuse what follows a "close": the next connection's head
             else:
                 scout.release()
-        path, _, query = url.partition(b"?")
-        if path.find(b"#") >= 0:
-            path = path.partition(b"#")[0]
         return Request(method, url, "1.1", fields, path, query, None, keep_alive, False, None)
 
     @property

@@ -325,29 +325,45 @@ _SCOUT_NAMES: Final = _FRAMING_NAMES | {b"proxy-connection"}
 _BODY_METHODS: Final = (b"POST ", b"PUT ", b"PATCH ")
 
 
+# What the fast lane remembers (see _Scout): at most _KEPT request lines and field blocks, blocks of at most
+# _BLOCK_MAX bytes (a line is at most the lane's own bound).
+_KEPT: Final = 64
+_BLOCK_MAX: Final = 2048
+
+# A request line the fast lane accepted: (method, target, path, query).
+Line = tuple[bytes, bytes, bytes, bytes]
+# A field block the fast lane accepted: (its fields, its one Connection value lowercased, or None).
+Block = tuple[tuple[tuple[bytes, bytes], ...], bytes | None]
+
+
 class _Scout:
     """A second llhttp parser that reads one whole, bodyless request head for the fast lane.
 
-    It only collects the target and the fields; :meth:`H1Connection.receive_simple` decides from them
-    whether the head is one the general path would accept as it is. Any error, and any head it declines,
-    leaves llhttp in a state of its own, so the parser is then replaced (the general path reads the bytes
-    afresh).
+    It only collects the fields; :meth:`H1Connection.receive_simple` decides from them and from the
+    request line whether the head is one the general path would accept as it is. Any error, and any head
+    it declines, leaves llhttp in a state of its own, so the parser is then replaced (the general path
+    reads the bytes afresh).
+
+    A client sends the same field block (the bytes between the request line and the blank line) again
+    and again, and often the same request line. What the lane makes of a line or a block it accepted
+    depends on those bytes alone, so it is kept, in ``lines`` and ``blocks``. A head whose block is known
+    is still read by llhttp, whole, but by ``bare``, a parser with no callbacks: no Python call per field
+    (bench "hello").
     """
 
-    __slots__ = ("connection", "fields", "host", "odd", "parser", "url")
+    __slots__ = ("bare", "blocks", "connection", "fields", "host", "lines", "odd", "parser")
 
     def __init__(self) -> None:
         assert httptools is not None
         self.parser = httptools.HttpRequestParser(self)
-        self.url = b""
+        self.bare = _Bare()
+        self.lines: dict[bytes, Line] = {}
+        self.blocks: dict[bytes, Block] = {}
         self.fields: Headers = []
         self.host: bytes | None = None
         self.connection: bytes | None = None  # the value of one Connection field, lowercased
         # A framing field, or a second Host or Connection field: not for the fast lane.
         self.odd = False
-
-    def on_url(self, url: bytes) -> None:
-        self.url = url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
@@ -364,12 +380,39 @@ class _Scout:
                 self.odd = True
         self.fields.append((name, value))
 
+    def remember(self, line: bytes | None, known_line: Line, block: bytes | None) -> None:
+        """The head just read was accepted: keep its request line and its field block, whose fields are
+        in ``fields`` (each None when it is known already)."""
+        if line is not None:
+            lines = self.lines
+            if len(lines) >= _KEPT:
+                lines.clear()  # (a client whose every line differs gains nothing from keeping them)
+            lines[line] = known_line
+        if block is not None and len(block) <= _BLOCK_MAX:
+            blocks = self.blocks
+            if len(blocks) >= _KEPT:
+                blocks.clear()
+            blocks[block] = (tuple(self.fields), self.connection)
+
     def reset(self) -> None:
         self.parser = httptools.HttpRequestParser(self)
 
     def release(self) -> None:
-        """Break the cycle with llhttp's parser (see H1Connection.release)."""
+        """Break the cycles with llhttp's parsers (see H1Connection.release)."""
         del self.parser
+        del self.bare.parser
+
+
+class _Bare:
+    """The fast lane's llhttp parser for a head whose field block it knows (see _Scout): no callbacks."""
+
+    __slots__ = ("parser",)
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpRequestParser(self)
+
+    def reset(self) -> None:
+        self.parser = httptools.HttpRequestParser(self)
 
 
 # States of the pure-Python backend.
