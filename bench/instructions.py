@@ -14,6 +14,10 @@ Scenarios:
   hello      ASGI hello on a keep-alive connection (``bench.apps:hello``), one request per read
   targets    the same with a new target every request (``/?n=1``, ``/?n=2``, ...): the fast lane's
              remembered request lines never match (the bytes.replace making each is counted too)
+  minimal-asgi
+             the hello requests served by ``bench/minimal_asgi.py`` (no validation: the ceiling of a
+             Python ASGI server on uvloop and httptools), driven the same way; not tricorn, so
+             ``--baseline`` counts the same code twice
   close      the same on a new connection per request: connection_made, the request with
              ``Connection: close``, the close, connection_lost
   accept     the same over loopback through tricorn's own listener (io/accept.py): accept(2), the
@@ -49,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("hello", "targets", "close", "accept", "ws1k", "ws64k", "wsgi", "wsgi8", "cgi")
+SCENARIOS = ("hello", "targets", "minimal-asgi", "close", "accept", "ws1k", "ws64k", "wsgi", "wsgi8", "cgi")
 
 HELLO = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
 CLOSE = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench\r\nConnection: close\r\n\r\n"
@@ -130,6 +134,22 @@ async def run_hello(count: int, targets: bool = False) -> None:
         await settle()
         if not transport.take().endswith(b"Hello, world!"):
             raise SystemExit("hello: no response")
+
+
+async def run_minimal_asgi(count: int) -> None:
+    import bench.apps
+    import bench.minimal_asgi
+
+    proto = bench.minimal_asgi.Protocol(
+        bench.apps.hello, bench.minimal_asgi.Batch(asyncio.get_running_loop()), ("127.0.0.1", 8000)
+    )
+    transport = Transport()
+    proto.connection_made(transport)  # type: ignore[arg-type]
+    for _ in range(count):
+        proto.data_received(HELLO)
+        await settle()
+        if not transport.take().endswith(b"Hello, world!"):
+            raise SystemExit("minimal-asgi: no response")
 
 
 async def run_close(count: int) -> None:
@@ -284,6 +304,7 @@ def run_scenario(name: str, count: int) -> None:
     runs = {
         "hello": lambda: run_hello(count),
         "targets": lambda: run_hello(count, targets=True),
+        "minimal-asgi": lambda: run_minimal_asgi(count),
         "close": lambda: run_close(count),
         "accept": lambda: run_accept(count),
         "ws1k": lambda: run_ws(count, 1024, 1),

@@ -197,3 +197,17 @@ def test_wsgi_malformed_value_is_one_debug_line_and_the_access_line_shows_the_re
     assert get(server, CHAIN)["REMOTE_ADDR"] == "203.0.113.7"
     wait_for(lambda: "203.0.113.7 - - [" in server.output(), what="the access line of the proxied request")
     assert server.output().count("proxy headers ignored") == 1
+
+
+@pytest.mark.parametrize("app", [ASGI, WSGI], ids=["asgi", "wsgi"])
+def test_repeated_heads_on_one_connection_are_resolved_every_time(
+    servers: type[TricornProcess], app: str
+) -> None:
+    """The fast lane remembers the field blocks it has read, and whether each holds a proxy field: a head
+    repeated on a keep-alive connection is resolved every time it carries one, and only then."""
+    server = start(servers, app)
+    with httpx.Client(base_url=server.url, timeout=DEADLINE) as client:
+        for _ in range(3):
+            for headers, expected in ((CHAIN, "203.0.113.7"), ({}, "127.0.0.1")):
+                seen = client.get("/path?q=1", headers=headers).json()
+                assert (seen["client"][0] if app == ASGI else seen["REMOTE_ADDR"]) == expected, headers

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tricorn.errors import RemoteProtocolError
+from tricorn.proto.forwarded import carries_proxy_headers
 from tricorn.proto.h1 import (
     Data,
     EndOfMessage,
@@ -159,6 +160,7 @@ def _differential(
     expected = outcome(b, raw)
     if got is not None:
         assert isinstance(got, Request)
+        assert not (got.proxy_free and carries_proxy_headers(got.headers)), raw
         assert expected == ("events", [request_key(got), ("EndOfMessage", [])]), (raw, got, expected)
     else:
         assert outcome(a, raw) == expected, raw
@@ -834,3 +836,16 @@ def test_the_lane_keeps_few_and_small_blocks() -> None:
     big = get(b"Host: a", b"X: " + b"v" * 3000)
     assert H1Connection(None, "httptools", frozenset(), lane).receive_simple(big) is not None
     assert not lane.blocks
+
+
+def test_a_known_block_tells_whether_it_holds_a_proxy_field() -> None:
+    lane = new_fast_lane("httptools")
+    plain = get(b"Host: a", b"Accept: */*")
+    proxied = get(b"Host: a", b"X-Forwarded-For: 203.0.113.7")
+    seen = []
+    for raw in (plain, proxied, plain, proxied):
+        request = H1Connection(None, "httptools", frozenset(), lane).receive_simple(raw)
+        assert request is not None
+        seen.append(request.proxy_free)
+    # Unknown the first time (the scope then looks), known the second.
+    assert seen == [False, False, True, False]

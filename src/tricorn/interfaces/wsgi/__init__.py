@@ -107,7 +107,7 @@ class WSGIServer:
     def new_cycle(self, stream: Stream, request: Request) -> WSGICycle:
         cycle = WSGICycle(self, stream, request)
         trust = stream.proxy_trust
-        if trust is not None and carries_proxy_headers(request.headers):
+        if trust is not None and not request.proxy_free and carries_proxy_headers(request.headers):
             # a trusted proxy's headers, read once for the environ and the access log
             cycle.forwarded = forwarded(request.headers, stream.client, trust)
         return cycle

@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from enum import Enum
 
 from tricorn.errors import LocalProtocolError, RemoteProtocolError
-from tricorn.proto.h1.events import Backend, EndOfMessage, Event, H1Limits, Headers, Request
+from tricorn.proto.h1.events import Backend, EndOfMessage, Event, H1Limits, Headers, ProxyFreeRequest, Request
 from tricorn.proto.h1.head import _BAD_TARGET, _HOST, KNOWN_METHODS, _has_token
 from tricorn.proto.h1.parsers import _BODY_METHODS, _Bare, _HttptoolsParser, _llhttp, _PythonParser, _Scout
 from tricorn.proto.h1.response import (
@@ -292,6 +292,8 @@ class H1Connection:
                 lane.reset()  # llhttp would refuse what follows a "close": the next connection's head
             else:
                 scout.release()
+        if known is not None and known[2]:
+            return ProxyFreeRequest(method, url, "1.1", fields, path, query, None, keep_alive, False, None)
         return Request(method, url, "1.1", fields, path, query, None, keep_alive, False, None)
 
     @property

@@ -82,8 +82,20 @@ class Request:
         self.expect_continue = expect_continue
         self.upgrade = upgrade
 
+    # True when the request is known to carry none of the proxy fields (proto/forwarded.py ``NAMES``),
+    # so that the scope and the environ need not look (a ProxyFreeRequest, from the fast lane).
+    proxy_free = False
+
     def __repr__(self) -> str:
         return f"Request({self.method!r}, {self.target!r}, {self.http_version!r}, {self.headers!r})"
+
+
+class ProxyFreeRequest(Request):
+    """A :class:`Request` whose fields are known to hold no proxy field: the fast lane knows it of the
+    field blocks it remembers (proto/h1/parsers.py ``_Scout``)."""
+
+    __slots__ = ()
+    proxy_free = True
 
 
 class Data:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Final
 
 from tricorn.errors import RemoteProtocolError
+from tricorn.proto.forwarded import carries_proxy_headers
 from tricorn.proto.h1.events import Backend, Data, EndOfMessage, Event, H1Limits, Headers, Request
 from tricorn.proto.h1.head import (
     _BAD_HEAD_BYTES,
@@ -332,8 +333,9 @@ _BLOCK_MAX: Final = 2048
 
 # A request line the fast lane accepted: (method, target, path, query).
 Line = tuple[bytes, bytes, bytes, bytes]
-# A field block the fast lane accepted: (its fields, its one Connection value lowercased, or None).
-Block = tuple[tuple[tuple[bytes, bytes], ...], bytes | None]
+# A field block the fast lane accepted: (its fields, its one Connection value lowercased or None, whether
+# it holds no proxy field).
+Block = tuple[tuple[tuple[bytes, bytes], ...], bytes | None, bool]
 
 
 class _Scout:
@@ -392,7 +394,8 @@ class _Scout:
             blocks = self.blocks
             if len(blocks) >= _KEPT:
                 blocks.clear()
-            blocks[block] = (tuple(self.fields), self.connection)
+            fields = self.fields
+            blocks[block] = (tuple(fields), self.connection, not carries_proxy_headers(fields))
 
     def reset(self) -> None:
         self.parser = httptools.HttpRequestParser(self)
