@@ -70,7 +70,13 @@ from tricorn.interfaces.stream import (
     WAIT_READ,
     WAIT_SEND,
 )
-from tricorn.interfaces.wsgi.environ import ConnectionEnviron, ExcInfo, _parse_start, connection_environ
+from tricorn.interfaces.wsgi.environ import (
+    ConnectionEnviron,
+    ExcInfo,
+    Pairs,
+    _parse_start,
+    connection_environ,
+)
 from tricorn.interfaces.wsgi.streams import NO_BODY, FileWrapper, WSGIInput
 from tricorn.logs import escape_for_log
 from tricorn.proto.h1 import Request
@@ -129,7 +135,7 @@ class WSGICycle:
     cond: threading.Condition | None = None
     consumed = 0
     submitted = 0
-    started: tuple[int, list[tuple[bytes, bytes]], int | None] | None = None  # start_response's, parsed
+    started: tuple[int, Pairs, int | None] | None = None  # start_response's, parsed
     headers_sent = False
     continue_asked = False
     resume_asked = False
@@ -279,7 +285,7 @@ class WSGICycle:
         if length is None:
             if self._has_body(status):
                 # PEP 3333 lets a server add Content-Length when it knows the whole body: no chunked framing.
-                headers = [*headers, (b"content-length", b"%d" % len(body))]
+                headers = (*headers, (b"content-length", b"%d" % len(body)))
         elif length < len(body):  # refused by the stream once the head is out (response_whole's rule)
             return (self._loop_send, status, headers, body, False)
         return (self._loop_respond, status, headers, body)
@@ -421,7 +427,7 @@ class WSGICycle:
             count = 0
         else:
             if length is None:  # the file's size is the body's (a HEAD response announces it too)
-                headers = [*headers, (b"content-length", b"%d" % count)]
+                headers = (*headers, (b"content-length", b"%d" % count))
             else:
                 count = min(count, length)
             if self.request.method == b"HEAD":
@@ -451,9 +457,7 @@ class WSGICycle:
         return self.sendfile_answer is not None or self.abandoned
 
     # -- operations run on the loop thread (posted by the worker)
-    def _loop_send(
-        self, status: int | None, headers: list[tuple[bytes, bytes]] | None, data: bytes, more: bool
-    ) -> None:
+    def _loop_send(self, status: int | None, headers: Pairs | None, data: bytes, more: bool) -> None:
         state = self.state
         if state is RESPONSE_DONE or state is ABORTED:
             return
@@ -484,7 +488,7 @@ class WSGICycle:
         if self.waiting:
             self._notify()
 
-    def _loop_respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    def _loop_respond(self, status: int, headers: Pairs, body: bytes) -> None:
         """``_loop_send`` of a whole response (the worker checked that ``body`` fits its Content-Length):
         one call into the stream, head and body."""
         state = self.state
@@ -564,7 +568,7 @@ class WSGICycle:
         else:
             self.resume_asked = False  # asked too early: the worker asks again as it reads on
 
-    def _loop_sendfile_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    def _loop_sendfile_start(self, status: int, headers: Pairs) -> None:
         state = self.state
         if state is RESPONSE_DONE or state is ABORTED or self.disconnected:
             self.abandoned = True
