@@ -196,8 +196,9 @@ def _server_from_host(environ: Environ, request: Request) -> None:
 _START_PAIRS: dict[tuple[str, str], tuple[tuple[bytes, bytes], int | None]] = {}
 _MAX_CACHED_PAIRS = 4096
 _STATUS_CODES: dict[str, int] = {}
-# Whole calls, checked and encoded once: (status, *header pairs) -> what _parse_start returns. Most responses of an app repeat one of a few heads exactly (bench wsgi
-# "hello": one lookup instead of one per pair). Emptied when full.
+# Whole calls, checked and encoded once: (status, *header pairs) -> what _parse_start returns. Most
+# responses of an app repeat one of a few heads exactly (bench wsgi "hello": one lookup instead of one per
+# pair). Emptied when full.
 _STARTS: dict[tuple[Any, ...], tuple[int, Pairs, int | None]] = {}
 _MAX_CACHED_STARTS = 512
 
