@@ -17,15 +17,12 @@ response, the date header formatted once a second.
 from __future__ import annotations
 
 import asyncio
-import importlib
-import sys
 import time
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
 import httptools
-import uvloop
 
 EMPTY = {"type": "http.request", "body": b"", "more_body": False}
 STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
@@ -130,11 +127,7 @@ async def serve(app: Any, port: int) -> None:
     await asyncio.Event().wait()
 
 
-def main() -> None:
-    module, _, attr = sys.argv[1].partition(":")
-    app = getattr(importlib.import_module(module), attr)
-    uvloop.run(serve(app, int(sys.argv[2])))
-
-
 if __name__ == "__main__":
-    main()
+    from bench.minimal_wsgi import main
+
+    main(serve)

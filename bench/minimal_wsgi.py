@@ -19,6 +19,7 @@ import importlib
 import sys
 import threading
 from collections import deque
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import httptools
@@ -136,7 +137,8 @@ async def serve(app: Any, port: int) -> None:
     await asyncio.Event().wait()
 
 
-def main() -> None:
+def main(serve: Callable[[Any, int], Coroutine[Any, Any, None]] = serve) -> None:
+    """``MODULE:APP PORT`` from the command line, served by ``serve`` (bench/minimal_asgi.py's too)."""
     module, _, attr = sys.argv[1].partition(":")
     app = getattr(importlib.import_module(module), attr)
     uvloop.run(serve(app, int(sys.argv[2])))
