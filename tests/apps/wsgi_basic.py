@@ -248,6 +248,9 @@ def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         return [b"a body the server must drop"]
     if path == "/head-test":
         return respond(start_response, b"body for HEAD", headers=[("X-Method", environ["REQUEST_METHOD"])])
+    if path == "/declared-length":  # a list body and a Content-Length that need not match it
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", q["n"])])
+        return [b"hello, world"]
     if path == "/close-tracked":
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
         return Tracked("/close-tracked", [b"hello"])

@@ -315,6 +315,21 @@ def test_keep_alive_and_pipelining(server: TricornProcess) -> None:
     assert len(ports) == 1
 
 
+def test_a_list_body_shorter_than_its_content_length_ends_the_connection(server: TricornProcess) -> None:
+    data = raw_request(server.port, get("/declared-length?n=20") + get("/"))
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert data.endswith(b"\r\n\r\nhello, world")  # what there is, then the close: no second response
+    assert data.count(b"HTTP/1.1") == 1
+
+
+def test_a_list_body_longer_than_its_content_length_is_refused(server: TricornProcess) -> None:
+    assert raw_request(server.port, get("/declared-length?n=5") + get("/")) == b""  # nothing of it sent
+    log_lines(
+        server, 1, "invalid response from wsgi application: response body longer than its content-length"
+    )
+    assert httpx.get(server.url).status_code == 200
+
+
 # -- errors
 
 

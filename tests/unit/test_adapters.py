@@ -52,6 +52,10 @@ class FakeStream:
     def response_body(self, data: bytes, more: bool) -> None:
         self.out += self.conn.response_body(data, more)
 
+    def response_whole(self, status: int, headers: Headers, body: bytes) -> None:
+        self.response_start(status, headers)
+        self.response_body(body, False)
+
     def response_continue(self) -> None:
         self.out += CONTINUE_RESPONSE
 

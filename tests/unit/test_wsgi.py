@@ -166,11 +166,11 @@ def test_parse_start() -> None:
         "404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", " 12 "), ("X-Café", "é")]
     )
     assert status == 404
-    assert headers == [
+    assert headers == (
         (b"Content-Type", b"text/plain"),
         (b"Content-Length", b" 12 "),
         (b"X-Caf\xe9", b"\xe9"),
-    ]
+    )
     assert length == 12
     assert _parse_start("200", [])[0] == 200
 
@@ -182,11 +182,11 @@ def test_parse_start_repeats_only_what_was_asked() -> None:
     first = _parse_start("200 OK", headers)
     assert _parse_start("200 OK", headers) == first
     headers.append(("X-More", "1"))
-    assert _parse_start("200 OK", headers)[1] == [*first[1], (b"X-More", b"1")]
+    assert _parse_start("200 OK", headers)[1] == (*first[1], (b"X-More", b"1"))
     assert _parse_start("201 Created", headers)[0] == 201
-    assert _parse_start("200 OK", (pair for pair in headers[:1])) == (200, [first[1][0]], None)
+    assert _parse_start("200 OK", (pair for pair in headers[:1])) == (200, (first[1][0],), None)
     for _ in range(2):
-        assert _parse_start("200 OK", [["X", "1"]]) == (200, [(b"X", b"1")], None)  # type: ignore[list-item]
+        assert _parse_start("200 OK", [["X", "1"]]) == (200, ((b"X", b"1"),), None)  # type: ignore[list-item]
         with pytest.raises(TypeError):
             _parse_start("200 OK", [["X", 1]])  # type: ignore[list-item]
 

@@ -94,6 +94,11 @@ class Stream(Protocol):
     def response_body(self, data: bytes, more: bool) -> None:
         """Send ``data``; with ``more`` False the response is complete after it."""
 
+    def response_whole(self, status: int, headers: Headers, body: bytes) -> None:
+        """``response_start`` then ``response_body(body, False)``, in one call: a response whose whole
+        body is known before its head goes out. The caller has checked that ``body`` is no longer than
+        a Content-Length in ``headers``: only the head can be refused."""
+
     def response_continue(self) -> None:
         """Send ``100 Continue`` (RFC 9110 §10.1.1), if the protocol still can."""
 

@@ -333,6 +333,17 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
             if self.pending_size > WRITE_BATCH:
                 self._flush()
 
+    def response_whole(self, status: int, headers: Headers, body: bytes) -> None:
+        # response_start and response_body(body, False) in one call (interfaces/stream.py): no head held
+        # in between (bench wsgi "hello"). Nothing of this response was sent, so nothing is pending.
+        conn = self.conn
+        head = conn.response_head(status, headers)
+        data = conn.response_body(body, False)
+        if len(data) < _COPY_LIMIT:
+            self.transport.write(head + data)
+        else:
+            self.transport.writelines((head, data))
+
     def _flush(self) -> None:
         pending = self.pending
         if pending is not None:

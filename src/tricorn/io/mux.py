@@ -95,6 +95,13 @@ class MuxStream:
     def response_informational(self, status: int, headers: Headers) -> None:
         self.response_start(status, headers)  # (a 1xx goes out at once)
 
+    def response_whole(self, status: int, headers: Headers, body: bytes) -> None:
+        self.response_start(status, headers)
+        self.response_body(body, False)
+
+    def response_body(self, data: bytes, more: bool) -> None:  # (each protocol's own)
+        raise NotImplementedError
+
     def cycle_complete(self, cycle: Any) -> None:  # (each protocol's own)
         raise NotImplementedError
 

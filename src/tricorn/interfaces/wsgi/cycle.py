@@ -70,7 +70,13 @@ from tricorn.interfaces.stream import (
     WAIT_READ,
     WAIT_SEND,
 )
-from tricorn.interfaces.wsgi.environ import ConnectionEnviron, ExcInfo, _parse_start, connection_environ
+from tricorn.interfaces.wsgi.environ import (
+    ConnectionEnviron,
+    ExcInfo,
+    Pairs,
+    _parse_start,
+    connection_environ,
+)
 from tricorn.interfaces.wsgi.streams import NO_BODY, FileWrapper, WSGIInput
 from tricorn.logs import escape_for_log
 from tricorn.proto.h1 import Request
@@ -129,7 +135,7 @@ class WSGICycle:
     cond: threading.Condition | None = None
     consumed = 0
     submitted = 0
-    started: tuple[int, list[tuple[bytes, bytes]], int | None] | None = None  # start_response's, parsed
+    started: tuple[int, Pairs, int | None] | None = None  # start_response's, parsed
     headers_sent = False
     continue_asked = False
     resume_asked = False
@@ -225,6 +231,17 @@ class WSGICycle:
                 body = result[0] if len(result) == 1 else b"".join(result)
                 if type(body) is not bytes:
                     body = _check_bytes(body)
+                started = self.started
+                if (
+                    started is not None
+                    and started[2] is not None
+                    and started[2] >= len(body)
+                    and not self.headers_sent
+                    and not self.abandoned
+                ):  # (what _final does for a body within its Content-Length, inline: bench wsgi "hello")
+                    self.headers_sent = True
+                    post(self._loop_respond, started[0], started[1], body)
+                    return
                 if self.headers_sent and body:
                     self._send(body)
                 post(*self._final(None if self.headers_sent else body))
@@ -264,11 +281,14 @@ class WSGICycle:
         if started is None:
             raise LocalProtocolError("wsgi application returned without calling start_response()")
         status, headers, length = started
-        if length is None and self._has_body(status):
-            # PEP 3333 lets a server add Content-Length when it knows the whole body: no chunked framing.
-            headers = [*headers, (b"content-length", b"%d" % len(body))]
         self.headers_sent = True
-        return (self._loop_send, status, headers, body, False)
+        if length is None:
+            if self._has_body(status):
+                # PEP 3333 lets a server add Content-Length when it knows the whole body: no chunked framing.
+                headers = (*headers, (b"content-length", b"%d" % len(body)))
+        elif length < len(body):  # refused by the stream once the head is out (response_whole's rule)
+            return (self._loop_send, status, headers, body, False)
+        return (self._loop_respond, status, headers, body)
 
     def _has_body(self, status: int) -> bool:
         return status >= 200 and status not in _NO_BODY_STATUS and self.request.method != b"HEAD"
@@ -407,14 +427,14 @@ class WSGICycle:
             count = 0
         else:
             if length is None:  # the file's size is the body's (a HEAD response announces it too)
-                headers = [*headers, (b"content-length", b"%d" % count)]
+                headers = (*headers, (b"content-length", b"%d" % count))
             else:
                 count = min(count, length)
             if self.request.method == b"HEAD":
                 count = 0
         self.headers_sent = True
         if not count:
-            return (self._loop_send, status, headers, b"", False)
+            return (self._loop_respond, status, headers, b"")
         self.server.post(self._loop_sendfile_start, status, headers)
         self._wait(self._sendfile_answered)
         answer = self.sendfile_answer
@@ -437,9 +457,7 @@ class WSGICycle:
         return self.sendfile_answer is not None or self.abandoned
 
     # -- operations run on the loop thread (posted by the worker)
-    def _loop_send(
-        self, status: int | None, headers: list[tuple[bytes, bytes]] | None, data: bytes, more: bool
-    ) -> None:
+    def _loop_send(self, status: int | None, headers: Pairs | None, data: bytes, more: bool) -> None:
         state = self.state
         if state is RESPONSE_DONE or state is ABORTED:
             return
@@ -469,6 +487,28 @@ class WSGICycle:
             self.server.loop.create_task(self._drained())
         if self.waiting:
             self._notify()
+
+    def _loop_respond(self, status: int, headers: Pairs, body: bytes) -> None:
+        """``_loop_send`` of a whole response (the worker checked that ``body`` fits its Content-Length):
+        one call into the stream, head and body."""
+        state = self.state
+        if state is RESPONSE_DONE or state is ABORTED:
+            return
+        stream = self.stream
+        if self.disconnected:
+            self.state = ABORTED
+            stream.cycle_complete(self)
+            return
+        try:
+            stream.response_whole(status, headers, body)
+        except LocalProtocolError as exc:
+            self._refuse(exc)
+            return
+        self.status = status
+        self.response_headers = headers
+        self.response_bytes = self.written = len(body)
+        self.state = RESPONSE_DONE
+        stream.cycle_complete(self)
 
     def _refuse(self, exc: LocalProtocolError) -> None:
         """The core refused the app's response (bad status or header, body longer than its length)."""
@@ -528,7 +568,7 @@ class WSGICycle:
         else:
             self.resume_asked = False  # asked too early: the worker asks again as it reads on
 
-    def _loop_sendfile_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    def _loop_sendfile_start(self, status: int, headers: Pairs) -> None:
         state = self.state
         if state is RESPONSE_DONE or state is ABORTED or self.disconnected:
             self.abandoned = True
