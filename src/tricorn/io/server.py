@@ -325,6 +325,7 @@ class ServerState:
         from tricorn.io.h1 import H1Protocol
 
         fill_free_lists(self.loop)
+        find_malloc_trim()
         self._refresh_date()
         quic = [sock for sock in sockets if sock.type == socket.SOCK_DGRAM]
         if quic:
@@ -343,7 +344,6 @@ class ServerState:
             await listener.start_serving()
             self.servers.append(listener)
         self._tick_handle = self.loop.call_later(self._tick, self._on_tick)
-        find_malloc_trim()
 
     async def _start_quic(self, sockets: list[socket.socket]) -> None:
         """HTTP/3 on the UDP sockets (io/quic.py), advertised to TCP clients with Alt-Svc (bound once here:
