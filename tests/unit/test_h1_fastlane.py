@@ -833,9 +833,10 @@ def test_the_lane_keeps_few_and_small_blocks() -> None:
         )
         assert 0 < len(lane.blocks) <= 64 and 0 < len(lane.lines) <= 64
     lane.blocks.clear()
-    big = get(b"Host: a", b"X: " + b"v" * 3000)
+    lane.lines.clear()
+    big = get(b"Host: a", b"X: " + b"v" * 3000, target=b"/" + b"t" * 3000)
     assert H1Connection(None, "httptools", frozenset(), lane).receive_simple(big) is not None
-    assert not lane.blocks
+    assert not lane.blocks and not lane.lines
 
 
 def test_a_known_block_tells_whether_it_holds_a_proxy_field() -> None:

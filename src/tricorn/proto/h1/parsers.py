@@ -326,10 +326,10 @@ _SCOUT_NAMES: Final = _FRAMING_NAMES | {b"proxy-connection"}
 _BODY_METHODS: Final = (b"POST ", b"PUT ", b"PATCH ")
 
 
-# What the fast lane remembers (see _Scout): at most _KEPT request lines and field blocks, blocks of at most
-# _BLOCK_MAX bytes (a line is at most the lane's own bound).
+# What the fast lane remembers (see _Scout): at most _KEPT request lines and field blocks, each of at most
+# _KEPT_SIZE bytes (at most 256 kB in all).
 _KEPT: Final = 64
-_BLOCK_MAX: Final = 2048
+_KEPT_SIZE: Final = 2048
 
 # A request line the fast lane accepted: (method, target, path, query).
 Line = tuple[bytes, bytes, bytes, bytes]
@@ -385,12 +385,12 @@ class _Scout:
     def remember(self, line: bytes | None, known_line: Line, block: bytes | None) -> None:
         """The head just read was accepted: keep its request line and its field block, whose fields are
         in ``fields`` (each None when it is known already)."""
-        if line is not None:
+        if line is not None and len(line) <= _KEPT_SIZE:
             lines = self.lines
             if len(lines) >= _KEPT:
                 lines.clear()  # (a client whose every line differs gains nothing from keeping them)
             lines[line] = known_line
-        if block is not None and len(block) <= _BLOCK_MAX:
+        if block is not None and len(block) <= _KEPT_SIZE:
             blocks = self.blocks
             if len(blocks) >= _KEPT:
                 blocks.clear()
