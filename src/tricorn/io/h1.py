@@ -126,7 +126,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.server: tuple[str, int] | None = None
         self.runner = AppRunner(state.loop, state.hosts)
         self.pending_upgrade: Request | None = None  # a WebSocket handshake waiting for earlier responses
-        # Bad input that came after whole requests in one read: answered once those are (see _finish).
+        # Bad input that came after whole requests in one read: answered once those are (see cycle_complete).
         self.refusal: RemoteProtocolError | None = None
         self.wsgi_environ: Any = None  # the WSGI adapter's per-connection environ (its ConnectionEnviron)
         self.preface_part = b""  # the start of an HTTP/2 preface's first line, held (see data_received)
@@ -484,14 +484,13 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         if cycle.state is ABORTED:
             self.close()
             return
-        if cycle.body_complete:
-            self._finish(cycle)
-        elif self.phase is not PHASE_CLOSED:
-            # The app answered without reading the whole body; rather than reading and discarding an
-            # unknown amount, end the connection (the response said nothing about reuse).
-            self.close()
-
-    def _finish(self, cycle: HTTPCycle) -> None:
+        if not cycle.body_complete:
+            if self.phase is not PHASE_CLOSED:
+                # The app answered without reading the whole body; rather than reading and discarding an
+                # unknown amount, end the connection (the response said nothing about reuse).
+                self.close()
+            return
+        # The exchange is over: the connection takes its next request, or ends.
         if self.cycle is not cycle:
             return
         self.cycle = None
