@@ -14,6 +14,8 @@ Scenarios:
   hello      ASGI hello on a keep-alive connection (``bench.apps:hello``), one request per read
   targets    the same with a new target every request (``/?n=1``, ``/?n=2``, ...): the fast lane's
              remembered request lines never match (the bytes.replace making each is counted too)
+  fields     the same with a new ``X-Request-Id`` field every request: its remembered field blocks
+             never match
   minimal-asgi
              the hello requests served by ``bench/minimal_asgi.py`` (no validation: the ceiling of a
              Python ASGI server on uvloop and httptools), driven the same way; not tricorn, so
@@ -53,7 +55,19 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("hello", "targets", "minimal-asgi", "close", "accept", "ws1k", "ws64k", "wsgi", "wsgi8", "cgi")
+SCENARIOS = (
+    "hello",
+    "targets",
+    "fields",
+    "minimal-asgi",
+    "close",
+    "accept",
+    "ws1k",
+    "ws64k",
+    "wsgi",
+    "wsgi8",
+    "cgi",
+)
 
 HELLO = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
 CLOSE = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench\r\nConnection: close\r\n\r\n"
@@ -122,7 +136,7 @@ def state_for(app_name: str, interface: str = "asgi", **settings: Any) -> Any:
     return ServerState(config, app, asyncio.get_running_loop(), "httptools", interface=interface)
 
 
-async def run_hello(count: int, targets: bool = False) -> None:
+async def run_hello(count: int, targets: bool = False, fields: bool = False) -> None:
     from tricorn.io.h1 import H1Protocol
 
     state = state_for("hello")
@@ -130,7 +144,12 @@ async def run_hello(count: int, targets: bool = False) -> None:
     transport = Transport()
     proto.connection_made(transport)  # type: ignore[arg-type]
     for i in range(count):
-        proto.data_received(HELLO.replace(b"/", b"/?n=%d" % i, 1) if targets else HELLO)
+        if targets:
+            proto.data_received(HELLO.replace(b"/", b"/?n=%d" % i, 1))
+        elif fields:
+            proto.data_received(HELLO.replace(b"\r\n\r\n", b"\r\nX-Request-Id: %d\r\n\r\n" % i))
+        else:
+            proto.data_received(HELLO)
         await settle()
         if not transport.take().endswith(b"Hello, world!"):
             raise SystemExit("hello: no response")
@@ -304,6 +323,7 @@ def run_scenario(name: str, count: int) -> None:
     runs = {
         "hello": lambda: run_hello(count),
         "targets": lambda: run_hello(count, targets=True),
+        "fields": lambda: run_hello(count, fields=True),
         "minimal-asgi": lambda: run_minimal_asgi(count),
         "close": lambda: run_close(count),
         "accept": lambda: run_accept(count),

@@ -850,3 +850,12 @@ def test_a_known_block_tells_whether_it_holds_a_proxy_field() -> None:
         seen.append(request.proxy_free)
     # Unknown the first time (the scope then looks), known the second.
     assert seen == [False, False, True, False]
+
+
+def test_the_lane_keeps_no_request_fields_between_heads() -> None:
+    """The fields list a request gets is its own (its scope's headers): the lane lets it go once the head
+    is read, whether it took the head or declined it."""
+    lane = new_fast_lane("httptools")
+    for raw in (get(b"Host: a", b"X: 1"), get(b"Host: a", b"Content-Length: 0"), get(b"X: no host")):
+        H1Connection(None, "httptools", frozenset(), lane).receive_simple(raw)
+        assert lane.fields == []

@@ -338,6 +338,10 @@ Line = tuple[bytes, bytes, bytes, bytes]
 Block = tuple[tuple[tuple[bytes, bytes], ...], bytes | None, bool]
 
 
+# The scout's fields between two heads (receive_simple gives it a list of its own before each).
+_NO_FIELDS: Headers = []
+
+
 class _Scout:
     """A second llhttp parser that reads one whole, bodyless request head for the fast lane.
 
@@ -396,9 +400,11 @@ class _Scout:
                 blocks.clear()
             fields = self.fields
             blocks[block] = (tuple(fields), self.connection, not carries_proxy_headers(fields))
+        self.fields = _NO_FIELDS  # (the list is the request's: it is not kept here until the next head)
 
     def reset(self) -> None:
         self.parser = httptools.HttpRequestParser(self)
+        self.fields = _NO_FIELDS
 
     def release(self) -> None:
         """Break the cycles with llhttp's parsers (see H1Connection.release)."""
