@@ -260,24 +260,24 @@ class H1Connection:
             if path.find(b"#") >= 0:
                 path = path.partition(b"#")[0]
             known_line = (method, url, path, query)
-            new_line: bytes | None = line
+            scout.remember_line(line, known_line)
         else:
             method, url, path, query = known_line
-            new_line = None
-        if len(fields) > self.limits.fields:
-            lane.reset()
-            return None
         if known is None:
+            # (A known block passed these with this lane: a lane serves one server, one set of limits.)
             host = scout.host
-            if scout.odd or host is None or (host != self._scout_host and _HOST.match(host) is None):
+            if (
+                scout.odd
+                or host is None
+                or len(fields) > self.limits.fields
+                or (host != self._scout_host and _HOST.match(host) is None)
+            ):
                 scout.reset()
                 return None
             self._scout_host = host
-            scout.remember(new_line, known_line, block)
             connection = scout.connection
+            scout.remember_block(block)
         else:
-            if new_line is not None:
-                scout.remember(new_line, known_line, None)
             connection = known[1]
         keep_alive = True
         if connection is not None and connection.find(b"close") >= 0 and _has_token(connection, b"close"):

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from tricorn.errors import RemoteProtocolError
 from tricorn.proto.forwarded import carries_proxy_headers
@@ -386,20 +386,16 @@ class _Scout:
                 self.odd = True
         self.fields.append((name, value))
 
-    def remember(self, line: bytes | None, known_line: Line, block: bytes | None) -> None:
-        """The head just read was accepted: keep its request line and its field block, whose fields are
-        in ``fields`` (each None when it is known already)."""
-        if line is not None and len(line) <= _KEPT_SIZE:
-            lines = self.lines
-            if len(lines) >= _KEPT:
-                lines.clear()  # (a client whose every line differs gains nothing from keeping them)
-            lines[line] = known_line
-        if block is not None and len(block) <= _KEPT_SIZE:
-            blocks = self.blocks
-            if len(blocks) >= _KEPT:
-                blocks.clear()
-            fields = self.fields
-            blocks[block] = (tuple(fields), self.connection, not carries_proxy_headers(fields))
+    def remember_line(self, line: bytes, parts: Line) -> None:
+        """``line`` passed: the lane takes ``parts`` from here on (not a line longer than _KEPT_SIZE)."""
+        if len(line) <= _KEPT_SIZE:
+            _keep(self.lines, line, parts)
+
+    def remember_block(self, block: bytes) -> None:
+        """The field block just read, whose fields are in ``fields``, passed: keep what it gave."""
+        fields = self.fields
+        if len(block) <= _KEPT_SIZE:
+            _keep(self.blocks, block, (tuple(fields), self.connection, not carries_proxy_headers(fields)))
         self.fields = _NO_FIELDS  # (the list is the request's: it is not kept here until the next head)
 
     def reset(self) -> None:
@@ -410,6 +406,12 @@ class _Scout:
         """Break the cycles with llhttp's parsers (see H1Connection.release)."""
         del self.parser
         del self.bare.parser
+
+
+def _keep(table: dict[bytes, Any], key: bytes, value: Any) -> None:
+    if len(table) >= _KEPT:
+        table.clear()  # (a client whose every line or block differs gains nothing from keeping them)
+    table[key] = value
 
 
 class _Bare:
