@@ -136,39 +136,40 @@ def state_for(app_name: str, interface: str = "asgi", **settings: Any) -> Any:
     return ServerState(config, app, asyncio.get_running_loop(), "httptools", interface=interface)
 
 
-async def run_hello(count: int, targets: bool = False, fields: bool = False) -> None:
-    from tricorn.io.h1 import H1Protocol
+def same_head(i: int) -> bytes:
+    return HELLO
 
-    state = state_for("hello")
-    proto = H1Protocol(state)
+
+def new_target(i: int) -> bytes:
+    return HELLO.replace(b"/", b"/?n=%d" % i, 1)
+
+
+def new_field(i: int) -> bytes:
+    return HELLO.replace(b"\r\n\r\n", b"\r\nX-Request-Id: %d\r\n\r\n" % i)
+
+
+async def run_hello(count: int, head: Any = same_head, server: str = "tricorn") -> None:
+    """``count`` requests, the i-th ``head(i)``, on one keep-alive connection to tricorn, or to
+    bench/minimal_asgi.py (``server="minimal-asgi"``)."""
+    if server == "minimal-asgi":
+        import bench.apps
+        import bench.minimal_asgi
+
+        loop = asyncio.get_running_loop()
+        proto: Any = bench.minimal_asgi.Protocol(
+            bench.apps.hello, bench.minimal_asgi.Batch(loop), ("127.0.0.1", 8000)
+        )
+    else:
+        from tricorn.io.h1 import H1Protocol
+
+        proto = H1Protocol(state_for("hello"))
     transport = Transport()
-    proto.connection_made(transport)  # type: ignore[arg-type]
+    proto.connection_made(transport)
     for i in range(count):
-        if targets:
-            proto.data_received(HELLO.replace(b"/", b"/?n=%d" % i, 1))
-        elif fields:
-            proto.data_received(HELLO.replace(b"\r\n\r\n", b"\r\nX-Request-Id: %d\r\n\r\n" % i))
-        else:
-            proto.data_received(HELLO)
+        proto.data_received(head(i))
         await settle()
         if not transport.take().endswith(b"Hello, world!"):
-            raise SystemExit("hello: no response")
-
-
-async def run_minimal_asgi(count: int) -> None:
-    import bench.apps
-    import bench.minimal_asgi
-
-    proto = bench.minimal_asgi.Protocol(
-        bench.apps.hello, bench.minimal_asgi.Batch(asyncio.get_running_loop()), ("127.0.0.1", 8000)
-    )
-    transport = Transport()
-    proto.connection_made(transport)  # type: ignore[arg-type]
-    for _ in range(count):
-        proto.data_received(HELLO)
-        await settle()
-        if not transport.take().endswith(b"Hello, world!"):
-            raise SystemExit("minimal-asgi: no response")
+            raise SystemExit(f"hello ({server}): no response")
 
 
 async def run_close(count: int) -> None:
@@ -322,9 +323,9 @@ def run_scenario(name: str, count: int) -> None:
 
     runs = {
         "hello": lambda: run_hello(count),
-        "targets": lambda: run_hello(count, targets=True),
-        "fields": lambda: run_hello(count, fields=True),
-        "minimal-asgi": lambda: run_minimal_asgi(count),
+        "targets": lambda: run_hello(count, new_target),
+        "fields": lambda: run_hello(count, new_field),
+        "minimal-asgi": lambda: run_hello(count, server="minimal-asgi"),
         "close": lambda: run_close(count),
         "accept": lambda: run_accept(count),
         "ws1k": lambda: run_ws(count, 1024, 1),
