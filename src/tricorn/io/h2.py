@@ -37,12 +37,12 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from tricorn.errors import ClientTimeout, LocalProtocolError, RemoteProtocolError
-from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, Headers
+from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START
 from tricorn.io.flow import WriteFlow
 from tricorn.io.mux import INF, MuxProtocol, MuxStream
 from tricorn.io.runner import AppRunner
 from tricorn.proto.h1 import Request
-from tricorn.proto.h2 import request_from_headers, response_headers, trailer_fields
+from tricorn.proto.h2 import request_from_headers, response_headers
 from tricorn.proto.h2conn import (
     ConnectionTerminated,
     DataReceived,
@@ -57,8 +57,6 @@ from tricorn.proto.h2conn import (
 )
 
 if TYPE_CHECKING:
-    import socket
-
     from tricorn.io.server import ServerState
     from tricorn.io.tls import TLSInfo
     from tricorn.io.ws import WSProtocol
@@ -113,7 +111,6 @@ class H2Stream(MuxStream):
         "bodiless",
         "conn",
         "ended",
-        "head",
         "id",
         "outbuf",
         "outbuf_end",
@@ -150,35 +147,25 @@ class H2Stream(MuxStream):
     def write_paused(self) -> bool:
         return bool(self.outbuf) or self.proto.write_paused
 
-    # -- Stream calls
-    def response_start(self, status: int, headers: Headers) -> None:
-        fields = response_headers(status, headers)
-        if status < 200:
-            # An informational response (103 Early Hints) goes out at once and does not end the exchange.
-            if not self.reset:
-                self.conn.send_headers(self.id, fields)
-                self.proto.schedule_flush()
-            return
-        self.set_length(status, fields)
-        self.head = fields
+    # -- the frames (io/mux.py's hooks)
+    def send_head(self, fields: list[tuple[bytes, bytes]], end: bool) -> None:
+        self.conn.send_headers(self.id, fields, end_stream=end)
 
-    def response_body(self, data: bytes, more: bool) -> None:
-        data = self.count_body(data)
-        if self.reset:
-            return
-        head = self.head
-        conn = self.conn
-        if head is not None:
-            self.head = None
-            conn.send_headers(self.id, head, end_stream=not more and not data)
-            if not more and not data:
-                self.proto.schedule_flush()
-                return
-        if self.outbuf:
+    def send_body(self, data: bytes, end: bool) -> None:
+        if self.outbuf:  # (behind what the windows hold back)
             self.outbuf += data
-            self.outbuf_end = not more
+            self.outbuf_end = end
         else:
-            self._send(data, not more)
+            self._send(data, end)
+
+    def send_trailers(self, fields: list[tuple[bytes, bytes]]) -> None:
+        if self.outbuf:
+            self.pending_trailers = fields  # (sent by window_opened once the body is out)
+        else:
+            self.conn.send_headers(self.id, fields, end_stream=True)
+            self.proto.schedule_flush()
+
+    def schedule_send(self) -> None:
         self.proto.schedule_flush()
 
     def _send(self, data: bytes, end: bool) -> None:
@@ -224,26 +211,7 @@ class H2Stream(MuxStream):
                         self.proto.reset_after_response(self)  # (held back while the response went out)
                     self.proto.stream_done(self)
 
-    async def sendfile(self, fd: int, offset: int, count: int) -> int | None:
-        return None  # DATA frames: the cycle sends the file in pieces (interfaces/files.py)
-
-    def response_trailers(self, headers: Headers) -> None:
-        fields = trailer_fields(headers)
-        if self.reset:
-            return
-        if self.head is not None:  # no body part went out: the head first
-            self.response_body(b"", True)
-        if self.outbuf:
-            self.pending_trailers = fields
-        else:
-            self.conn.send_headers(self.id, fields, end_stream=True)
-            self.proto.schedule_flush()
-
-    def response_continue(self) -> None:
-        if not self.reset:
-            self.conn.send_headers(self.id, [(b":status", b"100")])
-            self.proto.schedule_flush()
-
+    # -- Stream calls (the response itself: io/mux.py)
     async def drain(self) -> None:
         while self.write_paused and not self.reset:
             if self.outbuf:
@@ -264,10 +232,6 @@ class H2Stream(MuxStream):
             self.conn.acknowledge_received_data(unacked, self.id)
             self.proto.schedule_flush()
 
-    def sendfile_start(self, status: int, headers: Headers) -> tuple[socket.socket, bytes] | None:
-        self.response_start(status, headers)
-        return None  # HTTP/2 frames every byte: the body goes through response_body
-
     def sendfile_done(self, sent: int) -> None:  # pragma: no cover - sendfile_start never offers it
         raise LocalProtocolError("sendfile on an http/2 stream")
 
@@ -282,13 +246,7 @@ class H2Stream(MuxStream):
             proto.reset_after_response(self)
         proto.stream_done(self)
 
-    # -- a WebSocket tunnel (io/ws.py H2Tunnel)
-    def send_tunnel_head(self, headers: Headers) -> None:
-        """RFC 8441 §5: a 2xx to the extended CONNECT opens the tunnel; the stream stays open."""
-        if not self.reset:
-            self.conn.send_headers(self.id, response_headers(200, headers))
-            self.proto.schedule_flush()
-
+    # -- a WebSocket tunnel (io/ws.py H2Tunnel; its head: io/mux.py)
     def tunnel_write(self, data: bytes) -> None:
         if self.reset:
             return

@@ -50,15 +50,14 @@ from aioquic.quic.events import (
 from aioquic.quic.packet import QuicErrorCode
 
 from tricorn.errors import ClientTimeout, LocalProtocolError, RemoteProtocolError
-from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, Headers
+from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START
 from tricorn.io.mux import INF, MuxProtocol, MuxStream
 from tricorn.io.quic import STREAM_WINDOW
 from tricorn.io.runner import AppRunner
-from tricorn.proto.h2 import request_from_headers, response_headers, trailer_fields
+from tricorn.proto.h2 import request_from_headers, response_headers
 
 if TYPE_CHECKING:
     import asyncio
-    import socket
 
     from tricorn.io.quic import QuicEndpoint
     from tricorn.io.tls import TLSInfo
@@ -104,7 +103,6 @@ class H3Stream(MuxStream):
         "conn",
         "ended",
         "h3",
-        "head",
         "held",
         "id",
         "reading_paused",
@@ -134,47 +132,22 @@ class H3Stream(MuxStream):
     def write_paused(self) -> bool:
         return not self.reset and self.proto.unacked(self.id) > SEND_HIGH
 
-    # -- Stream calls
-    def response_start(self, status: int, headers: Headers) -> None:
-        fields = response_headers(status, headers)
-        if status < 200:
-            if not self.reset:  # an informational response (103 Early Hints) goes out at once
-                self.h3.send_headers(self.id, fields)
-                self.proto.schedule_transmit()
-            return
-        self.set_length(status, fields)
-        self.head = fields
+    # -- the frames (io/mux.py's hooks)
+    def send_head(self, fields: list[tuple[bytes, bytes]], end: bool) -> None:
+        self.h3.send_headers(self.id, fields, end_stream=end)
 
-    def response_body(self, data: bytes, more: bool) -> None:
-        data = self.count_body(data)
-        if self.reset:
-            return
-        head = self.head
-        h3 = self.h3
-        if head is not None:
-            self.head = None
-            h3.send_headers(self.id, head, end_stream=not more and not data)
-            if not more and not data:
-                self.proto.schedule_transmit()
-                return
-        if data or not more:
-            h3.send_data(self.id, data, end_stream=not more)
-        self.proto.schedule_transmit()
+    def send_body(self, data: bytes, end: bool) -> None:
+        if data or end:
+            self.h3.send_data(self.id, data, end_stream=end)
 
-    def response_trailers(self, headers: Headers) -> None:
-        fields = trailer_fields(headers)
-        if self.reset:
-            return
-        if self.head is not None:
-            self.response_body(b"", True)
+    def send_trailers(self, fields: list[tuple[bytes, bytes]]) -> None:
         self.h3.send_headers(self.id, fields, end_stream=True)
         self.proto.schedule_transmit()
 
-    def response_continue(self) -> None:
-        if not self.reset:
-            self.h3.send_headers(self.id, [(b":status", b"100")])
-            self.proto.schedule_transmit()
+    def schedule_send(self) -> None:
+        self.proto.schedule_transmit()
 
+    # -- Stream calls (the response itself: io/mux.py)
     async def drain(self) -> None:
         while self.write_paused:
             waiter = self.waiter
@@ -193,13 +166,6 @@ class H3Stream(MuxStream):
             self.proto.credit(self.id, held)
             self.proto.schedule_transmit()
 
-    async def sendfile(self, fd: int, offset: int, count: int) -> int | None:
-        return None  # QUIC encrypts every byte: the cycle sends the file in pieces (interfaces/files.py)
-
-    def sendfile_start(self, status: int, headers: Headers) -> tuple[socket.socket, bytes] | None:
-        self.response_start(status, headers)
-        return None  # (the same: the body goes through response_body)
-
     def sendfile_done(self, sent: int) -> None:  # pragma: no cover - sendfile_start never offers it
         raise LocalProtocolError("sendfile on an http/3 stream")
 
@@ -214,13 +180,7 @@ class H3Stream(MuxStream):
             proto.stop_receiving(self, ErrorCode.H3_NO_ERROR)
         proto.stream_done(self)
 
-    # -- a WebSocket tunnel (io/ws.py H2Tunnel, H2Reply)
-    def send_tunnel_head(self, headers: Headers) -> None:
-        """RFC 9220 §3 (RFC 8441 §5): a 2xx to the extended CONNECT opens the tunnel; the stream stays open."""
-        if not self.reset:
-            self.h3.send_headers(self.id, response_headers(200, headers))
-            self.proto.schedule_transmit()
-
+    # -- a WebSocket tunnel (io/ws.py H2Tunnel, H2Reply; its head: io/mux.py)
     def tunnel_write(self, data: bytes) -> None:
         if self.reset:
             return

@@ -3,8 +3,11 @@
 :class:`~tricorn.interfaces.stream.Stream` contract, beside others on one connection. The framing, flow
 control and resets differ and stay in each protocol's module; what is the same to the letter lives here once:
 the connection's addresses as the cycle reads them, the Content-Length a response may still send, the
-read and send deadlines of an app waiting on its client, an app's failure, and an error response's
-accounting."""
+steps of a response (a 1xx at once, a final head held until its first body part, trailers after the
+body), the read and send deadlines of an app waiting on its client, an app's failure, and an error
+response's accounting. A stream sends through four hooks, each protocol's own: ``send_head`` (HEADERS),
+``send_body`` (DATA, within its flow control), ``send_trailers`` and ``schedule_send`` (the write at the
+end of the loop turn)."""
 
 from __future__ import annotations
 
@@ -13,8 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from tricorn.errors import ClientTimeout, LocalProtocolError
 from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, WAIT_READ, Headers
+from tricorn.proto.h2 import response_headers, trailer_fields
 
 if TYPE_CHECKING:
+    import socket
+
     from tricorn.io.tls import TLSInfo
     from tricorn.proto.forwarded import AllowList
 
@@ -24,10 +30,11 @@ INF = float("inf")
 class MuxStream:
     """The shared part of H2Stream and H3Stream (their own classes hold the slots)."""
 
-    __slots__ = ("cycle", "length", "proto", "read_deadline", "reset", "send_deadline", "waiter")
+    __slots__ = ("cycle", "head", "length", "proto", "read_deadline", "reset", "send_deadline", "waiter")
 
     proto: Any  # the connection: H2Protocol or H3Protocol
     cycle: Any
+    head: list[tuple[bytes, bytes]] | None  # a final response head held until its first body part
     length: int | None  # what is left of the response's Content-Length (-1: no body may go out)
     reset: bool  # reset (either side), or the connection is gone
     read_deadline: float  # when the app's wait for body bytes runs out (inf: not waiting)
@@ -89,8 +96,17 @@ class MuxStream:
             self.length = length
         return data
 
-    def response_start(self, status: int, headers: Headers) -> None:  # (each protocol's own)
-        raise NotImplementedError
+    # -- the response: the same steps over both protocols; the frames are each protocol's own (the hooks)
+    def response_start(self, status: int, headers: Headers) -> None:
+        fields = response_headers(status, headers)
+        if status < 200:
+            # An informational response (103 Early Hints) goes out at once and does not end the exchange.
+            if not self.reset:
+                self.send_head(fields, False)
+                self.schedule_send()
+            return
+        self.set_length(status, fields)
+        self.head = fields  # held until the first body part: the two go out together
 
     def response_informational(self, status: int, headers: Headers) -> None:
         self.response_start(status, headers)  # (a 1xx goes out at once)
@@ -99,10 +115,67 @@ class MuxStream:
         self.response_start(status, headers)
         self.response_body(body, False)
 
-    def response_body(self, data: bytes, more: bool) -> None:  # (each protocol's own)
-        raise NotImplementedError
+    def response_body(self, data: bytes, more: bool) -> None:
+        data = self.count_body(data)
+        if self.reset:
+            return
+        head = self.head
+        if head is not None:
+            self.head = None
+            if not more and not data:  # a response without a body: the head ends the stream
+                self.send_head(head, True)
+                self.schedule_send()
+                return
+            self.send_head(head, False)
+        self.send_body(data, not more)
+        self.schedule_send()
+
+    def response_trailers(self, headers: Headers) -> None:
+        fields = trailer_fields(headers)
+        if self.reset:
+            return
+        if self.head is not None:  # no body part went out: the head first
+            self.response_body(b"", True)
+        self.send_trailers(fields)
+
+    def response_continue(self) -> None:
+        if not self.reset:
+            self.send_head([(b":status", b"100")], False)
+            self.schedule_send()
+
+    def sendfile_start(self, status: int, headers: Headers) -> tuple[socket.socket, bytes] | None:
+        self.response_start(status, headers)
+        return None  # every byte is framed (and, over QUIC, encrypted): the body goes through response_body
+
+    async def sendfile(self, fd: int, offset: int, count: int) -> int | None:
+        return None  # (the same: the cycle sends the file in pieces, interfaces/files.py)
+
+    def send_tunnel_head(self, headers: Headers) -> None:
+        """RFC 8441 §5 (RFC 9220 §3 over HTTP/3): a 2xx to the extended CONNECT opens a WebSocket
+        tunnel (io/ws.py); the stream stays open."""
+        if not self.reset:
+            self.send_head(response_headers(200, headers), False)
+            self.schedule_send()
 
     def cycle_complete(self, cycle: Any) -> None:  # (each protocol's own)
+        raise NotImplementedError
+
+    # -- the hooks: each protocol's frames
+    def send_head(self, fields: list[tuple[bytes, bytes]], end: bool) -> None:
+        """A HEADERS frame of ``fields`` (ending the stream with ``end``)."""
+        raise NotImplementedError
+
+    def send_body(self, data: bytes, end: bool) -> None:
+        """``data`` as DATA frames, as the protocol's flow control lets it go (ending the stream with
+        ``end``; ``data`` may be empty)."""
+        raise NotImplementedError
+
+    def send_trailers(self, fields: list[tuple[bytes, bytes]]) -> None:
+        """The trailer section, after whatever of the body is still queued; it ends the stream."""
+        raise NotImplementedError
+
+    def schedule_send(self) -> None:
+        """Have what the frames queued written out once this loop turn is over."""
         raise NotImplementedError
 
     # -- deadlines (interfaces/stream.py): kept per stream, the connection's is the earliest
