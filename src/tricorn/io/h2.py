@@ -39,10 +39,10 @@ from typing import TYPE_CHECKING, Any
 from tricorn.errors import ClientTimeout, LocalProtocolError, RemoteProtocolError
 from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START
 from tricorn.io.flow import WriteFlow
-from tricorn.io.mux import INF, MuxProtocol, MuxStream
+from tricorn.io.mux import INF, MuxProtocol, MuxStream, error_head
 from tricorn.io.runner import AppRunner
 from tricorn.proto.h1 import Request
-from tricorn.proto.h2 import request_from_headers, response_headers
+from tricorn.proto.h2 import request_from_headers
 from tricorn.proto.h2conn import (
     ConnectionTerminated,
     DataReceived,
@@ -59,7 +59,6 @@ from tricorn.proto.h2conn import (
 if TYPE_CHECKING:
     from tricorn.io.server import ServerState
     from tricorn.io.tls import TLSInfo
-    from tricorn.io.ws import WSProtocol
     from tricorn.proto.forwarded import AllowList
 
 error_log = logging.getLogger("tricorn.error")
@@ -75,10 +74,6 @@ LINGER = 1.0
 LINGER_BYTES = 1024 * 1024
 _DRAIN_PING = b"tricorn\x00"
 
-# Streams a client may reset before their response in one second, beyond which it is resetting to make
-# the server start work it never takes (CVE-2023-44487, "rapid reset"); nginx bounds this by its
-# per-connection request count, h2o by a budget like this one.
-RESET_BUDGET = 200
 # Control frames (PING, SETTINGS, PRIORITY, WINDOW_UPDATE without data waiting, empty DATA, RST_STREAM)
 # a client may send in one second. Real clients send a handful; a flood makes the server spend CPU and
 # queue answers (CVE-2019-9512/9515/9518 class). nginx and h2o bound the same frames.
@@ -107,40 +102,16 @@ def _copy_request(request: Request) -> Request:
 class H2Stream(MuxStream):
     """One request on an HTTP/2 connection: the Stream its cycle answers through."""
 
-    __slots__ = (
-        "bodiless",
-        "conn",
-        "ended",
-        "id",
-        "outbuf",
-        "outbuf_end",
-        "pending_trailers",
-        "reading_paused",
-        "received",
-        "tunnel",
-        "unacked",
-    )
+    __slots__ = ("bodiless", "conn", "outbuf", "outbuf_end", "pending_trailers", "unacked")
 
     def __init__(self, proto: H2Protocol, stream_id: int) -> None:
-        self.proto = proto
+        MuxStream.__init__(self, proto, stream_id)
         self.conn = proto.conn
-        self.id = stream_id
-        self.cycle: Any = None
-        self.head: list[tuple[bytes, bytes]] | None = None  # held until the first body part
         self.outbuf = b""  # body bytes the windows did not let out yet
         self.outbuf_end = False  # ... and whether END_STREAM follows them
         self.pending_trailers: list[tuple[bytes, bytes]] | None = None  # sent once outbuf is out
-        self.received = 0  # request body bytes
-        self.length: int | None = None  # what is left of the response's Content-Length (-1: no body)
         self.unacked = 0  # flow-controlled bytes received and not yet given back to the peer
-        self.reading_paused = False
-        self.ended = False  # the request body is complete
         self.bodiless = False  # a GET or HEAD: no body worth asking the client to stop
-        self.reset = False  # the stream was reset (either side) or the connection is gone
-        self.waiter: asyncio.Future[None] | None = None
-        self.tunnel: WSProtocol | None = None  # a WebSocket over this stream (RFC 8441)
-        self.read_deadline = INF  # when the app's wait for body bytes runs out (inf: not waiting)
-        self.send_deadline = INF  # when its wait for window to send more runs out
 
     # -- what the cycle reads (and io/mux.py's MuxStream)
     @property
@@ -222,9 +193,6 @@ class H2Stream(MuxStream):
             else:
                 await self.proto.drain()
 
-    def pause_reading(self) -> None:
-        self.reading_paused = True
-
     def resume_reading(self) -> None:
         self.reading_paused = False
         if self.unacked and not self.reset:
@@ -292,27 +260,9 @@ class H2Stream(MuxStream):
         elif self.tunnel is not None and data:
             self.tunnel.data_received(data)
 
-    def end(self) -> None:
-        if self.ended:
-            return  # (a request whose head ended the stream: its cycle started complete)
-        self.ended = True
-        if self.cycle is not None:
-            self.cycle.end_body()
-        tunnel = self.tunnel
-        if tunnel is not None and not tunnel.eof_received():
-            tunnel.transport.close()
-
     def gone(self, reason: ClientTimeout | None = None) -> None:
-        """Reset by the client, or the connection is lost (or the server gave up on the client: ``reason``)."""
-        self.reset = True
-        self.outbuf = b""
-        self.wake()
-        if self.cycle is not None:
-            self.cycle.disconnect(reason)
-        tunnel = self.tunnel
-        if tunnel is not None:
-            self.tunnel = None
-            tunnel.connection_lost(None)
+        self.outbuf = b""  # (nothing more goes out)
+        MuxStream.gone(self, reason)
 
 
 class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
@@ -335,8 +285,6 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
         "last_stream_id",
         "linger",
         "proxy_trust",
-        "reset_count",
-        "reset_window",
         "runner",
         "scheme",
         "server",
@@ -581,16 +529,10 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
             return
         self._control()
         if stream is not None:
-            if stream.cycle is not None and stream.cycle.state is not RESPONSE_DONE:
-                now = self.state.loop.time()
-                if now - self.reset_window > 1.0:
-                    self.reset_window = now
-                    self.reset_count = 0
-                self.reset_count += 1
-                if self.reset_count > RESET_BUDGET:
-                    stream.gone()
-                    self._calm("too many streams reset (rapid reset)")
-                    return
+            if stream.cycle is not None and stream.cycle.state is not RESPONSE_DONE and self.reset_flood():
+                stream.gone()
+                self._calm("too many streams reset (rapid reset)")
+                return
             stream.gone()
             self._maybe_idle()
 
@@ -627,11 +569,8 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
         await waiter
 
     def error_response(self, stream: H2Stream, status: int, body: bytes) -> None:
-        headers = response_headers(
-            status, [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
-        )
         try:
-            self.conn.send_headers(stream.id, headers)
+            self.conn.send_headers(stream.id, error_head(status, body))
             self.conn.send_data(stream.id, body, end_stream=True)
         except LocalProtocolError:  # (a window too small for the body)
             self.reset_stream(stream, ErrorCode.INTERNAL_ERROR)

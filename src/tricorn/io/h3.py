@@ -20,7 +20,7 @@ authority), and a response the same treatment (connection-specific fields droppe
   code it names (RFC 9114 §8 allows a stream error to be treated as a connection error). RESET_STREAM and
   STOP_SENDING from the client, a connection that goes silent past the idle timeout, or one closed by
   the client become ``http.disconnect`` for the apps of its streams, and the streams are freed. Streams
-  reset faster than :data:`RESET_BUDGET` a second end the connection with H3_EXCESSIVE_LOAD.
+  reset faster than :data:`tricorn.io.mux.RESET_BUDGET` a second end the connection with H3_EXCESSIVE_LOAD.
 - **Shutdown** (RFC 9114 §5.2): a GOAWAY that allows every stream, a PING to learn when the client has
   seen it, then a GOAWAY naming the first stream not served; the streams in flight finish, later ones are
   rejected with H3_REQUEST_REJECTED (which a client may retry), and the connection closes with
@@ -51,17 +51,16 @@ from aioquic.quic.packet import QuicErrorCode
 
 from tricorn.errors import ClientTimeout, LocalProtocolError, RemoteProtocolError
 from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START
-from tricorn.io.mux import INF, MuxProtocol, MuxStream
+from tricorn.io.mux import INF, MuxProtocol, MuxStream, error_head
 from tricorn.io.quic import STREAM_WINDOW
 from tricorn.io.runner import AppRunner
-from tricorn.proto.h2 import request_from_headers, response_headers
+from tricorn.proto.h2 import request_from_headers
 
 if TYPE_CHECKING:
     import asyncio
 
     from tricorn.io.quic import QuicEndpoint
     from tricorn.io.tls import TLSInfo
-    from tricorn.io.ws import WSProtocol
     from tricorn.proto.forwarded import AllowList
     from tricorn.proto.h1 import Request
 
@@ -69,8 +68,6 @@ error_log = logging.getLogger("tricorn.error")
 # Response bytes a client may leave unacknowledged on one stream before its app waits (HTTP/2's
 # equivalent is the stream window, 64 KiB by default; QUIC's pacing wants a little more in hand).
 SEND_HIGH = 256 * 1024
-# Streams a client may reset before their response in one second (CVE-2023-44487, as io/h2.py).
-RESET_BUDGET = 200
 # The largest request head, as the bytes of one HEADERS frame, before it is decoded (431 past it): the
 # HTTP/2 header list limit's default, which HTTP/3 would advertise as SETTINGS_MAX_FIELD_SECTION_SIZE.
 _PING_UID = 0x7472696300  # the shutdown PING (its acknowledgement sends the final GOAWAY)
@@ -99,33 +96,12 @@ class H3Stream(MuxStream):
     """One request on an HTTP/3 connection: the Stream its cycle answers through. It offers what
     io/ws.py's H2Reply and H2Tunnel use of an HTTP/2 stream, so WebSocket (RFC 9220) rides it the same way."""
 
-    __slots__ = (
-        "conn",
-        "ended",
-        "h3",
-        "held",
-        "id",
-        "reading_paused",
-        "received",
-        "tunnel",
-    )
+    __slots__ = ("h3", "held")
 
     def __init__(self, proto: H3Protocol, stream_id: int) -> None:
-        self.proto = proto
+        MuxStream.__init__(self, proto, stream_id)
         self.h3 = proto.h3
-        self.id = stream_id
-        self.cycle: Any = None
-        self.head: list[tuple[bytes, bytes]] | None = None  # held until the first body part
-        self.received = 0  # request body bytes
         self.held = 0  # stream bytes received while the cycle asked to pause: not credited yet
-        self.length: int | None = None  # what is left of the response's Content-Length (-1: no body)
-        self.reading_paused = False
-        self.ended = False  # the request body is complete
-        self.reset = False  # reset (either side), or the connection is gone
-        self.waiter: asyncio.Future[None] | None = None
-        self.tunnel: WSProtocol | None = None  # a WebSocket over this stream (RFC 9220)
-        self.read_deadline = INF
-        self.send_deadline = INF
 
     # -- what the cycle reads (and io/mux.py's MuxStream)
     @property
@@ -155,9 +131,6 @@ class H3Stream(MuxStream):
                 waiter = self.waiter = self.proto.state.loop.create_future()
                 self.proto.blocked.add(self)
             await waiter
-
-    def pause_reading(self) -> None:
-        self.reading_paused = True
 
     def resume_reading(self) -> None:
         self.reading_paused = False
@@ -218,27 +191,6 @@ class H3Stream(MuxStream):
         elif self.tunnel is not None and data:
             self.tunnel.data_received(data)
 
-    def end(self) -> None:
-        if self.ended:
-            return
-        self.ended = True
-        if self.cycle is not None:
-            self.cycle.end_body()
-        tunnel = self.tunnel
-        if tunnel is not None and not tunnel.eof_received():
-            tunnel.transport.close()
-
-    def gone(self, reason: ClientTimeout | None = None) -> None:
-        """Reset by the client, or the connection is gone (or the server gave up on the client: ``reason``)."""
-        self.reset = True
-        self.wake()
-        if self.cycle is not None:
-            self.cycle.disconnect(reason)
-        tunnel = self.tunnel
-        if tunnel is not None:
-            self.tunnel = None
-            tunnel.connection_lost(None)
-
 
 class H3Protocol(MuxProtocol):
     """One QUIC connection speaking HTTP/3 (see the module docstring)."""
@@ -255,8 +207,6 @@ class H3Protocol(MuxProtocol):
         "last_stream_id",
         "proxy_trust",
         "quic",
-        "reset_count",
-        "reset_window",
         "runner",
         "server",
         "started",
@@ -523,16 +473,10 @@ class H3Protocol(MuxProtocol):
         self.quic.credit.pop(stream_id, None)
         if stream is None:
             return
-        if stream.cycle is not None and stream.cycle.state is not RESPONSE_DONE:
-            now = self.state.loop.time()
-            if now - self.reset_window > 1.0:
-                self.reset_window = now
-                self.reset_count = 0
-            self.reset_count += 1
-            if self.reset_count > RESET_BUDGET:
-                stream.gone()
-                self._calm("too many streams reset (rapid reset)")
-                return
+        if stream.cycle is not None and stream.cycle.state is not RESPONSE_DONE and self.reset_flood():
+            stream.gone()
+            self._calm("too many streams reset (rapid reset)")
+            return
         if type(event) is StopSendingReceived and not stream.ended:
             self.quic.stop_stream(stream_id, ErrorCode.H3_REQUEST_CANCELLED)
         stream.gone()
@@ -557,11 +501,8 @@ class H3Protocol(MuxProtocol):
     def error_response(self, stream: H3Stream, status: int, body: bytes) -> None:
         if stream.reset or self.closed:
             return
-        headers = response_headers(
-            status, [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
-        )
         stream.head = None
-        self.h3.send_headers(stream.id, headers)
+        self.h3.send_headers(stream.id, error_head(status, body))
         self.h3.send_data(stream.id, body, end_stream=True)
         self.schedule_transmit()
 

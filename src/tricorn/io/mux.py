@@ -22,24 +22,58 @@ if TYPE_CHECKING:
     import socket
 
     from tricorn.io.tls import TLSInfo
+    from tricorn.io.ws import WSProtocol
     from tricorn.proto.forwarded import AllowList
 
 INF = float("inf")
+# Streams a client may reset before their response in one second (MuxProtocol.reset_flood).
+RESET_BUDGET = 200
+
+
+def error_head(status: int, body: bytes) -> list[tuple[bytes, bytes]]:
+    """The head of an error response the server makes itself (plain text ``body``)."""
+    return response_headers(
+        status, [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
+    )
 
 
 class MuxStream:
     """The shared part of H2Stream and H3Stream (their own classes hold the slots)."""
 
-    __slots__ = ("cycle", "head", "length", "proto", "read_deadline", "reset", "send_deadline", "waiter")
+    __slots__ = (
+        "cycle",
+        "ended",
+        "head",
+        "id",
+        "length",
+        "proto",
+        "read_deadline",
+        "reading_paused",
+        "received",
+        "reset",
+        "send_deadline",
+        "tunnel",
+        "waiter",
+    )
 
     proto: Any  # the connection: H2Protocol or H3Protocol
-    cycle: Any
-    head: list[tuple[bytes, bytes]] | None  # a final response head held until its first body part
-    length: int | None  # what is left of the response's Content-Length (-1: no body may go out)
-    reset: bool  # reset (either side), or the connection is gone
-    read_deadline: float  # when the app's wait for body bytes runs out (inf: not waiting)
-    send_deadline: float  # when its wait for room to send more runs out
-    waiter: asyncio.Future[None] | None
+
+    def __init__(self, proto: Any, stream_id: int) -> None:
+        self.proto = proto
+        self.id = stream_id
+        self.cycle: Any = None
+        self.head: list[tuple[bytes, bytes]] | None = (
+            None  # a final response head, held until its first body part
+        )
+        self.received = 0  # request body bytes
+        self.length: int | None = None  # what is left of the response's Content-Length (-1: no body)
+        self.reading_paused = False
+        self.ended = False  # the request body is complete
+        self.reset = False  # reset (either side), or the connection is gone
+        self.waiter: asyncio.Future[None] | None = None
+        self.tunnel: WSProtocol | None = None  # a WebSocket over this stream (RFC 8441, RFC 9220)
+        self.read_deadline = INF  # when the app's wait for body bytes runs out (inf: not waiting)
+        self.send_deadline = INF  # when its wait for room to send more runs out
 
     # -- what the cycle reads
     @property
@@ -178,6 +212,32 @@ class MuxStream:
         """Have what the frames queued written out once this loop turn is over."""
         raise NotImplementedError
 
+    def pause_reading(self) -> None:
+        self.reading_paused = True
+
+    # -- events from the connection
+    def end(self) -> None:
+        """The request body is complete (END_STREAM, or its trailers)."""
+        if self.ended:
+            return  # (a request whose head ended the stream: its cycle started complete)
+        self.ended = True
+        if self.cycle is not None:
+            self.cycle.end_body()
+        tunnel = self.tunnel
+        if tunnel is not None and not tunnel.eof_received():
+            tunnel.transport.close()
+
+    def gone(self, reason: ClientTimeout | None = None) -> None:
+        """Reset by the client, or the connection is lost (or the server gave up on the client: ``reason``)."""
+        self.reset = True
+        self.wake()
+        if self.cycle is not None:
+            self.cycle.disconnect(reason)
+        tunnel = self.tunnel
+        if tunnel is not None:
+            self.tunnel = None
+            tunnel.connection_lost(None)
+
     # -- deadlines (interfaces/stream.py): kept per stream, the connection's is the earliest
     def wait_started(self, kind: int) -> None:
         if self.reset:
@@ -221,10 +281,26 @@ class MuxStream:
 class MuxProtocol:
     """The shared part of H2Protocol and H3Protocol."""
 
-    __slots__ = ()
+    __slots__ = ("reset_count", "reset_window")
+
+    state: Any  # the worker's ServerState (a slot of each protocol's own)
+    closed: bool
+    reset_count: int  # streams reset by the client before their response, since reset_window
+    reset_window: float
 
     def error_response(self, stream: Any, status: int, body: bytes) -> None:  # (each protocol's own)
         raise NotImplementedError
+
+    def reset_flood(self) -> bool:
+        """Count a stream the client reset before its response: True once it has reset more than
+        RESET_BUDGET in a second, making the server start work it never takes (CVE-2023-44487, "rapid
+        reset"; nginx bounds this by its per-connection request count, h2o by a budget like this one)."""
+        now = self.state.loop.time()
+        if now - self.reset_window > 1.0:
+            self.reset_window = now
+            self.reset_count = 0
+        self.reset_count += 1
+        return self.reset_count > RESET_BUDGET
 
     def reply_error(self, stream: Any, cycle: Any, status: int, message: str) -> None:
         """Answer ``stream`` with ``status`` and ``message`` in place of its app, and account for it."""
@@ -247,14 +323,14 @@ class MuxProtocol:
                 self.send_timeout(stream)
             else:
                 nearest = min(nearest, stream.read_deadline, stream.send_deadline)
-            if self.closed:  # type: ignore[attr-defined]  # each protocol's own
+            if self.closed:
                 return None
         return nearest
 
     def read_timeout(self, stream: Any) -> None:
         """A stream's app waited for body bytes past --timeout-read: 408 if its response has not begun, else
         the stream is reset. Other streams go on."""
-        state = self.state  # type: ignore[attr-defined]
+        state = self.state
         cycle = stream.cycle
         reason = ClientTimeout.reading(state.timeout_read)
         stream.read_deadline = stream.send_deadline = INF
