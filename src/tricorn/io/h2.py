@@ -585,11 +585,7 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
             # The app is running (its body went over the limit): the client gets the status if nothing
             # was answered yet, the app gets http.disconnect, and the request is counted as done now.
             if cycle.state is RESPONSE_START:
-                cycle.state = RESPONSE_DONE
-                cycle.status = exc.status
-                body = (str(exc) + "\n").encode()
-                cycle.response_bytes = len(body)
-                self.error_response(stream, exc.status, body)
+                self.answer(stream, cycle, exc.status, str(exc))
                 code = ErrorCode.NO_ERROR
             else:
                 cycle.state = ABORTED

@@ -513,11 +513,7 @@ class H3Protocol(MuxProtocol):
         cycle = stream.cycle
         if cycle is not None:
             if cycle.state is RESPONSE_START:
-                cycle.state = RESPONSE_DONE
-                cycle.status = exc.status
-                body = (str(exc) + "\n").encode()
-                cycle.response_bytes = len(body)
-                self.error_response(stream, exc.status, body)
+                self.answer(stream, cycle, exc.status, str(exc))
             else:
                 cycle.state = ABORTED
                 self.reset_stream(stream, ErrorCode.H3_REQUEST_CANCELLED)

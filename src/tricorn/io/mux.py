@@ -304,12 +304,16 @@ class MuxProtocol:
 
     def reply_error(self, stream: Any, cycle: Any, status: int, message: str) -> None:
         """Answer ``stream`` with ``status`` and ``message`` in place of its app, and account for it."""
+        self.answer(stream, cycle, status, message)
+        stream.cycle_complete(cycle)
+
+    def answer(self, stream: Any, cycle: Any, status: int, message: str) -> None:
+        """Send ``status`` and ``message`` as the response of ``cycle``, which is done with."""
         cycle.state = RESPONSE_DONE
         cycle.status = status
         body = (message + "\n").encode()
         cycle.response_bytes = len(body)
         self.error_response(stream, status, body)
-        stream.cycle_complete(cycle)
 
     # -- the deadlines of apps waiting on their client (--timeout-read, --timeout-send)
     def expire_streams(self, streams: dict[int, Any], now: float) -> float | None:
