@@ -154,6 +154,13 @@ def cgi_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     outside.chmod(0o755)
     (scripts / "escape.sh").symlink_to(outside)
     (scripts / "inside.sh").symlink_to(scripts / "hello.sh")
+    (scripts / "escape-dir").symlink_to(root)  # a directory out of the directory
+    (scripts / "loop").symlink_to(scripts)  # the directory itself under another name
+    # Names only a lenient decoding reaches: each would run if its path were let through.
+    for name in ("%2e%2e/hello.sh", "hello\n.sh", os.fsdecode(b"\xc0\xae.sh"), "%zz.sh"):
+        (scripts / name).parent.mkdir(exist_ok=True)
+        (scripts / name).write_text(textwrap.dedent(SCRIPTS["hello.sh"]))
+        (scripts / name).chmod(0o755)
     return scripts
 
 
@@ -393,6 +400,13 @@ def test_stderr_goes_to_the_log_one_escaped_line_each(server: TricornProcess) ->
         ("/cgi-bin/hello.sh%00", 404),
         ("/cgi-bin//hello.sh", 404),
         ("/cgi-bin/sub\\..\\hello.sh", 404),
+        ("/cgi-bin/escape-dir/outside.sh", 404),
+        ("/cgi-bin/loop/hello.sh", 404),
+        ("/cgi-bin/sub%5c..%5chello.sh", 404),
+        ("/cgi-bin/%252e%252e/hello.sh", 404),  # double encoding ("%2e%2e" after one decoding)
+        ("/cgi-bin/%c0%ae.sh", 404),  # an overlong "."
+        ("/cgi-bin/hello%0a.sh", 404),  # a control character
+        ("/cgi-bin/%zz.sh", 404),  # a malformed escape
     ],
 )
 def test_refused_paths(server: TricornProcess, target: str, status: int) -> None:

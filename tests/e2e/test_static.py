@@ -54,6 +54,7 @@ def docroot(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "escape").symlink_to(outside / "secret.txt")
     (root / "escape-dir").symlink_to(outside)
     (root / "inside-link.css").symlink_to(root / "app.css")
+    (root / "loop").symlink_to(root)  # the directory itself under another name
     (root / "devnull").symlink_to("/dev/null")
     os.mkfifo(root / "fifo")
     sock = socket.socket(socket.AF_UNIX)
@@ -305,6 +306,7 @@ REFUSED = {
     "/static/dir/.env": 404,
     "/static/escape": 403,
     "/static/escape-dir/secret.txt": 403,
+    "/static/loop/": 403,
     "/static/fifo": 403,
     "/static/sock": 403,
 }

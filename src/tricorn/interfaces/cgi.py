@@ -9,8 +9,10 @@ process.
 Theory of operation, for one request:
 
 1. The path is walked under the directory, one decoded segment at a time, to the first regular file: the
-   script; the rest is PATH_INFO (§4.1.5). Empty, dot and dotfile segments, NUL and backslashes are 404;
-   a symlink that leaves the directory is 404; a file that is not executable is 403.
+   script; the rest is PATH_INFO (§4.1.5). A segment static files would refuse too
+   (:mod:`tricorn.interfaces.paths`: empty, dot segments, encoded separators, NUL and control
+   characters, backslashes, malformed or double encoding, not UTF-8) is 404, and so is a dotfile; a
+   symlink that leaves the directory is 404; a file that is not executable is 403.
 2. The body: with a Content-Length it is streamed to the script's stdin as it comes. Without one (a
    chunked HTTP/1.1 body, an HTTP/2 body) it is read first, up to ``BUFFERED_BODY_LIMIT``, so that
    CONTENT_LENGTH can be set (§4.1.2 requires it whenever there is a body); a longer one is 411.
@@ -43,6 +45,7 @@ from urllib.parse import unquote_to_bytes
 
 from tricorn.errors import ClientDisconnected, LocalProtocolError
 from tricorn.interfaces.asgi import send_plain
+from tricorn.interfaces.paths import UnsafePath, decode_segment, inside
 from tricorn.logs import escape_for_log
 from tricorn.proto.cgi import (
     OutputParser,
@@ -204,19 +207,22 @@ class CGIMount:
         current = self.directory
         names: list[bytes] = []
         for index, raw in enumerate(segments):
-            name = unquote_to_bytes(raw) if b"%" in raw else raw
             if not raw and index == len(segments) - 1:
                 break  # a trailing slash: the directory itself
-            if not name or name[:1] == b"." or b"/" in name or b"\\" in name or b"\0" in name:
+            try:
+                name = decode_segment(raw)  # (the rule static files keep too: interfaces/paths.py)
+            except UnsafePath:
                 return 404, "no such script"
-            names.append(name)
-            current = current + os.sep + os.fsdecode(name)
+            if name[0] == ".":
+                return 404, "no such script"  # a dotfile
+            names.append(name.encode("utf-8"))
+            current = current + os.sep + name
             try:
                 info = os.lstat(current)
                 if stat.S_ISLNK(info.st_mode):
                     # A symlink is followed only while it stays inside the directory.
-                    real = os.path.realpath(current)
-                    if not real.startswith(self.directory + os.sep):
+                    real = inside(self.directory, current)
+                    if real is None:
                         return 404, "leads outside the cgi directory"
                     info = os.stat(real)
             except FileNotFoundError:

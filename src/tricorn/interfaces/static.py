@@ -8,7 +8,8 @@ bounded pieces with backpressure elsewhere).
 Theory of operation
 -------------------
 1. The method: GET and HEAD, else 405 with ``Allow``.
-2. The path after the prefix, as sent, is checked and decoded once (:func:`split_path`): no backslash, no
+2. The path after the prefix, as sent, is checked and decoded once (:func:`split_path`, by the rule CGI
+   shares, :mod:`tricorn.interfaces.paths`): no backslash, no
    empty segment (``//``), no encoded ``/`` or ``\\``, percent escapes well formed, UTF-8 strict (so no
    overlong forms), no NUL or control character, no ``.`` or ``..`` segment, nothing still
    percent-encoded after the decoding (double encoding), no dotfile (``.env``, ``.git/``; ``.well-known``
@@ -46,6 +47,7 @@ from urllib.parse import quote
 
 from tricorn.interfaces.asgi import send_plain
 from tricorn.interfaces.files import file_executor
+from tricorn.interfaces.paths import UnsafePath, decode_segment, inside
 from tricorn.logs import escape_for_log
 
 if TYPE_CHECKING:
@@ -93,7 +95,6 @@ for _ext, _type in (  # answers on every machine, with these modern types it lac
 _UTF8_TYPES = frozenset(
     ("application/javascript", "application/json", "application/manifest+json", "image/svg+xml")
 )
-_HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
 class Refusal(Exception):
@@ -120,63 +121,26 @@ def content_type(name: str) -> bytes:
 
 def split_path(rest: bytes) -> tuple[list[str], bool]:
     """The decoded segments of ``rest`` (the path after the prefix, as sent) and whether it ends with a
-    slash (names a directory). Raises :class:`Refusal` (400, or 404 for a dotfile) for anything that is
-    not a plain path below the directory (see the module docstring)."""
+    slash (names a directory). Raises :class:`Refusal`: 400 for anything that is not a plain path below
+    the directory (:func:`~tricorn.interfaces.paths.decode_segment`), 404 for a dotfile."""
     if not rest:
         return [], False
     if rest[0] != 0x2F:  # the dispatch matched on a segment boundary: this is a slash
         raise Refusal(400, "path does not start with '/'")
-    if b"\\" in rest:
-        raise Refusal(400, "backslash in path")
     raw_segments = rest[1:].split(b"/")
     trailing = raw_segments[-1] == b""
     if trailing:
         raw_segments.pop()
     segments = []
     for raw in raw_segments:
-        if not raw:
-            raise Refusal(400, "empty path segment")
-        segments.append(_decode_segment(raw))
+        try:
+            name = decode_segment(raw)
+        except UnsafePath as exc:
+            raise Refusal(400, str(exc)) from None
+        if name[0] == "." and name != ".well-known":
+            raise Refusal(404, "dotfile")
+        segments.append(name)
     return segments, trailing
-
-
-def _decode_segment(raw: bytes) -> str:
-    if b"%" in raw:
-        out = bytearray()
-        i = 0
-        size = len(raw)
-        while i < size:
-            byte = raw[i]
-            if byte == 0x25:  # "%"
-                if i + 3 > size:
-                    raise Refusal(400, "truncated percent escape in path")
-                pair = raw[i + 1 : i + 3]
-                if pair[0] not in _HEX or pair[1] not in _HEX:
-                    raise Refusal(400, "invalid percent escape in path")
-                value = int(pair, 16)
-                if value == 0x2F or value == 0x5C:
-                    raise Refusal(400, "encoded slash or backslash in path")
-                out.append(value)
-                i += 3
-            else:
-                out.append(byte)
-                i += 1
-        data = bytes(out)
-    else:
-        data = raw
-    try:
-        name = data.decode("utf-8")  # strict: overlong forms and surrogates are refused
-    except UnicodeDecodeError:
-        raise Refusal(400, "path is not valid utf-8") from None
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
-        raise Refusal(400, "control character in path")
-    if name == "." or name == "..":
-        raise Refusal(400, "dot segment in path")
-    if "%" in name and re.search(r"%[0-9A-Fa-f]{2}", name):
-        raise Refusal(400, "double-encoded path")
-    if name[0] == "." and name != ".well-known":
-        raise Refusal(404, "dotfile")
-    return name
 
 
 # -- resolving and the cache ----------------------------------------------------------------------------
@@ -326,9 +290,11 @@ class StaticFiles:
             raise Refusal(403, "permission denied") from None
         except OSError as exc:
             raise Refusal(404, f"cannot stat: {exc.strerror}") from None
-        real = os.path.realpath(path)
-        if real != root and not real.startswith(root + os.sep) and not self.follow_symlinks:
-            raise Refusal(403, "symlink leads outside the directory")
+        real = inside(root, path)
+        if real is None:
+            if not self.follow_symlinks:
+                raise Refusal(403, "symlink leads outside the directory")
+            real = os.path.realpath(path)
         resource = Resource(now)
         if stat.S_ISDIR(info.st_mode):
             if not trailing:
