@@ -8,11 +8,12 @@ process.
 
 Theory of operation, for one request:
 
-1. The path is walked under the directory, one decoded segment at a time, to the first regular file: the
-   script; the rest is PATH_INFO (§4.1.5). A segment static files would refuse too
-   (:mod:`tricorn.interfaces.paths`: empty, dot segments, encoded separators, NUL and control
-   characters, backslashes, malformed or double encoding, not UTF-8) is 404, and so is a dotfile; a
-   symlink that leaves the directory is 404; a file that is not executable is 403.
+1. The path is walked under the directory, on a file thread (the same pool static files use), one
+   decoded segment at a time, to the first regular file: the script; the rest is PATH_INFO (§4.1.5). A
+   segment static files would refuse too (:mod:`tricorn.interfaces.paths`: empty, dot segments, encoded
+   separators, NUL and control characters, backslashes, malformed or double encoding, not UTF-8) is
+   404, and so is a dotfile; a symlink that leaves the directory is 404; a file that is not executable
+   is 403.
 2. The body: with a Content-Length it is streamed to the script's stdin as it comes. Without one (a
    chunked HTTP/1.1 body, an HTTP/2 body) it is read first, up to ``BUFFERED_BODY_LIMIT``, so that
    CONTENT_LENGTH can be set (§4.1.2 requires it whenever there is a body); a longer one is 411.
@@ -45,6 +46,7 @@ from urllib.parse import unquote_to_bytes
 
 from tricorn.errors import ClientDisconnected, LocalProtocolError
 from tricorn.interfaces.asgi import send_plain
+from tricorn.interfaces.files import file_executor
 from tricorn.interfaces.paths import UnsafePath, decode_segment, inside
 from tricorn.logs import escape_for_log
 from tricorn.proto.cgi import (
@@ -136,7 +138,11 @@ class CGIMount:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
             return
-        found = self._resolve(scope["raw_path"], scope.get("root_path", ""))
+        # The walk to the script (lstat, realpath, access) is on a file thread, as static files resolve
+        # theirs: a slow disk holds this request, not the other connections of the loop.
+        found = await asyncio.get_running_loop().run_in_executor(
+            file_executor(), self._resolve, scope["raw_path"], scope.get("root_path", "")
+        )
         if len(found) == 2:
             status, reason = found
             shown = escape_for_log(scope["raw_path"].decode("latin-1"))
