@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import trustme
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import TricornProcess, free_port, wait_for
 from tests.h3_client import H3Client, H3Response
@@ -110,6 +111,32 @@ def test_echo_scope_is_http3_https_with_tls(server: TricornProcess, certs: Certs
     assert extension["tls_version"] == 0x0304
     assert "BEGIN CERTIFICATE" in extension["server_cert"]
     assert isinstance(extension["cipher_suite"], int)
+
+
+def test_metrics_time_each_request_from_its_start(certs: Certs) -> None:
+    """--metrics without an access log: an HTTP/3 request's duration is measured from when it began (it
+    once counted from the clock's origin, every request past the largest bucket)."""
+    metrics_port = free_port()
+    proc = start_h3(certs, "--metrics-bind", f"127.0.0.1:{metrics_port}", "--no-access-log")
+    try:
+
+        async def go() -> H3Response:
+            async with client(proc, certs) as c:
+                return await c.request("GET", "/")
+
+        assert run(go()).status == 200
+        page = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        samples = {
+            (sample.name, sample.labels.get("le")): sample.value
+            for family in text_string_to_metric_families(page)
+            for sample in family.samples
+            if sample.labels.get("http_request_method") == "GET"
+            and sample.labels.get("http_response_status_code") == "200"
+        }
+        assert samples[("http_server_request_duration_seconds_count", None)] == 1
+        assert samples[("http_server_request_duration_seconds_bucket", "10.0")] == 1
+    finally:
+        proc.close()
 
 
 def test_tcp_responses_advertise_http3(server: TricornProcess, certs: Certs) -> None:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from tricorn.errors import ClientTimeout, LocalProtocolError, RemoteProtocolError
@@ -484,24 +483,6 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
         else:
             stream.bodiless = request.method in (b"GET", b"HEAD")
         self._start_stream(stream, request)
-
-    def _start_stream(self, stream: H2Stream, request: Request) -> None:
-        state = self.state
-        if request.upgrade is not None:  # an extended CONNECT (RFC 8441): only websocket is offered
-            from tricorn.io.ws import start_websocket_h2
-
-            start_websocket_h2(self, stream, request)
-            return
-        cycle = state.new_cycle(stream, request)  # (io/dispatch.py)
-        stream.cycle = cycle
-        if stream.ended:
-            cycle.body_complete = True
-        if state.timed:
-            cycle.start_time = perf_counter()
-        if not state.admit(cycle):
-            self.reply_error(stream, cycle, 503, "service unavailable: too many requests in progress")
-            return
-        state.start_cycle(cycle, self.runner)
 
     def _window_updated(self, stream_id: int) -> None:
         if stream_id:

@@ -62,7 +62,6 @@ if TYPE_CHECKING:
     from tricorn.io.quic import QuicEndpoint
     from tricorn.io.tls import TLSInfo
     from tricorn.proto.forwarded import AllowList
-    from tricorn.proto.h1 import Request
 
 error_log = logging.getLogger("tricorn.error")
 # Response bytes a client may leave unacknowledged on one stream before its app waits (HTTP/2's
@@ -444,25 +443,6 @@ class H3Protocol(MuxProtocol):
             self.refuse_stream(stream, exc)
             return
         self._start_stream(stream, request)
-
-    def _start_stream(self, stream: H3Stream, request: Request) -> None:
-        state = self.state
-        if request.upgrade is not None:  # an extended CONNECT (RFC 9220): only websocket is offered
-            from tricorn.io.ws import start_websocket_h2
-
-            # H3Protocol and H3Stream offer what the RFC 8441 path uses of H2Protocol and H2Stream.
-            start_websocket_h2(self, stream, request)  # type: ignore[arg-type]
-            return
-        cycle = state.new_cycle(stream, request)  # (io/dispatch.py: the app, a mount, static files, CGI)
-        stream.cycle = cycle
-        if stream.ended:
-            cycle.body_complete = True
-        if state.access_log is not None:
-            cycle.start_time = state.loop.time()
-        if not state.admit(cycle):
-            self.reply_error(stream, cycle, 503, "service unavailable: too many requests in progress")
-            return
-        state.start_cycle(cycle, self.runner)
 
     def _stream_reset(self, event: StreamReset | StopSendingReceived) -> None:
         h3 = self.h3

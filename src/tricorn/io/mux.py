@@ -12,6 +12,7 @@ end of the loop turn)."""
 from __future__ import annotations
 
 import asyncio
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from tricorn.errors import ClientTimeout, LocalProtocolError
@@ -21,9 +22,11 @@ from tricorn.proto.h2 import response_headers, trailer_fields
 if TYPE_CHECKING:
     import socket
 
+    from tricorn.io.runner import AppRunner
     from tricorn.io.tls import TLSInfo
     from tricorn.io.ws import WSProtocol
     from tricorn.proto.forwarded import AllowList
+    from tricorn.proto.h1 import Request
 
 INF = float("inf")
 # Streams a client may reset before their response in one second (MuxProtocol.reset_flood).
@@ -284,6 +287,7 @@ class MuxProtocol:
     __slots__ = ("reset_count", "reset_window")
 
     state: Any  # the worker's ServerState (a slot of each protocol's own)
+    runner: AppRunner
     closed: bool
     reset_count: int  # streams reset by the client before their response, since reset_window
     reset_window: float
@@ -301,6 +305,27 @@ class MuxProtocol:
             self.reset_count = 0
         self.reset_count += 1
         return self.reset_count > RESET_BUDGET
+
+    def _start_stream(self, stream: Any, request: Request) -> None:
+        """Hand ``request`` to its app through a new cycle (an extended CONNECT, RFC 8441 and RFC 9220: to
+        a WebSocket; only websocket is offered)."""
+        state = self.state
+        if request.upgrade is not None:
+            from tricorn.io.ws import start_websocket_h2
+
+            # (H3Protocol and H3Stream offer what the RFC 8441 path uses of H2Protocol and H2Stream)
+            start_websocket_h2(self, stream, request)  # type: ignore[arg-type]
+            return
+        cycle = state.new_cycle(stream, request)  # (io/dispatch.py: the app, a mount, static files, CGI)
+        stream.cycle = cycle
+        if stream.ended:
+            cycle.body_complete = True
+        if state.timed:  # (the clock the access log and the metrics read at the request's end)
+            cycle.start_time = perf_counter()
+        if not state.admit(cycle):
+            self.reply_error(stream, cycle, 503, "service unavailable: too many requests in progress")
+            return
+        state.start_cycle(cycle, self.runner)
 
     def reply_error(self, stream: Any, cycle: Any, status: int, message: str) -> None:
         """Answer ``stream`` with ``status`` and ``message`` in place of its app, and account for it."""
