@@ -1,5 +1,6 @@
-"""A CGI mount's walk to its script (tricorn.interfaces.cgi.CGIMount): it runs on a file thread, so a disk
-that is slow to answer holds its own request and not the loop that serves the other connections."""
+"""A CGI mount's walk to its script (tricorn.interfaces.cgi.CGIMount): it runs on a file thread
+(tricorn.interfaces.files.on_file_thread), so a disk that is slow to answer holds its own request and not
+the loop that serves the other connections."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from tricorn.interfaces.cgi import CGIMount, CGIScripts
+from tricorn.interfaces.files import _settle, on_file_thread
 
 
 def test_the_path_is_resolved_off_the_loop(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -47,3 +49,33 @@ def test_the_path_is_resolved_off_the_loop(tmp_path: Path, caplog: pytest.LogCap
     assert [r.getMessage() for r in caplog.records] == [
         "127.0.0.1:5000 404 cgi: /cgi-bin/missing.sh no such script"
     ]
+
+
+def test_on_file_thread_gives_the_result_or_raises_the_exception() -> None:
+    def where(n: int) -> tuple[int, int]:
+        return n * 2, threading.get_ident()
+
+    def fails() -> None:
+        raise PermissionError(13, "denied")
+
+    async def main() -> None:
+        doubled, thread = await on_file_thread(where, 21)
+        assert doubled == 42 and thread != threading.get_ident()
+        with pytest.raises(PermissionError):
+            await on_file_thread(fails)
+
+    asyncio.run(main())
+
+
+def test_the_outcome_of_a_cancelled_wait_is_dropped() -> None:
+    """A thread that finishes after its waiter was cancelled settles nothing (no InvalidStateError in a
+    callback of the loop)."""
+
+    async def main() -> None:
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        done.cancel()
+        _settle(done, 1, None)
+        _settle(done, None, OSError(5, "io"))
+        assert done.cancelled()
+
+    asyncio.run(main())

@@ -46,7 +46,7 @@ from urllib.parse import unquote_to_bytes
 
 from tricorn.errors import ClientDisconnected, LocalProtocolError
 from tricorn.interfaces.asgi import send_plain
-from tricorn.interfaces.files import file_executor
+from tricorn.interfaces.files import on_file_thread
 from tricorn.interfaces.paths import UnsafePath, decode_segment, inside
 from tricorn.logs import escape_for_log
 from tricorn.proto.cgi import (
@@ -140,9 +140,7 @@ class CGIMount:
             return
         # The walk to the script (lstat, realpath, access) is on a file thread, as static files resolve
         # theirs: a slow disk holds this request, not the other connections of the loop.
-        found = await asyncio.get_running_loop().run_in_executor(
-            file_executor(), self._resolve, scope["raw_path"], scope.get("root_path", "")
-        )
+        found = await on_file_thread(self._resolve, scope["raw_path"], scope.get("root_path", ""))
         if len(found) == 2:
             status, reason = found
             shown = escape_for_log(scope["raw_path"].decode("latin-1"))
