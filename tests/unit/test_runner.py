@@ -564,3 +564,59 @@ def test_a_request_that_cancels_the_shared_host_cancels_no_other_connection(
     run_until(loop, lambda: log, "b's request ended")
     assert not b.busy
     hosts.close()
+
+
+def test_one_turn_of_requests_that_wait_cancel_or_finish_each_runs_in_the_right_task(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """The batch keeps the spare entered from one request to the next: each request still sees its own
+    host as the current task, a new spare after one that waits or cancels its task, a task of its own on a
+    busy connection, and no task is left current once the turn's requests have run."""
+    hosts = Hosts(loop)
+    a, b, c, d, e, f = (AppRunner(loop, hosts) for _ in range(6))
+    gate: asyncio.Future[None] = loop.create_future()
+    seen: dict[str, asyncio.Task[Any] | None] = {}
+    after: list[asyncio.Task[Any] | None] = []
+
+    def quick(name: str) -> Any:
+        async def app() -> None:
+            seen[name] = asyncio.current_task()
+
+        return app()
+
+    async def waits() -> None:
+        seen["waits"] = asyncio.current_task()
+        await gate
+        seen["waits, after"] = asyncio.current_task()
+
+    async def cancels() -> None:
+        seen["cancels"] = task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+
+    def turn() -> None:
+        a.run(quick("a1"))
+        a.run(quick("a2"))
+        b.run(waits())
+        b.run(quick("b, busy"))  # its connection's host drives "waits": a task of its own
+        c.run(quick("c"))
+        d.run(cancels())
+        e.run(quick("e"))
+        f.run(quick("f"))
+        loop.call_soon(lambda: after.append(asyncio.current_task()))
+
+    in_callback(loop, turn)
+    run_until(loop, lambda: after and "f" in seen and "b, busy" in seen, "the turn ran")
+    assert after == [None]
+    first = seen["a1"]
+    assert first is not None and seen["a2"] is first and seen["waits"] is first
+    second = seen["c"]
+    assert second is not None and second is not first and seen["cancels"] is second
+    third = seen["e"]
+    assert third is not None and third not in (first, second) and seen["f"] is third
+    assert seen["b, busy"] not in (None, first, second, third)
+    assert hosts.spare is not None and hosts.spare.task is third
+    gate.set_result(None)
+    run_until(loop, lambda: "waits, after" in seen, "the waiting request ended")
+    assert seen["waits, after"] is first
+    hosts.close()
