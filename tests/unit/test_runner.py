@@ -280,6 +280,43 @@ def test_a_request_that_cancels_its_task_and_ends_in_its_first_step_leaves_the_r
     assert_serves_on(loop, runner)
 
 
+@pytest.mark.parametrize("host", ["fresh", "running"])
+@pytest.mark.parametrize("handled", [True, False], ids=["handled", "unhandled"])
+def test_cancelling_the_host_right_after_the_hand_over_is_delivered_to_the_request(
+    loop: asyncio.AbstractEventLoop, new_runner: Callable[[], AppRunner], host: str, handled: bool
+) -> None:
+    # The request suspended and was handed to its host; the host is cancelled (a server shutting down,
+    # say) in the same loop turn, before it ran again. The cancellation reached the host's wait for work
+    # and was taken for one the request had made itself before suspending, which it had not: the request
+    # was resumed as if nothing happened.
+    runner = new_runner()
+    start_host(loop, runner, host)
+    log: list[str] = []
+
+    async def app() -> None:
+        try:
+            await loop.create_future()  # never set: only a cancellation ends this wait
+        except asyncio.CancelledError:
+            log.append("cancelled")
+            if not handled:
+                raise
+        log.append("answered")
+
+    coro = app()
+
+    def hand_over_then_cancel() -> None:
+        runner.step(coro)
+        task = runner.host
+        assert task is not None and runner.busy
+        task.cancel()
+
+    in_callback(loop, hand_over_then_cancel)
+    run_until(loop, lambda: not runner.busy, "the request ended")
+    assert log == (["cancelled", "answered"] if handled else ["cancelled"])
+    assert coro.cr_frame is None
+    assert_serves_on(loop, runner)
+
+
 def assert_serves_on(loop: asyncio.AbstractEventLoop, runner: AppRunner) -> None:
     """The runner's next request, which suspends, is resumed in one task and not cancelled."""
     log: list[str] = []
