@@ -217,3 +217,64 @@ def test_worker_abort_runs_when_the_master_aborts_a_stuck_worker(spawn: Spawn, t
     thread.join(60)
     assert "worker class uvicorn.workers.UvicornWorker: interface asgi" in server.output()
     assert server.stop() == 0
+
+
+QUIT_AT_INIT_CONF = """
+import os, signal
+bind = "127.0.0.1:{port}"
+workers = 1
+wsgi_app = "tests.apps.dropin_apps:wsgi"
+
+
+def _record(*words):
+    with open({hooks!r}, "a") as file:
+        file.write(" ".join(str(word) for word in words) + "\\n")
+
+
+def post_worker_init(worker):
+    _record("post_worker_init", os.getpid(), worker.age)
+    if worker.age == 1:
+        os.kill(os.getpid(), signal.{signal})
+
+
+def worker_int(worker):
+    _record("worker_int", os.getpid())
+
+
+def worker_exit(server, worker):
+    _record("worker_exit", os.getpid())
+
+
+def child_exit(server, worker):
+    _record("child_exit", worker.pid)
+"""
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+@pytest.mark.parametrize("signum", [signal.SIGQUIT, signal.SIGTERM], ids=["QUIT", "TERM"])
+def test_a_stop_signal_right_after_post_worker_init_stops_the_worker_as_it_should(
+    spawn: Spawn,  # noqa: F811
+    tmp_path: Path,
+    signum: signal.Signals,
+    loop: str,
+) -> None:
+    # A worker is ready to be signalled once post_worker_init ran (a deployment tool may read the hook as
+    # "the worker is up"): the signal is its own to handle then, not the default action's.
+    hooks = tmp_path / "hooks.txt"
+    port = free_port()
+    conf = tmp_path / "conf.py"
+    conf.write_text(QUIT_AT_INIT_CONF.format(port=port, hooks=str(hooks), signal=signum.name))
+    server = spawn(["-c", str(conf), "--loop", loop], port=port, cwd=tmp_path)
+    server.wait_ready()
+    first = wait_records(hooks, "post_worker_init", 1, server)[0][1]
+    wait_records(hooks, "child_exit", 1, server)
+    assert named(hooks, "worker_exit") == [["worker_exit", first]]
+    if signum == signal.SIGQUIT:
+        assert named(hooks, "worker_int") == [["worker_int", first]]
+    else:
+        assert named(hooks, "worker_int") == []
+    assert f"was killed by {signum.name}" not in server.output()  # (the default action's way out)
+    # The master replaced it, and the new worker serves.
+    wait_records(hooks, "post_worker_init", 2, server)
+    assert httpx.get(server.url + "/").status_code == 200
+    assert server.stop() == 0
