@@ -11,7 +11,8 @@ points (:class:`Host`): ``add_signal_handlers`` (before the sockets listen), ``l
 - Both count requests in a :class:`~tricorn.io.metrics.MetricsSlot` when ``--metrics-bind`` is set;
   Standalone serves the metrics and the probes itself (a Worker's master does).
 - Worker serves the sockets its master bound, answers SIGTERM (graceful; a second one changes nothing),
-  SIGQUIT (fast) and SIGUSR1, ignores SIGINT (the master, which gets the terminal's Ctrl-C too, decides), reports READY and beats
+  SIGQUIT (fast) and SIGUSR1 (those that come while it boots wait for its handlers: hold_signals),
+  ignores SIGINT (the master, which gets the terminal's Ctrl-C too, decides), reports READY and beats
   through its channel, asks to be replaced after max-requests or when its WSGI threads are all stuck, and
   drains when the master says so.
 - Embedded serves on an event loop that a program of its own runs (``tricorn.serve``, ``tricorn.Server``):
