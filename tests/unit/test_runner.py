@@ -232,11 +232,16 @@ def start_host(loop: asyncio.AbstractEventLoop, runner: AppRunner, host: str) ->
 
 @pytest.mark.parametrize("host", ["fresh", "running"])
 @pytest.mark.parametrize("handled", [True, False], ids=["handled", "unhandled"])
-def test_a_request_that_cancels_its_task_before_suspending_is_driven_to_its_end(
-    loop: asyncio.AbstractEventLoop, new_runner: Callable[[], AppRunner], host: str, handled: bool
+@pytest.mark.parametrize("by", ["request", "outside"])
+def test_a_cancellation_before_the_host_resumes_the_request_is_delivered_to_it(
+    loop: asyncio.AbstractEventLoop, new_runner: Callable[[], AppRunner], host: str, handled: bool, by: str
 ) -> None:
-    # Review §5.1: host.cancel() cancels the host's wait for work (running host), or stays pending on a
-    # host that has not run yet (3.11, 3.12, even after uncancel()); either way the request was dropped.
+    # by the request, before it first suspends. Review §5.1: host.cancel() cancels the host's wait for work
+    # (running host), or stays pending on a host that has not run yet (3.11, 3.12, even after uncancel());
+    # either way the request was dropped.
+    # from outside, once the request was handed to its host and before the host ran again (a server
+    # shutting down, an expired asyncio.timeout's callback): the cancellation reached the host's wait for
+    # work and was taken for one the request had made itself, which it had not, and was lost.
     runner = new_runner()
     start_host(loop, runner, host)
     log: list[str] = []
@@ -244,9 +249,10 @@ def test_a_request_that_cancels_its_task_before_suspending_is_driven_to_its_end(
     async def app() -> None:
         task = asyncio.current_task()
         assert task is not None
-        task.cancel()
+        if by == "request":
+            task.cancel()
         try:
-            await asyncio.sleep(0.01)
+            await loop.create_future()  # never set: only a cancellation ends this wait
         except asyncio.CancelledError:
             log.append("cancelled")
             if not handled:
@@ -255,7 +261,15 @@ def test_a_request_that_cancels_its_task_before_suspending_is_driven_to_its_end(
         log.append("answered")
 
     coro = app()
-    in_callback(loop, lambda: runner.step(coro))
+
+    def start() -> None:
+        runner.step(coro)
+        if by == "outside":
+            task = runner.host
+            assert task is not None and runner.busy
+            task.cancel()
+
+    in_callback(loop, start)
     run_until(loop, lambda: not runner.busy, "the request ended")
     assert log == (["cancelled", "answered"] if handled else ["cancelled"])
     assert coro.cr_frame is None  # finished, not merely abandoned

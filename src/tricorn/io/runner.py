@@ -54,7 +54,8 @@ def _resume(coro: Coro, waiting: Any, ctx: contextvars.Context, cancel: bool) ->
     """Drive ``coro`` from the point where it yielded ``waiting``, each step inside ``ctx``."""
     send, throw = coro.send, coro.throw
     if cancel:
-        # The request cancelled its task (the host) before it first suspended: deliver it now.
+        # The host was cancelled before it first resumed the request (by the request itself, before it
+        # suspended, or by anyone since the hand-over): deliver it now.
         try:
             waiting = ctx.run(throw, asyncio.CancelledError())
         except StopIteration:
@@ -171,6 +172,7 @@ class _Host:
         loop = hosts.loop
         wait: Any = _scheduled()  # the first wait, entered before this is a task (see __init__)
         while True:
+            cancelled = False
             if wait is not None:
                 try:
                     await wait
@@ -181,8 +183,10 @@ class _Host:
                         if hosts.spare is self:
                             hosts.spare = None
                         return
-                    # The request handed over in this loop turn cancelled its task (this host) before it
-                    # suspended, which cancelled this wait: _resume delivers it to the request.
+                    # A request was handed over in this loop turn and this host (its task) cancelled
+                    # before it ran again: by the request itself before it suspended (the item says so
+                    # too), or by anyone since (a server shutting down). Either way it is the request's.
+                    cancelled = True
                 wait = None
             item = self.item
             if item is None:
@@ -193,7 +197,7 @@ class _Host:
             self.item = None
             runner, coro, waiting, ctx, cancel = item
             try:
-                await _resume(coro, waiting, ctx, cancel)
+                await _resume(coro, waiting, ctx, cancel or cancelled)
             except BaseException:  # pragma: no cover - the request wrapper reports its own errors
                 pass
             finally:
