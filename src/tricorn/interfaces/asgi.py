@@ -120,8 +120,8 @@ async def send_plain(
 class HTTPCycle:
     """One request/response exchange. ``receive`` and ``send`` are the ASGI callables given to the app."""
 
-    # No __slots__: per-request state starts at these class-level defaults and __init__ sets only the
-    # three attributes every request needs (a 20-attribute __init__ cost ~4% of bench "hello").
+    # No __slots__: per-request state starts at these class-level defaults and __init__ sets only what
+    # every request reads or needs (a 20-attribute __init__ cost ~4% of bench "hello").
     body_size = 0  # bytes received and not yet given to the app
     received = 0  # bytes of the request body received in all
     body_complete = False
@@ -144,6 +144,13 @@ class HTTPCycle:
         self.stream = stream
         self.request = request
         self.scope = scope
+        # What send() reads for every request is set here, not left to its class-level default: Python
+        # 3.11 specializes an attribute read only when the instance holds the name (bench "hello8").
+        self.state = RESPONSE_START
+        self.disconnected = False
+        self.trailers = False
+        self.waiter = None
+        self.response_bytes = 0
 
     # -- events from the connection
     def feed_body(self, data: bytes) -> None:
