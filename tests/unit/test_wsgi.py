@@ -18,6 +18,7 @@ from tricorn.interfaces.wsgi import (
     ErrorStream,
     FileWrapper,
     WorkerPool,
+    WSGICycle,
     WSGIInput,
     base_environ,
     build_environ,
@@ -189,6 +190,38 @@ def test_parse_start_repeats_only_what_was_asked() -> None:
         assert _parse_start("200 OK", [["X", "1"]]) == (200, ((b"X", b"1"),), None)  # type: ignore[list-item]
         with pytest.raises(TypeError):
             _parse_start("200 OK", [["X", 1]])  # type: ignore[list-item]
+
+
+def test_start_response_repeats_the_last_call_only_by_value() -> None:
+    # start_response finds the last call again before _parse_start: the same list changed in place since,
+    # a tuple or a generator of the same pairs, a pair given as a list, a bad value each get their own
+    # answer, checked as the first time.
+    def started(status: Any, headers: Any) -> Any:
+        cycle = WSGICycle(None, None, None)  # type: ignore[arg-type]  # start_response reads none of them
+        cycle.start_response(status, headers)
+        return cycle.started
+
+    headers = [("Content-Type", "text/plain"), ("Content-Length", "5")]
+    first = started("200 OK", headers)
+    assert first == (200, ((b"Content-Type", b"text/plain"), (b"Content-Length", b"5")), 5)
+    assert started("200 OK", headers) is first
+    assert started("200 OK", list(headers)) is first
+    headers[1] = ("Content-Length", "6")
+    assert started("200 OK", headers)[2] == 6
+    headers.append(("X-More", "1"))
+    assert started("200 OK", headers)[1][2] == (b"X-More", b"1")
+    assert started("201 Created", headers)[0] == 201
+    assert started("201 Created", tuple(headers))[0] == 201
+    assert started("201 Created", (pair for pair in headers[:1])) == (
+        201,
+        ((b"Content-Type", b"text/plain"),),
+        None,
+    )
+    assert started("200 OK", [["X", "1"]]) == (200, ((b"X", b"1"),), None)
+    with pytest.raises(TypeError):
+        started("200 OK", [["X", 1]])
+    with pytest.raises(TypeError):
+        started(b"200 OK", headers)
 
 
 @pytest.mark.parametrize(
