@@ -137,6 +137,7 @@ class WSGICycle:
     continue_asked = False
     resume_asked = False
     _file: tuple[int, int, int] = (-1, 0, 0)  # a sendfile's descriptor, offset and byte count
+    whole: tuple[int, Pairs, bytes]  # a whole response, for loop_run (set before it is posted)
 
     def __init__(self, server: WSGIServer, stream: Stream, request: Request) -> None:
         self.server = server
@@ -251,7 +252,10 @@ class WSGICycle:
                     and not self.abandoned
                 ):  # (what _final does for a body within its Content-Length, inline: bench wsgi "hello")
                     self.headers_sent = True
-                    post(self._loop_respond, started[0], started[1], body)
+                    # (posted as the cycle itself: no bound method made, nor called with op(*args))
+                    self.whole = (started[0], started[1], body)
+                    post_run = server.post_run
+                    post_run(self)
                     return
                 if self.headers_sent and body:
                     self._send(body)
@@ -504,8 +508,13 @@ class WSGICycle:
             self._notify()
 
     def _loop_respond(self, status: int, headers: Pairs, body: bytes) -> None:
-        """``_loop_send`` of a whole response (the worker checked that ``body`` fits its Content-Length):
-        one call into the stream, head and body."""
+        self.whole = (status, headers, body)
+        self.loop_run()
+
+    def loop_run(self) -> None:
+        """``_loop_send`` of the whole response in ``whole`` (the worker checked that its body fits its
+        Content-Length): one call into the stream, head and body. What ``Mailbox.post_run`` runs."""
+        status, headers, body = self.whole
         state = self.state
         if state is RESPONSE_DONE or state is ABORTED:
             return
