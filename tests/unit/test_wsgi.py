@@ -340,23 +340,24 @@ def test_pool_runs_jobs_and_overlaps_blocking_ones() -> None:
     done: list[str] = []
     lock = threading.Lock()
 
-    def job(name: str) -> Any:
-        def run(cond: threading.Condition) -> None:
+    class Job:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def execute(self, cond: threading.Condition) -> None:
             assert isinstance(cond, threading.Condition)
             barrier.wait()  # completes only if all three run at once
             with lock:
-                done.append(name)
+                done.append(self.name)
 
-        return run
-
-    pool.submit([job("a"), job("b"), job("c")])
+    pool.submit([Job("a"), Job("b"), Job("c")])
     pool.close()
     assert pool.join(10)
     assert sorted(done) == ["a", "b", "c"]
     assert pool.busy == 0
     assert len(pool.threads) == 3
     with pytest.raises(RuntimeError):
-        pool.submit([job("d")])
+        pool.submit([Job("d")])
 
 
 def test_pool_runs_a_backlog_larger_than_itself() -> None:
@@ -364,15 +365,16 @@ def test_pool_runs_a_backlog_larger_than_itself() -> None:
     results: list[int] = []
     finished = threading.Event()
 
-    def job(i: int) -> Any:
-        def run(cond: threading.Condition) -> None:
-            results.append(i)
+    class Job:
+        def __init__(self, i: int) -> None:
+            self.i = i
+
+        def execute(self, cond: threading.Condition) -> None:
+            results.append(self.i)
             if len(results) == 50:
                 finished.set()
 
-        return run
-
-    pool.submit([job(i) for i in range(50)])
+    pool.submit([Job(i) for i in range(50)])
     assert finished.wait(10)
     pool.close()
     assert pool.join(10)

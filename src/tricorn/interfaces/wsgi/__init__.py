@@ -103,7 +103,7 @@ class WSGIServer:
                 cycle.abandoned = True
                 cycle._loop_final_error("", None, True)
             return
-        self.pool.submit([cycle.execute for cycle in starting])
+        self.pool.submit(starting)
 
     def new_cycle(self, stream: Stream, request: Request) -> WSGICycle:
         cycle = WSGICycle(self, stream, request)

@@ -85,7 +85,12 @@ class _Worker:
         self.job_started = 0.0  # time.monotonic() when the job it runs started; 0.0 while it runs none
 
 
-Job = Callable[[threading.Condition], None]
+class Job(Protocol):
+    """What the pool runs: ``execute(cond)``, given the Condition of the thread that runs it (a
+    :class:`~tricorn.interfaces.wsgi.WSGICycle`; a method called on the job, not a callable, so that no
+    bound method is made for each: bench wsgi "hello")."""
+
+    def execute(self, cond: threading.Condition) -> None: ...
 
 
 class WorkerPool:
@@ -99,7 +104,7 @@ class WorkerPool:
     bench wsgi "hello"). Once a job has taken longer than :data:`BLOCKING_JOB` (the app blocked, or
     computed for long), every waiting job wakes a thread, up to ``size`` (bench wsgi "blocking": waking
     them one by one left most threads idle). Threads start when first needed; the most recently idle
-    thread is woken first. Each job is called with its thread's Condition, for its waits.
+    thread is woken first. Each job's ``execute`` is called with its thread's Condition, for its waits.
     """
 
     def __init__(self, size: int, name: str = "tricorn-wsgi") -> None:
@@ -186,7 +191,7 @@ class WorkerPool:
                 continue
             started = worker.job_started = monotonic()
             try:
-                job(cond)
+                job.execute(cond)
             except BaseException:  # pragma: no cover - jobs report their own errors
                 error_log.exception("internal error in a wsgi worker thread")
             ended = monotonic()
