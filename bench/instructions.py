@@ -20,6 +20,9 @@ Scenarios:
              the hello requests served by ``bench/minimal_asgi.py`` (no validation: the ceiling of a
              Python ASGI server on uvloop and httptools), driven the same way; not tricorn, so
              ``--baseline`` counts the same code twice
+  hello8, minimal-asgi8
+             hello and minimal-asgi on 8 keep-alive connections whose requests arrive in one loop turn
+             (as under wrk's 64 connections): what a loop turn costs is shared; counted per request
   close      the same on a new connection per request: connection_made, the request with
              ``Connection: close``, the close, connection_lost
   accept     the same over loopback through tricorn's own listener (io/accept.py): accept(2), the
@@ -60,6 +63,8 @@ SCENARIOS = (
     "targets",
     "fields",
     "minimal-asgi",
+    "hello8",
+    "minimal-asgi8",
     "close",
     "accept",
     "ws1k",
@@ -148,28 +153,35 @@ def new_field(i: int) -> bytes:
     return HELLO.replace(b"\r\n\r\n", b"\r\nX-Request-Id: %d\r\n\r\n" % i)
 
 
-async def run_hello(count: int, head: Any = same_head, server: str = "tricorn") -> None:
-    """``count`` requests, the i-th ``head(i)``, on one keep-alive connection to tricorn, or to
-    bench/minimal_asgi.py (``server="minimal-asgi"``)."""
+async def run_hello(count: int, head: Any = same_head, server: str = "tricorn", connections: int = 1) -> None:
+    """``count`` requests, the i-th ``head(i)``, on ``connections`` keep-alive connections (each with a
+    request in every loop turn, read before any is answered) to tricorn, or to bench/minimal_asgi.py
+    (``server="minimal-asgi"``)."""
+    pairs = []
     if server == "minimal-asgi":
         import bench.apps
         import bench.minimal_asgi
 
-        loop = asyncio.get_running_loop()
-        proto: Any = bench.minimal_asgi.Protocol(
-            bench.apps.hello, bench.minimal_asgi.Batch(loop), ("127.0.0.1", 8000)
-        )
+        batch = bench.minimal_asgi.Batch(asyncio.get_running_loop())
+        new = lambda: bench.minimal_asgi.Protocol(bench.apps.hello, batch, ("127.0.0.1", 8000))  # noqa: E731
     else:
         from tricorn.io.h1 import H1Protocol
 
-        proto = H1Protocol(state_for("hello"))
-    transport = Transport()
-    proto.connection_made(transport)
-    for i in range(count):
-        proto.data_received(head(i))
+        state = state_for("hello")
+        new = lambda: H1Protocol(state)  # noqa: E731
+    for _ in range(connections):
+        proto: Any = new()
+        transport = Transport()
+        proto.connection_made(transport)
+        pairs.append((proto, transport))
+    for i in range(count // connections or 1):
+        data = head(i)
+        for proto, _ in pairs:
+            proto.data_received(data)  # the reads of one loop turn
         await settle()
-        if not transport.take().endswith(b"Hello, world!"):
-            raise SystemExit(f"hello ({server}): no response")
+        for _, transport in pairs:
+            if not transport.take().endswith(b"Hello, world!"):
+                raise SystemExit(f"hello ({server}): no response")
 
 
 async def run_close(count: int) -> None:
@@ -326,6 +338,8 @@ def run_scenario(name: str, count: int) -> None:
         "targets": lambda: run_hello(count, new_target),
         "fields": lambda: run_hello(count, new_field),
         "minimal-asgi": lambda: run_hello(count, server="minimal-asgi"),
+        "hello8": lambda: run_hello(count, connections=8),
+        "minimal-asgi8": lambda: run_hello(count, server="minimal-asgi", connections=8),
         "close": lambda: run_close(count),
         "accept": lambda: run_accept(count),
         "ws1k": lambda: run_ws(count, 1024, 1),

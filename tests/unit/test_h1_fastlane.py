@@ -110,13 +110,13 @@ def differential(
     receive_simple(raw) (falling back to receive_data(raw) on None) while B only uses receive_data(raw);
     they must agree, and must keep agreeing on the ``follow`` reads after it.
 
-    Without a ``fast_lane`` this is done twice: with a lane of A's own, and with a lane that has already
-    read ``raw``'s field block (see warm_lane), so that every case is checked on the path that reads a
-    known block too.
+    Without a ``fast_lane`` this is done with a lane of A's own, then with lanes that already know
+    ``raw``'s request line, its field block, both, or the whole head (see warm_lane), so that every case is
+    checked on each path of the lane.
     """
     if fast_lane is None:
         got = _differential(raw, limits, upgrades, prefix, follow, None)
-        for knows in ("line", "block", "both"):
+        for knows in ("line", "block", "both", "head"):
             got_warm = _differential(
                 raw, limits, upgrades, prefix, follow, warm_lane(raw, limits, upgrades, knows)
             )
@@ -129,18 +129,18 @@ def differential(
 
 def warm_lane(raw: bytes, limits: H1Limits | None, upgrades: frozenset[bytes], knows: str) -> Any:
     """A fast lane that has read, on a connection of its own, ``raw``'s request line behind another field
-    block ("line"), ``raw``'s field block behind another request line ("block"), or ``raw`` itself
-    ("both"): it knows that part of ``raw`` if it accepts it at all."""
+    block ("line"), ``raw``'s field block behind another request line ("block"), ``raw`` itself ("both"),
+    or ``raw`` twice ("head": the second time with its line and block known, so it keeps the whole head):
+    it knows that part of ``raw`` if it accepts it at all."""
     lane = new_fast_lane("httptools")
     line_end = raw.find(b"\r\n")
-    if line_end >= 0 and knows != "both":
-        if knows == "line":
-            primer = raw[:line_end] + b"\r\nHost: primer\r\n\r\n"
-        else:
-            primer = b"GET /primer HTTP/1.1" + raw[line_end:]
-    else:
-        primer = raw
-    H1Connection(limits, "httptools", upgrades, lane).receive_simple(primer)
+    primers = [raw, raw] if knows == "head" else [raw]
+    if line_end >= 0 and knows == "line":
+        primers = [raw[:line_end] + b"\r\nHost: primer\r\n\r\n"]
+    elif line_end >= 0 and knows == "block":
+        primers = [b"GET /primer HTTP/1.1" + raw[line_end:]]
+    for primer in primers:
+        H1Connection(limits, "httptools", upgrades, lane).receive_simple(primer)
     return lane
 
 
@@ -848,8 +848,8 @@ def test_a_known_block_tells_whether_it_holds_a_proxy_field() -> None:
         request = H1Connection(None, "httptools", frozenset(), lane).receive_simple(raw)
         assert request is not None
         seen.append(request.proxy_free)
-    # Unknown the first time (the scope then looks), known the second.
-    assert seen == [False, False, True, False]
+    # Told the first time too: the block's answer is made as it is first read.
+    assert seen == [True, False, True, False]
 
 
 def test_the_lane_keeps_no_request_fields_between_heads() -> None:
@@ -859,3 +859,48 @@ def test_the_lane_keeps_no_request_fields_between_heads() -> None:
     for raw in (get(b"Host: a", b"X: 1"), get(b"Host: a", b"Content-Length: 0"), get(b"X: no host")):
         H1Connection(None, "httptools", frozenset(), lane).receive_simple(raw)
         assert lane.fields == []
+
+
+class _Unread:
+    """An llhttp stand-in for a lane's parsers that fails the test if a head reaches it."""
+
+    def feed_data(self, data: bytes) -> None:
+        raise AssertionError(f"llhttp read a head the lane knew whole: {data!r}")
+
+
+@pytest.mark.parametrize("connection", [b"", b"Connection: close"])
+def test_a_whole_head_seen_again_is_neither_split_nor_read(connection: bytes) -> None:
+    """A head that passed with its line and block known is kept whole; the same bytes again give the same
+    request (fields in a list of their own, the same keep-alive) without llhttp."""
+    lane = new_fast_lane("httptools")
+    raw = get(b"Host: a", b"Accept: */*", *([connection] if connection else []))
+    seen = [H1Connection(None, "httptools", frozenset(), lane).receive_simple(raw) for _ in range(2)]
+    assert list(lane.heads) == [raw]
+    parsers = lane.parser, lane.bare.parser
+    lane.parser = lane.bare.parser = _Unread()
+    for _ in range(2):
+        conn = H1Connection(None, "httptools", frozenset(), lane)
+        again = conn.receive_simple(raw)
+        assert again is not None and request_key(again) == request_key(seen[0])
+        assert again.keep_alive is (not connection) and again.proxy_free
+        assert all(again.headers is not other.headers for other in seen)
+        seen.append(again)
+        if connection:
+            assert conn.receive_simple(NEXT) is None  # after a close nothing more is read
+    # The lane's llhttp was left ready for the next connection's head (not closed by the "close").
+    lane.parser, lane.bare.parser = parsers
+    assert H1Connection(None, "httptools", frozenset(), lane).receive_simple(get(b"Host: b")) is not None
+
+
+def test_the_lane_keeps_few_and_small_heads() -> None:
+    lane = new_fast_lane("httptools")
+    for i in range(200):
+        raw = get(b"Host: a", b"X: %d" % i, target=b"/%d" % i)
+        for _ in range(2):
+            assert H1Connection(None, "httptools", frozenset(), lane).receive_simple(raw)
+        assert 0 < len(lane.heads) <= 64
+    lane.heads.clear()
+    big = get(b"Host: a", b"X: " + b"v" * 1200, target=b"/" + b"t" * 1000)
+    for _ in range(3):
+        assert H1Connection(None, "httptools", frozenset(), lane).receive_simple(big) is not None
+    assert not lane.heads and len(big) > 2048

@@ -32,9 +32,17 @@ from collections.abc import Iterable
 from enum import Enum
 
 from tricorn.errors import LocalProtocolError, RemoteProtocolError
-from tricorn.proto.h1.events import Backend, EndOfMessage, Event, H1Limits, Headers, ProxyFreeRequest, Request
-from tricorn.proto.h1.head import _BAD_TARGET, _HOST, KNOWN_METHODS, _has_token
-from tricorn.proto.h1.parsers import _BODY_METHODS, _Bare, _HttptoolsParser, _llhttp, _PythonParser, _Scout
+from tricorn.proto.h1.events import Backend, EndOfMessage, Event, H1Limits, ProxyFreeRequest, Request
+from tricorn.proto.h1.head import _BAD_TARGET, _HOST, KNOWN_METHODS
+from tricorn.proto.h1.parsers import (
+    _BODY_METHODS,
+    Head,
+    _Bare,
+    _HttptoolsParser,
+    _llhttp,
+    _PythonParser,
+    _Scout,
+)
 from tricorn.proto.h1.response import (
     _HEAD_FIELDS,
     _STATUS_LINES,
@@ -211,6 +219,30 @@ class H1Connection:
             or self.their_error is not None  # (only the general path's parser sets it)
         ):
             return None
+        known = scout.heads.get(data)
+        if known is None:
+            known = self._read_simple(scout, data)
+            if known is None:
+                return None
+        (method, url, path, query), (kept, closes, proxy_free) = known
+        keep_alive = True
+        if closes:
+            # Nothing after this request is read (RFC 9112 §9.6): the general path's parser, if it has
+            # one, stops, and without the scout receive_data reads nothing.
+            keep_alive = False
+            if parser is not None:
+                parser.closed = True
+            self._scout = None
+            if not self._scout_shared:
+                scout.release()
+        fields = list(kept)  # (a list of its own: an app may change its scope's)
+        if proxy_free:
+            return ProxyFreeRequest(method, url, "1.1", fields, path, query, None, keep_alive, False, None)
+        return Request(method, url, "1.1", fields, path, query, None, keep_alive, False, None)
+
+    def _read_simple(self, scout: _Scout, data: bytes) -> Head | None:
+        """The part of :meth:`receive_simple` for a head the lane has not seen whole before: what it
+        makes of the head's request line and field block, or None (the general path decides)."""
         # One whole head and nothing after it. (partition, not find or startswith: on Python 3.11 those
         # parse their arguments the slow way, some 800 instructions a call.)
         head, end, rest = data.partition(b"\r\n\r\n")
@@ -230,13 +262,11 @@ class H1Connection:
         known = scout.blocks.get(block)
         if known is None:
             lane: _Scout | _Bare = scout
-            fields: Headers = []
-            scout.fields = fields
+            scout.fields = []
             scout.host = scout.connection = None
             scout.odd = False
         else:
             lane = scout.bare
-            fields = list(known[0])  # (a list of its own: an app may change its scope's)
         try:
             lane.parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):  # the general path judges it
@@ -259,41 +289,31 @@ class H1Connection:
             path, _, query = url.partition(b"?")
             if path.find(b"#") >= 0:
                 path = path.partition(b"#")[0]
-            known_line = (method, url, path, query)
-            scout.remember_line(line, known_line)
+            parts = (method, url, path, query)
+            scout.remember_line(line, parts)
         else:
-            method, url, path, query = known_line
+            parts = known_line
         if known is None:
             # (A known block passed these with this lane: a lane serves one server, one set of limits.)
             host = scout.host
             if (
                 scout.odd
                 or host is None
-                or len(fields) > self.limits.fields
+                or len(scout.fields) > self.limits.fields
                 or (host != self._scout_host and _HOST.match(host) is None)
             ):
                 scout.reset()
                 return None
             self._scout_host = host
-            connection = scout.connection
-            scout.remember_block(block)
-        else:
-            connection = known[1]
-        keep_alive = True
-        if connection is not None and connection.find(b"close") >= 0 and _has_token(connection, b"close"):
-            # As check_head reads it. Nothing after this request is read (RFC 9112 §9.6): the general
-            # path's parser, if it has one, stops, and without the scout receive_data reads nothing.
-            keep_alive = False
-            if parser is not None:
-                parser.closed = True
-            self._scout = None
-            if self._scout_shared:
-                lane.reset()  # llhttp would refuse what follows a "close": the next connection's head
-            else:
-                scout.release()
-        if known is not None and known[2]:
-            return ProxyFreeRequest(method, url, "1.1", fields, path, query, None, keep_alive, False, None)
-        return Request(method, url, "1.1", fields, path, query, None, keep_alive, False, None)
+            known = scout.remember_block(block)
+        elif known_line is not None:
+            # The head passed whole, and its line and its block had each passed before: a client that
+            # repeats itself (bench "hello"). The same bytes again are not even split or read by llhttp.
+            # (A head is kept only then: a client whose every head differs would only churn the table.)
+            scout.remember_head(data, (known_line, known))
+        if known[1]:
+            lane.reset()  # llhttp refuses what follows a "close" (the lane may be the next connection's)
+        return parts, known
 
     @property
     def in_head(self) -> bool:

@@ -19,6 +19,7 @@ from tricorn.proto.h1.head import (
     _FIELD_LINE,
     _FRAMING_NAMES,
     _check_trailer,
+    _has_token,
     _HeadBuffer,
     check_head,
 )
@@ -326,17 +327,20 @@ _SCOUT_NAMES: Final = _FRAMING_NAMES | {b"proxy-connection"}
 _BODY_METHODS: Final = (b"POST ", b"PUT ", b"PATCH ")
 
 
-# What the fast lane remembers (see _Scout): at most _KEPT request lines and field blocks, each of at most
-# _KEPT_SIZE bytes (at most 256 kB in all).
+# What the fast lane remembers (see _Scout): at most _KEPT request lines, field blocks and whole heads,
+# each of at most _KEPT_SIZE bytes (at most 384 kB in all).
 _KEPT: Final = 64
 _KEPT_SIZE: Final = 2048
 
 # A request line the fast lane accepted: (method, target, path, query).
 Line = tuple[bytes, bytes, bytes, bytes]
-# A field block the fast lane accepted: (its fields, its one Connection value lowercased or None, whether
-# it holds no proxy field).
-Block = tuple[tuple[tuple[bytes, bytes], ...], bytes | None, bool]
+# A field block the fast lane accepted: (its fields, whether its Connection field says "close", whether it
+# holds no proxy field).
+Block = tuple[tuple[tuple[bytes, bytes], ...], bool, bool]
 
+
+# A whole head the fast lane accepted (the read held it and nothing else): its line's and its block's.
+Head = tuple[Line, Block]
 
 # The scout's fields between two heads (receive_simple gives it a list of its own before each).
 _NO_FIELDS: Headers = []
@@ -353,11 +357,12 @@ class _Scout:
     A client sends the same field block (the bytes between the request line and the blank line) again
     and again, and often the same request line. What the lane makes of a line or a block it accepted
     depends on those bytes alone, so it is kept, in ``lines`` and ``blocks``. A head whose block is known
-    is still read by llhttp, whole, but by ``bare``, a parser with no callbacks: no Python call per field
-    (bench "hello").
+    is still read by llhttp, whole, but by ``bare``, a parser with no callbacks: no Python call per field.
+    A whole head (the read held it and nothing else) that passed with both its line and its block known
+    is kept in ``heads``: the same bytes again are taken from there, not split, not read (bench "hello").
     """
 
-    __slots__ = ("bare", "blocks", "connection", "fields", "host", "lines", "odd", "parser")
+    __slots__ = ("bare", "blocks", "connection", "fields", "heads", "host", "lines", "odd", "parser")
 
     def __init__(self) -> None:
         assert httptools is not None
@@ -365,6 +370,7 @@ class _Scout:
         self.bare = _Bare()
         self.lines: dict[bytes, Line] = {}
         self.blocks: dict[bytes, Block] = {}
+        self.heads: dict[bytes, Head] = {}
         self.fields: Headers = []
         self.host: bytes | None = None
         self.connection: bytes | None = None  # the value of one Connection field, lowercased
@@ -391,12 +397,23 @@ class _Scout:
         if len(line) <= _KEPT_SIZE:
             _keep(self.lines, line, parts)
 
-    def remember_block(self, block: bytes) -> None:
-        """The field block just read, whose fields are in ``fields``, passed: keep what it gave."""
+    def remember_block(self, block: bytes) -> Block:
+        """The field block just read, whose fields are in ``fields``, passed: what it gives, kept."""
         fields = self.fields
+        connection = self.connection  # (as check_head reads it)
+        closes = (
+            connection is not None and connection.find(b"close") >= 0 and _has_token(connection, b"close")
+        )
+        known = (tuple(fields), closes, not carries_proxy_headers(fields))
         if len(block) <= _KEPT_SIZE:
-            _keep(self.blocks, block, (tuple(fields), self.connection, not carries_proxy_headers(fields)))
-        self.fields = _NO_FIELDS  # (the list is the request's: it is not kept here until the next head)
+            _keep(self.blocks, block, known)
+        self.fields = _NO_FIELDS
+        return known
+
+    def remember_head(self, data: bytes, known: Head) -> None:
+        """``data``, one whole head, passed: the lane takes ``known`` for it from here on."""
+        if len(data) <= _KEPT_SIZE:
+            _keep(self.heads, data, known)
 
     def reset(self) -> None:
         self.parser = httptools.HttpRequestParser(self)
