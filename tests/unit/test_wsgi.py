@@ -3,6 +3,7 @@ stand-in cycle, the worker pool, and interface detection."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections import deque
@@ -18,8 +19,8 @@ from tricorn.interfaces.wsgi import (
     ErrorStream,
     FileWrapper,
     WorkerPool,
-    WSGICycle,
     WSGIInput,
+    WSGIServer,
     base_environ,
     build_environ,
     connection_environ,
@@ -196,8 +197,15 @@ def test_start_response_repeats_the_last_call_only_by_value() -> None:
     # start_response finds the last call again before _parse_start: the same list changed in place since,
     # a tuple or a generator of the same pairs, a pair given as a list, a bad value each get their own
     # answer, checked as the first time.
+    class Stream:
+        proxy_trust = None
+
+    server = WSGIServer(lambda e, s: [], asyncio.new_event_loop(), 1)
+    server.loop.close()  # (start_response needs no loop)
+    request = parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+
     def started(status: Any, headers: Any) -> Any:
-        cycle = WSGICycle(None, None, None)  # type: ignore[arg-type]  # start_response reads none of them
+        cycle = server.new_cycle(Stream(), request)  # type: ignore[arg-type]  # a stand-in
         cycle.start_response(status, headers)
         return cycle.started
 

@@ -108,8 +108,8 @@ class WSGICycle:
     (``start_response``, ``write``, ``wsgi.input``).
     """
 
-    # Class-level defaults for what a request may never touch; __init__ sets what every request reads
-    # before it is set (see there).
+    # Class-level defaults for what a request may never touch; what every request reads is set by
+    # WSGIServer.new_cycle, below.
     status = 0
     response_headers: Any = ()
     response_bytes = 0
@@ -138,21 +138,17 @@ class WSGICycle:
     resume_asked = False
     _file: tuple[int, int, int] = (-1, 0, 0)  # a sendfile's descriptor, offset and byte count
     whole: tuple[int, Pairs, bytes]  # a whole response, for loop_run (set before it is posted)
-
-    def __init__(self, server: WSGIServer, stream: Stream, request: Request) -> None:
-        self.server = server
-        self.stream = stream
-        self.request = request
-        # What every request reads before anything may set it, on the instance and not as a class-level
-        # default: Python 3.11 specializes an attribute read only when the instance holds the name, and
-        # looks a class-level default up the generic way, some ten times the cost (bench wsgi "hello").
-        self.state: CycleState = RESPONSE_START
-        self.abandoned = False  # the loop takes no more output: client gone, or the response was refused
-        self.disconnected = False
-        self.forwarded: Forwarded | None = None  # what a trusted proxy's headers say (WSGIServer.new_cycle)
-        self.started: tuple[int, Pairs, int | None] | None = None  # start_response's, parsed
-        self.headers_sent = False
-        self.chunks: deque[bytes] | None = None
+    # Set for every request by WSGIServer.new_cycle, which makes the cycle (there is no __init__: see there).
+    server: WSGIServer
+    stream: Stream
+    request: Request
+    state: CycleState
+    abandoned: bool  # the loop takes no more output: client gone, or the response was refused
+    disconnected: bool
+    forwarded: Forwarded | None  # what a trusted proxy's headers say
+    started: tuple[int, Pairs, int | None] | None  # start_response's, parsed
+    headers_sent: bool
+    chunks: deque[bytes] | None
 
     @property
     def scope(self) -> Scope:
