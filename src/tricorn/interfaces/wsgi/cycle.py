@@ -322,7 +322,9 @@ class WSGICycle:
             self.started = last[2]
         else:
             self.started = _parse_start(status, headers)
-        return self.write
+        # The write() callable is the cycle itself (its __call__): no bound method made for each request,
+        # where most apps never write (bench wsgi "hello").
+        return self
 
     def write(self, data: bytes) -> None:
         """PEP 3333's write() callable (for legacy apps): sends ``data`` before returning."""
@@ -330,6 +332,8 @@ class WSGICycle:
             data = _check_bytes(data)
         if data:
             self._send(data)
+
+    __call__ = write
 
     def _gone(self, message: str = "client disconnected") -> ClientDisconnected:
         """The exception a worker raises once the client is gone (worker thread)."""
