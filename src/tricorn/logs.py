@@ -48,6 +48,7 @@ __all__ = [
     "escape_controls",
     "escape_for_log",
     "format_exception_for_log",
+    "peer_for_log",
 ]
 
 TRACE = 5
@@ -85,6 +86,15 @@ def _escape_char(char: str) -> str:
     if code < 0x10000:
         return f"\\u{code:04x}"
     return f"\\U{code:08x}"
+
+
+def peer_for_log(address: object) -> str:
+    """A connection's peer or a request's client as an error log line names it: ``host:port``, or ``-``
+    when there is none (no client in the scope, a Unix socket's peer). The host is escaped, as the access
+    log's ``h`` is: behind a proxy it is what a header said."""
+    if isinstance(address, tuple | list) and len(address) >= 2:
+        return f"{escape_for_log(str(address[0]))}:{address[1]}"
+    return "-"
 
 
 def escape_for_log(text: str) -> str:

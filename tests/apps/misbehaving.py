@@ -9,6 +9,9 @@
 - ``/self-cancel``: cancels its own task before the first await, catches the CancelledError that the next
   await raises, and answers 200 ``survived its own cancellation``.
 - ``/self-cancel-unhandled``: the same, but lets the CancelledError out.
+- ``/expired-timeout``: awaits a 5 s sleep inside ``asyncio.timeout(0)``, whose expiry cancels the task from
+  a loop callback right after the first await suspended; answers 200 ``timed out`` (or ``the deadline never
+  came``).
 - WebSocket ``/exit``: accepts, waits for one message, then ``sys.exit(3)``.
 
 Lifespan: answers startup and shutdown at once. ``wsgi_app`` raises SystemExit on ``/exit``, else answers
@@ -82,6 +85,14 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         task.cancel()
         await asyncio.sleep(0.01)
         await respond(send, b"never sent")
+    elif path == "/expired-timeout":
+        body = b"the deadline never came"
+        try:
+            async with asyncio.timeout(0):
+                await asyncio.sleep(5)
+        except TimeoutError:
+            body = b"timed out"
+        await respond(send, body)
     else:
         await send({"type": "http.response.start", "status": 404, "headers": [(b"content-length", b"0")]})
         await send({"type": "http.response.body", "body": b""})

@@ -5,10 +5,12 @@ the test reads: the hook's name, the process it ran in, what it was given)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -216,4 +218,116 @@ def test_worker_abort_runs_when_the_master_aborts_a_stuck_worker(spawn: Spawn, t
     assert hooks.read_text().split() == ["worker_abort", str(pid), str(pid)]
     thread.join(60)
     assert "worker class uvicorn.workers.UvicornWorker: interface asgi" in server.output()
+    assert server.stop() == 0
+
+
+QUIT_AT_INIT_CONF = """
+import os, signal
+bind = "127.0.0.1:{port}"
+workers = 1
+wsgi_app = "tests.apps.dropin_apps:wsgi"
+
+
+def _record(*words):
+    with open({hooks!r}, "a") as file:
+        file.write(" ".join(str(word) for word in words) + "\\n")
+
+
+def post_worker_init(worker):
+    _record("post_worker_init", os.getpid(), worker.age)
+    if worker.age == 1:
+        os.kill(os.getpid(), signal.{signal})
+
+
+def worker_int(worker):
+    _record("worker_int", os.getpid())
+
+
+def worker_exit(server, worker):
+    _record("worker_exit", os.getpid())
+
+
+def child_exit(server, worker):
+    _record("child_exit", worker.pid)
+"""
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+@pytest.mark.parametrize("signum", [signal.SIGQUIT, signal.SIGTERM], ids=["QUIT", "TERM"])
+def test_a_stop_signal_right_after_post_worker_init_stops_the_worker_as_it_should(
+    spawn: Spawn,  # noqa: F811
+    tmp_path: Path,
+    signum: signal.Signals,
+    loop: str,
+) -> None:
+    # A worker is ready to be signalled once post_worker_init ran (a deployment tool may read the hook as
+    # "the worker is up"): the signal is its own to handle then, not the default action's.
+    hooks = tmp_path / "hooks.txt"
+    port = free_port()
+    conf = tmp_path / "conf.py"
+    conf.write_text(QUIT_AT_INIT_CONF.format(port=port, hooks=str(hooks), signal=signum.name))
+    server = spawn(["-c", str(conf), "--loop", loop], port=port, cwd=tmp_path)
+    server.wait_ready()
+    first = wait_records(hooks, "post_worker_init", 1, server)[0][1]
+    wait_records(hooks, "child_exit", 1, server)
+    assert named(hooks, "worker_exit") == [["worker_exit", first]]
+    if signum == signal.SIGQUIT:
+        assert named(hooks, "worker_int") == [["worker_int", first]]
+    else:
+        assert named(hooks, "worker_int") == []
+    assert f"was killed by {signum.name}" not in server.output()  # (the default action's way out)
+    # The master replaced it, and the new worker serves.
+    wait_records(hooks, "post_worker_init", 2, server)
+    assert httpx.get(server.url + "/").status_code == 200
+    assert server.stop() == 0
+
+
+PRE_REQUEST_ONLY_CONF = """
+import json, os
+bind = "127.0.0.1:{port}"
+wsgi_app = "tests.apps.dropin_apps:wsgi"
+
+
+def pre_request(worker, req):
+    with open({hooks!r}, "a") as file:
+        record = {{
+            "pid": os.getpid(), "worker": worker.pid, "method": req.method, "path": req.path,
+            "query": req.query, "uri": req.uri, "version": list(req.version), "headers": req.headers,
+            "remote_addr": req.remote_addr,
+        }}
+        file.write(json.dumps(record) + "\\n")
+"""
+
+
+def test_a_config_with_only_a_pre_request_hook(spawn: Spawn, tmp_path: Path) -> None:  # noqa: F811
+    # No other hook and no other setting of note: the hook alone runs before each request, with what
+    # docs/gunicorn.md says it gets, in the worker that serves it, and the server serves as usual.
+    hooks = tmp_path / "hooks.jsonl"
+    port = free_port()
+    (tmp_path / "gunicorn.conf.py").write_text(PRE_REQUEST_ONLY_CONF.format(port=port, hooks=str(hooks)))
+    server = spawn([], port=port, cwd=tmp_path)
+    server.wait_ready()
+
+    def seen() -> list[dict[str, Any]]:
+        return [json.loads(line) for line in hooks.read_text().splitlines()] if hooks.exists() else []
+
+    with httpx.Client(base_url=server.url) as client:
+        first = client.get("/some/path?x=1&y=2", headers={"X-Trace": "abc"})
+        second = client.post("/form", content=b"a=1")
+        third = client.get("/")
+    for response in (first, second, third):
+        assert response.status_code == 200
+        assert response.json()["interface"] == "wsgi"
+    records = seen()
+    assert [(r["method"], r["path"], r["query"], r["uri"]) for r in records] == [
+        ("GET", "/some/path", "x=1&y=2", "/some/path?x=1&y=2"),
+        ("POST", "/form", "", "/form"),
+        ("GET", "/", "", "/"),
+    ]
+    pid = first.json()["pid"]
+    assert all(r["pid"] == r["worker"] == pid for r in records)  # in the worker that served them
+    assert pid != server.proc.pid
+    assert all(r["version"] == [1, 1] and r["remote_addr"] == "127.0.0.1" for r in records)
+    assert ["X-TRACE", "abc"] in records[0]["headers"]
+    assert "hook" not in server.output().replace("read settings and hooks from gunicorn.conf.py", "")
     assert server.stop() == 0

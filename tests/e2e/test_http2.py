@@ -487,6 +487,26 @@ def test_response_head_gets_server_and_date(server: TricornProcess) -> None:
     assert response.ended
 
 
+@pytest.mark.parametrize("date", [True, False], ids=["default", "no-date-header"])
+def test_date_header_setting(start: Start, date: bool) -> None:
+    # --no-date-header reaches HTTP/2 responses as it does HTTP/1.1 ones (proto/h2.py takes the date from
+    # the same place): the app's, the server's own (a 501) and httpx's view of them, on h2c.
+    server = start(APP) if date else start(APP, "--no-date-header")
+    with H2Client(server.port) as client:
+        answered = client.request("/")
+        refused = client.request("/", method="BREW")
+    with h2_client(server) as httpx_client:
+        response = httpx_client.get("/")
+    assert (answered.status, refused.status, response.status_code) == (200, 501, 200)
+    assert response.http_version == "HTTP/2"
+    for got in (answered.header("date"), refused.header("date"), response.headers.get("date")):
+        if date:
+            assert got is not None and got.endswith(" GMT"), got
+        else:
+            assert got is None, got
+    assert answered.header("server") == refused.header("server") == "tricorn"  # the other default header
+
+
 def test_head_has_no_body(server: TricornProcess) -> None:
     with H2Client(server.port) as client:
         response = client.request("/head-test", method="HEAD")

@@ -101,6 +101,17 @@ def test_a_request_that_cancels_its_own_task_is_answered(tricorn: type[TricornPr
     assert server.output().count("exception in asgi application: CancelledError()") == 1
 
 
+def test_a_timeout_that_expires_as_the_request_first_waits_cancels_it(tricorn: type[TricornProcess]) -> None:
+    # An expired asyncio.timeout cancels its task from a loop callback: one that ran after the request
+    # had suspended and been handed to its host task, before the host ran again. The cancellation was
+    # swallowed by the host, and the request slept on as if it had no deadline.
+    server = tricorn([APP]).wait_ready()
+    with connection(server) as sock:
+        worker_of(sock)  # the host task that the next request suspends in has run and waits for work
+        assert exchange(sock, "/expired-timeout") == (200, b"timed out", False)
+        assert exchange(sock, "/expired-timeout") == (200, b"timed out", False)
+
+
 def test_a_websocket_app_calling_sys_exit_is_closed_1011(tricorn: type[TricornProcess]) -> None:
     server = tricorn([APP]).wait_ready()
 

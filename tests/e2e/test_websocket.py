@@ -669,6 +669,48 @@ def test_empty_close_frame_is_echoed(server: TricornProcess) -> None:
     client.close()
 
 
+def test_frames_with_debug_logging(start: Start) -> None:
+    # With the debug log on, frames are read by the websockets library, which logs each one, and not by
+    # the fast lane (proto/ws.py, WSConnection._fast_frames), which does not: what a client gets back is
+    # the same either way, and every frame read and written has its debug line.
+    server = start("--log-level", "debug")
+    path = unique()
+    client = accepted(server, path)
+    big = os.urandom(70000)  # a 64-bit length
+    # Several whole frames in one write, as the fast lane would take them.
+    client.send(frame(1, "héllo ✓".encode()) + frame(2, b"\x00\xff" * 100) + frame(2, big))
+    assert client.read_frame() == (1, True, "héllo ✓".encode())
+    assert client.read_frame() == (2, True, b"\x00\xff" * 100)
+    assert client.read_frame() == (2, True, big)
+    # A ping, then a fragmented text message (its UTF-8 split across the fragments) in the same write.
+    text = "fragmented ✓".encode()
+    client.send(frame(9, b"ping!") + frame(1, text[:11], fin=False) + frame(0, text[11:]))
+    assert client.read_frame() == (10, True, b"ping!")
+    assert client.read_frame() == (1, True, text)
+    # A masked close with a reason: unmasked, echoed, and its code and reason given to the app.
+    client.send(frame(8, close_payload(1000, b"done here"), key=b"\xa5\x5a\xff\x01"))
+    assert client.read_frame() == (8, True, close_payload(1000, b"done here"))
+    assert client.at_eof()
+    client.close()
+    wait_for(lambda: [1000, "done here", path] in events(server)["disconnects"])
+    wait_for(lambda: "> CLOSE 1000 (OK) done here" in server.output(), what=server.output)
+    output = server.output()
+    for line in (
+        "< TEXT 'héllo ✓' [10 bytes]",
+        "> TEXT 'héllo ✓' [10 bytes]",
+        "< BINARY 00 ff 00 ff",
+        "< BINARY",
+        "[70000 bytes]",
+        "< TEXT 'fragmented ' [11 bytes, continued]",
+        "< CONT '✓' [text, 3 bytes]",
+        "> TEXT 'fragmented ✓' [14 bytes]",
+        "< PING 'ping!' [text, 5 bytes]",
+        "> PONG 'ping!' [text, 5 bytes]",
+        "< CLOSE 1000 (OK) done here [11 bytes]",
+    ):
+        assert line in output, line
+
+
 def test_closing_handshake_times_out(start: Start) -> None:
     server = start("--ws-close-timeout", "0.2")
     client = accepted(server, "/close/4000")

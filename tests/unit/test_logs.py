@@ -25,6 +25,7 @@ from tricorn.logs import (
     configure_logging,
     escape_for_log,
     format_exception_for_log,
+    peer_for_log,
 )
 
 # -- escape_for_log ---------------------------------------------------------------------------------------
@@ -64,6 +65,22 @@ def test_escaped_text_is_printable_and_one_line() -> None:
 def test_plain_text_is_returned_as_is() -> None:
     text = "/unchanged"
     assert escape_for_log(text) is text
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        (("203.0.113.7", 51234), "203.0.113.7:51234"),
+        (["203.0.113.7", 51234], "203.0.113.7:51234"),  # an ASGI scope's client may be a list
+        (("2001:db8::1", 443, 0, 0), "2001:db8::1:443"),  # an IPv6 peername
+        (("evil\r\nhost", 1), "evil\\x0d\\x0ahost:1"),  # a client set by whatever came before the app
+        (None, "-"),
+        ("", "-"),  # a Unix socket's peername
+        ((), "-"),
+    ],
+)
+def test_peer_for_log(address: object, expected: str) -> None:
+    assert peer_for_log(address) == expected
 
 
 # -- AccessLogFormatter -----------------------------------------------------------------------------------

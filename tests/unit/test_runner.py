@@ -232,11 +232,16 @@ def start_host(loop: asyncio.AbstractEventLoop, runner: AppRunner, host: str) ->
 
 @pytest.mark.parametrize("host", ["fresh", "running"])
 @pytest.mark.parametrize("handled", [True, False], ids=["handled", "unhandled"])
-def test_a_request_that_cancels_its_task_before_suspending_is_driven_to_its_end(
-    loop: asyncio.AbstractEventLoop, new_runner: Callable[[], AppRunner], host: str, handled: bool
+@pytest.mark.parametrize("by", ["request", "outside"])
+def test_a_cancellation_before_the_host_resumes_the_request_is_delivered_to_it(
+    loop: asyncio.AbstractEventLoop, new_runner: Callable[[], AppRunner], host: str, handled: bool, by: str
 ) -> None:
-    # Review §5.1: host.cancel() cancels the host's wait for work (running host), or stays pending on a
-    # host that has not run yet (3.11, 3.12, even after uncancel()); either way the request was dropped.
+    # by the request, before it first suspends. Review §5.1: host.cancel() cancels the host's wait for work
+    # (running host), or stays pending on a host that has not run yet (3.11, 3.12, even after uncancel());
+    # either way the request was dropped.
+    # from outside, once the request was handed to its host and before the host ran again (a server
+    # shutting down, an expired asyncio.timeout's callback): the cancellation reached the host's wait for
+    # work and was taken for one the request had made itself, which it had not, and was lost.
     runner = new_runner()
     start_host(loop, runner, host)
     log: list[str] = []
@@ -244,9 +249,10 @@ def test_a_request_that_cancels_its_task_before_suspending_is_driven_to_its_end(
     async def app() -> None:
         task = asyncio.current_task()
         assert task is not None
-        task.cancel()
+        if by == "request":
+            task.cancel()
         try:
-            await asyncio.sleep(0.01)
+            await loop.create_future()  # never set: only a cancellation ends this wait
         except asyncio.CancelledError:
             log.append("cancelled")
             if not handled:
@@ -255,7 +261,15 @@ def test_a_request_that_cancels_its_task_before_suspending_is_driven_to_its_end(
         log.append("answered")
 
     coro = app()
-    in_callback(loop, lambda: runner.step(coro))
+
+    def start() -> None:
+        runner.step(coro)
+        if by == "outside":
+            task = runner.host
+            assert task is not None and runner.busy
+            task.cancel()
+
+    in_callback(loop, start)
     run_until(loop, lambda: not runner.busy, "the request ended")
     assert log == (["cancelled", "answered"] if handled else ["cancelled"])
     assert coro.cr_frame is None  # finished, not merely abandoned
@@ -563,4 +577,60 @@ def test_a_request_that_cancels_the_shared_host_cancels_no_other_connection(
     in_callback(loop, both)
     run_until(loop, lambda: log, "b's request ended")
     assert not b.busy
+    hosts.close()
+
+
+def test_one_turn_of_requests_that_wait_cancel_or_finish_each_runs_in_the_right_task(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """The batch keeps the spare entered from one request to the next: each request still sees its own
+    host as the current task, a new spare after one that waits or cancels its task, a task of its own on a
+    busy connection, and no task is left current once the turn's requests have run."""
+    hosts = Hosts(loop)
+    a, b, c, d, e, f = (AppRunner(loop, hosts) for _ in range(6))
+    gate: asyncio.Future[None] = loop.create_future()
+    seen: dict[str, asyncio.Task[Any] | None] = {}
+    after: list[asyncio.Task[Any] | None] = []
+
+    def quick(name: str) -> Any:
+        async def app() -> None:
+            seen[name] = asyncio.current_task()
+
+        return app()
+
+    async def waits() -> None:
+        seen["waits"] = asyncio.current_task()
+        await gate
+        seen["waits, after"] = asyncio.current_task()
+
+    async def cancels() -> None:
+        seen["cancels"] = task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+
+    def turn() -> None:
+        a.run(quick("a1"))
+        a.run(quick("a2"))
+        b.run(waits())
+        b.run(quick("b, busy"))  # its connection's host drives "waits": a task of its own
+        c.run(quick("c"))
+        d.run(cancels())
+        e.run(quick("e"))
+        f.run(quick("f"))
+        loop.call_soon(lambda: after.append(asyncio.current_task()))
+
+    in_callback(loop, turn)
+    run_until(loop, lambda: after and "f" in seen and "b, busy" in seen, "the turn ran")
+    assert after == [None]
+    first = seen["a1"]
+    assert first is not None and seen["a2"] is first and seen["waits"] is first
+    second = seen["c"]
+    assert second is not None and second is not first and seen["cancels"] is second
+    third = seen["e"]
+    assert third is not None and third not in (first, second) and seen["f"] is third
+    assert seen["b, busy"] not in (None, first, second, third)
+    assert hosts.spare is not None and hosts.spare.task is third
+    gate.set_result(None)
+    run_until(loop, lambda: "waits, after" in seen, "the waiting request ended")
+    assert seen["waits, after"] is first
     hosts.close()

@@ -399,9 +399,11 @@ class HTTPCycle:
             # before (docs/deployment.md, "When an app raises SystemExit").
             self.stream.app_error(self, f"exception in asgi application: {exc!r:.200}", exc)
         else:
-            if self.state is not RESPONSE_DONE and (self.disconnected or self.peer_eof):
+            if self.state is RESPONSE_DONE:
+                return
+            if self.disconnected or self.peer_eof:
                 # The client left and the app stopped: nothing to report, the connection just ends.
                 self.state = ABORTED
                 self.stream.cycle_complete(self)
-            elif self.state is not RESPONSE_DONE:
+            else:
                 self.stream.app_error(self, "asgi application returned without completing the response", None)

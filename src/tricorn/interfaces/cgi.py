@@ -43,7 +43,7 @@ from urllib.parse import unquote_to_bytes
 
 from tricorn.errors import ClientDisconnected, LocalProtocolError
 from tricorn.interfaces.asgi import send_plain
-from tricorn.logs import escape_for_log
+from tricorn.logs import escape_for_log, peer_for_log
 from tricorn.proto.cgi import (
     OutputParser,
     ResponseKind,
@@ -137,7 +137,7 @@ class CGIMount:
         if len(found) == 2:
             status, reason = found
             shown = escape_for_log(scope["raw_path"].decode("latin-1"))
-            error_log.info("%s %d cgi: %s %s", _client(scope), status, shown, reason)
+            error_log.info("%s %d cgi: %s %s", peer_for_log(scope.get("client")), status, shown, reason)
             await send_plain(send, status, "not found" if status == 404 else "forbidden")
             return
         path, script_name, path_info = found
@@ -154,7 +154,7 @@ class CGIMount:
         if length is None:
             error_log.info(
                 "%s 411 cgi: a body without content-length longer than %d bytes",
-                _client(scope),
+                peer_for_log(scope.get("client")),
                 BUFFERED_BODY_LIMIT,
             )
             await send_plain(send, 411, "a body this long needs a content-length")
@@ -770,11 +770,6 @@ if sys.version_info[:2] == (3, 11):  # the signature of 3.11's _posixsubprocess.
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
-
-
-def _client(scope: Scope) -> str:
-    client = scope.get("client")
-    return f"{client[0]}:{client[1]}" if client else "-"
 
 
 async def redirect_client(scope: Scope, receive: Receive, send: Send) -> None:

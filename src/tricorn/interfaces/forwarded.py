@@ -14,7 +14,7 @@ import logging
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from tricorn.logs import escape_for_log
+from tricorn.logs import escape_for_log, peer_for_log
 from tricorn.proto.forwarded import AllowList, Forwarded, ForwardedError, host_name, resolve
 
 if TYPE_CHECKING:
@@ -34,8 +34,7 @@ def forwarded(headers: Headers, peer: tuple[str, int] | None, trust: AllowList) 
     try:
         return resolve(headers, peer, trust)
     except ForwardedError as exc:
-        shown = f"{peer[0]}:{peer[1]}" if peer else "-"
-        error_log.debug("%s proxy headers ignored: %s", shown, escape_for_log(str(exc)))
+        error_log.debug("%s proxy headers ignored: %s", peer_for_log(peer), escape_for_log(str(exc)))
         return None
 
 

@@ -46,7 +46,7 @@ from urllib.parse import quote
 
 from tricorn.interfaces.asgi import send_plain
 from tricorn.interfaces.files import file_executor
-from tricorn.logs import escape_for_log
+from tricorn.logs import escape_for_log, peer_for_log
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping
@@ -283,10 +283,9 @@ class StaticFiles:
                 resource = await loop.run_in_executor(file_executor(), self._resolve, rest, now)
             except Refusal as exc:
                 if exc.log:
-                    client = scope.get("client")
                     error_log.info(
                         "%s %d static: %s: %s",
-                        f"{client[0]}:{client[1]}" if client else "-",
+                        peer_for_log(scope.get("client")),
                         exc.status,
                         exc,
                         escape_for_log(raw.decode("latin-1")),

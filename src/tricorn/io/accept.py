@@ -43,7 +43,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from tricorn.io.tlsconn import TLSConnection
-from tricorn.logs import escape_for_log
+from tricorn.logs import escape_for_log, peer_for_log
 from tricorn.proto.proxy_protocol import ProxyHeader, ProxyProtocolError, parse
 
 if TYPE_CHECKING:
@@ -176,8 +176,7 @@ def _peer(conn: socket.socket) -> tuple[str, int] | None:
 
 
 def _refuse(conn: socket.socket, peer: tuple[str, int] | None, reason: str) -> None:
-    shown = f"{peer[0]}:{peer[1]}" if peer else "-"
-    error_log.info("%s PROXY protocol: %s; connection closed", shown, escape_for_log(reason))
+    error_log.info("%s PROXY protocol: %s; connection closed", peer_for_log(peer), escape_for_log(reason))
     conn.close()
 
 

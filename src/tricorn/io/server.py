@@ -19,7 +19,13 @@ from tricorn.interfaces.stream import RESPONSE_DONE
 from tricorn.io.accept import Listener, TLSListener, read_proxy_header
 from tricorn.io.runner import Hosts
 from tricorn.io.tls import serving_context
-from tricorn.logs import AccessLogFormatter, access_log_formatter, escape_controls, escape_for_log
+from tricorn.logs import (
+    AccessLogFormatter,
+    access_log_formatter,
+    escape_controls,
+    escape_for_log,
+    peer_for_log,
+)
 from tricorn.proto import h1
 from tricorn.proto.forwarded import AllowList
 from tricorn.proto.h1 import H1Limits
@@ -510,13 +516,11 @@ class ServerState:
         )
 
     def log_protocol_error(self, conn: Connection, exc: ProtocolError) -> None:
-        client = f"{conn.client[0]}:{conn.client[1]}" if conn.client else "-"
-        error_log.info("%s %d %s", client, exc.status, escape_for_log(str(exc)))
+        error_log.info("%s %d %s", peer_for_log(conn.client), exc.status, escape_for_log(str(exc)))
 
     def log_timeout(self, conn: Connection, message: str) -> None:
         """A client that stalled past a deadline while its app waited (``message`` says which)."""
-        client = f"{conn.client[0]}:{conn.client[1]}" if conn.client else "-"
-        error_log.info("%s %s", client, message)
+        error_log.info("%s %s", peer_for_log(conn.client), message)
 
     def log_app_error(self, message: str, exc: BaseException | None) -> None:
         # One header line, as gunicorn's and uvicorn's: the exception's repr keeps its quotes and

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from tricorn.io.tls import describe_handshake_error
+from tricorn.logs import peer_for_log
 
 error_log = logging.getLogger("tricorn.error")
 
@@ -224,9 +225,7 @@ class TLSConnection(asyncio.Protocol):
             self._handshake_failed(TimeoutError("TLS handshake timed out"))
 
     def _handshake_failed(self, exc: BaseException) -> None:
-        peer = self.peer
-        client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "-"
-        error_log.info("%s %s", client, describe_handshake_error(exc))
+        error_log.info("%s %s", peer_for_log(self.peer), describe_handshake_error(exc))
         self.phase = _CLOSED
         self._handshake_done()
         self.transport.close()
@@ -277,10 +276,12 @@ class TLSConnection(asyncio.Protocol):
 
     def fail(self, exc: BaseException) -> None:
         """A TLS error on an open connection (a corrupt record, say): the connection ends, one log line."""
-        peer = self.peer
-        client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "-"
         reason = getattr(exc, "reason", None) or type(exc).__name__
-        error_log.info("%s TLS error, connection closed (%s)", client, str(reason).lower().replace("_", " "))
+        error_log.info(
+            "%s TLS error, connection closed (%s)",
+            peer_for_log(self.peer),
+            str(reason).lower().replace("_", " "),
+        )
         self.flush()
         self.closing = True
         self.transport.abort()

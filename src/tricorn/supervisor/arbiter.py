@@ -661,6 +661,8 @@ class Arbiter:
         """In the forked child: shed the master's state, then serve (tricorn.serving.run) as a worker.
         ``mask`` is the signal mask to restore once the master's handlers are gone; ``slot`` is where it
         counts for the master's metrics; ``hook_worker`` is what gunicorn's hooks are given of it."""
+        from tricorn.supervisor.worker import Worker, hold_signals
+
         signal.set_wakeup_fd(-1)
         for signum in SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
@@ -668,7 +670,9 @@ class Arbiter:
         # A HUP sent to the process group (a terminal's hangup, kill -HUP -PGID) is the master's to act on:
         # with its default action it would kill every worker at once, to be replaced as crashes.
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        # A stop that came since the fork is delivered now, with its default action.
+        # The worker's own signals wait for its handlers (hold_signals); another that came since the fork
+        # is delivered now, with its default action.
+        hold_signals()
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         if self.probes is not None:
             self.probes.drop()
@@ -683,7 +687,6 @@ class Arbiter:
         # SIGABRT from the master (a worker that stopped beating) dumps every thread's stack to stderr.
         faulthandler.enable(all_threads=True)
         from tricorn.serving import run
-        from tricorn.supervisor.worker import Worker
 
         worker = Worker(self.config, self.sockets, channel, slot, self.hooks, hook_worker, self.hook_server)
         return run(self.config, worker, self.app)

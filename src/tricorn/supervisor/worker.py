@@ -11,7 +11,8 @@ points (:class:`Host`): ``add_signal_handlers`` (before the sockets listen), ``l
 - Both count requests in a :class:`~tricorn.io.metrics.MetricsSlot` when ``--metrics-bind`` is set;
   Standalone serves the metrics and the probes itself (a Worker's master does).
 - Worker serves the sockets its master bound, answers SIGTERM (graceful; a second one changes nothing),
-  SIGQUIT (fast) and SIGUSR1, ignores SIGINT (the master, which gets the terminal's Ctrl-C too, decides), reports READY and beats
+  SIGQUIT (fast) and SIGUSR1 (those that come while it boots wait for its handlers: hold_signals),
+  ignores SIGINT (the master, which gets the terminal's Ctrl-C too, decides), reports READY and beats
   through its channel, asks to be replaced after max-requests or when its WSGI threads are all stuck, and
   drains when the master says so.
 - Embedded serves on an event loop that a program of its own runs (``tricorn.serve``, ``tricorn.Server``):
@@ -63,6 +64,24 @@ def quit_now(state: ServerState, stop: asyncio.Event) -> None:
 def _reopen_logs() -> None:
     count = reopen_log_files()
     error_log.info("received SIGUSR1: reopened %d log file(s)", count)
+
+
+# The signals a forked worker took before its loop's handlers were in (see hold_signals).
+_held: list[int] = []
+
+
+def hold_signals() -> None:
+    """In a forked worker, from the fork to :meth:`Worker.add_signal_handlers`: a signal the worker answers
+    is kept for its handlers, which run it once they are in. With the default action, a QUIT or TERM sent
+    while the worker boots (after post_worker_init said it is up, say) killed it before worker_int and
+    worker_exit ran, and a USR1 (reopen the logs) killed it too. Handlers rather than a blocked mask: the
+    threads an app starts while it loads would keep that mask for life, and so would their subprocesses."""
+    for signum in Worker.SIGNALS:
+        signal.signal(signum, _hold)
+
+
+def _hold(signum: int, frame: object) -> None:
+    _held.append(signum)
 
 
 class Host(Protocol):
@@ -285,10 +304,20 @@ class Worker:
             self.hooks.run("worker_int", self.hook_worker)
             quit_now(state, stop)
 
-        loop.add_signal_handler(signal.SIGTERM, on_term)
-        loop.add_signal_handler(signal.SIGQUIT, on_quit)
-        loop.add_signal_handler(signal.SIGUSR1, _reopen_logs)
+        handlers = {signal.SIGTERM: on_term, signal.SIGQUIT: on_quit, signal.SIGUSR1: _reopen_logs}
+        # Blocked while the handlers change (see hold_signals): pthread_sigmask runs the Python handler of
+        # a signal already caught before it returns, so _hold has it; one that comes meanwhile waits for
+        # the loop's handler, which the unblocking delivers it to.
+        signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)
+        try:
+            for signum, handler in handlers.items():
+                loop.add_signal_handler(signum, handler)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, self.SIGNALS)
         self._handled = list(self.SIGNALS)
+        for held in _held:
+            loop.call_soon(handlers[signal.Signals(held)])
+        _held.clear()
         if "worker_abort" in self.hooks:
             # The master's SIGABRT (this worker stopped answering): a Python handler, not the loop's, as the
             # loop is the thing that is stuck; it runs once the main thread runs Python again (a blocked

@@ -80,7 +80,7 @@ from tricorn.interfaces.wsgi.environ import (
     connection_environ,
 )
 from tricorn.interfaces.wsgi.streams import NO_BODY, FileWrapper, WSGIInput
-from tricorn.logs import escape_for_log
+from tricorn.logs import escape_for_log, peer_for_log
 from tricorn.proto.h1 import Request
 
 if TYPE_CHECKING:
@@ -623,10 +623,9 @@ class WSGICycle:
             return
         self.response_bytes += sent
         if self.send_timed_out and not self.disconnected:
-            client = self.stream.client
             error_log.info(
                 "%s %s: connection closed",
-                f"{client[0]}:{client[1]}" if client else "-",
+                peer_for_log(self.stream.client),
                 ClientTimeout.sending(self.server.timeout_send),
             )
             self.disconnected = True
