@@ -95,9 +95,9 @@ class WSGIServer:
         one thread wakeup for the batch, not one per request (bench wsgi "hello").
         """
         starting = self._starting
-        starting.append(cycle)
-        if len(starting) == 1:
+        if not starting:
             self.loop.call_soon(self._submit)
+        starting.append(cycle)
 
     def _submit(self) -> None:
         starting, self._starting = self._starting, []

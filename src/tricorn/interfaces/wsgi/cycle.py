@@ -530,7 +530,7 @@ class WSGICycle:
             return
         self.status = status
         self.response_headers = headers
-        self.response_bytes = self.written = len(body)
+        self.response_bytes = len(body)  # (not `written`: no worker waits on a whole response)
         self.state = RESPONSE_DONE
         stream.cycle_complete(self)
 
