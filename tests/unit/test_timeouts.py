@@ -16,7 +16,7 @@ from tricorn.config import Config
 from tricorn.errors import ClientDisconnected, ClientTimeout
 from tricorn.interfaces.asgi import HTTPCycle
 from tricorn.interfaces.stream import WAIT_READ, WAIT_SEND
-from tricorn.interfaces.wsgi import WSGICycle, WSGIServer
+from tricorn.interfaces.wsgi import WSGIServer
 from tricorn.io.h1 import INF, H1Protocol
 from tricorn.io.server import ServerState
 from tricorn.proto.h1 import H1Connection, Request
@@ -40,6 +40,7 @@ class RecordingStream:
     """A Stream that records the calls the deadlines are about; the rest do nothing."""
 
     wsgi_environ = None
+    proxy_trust = None
     scheme = "http"
     client = ("127.0.0.1", 5000)
     server = ("127.0.0.1", 8000)
@@ -159,7 +160,7 @@ def test_wsgi_read_deadline_runs_from_the_workers_wait_to_the_next_bytes() -> No
     loop = asyncio.new_event_loop()
     try:
         stream = RecordingStream()
-        cycle = WSGICycle(WSGIServer(lambda e, s: [], loop, 1), stream, parse_request(POST))  # type: ignore[arg-type]  # stand-ins
+        cycle = WSGIServer(lambda e, s: [], loop, 1).new_cycle(stream, parse_request(POST))  # type: ignore[arg-type]  # stand-ins
         cycle._loop_wait_body()  # posted by a worker about to wait for body bytes
         assert stream.calls == [("started", WAIT_READ)]
         cycle.feed_body(b"abc")
@@ -174,7 +175,7 @@ def test_a_timed_out_wsgi_cycle_raises_client_timeout_in_the_worker() -> None:
     loop = asyncio.new_event_loop()
     try:
         stream = RecordingStream()
-        cycle = WSGICycle(WSGIServer(lambda e, s: [], loop, 1), stream, parse_request(POST))  # type: ignore[arg-type]  # stand-ins
+        cycle = WSGIServer(lambda e, s: [], loop, 1).new_cycle(stream, parse_request(POST))  # type: ignore[arg-type]  # stand-ins
         cycle.cond = threading.Condition()
         cycle.disconnect(ClientTimeout.reading(1.5))
         with pytest.raises(ClientTimeout, match=r"request body not received in time \(--timeout-read 1.5s\)"):
