@@ -14,7 +14,7 @@ import pytest
 
 from tricorn.config import Config
 from tricorn.errors import ClientDisconnected, ClientTimeout
-from tricorn.interfaces.asgi import HTTPCycle
+from tricorn.interfaces.asgi import http_cycle
 from tricorn.interfaces.stream import WAIT_READ, WAIT_SEND
 from tricorn.interfaces.wsgi import WSGIServer
 from tricorn.io.h1 import INF, H1Protocol
@@ -85,7 +85,7 @@ def run(coro: Coroutine[Any, Any, None]) -> None:
 def test_receive_arms_the_read_deadline_only_while_it_waits_for_body_bytes() -> None:
     async def scenario() -> None:
         stream = RecordingStream()
-        cycle = HTTPCycle(stream, parse_request(POST), {})  # type: ignore[arg-type]  # a stand-in Stream
+        cycle = http_cycle(stream, parse_request(POST), {})  # type: ignore[arg-type]  # a stand-in Stream
         cycle.feed_body(b"abc")
         assert (await cycle.receive())["body"] == b"abc"  # there already: no wait
         assert stream.calls == []
@@ -103,7 +103,7 @@ def test_waiting_for_the_disconnect_after_the_whole_body_has_no_deadline() -> No
     # Starlette's StreamingResponse listens for http.disconnect while it streams: that wait may be long.
     async def scenario() -> None:
         stream = RecordingStream()
-        cycle = HTTPCycle(stream, parse_request(POST), {})  # type: ignore[arg-type]  # a stand-in Stream
+        cycle = http_cycle(stream, parse_request(POST), {})  # type: ignore[arg-type]  # a stand-in Stream
         cycle.feed_body(b"x" * 100)
         cycle.end_body()
         assert (await cycle.receive())["more_body"] is False
@@ -119,7 +119,7 @@ def test_waiting_for_the_disconnect_after_the_whole_body_has_no_deadline() -> No
 def test_send_arms_the_send_deadline_only_while_it_waits_to_drain() -> None:
     async def scenario() -> None:
         stream = RecordingStream()
-        cycle = HTTPCycle(stream, parse_request(POST), {})  # type: ignore[arg-type]  # a stand-in Stream
+        cycle = http_cycle(stream, parse_request(POST), {})  # type: ignore[arg-type]  # a stand-in Stream
         await cycle.send({"type": "http.response.start", "status": 200})
         await cycle.send({"type": "http.response.body", "body": b"a", "more_body": True})
         assert stream.calls == []
@@ -140,7 +140,7 @@ def test_send_arms_the_send_deadline_only_while_it_waits_to_drain() -> None:
 def test_a_timed_out_asgi_cycle_reports_a_disconnect_and_send_raises_the_reason() -> None:
     async def scenario() -> None:
         stream = RecordingStream()
-        cycle = HTTPCycle(stream, parse_request(POST), {})  # type: ignore[arg-type]  # a stand-in Stream
+        cycle = http_cycle(stream, parse_request(POST), {})  # type: ignore[arg-type]  # a stand-in Stream
         task = asyncio.ensure_future(cycle.receive())
         await settle()
         cycle.disconnect(ClientTimeout.reading(60))
