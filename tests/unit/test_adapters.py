@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tricorn.errors import ClientDisconnected
-from tricorn.interfaces.asgi import HTTPCycle, build_scope
+from tricorn.interfaces.asgi import HTTPCycle, build_scope, http_cycle
 from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, Headers
 from tricorn.interfaces.wsgi import WSGIServer
 from tricorn.proto.h1 import CONTINUE_RESPONSE, H1Connection, Request
@@ -117,7 +117,7 @@ def request(
 def run_asgi(app: Any, req: Request, body: list[bytes] | None = None) -> tuple[FakeStream, HTTPCycle]:
     stream = FakeStream(req)
     scope = build_scope(req, stream, "", "", None)
-    cycle = HTTPCycle(stream, req, scope)
+    cycle = http_cycle(stream, req, scope)
 
     async def main() -> None:
         task = asyncio.ensure_future(cycle.run(app))
@@ -177,7 +177,7 @@ def test_asgi_expect_continue_sent_only_when_the_app_reads() -> None:
     read_stream = FakeStream(request(b"POST", expect=True))
     req = request(b"POST", expect=True)
     scope = build_scope(req, read_stream, "", "", None)
-    cycle = HTTPCycle(read_stream, req, scope)
+    cycle = http_cycle(read_stream, req, scope)
 
     async def main() -> None:
         task = asyncio.ensure_future(cycle.run(reads))
@@ -232,7 +232,7 @@ def test_asgi_send_after_disconnect_raises_and_receive_says_disconnect() -> None
 
     req = request()
     stream = FakeStream(req)
-    cycle = HTTPCycle(stream, req, build_scope(req, stream, "", "", None))
+    cycle = http_cycle(stream, req, build_scope(req, stream, "", "", None))
 
     async def main() -> None:
         task = asyncio.ensure_future(cycle.run(app))
@@ -258,7 +258,7 @@ def test_asgi_send_waits_while_the_stream_is_paused() -> None:
     req = request()
     stream = FakeStream(req)
     stream.paused = True
-    cycle = HTTPCycle(stream, req, build_scope(req, stream, "", "", None))
+    cycle = http_cycle(stream, req, build_scope(req, stream, "", "", None))
 
     async def main() -> None:
         task = asyncio.ensure_future(cycle.run(app))

@@ -260,14 +260,15 @@ def test_the_wsgi_pool_tells_since_when_each_busy_thread_runs_its_job() -> None:
     release = threading.Event()
     started = threading.Barrier(3)
 
-    def job(cond: threading.Condition) -> None:
-        started.wait()
-        release.wait()
+    class Job:
+        def execute(self, cond: threading.Condition) -> None:
+            started.wait()
+            release.wait()
 
     try:
         assert pool.running_since() == []
         before = time.monotonic()
-        pool.submit([job, job])
+        pool.submit([Job(), Job()])
         started.wait(timeout=10)
         running = pool.running_since()
         assert sorted(ident for ident, _ in running) == sorted(t.ident for t in pool.threads)

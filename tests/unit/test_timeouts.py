@@ -14,9 +14,9 @@ import pytest
 
 from tricorn.config import Config
 from tricorn.errors import ClientDisconnected, ClientTimeout
-from tricorn.interfaces.asgi import HTTPCycle
+from tricorn.interfaces.asgi import http_cycle
 from tricorn.interfaces.stream import WAIT_READ, WAIT_SEND
-from tricorn.interfaces.wsgi import WSGICycle, WSGIServer
+from tricorn.interfaces.wsgi import WSGIServer
 from tricorn.io.h1 import INF, H1Protocol
 from tricorn.io.server import ServerState
 from tricorn.proto.h1 import H1Connection, Request
@@ -40,6 +40,7 @@ class RecordingStream:
     """A Stream that records the calls the deadlines are about; the rest do nothing."""
 
     wsgi_environ = None
+    proxy_trust = None
     scheme = "http"
     client = ("127.0.0.1", 5000)
     server = ("127.0.0.1", 8000)
@@ -84,7 +85,7 @@ def run(coro: Coroutine[Any, Any, None]) -> None:
 def test_receive_arms_the_read_deadline_only_while_it_waits_for_body_bytes() -> None:
     async def scenario() -> None:
         stream = RecordingStream()
-        cycle = HTTPCycle(stream, parse_request(POST), {})  # type: ignore[arg-type]  # a stand-in Stream
+        cycle = http_cycle(stream, parse_request(POST), {})  # type: ignore[arg-type]  # a stand-in Stream
         cycle.feed_body(b"abc")
         assert (await cycle.receive())["body"] == b"abc"  # there already: no wait
         assert stream.calls == []
@@ -102,7 +103,7 @@ def test_waiting_for_the_disconnect_after_the_whole_body_has_no_deadline() -> No
     # Starlette's StreamingResponse listens for http.disconnect while it streams: that wait may be long.
     async def scenario() -> None:
         stream = RecordingStream()
-        cycle = HTTPCycle(stream, parse_request(POST), {})  # type: ignore[arg-type]  # a stand-in Stream
+        cycle = http_cycle(stream, parse_request(POST), {})  # type: ignore[arg-type]  # a stand-in Stream
         cycle.feed_body(b"x" * 100)
         cycle.end_body()
         assert (await cycle.receive())["more_body"] is False
@@ -118,7 +119,7 @@ def test_waiting_for_the_disconnect_after_the_whole_body_has_no_deadline() -> No
 def test_send_arms_the_send_deadline_only_while_it_waits_to_drain() -> None:
     async def scenario() -> None:
         stream = RecordingStream()
-        cycle = HTTPCycle(stream, parse_request(POST), {})  # type: ignore[arg-type]  # a stand-in Stream
+        cycle = http_cycle(stream, parse_request(POST), {})  # type: ignore[arg-type]  # a stand-in Stream
         await cycle.send({"type": "http.response.start", "status": 200})
         await cycle.send({"type": "http.response.body", "body": b"a", "more_body": True})
         assert stream.calls == []
@@ -139,7 +140,7 @@ def test_send_arms_the_send_deadline_only_while_it_waits_to_drain() -> None:
 def test_a_timed_out_asgi_cycle_reports_a_disconnect_and_send_raises_the_reason() -> None:
     async def scenario() -> None:
         stream = RecordingStream()
-        cycle = HTTPCycle(stream, parse_request(POST), {})  # type: ignore[arg-type]  # a stand-in Stream
+        cycle = http_cycle(stream, parse_request(POST), {})  # type: ignore[arg-type]  # a stand-in Stream
         task = asyncio.ensure_future(cycle.receive())
         await settle()
         cycle.disconnect(ClientTimeout.reading(60))
@@ -159,7 +160,7 @@ def test_wsgi_read_deadline_runs_from_the_workers_wait_to_the_next_bytes() -> No
     loop = asyncio.new_event_loop()
     try:
         stream = RecordingStream()
-        cycle = WSGICycle(WSGIServer(lambda e, s: [], loop, 1), stream, parse_request(POST))  # type: ignore[arg-type]  # stand-ins
+        cycle = WSGIServer(lambda e, s: [], loop, 1).new_cycle(stream, parse_request(POST))  # type: ignore[arg-type]  # stand-ins
         cycle._loop_wait_body()  # posted by a worker about to wait for body bytes
         assert stream.calls == [("started", WAIT_READ)]
         cycle.feed_body(b"abc")
@@ -174,7 +175,7 @@ def test_a_timed_out_wsgi_cycle_raises_client_timeout_in_the_worker() -> None:
     loop = asyncio.new_event_loop()
     try:
         stream = RecordingStream()
-        cycle = WSGICycle(WSGIServer(lambda e, s: [], loop, 1), stream, parse_request(POST))  # type: ignore[arg-type]  # stand-ins
+        cycle = WSGIServer(lambda e, s: [], loop, 1).new_cycle(stream, parse_request(POST))  # type: ignore[arg-type]  # stand-ins
         cycle.cond = threading.Condition()
         cycle.disconnect(ClientTimeout.reading(1.5))
         with pytest.raises(ClientTimeout, match=r"request body not received in time \(--timeout-read 1.5s\)"):

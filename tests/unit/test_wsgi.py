@@ -3,6 +3,7 @@ stand-in cycle, the worker pool, and interface detection."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections import deque
@@ -19,6 +20,7 @@ from tricorn.interfaces.wsgi import (
     FileWrapper,
     WorkerPool,
     WSGIInput,
+    WSGIServer,
     base_environ,
     build_environ,
     connection_environ,
@@ -191,6 +193,45 @@ def test_parse_start_repeats_only_what_was_asked() -> None:
             _parse_start("200 OK", [["X", 1]])  # type: ignore[list-item]
 
 
+def test_start_response_repeats_the_last_call_only_by_value() -> None:
+    # start_response finds the last call again before _parse_start: the same list changed in place since,
+    # a tuple or a generator of the same pairs, a pair given as a list, a bad value each get their own
+    # answer, checked as the first time.
+    class Stream:
+        proxy_trust = None
+
+    server = WSGIServer(lambda e, s: [], asyncio.new_event_loop(), 1)
+    server.loop.close()  # (start_response needs no loop)
+    request = parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+
+    def started(status: Any, headers: Any) -> Any:
+        cycle = server.new_cycle(Stream(), request)  # type: ignore[arg-type]  # a stand-in
+        cycle.start_response(status, headers)
+        return cycle.started
+
+    headers = [("Content-Type", "text/plain"), ("Content-Length", "5")]
+    first = started("200 OK", headers)
+    assert first == (200, ((b"Content-Type", b"text/plain"), (b"Content-Length", b"5")), 5)
+    assert started("200 OK", headers) is first
+    assert started("200 OK", list(headers)) is first
+    headers[1] = ("Content-Length", "6")
+    assert started("200 OK", headers)[2] == 6
+    headers.append(("X-More", "1"))
+    assert started("200 OK", headers)[1][2] == (b"X-More", b"1")
+    assert started("201 Created", headers)[0] == 201
+    assert started("201 Created", tuple(headers))[0] == 201
+    assert started("201 Created", (pair for pair in headers[:1])) == (
+        201,
+        ((b"Content-Type", b"text/plain"),),
+        None,
+    )
+    assert started("200 OK", [["X", "1"]]) == (200, ((b"X", b"1"),), None)
+    with pytest.raises(TypeError):
+        started("200 OK", [["X", 1]])
+    with pytest.raises(TypeError):
+        started(b"200 OK", headers)
+
+
 @pytest.mark.parametrize(
     ("status", "headers", "error"),
     [
@@ -307,23 +348,24 @@ def test_pool_runs_jobs_and_overlaps_blocking_ones() -> None:
     done: list[str] = []
     lock = threading.Lock()
 
-    def job(name: str) -> Any:
-        def run(cond: threading.Condition) -> None:
+    class Job:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def execute(self, cond: threading.Condition) -> None:
             assert isinstance(cond, threading.Condition)
             barrier.wait()  # completes only if all three run at once
             with lock:
-                done.append(name)
+                done.append(self.name)
 
-        return run
-
-    pool.submit([job("a"), job("b"), job("c")])
+    pool.submit([Job("a"), Job("b"), Job("c")])
     pool.close()
     assert pool.join(10)
     assert sorted(done) == ["a", "b", "c"]
     assert pool.busy == 0
     assert len(pool.threads) == 3
     with pytest.raises(RuntimeError):
-        pool.submit([job("d")])
+        pool.submit([Job("d")])
 
 
 def test_pool_runs_a_backlog_larger_than_itself() -> None:
@@ -331,15 +373,16 @@ def test_pool_runs_a_backlog_larger_than_itself() -> None:
     results: list[int] = []
     finished = threading.Event()
 
-    def job(i: int) -> Any:
-        def run(cond: threading.Condition) -> None:
-            results.append(i)
+    class Job:
+        def __init__(self, i: int) -> None:
+            self.i = i
+
+        def execute(self, cond: threading.Condition) -> None:
+            results.append(self.i)
             if len(results) == 50:
                 finished.set()
 
-        return run
-
-    pool.submit([job(i) for i in range(50)])
+    pool.submit([Job(i) for i in range(50)])
     assert finished.wait(10)
     pool.close()
     assert pool.join(10)

@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tricorn.interfaces.asgi import HTTPCycle, build_scope, send_plain
+from tricorn.interfaces.asgi import HTTPCycle, build_scope, http_cycle, send_plain
 
 if TYPE_CHECKING:
     from tricorn.config import Config
@@ -86,7 +86,7 @@ class ASGITarget:
     def new_cycle(self, stream: Stream, request: Request) -> HTTPCycle:
         # Not through self.scope: one Python call less a request (bench "hello").
         scope = build_scope(request, stream, self.path_root, self.root_path, self.lifespan_state)
-        return HTTPCycle(stream, request, scope)
+        return http_cycle(stream, request, scope)
 
     def start(self, cycle: HTTPCycle, runner: AppRunner) -> None:
         runner.run(cycle.run(self.app))  # (io/h1.py does the same for Dispatch.sole_app, inline)

@@ -197,7 +197,10 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
             # The fast lane: one whole bodyless request while the connection waits (see receive_simple).
             request = conn.receive_simple(data)
             if request is not None:
-                cycle = self.state.new_cycle(self, request)
+                # (Read first, then called: Python 3.11 looks a call of an instance attribute, such as
+                # this bound method of the target's, up the generic way.)
+                new_cycle = self.state.new_cycle
+                cycle = new_cycle(self, request)
                 cycle.body_complete = True  # no body: end_body() with nobody yet to wake
                 self.receiving = cycle
                 self._start(cycle)
@@ -294,7 +297,8 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         if app is not None:  # the ASGI app alone: its target's start, without the call (bench "hello")
             self.runner.run(cycle.run(app))
         else:
-            state.start_cycle(cycle, self.runner)  # (io/dispatch.py: bound once to the target's own start)
+            start_cycle = state.start_cycle  # (io/dispatch.py: bound once to the target's own start)
+            start_cycle(cycle, self.runner)
 
     # -- the Stream of the request being answered (interfaces/stream.py)
     def response_start(self, status: int, headers: Headers) -> None:

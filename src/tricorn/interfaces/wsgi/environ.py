@@ -201,6 +201,15 @@ _STATUS_CODES: dict[str, int] = {}
 # pair). Emptied when full.
 _STARTS: dict[tuple[Any, ...], tuple[int, Pairs, int | None]] = {}
 _MAX_CACHED_STARTS = 512
+# The last call kept, as (status, a list of its header pairs, what _parse_start returned): an app that
+# answers with one head request after request (bench wsgi "hello") is found by WSGICycle.start_response
+# with two comparisons, a string's and a list's of the same pair objects (each compared by identity
+# first), before any key is built and hashed for _STARTS. Only a list of header pairs is kept, copied:
+# the app's own list may change after the call. Replaced whole, so any thread reads one consistent entry.
+_NEVER: Any = object()  # equal to no status
+LAST_START: list[tuple[Any, list[tuple[str, str]], tuple[int, Pairs, int | None]]] = [
+    (_NEVER, [], (0, (), None))
+]
 
 
 def _parse_start(status: str, headers: Iterable[tuple[str, str]]) -> tuple[int, Pairs, int | None]:
@@ -220,6 +229,8 @@ def _parse_start(status: str, headers: Iterable[tuple[str, str]]) -> tuple[int, 
         cache = False
     else:
         if started is not None:
+            if type(headers) is list:
+                LAST_START[0] = (status, list(key[1:]), started)
             return started
         cache = True
     try:
@@ -251,6 +262,8 @@ def _parse_start(status: str, headers: Iterable[tuple[str, str]]) -> tuple[int, 
         if len(_STARTS) >= _MAX_CACHED_STARTS:
             _STARTS.clear()
         _STARTS[key] = started
+        if type(headers) is list:
+            LAST_START[0] = (status, list(key[1:]), started)
     return started
 
 

@@ -9,7 +9,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 error_log = logging.getLogger("tricorn.error")
 
@@ -19,6 +19,12 @@ error_log = logging.getLogger("tricorn.error")
 BLOCKING_JOB = 0.002
 
 # -- threads and the loop -------------------------------------------------------------------------------
+
+
+class Posted(Protocol):
+    """What :meth:`Mailbox.post_run` takes."""
+
+    def loop_run(self) -> None: ...
 
 
 class Mailbox:
@@ -31,7 +37,7 @@ class Mailbox:
     __slots__ = ("_call_soon", "ops", "scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.ops: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
+        self.ops: deque[tuple[Callable[..., None], tuple[Any, ...]] | Posted] = deque()
         self.scheduled = False
         self._call_soon = loop.call_soon_threadsafe
 
@@ -44,13 +50,26 @@ class Mailbox:
             self.scheduled = True
             self._call_soon(self.drain)
 
+    def post_run(self, posted: Posted) -> None:
+        """Run ``posted.loop_run()`` on the loop thread soon, in order with what :meth:`post` posts: one
+        call, with no bound method made nor called through ``op(*args)`` (bench wsgi "hello" posts each
+        whole response so). Any thread; never blocks."""
+        self.ops.append(posted)  # (then the flag, as post does)
+        if not self.scheduled:
+            self.scheduled = True
+            self._call_soon(self.drain)
+
     def drain(self) -> None:
         self.scheduled = False
         ops = self.ops
         while ops:
-            op, args = ops.popleft()
+            op = ops.popleft()
             try:
-                op(*args)
+                if type(op) is tuple:
+                    call, args = op
+                    call(*args)
+                else:
+                    op.loop_run()  # type: ignore[union-attr]  # (not a tuple: a Posted)
             except Exception:  # pragma: no cover - an op that raises is a bug in this module
                 error_log.exception("internal error in a wsgi loop operation")
 
@@ -66,7 +85,12 @@ class _Worker:
         self.job_started = 0.0  # time.monotonic() when the job it runs started; 0.0 while it runs none
 
 
-Job = Callable[[threading.Condition], None]
+class Job(Protocol):
+    """What the pool runs: ``execute(cond)``, given the Condition of the thread that runs it (a
+    :class:`~tricorn.interfaces.wsgi.WSGICycle`; a method called on the job, not a callable, so that no
+    bound method is made for each: bench wsgi "hello")."""
+
+    def execute(self, cond: threading.Condition) -> None: ...
 
 
 class WorkerPool:
@@ -80,7 +104,7 @@ class WorkerPool:
     bench wsgi "hello"). Once a job has taken longer than :data:`BLOCKING_JOB` (the app blocked, or
     computed for long), every waiting job wakes a thread, up to ``size`` (bench wsgi "blocking": waking
     them one by one left most threads idle). Threads start when first needed; the most recently idle
-    thread is woken first. Each job is called with its thread's Condition, for its waits.
+    thread is woken first. Each job's ``execute`` is called with its thread's Condition, for its waits.
     """
 
     def __init__(self, size: int, name: str = "tricorn-wsgi") -> None:
@@ -167,7 +191,7 @@ class WorkerPool:
                 continue
             started = worker.job_started = monotonic()
             try:
-                job(cond)
+                job.execute(cond)
             except BaseException:  # pragma: no cover - jobs report their own errors
                 error_log.exception("internal error in a wsgi worker thread")
             ended = monotonic()
