@@ -236,9 +236,9 @@ class H1Connection:
             if not self._scout_shared:
                 scout.release()
         fields = list(kept)  # (a list of its own: an app may change its scope's)
-        return (ProxyFreeRequest if proxy_free else Request).lane(
-            method, url, fields, path, query, keep_alive
-        )
+        if proxy_free:
+            return ProxyFreeRequest(method, url, "1.1", fields, path, query, None, keep_alive, False, None)
+        return Request(method, url, "1.1", fields, path, query, None, keep_alive, False, None)
 
     def _read_simple(self, scout: _Scout, data: bytes) -> Head | None:
         """The part of :meth:`receive_simple` for a head the lane has not seen whole before: what it

@@ -38,9 +38,6 @@ class H1Limits:
 # ---------------------------------------------------------------------------------------------- events
 
 
-_new_object = object.__new__
-
-
 class Request:
     """A request head that passed validation.
 
@@ -84,26 +81,6 @@ class Request:
         self.keep_alive = keep_alive
         self.expect_continue = expect_continue
         self.upgrade = upgrade
-
-    @classmethod
-    def lane(
-        cls, method: bytes, target: bytes, headers: Headers, path: bytes, query: bytes, keep_alive: bool
-    ) -> Request:
-        """An HTTP/1.1 request with an origin-form target and no body, Expect or upgrade: the fast lane's
-        (proto/h1/connection.py ``receive_simple``). Made without a call of the class, whose ``__init__``
-        Python 3.11 runs in a C-level call of its own (bench "hello8")."""
-        request: Request = _new_object(cls)
-        request.method = method
-        request.target = target
-        request.http_version = "1.1"
-        request.headers = headers
-        request.path = path
-        request.query = query
-        request.authority = None
-        request.keep_alive = keep_alive
-        request.expect_continue = False
-        request.upgrade = None
-        return request
 
     # True when the request is known to carry none of the proxy fields (proto/forwarded.py ``NAMES``),
     # so that the scope and the environ need not look (a ProxyFreeRequest, from the fast lane).
