@@ -19,9 +19,9 @@ from tricorn.proto.h1.head import (
     _FIELD_LINE,
     _FRAMING_NAMES,
     _check_trailer,
-    _has_token,
     _HeadBuffer,
     check_head,
+    says_close,
 )
 
 try:  # the fast path; the pure-Python backend is the fallback
@@ -400,10 +400,8 @@ class _Scout:
     def remember_block(self, block: bytes) -> Block:
         """The field block just read, whose fields are in ``fields``, passed: what it gives, kept."""
         fields = self.fields
-        connection = self.connection  # (as check_head reads it)
-        closes = (
-            connection is not None and connection.find(b"close") >= 0 and _has_token(connection, b"close")
-        )
+        connection = self.connection
+        closes = connection is not None and says_close(connection)  # (as check_head reads it)
         known = (tuple(fields), closes, not carries_proxy_headers(fields))
         if len(block) <= _KEPT_SIZE:
             _keep(self.blocks, block, known)

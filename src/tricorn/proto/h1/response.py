@@ -7,7 +7,7 @@ import re
 from typing import Final
 
 from tricorn.errors import LocalProtocolError
-from tricorn.proto.h1.head import _CONTENT_LENGTH, _has_token
+from tricorn.proto.h1.head import _CONTENT_LENGTH, says_close
 
 # ------------------------------------------------------------------------------------------ responses
 
@@ -123,7 +123,7 @@ def head_fields(headers: tuple[object, ...]) -> HeadFields:
                 if kind == 2:  # transfer-encoding: framing is ours to choose
                     continue
                 if kind == 3:  # connection
-                    if _has_token(pair[1].lower(), b"close"):  # type: ignore[index]
+                    if says_close(pair[1].lower()):  # type: ignore[index]
                         close = True
                     continue
                 if kind == 4:
