@@ -128,30 +128,30 @@ async def send_plain(
 class HTTPCycle:
     """One request/response exchange. ``receive`` and ``send`` are the ASGI callables given to the app."""
 
-    # No __slots__: per-request state starts at these class-level defaults and http_cycle() sets only
-    # what every request reads or needs (a 20-attribute __init__ cost ~4% of bench "hello").
+    # No __slots__: per-request state starts at these class-level defaults, which most requests never
+    # change (a 20-attribute __init__ cost ~4% of bench "hello").
     body_size = 0  # bytes received and not yet given to the app
     received = 0  # bytes of the request body received in all
     body_complete = False
     body_delivered = False
-    disconnected = False
     peer_eof = False
     continue_sent = False
-    waiter: asyncio.Future[None] | None = None
     reason: ClientDisconnected | None = None  # why the server gave up on the client (a ClientTimeout)
-    state = RESPONSE_START
     status = 0
     response_headers: Any = ()
-    response_bytes = 0
     start_time = 0.0
     counted = False  # counted in the server's active requests
-    trailers = False  # the app announced trailers in its http.response.start
     body: list[bytes] | None = None  # body parts received and not yet given to the app
 
-    # Made by http_cycle() (below), with no __init__.
+    # Set by http_cycle() (below), which makes every cycle: what each request needs or send() reads.
     stream: Stream
     request: Request
     scope: Scope
+    state: CycleState
+    disconnected: bool
+    trailers: bool  # the app announced trailers in its http.response.start
+    waiter: asyncio.Future[None] | None
+    response_bytes: int
 
     # -- events from the connection
     def feed_body(self, data: bytes) -> None:
