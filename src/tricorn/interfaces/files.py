@@ -87,7 +87,7 @@ def _settle(done: asyncio.Future[Any], result: Any, exc: BaseException | None) -
 
 async def read_chunk(fd: int, size: int, offset: int) -> bytes:
     """``size`` bytes of ``fd`` at ``offset`` (fewer at the end of the file), read on a file thread."""
-    return await asyncio.get_running_loop().run_in_executor(file_executor(), os.pread, fd, size, offset)
+    return await on_file_thread(os.pread, fd, size, offset)
 
 
 def _open_regular(path: str) -> tuple[int, int]:
@@ -106,7 +106,7 @@ async def open_regular(path: str) -> tuple[int, int]:
     """Open the regular file ``path`` on a file thread: (descriptor, size). LocalProtocolError when it
     cannot be opened or is not a regular file (the app asked for something the server cannot send)."""
     try:
-        return await asyncio.get_running_loop().run_in_executor(file_executor(), _open_regular, path)
+        return await on_file_thread(_open_regular, path)
     except OSError as exc:
         raise LocalProtocolError(f"cannot open {path!r:.200}: {exc.strerror}") from None
 

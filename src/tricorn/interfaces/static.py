@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from tricorn.interfaces.asgi import send_plain
-from tricorn.interfaces.files import file_executor
+from tricorn.interfaces.files import on_file_thread
 from tricorn.interfaces.paths import UnsafePath, decode_segment, inside
 from tricorn.logs import escape_for_log, peer_for_log
 
@@ -244,7 +244,7 @@ class StaticFiles:
         now = loop.time()
         if resource is None or now - resource.checked > CACHE_VALID:
             try:
-                resource = await loop.run_in_executor(file_executor(), self._resolve, rest, now)
+                resource = await on_file_thread(self._resolve, rest, now)
             except Refusal as exc:
                 if exc.log:
                     error_log.info(
