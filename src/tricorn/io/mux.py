@@ -65,9 +65,8 @@ class MuxStream:
         self.proto = proto
         self.id = stream_id
         self.cycle: Any = None
-        self.head: list[tuple[bytes, bytes]] | None = (
-            None  # a final response head, held until its first body part
-        )
+        # A final response head, held until its first body part.
+        self.head: list[tuple[bytes, bytes]] | None = None
         self.received = 0  # request body bytes
         self.length: int | None = None  # what is left of the response's Content-Length (-1: no body)
         self.reading_paused = False
