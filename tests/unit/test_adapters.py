@@ -162,6 +162,14 @@ def test_each_scope_on_a_connection_is_its_own() -> None:
     assert second is not first and second["extensions"] is not first["extensions"]
     assert second["client"] == ("10.0.0.1", 5555) and second["root_path"] == "" and "added" not in second
     assert "mine" not in second["extensions"] and second["state"] == {"k": 1}
+    # The extensions' info dicts the server has nothing to put in are shared, and so read-only.
+    info = second["extensions"]["http.response.trailers"]
+    assert info == {} and isinstance(info, dict)
+    with pytest.raises(TypeError, match="read-only"):
+        info["x"] = 1
+    with pytest.raises(TypeError, match="read-only"):
+        info.update(x=1)
+    assert build_scope(request(), stream, "", "", None)["extensions"]["http.response.trailers"] == {}
     assert (second["path"], second["raw_path"], second["query_string"]) == ("/b", b"/b", b"")
     # Another root path on the same connection (two mounts), then the first again.
     mounted = build_scope(request(target=b"/m/c"), stream, "", "/m", None)
