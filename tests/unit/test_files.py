@@ -4,13 +4,17 @@ corked, a file shorter than promised ends the job."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import select
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tricorn.interfaces import files
 from tricorn.interfaces.files import FileSend
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 3145728\r\n\r\n"
@@ -96,3 +100,40 @@ def test_a_client_gone_ends_the_job(data_file: int) -> None:
         select.select([server], [], [], 5)
         job = FileSend(server, HEAD, data_file, 0, len(DATA))
         assert job.step() and job.gone
+
+
+def test_a_file_opened_for_a_wait_cancelled_meanwhile_is_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (A pathsend whose request is cancelled while the open runs on a file thread.)
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    gate = threading.Event()
+    opened: list[int] = []
+    real = files._open_regular
+
+    def slow_open(name: str) -> tuple[int, int]:
+        gate.wait(5)
+        fd, size = real(name)
+        opened.append(fd)
+        return fd, size
+
+    monkeypatch.setattr(files, "_open_regular", slow_open)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(files.open_regular(str(path)))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        gate.set()
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            if opened:
+                try:
+                    os.fstat(opened[0])
+                except OSError:
+                    return  # closed
+        raise AssertionError(f"the descriptor {opened} was left open")
+
+    asyncio.run(main())

@@ -55,8 +55,12 @@ def file_executor() -> ThreadPoolExecutor:
     return _executor
 
 
-async def on_file_thread(func: Callable[..., T], *args: Any) -> T:
-    """``func(*args)`` run on a file thread: its result, or its exception raised here.
+async def on_file_thread(
+    func: Callable[..., T], *args: Any, discard: Callable[[T], object] | None = None
+) -> T:
+    """``func(*args)`` run on a file thread: its result, or its exception raised here. ``discard`` is
+    given a result that nobody waits for any more (the waiter was cancelled, the loop is gone): what
+    it holds, an open descriptor say, is released there.
 
     The thread settles a future of the loop's own, where ``loop.run_in_executor`` chains a
     concurrent.futures future to a new asyncio one (locks, callbacks, a copy of its state on each side):
@@ -65,20 +69,32 @@ async def on_file_thread(func: Callable[..., T], *args: Any) -> T:
     done: asyncio.Future[T] = loop.create_future()
 
     def run() -> None:
+        settle: tuple[asyncio.Future[T], Any, BaseException | None, Callable[[T], object] | None]
         try:
             result = func(*args)
         except BaseException as exc:
-            loop.call_soon_threadsafe(_settle, done, None, exc)
+            settle = (done, None, exc, None)
         else:
-            loop.call_soon_threadsafe(_settle, done, result, None)
+            settle = (done, result, None, discard)
+        try:
+            loop.call_soon_threadsafe(_settle, *settle)
+        except RuntimeError:  # the loop is closed
+            _settle(*settle)
 
     file_executor().submit(run)
     return await done
 
 
-def _settle(done: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if done.done():
-        return  # (its waiter was cancelled meanwhile)
+def _settle(
+    done: asyncio.Future[Any],
+    result: Any,
+    exc: BaseException | None,
+    discard: Callable[[Any], object] | None = None,
+) -> None:
+    if done.done() or done.get_loop().is_closed():  # (its waiter was cancelled meanwhile)
+        if discard is not None:
+            discard(result)
+        return
     if exc is None:
         done.set_result(result)
     else:
@@ -102,11 +118,15 @@ def _open_regular(path: str) -> tuple[int, int]:
     return fd, info.st_size
 
 
+def _close_opened(opened: tuple[int, int]) -> None:
+    os.close(opened[0])
+
+
 async def open_regular(path: str) -> tuple[int, int]:
     """Open the regular file ``path`` on a file thread: (descriptor, size). LocalProtocolError when it
     cannot be opened or is not a regular file (the app asked for something the server cannot send)."""
     try:
-        return await on_file_thread(_open_regular, path)
+        return await on_file_thread(_open_regular, path, discard=_close_opened)
     except OSError as exc:
         raise LocalProtocolError(f"cannot open {path!r:.200}: {exc.strerror}") from None
 
