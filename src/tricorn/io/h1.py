@@ -292,7 +292,11 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
             self.conn.keep_alive = False
         if state.timed:
             cycle.start_time = perf_counter()  # (uvloop's loop.time() is per loop turn, in ms)
-        if not state.admit(cycle):
+        if state.limit_concurrency is None:
+            # ServerState.admit's count, inline where there is no limit to check (bench "hello8": -0.9%).
+            state.active += 1
+            cycle.counted = True
+        elif not state.admit(cycle):
             self._reply_error(cycle, 503, "service unavailable: too many requests in progress")
             return
         app = state.sole_app
@@ -486,7 +490,16 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
 
     def cycle_complete(self, cycle: HTTPCycle) -> None:
         """The cycle's response is complete (or was aborted)."""
-        self.state.request_done(self, cycle)
+        state = self.state
+        if state.timed:  # an access line or metrics to give: ServerState.request_done does it all
+            state.request_done(self, cycle)
+        elif cycle.counted:
+            # ServerState.request_done's count, inline where nothing is timed (bench "hello8": -1.4%).
+            state.active -= 1
+            state.completed += 1
+            if state.completed == state.request_limit:
+                state.on_request_limit()
+            cycle.counted = False
         if cycle.state is ABORTED:
             self.close()
             return

@@ -508,7 +508,9 @@ class ServerState:
 
     # -- requests, on any protocol
     def admit(self, cycle: Any) -> bool:
-        """Count ``cycle`` as in progress, unless ``--limit-concurrency`` is reached (then 503)."""
+        """Count ``cycle`` as in progress, unless ``--limit-concurrency`` is reached (then 503). (io/h1.py
+        counts inline when there is no limit, and ends the count inline when nothing is ``timed``: keep
+        the three the same.)"""
         limit = self.limit_concurrency
         if limit is not None and self.active >= limit:
             return False
