@@ -70,7 +70,6 @@ class WSGIServer:
         self.pool: WorkerPool = share.pool if share is not None else WorkerPool(threads)
         self.mailbox: Mailbox = share.mailbox if share is not None else Mailbox(loop)
         self.post = self.mailbox.post
-        self.post_run = self.mailbox.post_run
         self.base = base_environ(threads > 1, multiprocess, root_path)
         self.mount = mount
         self.path_root = root_path  # --root-path: what a proxy stripped, put back before every path

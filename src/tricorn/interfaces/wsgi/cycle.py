@@ -248,10 +248,12 @@ class WSGICycle:
                     and not self.abandoned
                 ):  # (what _final does for a body within its Content-Length, inline: bench wsgi "hello")
                     self.headers_sent = True
-                    # (posted as the cycle itself: no bound method made, nor called with op(*args))
+                    # Posted as the cycle itself, whose loop_run the drain calls (see Mailbox).
                     self.whole = (started[0], started[1], body)
-                    post_run = server.post_run
-                    post_run(self)
+                    mailbox = server.mailbox
+                    mailbox.ops.append(self)
+                    if not mailbox.scheduled:
+                        mailbox.schedule()
                     return
                 if self.headers_sent and body:
                     self._send(body)
@@ -513,7 +515,7 @@ class WSGICycle:
 
     def loop_run(self) -> None:
         """``_loop_send`` of the whole response in ``whole`` (the worker checked that its body fits its
-        Content-Length): one call into the stream, head and body. What ``Mailbox.post_run`` runs."""
+        Content-Length): one call into the stream, head and body. What a ``Mailbox`` runs of a posted cycle."""
         status, headers, body = self.whole
         state = self.state
         if state is RESPONSE_DONE or state is ABORTED:
