@@ -135,6 +135,7 @@ def request_environ(request: Request, conn: ConnectionEnviron, wsgi_input: Any) 
     version = request.http_version
     last = conn.last
     if last is not None and last[0] == headers:
+        # (WSGICycle.execute makes this first case's test and copy itself, without calling here)
         if last[3] == target and last[2] == method and last[4] == version:
             environ = last[5].copy()
             environ["wsgi.input"] = wsgi_input
