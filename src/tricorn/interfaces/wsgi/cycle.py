@@ -138,7 +138,10 @@ class WSGICycle:
     continue_asked = False
     resume_asked = False
     _file: tuple[int, int, int] = (-1, 0, 0)  # a sendfile's descriptor, offset and byte count
-    whole: tuple[int, Pairs, bytes]  # a whole response, for loop_run (set before it is posted)
+    # A whole response, for loop_run (set before it is posted): its head, start_response's parsed one
+    # as it is (no tuple made for each response) or one of its own, and its body.
+    whole_head: tuple[int, Pairs, int | None]
+    whole_body: bytes
     # Set for every request by WSGIServer.new_cycle, which makes the cycle (there is no __init__: see there).
     server: WSGIServer
     stream: Stream
@@ -214,12 +217,11 @@ class WSGICycle:
     def execute(self, cond: threading.Condition | None) -> None:
         self.cond = cond
         server = self.server
-        post = server.post
         if self.abandoned:  # the client left while the request waited for a thread
-            post(self._loop_final_error, "", None, True)
+            server.post(self._loop_final_error, "", None, True)
             return
         stream = self.stream
-        result: Any = None
+        result: Any
         try:
             shared = stream.wsgi_environ
             if shared is None:
@@ -266,7 +268,8 @@ class WSGICycle:
                 ):  # (what _final does for a body within its Content-Length, inline: bench wsgi "hello")
                     self.headers_sent = True
                     # Posted as the cycle itself, whose loop_run the drain calls (see Mailbox).
-                    self.whole = (started[0], started[1], body)
+                    self.whole_head = started
+                    self.whole_body = body
                     mailbox = server.mailbox
                     mailbox.ops.append(self)
                     if not mailbox.scheduled:
@@ -274,7 +277,7 @@ class WSGICycle:
                     return
                 if self.headers_sent and body:
                     self._send(body)
-                post(*self._final(None if self.headers_sent else body))
+                server.post(*self._final(None if self.headers_sent else body))
                 return
             try:
                 if type(result) is FileWrapper and self._can_sendfile(result):
@@ -292,12 +295,12 @@ class WSGICycle:
                     close()
             # The exchange completes only after close(): a keep-alive client's next request starts after
             # the previous one's cleanup, as with gunicorn.
-            post(*final)
+            server.post(*final)
         except ClientDisconnected:
-            post(self._loop_final_error, "", None, True)
+            server.post(self._loop_final_error, "", None, True)
         except BaseException as exc:  # the app's failure is reported, never raised into the pool
             quiet = self.abandoned and isinstance(exc, OSError)
-            post(self._loop_final_error, f"exception in wsgi application: {exc!r:.200}", exc, quiet)
+            server.post(self._loop_final_error, f"exception in wsgi application: {exc!r:.200}", exc, quiet)
             del exc
 
     def _final(self, body: bytes | None) -> tuple[Any, ...]:
@@ -527,13 +530,15 @@ class WSGICycle:
             self._notify()
 
     def _loop_respond(self, status: int, headers: Pairs, body: bytes) -> None:
-        self.whole = (status, headers, body)
+        self.whole_head = (status, headers, None)
+        self.whole_body = body
         self.loop_run()
 
     def loop_run(self) -> None:
-        """``_loop_send`` of the whole response in ``whole`` (the worker checked that its body fits its
+        """``_loop_send`` of the whole response in ``whole_head`` and ``whole_body`` (the worker checked that its body fits its
         Content-Length): one call into the stream, head and body. What a ``Mailbox`` runs of a posted cycle."""
-        status, headers, body = self.whole
+        status, headers, _ = self.whole_head
+        body = self.whole_body
         state = self.state
         if state is RESPONSE_DONE or state is ABORTED:
             return
