@@ -45,6 +45,7 @@ from tricorn.proto.h1.parsers import (
 )
 from tricorn.proto.h1.response import (
     _HEAD_FIELDS,
+    _LAST_HEAD,
     _STATUS_LINES,
     _date_header,
     _extra_lines,
@@ -350,18 +351,25 @@ class H1Connection:
         if request is None or self.response_state is not RS_HEAD:
             raise LocalProtocolError(f"response head in state {self.response_state.name}")
         line = _STATUS_LINES.get(status) or status_line(status)
-        try:
-            key = tuple(headers)
-        except TypeError:
-            raise LocalProtocolError(
-                f"response headers must be pairs of bytes, got {headers!r:.80}"
-            ) from None
-        try:
-            fields = _HEAD_FIELDS.get(key)
-        except TypeError:  # a pair that is a list, a bytearray value: checked every time
-            fields = None
-        if fields is None:
-            fields = head_fields(key)
+        last = _LAST_HEAD
+        if headers == last[0]:
+            fields = last[1]
+        else:
+            try:
+                key = tuple(headers)
+            except TypeError:
+                raise LocalProtocolError(
+                    f"response headers must be pairs of bytes, got {headers!r:.80}"
+                ) from None
+            try:
+                fields = _HEAD_FIELDS.get(key)
+            except TypeError:  # a pair that is a list, a bytearray value: checked every time
+                fields = None
+            if fields is None:
+                fields = head_fields(key)
+            elif type(headers) is list:
+                last[0] = list(key)
+                last[1] = fields
         lines, has_date, length, length_line, close = fields
         date = b"" if has_date else _date_header[0]
         if status < 200:
