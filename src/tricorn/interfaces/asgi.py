@@ -123,7 +123,7 @@ def build_scope(
     scope["path"] = path_root + path if path_root else path
     scope["raw_path"] = raw_path
     scope["query_string"] = request.query
-    scope["headers"] = request.headers
+    scope["headers"] = list(request.headers)  # (a list of its own: see Request.headers)
     scope["extensions"] = _EXTENSIONS.copy()
     if state is not None:
         scope["state"] = state.copy()
