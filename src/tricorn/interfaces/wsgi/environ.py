@@ -121,8 +121,8 @@ class ConnectionEnviron:
 
     def __init__(self, shared: Environ) -> None:
         self.shared = shared
-        # (headers, their environ, method, target, http_version, the whole environ)
-        self.last: tuple[Fields, Environ, bytes, bytes, str, Environ] | None = None
+        # (headers, their environ, method, target, http_version, the whole environ, the Request)
+        self.last: tuple[Fields, Environ, bytes, bytes, str, Environ, Request] | None = None
 
 
 def request_environ(request: Request, conn: ConnectionEnviron, wsgi_input: Any) -> Environ:
@@ -135,7 +135,7 @@ def request_environ(request: Request, conn: ConnectionEnviron, wsgi_input: Any) 
     version = request.http_version
     last = conn.last
     if last is not None and last[0] == headers:
-        # (WSGICycle.execute makes this first case's test and copy itself, without calling here)
+        # (WSGICycle.execute copies the whole last environ itself for the very Request of the last time)
         if last[3] == target and last[2] == method and last[4] == version:
             environ = last[5].copy()
             environ["wsgi.input"] = wsgi_input
@@ -151,7 +151,7 @@ def request_environ(request: Request, conn: ConnectionEnviron, wsgi_input: Any) 
     environ["PATH_INFO"] = path.decode("latin-1")
     environ["QUERY_STRING"] = request.query.decode("latin-1")
     environ["SERVER_PROTOCOL"] = _PROTOCOLS.get(version) or "HTTP/" + version
-    conn.last = (headers, fields, method, target, version, environ.copy())
+    conn.last = (headers, fields, method, target, version, environ.copy(), request)
     environ["wsgi.input"] = wsgi_input
     return environ
 
