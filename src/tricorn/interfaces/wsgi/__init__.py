@@ -47,8 +47,6 @@ __all__ = [
 
 error_log = logging.getLogger("tricorn.error")
 
-_new_object = object.__new__
-
 
 class WSGIServer:
     """What every WSGI request of a worker process shares: the app, its threads, the environ's constants."""
@@ -72,7 +70,6 @@ class WSGIServer:
         self.pool: WorkerPool = share.pool if share is not None else WorkerPool(threads)
         self.mailbox: Mailbox = share.mailbox if share is not None else Mailbox(loop)
         self.post = self.mailbox.post
-        self.post_run = self.mailbox.post_run
         self.base = base_environ(threads > 1, multiprocess, root_path)
         self.mount = mount
         self.path_root = root_path  # --root-path: what a proxy stripped, put back before every path
@@ -111,13 +108,14 @@ class WSGIServer:
     def new_cycle(self, stream: Stream, request: Request) -> WSGICycle:
         """The cycle of ``request``, which ``stream`` received. Loop thread.
 
-        The cycle is made here, with no ``__init__`` call (a class's call with one runs it in a C-level
-        call of its own on Python 3.11; bench wsgi "hello"). What every request reads before anything may
-        set it is set on the instance, not left to a class-level default: Python 3.11 specializes an
-        attribute read only when the instance holds the name, and looks a class-level default up the
-        generic way, some ten times the cost (bench wsgi "hello").
+        The cycle is made here by a call of its class, which has no ``__init__`` (a class's call with one
+        runs it in a C-level call of its own on Python 3.11), rather than with ``object.__new__``, whose
+        call goes through a wrapper that checks and slices its arguments (bench wsgi "hello"). What every
+        request reads before anything may set it is set on the instance, not left to a class-level
+        default: Python 3.11 specializes an attribute read only when the instance holds the name, and
+        looks a class-level default up the generic way, some ten times the cost (bench wsgi "hello").
         """
-        cycle = _new_object(WSGICycle)
+        cycle = WSGICycle()
         cycle.server = self
         cycle.stream = stream
         cycle.request = request

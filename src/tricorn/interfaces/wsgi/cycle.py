@@ -78,6 +78,7 @@ from tricorn.interfaces.wsgi.environ import (
     Pairs,
     _parse_start,
     connection_environ,
+    request_environ,
 )
 from tricorn.interfaces.wsgi.streams import NO_BODY, FileWrapper, WSGIInput
 from tricorn.logs import escape_for_log, peer_for_log
@@ -137,7 +138,10 @@ class WSGICycle:
     continue_asked = False
     resume_asked = False
     _file: tuple[int, int, int] = (-1, 0, 0)  # a sendfile's descriptor, offset and byte count
-    whole: tuple[int, Pairs, bytes]  # a whole response, for loop_run (set before it is posted)
+    # A whole response, for loop_run (set before it is posted): its head, start_response's parsed one
+    # as it is (no tuple made for each response) or one of its own, and its body.
+    whole_head: tuple[int, Pairs, int | None]
+    whole_body: bytes
     # Set for every request by WSGIServer.new_cycle, which makes the cycle (there is no __init__: see there).
     server: WSGIServer
     stream: Stream
@@ -213,12 +217,11 @@ class WSGICycle:
     def execute(self, cond: threading.Condition | None) -> None:
         self.cond = cond
         server = self.server
-        post = server.post
         if self.abandoned:  # the client left while the request waited for a thread
-            post(self._loop_final_error, "", None, True)
+            server.post(self._loop_final_error, "", None, True)
             return
         stream = self.stream
-        result: Any = None
+        result: Any
         try:
             shared = stream.wsgi_environ
             if shared is None:
@@ -230,7 +233,18 @@ class WSGICycle:
             # (Each callable read into a local first: a call of an instance attribute as a method is
             # looked up the generic way on Python 3.11; bench wsgi "hello".)
             environ_of = server.request_environ
-            environ = environ_of(self.request, shared, wsgi_input)
+            request = self.request
+            last = shared.last
+            if last is not None and last[6] is request and environ_of is request_environ:
+                # The connection's last Request again: the fast lane gives one Request, never changed,
+                # for every request of the same bytes. The copy of request_environ's first case, made
+                # here without a Python call of its own (bench wsgi "hello"); a Request equal to the last
+                # one but not it goes to request_environ, which compares by value, and a mounted app's
+                # environ_of changes what request_environ makes.
+                environ = last[5].copy()
+                environ["wsgi.input"] = wsgi_input
+            else:
+                environ = environ_of(request, shared, wsgi_input)
             if self.forwarded is not None:
                 apply_environ(environ, self.forwarded)
             app = server.app
@@ -248,14 +262,17 @@ class WSGICycle:
                     and not self.abandoned
                 ):  # (what _final does for a body within its Content-Length, inline: bench wsgi "hello")
                     self.headers_sent = True
-                    # (posted as the cycle itself: no bound method made, nor called with op(*args))
-                    self.whole = (started[0], started[1], body)
-                    post_run = server.post_run
-                    post_run(self)
+                    # Posted as the cycle itself, whose loop_run the drain calls (see Mailbox).
+                    self.whole_head = started
+                    self.whole_body = body
+                    mailbox = server.mailbox
+                    mailbox.ops.append(self)
+                    if not mailbox.scheduled:
+                        mailbox.schedule()
                     return
                 if self.headers_sent and body:
                     self._send(body)
-                post(*self._final(None if self.headers_sent else body))
+                server.post(*self._final(None if self.headers_sent else body))
                 return
             try:
                 if type(result) is FileWrapper and self._can_sendfile(result):
@@ -273,12 +290,12 @@ class WSGICycle:
                     close()
             # The exchange completes only after close(): a keep-alive client's next request starts after
             # the previous one's cleanup, as with gunicorn.
-            post(*final)
+            server.post(*final)
         except ClientDisconnected:
-            post(self._loop_final_error, "", None, True)
+            server.post(self._loop_final_error, "", None, True)
         except BaseException as exc:  # the app's failure is reported, never raised into the pool
             quiet = self.abandoned and isinstance(exc, OSError)
-            post(self._loop_final_error, f"exception in wsgi application: {exc!r:.200}", exc, quiet)
+            server.post(self._loop_final_error, f"exception in wsgi application: {exc!r:.200}", exc, quiet)
             del exc
 
     def _final(self, body: bytes | None) -> tuple[Any, ...]:
@@ -508,13 +525,15 @@ class WSGICycle:
             self._notify()
 
     def _loop_respond(self, status: int, headers: Pairs, body: bytes) -> None:
-        self.whole = (status, headers, body)
+        self.whole_head = (status, headers, None)
+        self.whole_body = body
         self.loop_run()
 
     def loop_run(self) -> None:
-        """``_loop_send`` of the whole response in ``whole`` (the worker checked that its body fits its
-        Content-Length): one call into the stream, head and body. What ``Mailbox.post_run`` runs."""
-        status, headers, body = self.whole
+        """``_loop_send`` of the whole response in ``whole_head`` and ``whole_body`` (the worker checked that its body fits its
+        Content-Length): one call into the stream, head and body. What a ``Mailbox`` runs of a posted cycle."""
+        status, headers, _ = self.whole_head
+        body = self.whole_body
         state = self.state
         if state is RESPONSE_DONE or state is ABORTED:
             return

@@ -3,7 +3,7 @@ start_response's checks (:func:`_parse_start`), each with the caches of its hot 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 Environ = dict[str, Any]
-Pairs = tuple[tuple[bytes, bytes], ...]  # response header fields, encoded
+# Response header fields, encoded: a list that _parse_start makes, shared by every response of its head
+# and never changed, or a tuple made from one.
+Pairs = Sequence[tuple[bytes, bytes]]
 ExcInfo = tuple[type[BaseException], BaseException, "TracebackType | None"]
 StartResponse = Callable[..., Callable[[bytes], None]]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
@@ -121,8 +123,8 @@ class ConnectionEnviron:
 
     def __init__(self, shared: Environ) -> None:
         self.shared = shared
-        # (headers, their environ, method, target, http_version, the whole environ)
-        self.last: tuple[Fields, Environ, bytes, bytes, str, Environ] | None = None
+        # (headers, their environ, method, target, http_version, the whole environ, the Request)
+        self.last: tuple[Fields, Environ, bytes, bytes, str, Environ, Request] | None = None
 
 
 def request_environ(request: Request, conn: ConnectionEnviron, wsgi_input: Any) -> Environ:
@@ -135,6 +137,7 @@ def request_environ(request: Request, conn: ConnectionEnviron, wsgi_input: Any) 
     version = request.http_version
     last = conn.last
     if last is not None and last[0] == headers:
+        # (WSGICycle.execute copies the whole last environ itself for the very Request of the last time)
         if last[3] == target and last[2] == method and last[4] == version:
             environ = last[5].copy()
             environ["wsgi.input"] = wsgi_input
@@ -150,7 +153,7 @@ def request_environ(request: Request, conn: ConnectionEnviron, wsgi_input: Any) 
     environ["PATH_INFO"] = path.decode("latin-1")
     environ["QUERY_STRING"] = request.query.decode("latin-1")
     environ["SERVER_PROTOCOL"] = _PROTOCOLS.get(version) or "HTTP/" + version
-    conn.last = (headers, fields, method, target, version, environ.copy())
+    conn.last = (headers, fields, method, target, version, environ.copy(), request)
     environ["wsgi.input"] = wsgi_input
     return environ
 
@@ -214,8 +217,10 @@ LAST_START: list[tuple[Any, list[tuple[str, str]], tuple[int, Pairs, int | None]
 
 def _parse_start(status: str, headers: Iterable[tuple[str, str]]) -> tuple[int, Pairs, int | None]:
     """Check and encode start_response's arguments: (status code, headers as bytes, Content-Length).
-    The headers are a tuple: the HTTP/1.1 core finds the same tuple in its cache of checked heads at
-    once, with no copy of a list to compare (bench wsgi "hello").
+    The headers are a list, shared by every response of this head and never changed: the HTTP/1.1 core
+    finds it again by comparing it with its copy of the last list it took (proto/h1/connection.py
+    ``response_head``; the pairs are the same objects, compared by identity), before it would make a
+    tuple of it and hash that for its cache of checked heads (bench wsgi "hello").
 
     Raises TypeError or ValueError (into the app) for what PEP 3333 forbids: a status that is not
     ``"NNN reason"``, header names or values that are not latin-1 ``str``. Bytes the HTTP core refuses
@@ -257,7 +262,7 @@ def _parse_start(status: str, headers: Iterable[tuple[str, str]]) -> tuple[int, 
         out.append(entry[0])
         if entry[1] is not None:
             length = entry[1]
-    started = (code, tuple(out), length)
+    started = (code, out, length)
     if cache:
         if len(_STARTS) >= _MAX_CACHED_STARTS:
             _STARTS.clear()

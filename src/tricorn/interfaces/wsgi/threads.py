@@ -22,7 +22,7 @@ BLOCKING_JOB = 0.002
 
 
 class Posted(Protocol):
-    """What :meth:`Mailbox.post_run` takes."""
+    """What a :class:`Mailbox` runs by calling its ``loop_run()``."""
 
     def loop_run(self) -> None: ...
 
@@ -32,6 +32,11 @@ class Mailbox:
 
     One ``call_soon_threadsafe`` wakes the loop for a whole batch: a worker that posts while a drain is
     already scheduled only appends (bench wsgi "hello": the loop writes many responses per wakeup).
+
+    Besides :meth:`post`, a worker posts a :class:`Posted` (whose ``loop_run()`` the drain calls) by
+    appending it to ``ops`` itself, then calling :meth:`schedule` if ``scheduled`` is clear: no Python
+    call of the mailbox's own, nor a bound method made and called through ``op(*args)`` (bench wsgi
+    "hello" posts each whole response so, from WSGICycle.execute).
     """
 
     __slots__ = ("_call_soon", "ops", "scheduled")
@@ -43,21 +48,17 @@ class Mailbox:
 
     def post(self, op: Callable[..., None], *args: Any) -> None:
         """Run ``op(*args)`` on the loop thread soon. Any thread; never blocks."""
-        # Append, then look at the flag; the drain clears the flag, then pops. So an op appended after a
-        # drain's last pop either sees the flag clear (and schedules) or is popped by a drain to come.
         self.ops.append((op, args))
         if not self.scheduled:
-            self.scheduled = True
-            self._call_soon(self.drain)
+            self.schedule()
 
-    def post_run(self, posted: Posted) -> None:
-        """Run ``posted.loop_run()`` on the loop thread soon, in order with what :meth:`post` posts: one
-        call, with no bound method made nor called through ``op(*args)`` (bench wsgi "hello" posts each
-        whole response so). Any thread; never blocks."""
-        self.ops.append(posted)  # (then the flag, as post does)
-        if not self.scheduled:
-            self.scheduled = True
-            self._call_soon(self.drain)
+    def schedule(self) -> None:
+        """Have the loop drain ``ops`` soon; called by a thread that appended to ``ops``, then saw
+        ``scheduled`` clear. Any thread; never blocks."""
+        # Append, then look at the flag; the drain clears the flag, then pops. So an op appended after a
+        # drain's last pop either sees the flag clear (and schedules) or is popped by a drain to come.
+        self.scheduled = True
+        self._call_soon(self.drain)
 
     def drain(self) -> None:
         self.scheduled = False
@@ -189,7 +190,11 @@ class WorkerPool:
                 woken = True
                 ended = 0.0
                 continue
-            started = worker.job_started = monotonic()
+            # One clock reading a job (bench wsgi "hello"): the end of the last one is this one's start
+            # when the thread went straight on to it. Its time then holds the thread's turn at the lock
+            # besides the job: the lock is held for the bookkeeping above and a thread's start, far
+            # below BLOCKING_JOB, and a job's time holds its waits for the GIL anyway.
+            started = worker.job_started = ended or monotonic()
             try:
                 job.execute(cond)
             except BaseException:  # pragma: no cover - jobs report their own errors
