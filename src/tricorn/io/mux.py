@@ -44,17 +44,22 @@ class MuxStream:
     """The shared part of H2Stream and H3Stream (their own classes hold the slots)."""
 
     __slots__ = (
+        "client",
         "cycle",
         "ended",
         "head",
         "id",
         "length",
         "proto",
+        "proxy_trust",
         "read_deadline",
         "reading_paused",
         "received",
         "reset",
+        "scheme",
         "send_deadline",
+        "server",
+        "tls",
         "tunnel",
         "waiter",
     )
@@ -64,6 +69,14 @@ class MuxStream:
     def __init__(self, proto: Any, stream_id: int) -> None:
         self.proto = proto
         self.id = stream_id
+        # What the cycle reads of the connection, copied as the stream starts (each a slot read, not a
+        # property call, for every request's scope: bench h2): the connection has its addresses, scheme,
+        # TLS and proxy trust before its first stream, and they do not change.
+        self.scheme: str = proto.scheme
+        self.client: tuple[str, int] | None = proto.client
+        self.server: tuple[str, int] | None = proto.server
+        self.tls: TLSInfo | None = proto.tls
+        self.proxy_trust: AllowList | None = proto.proxy_trust
         self.cycle: Any = None
         # A final response head, held until its first body part.
         self.head: list[tuple[bytes, bytes]] | None = None
@@ -78,26 +91,6 @@ class MuxStream:
         self.send_deadline = INF  # when its wait for room to send more runs out
 
     # -- what the cycle reads
-    @property
-    def scheme(self) -> str:
-        return str(self.proto.scheme)
-
-    @property
-    def client(self) -> tuple[str, int] | None:
-        return self.proto.client  # type: ignore[no-any-return]
-
-    @property
-    def server(self) -> tuple[str, int] | None:
-        return self.proto.server  # type: ignore[no-any-return]
-
-    @property
-    def tls(self) -> TLSInfo | None:
-        return self.proto.tls  # type: ignore[no-any-return]
-
-    @property
-    def proxy_trust(self) -> AllowList | None:
-        return self.proto.proxy_trust  # type: ignore[no-any-return]
-
     @property
     def wsgi_environ(self) -> Any:
         return self.proto.wsgi_environ
