@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from tricorn.errors import ClientTimeout, LocalProtocolError
 from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, WAIT_READ, Headers
-from tricorn.proto.h2 import response_headers, trailer_fields
+from tricorn.proto.h2 import response_head, response_headers, trailer_fields
 
 if TYPE_CHECKING:
     import socket
@@ -99,18 +99,14 @@ class MuxStream:
     def wsgi_environ(self, value: Any) -> None:
         self.proto.wsgi_environ = value
 
-    def set_length(self, status: int, fields: list[tuple[bytes, bytes]]) -> None:
-        """What the final response head ``fields`` lets the body be: none for HEAD, 204 and 304 (RFC 9110
-        §6.4.1), its Content-Length, or unbounded."""
+    def set_length(self, status: int, length: int | None) -> None:
+        """What a final response head whose Content-Length is ``length`` lets the body be: none for HEAD,
+        204 and 304 (RFC 9110 §6.4.1), its Content-Length, or unbounded."""
         cycle = self.cycle
         if cycle is not None and (status == 204 or status == 304 or cycle.request.method == b"HEAD"):
             self.length = -1
-            return
-        self.length = None
-        for name, value in fields:
-            if name == b"content-length":
-                self.length = int(value) if value.isdigit() else None
-                return
+        else:
+            self.length = length
 
     def count_body(self, data: bytes) -> bytes:
         """``data`` as the response may carry it: nothing after a bodiless head; LocalProtocolError past
@@ -127,14 +123,14 @@ class MuxStream:
 
     # -- the response: the same steps over both protocols; the frames are each protocol's own (the hooks)
     def response_start(self, status: int, headers: Headers) -> None:
-        fields = response_headers(status, headers)
+        fields, length = response_head(status, headers)
         if status < 200:
             # An informational response (103 Early Hints) goes out at once and does not end the exchange.
             if not self.reset:
                 self.send_head(fields, False)
                 self.schedule_send()
             return
-        self.set_length(status, fields)
+        self.set_length(status, length)
         self.head = fields  # held until the first body part: the two go out together
 
     def response_informational(self, status: int, headers: Headers) -> None:
