@@ -287,6 +287,15 @@ def test_response_head_and_body_decode_with_an_independent_decoder() -> None:
     assert out[1][3] == b"hello"
     assert decoder.header_table.dynamic_entries == hpack.Decoder().header_table.dynamic_entries  # stateless
     assert conn.open_streams == 0
+    # The same head again (its encoding remembered), and one that differs in a value only.
+    _, _, conn = run(c.headers(3, GET), conn=conn)
+    changed = [*head[:-1], (b"x-custom-name", b"another")]
+    conn.send_headers(3, head)
+    conn.send_data(3, b"")
+    conn.send_headers(3, changed, end_stream=True)
+    out = frames(conn.data_to_send())
+    assert decoder.decode(out[0][3], raw=True) == head
+    assert decoder.decode(out[2][3], raw=True) == changed
 
 
 def test_large_head_continues_in_continuation_frames() -> None:

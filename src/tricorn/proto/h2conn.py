@@ -22,8 +22,8 @@ buffer; nothing larger than one frame of the advertised SETTINGS_MAX_FRAME_SIZE 
   connection (see :class:`_HeadCache`). The HTTP semantics of the head (methods, targets, limits, the
   status to answer) are the shell's, in :mod:`tricorn.proto.h2`.
 - **Response heads** are encoded statelessly: static-table references and literals without indexing
-  (RFC 7541 §6.1, §6.2.2), so the encoding of a field never depends on the connection and is cached
-  process-wide.
+  (RFC 7541 §6.1, §6.2.2), so the encoding of a field, and of a whole head, never depends on the
+  connection and is cached process-wide.
 - **Flow control**: received bytes are given back to the peer when the shell acknowledges them
   (``acknowledge_received_data``), in WINDOW_UPDATE frames of at least half a window; what the shell
   never sees (DATA on streams already reset) is given back by the core. Sending is bounded by
@@ -128,6 +128,10 @@ HEAD_CACHE_HEAD: Final = 4096
 # content-type, content-length values repeat).
 FIELD_CACHE_ENTRIES: Final = 4096
 FIELD_CACHE_FIELD: Final = 256
+# ... and whole response heads (a server's responses repeat their head but for the date, which changes once
+# a second), of at most this many octets encoded.
+BLOCK_CACHE_ENTRIES: Final = 256
+BLOCK_CACHE_BLOCK: Final = 1024
 
 _FRAME_HEAD = struct.Struct(">IBI")  # 24-bit length and 8-bit type packed in the first word
 _pack_head = _FRAME_HEAD.pack
@@ -435,6 +439,7 @@ _huffman = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH).encode
 # RFC 7541 §7.1.3: values an intermediary must never index (h2 marks the same request fields).
 _NEVER_INDEXED: Final = frozenset((b"authorization", b"proxy-authorization", b"set-cookie"))
 _field_cache: dict[tuple[bytes, bytes], bytes] = {}
+_block_cache: dict[tuple[tuple[bytes, bytes], ...], bytes] = {}
 
 
 def _integer(value: int, prefix_bits: int, first: int) -> bytes:
@@ -472,6 +477,10 @@ def encode_field(name: bytes, value: bytes) -> bytes:
 
 
 def encode_headers(headers: Headers) -> bytes:
+    key = tuple(headers)
+    block = _block_cache.get(key)
+    if block is not None:
+        return block
     cache = _field_cache
     parts = []
     for field in headers:
@@ -484,7 +493,12 @@ def encode_headers(headers: Headers) -> bytes:
                     cache.clear()
                 cache[(name, value)] = encoded
         parts.append(encoded)
-    return b"".join(parts)
+    block = b"".join(parts)
+    if len(block) <= BLOCK_CACHE_BLOCK:
+        if len(_block_cache) >= BLOCK_CACHE_ENTRIES:
+            _block_cache.clear()
+        _block_cache[key] = block
+    return block
 
 
 # ---------------------------------------------------------------------------------------- the core
