@@ -128,6 +128,10 @@ class H2Stream(MuxStream):
         else:
             self._send(data, end)
 
+    def send_response(self, fields: list[tuple[bytes, bytes]], data: bytes, end: bool) -> None:
+        if not self.conn.send_response(self.id, fields, data, end):  # (the head and, if it fits, the body)
+            self._send(data, end)
+
     def send_trailers(self, fields: list[tuple[bytes, bytes]]) -> None:
         if self.outbuf:
             self.pending_trailers = fields  # (sent by window_opened once the body is out)

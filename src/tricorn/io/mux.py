@@ -149,10 +149,10 @@ class MuxStream:
             self.head = None
             if not more and not data:  # a response without a body: the head ends the stream
                 self.send_head(head, True)
-                self.schedule_send()
-                return
-            self.send_head(head, False)
-        self.send_body(data, not more)
+            else:
+                self.send_response(head, data, not more)
+        else:
+            self.send_body(data, not more)
         self.schedule_send()
 
     def response_trailers(self, headers: Headers) -> None:
@@ -194,6 +194,12 @@ class MuxStream:
         """``data`` as DATA frames, as the protocol's flow control lets it go (ending the stream with
         ``end``; ``data`` may be empty)."""
         raise NotImplementedError
+
+    def send_response(self, fields: list[tuple[bytes, bytes]], data: bytes, end: bool) -> None:
+        """The head, then the first body part, ``data`` (not empty, or ``end``): ``send_head`` and
+        ``send_body``, unless the protocol has a shorter way."""
+        self.send_head(fields, False)
+        self.send_body(data, end)
 
     def send_trailers(self, fields: list[tuple[bytes, bytes]]) -> None:
         """The trailer section, after whatever of the body is still queued; it ends the stream."""

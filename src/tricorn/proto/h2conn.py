@@ -1190,8 +1190,35 @@ class H2Connection:
         """Queue a response head (or trailers, with ``end_stream``). ``headers`` are valid HTTP/2 fields
         (proto/h2.response_headers). Dropped for a stream already reset."""
         stream = self._sendable(stream_id)
+        if stream is not None:
+            self._queue_headers(stream, headers, end_stream)
+
+    def send_response(self, stream_id: int, headers: Headers, data: bytes, end_stream: bool) -> bool:
+        """Queue a response head and its first body part, ``data`` (ending the stream with
+        ``end_stream``), when the windows and the client's frame size let it go in one DATA frame: one
+        call for what :meth:`send_headers` and :meth:`send_data` do (bench h2). Whether the body part
+        went; if not, only the head is queued and ``data`` is the caller's to send as the windows allow.
+        Dropped (and False) for a stream already reset."""
+        stream = self._sendable(stream_id)
         if stream is None:
-            return
+            return False
+        self._queue_headers(stream, headers, False)
+        size = len(data)
+        if size > stream.send_window or size > self._send_window or size > self.max_outbound_frame_size:
+            return False
+        if size:
+            stream.send_window -= size
+            self._send_window -= size
+        if size or end_stream:
+            self._out.append(_pack_head(size << 8 | DATA, FLAG_END_STREAM if end_stream else 0, stream_id))
+            if size:
+                self._out.append(data)
+            if end_stream:
+                self._end_local(stream)
+        return True
+
+    def _queue_headers(self, stream: _Stream, headers: Headers, end_stream: bool) -> None:
+        stream_id = stream.id
         stream.head_sent = True
         block = encode_headers(headers)
         if self._table_size_update is not None:
