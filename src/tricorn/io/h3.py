@@ -526,6 +526,7 @@ class H3Protocol(MuxProtocol):
 
     def stream_done(self, stream: H3Stream) -> None:
         self.streams.pop(stream.id, None)
+        stream.cycle = None  # (the two refer to each other: see H2Protocol.stream_done)
         self.blocked.discard(stream)
         if stream.ended or stream.reset:
             self.quic.credit.pop(stream.id, None)
