@@ -83,8 +83,8 @@ OUTPUT_LIMIT = 4 * 1024 * 1024
 
 
 def _copy_request(request: Request) -> Request:
-    """A request of its own (the app may change its ``scope["headers"]`` list)."""
-    return Request(
+    """A request of its own (the app may change its ``scope["headers"]`` list), of the same kind."""
+    return type(request)(
         request.method,
         request.target,
         request.http_version,

@@ -21,7 +21,9 @@ from collections.abc import Iterable
 from typing import Final
 
 from tricorn.errors import LocalProtocolError, RemoteProtocolError
+from tricorn.proto.forwarded import NAMES as PROXY_NAMES
 from tricorn.proto.h1 import KNOWN_METHODS, H1Limits, Request, date_header
+from tricorn.proto.h1.events import ProxyFreeRequest
 from tricorn.proto.h1.head import _BAD_TARGET, _CONTENT_LENGTH, _HOST
 from tricorn.proto.h1.response import EXTRA_PAIRS, SERVER_PAIR
 
@@ -54,6 +56,7 @@ def request_from_headers(
     host: bytes | None = None
     content_length: bytes | None = None
     expect = False
+    proxied = False  # a proxy's field (X-Forwarded-For, Forwarded...): else the scope need not look for one
     count = 0
     field_size = limits.field_size
     for name, value in headers:
@@ -86,6 +89,8 @@ def request_from_headers(
             content_length = value
             if not _CONTENT_LENGTH.match(value):
                 raise RemoteProtocolError(f"invalid content-length {value[:32]!r}")
+        elif name in PROXY_NAMES:
+            proxied = True
         fields.append((name, value))
     if count > limits.fields:
         raise RemoteProtocolError(f"more than {limits.fields} header fields", status=431)
@@ -124,7 +129,8 @@ def request_from_headers(
         raise RemoteProtocolError("request body too large", status=413)
     target, _, _ = path.partition(b"#")
     raw_path, _, query = target.partition(b"?")
-    return Request(method, path, http_version, fields, raw_path, query, authority, True, expect, upgrade)
+    kind = Request if proxied else ProxyFreeRequest
+    return kind(method, path, http_version, fields, raw_path, query, authority, True, expect, upgrade)
 
 
 def trailer_fields(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

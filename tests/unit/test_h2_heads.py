@@ -1,4 +1,5 @@
-"""tricorn.proto.h2: an application's response head as HTTP/2 fields, checked once per distinct list."""
+"""tricorn.proto.h2: request and response heads over HTTP/2 (and HTTP/3): a response header list checked once
+per distinct list, a request that says whether a proxy's field is in it."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import pytest
 
 from tricorn.errors import LocalProtocolError
 from tricorn.proto import h1
-from tricorn.proto.h2 import response_head, response_headers
+from tricorn.proto.h1 import H1Limits
+from tricorn.proto.h2 import request_from_headers, response_head, response_headers
 
 
 def test_a_header_list_seen_before_gives_the_same_fields_and_the_servers_own_again() -> None:
@@ -74,3 +76,20 @@ def test_what_cannot_be_sent_is_refused_every_time(headers: object) -> None:
 def test_a_status_an_application_may_not_send(status: object) -> None:
     with pytest.raises(LocalProtocolError):
         response_head(status, [])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("name", "free"),
+    [(b"accept", True), (b"x-forwarded-for", False), (b"forwarded", False), (b"x-forwarded-proto", False)],
+)
+def test_a_request_without_a_proxys_field_says_so(name: bytes, free: bool) -> None:
+    # (the scope and the environ then skip their look for one: interfaces/asgi.py build_scope)
+    head = [
+        (b":method", b"GET"),
+        (b":scheme", b"http"),
+        (b":path", b"/"),
+        (b":authority", b"a"),
+        (name, b"1"),
+    ]
+    request = request_from_headers(head, H1Limits(), frozenset())
+    assert request.proxy_free is free and (name, b"1") in request.headers
