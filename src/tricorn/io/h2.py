@@ -36,7 +36,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from tricorn.errors import ClientTimeout, LocalProtocolError, RemoteProtocolError
-from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START
+from tricorn.interfaces.stream import RESPONSE_DONE
 from tricorn.io.flow import WriteFlow
 from tricorn.io.mux import INF, MuxProtocol, MuxStream, error_head
 from tricorn.io.runner import AppRunner
@@ -182,7 +182,7 @@ class H2Stream(MuxStream):
                 cycle = self.cycle
                 if cycle is not None and cycle.state is RESPONSE_DONE:
                     if not self.ended:
-                        self.proto.reset_after_response(self)  # (held back while the response went out)
+                        self.proto.stop_after_response(self)  # (held back while the response went out)
                     self.proto.stream_done(self)
 
     # -- Stream calls (the response itself: io/mux.py)
@@ -202,20 +202,6 @@ class H2Stream(MuxStream):
             unacked, self.unacked = self.unacked, 0
             self.conn.acknowledge_received_data(unacked, self.id)
             self.proto.schedule_flush()
-
-    def sendfile_done(self, sent: int) -> None:  # pragma: no cover - sendfile_start never offers it
-        raise LocalProtocolError("sendfile on an http/2 stream")
-
-    def cycle_complete(self, cycle: Any) -> None:
-        proto = self.proto
-        proto.state.request_done(proto, cycle)
-        if cycle.state is ABORTED:
-            proto.reset_stream(self, ErrorCode.INTERNAL_ERROR if not self.reset else ErrorCode.CANCEL)
-        elif not self.ended and not self.reset:
-            # RFC 9113 §8.1: a complete response before the whole request: the client is asked to stop
-            # sending with RST_STREAM NO_ERROR once the response is out.
-            proto.reset_after_response(self)
-        proto.stream_done(self)
 
     # -- a WebSocket tunnel (io/ws.py H2Tunnel; its head: io/mux.py)
     def tunnel_write(self, data: bytes) -> None:
@@ -272,6 +258,9 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
     """One HTTP/2 connection (see the module docstring)."""
 
     protocol_label = "h2"  # its kind among the open connections (io/metrics.py)
+    APP_FAILED = ErrorCode.INTERNAL_ERROR  # (io/mux.py: the codes of what it decides)
+    CANCELLED = ErrorCode.CANCEL
+    STOPPED = ErrorCode.NO_ERROR
     __slots__ = (
         "_drain_waiter",
         "client",
@@ -561,40 +550,17 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
             self.reset_stream(stream, ErrorCode.INTERNAL_ERROR)
         self.schedule_flush()
 
-    def refuse_stream(self, stream: H2Stream, exc: RemoteProtocolError) -> None:
-        """A request refused before its app ran (or its body over the limit): its status, then the
-        stream is closed; the connection serves on."""
-        self.state.log_protocol_error(self, exc)
-        cycle = stream.cycle
-        if cycle is not None:
-            # The app is running (its body went over the limit): the client gets the status if nothing
-            # was answered yet, the app gets http.disconnect, and the request is counted as done now.
-            if cycle.state is RESPONSE_START:
-                self.answer(stream, cycle, exc.status, str(exc))
-                code = ErrorCode.NO_ERROR
-            else:
-                cycle.state = ABORTED
-                code = ErrorCode.CANCEL
-            self.reset_stream(stream, code)
-            stream.gone()
-            self.state.request_done(self, cycle)
-            self.streams.pop(stream.id, None)
-            self._maybe_idle()
-            return
-        self.error_response(stream, exc.status, (str(exc) + "\n").encode())
-        if not stream.ended:
-            self.reset_after_response(stream)
-        self.streams.pop(stream.id, None)
-        self._maybe_idle()
-
-    def reset_stream(self, stream: H2Stream, code: ErrorCode) -> None:
-        if self.closed:
-            return
-        self.conn.reset_stream(stream.id, code)  # (a no-op once it is closed both ways)
+    def reset_stream(self, stream: H2Stream, code: ErrorCode | None) -> None:
+        if code is not None and not self.closed:
+            self.conn.reset_stream(stream.id, code)  # (a no-op once it is closed both ways)
+            self.schedule_flush()
         stream.reset = True
-        self.schedule_flush()
 
-    def reset_after_response(self, stream: H2Stream) -> None:
+    def stop_receiving(self, stream: H2Stream, code: ErrorCode) -> None:
+        if not stream.reset:  # (RST_STREAM ends both directions: once reset, there is nothing to stop)
+            self.reset_stream(stream, code)
+
+    def stop_after_response(self, stream: H2Stream) -> None:
         if stream.outbuf:
             return  # the response is still going out (window_opened asks once it is)
         if stream.bodiless:
@@ -606,10 +572,13 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
     def stream_done(self, stream: H2Stream) -> None:
         if stream.outbuf and not stream.reset:
             return  # finished once its last bytes are out (see window_opened)
-        self.streams.pop(stream.id, None)
         # The stream and its cycle refer to each other: undone here, both go when the app is done with
         # the cycle, not at the garbage collector's next pass (bench h2: its passes cost more than this).
         stream.cycle = None
+        self.forget_stream(stream)
+
+    def forget_stream(self, stream: H2Stream) -> None:
+        self.streams.pop(stream.id, None)
         self._maybe_idle()
 
     def _maybe_idle(self) -> None:
@@ -673,12 +642,6 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
             return
         state.log_timeout(self, f"{reason}: stream reset")
         self.cancel_stream(stream, reason)
-
-    def cancel_stream(self, stream: H2Stream, reason: ClientTimeout) -> None:
-        self.streams.pop(stream.id, None)
-        self.reset_stream(stream, ErrorCode.CANCEL)
-        stream.gone(reason)
-        self._maybe_idle()
 
     def shutdown(self) -> None:
         """Graceful stop in two steps (RFC 9113 §6.8): a GOAWAY with the largest stream id says no new

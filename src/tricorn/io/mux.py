@@ -15,7 +15,7 @@ import asyncio
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from tricorn.errors import ClientTimeout, LocalProtocolError
+from tricorn.errors import ClientTimeout, LocalProtocolError, RemoteProtocolError
 from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, WAIT_READ, Headers
 from tricorn.proto.h2 import response_head, response_headers, trailer_fields
 
@@ -182,8 +182,19 @@ class MuxStream:
             self.send_head(response_headers(200, headers), False)
             self.schedule_send()
 
-    def cycle_complete(self, cycle: Any) -> None:  # (each protocol's own)
-        raise NotImplementedError
+    def sendfile_done(self, sent: int) -> None:  # pragma: no cover - sendfile_start never offers it
+        raise LocalProtocolError("sendfile on a multiplexed (http/2, http/3) stream")
+
+    def cycle_complete(self, cycle: Any) -> None:
+        proto = self.proto
+        proto.state.request_done(proto, cycle)
+        if cycle.state is ABORTED:
+            proto.reset_stream(self, proto.APP_FAILED if not self.reset else None)
+        elif not self.ended and not self.reset:
+            # RFC 9113 §8.1, RFC 9114 §4.1: a complete response before the whole request: the client is
+            # asked to stop sending it, and the response stands.
+            proto.stop_after_response(self)
+        proto.stream_done(self)
 
     # -- the hooks: each protocol's frames
     def send_head(self, fields: list[tuple[bytes, bytes]], end: bool) -> None:
@@ -286,7 +297,36 @@ class MuxProtocol:
     reset_count: int  # streams reset by the client before their response, since reset_window
     reset_window: float
 
-    def error_response(self, stream: Any, status: int, body: bytes) -> None:  # (each protocol's own)
+    # Each protocol's error codes for what is decided here: a stream whose app failed, one given up on (a
+    # timeout, a body over the limit while its app runs), and a complete response's "stop sending".
+    APP_FAILED: Any
+    CANCELLED: Any
+    STOPPED: Any
+
+    # -- the hooks: each protocol's frames and bookkeeping
+    def error_response(self, stream: Any, status: int, body: bytes) -> None:
+        """A complete response of the server's own (``error_head``, then ``body``) on ``stream``."""
+        raise NotImplementedError
+
+    def reset_stream(self, stream: Any, code: Any) -> None:
+        """End the response side of ``stream`` with ``code`` (None: it is over already, no frame), and
+        mark it reset."""
+        raise NotImplementedError
+
+    def stop_receiving(self, stream: Any, code: Any) -> None:
+        """Ask the client to stop sending the request of ``stream``, with ``code``."""
+        raise NotImplementedError
+
+    def stop_after_response(self, stream: Any) -> None:
+        """The same with :attr:`STOPPED` once a complete response is out, where the protocol asks it."""
+        raise NotImplementedError
+
+    def stream_done(self, stream: Any) -> None:
+        """``stream``'s response is complete: it leaves the connection (once what it holds is sent)."""
+        raise NotImplementedError
+
+    def forget_stream(self, stream: Any) -> None:
+        """``stream`` leaves the connection now, whatever it holds."""
         raise NotImplementedError
 
     def reset_flood(self) -> bool:
@@ -370,5 +410,37 @@ class MuxProtocol:
     def send_timeout(self, stream: Any) -> None:  # (each protocol's own)
         raise NotImplementedError
 
-    def cancel_stream(self, stream: Any, reason: ClientTimeout) -> None:  # (each protocol's own)
-        raise NotImplementedError
+    def cancel_stream(self, stream: Any, reason: ClientTimeout) -> None:
+        """Give up on ``stream`` (its app waited on its client too long): reset both ways, its app told
+        why; the connection serves on."""
+        self.reset_stream(stream, self.CANCELLED)
+        if not stream.ended:
+            self.stop_receiving(stream, self.CANCELLED)
+        stream.gone(reason)
+        self.forget_stream(stream)
+
+    def refuse_stream(self, stream: Any, exc: RemoteProtocolError) -> None:
+        """A request refused before its app ran (or its body over the limit): its status, then the stream
+        is closed; the connection serves on."""
+        self.state.log_protocol_error(self, exc)
+        cycle = stream.cycle
+        if cycle is not None:
+            # The app is running (its body went over the limit): the client gets the status if nothing
+            # was answered yet, the app gets http.disconnect, and the request is counted as done now.
+            if cycle.state is RESPONSE_START:
+                self.answer(stream, cycle, exc.status, str(exc))
+                if not stream.ended:
+                    self.stop_receiving(stream, self.STOPPED)
+            else:
+                cycle.state = ABORTED
+                self.reset_stream(stream, self.CANCELLED)
+                if not stream.ended:
+                    self.stop_receiving(stream, self.CANCELLED)
+            stream.gone()
+            self.state.request_done(self, cycle)
+        else:
+            self.error_response(stream, exc.status, (str(exc) + "\n").encode())
+            if not stream.ended:
+                self.stop_after_response(stream)
+            stream.reset = True  # (nothing more goes out)
+        self.forget_stream(stream)
