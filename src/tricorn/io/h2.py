@@ -575,7 +575,8 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
         # The stream and its cycle refer to each other: undone here, both go when the app is done with
         # the cycle, not at the garbage collector's next pass (bench h2: its passes cost more than this).
         stream.cycle = None
-        self.forget_stream(stream)
+        self.streams.pop(stream.id, None)  # (forget_stream's two lines: one call less for every request)
+        self._maybe_idle()
 
     def forget_stream(self, stream: H2Stream) -> None:
         self.streams.pop(stream.id, None)
