@@ -273,7 +273,28 @@ async def reject(scope: Scope, receive: Receive, send: Send) -> None:
     await respond(send, b"not interested\n", 417)
 
 
+async def meddle(scope: Scope, receive: Receive, send: Send) -> None:
+    """Says what its scope holds, then changes it in place, as a careless middleware might: what one
+    request's app does to its scope shows in no other request's."""
+    seen = {
+        "headers": [[name.decode(), value.decode()] for name, value in scope["headers"]],
+        "client": scope["client"],
+        "extensions": sorted(scope["extensions"]),
+        "trailers": scope["extensions"]["http.response.trailers"],
+    }
+    scope["headers"].append((b"x-meddled", b"yes"))
+    scope["headers"][0] = (b"host", b"meddled.example")
+    scope["client"] = ("6.6.6.6", 6)
+    scope["extensions"]["x.meddled"] = {}
+    try:
+        scope["extensions"]["http.response.trailers"]["meddled"] = True
+    except TypeError:
+        seen["refused"] = True
+    await respond_json(send, seen)
+
+
 ROUTES: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
+    "/meddle": meddle,
     "/": hello,
     "/echo": echo,
     "/stream": stream,

@@ -183,6 +183,27 @@ def test_listening_line_names_backend_and_loop(server: TricornProcess) -> None:
     assert match[4] == ("asyncio" if "--loop" in argv else "uvloop")
 
 
+def test_an_app_that_changes_its_scope_changes_no_other(server: TricornProcess) -> None:
+    # The same bytes, again and again on one connection and on another: the fast lane takes them as the
+    # request it remembers, whose fields each scope gets a list of its own of.
+    raw = b"GET /meddle HTTP/1.1\r\nHost: a.example\r\nAccept: */*\r\n\r\n"
+    answers = []
+    for _ in range(2):
+        with connect(server.port) as sock:
+            reader = Reader(sock)
+            for _ in range(3):
+                sock.sendall(raw)
+                response = reader.response()
+                assert response.status == 200
+                answers.append(response.json())
+    assert answers[0]["headers"] == [["host", "a.example"], ["accept", "*/*"]]
+    assert answers[0]["trailers"] == {}
+    assert "x.meddled" not in answers[0]["extensions"] and answers[0]["refused"] is True
+    for answer in answers:
+        assert answer.pop("client")[0] == "127.0.0.1"  # (each connection has a port of its own)
+    assert all(answer == answers[0] for answer in answers[1:]), answers
+
+
 def test_scope_is_complete(server: TricornProcess) -> None:
     with connect(server.port) as sock:
         sock.sendall(

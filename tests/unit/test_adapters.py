@@ -17,6 +17,7 @@ from tricorn.errors import ClientDisconnected
 from tricorn.interfaces.asgi import HTTPCycle, build_scope, http_cycle
 from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, Headers
 from tricorn.interfaces.wsgi import WSGIServer
+from tricorn.proto.forwarded import AllowList
 from tricorn.proto.h1 import CONTINUE_RESPONSE, H1Connection, Request
 
 
@@ -38,6 +39,7 @@ class FakeStream:
         self.completed: list[Any] = []
         self.errors: list[tuple[str, BaseException | None]] = []
         self.wsgi_environ: dict[str, Any] | None = None
+        self.scope_base: dict[str, Any] | None = None
         self.done = threading.Event()
         self.drained: asyncio.Future[None] | None = None
         self.waits: list[int] = []  # the cycle's waits on the client in progress (wait_started, not ended)
@@ -143,6 +145,39 @@ def test_asgi_hello_is_one_response() -> None:
     assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"content-length: 5" in head
     assert body == b"hello"
     assert stream.completed == [RESPONSE_DONE] and cycle.status == 200 and cycle.response_bytes == 5
+
+
+def test_each_scope_on_a_connection_is_its_own() -> None:
+    # What a connection's scopes share is kept once (its scope_base) and copied: an app that changes its
+    # scope, or a trusted proxy's values, leave the next request's scope as it was.
+    stream = FakeStream(request())
+    first = build_scope(request(target=b"/a?x=1"), stream, "", "", {"k": 1})
+    assert first["path"] == "/a" and first["query_string"] == b"x=1" and first["state"] == {"k": 1}
+    first["client"] = ("6.6.6.6", 1)
+    first["root_path"] = "/x"
+    first["extensions"]["mine"] = {}
+    first["state"]["k"] = 2
+    first["added"] = True
+    second = build_scope(request(target=b"/b"), stream, "", "", {"k": 1})
+    assert second is not first and second["extensions"] is not first["extensions"]
+    assert second["client"] == ("10.0.0.1", 5555) and second["root_path"] == "" and "added" not in second
+    assert "mine" not in second["extensions"] and second["state"] == {"k": 1}
+    # The extensions' info dicts the server has nothing to put in are shared, and so read-only.
+    info = second["extensions"]["http.response.trailers"]
+    assert info == {} and isinstance(info, dict)
+    with pytest.raises(TypeError, match="read-only"):
+        info["x"] = 1
+    with pytest.raises(TypeError, match="read-only"):
+        info.update(x=1)
+    assert build_scope(request(), stream, "", "", None)["extensions"]["http.response.trailers"] == {}
+    assert (second["path"], second["raw_path"], second["query_string"]) == ("/b", b"/b", b"")
+    # Another root path on the same connection (two mounts), then the first again.
+    mounted = build_scope(request(target=b"/m/c"), stream, "", "/m", None)
+    assert mounted["root_path"] == "/m" and build_scope(request(), stream, "", "", None)["root_path"] == ""
+    stream.proxy_trust = AllowList(["10.0.0.0/8"])  # type: ignore[misc]
+    proxied = build_scope(request(headers=[(b"x-forwarded-for", b"1.2.3.4")]), stream, "", "", None)
+    assert proxied["client"] == ("1.2.3.4", 0)
+    assert build_scope(request(), stream, "", "", None)["client"] == ("10.0.0.1", 5555)
 
 
 def test_asgi_request_body_in_parts_and_streamed_response() -> None:

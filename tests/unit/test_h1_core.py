@@ -1329,6 +1329,25 @@ def test_a_header_list_seen_before_gives_the_same_head_and_fresh_decisions() -> 
     assert b"server: tricorn" in head_lines(respond(GET11).response_head(200, headers))
 
 
+def test_the_last_header_list_is_found_again_only_by_value() -> None:
+    # The last list found among the remembered ones is kept as a copy and compared by value: an app's
+    # list changed in place since is checked and serialised anew.
+    headers = [(b"content-type", b"text/plain"), (b"content-length", b"5")]
+    for _ in range(3):
+        assert b"content-type: text/plain" in head_lines(respond(GET11).response_head(200, headers))
+    headers[0] = (b"content-type", b"text/html")
+    assert b"content-type: text/html" in head_lines(respond(GET11).response_head(200, headers))
+    assert b"content-type: text/html" in head_lines(respond(GET11).response_head(200, headers))
+    headers[0] = (b"x", b"a\r\nInjected: yes")
+    with pytest.raises(LocalProtocolError):
+        respond(GET11).response_head(200, headers)
+    headers[0] = [b"content-type", b"text/html"]  # a pair as a list: never the same as a tuple
+    assert b"content-type: text/html" in head_lines(respond(GET11).response_head(200, headers))
+    headers[0] = (b"content-type", "text/html")
+    with pytest.raises(LocalProtocolError):
+        respond(GET11).response_head(200, headers)
+
+
 @pytest.mark.parametrize(
     "headers",
     [

@@ -40,6 +40,7 @@ class RecordingStream:
     """A Stream that records the calls the deadlines are about; the rest do nothing."""
 
     wsgi_environ = None
+    scope_base = None
     proxy_trust = None
     scheme = "http"
     client = ("127.0.0.1", 5000)

@@ -65,6 +65,7 @@ class Stream(Protocol):
     """
 
     wsgi_environ: Any  # the WSGI adapter's per-connection environ (interfaces/wsgi/environ.py), or None
+    scope_base: Any  # what the connection's ASGI scopes share (interfaces/asgi.py build_scope), or None
 
     @property
     def proxy_trust(self) -> AllowList | None:

@@ -91,6 +91,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         "refusal",
         "runner",
         "scheme",
+        "scope_base",
         "send_deadline",
         "server",
         "state",
@@ -128,6 +129,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
         self.pending_upgrade: Request | None = None  # a WebSocket handshake waiting for earlier responses
         # Bad input that came after whole requests in one read: answered once those are (see cycle_complete).
         self.refusal: RemoteProtocolError | None = None
+        self.scope_base: Any = None  # what its ASGI scopes share (interfaces/asgi.py build_scope)
         self.wsgi_environ: Any = None  # the WSGI adapter's per-connection environ (its ConnectionEnviron)
         self.preface_part = b""  # the start of an HTTP/2 preface's first line, held (see data_received)
         self.scheme = "http"

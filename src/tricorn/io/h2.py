@@ -279,6 +279,7 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
         "proxy_trust",
         "runner",
         "scheme",
+        "scope_base",
         "server",
         "state",
         "streams",
@@ -315,6 +316,7 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
         self.drain_timer: asyncio.TimerHandle | None = None
         self.linger: int | None = None  # bytes still read and dropped while closing after an error
         self.wsgi_environ: Any = None  # the WSGI adapter's per-connection environ
+        self.scope_base: Any = None  # what its ASGI scopes share (interfaces/asgi.py build_scope)
         self.tls: TLSInfo | None = None  # the ASGI tls extension, on a TLS connection
         self.proxy_trust: AllowList | None = None  # set by the H1Protocol that hands over
         self.reset_count = 0

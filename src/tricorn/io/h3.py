@@ -197,6 +197,7 @@ class H3Protocol(MuxProtocol):
         "proxy_trust",
         "quic",
         "runner",
+        "scope_base",
         "server",
         "started",
         "started_below",
@@ -241,6 +242,7 @@ class H3Protocol(MuxProtocol):
         self.closed = False
         self.goaway_timer: asyncio.TimerHandle | None = None
         self.wsgi_environ: Any = None  # the WSGI adapter's per-connection environ
+        self.scope_base: Any = None  # what its ASGI scopes share (interfaces/asgi.py build_scope)
         self.tls: TLSInfo | None = None
         # Whether this peer's proxy headers are believed (--forwarded-allow-ips), once for the connection.
         self.proxy_trust: AllowList | None = None

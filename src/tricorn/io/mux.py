@@ -92,6 +92,14 @@ class MuxStream:
 
     # -- what the cycle reads
     @property
+    def scope_base(self) -> Any:
+        return self.proto.scope_base
+
+    @scope_base.setter
+    def scope_base(self, value: Any) -> None:
+        self.proto.scope_base = value
+
+    @property
     def wsgi_environ(self) -> Any:
         return self.proto.wsgi_environ
 

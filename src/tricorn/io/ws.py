@@ -264,6 +264,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         "reply",
         "request",
         "scheme",
+        "scope_base",
         "server",
         "session",
         "start_time",
@@ -306,6 +307,7 @@ class WSProtocol(WriteFlow, asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
         self.proxy_trust: AllowList | None = None
+        self.scope_base: Any = None  # (interfaces/asgi.py build_scope: one scope a connection here)
         self.task: asyncio.Task[None] | None = None  # the session's, held here (the loop holds it weakly)
         self.counted = False
         self.start_time = perf_counter()

@@ -127,7 +127,9 @@ def _tokens(value: bytes) -> list[bytes]:
     return [part.strip().lower() for part in value.split(b",")]
 
 
-def check_handshake(method: bytes, headers: Headers, check_upgrade: bool = True) -> Handshake:
+def check_handshake(
+    method: bytes, headers: Sequence[tuple[bytes, bytes]], check_upgrade: bool = True
+) -> Handshake:
     """Validate a client's opening handshake (RFC 6455 §4.2.1); raise HandshakeError when it is refused.
 
     ``headers`` have lowercased names. ``check_upgrade`` False is the handshake of RFC 8441 (an HTTP/2

@@ -679,11 +679,21 @@ class _Unproxied:
     """A stream as :func:`build_scope` reads it, without its proxy trust: a WSGI request's proxy headers
     were resolved once, for its environ, and the access log's scope takes that result."""
 
-    __slots__ = ("client", "scheme", "server", "tls")
+    __slots__ = ("client", "scheme", "server", "stream", "tls")
     proxy_trust = None
 
     def __init__(self, stream: Stream) -> None:
+        self.stream = stream
         self.server = stream.server
         self.client = stream.client
         self.scheme = stream.scheme
         self.tls = stream.tls
+
+    # What the stream's scopes share is the same here (its addresses and scheme, not its proxy trust).
+    @property
+    def scope_base(self) -> Any:
+        return self.stream.scope_base
+
+    @scope_base.setter
+    def scope_base(self, value: Any) -> None:
+        self.stream.scope_base = value

@@ -9,7 +9,7 @@ from urllib.parse import unquote_to_bytes
 
 from tricorn.interfaces.asgi import METHODS
 from tricorn.interfaces.wsgi.streams import ErrorStream, FileWrapper
-from tricorn.proto.h1 import Headers, Request
+from tricorn.proto.h1 import Fields, Request
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -122,7 +122,7 @@ class ConnectionEnviron:
     def __init__(self, shared: Environ) -> None:
         self.shared = shared
         # (headers, their environ, method, target, http_version, the whole environ)
-        self.last: tuple[Headers, Environ, bytes, bytes, str, Environ] | None = None
+        self.last: tuple[Fields, Environ, bytes, bytes, str, Environ] | None = None
 
 
 def request_environ(request: Request, conn: ConnectionEnviron, wsgi_input: Any) -> Environ:

@@ -36,7 +36,6 @@ from tricorn.proto.h1.events import Backend, EndOfMessage, Event, H1Limits, Prox
 from tricorn.proto.h1.head import _BAD_TARGET, _HOST, KNOWN_METHODS
 from tricorn.proto.h1.parsers import (
     _BODY_METHODS,
-    Head,
     _Bare,
     _HttptoolsParser,
     _llhttp,
@@ -45,6 +44,7 @@ from tricorn.proto.h1.parsers import (
 )
 from tricorn.proto.h1.response import (
     _HEAD_FIELDS,
+    _LAST_HEAD,
     _STATUS_LINES,
     _date_header,
     _extra_lines,
@@ -219,30 +219,24 @@ class H1Connection:
             or self.their_error is not None  # (only the general path's parser sets it)
         ):
             return None
-        known = scout.heads.get(data)
-        if known is None:
-            known = self._read_simple(scout, data)
-            if known is None:
+        request = scout.heads.get(data)
+        if request is None:
+            request = self._read_simple(scout, data)
+            if request is None:
                 return None
-        (method, url, path, query), (kept, closes, proxy_free) = known
-        keep_alive = True
-        if closes:
+        if not request.keep_alive:
             # Nothing after this request is read (RFC 9112 §9.6): the general path's parser, if it has
             # one, stops, and without the scout receive_data reads nothing.
-            keep_alive = False
             if parser is not None:
                 parser.closed = True
             self._scout = None
             if not self._scout_shared:
                 scout.release()
-        fields = list(kept)  # (a list of its own: an app may change its scope's)
-        if proxy_free:
-            return ProxyFreeRequest(method, url, "1.1", fields, path, query, None, keep_alive, False, None)
-        return Request(method, url, "1.1", fields, path, query, None, keep_alive, False, None)
+        return request
 
-    def _read_simple(self, scout: _Scout, data: bytes) -> Head | None:
-        """The part of :meth:`receive_simple` for a head the lane has not seen whole before: what it
-        makes of the head's request line and field block, or None (the general path decides)."""
+    def _read_simple(self, scout: _Scout, data: bytes) -> Request | None:
+        """The part of :meth:`receive_simple` for a head the lane has not seen whole before: the Request
+        it makes of the head's request line and field block, or None (the general path decides)."""
         # One whole head and nothing after it. (partition, not find or startswith: on Python 3.11 those
         # parse their arguments the slow way, some 800 instructions a call.)
         head, end, rest = data.partition(b"\r\n\r\n")
@@ -306,14 +300,21 @@ class H1Connection:
                 return None
             self._scout_host = host
             known = scout.remember_block(block)
-        elif known_line is not None:
+            whole = False
+        else:
             # The head passed whole, and its line and its block had each passed before: a client that
             # repeats itself (bench "hello"). The same bytes again are not even split or read by llhttp.
             # (A head is kept only then: a client whose every head differs would only churn the table.)
-            scout.remember_head(data, (known_line, known))
-        if known[1]:
+            whole = known_line is not None
+        method, url, path, query = parts
+        fields, closes, proxy_free = known
+        kind = ProxyFreeRequest if proxy_free else Request
+        request = kind(method, url, "1.1", fields, path, query, None, not closes, False, None)
+        if whole:
+            scout.remember_head(data, request)
+        if closes:
             lane.reset()  # llhttp refuses what follows a "close" (the lane may be the next connection's)
-        return parts, known
+        return request
 
     @property
     def in_head(self) -> bool:
@@ -350,18 +351,25 @@ class H1Connection:
         if request is None or self.response_state is not RS_HEAD:
             raise LocalProtocolError(f"response head in state {self.response_state.name}")
         line = _STATUS_LINES.get(status) or status_line(status)
-        try:
-            key = tuple(headers)
-        except TypeError:
-            raise LocalProtocolError(
-                f"response headers must be pairs of bytes, got {headers!r:.80}"
-            ) from None
-        try:
-            fields = _HEAD_FIELDS.get(key)
-        except TypeError:  # a pair that is a list, a bytearray value: checked every time
-            fields = None
-        if fields is None:
-            fields = head_fields(key)
+        last = _LAST_HEAD
+        if headers == last[0]:
+            fields = last[1]
+        else:
+            try:
+                key = tuple(headers)
+            except TypeError:
+                raise LocalProtocolError(
+                    f"response headers must be pairs of bytes, got {headers!r:.80}"
+                ) from None
+            try:
+                fields = _HEAD_FIELDS.get(key)
+            except TypeError:  # a pair that is a list, a bytearray value: checked every time
+                fields = None
+            if fields is None:
+                fields = head_fields(key)
+            elif type(headers) is list:
+                last[0] = list(key)
+                last[1] = fields
         lines, has_date, length, length_line, close = fields
         date = b"" if has_date else _date_header[0]
         if status < 200:

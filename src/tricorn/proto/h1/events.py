@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final, Literal
 
 Headers = list[tuple[bytes, bytes]]
+# A request's fields: a list from the general path, a tuple that the fast lane shares between requests
+# (proto/h1/parsers.py _Scout). Never changed: whoever gives them to an app gives it a list of its own.
+Fields = Sequence[tuple[bytes, bytes]]
 Backend = Literal["httptools", "h11"]
 
 # Precedents for the defaults: gunicorn limit_request_line 4094, limit_request_fields 100,
@@ -43,6 +47,9 @@ class Request:
 
     ``path`` is the raw path bytes of the target (before ``?``), ``query`` the raw query; for an
     absolute-form target ``authority`` is its host[:port], which replaces Host (RFC 9112 §3.2.2).
+    Not changed once made (but for an upgrade's ``upgrade``, by the connection that took it): the fast
+    lane gives one Request for every request of the same bytes (proto/h1/parsers.py ``_Scout``), and its
+    ``headers`` then are a tuple (see ``Fields``).
     """
 
     __slots__ = (
@@ -63,7 +70,7 @@ class Request:
         method: bytes,
         target: bytes,
         http_version: str,
-        headers: Headers,
+        headers: Fields,
         path: bytes,
         query: bytes,
         authority: bytes | None,

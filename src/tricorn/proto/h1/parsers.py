@@ -339,9 +339,6 @@ Line = tuple[bytes, bytes, bytes, bytes]
 Block = tuple[tuple[tuple[bytes, bytes], ...], bool, bool]
 
 
-# A whole head the fast lane accepted (the read held it and nothing else): its line's and its block's.
-Head = tuple[Line, Block]
-
 # The scout's fields between two heads (receive_simple gives it a list of its own before each).
 _NO_FIELDS: Headers = []
 
@@ -359,7 +356,10 @@ class _Scout:
     depends on those bytes alone, so it is kept, in ``lines`` and ``blocks``. A head whose block is known
     is still read by llhttp, whole, but by ``bare``, a parser with no callbacks: no Python call per field.
     A whole head (the read held it and nothing else) that passed with both its line and its block known
-    is kept in ``heads``: the same bytes again are taken from there, not split, not read (bench "hello").
+    is kept in ``heads`` with the :class:`Request` it made: the same bytes again are that request, not
+    split, not read, not made anew (bench "hello"). So one Request stands for every request with those
+    bytes, on any connection of the lane: Requests are not changed once made, and their ``headers`` (a
+    tuple here) are copied by whoever gives them to an app (interfaces/asgi.py ``build_scope``).
     """
 
     __slots__ = ("bare", "blocks", "connection", "fields", "heads", "host", "lines", "odd", "parser")
@@ -370,7 +370,7 @@ class _Scout:
         self.bare = _Bare()
         self.lines: dict[bytes, Line] = {}
         self.blocks: dict[bytes, Block] = {}
-        self.heads: dict[bytes, Head] = {}
+        self.heads: dict[bytes, Request] = {}
         self.fields: Headers = []
         self.host: bytes | None = None
         self.connection: bytes | None = None  # the value of one Connection field, lowercased
@@ -408,10 +408,11 @@ class _Scout:
         self.fields = _NO_FIELDS
         return known
 
-    def remember_head(self, data: bytes, known: Head) -> None:
-        """``data``, one whole head, passed: the lane takes ``known`` for it from here on."""
+    def remember_head(self, data: bytes, request: Request) -> None:
+        """``data``, one whole head, passed and made ``request``: the lane takes it for ``data`` from here
+        on."""
         if len(data) <= _KEPT_SIZE:
-            _keep(self.heads, data, known)
+            _keep(self.heads, data, request)
 
     def reset(self) -> None:
         self.parser = httptools.HttpRequestParser(self)

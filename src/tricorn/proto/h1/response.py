@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Any, Final
 
 from tricorn.errors import LocalProtocolError
 from tricorn.proto.h1.head import _CONTENT_LENGTH, says_close
@@ -92,6 +92,10 @@ def _pair_line(pair: tuple[bytes, bytes]) -> tuple[int, bytes]:
 HeadFields = tuple[bytes, bool, int | None, bytes, bool]
 _HEAD_FIELDS: dict[tuple[object, ...], HeadFields] = {}
 _MAX_CACHED_HEADS: Final = 512
+# The last list of pairs found in _HEAD_FIELDS (a copy) and its fields: an app's next response usually
+# sends an equal list, found by comparing the two lists (their pairs by identity first, then by value)
+# without the tuple and its hash that the dict's key needs.
+_LAST_HEAD: list[Any] = [None, None]
 
 
 def head_fields(headers: tuple[object, ...]) -> HeadFields:
@@ -213,6 +217,7 @@ def set_default_headers(server: bool, date: bool, extra: list[tuple[bytes, bytes
     server_pair = own[0] if own else ((b"server", b"tricorn") if server else None)
     _server_line[0] = b"%s: %s\r\n" % server_pair if server_pair else b""
     _HEAD_FIELDS.clear()  # (their lines hold the server line)
+    _LAST_HEAD[:] = [None, None]
     SERVER_PAIR[0] = server_pair
     _user_extra[0] = others
     _apply_extra()
