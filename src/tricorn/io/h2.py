@@ -82,22 +82,6 @@ CONTROL_BUDGET = 1000
 OUTPUT_LIMIT = 4 * 1024 * 1024
 
 
-def _copy_request(request: Request) -> Request:
-    """A request of its own (the app may change its ``scope["headers"]`` list), of the same kind."""
-    return type(request)(
-        request.method,
-        request.target,
-        request.http_version,
-        list(request.headers),
-        request.path,
-        request.query,
-        request.authority,
-        request.keep_alive,
-        request.expect_continue,
-        request.upgrade,
-    )
-
-
 class H2Stream(MuxStream):
     """One request on an HTTP/2 connection: the Stream its cycle answers through."""
 
@@ -311,8 +295,8 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
         self.flush_handle: asyncio.Handle | None = None
         self.deadline = 0.0
         self.last_stream_id = 0
-        self.last_head: list[tuple[bytes, bytes]] | None = None  # the request head parsed last, and its
-        self.last_request: Request | None = None  # request, kept apart from the one given to the app
+        self.last_head: list[tuple[bytes, bytes]] | None = None  # the request head parsed last, and the
+        self.last_request: Request | None = None  # request made of it (given again for the same head)
         self.drain_timer: asyncio.TimerHandle | None = None
         self.linger: int | None = None  # bytes still read and dropped while closing after an error
         self.wsgi_environ: Any = None  # the WSGI adapter's per-connection environ
@@ -463,8 +447,9 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
         template = self.last_request
         if template is not None and headers is self.last_head:
             # The core hands out the same list for a repeat of the same header block under the same HPACK
-            # table (h2conn._HeadCache): the same request, parsed once (bench http2: 15% of a hello request).
-            request = _copy_request(template)
+            # table (h2conn._HeadCache): the same request, parsed once (bench http2: 15% of a hello request),
+            # and the same Request again, as a Request is not changed once made (proto/h1/events.py).
+            request = template
         else:
             try:
                 request = request_from_headers(headers, state.limits, state.h2_connect_protocols)
@@ -472,7 +457,7 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
                 self.refuse_stream(stream, exc)
                 return
             self.last_head = headers
-            self.last_request = _copy_request(request)
+            self.last_request = request
         if event.end_stream:
             stream.ended = True
         else:
