@@ -434,12 +434,12 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
     def _request(self, event: RequestReceived) -> None:
         stream_id = event.stream_id
         state = self.state
-        self.last_stream_id = max(self.last_stream_id, stream_id)
-        stream = H2Stream(self, stream_id)
+        self.last_stream_id = stream_id  # (the core takes a new stream only above every id before it)
         if self.closing:
             # After GOAWAY: refused, so the client may retry it elsewhere (RFC 9113 §6.8).
             self.conn.reset_stream(stream_id, ErrorCode.REFUSED_STREAM)
             return
+        stream = H2Stream(self, stream_id)
         self.streams[stream_id] = stream
         if len(self.streams) == 1:
             self.deadline = INF  # no longer idle; while streams run, the deadline is their earliest wait's
