@@ -43,6 +43,10 @@ except ImportError:  # pragma: no cover
 Coro = Coroutine[Any, Any, None]
 
 
+# What a first step gives when the request finished in it (see AppRunner.first_step).
+_FINISHED: Any = object()
+
+
 @types.coroutine
 def _scheduled() -> Generator[None, None, None]:
     """Where a new host's coroutine waits for its task's first step (see AppRunner._new_host)."""
@@ -275,9 +279,11 @@ class AppRunner:
         """Step ``coro`` for the first time in ``host`` (the spare), whose ``task`` the caller entered as
         the loop's current task; True if ``host`` is still the spare after it."""
         ctx = contextvars.copy_context()
-        try:
-            waiting = ctx.run(coro.send, None)
-        except StopIteration:
+        # Stepped as an iterator, whose end next() reports as its default: coro.send() would raise
+        # StopIteration for a request that finished, an exception made and caught for most requests
+        # (about 1.1k instructions, bench "hello8").
+        waiting = ctx.run(next, coro.__await__(), _FINISHED)
+        if waiting is _FINISHED:
             if task.cancelling():
                 # The request cancelled its task: that host ends at its next step (its wait is cancelled),
                 # so it is no longer offered; the next first step makes another.
