@@ -4,10 +4,14 @@
 control and resets differ and stay in each protocol's module; what is the same to the letter lives here once:
 the connection's addresses as the cycle reads them, the Content-Length a response may still send, the
 steps of a response (a 1xx at once, a final head held until its first body part, trailers after the
-body), the read and send deadlines of an app waiting on its client, an app's failure, and an error
-response's accounting. A stream sends through four hooks, each protocol's own: ``send_head`` (HEADERS),
-``send_body`` (DATA, within its flow control), ``send_trailers`` and ``schedule_send`` (the write at the
-end of the loop turn)."""
+body), the read and send deadlines of an app waiting on its client, an app's failure, an error
+response's accounting, and how a cycle completes, a stream is given up on and a request is refused
+(each protocol's error codes as data: ``APP_FAILED``, ``CANCELLED``, ``STOPPED``). A stream sends through
+hooks, each protocol's own: ``send_head`` (HEADERS), ``send_body`` (DATA, within its flow control),
+``send_response`` (the two at once, where the protocol has a shorter way), ``send_trailers`` and
+``schedule_send`` (the write at the end of the loop turn); a connection resets and forgets its streams
+through ``reset_stream``, ``stop_receiving``, ``stop_after_response``, ``stream_done`` and
+``forget_stream``."""
 
 from __future__ import annotations
 
