@@ -38,6 +38,15 @@ Scenarios:
              pool and mailbox, one request at a time: each request wakes a pool thread and the loop
   wsgi8      the same on 8 keep-alive connections whose requests arrive in one loop turn (as under wrk's
              64 connections): the pool and the loop wake once per batch; counted per request
+  h2         ASGI hello over HTTP/2 (h2c, prior knowledge) on one connection: the client's preface and
+             SETTINGS once, then each iteration a HEADERS frame (END_STREAM) opening a new stream,
+             answered with HEADERS and DATA. The client's frames are made by the h2 library once (the
+             repeat of a request's HPACK block is the same bytes, as h2load sends it) and only their
+             stream id is set per request; the answers' frames are split with ``struct`` and their
+             header block decoded by hpack whenever it differs from the last (the date changes it
+             once a second): a small share, the same before and after a change
+  h2x8       the same with eight requests (eight new streams) arriving in one read, as under h2load -m:
+             counted per request
 
 The WSGI scenarios run the app on the pool's threads; callgrind runs one thread at a time, which changes
 nothing in what is counted.
@@ -53,6 +62,7 @@ import asyncio
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -74,6 +84,8 @@ SCENARIOS = (
     "wsgi",
     "wsgi8",
     "cgi",
+    "h2",
+    "h2x8",
 )
 
 HELLO = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
@@ -332,6 +344,108 @@ async def run_wsgi(count: int, connections: int) -> None:
     state.wsgi.pool.close()
 
 
+_U32 = struct.Struct(">I").pack
+_FRAME_HEAD = struct.Struct(">IBI").unpack_from  # a frame's length and type, flags, stream id
+HELLO_BODY = b"Hello, world!"
+
+
+class H2Client:
+    """The client's side of the h2 scenarios: frames made by the h2 library in client mode, answers
+    checked frame by frame (status 200 and the hello body on every stream)."""
+
+    def __init__(self) -> None:
+        import h2.config
+        import h2.connection
+        from hpack import Decoder
+
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        self.decoder = Decoder()
+        self.last_block = b""
+        self.next_id = 1
+        self.first = self.head = self.block = b""
+
+    def preface(self) -> bytes:
+        self.conn.initiate_connection()
+        return bytes(self.conn.data_to_send())
+
+    def settle_handshake(self, answer: bytes) -> bytes:
+        """The server's SETTINGS (and its connection window): the h2 client's acknowledgement."""
+        self.conn.receive_data(answer)
+        return bytes(self.conn.data_to_send())
+
+    def make_template(self) -> None:
+        """The HEADERS frame of a repeated request (its block refers to the HPACK entries the first made)."""
+        headers = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "127.0.0.1:8000"),
+                   ("user-agent", "bench"), ("accept", "*/*")]  # fmt: skip
+        frames = []
+        for stream_id in (1, 3, 5):
+            self.conn.send_headers(stream_id, headers, end_stream=True)
+            frames.append(bytes(self.conn.data_to_send()))
+        if frames[1][9:] != frames[2][9:] or frames[1][3] != 1 or frames[1][4] & 0x5 != 0x5:
+            raise SystemExit(
+                "h2: the h2 client's repeated request is not one HEADERS frame of the same block"
+            )
+        self.first = frames[0]
+        self.head = frames[1][:5]
+        self.block = frames[1][9:]
+        self.next_id = 1
+
+    def requests(self, n: int) -> tuple[bytes, list[int]]:
+        """``n`` requests on new streams, one after the other in one piece."""
+        first = self.next_id
+        self.next_id = first + 2 * n
+        ids = list(range(first, self.next_id, 2))
+        if first == 1:
+            return self.first + b"".join(self.head + _U32(i) + self.block for i in ids[1:]), ids
+        return b"".join(self.head + _U32(i) + self.block for i in ids), ids
+
+    def check(self, data: bytes, ids: list[int]) -> None:
+        """Each stream of ``ids`` answered with HEADERS (:status 200) and DATA (the hello body, ending it),
+        in this order, and nothing else."""
+        pos = 0
+        for stream_id in ids:
+            word, flags, got = _FRAME_HEAD(data, pos)
+            end = pos + 9 + (word >> 8)
+            if word & 0xFF != 1 or flags & 0x5 != 0x4 or got != stream_id:  # HEADERS, END_HEADERS alone
+                raise SystemExit(f"h2: stream {stream_id}: not a head that leaves it open: {data[pos:end]!r}")
+            block = data[pos + 9 : end]
+            if block != self.last_block:  # (decoded once a second: the date changes it)
+                status = dict(self.decoder.decode(block, raw=True)).get(b":status")
+                if status != b"200":
+                    raise SystemExit(f"h2: stream {stream_id}: status {status!r}")
+                self.last_block = block
+            word, flags, got = _FRAME_HEAD(data, end)
+            pos = end + 9 + (word >> 8)
+            if word & 0xFF != 0 or not flags & 0x1 or got != stream_id or data[end + 9 : pos] != HELLO_BODY:
+                raise SystemExit(f"h2: stream {stream_id}: not the hello body: {data[end:pos]!r}")
+        if pos != len(data):
+            raise SystemExit(f"h2: {len(data) - pos} bytes more than the answers of streams {ids}")
+
+
+async def run_h2(count: int, streams: int) -> None:
+    """``count`` requests on one HTTP/2 connection, ``streams`` of them (each on a new stream) a read."""
+    from tricorn.io.h1 import H1Protocol
+
+    state = state_for("hello")
+    client = H2Client()
+    h1 = H1Protocol(state)
+    transport = Transport()
+    h1.connection_made(transport)  # type: ignore[arg-type]
+    h1.data_received(client.preface())  # the preface: the connection is handed to HTTP/2
+    await settle()
+    proto = transport.protocol
+    proto.data_received(client.settle_handshake(transport.take()))
+    await settle()
+    transport.take()  # (the server's acknowledgement of the client's SETTINGS)
+    client.make_template()
+    for _ in range(count // streams or 1):
+        data, ids = client.requests(streams)
+        proto.data_received(data)  # the requests of one read
+        await settle()
+        client.check(transport.take(), ids)
+    proto.connection_lost(None)
+
+
 def run_scenario(name: str, count: int) -> None:
     import uvloop
 
@@ -349,6 +463,8 @@ def run_scenario(name: str, count: int) -> None:
         "wsgi": lambda: run_wsgi(count, 1),
         "wsgi8": lambda: run_wsgi(count, 8),
         "cgi": lambda: run_cgi(count),
+        "h2": lambda: run_h2(count, 1),
+        "h2x8": lambda: run_h2(count, 8),
     }
     uvloop.run(runs[name]())
 

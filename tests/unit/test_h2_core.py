@@ -287,6 +287,15 @@ def test_response_head_and_body_decode_with_an_independent_decoder() -> None:
     assert out[1][3] == b"hello"
     assert decoder.header_table.dynamic_entries == hpack.Decoder().header_table.dynamic_entries  # stateless
     assert conn.open_streams == 0
+    # The same head again (its encoding remembered), and one that differs in a value only.
+    _, _, conn = run(c.headers(3, GET), conn=conn)
+    changed = [*head[:-1], (b"x-custom-name", b"another")]
+    conn.send_headers(3, head)
+    conn.send_data(3, b"")
+    conn.send_headers(3, changed, end_stream=True)
+    out = frames(conn.data_to_send())
+    assert decoder.decode(out[0][3], raw=True) == head
+    assert decoder.decode(out[2][3], raw=True) == changed
 
 
 def test_large_head_continues_in_continuation_frames() -> None:
@@ -345,6 +354,29 @@ def test_data_is_framed_to_the_clients_max_frame_size() -> None:
     out = frames(conn.data_to_send())[1:]
     assert [len(f[3]) for f in out] == [16384, 16384, 40000 - 32768]
     assert [f[1] for f in out] == [0, 0, END_STREAM]
+
+
+def test_a_head_and_its_body_in_one_call_when_the_body_fits() -> None:
+    """send_response: the head and one DATA frame when the windows and the frame size allow the body;
+    the head alone (False) when they do not, the body left to send_data; nothing for a reset stream."""
+    c = Client()
+    _, _, conn = run(settings_frame((4, 10)) + c.headers(1, GET) + c.headers(3, GET) + c.headers(5, GET))
+    assert conn.send_response(1, [(b":status", b"200")], b"0123456789", True)
+    out = frames(conn.data_to_send())
+    assert [(k, f, s, p) for k, f, s, p in out[1:]] == [(DATA, END_STREAM, 1, b"0123456789")]
+    assert out[0][:3] == (HEADERS, END_HEADERS, 1) and conn.local_flow_control_window(1) == 0
+    assert not conn.send_response(3, [(b":status", b"200")], b"x" * 11, True)  # over the stream's window
+    out = frames(conn.data_to_send())
+    assert [f[:3] for f in out] == [(HEADERS, END_HEADERS, 3)]
+    conn.send_data(3, b"x" * 10)
+    assert conn.send_response(5, [(b":status", b"200")], b"", False)  # the head alone, the stream open
+    assert [f[:3] for f in frames(conn.data_to_send())] == [(DATA, 0, 3), (HEADERS, END_HEADERS, 5)]
+    conn.reset_stream(5)
+    conn.data_to_send()
+    assert not conn.send_response(5, [(b":status", b"200")], b"x", True)
+    assert conn.data_to_send() == b""
+    with pytest.raises(LocalProtocolError):
+        conn.send_response(7, [(b":status", b"200")], b"x", True)  # never opened
 
 
 def test_acknowledged_data_reopens_the_windows() -> None:

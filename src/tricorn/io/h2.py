@@ -36,7 +36,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from tricorn.errors import ClientTimeout, LocalProtocolError, RemoteProtocolError
-from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START
+from tricorn.interfaces.stream import RESPONSE_DONE
 from tricorn.io.flow import WriteFlow
 from tricorn.io.mux import INF, MuxProtocol, MuxStream, error_head
 from tricorn.io.runner import AppRunner
@@ -82,22 +82,6 @@ CONTROL_BUDGET = 1000
 OUTPUT_LIMIT = 4 * 1024 * 1024
 
 
-def _copy_request(request: Request) -> Request:
-    """A request of its own (the app may change its ``scope["headers"]`` list)."""
-    return Request(
-        request.method,
-        request.target,
-        request.http_version,
-        list(request.headers),
-        request.path,
-        request.query,
-        request.authority,
-        request.keep_alive,
-        request.expect_continue,
-        request.upgrade,
-    )
-
-
 class H2Stream(MuxStream):
     """One request on an HTTP/2 connection: the Stream its cycle answers through."""
 
@@ -126,6 +110,10 @@ class H2Stream(MuxStream):
             self.outbuf += data
             self.outbuf_end = end
         else:
+            self._send(data, end)
+
+    def send_response(self, fields: list[tuple[bytes, bytes]], data: bytes, end: bool) -> None:
+        if not self.conn.send_response(self.id, fields, data, end):  # (the head and, if it fits, the body)
             self._send(data, end)
 
     def send_trailers(self, fields: list[tuple[bytes, bytes]]) -> None:
@@ -178,7 +166,7 @@ class H2Stream(MuxStream):
                 cycle = self.cycle
                 if cycle is not None and cycle.state is RESPONSE_DONE:
                     if not self.ended:
-                        self.proto.reset_after_response(self)  # (held back while the response went out)
+                        self.proto.stop_after_response(self)  # (held back while the response went out)
                     self.proto.stream_done(self)
 
     # -- Stream calls (the response itself: io/mux.py)
@@ -198,20 +186,6 @@ class H2Stream(MuxStream):
             unacked, self.unacked = self.unacked, 0
             self.conn.acknowledge_received_data(unacked, self.id)
             self.proto.schedule_flush()
-
-    def sendfile_done(self, sent: int) -> None:  # pragma: no cover - sendfile_start never offers it
-        raise LocalProtocolError("sendfile on an http/2 stream")
-
-    def cycle_complete(self, cycle: Any) -> None:
-        proto = self.proto
-        proto.state.request_done(proto, cycle)
-        if cycle.state is ABORTED:
-            proto.reset_stream(self, ErrorCode.INTERNAL_ERROR if not self.reset else ErrorCode.CANCEL)
-        elif not self.ended and not self.reset:
-            # RFC 9113 §8.1: a complete response before the whole request: the client is asked to stop
-            # sending with RST_STREAM NO_ERROR once the response is out.
-            proto.reset_after_response(self)
-        proto.stream_done(self)
 
     # -- a WebSocket tunnel (io/ws.py H2Tunnel; its head: io/mux.py)
     def tunnel_write(self, data: bytes) -> None:
@@ -268,6 +242,9 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
     """One HTTP/2 connection (see the module docstring)."""
 
     protocol_label = "h2"  # its kind among the open connections (io/metrics.py)
+    APP_FAILED = ErrorCode.INTERNAL_ERROR  # (io/mux.py: the codes of what it decides)
+    CANCELLED = ErrorCode.CANCEL
+    STOPPED = ErrorCode.NO_ERROR
     __slots__ = (
         "_drain_waiter",
         "client",
@@ -318,8 +295,8 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
         self.flush_handle: asyncio.Handle | None = None
         self.deadline = 0.0
         self.last_stream_id = 0
-        self.last_head: list[tuple[bytes, bytes]] | None = None  # the request head parsed last, and its
-        self.last_request: Request | None = None  # request, kept apart from the one given to the app
+        self.last_head: list[tuple[bytes, bytes]] | None = None  # the request head parsed last, and the
+        self.last_request: Request | None = None  # request made of it (given again for the same head)
         self.drain_timer: asyncio.TimerHandle | None = None
         self.linger: int | None = None  # bytes still read and dropped while closing after an error
         self.wsgi_environ: Any = None  # the WSGI adapter's per-connection environ
@@ -457,12 +434,12 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
     def _request(self, event: RequestReceived) -> None:
         stream_id = event.stream_id
         state = self.state
-        self.last_stream_id = max(self.last_stream_id, stream_id)
-        stream = H2Stream(self, stream_id)
+        self.last_stream_id = stream_id  # (the core takes a new stream only above every id before it)
         if self.closing:
             # After GOAWAY: refused, so the client may retry it elsewhere (RFC 9113 §6.8).
             self.conn.reset_stream(stream_id, ErrorCode.REFUSED_STREAM)
             return
+        stream = H2Stream(self, stream_id)
         self.streams[stream_id] = stream
         if len(self.streams) == 1:
             self.deadline = INF  # no longer idle; while streams run, the deadline is their earliest wait's
@@ -470,8 +447,9 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
         template = self.last_request
         if template is not None and headers is self.last_head:
             # The core hands out the same list for a repeat of the same header block under the same HPACK
-            # table (h2conn._HeadCache): the same request, parsed once (bench http2: 15% of a hello request).
-            request = _copy_request(template)
+            # table (h2conn._HeadCache): the same request, parsed once (bench http2: 15% of a hello request),
+            # and the same Request again, as a Request is not changed once made (proto/h1/events.py).
+            request = template
         else:
             try:
                 request = request_from_headers(headers, state.limits, state.h2_connect_protocols)
@@ -479,7 +457,7 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
                 self.refuse_stream(stream, exc)
                 return
             self.last_head = headers
-            self.last_request = _copy_request(request)
+            self.last_request = request
         if event.end_stream:
             stream.ended = True
         else:
@@ -559,40 +537,17 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
             self.reset_stream(stream, ErrorCode.INTERNAL_ERROR)
         self.schedule_flush()
 
-    def refuse_stream(self, stream: H2Stream, exc: RemoteProtocolError) -> None:
-        """A request refused before its app ran (or its body over the limit): its status, then the
-        stream is closed; the connection serves on."""
-        self.state.log_protocol_error(self, exc)
-        cycle = stream.cycle
-        if cycle is not None:
-            # The app is running (its body went over the limit): the client gets the status if nothing
-            # was answered yet, the app gets http.disconnect, and the request is counted as done now.
-            if cycle.state is RESPONSE_START:
-                self.answer(stream, cycle, exc.status, str(exc))
-                code = ErrorCode.NO_ERROR
-            else:
-                cycle.state = ABORTED
-                code = ErrorCode.CANCEL
-            self.reset_stream(stream, code)
-            stream.gone()
-            self.state.request_done(self, cycle)
-            self.streams.pop(stream.id, None)
-            self._maybe_idle()
-            return
-        self.error_response(stream, exc.status, (str(exc) + "\n").encode())
-        if not stream.ended:
-            self.reset_after_response(stream)
-        self.streams.pop(stream.id, None)
-        self._maybe_idle()
-
-    def reset_stream(self, stream: H2Stream, code: ErrorCode) -> None:
-        if self.closed:
-            return
-        self.conn.reset_stream(stream.id, code)  # (a no-op once it is closed both ways)
+    def reset_stream(self, stream: H2Stream, code: ErrorCode | None) -> None:
+        if code is not None and not self.closed:
+            self.conn.reset_stream(stream.id, code)  # (a no-op once it is closed both ways)
+            self.schedule_flush()
         stream.reset = True
-        self.schedule_flush()
 
-    def reset_after_response(self, stream: H2Stream) -> None:
+    def stop_receiving(self, stream: H2Stream, code: ErrorCode) -> None:
+        if not stream.reset:  # (RST_STREAM ends both directions: once reset, there is nothing to stop)
+            self.reset_stream(stream, code)
+
+    def stop_after_response(self, stream: H2Stream) -> None:
         if stream.outbuf:
             return  # the response is still going out (window_opened asks once it is)
         if stream.bodiless:
@@ -604,6 +559,13 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
     def stream_done(self, stream: H2Stream) -> None:
         if stream.outbuf and not stream.reset:
             return  # finished once its last bytes are out (see window_opened)
+        # The stream and its cycle refer to each other: undone here, both go when the app is done with
+        # the cycle, not at the garbage collector's next pass (bench h2: its passes cost more than this).
+        stream.cycle = None
+        self.streams.pop(stream.id, None)  # (forget_stream's two lines: one call less for every request)
+        self._maybe_idle()
+
+    def forget_stream(self, stream: H2Stream) -> None:
         self.streams.pop(stream.id, None)
         self._maybe_idle()
 
@@ -668,12 +630,6 @@ class H2Protocol(MuxProtocol, WriteFlow, asyncio.Protocol):
             return
         state.log_timeout(self, f"{reason}: stream reset")
         self.cancel_stream(stream, reason)
-
-    def cancel_stream(self, stream: H2Stream, reason: ClientTimeout) -> None:
-        self.streams.pop(stream.id, None)
-        self.reset_stream(stream, ErrorCode.CANCEL)
-        stream.gone(reason)
-        self._maybe_idle()
 
     def shutdown(self) -> None:
         """Graceful stop in two steps (RFC 9113 §6.8): a GOAWAY with the largest stream id says no new

@@ -49,8 +49,8 @@ from aioquic.quic.events import (
 )
 from aioquic.quic.packet import QuicErrorCode
 
-from tricorn.errors import ClientTimeout, LocalProtocolError, RemoteProtocolError
-from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START
+from tricorn.errors import ClientTimeout, RemoteProtocolError
+from tricorn.interfaces.stream import RESPONSE_DONE
 from tricorn.io.mux import INF, MuxProtocol, MuxStream, error_head
 from tricorn.io.quic import STREAM_WINDOW
 from tricorn.io.runner import AppRunner
@@ -138,20 +138,6 @@ class H3Stream(MuxStream):
             self.proto.credit(self.id, held)
             self.proto.schedule_transmit()
 
-    def sendfile_done(self, sent: int) -> None:  # pragma: no cover - sendfile_start never offers it
-        raise LocalProtocolError("sendfile on an http/3 stream")
-
-    def cycle_complete(self, cycle: Any) -> None:
-        proto = self.proto
-        proto.state.request_done(proto, cycle)
-        if cycle.state is ABORTED:
-            proto.reset_stream(self, ErrorCode.H3_INTERNAL_ERROR if not self.reset else None)
-        elif not self.ended and not self.reset:
-            # RFC 9114 §4.1: a complete response before the whole request: the client is asked to stop
-            # sending (STOP_SENDING H3_NO_ERROR), and the response stands.
-            proto.stop_receiving(self, ErrorCode.H3_NO_ERROR)
-        proto.stream_done(self)
-
     # -- a WebSocket tunnel (io/ws.py H2Tunnel, H2Reply; its head: io/mux.py)
     def tunnel_write(self, data: bytes) -> None:
         if self.reset:
@@ -193,6 +179,10 @@ class H3Stream(MuxStream):
 
 class H3Protocol(MuxProtocol):
     """One QUIC connection speaking HTTP/3 (see the module docstring)."""
+
+    APP_FAILED = ErrorCode.H3_INTERNAL_ERROR  # (io/mux.py: the codes of what it decides)
+    CANCELLED = ErrorCode.H3_REQUEST_CANCELLED
+    STOPPED = ErrorCode.H3_NO_ERROR  # RFC 9114 §4.1: "stop sending", the response stands
 
     __slots__ = (
         "blocked",
@@ -488,30 +478,6 @@ class H3Protocol(MuxProtocol):
         self.h3.send_data(stream.id, body, end_stream=True)
         self.schedule_transmit()
 
-    def refuse_stream(self, stream: H3Stream, exc: RemoteProtocolError) -> None:
-        """A request refused before its app ran (or its body over the limit): its status, then the stream
-        is closed; the connection serves on."""
-        self.state.log_protocol_error(self, exc)
-        cycle = stream.cycle
-        if cycle is not None:
-            if cycle.state is RESPONSE_START:
-                self.answer(stream, cycle, exc.status, str(exc))
-            else:
-                cycle.state = ABORTED
-                self.reset_stream(stream, ErrorCode.H3_REQUEST_CANCELLED)
-            if not stream.ended:
-                self.stop_receiving(stream, ErrorCode.H3_REQUEST_CANCELLED)
-            stream.gone()
-            self.state.request_done(self, cycle)
-        else:
-            self.error_response(stream, exc.status, (str(exc) + "\n").encode())
-            if not stream.ended:
-                self.stop_receiving(stream, ErrorCode.H3_NO_ERROR)
-            stream.reset = True
-        self.streams.pop(stream.id, None)
-        self.quic.credit.pop(stream.id, None)
-        self._maybe_done()
-
     def reset_stream(self, stream: H3Stream, code: int | None) -> None:
         """Reset the response side of ``stream`` (``code`` None: the client already did)."""
         if code is not None and not self.closed and not stream.reset:
@@ -526,11 +492,20 @@ class H3Protocol(MuxProtocol):
             self.quic.credit.pop(stream.id, None)
             self.schedule_transmit()
 
+    def stop_after_response(self, stream: H3Stream) -> None:
+        self.stop_receiving(stream, self.STOPPED)
+
     def stream_done(self, stream: H3Stream) -> None:
         self.streams.pop(stream.id, None)
+        stream.cycle = None  # (the two refer to each other: see H2Protocol.stream_done)
         self.blocked.discard(stream)
         if stream.ended or stream.reset:
             self.quic.credit.pop(stream.id, None)
+        self._maybe_done()
+
+    def forget_stream(self, stream: H3Stream) -> None:
+        self.streams.pop(stream.id, None)
+        self.quic.credit.pop(stream.id, None)
         self._maybe_done()
 
     def _maybe_done(self) -> None:
@@ -558,14 +533,6 @@ class H3Protocol(MuxProtocol):
         stream.read_deadline = stream.send_deadline = INF
         self.state.log_timeout(self, f"{reason}: stream reset")
         self.cancel_stream(stream, reason)
-
-    def cancel_stream(self, stream: H3Stream, reason: ClientTimeout) -> None:
-        self.streams.pop(stream.id, None)
-        self.reset_stream(stream, ErrorCode.H3_REQUEST_CANCELLED)
-        if not stream.ended:
-            self.stop_receiving(stream, ErrorCode.H3_REQUEST_CANCELLED)
-        stream.gone(reason)
-        self._maybe_done()
 
     def shutdown(self) -> None:
         """Graceful stop in two steps (RFC 9114 §5.2): a GOAWAY allowing every stream and a PING; once the

@@ -4,10 +4,14 @@
 control and resets differ and stay in each protocol's module; what is the same to the letter lives here once:
 the connection's addresses as the cycle reads them, the Content-Length a response may still send, the
 steps of a response (a 1xx at once, a final head held until its first body part, trailers after the
-body), the read and send deadlines of an app waiting on its client, an app's failure, and an error
-response's accounting. A stream sends through four hooks, each protocol's own: ``send_head`` (HEADERS),
-``send_body`` (DATA, within its flow control), ``send_trailers`` and ``schedule_send`` (the write at the
-end of the loop turn)."""
+body), the read and send deadlines of an app waiting on its client, an app's failure, an error
+response's accounting, and how a cycle completes, a stream is given up on and a request is refused
+(each protocol's error codes as data: ``APP_FAILED``, ``CANCELLED``, ``STOPPED``). A stream sends through
+hooks, each protocol's own: ``send_head`` (HEADERS), ``send_body`` (DATA, within its flow control),
+``send_response`` (the two at once, where the protocol has a shorter way), ``send_trailers`` and
+``schedule_send`` (the write at the end of the loop turn); a connection resets and forgets its streams
+through ``reset_stream``, ``stop_receiving``, ``stop_after_response``, ``stream_done`` and
+``forget_stream``."""
 
 from __future__ import annotations
 
@@ -15,9 +19,9 @@ import asyncio
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from tricorn.errors import ClientTimeout, LocalProtocolError
+from tricorn.errors import ClientTimeout, LocalProtocolError, RemoteProtocolError
 from tricorn.interfaces.stream import ABORTED, RESPONSE_DONE, RESPONSE_START, WAIT_READ, Headers
-from tricorn.proto.h2 import response_headers, trailer_fields
+from tricorn.proto.h2 import response_head, response_headers, trailer_fields
 
 if TYPE_CHECKING:
     import socket
@@ -44,17 +48,22 @@ class MuxStream:
     """The shared part of H2Stream and H3Stream (their own classes hold the slots)."""
 
     __slots__ = (
+        "client",
         "cycle",
         "ended",
         "head",
         "id",
         "length",
         "proto",
+        "proxy_trust",
         "read_deadline",
         "reading_paused",
         "received",
         "reset",
+        "scheme",
         "send_deadline",
+        "server",
+        "tls",
         "tunnel",
         "waiter",
     )
@@ -64,6 +73,14 @@ class MuxStream:
     def __init__(self, proto: Any, stream_id: int) -> None:
         self.proto = proto
         self.id = stream_id
+        # What the cycle reads of the connection, copied as the stream starts (each a slot read, not a
+        # property call, for every request's scope: bench h2): the connection has its addresses, scheme,
+        # TLS and proxy trust before its first stream, and they do not change.
+        self.scheme: str = proto.scheme
+        self.client: tuple[str, int] | None = proto.client
+        self.server: tuple[str, int] | None = proto.server
+        self.tls: TLSInfo | None = proto.tls
+        self.proxy_trust: AllowList | None = proto.proxy_trust
         self.cycle: Any = None
         # A final response head, held until its first body part.
         self.head: list[tuple[bytes, bytes]] | None = None
@@ -78,26 +95,6 @@ class MuxStream:
         self.send_deadline = INF  # when its wait for room to send more runs out
 
     # -- what the cycle reads
-    @property
-    def scheme(self) -> str:
-        return str(self.proto.scheme)
-
-    @property
-    def client(self) -> tuple[str, int] | None:
-        return self.proto.client  # type: ignore[no-any-return]
-
-    @property
-    def server(self) -> tuple[str, int] | None:
-        return self.proto.server  # type: ignore[no-any-return]
-
-    @property
-    def tls(self) -> TLSInfo | None:
-        return self.proto.tls  # type: ignore[no-any-return]
-
-    @property
-    def proxy_trust(self) -> AllowList | None:
-        return self.proto.proxy_trust  # type: ignore[no-any-return]
-
     @property
     def scope_base(self) -> Any:
         return self.proto.scope_base
@@ -114,18 +111,14 @@ class MuxStream:
     def wsgi_environ(self, value: Any) -> None:
         self.proto.wsgi_environ = value
 
-    def set_length(self, status: int, fields: list[tuple[bytes, bytes]]) -> None:
-        """What the final response head ``fields`` lets the body be: none for HEAD, 204 and 304 (RFC 9110
-        §6.4.1), its Content-Length, or unbounded."""
+    def set_length(self, status: int, length: int | None) -> None:
+        """What a final response head whose Content-Length is ``length`` lets the body be: none for HEAD,
+        204 and 304 (RFC 9110 §6.4.1), its Content-Length, or unbounded."""
         cycle = self.cycle
         if cycle is not None and (status == 204 or status == 304 or cycle.request.method == b"HEAD"):
             self.length = -1
-            return
-        self.length = None
-        for name, value in fields:
-            if name == b"content-length":
-                self.length = int(value) if value.isdigit() else None
-                return
+        else:
+            self.length = length
 
     def count_body(self, data: bytes) -> bytes:
         """``data`` as the response may carry it: nothing after a bodiless head; LocalProtocolError past
@@ -142,14 +135,14 @@ class MuxStream:
 
     # -- the response: the same steps over both protocols; the frames are each protocol's own (the hooks)
     def response_start(self, status: int, headers: Headers) -> None:
-        fields = response_headers(status, headers)
+        fields, length = response_head(status, headers)
         if status < 200:
             # An informational response (103 Early Hints) goes out at once and does not end the exchange.
             if not self.reset:
                 self.send_head(fields, False)
                 self.schedule_send()
             return
-        self.set_length(status, fields)
+        self.set_length(status, length)
         self.head = fields  # held until the first body part: the two go out together
 
     def response_informational(self, status: int, headers: Headers) -> None:
@@ -168,10 +161,10 @@ class MuxStream:
             self.head = None
             if not more and not data:  # a response without a body: the head ends the stream
                 self.send_head(head, True)
-                self.schedule_send()
-                return
-            self.send_head(head, False)
-        self.send_body(data, not more)
+            else:
+                self.send_response(head, data, not more)
+        else:
+            self.send_body(data, not more)
         self.schedule_send()
 
     def response_trailers(self, headers: Headers) -> None:
@@ -201,8 +194,19 @@ class MuxStream:
             self.send_head(response_headers(200, headers), False)
             self.schedule_send()
 
-    def cycle_complete(self, cycle: Any) -> None:  # (each protocol's own)
-        raise NotImplementedError
+    def sendfile_done(self, sent: int) -> None:  # pragma: no cover - sendfile_start never offers it
+        raise LocalProtocolError("sendfile on a multiplexed (http/2, http/3) stream")
+
+    def cycle_complete(self, cycle: Any) -> None:
+        proto = self.proto
+        proto.state.request_done(proto, cycle)
+        if cycle.state is ABORTED:
+            proto.reset_stream(self, proto.APP_FAILED if not self.reset else None)
+        elif not self.ended and not self.reset:
+            # RFC 9113 §8.1, RFC 9114 §4.1: a complete response before the whole request: the client is
+            # asked to stop sending it, and the response stands.
+            proto.stop_after_response(self)
+        proto.stream_done(self)
 
     # -- the hooks: each protocol's frames
     def send_head(self, fields: list[tuple[bytes, bytes]], end: bool) -> None:
@@ -213,6 +217,12 @@ class MuxStream:
         """``data`` as DATA frames, as the protocol's flow control lets it go (ending the stream with
         ``end``; ``data`` may be empty)."""
         raise NotImplementedError
+
+    def send_response(self, fields: list[tuple[bytes, bytes]], data: bytes, end: bool) -> None:
+        """The head, then the first body part, ``data`` (not empty, or ``end``): ``send_head`` and
+        ``send_body``, unless the protocol has a shorter way."""
+        self.send_head(fields, False)
+        self.send_body(data, end)
 
     def send_trailers(self, fields: list[tuple[bytes, bytes]]) -> None:
         """The trailer section, after whatever of the body is still queued; it ends the stream."""
@@ -299,7 +309,36 @@ class MuxProtocol:
     reset_count: int  # streams reset by the client before their response, since reset_window
     reset_window: float
 
-    def error_response(self, stream: Any, status: int, body: bytes) -> None:  # (each protocol's own)
+    # Each protocol's error codes for what is decided here: a stream whose app failed, one given up on (a
+    # timeout, a body over the limit while its app runs), and a complete response's "stop sending".
+    APP_FAILED: Any
+    CANCELLED: Any
+    STOPPED: Any
+
+    # -- the hooks: each protocol's frames and bookkeeping
+    def error_response(self, stream: Any, status: int, body: bytes) -> None:
+        """A complete response of the server's own (``error_head``, then ``body``) on ``stream``."""
+        raise NotImplementedError
+
+    def reset_stream(self, stream: Any, code: Any) -> None:
+        """End the response side of ``stream`` with ``code`` (None: it is over already, no frame), and
+        mark it reset."""
+        raise NotImplementedError
+
+    def stop_receiving(self, stream: Any, code: Any) -> None:
+        """Ask the client to stop sending the request of ``stream``, with ``code``."""
+        raise NotImplementedError
+
+    def stop_after_response(self, stream: Any) -> None:
+        """The same with :attr:`STOPPED` once a complete response is out, where the protocol asks it."""
+        raise NotImplementedError
+
+    def stream_done(self, stream: Any) -> None:
+        """``stream``'s response is complete: it leaves the connection (once what it holds is sent)."""
+        raise NotImplementedError
+
+    def forget_stream(self, stream: Any) -> None:
+        """``stream`` leaves the connection now, whatever it holds."""
         raise NotImplementedError
 
     def reset_flood(self) -> bool:
@@ -383,5 +422,37 @@ class MuxProtocol:
     def send_timeout(self, stream: Any) -> None:  # (each protocol's own)
         raise NotImplementedError
 
-    def cancel_stream(self, stream: Any, reason: ClientTimeout) -> None:  # (each protocol's own)
-        raise NotImplementedError
+    def cancel_stream(self, stream: Any, reason: ClientTimeout) -> None:
+        """Give up on ``stream`` (its app waited on its client too long): reset both ways, its app told
+        why; the connection serves on."""
+        self.reset_stream(stream, self.CANCELLED)
+        if not stream.ended:
+            self.stop_receiving(stream, self.CANCELLED)
+        stream.gone(reason)
+        self.forget_stream(stream)
+
+    def refuse_stream(self, stream: Any, exc: RemoteProtocolError) -> None:
+        """A request refused before its app ran (or its body over the limit): its status, then the stream
+        is closed; the connection serves on."""
+        self.state.log_protocol_error(self, exc)
+        cycle = stream.cycle
+        if cycle is not None:
+            # The app is running (its body went over the limit): the client gets the status if nothing
+            # was answered yet, the app gets http.disconnect, and the request is counted as done now.
+            if cycle.state is RESPONSE_START:
+                self.answer(stream, cycle, exc.status, str(exc))
+                if not stream.ended:
+                    self.stop_receiving(stream, self.STOPPED)
+            else:
+                cycle.state = ABORTED
+                self.reset_stream(stream, self.CANCELLED)
+                if not stream.ended:
+                    self.stop_receiving(stream, self.CANCELLED)
+            stream.gone()
+            self.state.request_done(self, cycle)
+        else:
+            self.error_response(stream, exc.status, (str(exc) + "\n").encode())
+            if not stream.ended:
+                self.stop_after_response(stream)
+            stream.reset = True  # (nothing more goes out)
+        self.forget_stream(stream)

@@ -21,7 +21,9 @@ from collections.abc import Iterable
 from typing import Final
 
 from tricorn.errors import LocalProtocolError, RemoteProtocolError
+from tricorn.proto.forwarded import NAMES as PROXY_NAMES
 from tricorn.proto.h1 import KNOWN_METHODS, H1Limits, Request, date_header
+from tricorn.proto.h1.events import ProxyFreeRequest
 from tricorn.proto.h1.head import _BAD_TARGET, _CONTENT_LENGTH, _HOST
 from tricorn.proto.h1.response import EXTRA_PAIRS, SERVER_PAIR
 
@@ -54,6 +56,7 @@ def request_from_headers(
     host: bytes | None = None
     content_length: bytes | None = None
     expect = False
+    proxied = False  # a proxy's field (X-Forwarded-For, Forwarded...): else the scope need not look for one
     count = 0
     field_size = limits.field_size
     for name, value in headers:
@@ -86,6 +89,8 @@ def request_from_headers(
             content_length = value
             if not _CONTENT_LENGTH.match(value):
                 raise RemoteProtocolError(f"invalid content-length {value[:32]!r}")
+        elif name in PROXY_NAMES:
+            proxied = True
         fields.append((name, value))
     if count > limits.fields:
         raise RemoteProtocolError(f"more than {limits.fields} header fields", status=431)
@@ -124,7 +129,8 @@ def request_from_headers(
         raise RemoteProtocolError("request body too large", status=413)
     target, _, _ = path.partition(b"#")
     raw_path, _, query = target.partition(b"?")
-    return Request(method, path, http_version, fields, raw_path, query, authority, True, expect, upgrade)
+    kind = Request if proxied else ProxyFreeRequest
+    return kind(method, path, http_version, fields, raw_path, query, authority, True, expect, upgrade)
 
 
 def trailer_fields(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -141,16 +147,75 @@ def response_headers(status: int, headers: Iterable[tuple[bytes, bytes]]) -> lis
     """An application's response head as HTTP/2 fields: ``:status`` first, names checked lowercase,
     connection-specific fields dropped, ``server`` and ``date`` added when missing. Raises
     LocalProtocolError for what cannot be sent."""
+    return response_head(status, headers)[0]
+
+
+# What an application's header list comes to as HTTP/2 fields, checked once per distinct list (bench h2:
+# apps send the same list, or an equal one, response after response): its fields, whether it has its own
+# server and date fields, and the Content-Length it declares (None: none, or not a number). Keyed by the
+# list as a tuple, when every pair is a tuple of two bytes objects; emptied when full (content-length
+# values vary). The server's own fields (server, date, --header) are added per response, not kept here.
+HeadFields = tuple[list[tuple[bytes, bytes]], bool, bool, int | None]
+_HEAD_FIELDS: dict[tuple[object, ...], HeadFields] = {}
+_MAX_CACHED_HEADS: Final = 512
+# The date field, made from the HTTP/1.1 date line once a second: (that line, its field).
+_date_field: list[tuple[bytes, tuple[bytes, bytes]]] = [(b"", (b"date", b""))]
+
+
+def response_head(
+    status: int, headers: Iterable[tuple[bytes, bytes]]
+) -> tuple[list[tuple[bytes, bytes]], int | None]:
+    """:func:`response_headers`, and the Content-Length the head declares (None: none, or not a number)."""
     code = _STATUS_BYTES.get(status) if type(status) is int else None
     if code is None:
         raise LocalProtocolError(f"invalid status code {status!r}")
     if status == 101:
         raise LocalProtocolError("101 is not a response an application may send")
-    out = [(b":status", code)]
-    has_server = has_date = False
     try:
-        for name, value in headers:
-            if type(name) is not bytes or type(value) is not bytes:
+        key = tuple(headers)
+    except TypeError:
+        raise LocalProtocolError(f"response headers must be pairs of bytes, got {headers!r:.80}") from None
+    try:
+        entry = _HEAD_FIELDS.get(key)
+    except TypeError:  # a pair that is a list, a bytearray value: checked every time
+        entry = None
+    if entry is None:
+        entry = _head_fields(key)
+    fields, has_server, has_date, length = entry
+    out = [(b":status", code), *fields]
+    if not has_server:
+        server = SERVER_PAIR[0]
+        if server is not None:
+            out.append(server)
+    if not has_date:
+        date = date_header()  # (empty when --date-header is off)
+        if date:
+            line, field = _date_field[0]
+            if line is not date:
+                field = (b"date", date[6:-2])
+                _date_field[0] = (date, field)
+            out.append(field)
+    extra = EXTRA_PAIRS[0]
+    if extra:
+        out.extend(extra)
+    return out, length
+
+
+def _head_fields(headers: tuple[object, ...]) -> HeadFields:
+    """Check an application's header pairs for HTTP/2 (see ``_HEAD_FIELDS``), remembering the result when
+    every pair is a tuple of two bytes objects. LocalProtocolError for what cannot be sent."""
+    out: list[tuple[bytes, bytes]] = []
+    has_server = has_date = False
+    length: int | None = None
+    seen_length = False
+    exact = True
+    name: bytes
+    value: bytes
+    try:
+        for pair in headers:
+            name, value = pair  # type: ignore[misc]  # (a pair of anything: checked here)
+            if type(pair) is not tuple or type(name) is not bytes or type(value) is not bytes:
+                exact = False
                 name, value = bytes(name), bytes(value)
             name = name.lower()  # RFC 9113 §8.2.1: HTTP/2 field names are lowercase
             if not name or _BAD_NAME(name):
@@ -159,18 +224,20 @@ def response_headers(status: int, headers: Iterable[tuple[bytes, bytes]]) -> lis
                 raise LocalProtocolError(f"invalid byte (cr, lf or nul) in response header {name!r}")
             if name in _CONNECTION_SPECIFIC:
                 continue
+            value = value.strip(b" \t")
             if name == b"server":
                 has_server = True
             elif name == b"date":
                 has_date = True
-            out.append((name, value.strip(b" \t")))
+            elif name == b"content-length" and not seen_length:
+                seen_length = True  # (the first one counts)
+                length = int(value) if value.isdigit() else None
+            out.append((name, value))
     except (TypeError, ValueError):
         raise LocalProtocolError(f"response headers must be pairs of bytes, got {headers!r:.80}") from None
-    server = SERVER_PAIR[0]
-    if not has_server and server is not None:
-        out.append(server)
-    date = date_header()  # (empty when --date-header is off)
-    if not has_date and date:
-        out.append((b"date", date[6:-2]))
-    out.extend(EXTRA_PAIRS[0])
-    return out
+    entry = (out, has_server, has_date, length)
+    if exact:
+        if len(_HEAD_FIELDS) >= _MAX_CACHED_HEADS:
+            _HEAD_FIELDS.clear()
+        _HEAD_FIELDS[headers] = entry
+    return entry

@@ -22,8 +22,8 @@ buffer; nothing larger than one frame of the advertised SETTINGS_MAX_FRAME_SIZE 
   connection (see :class:`_HeadCache`). The HTTP semantics of the head (methods, targets, limits, the
   status to answer) are the shell's, in :mod:`tricorn.proto.h2`.
 - **Response heads** are encoded statelessly: static-table references and literals without indexing
-  (RFC 7541 §6.1, §6.2.2), so the encoding of a field never depends on the connection and is cached
-  process-wide.
+  (RFC 7541 §6.1, §6.2.2), so the encoding of a field, and of a whole head, never depends on the
+  connection and is cached process-wide.
 - **Flow control**: received bytes are given back to the peer when the shell acknowledges them
   (``acknowledge_received_data``), in WINDOW_UPDATE frames of at least half a window; what the shell
   never sees (DATA on streams already reset) is given back by the core. Sending is bounded by
@@ -41,6 +41,7 @@ import base64
 import binascii
 import re
 import struct
+from collections import deque
 from enum import IntEnum
 from typing import Final, NoReturn
 
@@ -128,6 +129,10 @@ HEAD_CACHE_HEAD: Final = 4096
 # content-type, content-length values repeat).
 FIELD_CACHE_ENTRIES: Final = 4096
 FIELD_CACHE_FIELD: Final = 256
+# ... and whole response heads (a server's responses repeat their head but for the date, which changes once
+# a second), of at most this many octets encoded.
+BLOCK_CACHE_ENTRIES: Final = 256
+BLOCK_CACHE_BLOCK: Final = 1024
 
 _FRAME_HEAD = struct.Struct(">IBI")  # 24-bit length and 8-bit type packed in the first word
 _pack_head = _FRAME_HEAD.pack
@@ -435,6 +440,7 @@ _huffman = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH).encode
 # RFC 7541 §7.1.3: values an intermediary must never index (h2 marks the same request fields).
 _NEVER_INDEXED: Final = frozenset((b"authorization", b"proxy-authorization", b"set-cookie"))
 _field_cache: dict[tuple[bytes, bytes], bytes] = {}
+_block_cache: dict[tuple[tuple[bytes, bytes], ...], bytes] = {}
 
 
 def _integer(value: int, prefix_bits: int, first: int) -> bytes:
@@ -472,6 +478,10 @@ def encode_field(name: bytes, value: bytes) -> bytes:
 
 
 def encode_headers(headers: Headers) -> bytes:
+    key = tuple(headers)
+    block = _block_cache.get(key)
+    if block is not None:
+        return block
     cache = _field_cache
     parts = []
     for field in headers:
@@ -484,7 +494,12 @@ def encode_headers(headers: Headers) -> bytes:
                     cache.clear()
                 cache[(name, value)] = encoded
         parts.append(encoded)
-    return b"".join(parts)
+    block = b"".join(parts)
+    if len(block) <= BLOCK_CACHE_BLOCK:
+        if len(_block_cache) >= BLOCK_CACHE_ENTRIES:
+            _block_cache.clear()
+        _block_cache[key] = block
+    return block
 
 
 # ---------------------------------------------------------------------------------------- the core
@@ -532,6 +547,7 @@ class H2Connection:
 
     __slots__ = (
         "_buf",
+        "_closed_order",
         "_closed_streams",
         "_decoder",
         "_hb_count",
@@ -589,6 +605,9 @@ class H2Connection:
         self._out: list[bytes] = []
         self._streams: dict[int, _Stream] = {}
         self._closed_streams: dict[int, int] = {}
+        # ... their ids, oldest first: the one forgotten next (a dict's first key is found by skipping the
+        # slots its deleted keys left, as many as a few dozen a lookup here: bench h2).
+        self._closed_order: deque[int] = deque()
         # Streams whose complete response we followed with RST_STREAM NO_ERROR (RFC 9113 §8.1): the client
         # may not have seen it yet, so what it still sends on them is held to the rules of a request
         # (and answered with a stream error when it breaks them) rather than dropped unread.
@@ -1079,9 +1098,12 @@ class H2Connection:
 
     def _remember(self, stream_id: int, how: int) -> None:
         closed = self._closed_streams
+        if stream_id not in closed:
+            order = self._closed_order
+            order.append(stream_id)
+            if len(order) > CLOSED_STREAMS_KEPT:
+                del closed[order.popleft()]
         closed[stream_id] = how
-        if len(closed) > CLOSED_STREAMS_KEPT:
-            del closed[next(iter(closed))]
 
     def _stream_error(self, stream_id: int, code: int, reason: str, events: list[Event]) -> None:
         """§5.4.2: RST_STREAM with ``code``; the stream is closed and frames still arriving for it ignored."""
@@ -1168,8 +1190,35 @@ class H2Connection:
         """Queue a response head (or trailers, with ``end_stream``). ``headers`` are valid HTTP/2 fields
         (proto/h2.response_headers). Dropped for a stream already reset."""
         stream = self._sendable(stream_id)
+        if stream is not None:
+            self._queue_headers(stream, headers, end_stream)
+
+    def send_response(self, stream_id: int, headers: Headers, data: bytes, end_stream: bool) -> bool:
+        """Queue a response head and its first body part, ``data`` (ending the stream with
+        ``end_stream``), when the windows and the client's frame size let it go in one DATA frame: one
+        call for what :meth:`send_headers` and :meth:`send_data` do (bench h2). Whether the body part
+        went; if not, only the head is queued and ``data`` is the caller's to send as the windows allow.
+        Dropped (and False) for a stream already reset."""
+        stream = self._sendable(stream_id)
         if stream is None:
-            return
+            return False
+        self._queue_headers(stream, headers, False)
+        size = len(data)
+        if size > stream.send_window or size > self._send_window or size > self.max_outbound_frame_size:
+            return False
+        if size:
+            stream.send_window -= size
+            self._send_window -= size
+        if size or end_stream:
+            self._out.append(_pack_head(size << 8 | DATA, FLAG_END_STREAM if end_stream else 0, stream_id))
+            if size:
+                self._out.append(data)
+            if end_stream:
+                self._end_local(stream)
+        return True
+
+    def _queue_headers(self, stream: _Stream, headers: Headers, end_stream: bool) -> None:
+        stream_id = stream.id
         stream.head_sent = True
         block = encode_headers(headers)
         if self._table_size_update is not None:
