@@ -47,9 +47,10 @@ class Request:
 
     ``path`` is the raw path bytes of the target (before ``?``), ``query`` the raw query; for an
     absolute-form target ``authority`` is its host[:port], which replaces Host (RFC 9112 §3.2.2).
-    Not changed once made (but for an upgrade's ``upgrade``, by the connection that took it): the fast
-    lane gives one Request for every request of the same bytes (proto/h1/parsers.py ``_Scout``), and its
-    ``headers`` then are a tuple (see ``Fields``).
+    Not changed once made (but for an upgrade request, which the fast lane never gives, by the connection
+    that took it: its ``upgrade``, and ``http_version`` for h2c): the fast lane gives one Request for
+    every request of the same bytes (proto/h1/parsers.py ``_Scout``), and its ``headers`` then are a tuple
+    (see ``Fields``).
     """
 
     __slots__ = (
