@@ -456,15 +456,12 @@ class HTTPCycle:
                 self.stream.app_error(self, "asgi application returned without completing the response", None)
 
 
-_new_object = object.__new__
-
-
 def http_cycle(stream: Stream, request: Request, scope: Scope) -> HTTPCycle:
-    """The cycle of ``request`` on ``stream``, with its ``scope``: made without a call of the class, whose
-    ``__init__`` Python 3.11 runs in a C-level call of its own (bench "hello8"). What ``send()`` reads for
-    every request is set here, not left to its class-level default: Python 3.11 specializes an attribute
-    read only when the instance holds the name."""
-    cycle: HTTPCycle = _new_object(HTTPCycle)
+    """The cycle of ``request`` on ``stream``, with its ``scope``. The class has no ``__init__``, which
+    Python 3.11 would run in a C-level call of its own (bench "hello8"); what ``send()`` reads for every
+    request is set here, not left to its class-level default: Python 3.11 specializes an attribute read
+    only when the instance holds the name."""
+    cycle = HTTPCycle()
     cycle.stream = stream
     cycle.request = request
     cycle.scope = scope
