@@ -31,6 +31,7 @@ from tricorn.proto.h1 import (
     status_line,
 )
 from tricorn.proto.h1.parsers import _HttptoolsParser
+from tricorn.proto.headcache import HeadCache
 
 BACKENDS = available_backends()
 SPLITS = ("whole", "lines", "bytes", "random")
@@ -1420,3 +1421,25 @@ def test_keep_alive_cycle_on_both_backends() -> None:
             conn.response_body(b"x", False)
             assert conn.keep_alive
             conn.finish_cycle()
+
+
+def test_the_head_cache_keeps_exact_lists_only_and_few() -> None:
+    made: list[tuple[Any, ...]] = []
+
+    def make(pairs: tuple[Any, ...]) -> int:
+        made.append(pairs)
+        return len(made)
+
+    cache = HeadCache(make, 2)
+    exact = [(b"a", b"1")]
+    assert cache.find(exact) == 1 and cache.find(list(exact)) == 1 and cache.find(exact) == 1
+    assert len(made) == 1 and cache.last == exact
+    inexact = [(b"a", bytearray(b"2"))]
+    assert cache.find(inexact) == 2 and cache.find(inexact) == 3  # checked every time
+    cache.find([(b"b", b"1")])
+    cache.find([(b"c", b"1")])
+    assert len(cache.entries) <= 2
+    cache.clear()
+    assert cache.last is None and not cache.entries
+    with pytest.raises(LocalProtocolError):
+        cache.find(5)  # type: ignore[arg-type]

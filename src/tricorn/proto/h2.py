@@ -26,6 +26,7 @@ from tricorn.proto.h1 import KNOWN_METHODS, H1Limits, Request, date_header
 from tricorn.proto.h1.events import ProxyFreeRequest
 from tricorn.proto.h1.head import _BAD_TARGET, _CONTENT_LENGTH, _HOST
 from tricorn.proto.h1.response import EXTRA_PAIRS, SERVER_PAIR
+from tricorn.proto.headcache import HeadCache
 
 # RFC 9113 §8.2.2: connection-specific fields MUST NOT be sent in HTTP/2; an app written for HTTP/1.1 sends
 # them anyway (Connection: close, Transfer-Encoding: chunked), so they are dropped, as nginx and hypercorn do.
@@ -156,7 +157,6 @@ def response_headers(status: int, headers: Iterable[tuple[bytes, bytes]]) -> lis
 # list as a tuple, when every pair is a tuple of two bytes objects; emptied when full (content-length
 # values vary). The server's own fields (server, date, --header) are added per response, not kept here.
 HeadFields = tuple[list[tuple[bytes, bytes]], bool, bool, int | None]
-_HEAD_FIELDS: dict[tuple[object, ...], HeadFields] = {}
 _MAX_CACHED_HEADS: Final = 512
 # The date field, made from the HTTP/1.1 date line once a second: (that line, its field).
 _date_field: list[tuple[bytes, tuple[bytes, bytes]]] = [(b"", (b"date", b""))]
@@ -171,17 +171,7 @@ def response_head(
         raise LocalProtocolError(f"invalid status code {status!r}")
     if status == 101:
         raise LocalProtocolError("101 is not a response an application may send")
-    try:
-        key = tuple(headers)
-    except TypeError:
-        raise LocalProtocolError(f"response headers must be pairs of bytes, got {headers!r:.80}") from None
-    try:
-        entry = _HEAD_FIELDS.get(key)
-    except TypeError:  # a pair that is a list, a bytearray value: checked every time
-        entry = None
-    if entry is None:
-        entry = _head_fields(key)
-    fields, has_server, has_date, length = entry
+    fields, has_server, has_date, length = _HEADS.find(headers)
     out = [(b":status", code), *fields]
     if not has_server:
         server = SERVER_PAIR[0]
@@ -202,20 +192,18 @@ def response_head(
 
 
 def _head_fields(headers: tuple[object, ...]) -> HeadFields:
-    """Check an application's header pairs for HTTP/2 (see ``_HEAD_FIELDS``), remembering the result when
-    every pair is a tuple of two bytes objects. LocalProtocolError for what cannot be sent."""
+    """Check an application's header pairs for HTTP/2 (see ``HeadFields``). LocalProtocolError for what
+    cannot be sent."""
     out: list[tuple[bytes, bytes]] = []
     has_server = has_date = False
     length: int | None = None
     seen_length = False
-    exact = True
     name: bytes
     value: bytes
     try:
         for pair in headers:
             name, value = pair  # type: ignore[misc]  # (a pair of anything: checked here)
             if type(pair) is not tuple or type(name) is not bytes or type(value) is not bytes:
-                exact = False
                 name, value = bytes(name), bytes(value)
             name = name.lower()  # RFC 9113 §8.2.1: HTTP/2 field names are lowercase
             if not name or _BAD_NAME(name):
@@ -235,9 +223,7 @@ def _head_fields(headers: tuple[object, ...]) -> HeadFields:
             out.append((name, value))
     except (TypeError, ValueError):
         raise LocalProtocolError(f"response headers must be pairs of bytes, got {headers!r:.80}") from None
-    entry = (out, has_server, has_date, length)
-    if exact:
-        if len(_HEAD_FIELDS) >= _MAX_CACHED_HEADS:
-            _HEAD_FIELDS.clear()
-        _HEAD_FIELDS[headers] = entry
-    return entry
+    return (out, has_server, has_date, length)
+
+
+_HEADS: HeadCache[HeadFields] = HeadCache(_head_fields, _MAX_CACHED_HEADS)

@@ -43,13 +43,11 @@ from tricorn.proto.h1.parsers import (
     _Scout,
 )
 from tricorn.proto.h1.response import (
-    _HEAD_FIELDS,
-    _LAST_HEAD,
     _STATUS_LINES,
+    HEADS,
     _date_header,
     _extra_lines,
     _pair_line,
-    head_fields,
     status_line,
 )
 
@@ -351,25 +349,8 @@ class H1Connection:
         if request is None or self.response_state is not RS_HEAD:
             raise LocalProtocolError(f"response head in state {self.response_state.name}")
         line = _STATUS_LINES.get(status) or status_line(status)
-        last = _LAST_HEAD
-        if headers == last[0]:
-            fields = last[1]
-        else:
-            try:
-                key = tuple(headers)
-            except TypeError:
-                raise LocalProtocolError(
-                    f"response headers must be pairs of bytes, got {headers!r:.80}"
-                ) from None
-            try:
-                fields = _HEAD_FIELDS.get(key)
-            except TypeError:  # a pair that is a list, a bytearray value: checked every time
-                fields = None
-            if fields is None:
-                fields = head_fields(key)
-            elif type(headers) is list:
-                last[0] = list(key)
-                last[1] = fields
+        heads = HEADS  # (HeadCache.find's first test inline: the commonest case, one call fewer)
+        fields = heads.last_entry if headers == heads.last else heads.find(headers)
         lines, has_date, length, length_line, close = fields
         date = b"" if has_date else _date_header[0]
         if status < 200:

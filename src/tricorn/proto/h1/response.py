@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Final
+from typing import Final
 
 from tricorn.errors import LocalProtocolError
 from tricorn.proto.h1.head import _CONTENT_LENGTH, says_close
+from tricorn.proto.headcache import HeadCache
 
 # ------------------------------------------------------------------------------------------ responses
 
@@ -83,30 +84,23 @@ def _pair_line(pair: tuple[bytes, bytes]) -> tuple[int, bytes]:
     return entry
 
 
-# What a response's header list says, checked and serialised once per distinct list (bench "hello": apps
-# send the same list, or an equal one, response after response): the app's lines (content-length and
-# transfer-encoding taken out, as the framing is ours) with the server line unless the app sent its own,
-# whether the app sent a date, the content-length (None: none) and its line, and whether the app asked
-# for the connection to close. Keyed by the list as a tuple; emptied when full (content-length values
-# vary) and when the server's own headers change (set_default_headers).
+# What a response's header list says, checked and serialised once per distinct list (proto/headcache.py):
+# the app's lines (content-length and transfer-encoding taken out, as the framing is ours) with the server
+# line unless the app sent its own, whether the app sent a date, the content-length (None: none) and its
+# line, and whether the app asked for the connection to close. Forgotten when the server's own headers
+# change (set_default_headers).
 HeadFields = tuple[bytes, bool, int | None, bytes, bool]
-_HEAD_FIELDS: dict[tuple[object, ...], HeadFields] = {}
 _MAX_CACHED_HEADS: Final = 512
-# The last list of pairs found in _HEAD_FIELDS (a copy) and its fields: an app's next response usually
-# sends an equal list, found by comparing the two lists (their pairs by identity first, then by value)
-# without the tuple and its hash that the dict's key needs.
-_LAST_HEAD: list[Any] = [None, None]
 
 
 def head_fields(headers: tuple[object, ...]) -> HeadFields:
-    """Check and serialise a response's header pairs (see ``_HEAD_FIELDS``), remembering the result
-    when every pair is a tuple of two bytes objects. LocalProtocolError for anything that is not a pair
-    of bytes, a bad name, a CR, LF or NUL in a value (no response splitting) or a second content-length."""
+    """Check and serialise a response's header pairs (see ``HeadFields``). LocalProtocolError for
+    anything that is not a pair of bytes, a bad name, a CR, LF or NUL in a value (no response splitting)
+    or a second content-length."""
     out: list[bytes] = []
     length: int | None = None
     length_line = b""
     close = has_server = has_date = False
-    exact = True
     try:
         for pair in headers:
             try:
@@ -115,7 +109,6 @@ def head_fields(headers: tuple[object, ...]) -> HeadFields:
                 entry = None
             if entry is None:
                 entry = _pair_line(pair)  # type: ignore[arg-type]
-                exact = exact and type(pair) is tuple and type(pair[0]) is bytes and type(pair[1]) is bytes
             kind, line = entry
             if kind:
                 if kind == 1:  # content-length (its value checked, its line ours)
@@ -139,12 +132,10 @@ def head_fields(headers: tuple[object, ...]) -> HeadFields:
         raise LocalProtocolError(f"response headers must be pairs of bytes, got {headers!r:.80}") from None
     if not has_server:
         out.append(_server_line[0])
-    fields = (b"".join(out), has_date, length, length_line, close)
-    if exact:
-        if len(_HEAD_FIELDS) >= _MAX_CACHED_HEADS:
-            _HEAD_FIELDS.clear()
-        _HEAD_FIELDS[headers] = fields
-    return fields
+    return (b"".join(out), has_date, length, length_line, close)
+
+
+HEADS: HeadCache[HeadFields] = HeadCache(head_fields, _MAX_CACHED_HEADS)
 
 
 CONTINUE_RESPONSE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -216,8 +207,7 @@ def set_default_headers(server: bool, date: bool, extra: list[tuple[bytes, bytes
     others = tuple((name, value) for name, value in extra if name != b"server")
     server_pair = own[0] if own else ((b"server", b"tricorn") if server else None)
     _server_line[0] = b"%s: %s\r\n" % server_pair if server_pair else b""
-    _HEAD_FIELDS.clear()  # (their lines hold the server line)
-    _LAST_HEAD[:] = [None, None]
+    HEADS.clear()  # (their lines hold the server line)
     SERVER_PAIR[0] = server_pair
     _user_extra[0] = others
     _apply_extra()
