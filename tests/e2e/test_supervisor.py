@@ -443,6 +443,25 @@ def test_hup_to_the_process_group_is_a_reload_not_a_crash(tricorn: type[TricornP
     assert httpx.get(server.url).status_code == 200
 
 
+def test_the_masters_signals_sent_to_a_worker_leave_it_serving(tricorn: type[TricornProcess]) -> None:
+    # systemctl kill (the whole unit by default) or kill -- -PGID reaches the workers with the master's
+    # TTIN, TTOU and USR2: by their default actions a worker would stop where it is or die with its requests.
+    server = start(tricorn)
+    workers = children(server.proc.pid)
+    for pid in workers:
+        for signum in (signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2):
+            os.kill(pid, signum)
+    time.sleep(0.5)
+    for pid in workers:
+        fields = _stat(pid)
+        assert fields is not None and fields[0] not in "TtZ", (pid, fields)
+    assert children(server.proc.pid) == workers
+    for _ in range(4):
+        assert httpx.get(server.url).status_code == 200
+    log = server.output()
+    assert "unexpectedly" not in log and "killed by" not in log, log
+
+
 def test_ttin_and_ttou_change_the_number_of_workers(tricorn: type[TricornProcess]) -> None:
     server = start(tricorn)
     master = server.proc.pid

@@ -667,9 +667,12 @@ class Arbiter:
         for signum in SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the master too; it decides
-        # A HUP sent to the process group (a terminal's hangup, kill -HUP -PGID) is the master's to act on:
-        # with its default action it would kill every worker at once, to be replaced as crashes.
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        # HUP, TTIN, TTOU and USR2 sent to every process (a terminal's hangup, kill -HUP -PGID, systemctl
+        # kill, whose default is the whole unit) are the master's to act on: with their default actions HUP
+        # and USR2 would kill every worker at once, to be replaced as crashes, and TTIN and TTOU stop them
+        # where they are until the heartbeat's deadline. (An app may still take USR2 for itself.)
+        for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2):
+            signal.signal(signum, signal.SIG_IGN)
         # The worker's own signals wait for its handlers (hold_signals); another that came since the fork
         # is delivered now, with its default action.
         hold_signals()

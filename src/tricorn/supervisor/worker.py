@@ -12,7 +12,8 @@ points (:class:`Host`): ``add_signal_handlers`` (before the sockets listen), ``l
   Standalone serves the metrics and the probes itself (a Worker's master does).
 - Worker serves the sockets its master bound, answers SIGTERM (graceful; a second one changes nothing),
   SIGQUIT (fast) and SIGUSR1 (those that come while it boots wait for its handlers: hold_signals),
-  ignores SIGINT (the master, which gets the terminal's Ctrl-C too, decides), reports READY and beats
+  ignores SIGINT (the master, which gets the terminal's Ctrl-C too, decides) and the master's other
+  signals (SIGHUP, SIGTTIN, SIGTTOU, SIGUSR2: sent to a whole unit or group), reports READY and beats
   through its channel, asks to be replaced after max-requests or when its WSGI threads are all stuck, and
   drains when the master says so.
 - Embedded serves on an event loop that a program of its own runs (``tricorn.serve``, ``tricorn.Server``):
