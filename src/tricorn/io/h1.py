@@ -532,7 +532,7 @@ class H1Protocol(WriteFlow, asyncio.Protocol):
             self._refuse(refusal.status, str(refusal))
             return
         self.phase = PHASE_IDLE
-        self.deadline = self.state.loop.time() + self.state.timeout_keep_alive
+        self.deadline = state.loop.time() + state.timeout_keep_alive
         if self.reading_paused:
             if self.pending_upgrade is not None:  # (reading is paused while a handshake waits its turn)
                 request, self.pending_upgrade = self.pending_upgrade, None

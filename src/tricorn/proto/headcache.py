@@ -35,6 +35,10 @@ class HeadCache(Generic[T]):
     def find(self, headers: Iterable[tuple[bytes, bytes]]) -> T:
         if headers == self.last:
             return self.last_entry
+        return self.lookup(headers)
+
+    def lookup(self, headers: Iterable[tuple[bytes, bytes]]) -> T:
+        """:meth:`find` for a list that is not the last one (the caller compared them)."""
         try:
             key = tuple(headers)
         except TypeError:

@@ -349,8 +349,8 @@ class H1Connection:
         if request is None or self.response_state is not RS_HEAD:
             raise LocalProtocolError(f"response head in state {self.response_state.name}")
         line = _STATUS_LINES.get(status) or status_line(status)
-        heads = HEADS  # (HeadCache.find's first test inline: the commonest case, one call fewer)
-        fields = heads.last_entry if headers == heads.last else heads.find(headers)
+        heads = HEADS  # (HeadCache.find, its first test inline: the commonest case, one call fewer)
+        fields = heads.last_entry if headers == heads.last else heads.lookup(headers)
         lines, has_date, length, length_line, close = fields
         date = b"" if has_date else _date_header[0]
         if status < 200:
