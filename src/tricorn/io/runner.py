@@ -49,7 +49,7 @@ _FINISHED: Any = object()
 
 @types.coroutine
 def _scheduled() -> Generator[None, None, None]:
-    """Where a new host's coroutine waits for its task's first step (see AppRunner._new_host)."""
+    """Where a new host's coroutine waits for its task's first step (see _Host.__init__)."""
     yield
 
 
